@@ -1,0 +1,7 @@
+"""jitgemm: fast skinny GEMMs for LLM decoding, compiled at run time for NVIDIA and AMD GPUs."""
+from .api import Linear, Prepared, explain, gemm, matmul, prepare
+from .errors import BackendUnavailable, CompileError, JitgemmError, VendorError
+
+__version__ = "0.1.0"
+__all__ = ["gemm", "matmul", "Linear", "explain", "prepare", "Prepared", "JitgemmError", "CompileError", "VendorError",
+           "BackendUnavailable", "__version__"]

@@ -1,0 +1,318 @@
+"""Public entry points: validate -> dispatch -> launch."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import dispatch, validate
+from .arrays import BF16, F16, View, as_view, is_cupy, numpy_dtype
+from .device_array import DeviceArray
+from .kernels import skinny
+from .runtime.backend import default_backend, get_backend
+from .runtime.jit import get_kernel
+
+SKINNY_DTYPES = (F16, BF16)
+
+
+# ---- placement: which backend/device, which stream ---------------------------------------------------
+def _placement(views: list[tuple[str, View]]):
+    for _, v in views:
+        if v.device == -1:  # __cuda_array_interface__ without a device attribute: ask the driver
+            v.device = get_backend(v.vendor or "cuda").device_of_pointer(v.ptr)
+    vendor, device = validate.require_same_device(views)
+    if vendor is None:
+        backend = default_backend()
+        return backend, backend.current_device(), True
+    return get_backend(vendor), device, False
+
+
+def _stream_handle(stream: Any, views: list[tuple[str, View]]) -> int:
+    if stream is None:
+        if any(v.kind == "cupy" for _, v in views):
+            import cupy
+            return int(cupy.cuda.get_current_stream().ptr)
+        return 0
+    if isinstance(stream, int):
+        return stream
+    for attr in ("ptr", "cuda_stream", "handle"):
+        h = getattr(stream, attr, None)
+        if isinstance(h, int):
+            return h
+    raise TypeError(f"stream must be None, an int handle, or an object with .ptr / .cuda_stream "
+                    f"(a CuPy or torch stream); got {type(stream).__name__}")
+
+
+def _new_output(like: View, backend, device: int, shape: tuple[int, int], dtype: str):
+    """An output of the same kind as `like` (CuPy stays CuPy, torch stays torch)."""
+    if like.kind == "cupy":
+        import cupy
+        with cupy.cuda.Device(device):
+            return cupy.empty(shape, dtype=like.obj.dtype)
+    if hasattr(like.obj, "new_empty"):
+        return like.obj.new_empty(shape)  # torch tensors, without importing torch
+    return DeviceArray(backend, device, shape, dtype)
+
+
+# ---- the skinny 16-bit GEMM ------------------------------------------------------------------------------
+@dataclass
+class _Gemm:
+    x: View
+    w: View
+    bias: View | None
+    n: int
+    m: int
+    k: int
+    dtype: str
+
+
+def _check_gemm(x: Any, w: Any, bias: Any) -> _Gemm:
+    xv, wv = as_view(x, "x"), as_view(w, "w")
+    validate.require_2d(xv, "x", "N, K")
+    validate.require_2d(wv, "w", "M, K")
+    validate.require_dtype(xv, "x", SKINNY_DTYPES)
+    validate.require_same_dtype(xv, "x", wv, "w")
+    n, k = xv.shape
+    m, kw = wv.shape
+    if kw != k:
+        raise ValueError(f"x and w must agree on K: x is [N, K] = {xv.shape}, w is [M, K] = {wv.shape}")
+    if m < 1 or k < 1:
+        raise ValueError(f"M and K must be >= 1, got M={m}, K={k}")
+    rule = dispatch.skinny_supported(xv.dtype, n, k)
+    if rule:
+        raise ValueError(f"gemm does not support this shape: {rule} (x {xv.shape}, w {wv.shape}); "
+                         f"use jitgemm.matmul for any shape")
+    bv = as_view(bias, "bias") if bias is not None else None
+    if bv is not None:
+        validate.bias_layout(bv, n, m, xv.dtype)
+    return _Gemm(xv, wv, bv, n, m, k, xv.dtype)
+
+
+def _plan(backend, device: int, g: _Gemm) -> dispatch.Plan:
+    info = backend.device_info(device)
+    return dispatch.plan_skinny(backend.name, info.arch, info.multiprocessors, g.dtype, g.n, g.m, g.k, info.l2_bytes)
+
+
+def _launch_skinny(backend, device, plan: dispatch.Plan, g: _Gemm, x: View, w: View, bias: View | None,
+                   out: View, stream: int) -> None:
+    ldx = validate.require_rows(x, "x", g.k, 8)
+    ldw = validate.require_rows(w, "w", g.k, 8)
+    ldo = validate.require_out_rows(out, "out")
+    if bias is not None:
+        bias_rows, bias_ld = validate.bias_layout(bias, g.n, g.m, g.dtype)
+        bptr = bias.ptr
+    else:
+        bias_rows, bias_ld, bptr = 0, 0, 0
+    kinds = skinny.ARG_KINDS_NV if backend.name == "cuda" else skinny.ARG_KINDS_AMD
+    kern = get_kernel(plan.instance, backend, device, kinds)
+    args = [out.ptr, ldo, x.ptr, ldx, w.ptr, ldw, bptr, bias_ld, bias_rows, g.n, g.m, g.k, plan.extra["kc"]]
+    kern.launch(plan.grid, plan.block, plan.shared, stream, *args, pdl=plan.extra["pdl"])
+
+
+def _check_out(out: Any, n: int, m: int, dtype: str) -> View:
+    ov = as_view(out, "out")
+    validate.require_2d(ov, "out", "N, M")
+    if ov.shape != (n, m):
+        raise ValueError(f"out must have shape [N, M] = {(n, m)}, got {ov.shape}")
+    if ov.dtype != dtype:
+        raise TypeError(f"out dtype must be {dtype} (the input dtype), got {ov.raw_dtype}")
+    return ov
+
+
+def _run(g: _Gemm, out: Any, stream: Any, plan_fn=None):
+    views = [("x", g.x), ("w", g.w)] + ([("bias", g.bias)] if g.bias is not None else [])
+    ov = _check_out(out, g.n, g.m, g.dtype) if out is not None else None
+    if ov is not None:
+        views.append(("out", ov))
+    backend, device, host = _placement(views)
+    plan = (plan_fn or _plan)(backend, device, g)
+    if host:
+        return _run_host(backend, device, plan, g, ov, out)
+    if ov is not None:
+        validate.require_out_rows(ov, "out")
+    s = _stream_handle(stream, views)
+    result = out if out is not None else _new_output(g.x, backend, device, (g.n, g.m), g.dtype)
+    ov = ov or as_view(result, "out")
+    _launch_skinny(backend, device, plan, g, g.x, g.w, g.bias, ov, s)
+    return result
+
+
+def _run_host(backend, device, plan, g: _Gemm, ov: View | None, out: Any):
+    """numpy in, numpy out: upload, launch on the default stream, download (synchronous)."""
+    dx = DeviceArray.from_numpy(backend, device, g.x.obj, g.dtype)
+    dw = DeviceArray.from_numpy(backend, device, g.w.obj, g.dtype)
+    db = DeviceArray.from_numpy(backend, device, g.bias.obj, g.dtype) if g.bias is not None else None
+    dout = DeviceArray(backend, device, (g.n, g.m), g.dtype)
+    _launch_skinny(backend, device, plan, g, dx.view(), dw.view(), db.view() if db else None, dout.view(), 0)
+    backend.synchronize(device)
+    result = dout.to_numpy()
+    if out is not None:
+        out[...] = result
+        return out
+    return result
+
+
+def gemm(x: Any, w: Any, bias: Any = None, *, out: Any = None, stream: Any = None):
+    """out[N, M] = x[N, K] @ w[M, K].T (+ bias), fp16/bf16, N = 1..16, fp32 accumulation.
+
+    x, w, bias, out: numpy (copied to the GPU and back, synchronously), CuPy, or any object with
+    __cuda_array_interface__ / __dlpack__ (torch tensors work; torch is never imported).
+    bias: [M], [1, M] or [N, M] in the input dtype. Device calls do not synchronise."""
+    return _run(_check_gemm(x, w, bias), out, stream)
+
+
+def explain(x: Any, w: Any, bias: Any = None) -> str:
+    """Which kernel and config `gemm`/`matmul` would run for these operands, and why."""
+    try:
+        g = _check_gemm(x, w, bias)
+    except ValueError as e:
+        return f"not the skinny family ({e}); matmul would use the vendor BLAS"
+    views = [("x", g.x), ("w", g.w)]
+    backend, device, _ = _placement(views)
+    return str(_plan(backend, device, g))
+
+
+# ---- numpy-style matmul ------------------------------------------------------------------------------
+def matmul(a: Any, b: Any, *, out: Any = None, stream: Any = None):
+    """numpy `a @ b` for 2-D inputs. Skinny cases (a with 1..16 rows, b a transposed row-major
+    weight, i.e. b = w.T) run jitgemm's kernel; everything else goes to the vendor BLAS (cupy)."""
+    av, bv = as_view(a, "a"), as_view(b, "b")
+    validate.require_2d(av, "a", "N, K")
+    validate.require_2d(bv, "b", "K, M")
+    if av.shape[1] != bv.shape[0]:
+        raise ValueError(f"matmul: a is {av.shape} and b is {bv.shape}; a's columns must equal b's rows")
+    w = _transposed(b, bv)
+    if w is not None and av.dtype in SKINNY_DTYPES and bv.dtype == av.dtype \
+            and dispatch.skinny_supported(av.dtype, av.shape[0], av.shape[1]) is None:
+        return gemm(a, w, out=out, stream=stream)
+    return _blas(a, b, av, out)
+
+
+def _transposed(b: Any, bv: View):
+    """w with w.T == b when b is a column-major view of a row-major weight, else None."""
+    if bv.strides[0] == 1 or bv.shape[0] == 1:
+        try:
+            return b.T
+        except AttributeError:
+            return None
+    return None
+
+
+def _blas(a: Any, b: Any, av: View, out: Any):
+    if av.device is None:
+        r = np.matmul(np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32)).astype(numpy_dtype(av.dtype) if av.dtype else a.dtype)
+        if out is not None:
+            out[...] = r
+            return out
+        return r
+    if av.kind == "cupy":
+        import cupy
+        return cupy.matmul(a, b, out=out)
+    if hasattr(a, "__matmul__"):
+        r = a @ b
+        if out is not None:
+            out[...] = r
+            return out
+        return r
+    raise TypeError(f"matmul: no BLAS path for {type(a).__name__}; pass CuPy or numpy arrays")
+
+
+# ---- a layer holding its weight on the device ---------------------------------------------------------
+class Linear:
+    """y = x @ w.T + bias with w [M, K] kept on the device (numpy weights are uploaded once)."""
+
+    def __init__(self, w: Any, bias: Any = None, *, device: int | None = None):
+        wv = as_view(w, "w")
+        validate.require_2d(wv, "w", "M, K")
+        validate.require_dtype(wv, "w", SKINNY_DTYPES)
+        self.out_features, self.in_features = wv.shape
+        self.dtype = wv.dtype
+        if wv.device is None:
+            backend = default_backend()
+            dev = backend.current_device() if device is None else device
+            self._w_owner = DeviceArray.from_numpy(backend, dev, np.asarray(w), wv.dtype)
+            self.weight = self._w_owner.view()
+            self._bias_owner = None
+            if bias is not None:
+                bv = as_view(bias, "bias")
+                validate.bias_layout(bv, 1, self.out_features, self.dtype)
+                if bv.ndim == 2 and bv.shape[0] != 1:
+                    raise ValueError(f"Linear bias must be [M] or [1, M], got {bv.shape}")
+                self._bias_owner = DeviceArray.from_numpy(backend, dev, np.asarray(bias).reshape(-1), wv.dtype)
+            self.bias = self._bias_owner.view() if self._bias_owner is not None else None
+        else:
+            self._w_owner, self.weight = w, wv
+            self.bias = as_view(bias, "bias") if bias is not None else None
+            if self.bias is not None:
+                validate.bias_layout(self.bias, 1, self.out_features, self.dtype)
+
+    def __call__(self, x: Any, *, out: Any = None, stream: Any = None):
+        xv = as_view(x, "x")
+        validate.require_2d(xv, "x", "N, K")
+        validate.require_same_dtype(xv, "x", self.weight, "weight")
+        if xv.shape[1] != self.in_features:
+            raise ValueError(f"x has K={xv.shape[1]} but this Linear expects in_features={self.in_features}")
+        if xv.device is None:
+            return self._call_host(x, xv, out)
+        g = _check_gemm(x, self.weight, self.bias)
+        return _run(g, out, stream)
+
+    def _call_host(self, x, xv: View, out):
+        n, k = xv.shape
+        rule = dispatch.skinny_supported(self.dtype, n, k)
+        if rule:
+            raise ValueError(f"Linear: {rule}")
+        backend, device = get_backend(self.weight.vendor), self.weight.device
+        dx = DeviceArray.from_numpy(backend, device, x, self.dtype)
+        g = _Gemm(dx.view(), self.weight, self.bias, n, self.out_features, k, self.dtype)
+        dout = DeviceArray(backend, device, (n, self.out_features), self.dtype)
+        _launch_skinny(backend, device, _plan(backend, device, g), g, g.x, g.w, g.bias, dout.view(), 0)
+        backend.synchronize(device)
+        r = dout.to_numpy()
+        if out is not None:
+            out[...] = r
+            return out
+        return r
+
+
+# ---- a pre-planned call for hot loops and graph capture ----------------------------------------------
+class Prepared:
+    """gemm with everything decided up front: operands, output, plan and packed arguments.
+    `launch(stream)` is one driver call; use it in decode loops and benchmarks."""
+
+    def __init__(self, x: Any, w: Any, bias: Any = None, *, out: Any):
+        g = _check_gemm(x, w, bias)
+        ov = _check_out(out, g.n, g.m, g.dtype)
+        views = [("x", g.x), ("w", g.w), ("out", ov)] + ([("bias", g.bias)] if g.bias is not None else [])
+        backend, device, host = _placement(views)
+        if host:
+            raise ValueError("prepare needs device arrays (numpy operands are copied per call; use gemm)")
+        self.plan = _plan(backend, device, g)
+        self._backend, self._device = backend, device
+        ldx = validate.require_rows(g.x, "x", g.k, 8)
+        ldw = validate.require_rows(g.w, "w", g.k, 8)
+        ldo = validate.require_out_rows(ov, "out")
+        bias_rows, bias_ld = validate.bias_layout(g.bias, g.n, g.m, g.dtype) if g.bias is not None else (0, 0)
+        kinds = skinny.ARG_KINDS_NV if backend.name == "cuda" else skinny.ARG_KINDS_AMD
+        self.kernel = get_kernel(self.plan.instance, backend, device, kinds)
+        from .runtime.backend import ArgPack
+        self._args = ArgPack(kinds)
+        vals = [ov.ptr, ldo, g.x.ptr, ldx, g.w.ptr, ldw, g.bias.ptr if g.bias is not None else 0, bias_ld,
+                bias_rows, g.n, g.m, g.k, self.plan.extra["kc"]]
+        self._args.set(*vals)
+        self._keep = (x, w, bias, out)
+        p = self.plan
+        self._launch = (self.kernel.func, p.grid, p.block, p.shared)
+        self._pdl = p.extra["pdl"]
+        if p.shared > 48 * 1024:
+            backend.set_max_dynamic_shared(self.kernel.func, p.shared)
+
+    def launch(self, stream: int = 0) -> None:
+        func, grid, block, shared = self._launch
+        self._backend.launch(func, grid, block, shared, stream, self._args, self._device, self._pdl)
+
+
+def prepare(x: Any, w: Any, bias: Any = None, *, out: Any) -> Prepared:
+    """Validate and plan once; returns an object whose launch(stream) only enqueues the kernel."""
+    return Prepared(x, w, bias, out=out)

@@ -1,0 +1,211 @@
+"""The bench command: suite, tuning sweep, host overhead, cold start."""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from ..kernels import skinny
+from ..runtime.backend import get_backend
+from . import report, runner, suite
+
+
+def _meta(cp) -> dict:
+    b = get_backend("cuda")
+    info = b.device_info(int(cp.cuda.Device().id))
+    return {"device": info.name, "arch": info.arch, "sms": info.multiprocessors, "l2_bytes": info.l2_bytes,
+            **b.versions(), "date": datetime.date.today().isoformat()}
+
+
+def run_suite(dtypes, ns, shapes, out_dir, baselines=True, title="decode suite", name="decode") -> dict:
+    import cupy as cp
+    meta = _meta(cp)
+    ceiling = runner.ceiling_tbs(cp)
+    print(f"streaming-read ceiling: {ceiling:.3f} TB/s", flush=True)
+    cases = []
+    stream = cp.cuda.Stream(non_blocking=True)
+    for dtype in dtypes:
+        for sh in shapes:
+            ops = runner.Operands(cp, sh, dtype, max(ns), meta["l2_bytes"])
+            for n in ns:
+                c = runner.Case(sh.name, sh.m, sh.k, n, dtype)
+                preps = runner.prepared_calls(ops, n)
+                c.plan = str(preps[0].plan)
+                c.max_rel_err = ops.check(n, preps[0])
+                t = runner.time_ours(preps, stream)
+                c.us_b2b, c.us_graph = t["us_b2b"], t["us_graph"]
+                if baselines:
+                    for bname, fn in (("torch", runner.time_torch), ("cupy", runner.time_cupy)):
+                        r = fn(ops, n)
+                        if r:
+                            c.baselines[bname] = r
+                cases.append(c)
+                print(f"{sh.name:22s} N={n:2d} {dtype:8s} graph {c.us_graph:7.2f} us  b2b {c.us_b2b:7.2f} us  "
+                      f"{runner.tbs(c, c.us_graph):.2f} TB/s  " +
+                      "  ".join(f"{k} {v.get('us_graph', float('nan')):.2f}" for k, v in c.baselines.items()), flush=True)
+            del ops
+            cp.get_default_memory_pool().free_all_blocks()
+    table = report.rows(cases, ceiling)
+    if out_dir:
+        report.write(out_dir, name, [runner.as_dict(c) for c in cases], table, ceiling, meta)
+    report.print_table(table, ceiling, title)
+    print(json.dumps(report.summary(table), indent=1))
+    return {"table": table, "ceiling": ceiling}
+
+
+def tune(ns, shapes, out_dir, dtype="bfloat16") -> list:
+    """Time every NVIDIA config (graph replay, cold weights) per (shape, N), then pick per shape
+    the K order (WK, U, SK) with the least total time over the N buckets, and MT per bucket."""
+    import cupy as cp
+    from ..dispatch import n_bucket
+    meta = _meta(cp)
+    stream = cp.cuda.Stream(non_blocking=True)
+    cluster_ok = meta["arch"] >= "sm_90"
+    raw, table = [], []
+    for sh in shapes:
+        ops = runner.Operands(cp, sh, dtype, max(ns), meta["l2_bytes"])
+        times = {}
+        for n in ns:
+            for cfg in skinny.NV_CONFIGS:
+                if cfg.SK > 1 and not cluster_ok:
+                    continue
+                preps = runner.prepared_calls(ops, n, config=cfg)
+                res = preps[0].kernel.resources
+                if res.get("spill_stores") or res.get("stack_frame"):
+                    continue  # a config that spills is never a candidate
+                ops.check(n, preps[0])
+                us = runner.time_ours(preps, stream, modes=("graph",))["us_graph"]
+                times[(n_bucket(n), cfg)] = us
+                raw.append({"m": sh.m, "k": sh.k, "n": n, "config": [cfg.MT, cfg.WK, cfg.U, cfg.SK], "us": us})
+        row = select(sh, times)
+        table.append(row)
+        print(f"tune {sh.name:22s} k_order {row['k_order']} mt {row['mt']} us {row['us']}", flush=True)
+        del ops
+        cp.get_default_memory_pool().free_all_blocks()
+    if out_dir:
+        os.makedirs(out_dir, exist_ok=True)
+        with open(os.path.join(out_dir, "tune.json"), "w") as f:
+            json.dump({"meta": meta, "table": table, "raw": raw}, f)
+        with open(os.path.join(out_dir, "tuning_nv.py"), "w") as f:
+            f.write(table_source(table, meta))
+    return table
+
+
+def select(sh, times: dict) -> dict:
+    """The K order whose worst bucket is closest to that bucket's fastest config (min-max regret,
+    total time breaks ties), then the fastest MT per bucket under that order."""
+    buckets = sorted({b for b, _ in times})
+    fastest = {b: min(us for (bb, _), us in times.items() if bb == b) for b in buckets}
+    best = None
+    for order in sorted({c.k_order for _, c in times}):
+        mts, per = {}, {}
+        for b in buckets:
+            cands = [(us, c.MT) for (bb, c), us in times.items() if bb == b and c.k_order == order]
+            if not cands:
+                break
+            per[b], mts[b] = min(cands)
+        else:
+            score = (max(per[b] / fastest[b] for b in buckets), sum(per.values()))
+            if best is None or score < best[0]:
+                best = (score, order, mts, per)
+    _, order, mts, per = best
+    return {"name": sh.name, "m": sh.m, "k": sh.k, "k_order": list(order), "mt": mts,
+            "us": {b: round(v, 2) for b, v in per.items()}, "fastest_any_order_us": {b: round(v, 2) for b, v in fastest.items()}}
+
+
+def table_source(table, meta) -> str:
+    head = open(os.path.join(os.path.dirname(__file__), "..", "tuning_nv.py")).read()
+    rows = "".join(f"    ({r['m']}, {r['k']}, {tuple(r['k_order'])}, {r['mt']}),  # {r['name']}: {r['us']} us\n"
+                   for r in table)
+    src = f"NV_TABLE: list = [  # {meta['device']}, driver {meta['driver']}, {meta['date']}\n{rows}]\n"
+    start = head.index("NV_TABLE: list = [")
+    end = head.index("]\n", start) + 2
+    return head[:start] + src + head[end:]
+
+
+def host_overhead(calls: int = 10000) -> dict:
+    """Host time per call, warm cache, device arrays, timed on a host clock after a final sync."""
+    import cupy as cp
+    from .. import api
+    from ..kernels import scale
+    from ..runtime.jit import get_kernel
+    b = get_backend("cuda")
+    dev = int(cp.cuda.Device().id)
+    x = cp.ones(256, dtype=cp.float16)
+    y = cp.empty_like(x)
+    k = get_kernel(scale.instance("float16"), b, dev, scale.ARG_KINDS)
+    grid = scale.grid(256)
+    res = {}
+
+    def clock(fn):
+        for _ in range(200):
+            fn()
+        cp.cuda.runtime.deviceSynchronize()
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        cp.cuda.runtime.deviceSynchronize()
+        return (time.perf_counter() - t0) / calls * 1e6
+
+    res["kernel.launch (scale, args repacked per call)"] = clock(
+        lambda: k.launch(grid, (scale.BLOCK, 1, 1), 0, 0, y.data.ptr, x.data.ptr, 2.0, 256))
+    xw = cp.ones((1, 64), dtype=cp.float16)
+    w = cp.ones((64, 64), dtype=cp.float16)
+    o = cp.empty((1, 64), dtype=cp.float16)
+    p = api.prepare(xw, w, out=o)
+    res["jitgemm.prepare(...).launch()"] = clock(lambda: p.launch(0))
+    res["jitgemm.gemm(cupy, out=) full API"] = clock(lambda: api.gemm(xw, w, out=o))
+    for kname, v in res.items():
+        print(f"host overhead {kname:45s} {v:6.2f} us/call", flush=True)
+    return res
+
+
+_COLD = ("import time, numpy as np, ml_dtypes; t=time.perf_counter(); import jitgemm; "
+         "x=np.ones((1,4096),np.float16); w=np.ones((4096,4096),np.float16); jitgemm.gemm(x,w); "
+         "print(time.perf_counter()-t)")
+
+
+def cold_start() -> dict:
+    """First call in a fresh process: empty cache (compile included), then with a warm disk cache."""
+    with tempfile.TemporaryDirectory() as d:
+        env = dict(os.environ, JITGEMM_CACHE_DIR=d)
+        times = {}
+        for label in ("empty cache", "warm disk cache"):
+            r = subprocess.run([sys.executable, "-c", _COLD], env=env, capture_output=True, text=True, check=True)
+            times[label] = float(r.stdout.strip().splitlines()[-1])
+            print(f"cold start, {label}: first gemm call {times[label] * 1e3:.0f} ms (import + upload included)", flush=True)
+    return times
+
+
+def main(args) -> int:
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        print("bench needs a GPU and CuPy (pip install 'jitgemm[cupy,bench]')")
+        return 2
+    shapes, ns = suite.load(args.shapes, args.group)
+    if args.only:
+        shapes = [s for s in shapes if any(o in s.name for o in args.only.split(","))]
+    if args.n:
+        ns = [int(v) for v in args.n.split(",")]
+    if args.tune:
+        tune(ns, shapes, args.out)
+        return 0
+    if args.overhead:
+        host_overhead()
+        return 0
+    if args.cold:
+        cold_start()
+        return 0
+    dtypes = [{"bf16": "bfloat16", "fp16": "float16"}.get(d, d) for d in args.dtype.split(",")]
+    res = run_suite(dtypes, ns, shapes, args.out, baselines=not args.no_baselines, name=args.group)
+    if args.compare:
+        old = json.loads(open(args.compare).read())
+        new = json.loads(open(os.path.join(args.out, f"{args.group}.json")).read()) if args.out else {"table": res["table"]}
+        for case, ratio in report.compare(new, old):
+            print(f"{case:40s} new/old time {ratio:.3f}")
+    return 0

@@ -1,0 +1,41 @@
+"""Cold operands on the GPU for benchmarks: enough weight copies that their total is >= 4x L2
+(and >= 256 MB), so each timed call reads weights that are not in L2. 16-bit data lives in CuPy
+uint16 buffers (CuPy has no bf16) and is handed to jitgemm as Views with the real dtype."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..arrays import View
+
+
+def n_copies(weight_bytes: int, l2_bytes: int) -> int:
+    need = max(4 * l2_bytes, 256 << 20)
+    return max(2, -(-need // max(weight_bytes, 1)))
+
+
+def random_16bit(cp, shape, dtype: str, scale: float = 1.0):
+    """Random values rounded to fp16/bf16, as uint16 bits on the device (never zeros)."""
+    f = cp.random.standard_normal(shape, dtype=cp.float32) * cp.float32(scale)
+    if dtype == "float16":
+        return f.astype(cp.float16).view(cp.uint16)
+    u = f.view(cp.uint32)
+    return ((u + cp.uint32(0x7FFF) + ((u >> 16) & 1)) >> 16).astype(cp.uint16)
+
+
+def view(a, dtype: str) -> View:
+    """A jitgemm View of a CuPy uint16 array holding `dtype` bits."""
+    cai = a.__cuda_array_interface__
+    strides = tuple(s // 2 for s in a.strides)
+    return View(int(cai["data"][0]), tuple(a.shape), strides, dtype, dtype, int(a.device.id), "device", a,
+                vendor="cuda")
+
+
+def to_host(a, dtype: str) -> np.ndarray:
+    import ml_dtypes
+    bits = a.get()
+    return bits.view(np.float16 if dtype == "float16" else ml_dtypes.bfloat16)
+
+
+def torch_view(a, dtype: str):
+    import torch
+    return torch.from_dlpack(a).view(torch.float16 if dtype == "float16" else torch.bfloat16)

@@ -1,0 +1,162 @@
+"""Runs benchmark cases: correctness first (float64 reference on sampled rows), then both timing
+modes for jitgemm and each baseline, with the streaming-read ceiling measured in the same run."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .. import api
+from ..runtime.backend import get_backend
+from ..runtime.jit import KernelInstance, get_kernel
+from . import operands, timing
+from .suite import Shape
+
+
+@dataclass
+class Case:
+    shape: str
+    m: int
+    k: int
+    n: int
+    dtype: str
+    plan: str = ""
+    max_rel_err: float = float("nan")
+    us_b2b: float = float("nan")
+    us_graph: float = float("nan")
+    baselines: dict = field(default_factory=dict)   # name -> {"us_b2b", "us_graph"}
+
+    def bytes_moved(self) -> int:
+        return 2 * (self.m * self.k + self.n * self.k + self.n * self.m)
+
+
+def ceiling_tbs(cp, gib: float = 1.0) -> float:
+    """Achievable streaming-read TB/s: 16-byte non-caching loads over a >= 1 GiB buffer."""
+    nbytes = int(gib * (1 << 30))
+    buf = cp.empty(nbytes // 4, dtype=cp.uint32)
+    buf.fill(1)
+    sink = cp.zeros(4096, dtype=cp.uint32)
+    backend = get_backend("cuda")
+    dev = int(buf.device.id)
+    k = get_kernel(KernelInstance("stream_read.hip", "jg_stream_read"), backend, dev, ("ptr", "i64", "ptr"))
+    sms = backend.device_info(dev).multiprocessors
+    grid, block = (sms * 8, 1, 1), (256, 1, 1)
+    s = cp.cuda.Stream(non_blocking=True)
+    def launch(_i):
+        k.launch(grid, block, 0, s.ptr, buf.data.ptr, nbytes // 16, sink.data.ptr)
+    us = timing.back_to_back(launch, s, calls=20, reps=5)
+    return nbytes / (us * 1e-6) / 1e12
+
+
+class Operands:
+    """Weight copies, tokens and outputs of one (shape, dtype) on the GPU."""
+
+    def __init__(self, cp, shape: Shape, dtype: str, n_max: int, l2: int):
+        self.cp, self.shape, self.dtype = cp, shape, dtype
+        wbytes = shape.m * shape.k * 2
+        self.copies = operands.n_copies(wbytes, l2)
+        self.w = [operands.random_16bit(cp, (shape.m, shape.k), dtype, (2.0 / shape.k) ** 0.5)
+                  for _ in range(self.copies)]
+        self.x = operands.random_16bit(cp, (n_max, shape.k), dtype)
+        self.out = [cp.empty((n_max, shape.m), dtype=cp.uint16) for _ in range(self.copies)]
+
+    def check(self, n: int, prepared) -> float:
+        """Relative error of one call on sampled rows against float64; raises if out of bound."""
+        cp = self.cp
+        self.out[0].fill(0xFFFF)
+        prepared.launch(0)
+        cp.cuda.runtime.deviceSynchronize()
+        m, k = self.shape.m, self.shape.k
+        rows = np.unique(np.concatenate([np.random.default_rng(n).integers(0, m, 192), np.arange(max(0, m - 64), m)]))
+        w = operands.to_host(self.w[0][cp.asarray(rows)], self.dtype).astype(np.float64)
+        x = operands.to_host(self.x[:n], self.dtype).astype(np.float64)
+        got = operands.to_host(self.out[0][:n], self.dtype).astype(np.float64)[:, rows]
+        ref = x @ w.T
+        bound = (2.0 ** -7 if self.dtype == "bfloat16" else 2.0 ** -10) * np.abs(ref) + k * 2.0 ** -23 * (np.abs(x) @ np.abs(w).T)
+        err = np.abs(got - ref)
+        if np.isnan(got).any() or (err > bound + 1e-30).any():
+            raise AssertionError(f"{self.shape.name} N={n} {self.dtype}: wrong result (max err {err.max():.3g})")
+        return float(np.linalg.norm(got - ref) / max(np.linalg.norm(ref), 1e-30))
+
+
+def prepared_calls(ops: Operands, n: int, config=None):
+    """One Prepared per weight copy (and output), for rotation."""
+    preps = []
+    for i in range(ops.copies):
+        xv = operands.view(ops.x[:n], ops.dtype)
+        wv = operands.view(ops.w[i], ops.dtype)
+        ov = operands.view(ops.out[i][:n], ops.dtype)
+        p = api.prepare(xv, wv, out=ov) if config is None else _prepare_with(config, xv, wv, ov)
+        preps.append(p)
+    return preps
+
+
+def _prepare_with(config, xv, wv, ov):
+    """A Prepared whose plan is forced to `config` (tuning sweeps)."""
+    from .. import dispatch
+    orig = dispatch.nv_config
+    dispatch.nv_config = lambda *a, **kw: (config, "forced by tuning")
+    try:
+        return api.prepare(xv, wv, out=ov)
+    finally:
+        dispatch.nv_config = orig
+
+
+def time_ours(preps, stream, modes=("b2b", "graph")) -> dict:
+    s = stream.ptr
+    launch = lambda i: preps[i % len(preps)].launch(s)
+    out = {}
+    if "b2b" in modes:
+        out["us_b2b"] = timing.back_to_back(launch, stream)
+    if "graph" in modes:
+        out["us_graph"] = timing.graph_replay(launch, stream)
+    return out
+
+
+def time_torch(ops: Operands, n: int) -> dict | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    xs = operands.torch_view(ops.x[:n], ops.dtype)
+    ws = [operands.torch_view(w, ops.dtype) for w in ops.w]
+    outs = [torch.empty((n, ops.shape.m), dtype=xs.dtype, device=xs.device) for _ in ws]
+    def launch(i):
+        j = i % len(ws)
+        torch.mm(xs, ws[j].t(), out=outs[j])  # what F.linear runs: cuBLAS
+    import cupy as cp
+    s = cp.cuda.Stream(non_blocking=True)
+    ext = torch.cuda.ExternalStream(s.ptr)
+    def launch_on_s(i):
+        with torch.cuda.stream(ext):
+            launch(i)
+    return {"us_b2b": timing.back_to_back(launch_on_s, s), "us_graph": timing.torch_graph_replay(launch)}
+
+
+def time_cupy(ops: Operands, n: int) -> dict | None:
+    if ops.dtype != "float16":
+        return None  # CuPy has no bf16 matmul
+    cp = ops.cp
+    x = ops.x[:n].view(cp.float16)
+    ws = [w.view(cp.float16) for w in ops.w]
+    outs = [cp.empty((n, ops.shape.m), dtype=cp.float16) for _ in ws]
+    s = cp.cuda.Stream(non_blocking=True)
+    def launch(i):
+        j = i % len(ws)
+        with s:
+            cp.matmul(x, ws[j].T, out=outs[j])
+    res = {"us_b2b": timing.back_to_back(launch, s)}
+    try:
+        res["us_graph"] = timing.graph_replay(launch, s)
+    except Exception as e:  # cuBLAS capture needs a workspace the handle may not have
+        res["graph_error"] = f"{type(e).__name__}: {e}"
+    return res
+
+
+def tbs(case: Case, us: float) -> float:
+    return case.bytes_moved() / (us * 1e-6) / 1e12 if us and not math.isnan(us) else float("nan")
+
+
+def as_dict(case: Case) -> dict:
+    return asdict(case)

@@ -1,0 +1,55 @@
+"""A minimal owned device array for the numpy path and for results when no array library is
+around. It frees its memory when collected and speaks __cuda_array_interface__."""
+from __future__ import annotations
+
+import numpy as np
+
+from .arrays import ITEMSIZE, View, numpy_dtype
+
+_TYPESTR = {"float16": "<f2", "float32": "<f4", "uint8": "|u1", "bfloat16": "<V2",
+            "float8_e4m3fn": "|V1", "float8_e4m3fnuz": "|V1"}
+
+
+class DeviceArray:
+    def __init__(self, backend, device: int, shape: tuple[int, ...], dtype: str):
+        self.backend, self.device, self.shape, self.dtype = backend, device, tuple(shape), dtype
+        self.nbytes = int(np.prod(self.shape, dtype=np.int64)) * ITEMSIZE[dtype]
+        self.ptr = backend.alloc(self.nbytes, device)
+
+    @classmethod
+    def from_numpy(cls, backend, device: int, a: np.ndarray, dtype: str) -> "DeviceArray":
+        a = np.ascontiguousarray(a)
+        d = cls(backend, device, a.shape, dtype)
+        if d.nbytes:
+            backend.copy_htod(d.ptr, a.ctypes.data, d.nbytes, device)
+        return d
+
+    def to_numpy(self) -> np.ndarray:
+        out = np.empty(self.shape, dtype=numpy_dtype(self.dtype))
+        if self.nbytes:
+            self.backend.copy_dtoh(out.ctypes.data, self.ptr, self.nbytes, self.device)
+        return out
+
+    def view(self, kind: str = "device") -> View:
+        strides, acc = [], 1
+        for s in reversed(self.shape):
+            strides.append(acc)
+            acc *= s
+        return View(self.ptr, self.shape, tuple(reversed(strides)), self.dtype, self.dtype, self.device,
+                    kind, self, vendor=self.backend.name)
+
+    @property
+    def __cuda_array_interface__(self) -> dict:
+        return {"shape": self.shape, "typestr": _TYPESTR[self.dtype], "data": (self.ptr, False),
+                "strides": None, "version": 3}
+
+    def __del__(self):
+        ptr, self.ptr = getattr(self, "ptr", 0), 0
+        if ptr:
+            try:
+                self.backend.free(ptr, self.device)
+            except Exception:
+                pass  # interpreter shutdown or a dead context: nothing useful to do
+
+    def __repr__(self) -> str:
+        return f"DeviceArray(shape={self.shape}, dtype={self.dtype}, device={self.device})"

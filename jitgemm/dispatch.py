@@ -1,0 +1,109 @@
+"""Which kernel family and template config runs for (arch, dtype, N, M, K), and why.
+
+NVIDIA configs come from a table measured on an H100 (`tuning_nv.py`, written by
+`python -m jitgemm bench --tune`); shapes between table points take the nearest measured shape
+in log(M), log(K). AMD configs follow the seed's CU-count rules (no AMD GPU to measure on)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from . import config
+from .kernels import skinny
+from .runtime.jit import KernelInstance
+from .tuning_nv import load_table
+
+
+@dataclass(frozen=True)
+class Plan:
+    family: str                   # "skinny" | "blas"
+    reason: str
+    config: object = None
+    instance: KernelInstance | None = None
+    grid: tuple = (1, 1, 1)
+    block: tuple = (1, 1, 1)
+    shared: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        if self.family == "blas":
+            return f"vendor BLAS: {self.reason}"
+        return (f"{self.family} {self.instance.name} grid={self.grid} block={self.block} "
+                f"shared={self.shared}B: {self.reason}")
+
+
+def n_bucket(n: int) -> int:
+    return 1 if n == 1 else 4 if n <= 4 else 8 if n <= 8 else 16
+
+
+def nv_config(dtype: str, n: int, m: int, k: int, sms: int, arch: str = "sm_90a") -> tuple[skinny.NvConfig, str]:
+    """The measured config of the nearest tuned shape in log(M), log(K). Its K order (WK, U, SK)
+    is chosen per shape for all N together, so the same token gives the same bits at every N."""
+    table = load_table()
+    if not table:
+        return heuristic_nv(m, k, sms), "heuristic (no measured table)"
+    def dist(r):
+        return (math.log2(r[0]) - math.log2(max(m, 1))) ** 2 + (math.log2(r[1]) - math.log2(max(k, 8))) ** 2
+    tm, tk, (wk, u, sk), mts = min(table, key=dist)
+    if arch < "sm_90":
+        sk = 1  # clusters need sm_90
+    cfg = skinny.NvConfig(mts[n_bucket(n)], wk, u, sk)
+    return cfg, f"measured table: nearest tuned shape M={tm} K={tk}"
+
+
+def heuristic_nv(m: int, k: int, sms: int) -> skinny.NvConfig:
+    """Enough warps in flight to cover HBM latency: about 8 per SM, K split to get there."""
+    mt = 2 if m >= 8192 else 1
+    blocks = -(-m // (16 * mt))
+    wk = 1
+    while wk < 8 and blocks * wk < 8 * sms and k // (wk * 2) >= 32 * 4:
+        wk *= 2
+    return skinny.NvConfig(mt, wk, 4)
+
+
+def plan_skinny(vendor: str, arch: str, cus: int, dtype: str, n: int, m: int, k: int, l2_bytes: int = 50 << 20) -> Plan:
+    if vendor == "cuda":
+        cfg, why = nv_config(dtype, n, m, k, cus, arch)
+        grid, block, shared = cfg.geometry(m)
+        pf = cfg.prefetch_bytes(m, k, cus, l2_bytes) if config.prefetch() and arch >= "sm_90" else 0
+        pdl = config.pdl() and arch >= "sm_90"
+        how = (f"; L2 prefetch {pf} B/row" if pf else "") + ("; programmatic dependent launch" if pdl else "")
+        return Plan("skinny", f"{cfg.describe()}{how}; {why}", cfg, cfg.instance(dtype, n), grid, block, shared,
+                    {"kc": pf, "pdl": pdl})
+    lds = skinny.amd_lds_bytes(arch)
+    cfg = skinny.amd_tile(n, m, k, cus, lds)
+    grid, block, shared, kc = skinny.amd_geometry(cfg, n, m, k, cus, lds)
+    how = "tokens whole in LDS" if kc >= k else f"tokens staged in LDS in K-chunks of {kc}"
+    return Plan("skinny", f"{cfg.describe()}; seed CU-count rule ({cus} CUs), {how}", cfg,
+                cfg.instance(dtype, n), grid, block, shared, {"kc": kc, "pdl": False})
+
+
+def skinny_supported(dtype: str, n: int, k: int) -> str | None:
+    """None if the skinny family takes the shape, else the rule it breaks."""
+    if dtype not in skinny.TAG:
+        return f"dtype must be float16 or bfloat16, got {dtype}"
+    if not 1 <= n <= skinny.MAX_N:
+        return f"N (tokens) must be in 1..{skinny.MAX_N}, got {n}"
+    if k % 8:
+        return f"K must be a multiple of 8 (16-byte vectors), got {k}"
+    return None
+
+
+def all_instances(vendor: str) -> list[KernelInstance]:
+    """Every skinny instance the dispatcher can choose on a vendor (what `aot` compiles)."""
+    out: list[KernelInstance] = []
+    for dtype in skinny.TAG:
+        for n in range(1, skinny.MAX_N + 1):
+            if vendor == "cuda":
+                table = load_table()
+                cfgs = sorted({skinny.NvConfig(mt, *r[2]) for r in table for mt in r[3].values()}
+                              or set(skinny.NV_CONFIGS), key=str)
+                if n not in (1, 9):  # NT depends only on N <= 8 or not
+                    continue
+            else:
+                cfgs = skinny.amd_configs_for(n)
+            for c in cfgs:
+                inst = c.instance(dtype, n)
+                if inst not in out:
+                    out.append(inst)
+    return out

@@ -1,0 +1,1 @@
+"""One module per kernel family: template parameters, instance names, grid/block, argument order."""

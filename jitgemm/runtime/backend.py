@@ -1,0 +1,144 @@
+"""The Backend protocol: the only interface through which vendor APIs are reached.
+
+A backend compiles (with no GPU present), loads code per device, launches with pre-packed
+arguments and offers the little memory/stream/event service the numpy path and benchmarks need.
+"""
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+from .. import config
+from ..errors import BackendUnavailable
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    index: int
+    name: str
+    arch: str            # with features: "sm_90a", "gfx942:sramecc+:xnack-"
+    multiprocessors: int  # SMs / CUs
+    warp_size: int
+    shared_per_block: int  # bytes a block may use (opt-in maximum on NVIDIA)
+    l2_bytes: int
+    memory_bytes: int
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """Everything that shapes a code object besides the source text."""
+    arch: str
+    defines: tuple[tuple[str, str], ...] = ()
+    include_dirs: tuple[str, ...] = ()
+    std: str = "c++17"
+    extra: tuple[str, ...] = ()
+
+    def define_flags(self) -> list[str]:
+        return [f"-D{k}={v}" for k, v in self.defines]
+
+
+@dataclass(frozen=True)
+class CompileResult:
+    code: bytes                      # cubin / AMDGPU code object (ELF)
+    lowered: dict[str, str]          # name expression -> mangled symbol
+    log: str
+    compiler: str                    # identity + version, part of the cache key
+    resources: dict[str, dict] = field(default_factory=dict)  # symbol -> registers/spills/...
+
+
+class ArgPack:
+    """A fixed block of 8-byte parameter slots plus the void* array the driver reads.
+
+    Kernel arguments are pointers, 64-bit ints, 32-bit ints and floats; each gets one 8-byte
+    slot (the driver copies only the parameter's own size, little end first), so a launch only
+    rewrites the slots that change: no per-call marshalling.
+    """
+
+    __slots__ = ("_slots", "_ptrs", "address", "_kinds")
+
+    def __init__(self, kinds: Sequence[str]):
+        n = max(len(kinds), 1)
+        self._kinds = tuple(kinds)
+        self._slots = (ctypes.c_uint64 * n)()
+        self._ptrs = (ctypes.c_void_p * n)()
+        base = ctypes.addressof(self._slots)
+        for i in range(n):
+            self._ptrs[i] = base + 8 * i
+        self.address = ctypes.addressof(self._ptrs)
+
+    def set(self, *values) -> "ArgPack":
+        slots, kinds = self._slots, self._kinds
+        for i, (kind, v) in enumerate(zip(kinds, values)):
+            if kind == "f32":
+                slots[i] = ctypes.c_uint32.from_buffer(ctypes.c_float(v)).value
+            elif kind == "i32":
+                slots[i] = int(v) & 0xFFFFFFFF
+            else:  # ptr / i64
+                slots[i] = int(v) & 0xFFFFFFFFFFFFFFFF
+        return self
+
+
+class Backend(Protocol):
+    name: str  # "cuda" | "hip"
+
+    def available(self) -> tuple[bool, str]: ...
+    def compiler_available(self) -> tuple[bool, str]: ...
+    def compiler_identity(self) -> str: ...
+    def device_count(self) -> int: ...
+    def device_info(self, index: int) -> DeviceInfo: ...
+    def current_device(self) -> int: ...
+    def compile(self, source: str, filename: str, names: Sequence[str],
+                options: CompileOptions) -> CompileResult: ...
+    def load(self, code: bytes, device: int): ...
+    def function(self, module, symbol: str): ...
+    def launch(self, func, grid, block, shared: int, stream: int, args: ArgPack, device: int,
+               pdl: bool = False) -> None: ...
+    def alloc(self, nbytes: int, device: int) -> int: ...
+    def free(self, ptr: int, device: int) -> None: ...
+    def copy_htod(self, dst: int, src_host_ptr: int, nbytes: int, device: int) -> None: ...
+    def copy_dtoh(self, dst_host_ptr: int, src: int, nbytes: int, device: int) -> None: ...
+    def memset(self, ptr: int, byte: int, nbytes: int, stream: int, device: int) -> None: ...
+    def synchronize(self, device: int) -> None: ...
+
+
+_BACKENDS: dict[str, Backend] = {}
+
+
+def get_backend(name: str) -> Backend:
+    """The backend object for 'cuda' or 'hip' (created once; importing a vendor package
+    happens on first use so a missing one only matters to whoever needs it)."""
+    if name not in ("cuda", "hip"):
+        raise ValueError(f"backend must be 'cuda' or 'hip', got {name!r}")
+    if name not in _BACKENDS:
+        if name == "cuda":
+            from .cuda import CudaBackend
+            _BACKENDS[name] = CudaBackend()
+        else:
+            from .hip import HipBackend
+            _BACKENDS[name] = HipBackend()
+    return _BACKENDS[name]
+
+
+def backend_for_arch(arch: str) -> Backend:
+    """Compile-only work: the target decides (sm_* -> NVRTC, gfx* -> hiprtc)."""
+    if arch.startswith("sm_"):
+        return get_backend("cuda")
+    if arch.startswith("gfx"):
+        return get_backend("hip")
+    raise ValueError(f"arch must look like 'sm_90a' or 'gfx90a', got {arch!r}")
+
+
+def default_backend() -> Backend:
+    """JITGEMM_BACKEND if set, else the first vendor with a usable device."""
+    forced = config.backend_override()
+    if forced:
+        return get_backend(forced)
+    reasons = []
+    for name in ("cuda", "hip"):
+        b = get_backend(name)
+        ok, why = b.available()
+        if ok and b.device_count() > 0:
+            return b
+        reasons.append(f"{name}: {why if not ok else 'no device'}")
+    raise BackendUnavailable("no GPU found (" + "; ".join(reasons) + ")")

@@ -1,0 +1,269 @@
+"""NVIDIA backend: cuda-python's driver API (cuda.bindings.driver) and NVRTC."""
+from __future__ import annotations
+
+import threading
+from typing import Sequence
+
+from ..errors import BackendUnavailable, CompileError, VendorError
+from .backend import ArgPack, CompileOptions, CompileResult, DeviceInfo
+from .resources import parse_ptxas_log
+
+
+def _arch_for(major: int, minor: int) -> str:
+    # 'a' targets unlock the arch-specific instructions (wgmma, setmaxnreg) of 9.0 and 10.x
+    suffix = "a" if major >= 9 else ""
+    return f"sm_{major}{minor}{suffix}"
+
+
+class CudaBackend:
+    name = "cuda"
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._driver = None
+        self._driver_error: str | None = None
+        self._ctx: dict[int, object] = {}
+        self._info: dict[int, DeviceInfo] = {}
+        self._configs: dict[tuple, object] = {}
+
+    # ---- loading the vendor pieces -------------------------------------------------------
+    def _drv(self):
+        if self._driver is not None:
+            return self._driver
+        if self._driver_error:
+            raise BackendUnavailable(self._driver_error)
+        with self._lock:
+            try:
+                from cuda.bindings import driver
+            except ImportError as e:
+                self._driver_error = f"cuda-bindings is not installed ({e}); pip install 'jitgemm[cuda]'"
+                raise BackendUnavailable(self._driver_error) from None
+            try:
+                (err,) = driver.cuInit(0)
+            except Exception as e:  # the driver library itself is missing
+                self._driver_error = f"NVIDIA driver not found ({type(e).__name__}: {e})"
+                raise BackendUnavailable(self._driver_error) from None
+            if err != driver.CUresult.CUDA_SUCCESS:
+                self._driver_error = f"cuInit failed: {err.name}"
+                raise BackendUnavailable(self._driver_error)
+            self._driver = driver
+        return driver
+
+    def _check(self, call: str, result):
+        """Vendor calls return (status, *values); raise on any non-success status."""
+        err, *rest = result if isinstance(result, tuple) else (result,)
+        if int(err) != 0:
+            raise VendorError(call, getattr(err, "name", str(err)))
+        if not rest:
+            return None
+        return rest[0] if len(rest) == 1 else tuple(rest)
+
+    def available(self) -> tuple[bool, str]:
+        try:
+            self._drv()
+            return True, "ok"
+        except BackendUnavailable as e:
+            return False, str(e)
+
+    def compiler_available(self) -> tuple[bool, str]:
+        try:
+            from cuda.bindings import nvrtc
+            nvrtc.nvrtcVersion()
+            return True, "ok"
+        except Exception as e:
+            return False, f"NVRTC unavailable ({type(e).__name__}: {e}); pip install 'jitgemm[cuda]'"
+
+    def compiler_identity(self) -> str:
+        from cuda.bindings import nvrtc
+        major, minor = self._check("nvrtcVersion", nvrtc.nvrtcVersion())
+        return f"nvrtc-{major}.{minor}"
+
+    # ---- devices ---------------------------------------------------------------------------
+    def device_count(self) -> int:
+        drv = self._drv()
+        return self._check("cuDeviceGetCount", drv.cuDeviceGetCount())
+
+    def _attr(self, dev, name: str) -> int:
+        drv = self._driver
+        attr = getattr(drv.CUdevice_attribute, "CU_DEVICE_ATTRIBUTE_" + name)
+        return self._check("cuDeviceGetAttribute", drv.cuDeviceGetAttribute(attr, dev))
+
+    def device_info(self, index: int) -> DeviceInfo:
+        if index in self._info:
+            return self._info[index]
+        drv = self._drv()
+        n = self.device_count()
+        if not 0 <= index < n:
+            raise ValueError(f"device index {index} out of range: {n} CUDA device(s)")
+        dev = self._check("cuDeviceGet", drv.cuDeviceGet(index))
+        raw = self._check("cuDeviceGetName", drv.cuDeviceGetName(256, dev))
+        info = DeviceInfo(
+            index=index,
+            name=raw.split(b"\0", 1)[0].decode(errors="replace"),
+            arch=_arch_for(self._attr(dev, "COMPUTE_CAPABILITY_MAJOR"), self._attr(dev, "COMPUTE_CAPABILITY_MINOR")),
+            multiprocessors=self._attr(dev, "MULTIPROCESSOR_COUNT"),
+            warp_size=self._attr(dev, "WARP_SIZE"),
+            shared_per_block=self._attr(dev, "MAX_SHARED_MEMORY_PER_BLOCK_OPTIN"),
+            l2_bytes=self._attr(dev, "L2_CACHE_SIZE"),
+            memory_bytes=self._check("cuDeviceTotalMem", drv.cuDeviceTotalMem(dev)),
+        )
+        self._info[index] = info
+        return info
+
+    def _make_current(self, device: int) -> None:
+        """Make the device's primary context current (the one CuPy and torch use too)."""
+        drv = self._drv()
+        ctx = self._ctx.get(device)
+        if ctx is None:
+            with self._lock:
+                ctx = self._ctx.get(device)
+                if ctx is None:
+                    dev = self._check("cuDeviceGet", drv.cuDeviceGet(device))
+                    ctx = self._check("cuDevicePrimaryCtxRetain", drv.cuDevicePrimaryCtxRetain(dev))
+                    self._ctx[device] = ctx
+        cur = drv.cuCtxGetCurrent()[1]
+        if int(cur) != int(ctx):
+            self._check("cuCtxSetCurrent", drv.cuCtxSetCurrent(ctx))
+
+    def current_device(self) -> int:
+        drv = self._drv()
+        err, dev = drv.cuCtxGetDevice()
+        return int(dev) if int(err) == 0 else 0
+
+    def device_of_pointer(self, ptr: int) -> int:
+        drv = self._drv()
+        attr = drv.CUpointer_attribute.CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL
+        return int(self._check("cuPointerGetAttribute", drv.cuPointerGetAttribute(attr, ptr)))
+
+    # ---- compile (no device needed) -------------------------------------------------------------
+    def compile_flags(self, options: CompileOptions) -> list[str]:
+        # NVRTC rejects -O3 (it always optimises); registers/spills come from ptxas -v
+        return [f"--gpu-architecture={options.arch}", f"--std={options.std}", "--ptxas-options=-v",
+                "-DJG_NV=1", *options.define_flags(), *(f"-I{d}" for d in options.include_dirs),
+                *options.extra]
+
+    def compile(self, source: str, filename: str, names: Sequence[str], options: CompileOptions) -> CompileResult:
+        try:
+            from cuda.bindings import nvrtc
+        except ImportError as e:
+            raise BackendUnavailable(f"NVRTC unavailable ({e}); pip install 'jitgemm[cuda]'") from None
+        prog = self._check("nvrtcCreateProgram", nvrtc.nvrtcCreateProgram(source.encode(), filename.encode(), 0, [], []))
+        try:
+            for n in names:
+                self._check("nvrtcAddNameExpression", nvrtc.nvrtcAddNameExpression(prog, n.encode()))
+            flags = [f.encode() for f in self.compile_flags(options)]
+            (status,) = nvrtc.nvrtcCompileProgram(prog, len(flags), flags)
+            size = self._check("nvrtcGetProgramLogSize", nvrtc.nvrtcGetProgramLogSize(prog))
+            buf = b" " * size
+            self._check("nvrtcGetProgramLog", nvrtc.nvrtcGetProgramLog(prog, buf))
+            log = buf.rstrip(b"\0 ").decode(errors="replace")
+            if int(status) != 0:
+                raise CompileError(f"{filename} [{', '.join(names)}] for {options.arch}", status.name, log)
+            lowered = {n: self._check("nvrtcGetLoweredName", nvrtc.nvrtcGetLoweredName(prog, n.encode())).decode()
+                       for n in names}
+            size = self._check("nvrtcGetCUBINSize", nvrtc.nvrtcGetCUBINSize(prog))
+            cubin = b" " * size
+            self._check("nvrtcGetCUBIN", nvrtc.nvrtcGetCUBIN(prog, cubin))
+        finally:
+            nvrtc.nvrtcDestroyProgram(prog)
+        return CompileResult(code=cubin, lowered=lowered, log=log, compiler=self.compiler_identity(),
+                             resources=parse_ptxas_log(log))
+
+    # ---- modules and launches --------------------------------------------------------------------
+    def load(self, code: bytes, device: int):
+        drv = self._drv()
+        self._make_current(device)
+        return self._check("cuModuleLoadData", drv.cuModuleLoadData(code))
+
+    def function(self, module, symbol: str):
+        drv = self._drv()
+        return self._check("cuModuleGetFunction", drv.cuModuleGetFunction(module, symbol.encode()))
+
+    def set_max_dynamic_shared(self, func, nbytes: int) -> None:
+        drv = self._drv()
+        attr = drv.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+        self._check("cuFuncSetAttribute", drv.cuFuncSetAttribute(func, attr, nbytes))
+
+    def launch(self, func, grid, block, shared: int, stream: int, args: ArgPack, device: int,
+               pdl: bool = False) -> None:
+        drv = self._driver
+        self._make_current(device)
+        if pdl:
+            # programmatic dependent launch: this kernel may start while the previous one in the
+            # stream drains; it orders itself with griddepcontrol.wait before reading its inputs
+            cfg = self._pdl_config(grid, block, shared)
+            cfg.hStream = stream
+            (err,) = drv.cuLaunchKernelEx(cfg, func, args.address, 0)
+            if int(err) != 0:
+                raise VendorError("cuLaunchKernelEx", err.name)
+            return
+        (err,) = drv.cuLaunchKernel(func, grid[0], grid[1], grid[2], block[0], block[1], block[2],
+                                    shared, stream, args.address, 0)
+        if int(err) != 0:
+            raise VendorError("cuLaunchKernel", err.name)
+
+    def _pdl_config(self, grid, block, shared):
+        key = (tuple(grid), tuple(block), shared, threading.get_ident())
+        cfg = self._configs.get(key)
+        if cfg is None:
+            drv = self._driver
+            attr = drv.CUlaunchAttribute()
+            attr.id = drv.CUlaunchAttributeID.CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
+            attr.value.programmaticStreamSerializationAllowed = 1
+            cfg = drv.CUlaunchConfig()
+            cfg.gridDimX, cfg.gridDimY, cfg.gridDimZ = grid
+            cfg.blockDimX, cfg.blockDimY, cfg.blockDimZ = block
+            cfg.sharedMemBytes = shared
+            cfg.attrs = [attr]
+            cfg.numAttrs = 1
+            self._configs[key] = cfg
+        return cfg
+
+    # ---- memory, streams, events (numpy path, tests, benchmarks) ---------------------------------
+    def alloc(self, nbytes: int, device: int) -> int:
+        drv = self._drv()
+        self._make_current(device)
+        return int(self._check("cuMemAlloc", drv.cuMemAlloc(max(int(nbytes), 1))))
+
+    def free(self, ptr: int, device: int) -> None:
+        drv = self._drv()
+        self._make_current(device)
+        self._check("cuMemFree", drv.cuMemFree(ptr))
+
+    def copy_htod(self, dst: int, src_host_ptr: int, nbytes: int, device: int) -> None:
+        drv = self._drv()
+        self._make_current(device)
+        self._check("cuMemcpyHtoD", drv.cuMemcpyHtoD(dst, src_host_ptr, nbytes))
+
+    def copy_dtoh(self, dst_host_ptr: int, src: int, nbytes: int, device: int) -> None:
+        drv = self._drv()
+        self._make_current(device)
+        self._check("cuMemcpyDtoH", drv.cuMemcpyDtoH(dst_host_ptr, src, nbytes))
+
+    def memset(self, ptr: int, byte: int, nbytes: int, stream: int, device: int) -> None:
+        drv = self._drv()
+        self._make_current(device)
+        self._check("cuMemsetD8Async", drv.cuMemsetD8Async(ptr, byte, nbytes, stream))
+
+    def synchronize(self, device: int) -> None:
+        drv = self._drv()
+        self._make_current(device)
+        self._check("cuCtxSynchronize", drv.cuCtxSynchronize())
+
+    def stream_synchronize(self, stream: int, device: int) -> None:
+        drv = self._drv()
+        self._make_current(device)
+        self._check("cuStreamSynchronize", drv.cuStreamSynchronize(stream))
+
+    def versions(self) -> dict:
+        out = {}
+        try:
+            drv = self._drv()
+            out["driver"] = self._check("cuDriverGetVersion", drv.cuDriverGetVersion())
+        except Exception as e:
+            out["driver"] = f"unavailable: {e}"
+        try:
+            out["nvrtc"] = self.compiler_identity()
+        except Exception as e:
+            out["nvrtc"] = f"unavailable: {e}"
+        return out

@@ -1,0 +1,261 @@
+"""AMD backend: hip-python's HIP runtime and hiprtc."""
+from __future__ import annotations
+
+import threading
+from typing import Sequence
+
+from ..errors import BackendUnavailable, CompileError, VendorError
+from .backend import ArgPack, CompileOptions, CompileResult, DeviceInfo
+from .resources import amdgpu_kernel_resources
+
+# HIP 5.x's hiprtc hands gfx94x/gfx11 to a comgr that rejects them and then aborts the whole
+# process (uncatchable). Only these targets are safe to give an old hiprtc.
+_OLD_HIPRTC_SAFE = ("gfx906", "gfx908", "gfx90a")
+
+
+def hip_flags(options: CompileOptions) -> list[str]:
+    """Flags shared by hiprtc and the offline clang route, so both see the same source."""
+    wave = 32 if options.arch.startswith("gfx1") else 64
+    return [f"--offload-arch={options.arch}", "-O3", f"-std={options.std}", "-DJG_AMD=1",
+            f"-DJG_WAVE={wave}", *options.define_flags(), *(f"-I{d}" for d in options.include_dirs),
+            *options.extra]
+
+
+def _shim_debian_hip() -> None:
+    """hip-python dlopens libamdhip64.so and libhiprtc.so by those names. Debian's HIP 5.2 has hiprtc
+    inside libamdhip64.so.5 and no libhiprtc.so: point ROCM_PATH at a folder of two links so it
+    works out of the box. Does nothing when ROCM_PATH is set or libhiprtc.so is loadable."""
+    import ctypes
+    import os
+    from pathlib import Path
+    if os.environ.get("ROCM_PATH"):
+        return
+    try:
+        ctypes.CDLL("libhiprtc.so")
+        return
+    except OSError:
+        pass
+    target = next((p for p in (Path("/usr/lib/x86_64-linux-gnu/libamdhip64.so.5"), Path("/usr/lib64/libamdhip64.so.5"))
+                   if p.exists()), None)
+    if target is None:
+        return
+    from .. import config
+    for base in (config.cache_dir() / "rocm-shim", Path(os.environ.get("TMPDIR", "/tmp")) / f"jitgemm-rocm-shim-{os.getuid()}"):
+        try:
+            lib = base / "lib"
+            lib.mkdir(parents=True, exist_ok=True)
+            for name in ("libamdhip64.so", "libhiprtc.so"):
+                link = lib / name
+                if not link.exists():
+                    tmp = lib / f".{name}.{os.getpid()}"
+                    tmp.unlink(missing_ok=True)
+                    tmp.symlink_to(target)
+                    os.replace(tmp, link)
+            os.environ["ROCM_PATH"] = str(base)
+            return
+        except OSError:
+            continue
+
+
+class HipBackend:
+    name = "hip"
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._hip = None
+        self._error: str | None = None
+        self._info: dict[int, DeviceInfo] = {}
+
+    def _mod(self):
+        if self._hip is not None:
+            return self._hip
+        if self._error:
+            raise BackendUnavailable(self._error)
+        _shim_debian_hip()
+        try:
+            from hip import hip
+        except ImportError as e:
+            self._error = f"hip-python is not installed ({e}); pip install 'jitgemm[rocm]'"
+            raise BackendUnavailable(self._error) from None
+        try:
+            err, _ = hip.hipRuntimeGetVersion()
+        except Exception as e:  # libamdhip64.so cannot be loaded
+            self._error = f"HIP runtime library not found ({type(e).__name__}: {e})"
+            raise BackendUnavailable(self._error) from None
+        self._hip = hip
+        return hip
+
+    def _check(self, call: str, result):
+        err, *rest = result if isinstance(result, tuple) else (result,)
+        if int(err) != 0:
+            raise VendorError(call, getattr(err, "name", str(err)))
+        if not rest:
+            return None
+        return rest[0] if len(rest) == 1 else tuple(rest)
+
+    def available(self) -> tuple[bool, str]:
+        try:
+            hip = self._mod()
+        except BackendUnavailable as e:
+            return False, str(e)
+        (err,) = hip.hipInit(0)
+        if int(err) != 0:
+            return False, f"hipInit: {err.name}"
+        return True, "ok"
+
+    def runtime_version(self) -> int:
+        return int(self._check("hipRuntimeGetVersion", self._mod().hipRuntimeGetVersion()))
+
+    def compiler_available(self) -> tuple[bool, str]:
+        try:
+            self._mod()
+            from hip import hiprtc
+            hiprtc.hiprtcVersion()
+            return True, "ok"
+        except Exception as e:
+            return False, f"hiprtc unavailable ({type(e).__name__}: {e}); pip install 'jitgemm[rocm]' and a HIP runtime"
+
+    def compiler_identity(self) -> str:
+        self._mod()
+        from hip import hiprtc
+        major, minor = self._check("hiprtcVersion", hiprtc.hiprtcVersion())
+        return f"hiprtc-{major}.{minor}/hip-{self.runtime_version()}"
+
+    # ---- devices ---------------------------------------------------------------------------
+    def device_count(self) -> int:
+        hip = self._mod()
+        err, n = hip.hipGetDeviceCount()
+        return int(n) if int(err) == 0 else 0
+
+    def device_info(self, index: int) -> DeviceInfo:
+        if index in self._info:
+            return self._info[index]
+        hip = self._mod()
+        n = self.device_count()
+        if not 0 <= index < n:
+            raise ValueError(f"device index {index} out of range: {n} HIP device(s)")
+        props = hip.hipDeviceProp_t()
+        self._check("hipGetDeviceProperties", hip.hipGetDeviceProperties(props, index))
+        info = DeviceInfo(
+            index=index, name=props.name.decode(errors="replace"),
+            arch=props.gcnArchName.decode(errors="replace"),
+            multiprocessors=int(props.multiProcessorCount), warp_size=int(props.warpSize),
+            shared_per_block=int(props.sharedMemPerBlock), l2_bytes=int(props.l2CacheSize),
+            memory_bytes=int(props.totalGlobalMem))
+        self._info[index] = info
+        return info
+
+    def _make_current(self, device: int) -> None:
+        hip = self._hip
+        err, cur = hip.hipGetDevice()
+        if int(err) != 0 or int(cur) != device:
+            self._check("hipSetDevice", hip.hipSetDevice(device))
+
+    def current_device(self) -> int:
+        err, cur = self._mod().hipGetDevice()
+        return int(cur) if int(err) == 0 else 0
+
+    def device_of_pointer(self, ptr: int) -> int:
+        hip = self._mod()
+        attrs = self._check("hipPointerGetAttributes", hip.hipPointerGetAttributes(ptr))
+        return int(attrs.device)
+
+    # ---- compile (no device needed) -------------------------------------------------------------
+    def compile_flags(self, options: CompileOptions) -> list[str]:
+        return hip_flags(options)
+
+    def compile(self, source: str, filename: str, names: Sequence[str], options: CompileOptions) -> CompileResult:
+        try:
+            self._mod()
+            from hip import hiprtc
+        except (ImportError, BackendUnavailable) as e:
+            raise BackendUnavailable(f"hiprtc unavailable: {e}") from None
+        base_arch = options.arch.split(":", 1)[0]
+        if self.runtime_version() < 60000000 and base_arch not in _OLD_HIPRTC_SAFE:
+            raise BackendUnavailable(
+                f"this hiprtc (HIP {self.runtime_version()}) cannot compile for {base_arch} without aborting "
+                f"the process; it is safe only for {', '.join(_OLD_HIPRTC_SAFE)}. Use ROCm >= 6 or the "
+                f"offline clang route (jitgemm.amd_offline)")
+        prog = self._check("hiprtcCreateProgram", hiprtc.hiprtcCreateProgram(source.encode(), filename.encode(), 0, [], []))
+        try:
+            for n in names:
+                self._check("hiprtcAddNameExpression", hiprtc.hiprtcAddNameExpression(prog, n.encode()))
+            flags = [f.encode() for f in self.compile_flags(options)]
+            (status,) = hiprtc.hiprtcCompileProgram(prog, len(flags), flags)
+            size = self._check("hiprtcGetProgramLogSize", hiprtc.hiprtcGetProgramLogSize(prog))
+            buf = bytearray(size)
+            if size:
+                self._check("hiprtcGetProgramLog", hiprtc.hiprtcGetProgramLog(prog, buf))
+            log = bytes(buf).rstrip(b"\0 ").decode(errors="replace")
+            if int(status) != 0:
+                raise CompileError(f"{filename} [{', '.join(names)}] for {options.arch}", status.name, log)
+            lowered = {n: self._lowered(hiprtc, prog, n) for n in names}
+            size = self._check("hiprtcGetCodeSize", hiprtc.hiprtcGetCodeSize(prog))
+            code = bytearray(size)
+            self._check("hiprtcGetCode", hiprtc.hiprtcGetCode(prog, code))
+        finally:
+            hiprtc.hiprtcDestroyProgram(prog.createRef())  # passing prog itself segfaults (HIP 5.2)
+        code = bytes(code)
+        return CompileResult(code=code, lowered=lowered, log=log, compiler=self.compiler_identity(),
+                             resources=amdgpu_kernel_resources(code))
+
+    def _lowered(self, hiprtc, prog, name: str) -> str:
+        sym = self._check("hiprtcGetLoweredName", hiprtc.hiprtcGetLoweredName(prog, name.encode()))
+        return sym.decode() if isinstance(sym, bytes) else str(sym)
+
+    # ---- modules and launches --------------------------------------------------------------------
+    def load(self, code: bytes, device: int):
+        hip = self._mod()
+        self._make_current(device)
+        return self._check("hipModuleLoadData", hip.hipModuleLoadData(code))
+
+    def function(self, module, symbol: str):
+        return self._check("hipModuleGetFunction", self._mod().hipModuleGetFunction(module, symbol.encode()))
+
+    def set_max_dynamic_shared(self, func, nbytes: int) -> None:
+        pass  # HIP grants the whole LDS without an opt-in
+
+    def launch(self, func, grid, block, shared: int, stream: int, args: ArgPack, device: int,
+               pdl: bool = False) -> None:  # HIP has no programmatic dependent launch
+        hip = self._hip
+        self._make_current(device)
+        (err,) = hip.hipModuleLaunchKernel(func, grid[0], grid[1], grid[2], block[0], block[1], block[2],
+                                           shared, stream or None, args.address, None)
+        if int(err) != 0:
+            raise VendorError("hipModuleLaunchKernel", err.name)
+
+    # ---- memory -----------------------------------------------------------------------------------
+    def alloc(self, nbytes: int, device: int) -> int:
+        hip = self._mod()
+        self._make_current(device)
+        return int(self._check("hipMalloc", hip.hipMalloc(max(int(nbytes), 1))))
+
+    def free(self, ptr: int, device: int) -> None:
+        self._make_current(device)
+        self._check("hipFree", self._hip.hipFree(ptr))
+
+    def copy_htod(self, dst: int, src_host_ptr: int, nbytes: int, device: int) -> None:
+        self._make_current(device)
+        self._check("hipMemcpyHtoD", self._hip.hipMemcpyHtoD(dst, src_host_ptr, nbytes))
+
+    def copy_dtoh(self, dst_host_ptr: int, src: int, nbytes: int, device: int) -> None:
+        self._make_current(device)
+        self._check("hipMemcpyDtoH", self._hip.hipMemcpyDtoH(dst_host_ptr, src, nbytes))
+
+    def memset(self, ptr: int, byte: int, nbytes: int, stream: int, device: int) -> None:
+        self._make_current(device)
+        self._check("hipMemsetD8Async", self._hip.hipMemsetD8Async(ptr, byte, nbytes, stream or None))
+
+    def synchronize(self, device: int) -> None:
+        self._make_current(device)
+        self._check("hipDeviceSynchronize", self._hip.hipDeviceSynchronize())
+
+    def stream_synchronize(self, stream: int, device: int) -> None:
+        self._make_current(device)
+        self._check("hipStreamSynchronize", self._hip.hipStreamSynchronize(stream or None))
+
+    def versions(self) -> dict:
+        try:
+            return {"hip_runtime": self.runtime_version(), "hiprtc": self.compiler_identity()}
+        except Exception as e:
+            return {"hip": f"unavailable: {e}"}

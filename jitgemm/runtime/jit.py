@@ -1,0 +1,113 @@
+"""From a kernel instance (a value) to a launchable function: compile through the cache,
+load once per device, look the symbol up."""
+from __future__ import annotations
+
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Sequence
+
+from .. import config
+from ..errors import VendorError
+from .backend import ArgPack, Backend, CompileOptions, CompileResult, backend_for_arch
+from .cache import CodeCache, default_cache, make_key
+from .source import kernels_dir, load_source
+
+
+@dataclass(frozen=True)
+class KernelInstance:
+    """One template instance: the source file, its name expression and the defines it needs."""
+    source: str
+    name: str
+    defines: tuple[tuple[str, str], ...] = ()
+
+    def options(self, arch: str) -> CompileOptions:
+        return CompileOptions(arch=arch, defines=self.defines, include_dirs=(str(kernels_dir()),))
+
+
+def cache_key(inst: KernelInstance, arch: str, backend: Backend) -> str:
+    src = load_source(inst.source)
+    opts = inst.options(arch)
+    # include dirs are machine paths; the closure digest already covers what they contribute
+    flags = [f for f in backend.compile_flags(opts) if not f.startswith("-I")]
+    return make_key({"source": src.digest, "name": inst.name, "flags": flags, "arch": arch,
+                     "compiler": backend.compiler_identity()})
+
+
+def compile_instance(inst: KernelInstance, arch: str, cache: CodeCache | None = None) -> CompileResult:
+    """Compile (or fetch) one instance for `arch`; needs no GPU."""
+    backend = backend_for_arch(arch)
+    cache = cache or default_cache()
+    key = cache_key(inst, arch, backend)
+
+    def build() -> CompileResult:
+        src = load_source(inst.source)
+        opts = inst.options(arch)
+        if config.debug():
+            print(f"[jitgemm] compile {inst.name} for {arch} with {backend.compile_flags(opts)}\n"
+                  f"[jitgemm] source closure {src.closure} digest {src.digest[:16]}", file=sys.stderr)
+        result = backend.compile(src.text, src.filename, [inst.name], opts)
+        if config.debug():
+            print(f"[jitgemm] -> {cache.path(key, arch)} ({len(result.code)} bytes)", file=sys.stderr)
+        return result
+
+    return cache.get_or_build(key, arch, build)
+
+
+class LoadedKernel:
+    """A function loaded on one device, with its own argument block (not thread-safe to share
+    across threads mid-launch; each (kernel, device, thread) gets its own via `args()`)."""
+
+    __slots__ = ("backend", "device", "func", "symbol", "resources", "arg_kinds", "_tls", "_shared_set")
+
+    def __init__(self, backend, device, func, symbol, resources, arg_kinds):
+        self.backend, self.device, self.func, self.symbol = backend, device, func, symbol
+        self.resources, self.arg_kinds = resources, tuple(arg_kinds)
+        self._tls = threading.local()
+        self._shared_set = 48 * 1024
+
+    def args(self) -> ArgPack:
+        pack = getattr(self._tls, "pack", None)
+        if pack is None:
+            pack = self._tls.pack = ArgPack(self.arg_kinds)
+        return pack
+
+    def launch(self, grid, block, shared: int, stream: int, *values, pdl: bool = False) -> None:
+        if shared > self._shared_set:
+            self.backend.set_max_dynamic_shared(self.func, shared)
+            self._shared_set = shared
+        self.backend.launch(self.func, grid, block, shared, stream, self.args().set(*values), self.device, pdl)
+
+
+_loaded: dict[tuple, LoadedKernel] = {}
+_load_lock = threading.Lock()
+load_count = {"modules": 0}
+
+
+def get_kernel(inst: KernelInstance, backend: Backend, device: int, arg_kinds: Sequence[str]) -> LoadedKernel:
+    """The instance compiled for the device's arch and loaded on it (memoised per device)."""
+    ident = (inst, backend.name, device)
+    k = _loaded.get(ident)
+    if k is not None:
+        return k
+    with _load_lock:
+        k = _loaded.get(ident)
+        if k is not None:
+            return k
+        arch = backend.device_info(device).arch
+        cache = default_cache()
+        result = compile_instance(inst, arch, cache)
+        try:
+            module = backend.load(result.code, device)
+        except VendorError:
+            # an entry that compiles but does not load (another driver's cubin, damage the checksum
+            # missed): drop it and build once more from source
+            cache.invalidate(cache_key(inst, arch, backend), arch)
+            result = compile_instance(inst, arch, cache)
+            module = backend.load(result.code, device)
+        load_count["modules"] += 1
+        symbol = result.lowered[inst.name]
+        k = LoadedKernel(backend, device, backend.function(module, symbol), symbol,
+                         result.resources.get(symbol, {}), arg_kinds)
+        _loaded[ident] = k
+        return k

@@ -1,0 +1,36 @@
+"""Measured NVIDIA configs, one row per tuned shape: (M, K, (WK, U, SK), {N bucket: MT}).
+The K order (WK, U, SK) is shared by every N bucket of a shape (batch-invariant bits); MT is
+picked per bucket. Written by `python -m jitgemm bench --tune` (tuning_nv.py in its --out dir);
+configs that spill are never chosen. Regenerate rather than edit. JITGEMM_NV_TUNING=path/tune.json overrides it at run time."""
+import json
+import os
+
+NV_TABLE: list = [  # NVIDIA H100 80GB HBM3, driver 13000, 2026-11-24
+    (6144, 4096, (16, 2, 1), {1: 2, 4: 2, 8: 2, 16: 1}),  # llama8b.qkv: {1: 19.61, 4: 19.67, 8: 19.83, 16: 21.62} us
+    (4096, 4096, (16, 2, 1), {1: 2, 4: 1, 8: 1, 16: 1}),  # llama8b.o: {1: 14.08, 4: 14.02, 8: 14.1, 16: 14.62} us
+    (28672, 4096, (16, 2, 1), {1: 2, 4: 2, 8: 2, 16: 1}),  # llama8b.gate_up: {1: 79.8, 4: 79.99, 8: 80.25, 16: 82.95} us
+    (4096, 14336, (16, 2, 1), {1: 2, 4: 2, 8: 2, 16: 1}),  # llama8b.down: {1: 41.84, 4: 41.96, 8: 42.1, 16: 43.15} us
+    (10240, 8192, (16, 2, 1), {1: 2, 4: 1, 8: 1, 16: 1}),  # llama70b.qkv: {1: 59.97, 4: 60.11, 8: 59.93, 16: 62.09} us
+    (8192, 8192, (16, 2, 1), {1: 2, 4: 2, 8: 2, 16: 1}),  # llama70b.o: {1: 47.24, 4: 47.58, 8: 47.99, 16: 48.94} us
+    (57344, 8192, (16, 2, 1), {1: 2, 4: 2, 8: 2, 16: 1}),  # llama70b.gate_up: {1: 313.05, 4: 313.69, 8: 315.02, 16: 317.66} us
+    (8192, 28672, (16, 2, 1), {1: 2, 4: 2, 8: 2, 16: 2}),  # llama70b.down: {1: 163.07, 4: 163.53, 8: 164.43, 16: 168.98} us
+    (1280, 8192, (16, 2, 2), {1: 1, 4: 1, 8: 1, 16: 1}),  # llama70b-tp8.qkv: {1: 11.55, 4: 11.38, 8: 11.45, 16: 12.26} us
+    (8192, 1024, (16, 2, 1), {1: 1, 4: 1, 8: 1, 16: 1}),  # llama70b-tp8.o: {1: 7.61, 4: 7.64, 8: 7.68, 16: 8.16} us
+    (7168, 8192, (16, 2, 1), {1: 2, 4: 2, 8: 2, 16: 1}),  # llama70b-tp8.gate_up: {1: 41.95, 4: 41.97, 8: 42.39, 16: 43.32} us
+    (8192, 3584, (16, 2, 1), {1: 2, 4: 2, 8: 2, 16: 1}),  # llama70b-tp8.down: {1: 21.7, 4: 21.91, 8: 22.12, 16: 23.19} us
+]
+
+
+def load_table() -> list:
+    path = os.environ.get("JITGEMM_NV_TUNING")
+    if not path:
+        return NV_TABLE
+    global _loaded
+    if _loaded is None or _loaded[0] != path:
+        rows = json.load(open(path))["table"]
+        _loaded = (path, [(r["m"], r["k"], tuple(r["k_order"]), {int(b): mt for b, mt in r["mt"].items()})
+                          for r in rows])
+    return _loaded[1]
+
+
+_loaded = None

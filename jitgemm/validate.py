@@ -1,0 +1,84 @@
+"""Input rules, checked before any GPU work. Each failure names the argument, the rule and the values."""
+from __future__ import annotations
+
+from .arrays import View
+
+
+def require_2d(v: View, arg: str, dims: str) -> None:
+    if v.ndim != 2:
+        raise ValueError(f"{arg} must be 2-D [{dims}], got {v.ndim}-D with shape {v.shape}")
+
+
+def require_dtype(v: View, arg: str, allowed: tuple[str, ...]) -> None:
+    if v.dtype not in allowed:
+        raise TypeError(f"{arg} dtype must be one of {', '.join(allowed)}, got {v.raw_dtype}")
+
+
+def require_same_dtype(a: View, an: str, b: View, bn: str) -> None:
+    if a.dtype != b.dtype:
+        raise TypeError(f"{an} and {bn} must have the same dtype, got {an}: {a.raw_dtype} and {bn}: {b.raw_dtype}")
+
+
+def require_rows(v: View, arg: str, min_pitch: int, vector_elems: int) -> int:
+    """Device operand read with 16-byte vectors: inner stride 1, row pitch >= row length and a
+    multiple of the vector, 16-byte aligned base. Returns the row pitch in elements."""
+    rows, cols = v.shape
+    if cols > 1 and v.strides[1] != 1:
+        raise ValueError(f"{arg} must have unit stride along its last dimension (row-major rows), "
+                         f"got element strides {v.strides}")
+    pitch = v.strides[0] if rows > 1 else max(cols, vector_elems)
+    if rows > 1 and pitch < cols:
+        raise ValueError(f"{arg} row pitch {pitch} is smaller than its row length {cols}: rows overlap")
+    if pitch % vector_elems:
+        raise ValueError(f"{arg} row pitch must be a multiple of {vector_elems} elements (16-byte aligned rows), "
+                         f"got {pitch}")
+    if v.ptr % 16:
+        raise ValueError(f"{arg} data pointer must be 16-byte aligned, got address {v.ptr:#x} "
+                         f"(offset {v.ptr % 16} bytes)")
+    return pitch
+
+
+def require_out_rows(v: View, arg: str) -> int:
+    rows, cols = v.shape
+    if cols > 1 and v.strides[1] != 1:
+        raise ValueError(f"{arg} must have unit stride along its last dimension, got element strides {v.strides}")
+    pitch = v.strides[0] if rows > 1 else cols
+    if rows > 1 and pitch < cols:
+        raise ValueError(f"{arg} row pitch {pitch} is smaller than its row length {cols}: rows overlap")
+    if v.ptr % v.itemsize:
+        raise ValueError(f"{arg} data pointer {v.ptr:#x} is not aligned to its element size {v.itemsize}")
+    return pitch
+
+
+def bias_layout(bias: View, n: int, m: int, dtype: str) -> tuple[int, int]:
+    """(bias_rows, bias_ld): 1 for [M] / [1, M] (one row for every token), N for [N, M]."""
+    if bias.dtype != dtype:
+        raise TypeError(f"bias dtype must equal the output dtype {dtype}, got {bias.raw_dtype}")
+    if bias.ndim == 1:
+        if bias.shape[0] != m:
+            raise ValueError(f"bias of shape {bias.shape} does not match M={m}: expected [M], [1, M] or [N, M]")
+        if m > 1 and bias.strides[0] != 1:
+            raise ValueError(f"bias must be contiguous, got element stride {bias.strides[0]}")
+        return 1, m
+    if bias.ndim == 2 and bias.shape[1] == m and bias.shape[0] in (1, n):
+        if m > 1 and bias.strides[1] != 1:
+            raise ValueError(f"bias must have unit stride along M, got element strides {bias.strides}")
+        return (1, m) if bias.shape[0] == 1 else (n, bias.strides[0] if n > 1 else m)
+    raise ValueError(f"bias of shape {bias.shape} does not match N={n}, M={m}: expected [M], [1, M] or [N, M]")
+
+
+def require_same_device(views: list[tuple[str, View]]) -> tuple[str | None, int | None]:
+    """All device operands on one vendor and device; host (numpy) operands may not be mixed in."""
+    dev = [(n, v) for n, v in views if v.device is not None]
+    host = [(n, v) for n, v in views if v.device is None]
+    if dev and host:
+        raise ValueError(f"operands must all be host (numpy) arrays or all device arrays: "
+                         f"{', '.join(n for n, _ in host)} on the host, {', '.join(n for n, _ in dev)} on a device")
+    if not dev:
+        return None, None
+    first_name, first = dev[0]
+    for name, v in dev[1:]:
+        if (v.vendor, v.device) != (first.vendor, first.device):
+            raise ValueError(f"operands must be on the same device: {first_name} on {first.vendor}:{first.device}, "
+                             f"{name} on {v.vendor}:{v.device}")
+    return first.vendor, first.device

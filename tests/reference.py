@@ -1,0 +1,39 @@
+"""float64 references and the fp32-accumulation error bound used by the GPU tests."""
+import ml_dtypes
+import numpy as np
+
+NP = {"float16": np.float16, "bfloat16": ml_dtypes.bfloat16}
+
+
+def random(shape, dtype, rng, scale=1.0):
+    """Fresh random values (never zeros), already rounded to `dtype`."""
+    return (rng.standard_normal(shape) * scale).astype(NP[dtype])
+
+
+def reference(x, w, bias=None):
+    ref = x.astype(np.float64) @ w.astype(np.float64).T
+    if bias is not None:
+        ref = ref + np.asarray(bias).astype(np.float64).reshape((-1, w.shape[0]))
+    return ref
+
+
+def ulp(v, dtype):
+    """Spacing of the output dtype at |v| (bf16: 8 significand bits, fp16: 11)."""
+    mant = 8 if dtype == "bfloat16" else 11
+    a = np.maximum(np.abs(v), 2.0 ** -14)
+    return 2.0 ** (np.floor(np.log2(a)) - (mant - 1))
+
+
+def assert_close(out, x, w, bias, dtype):
+    """|out - ref| <= 1 ulp(ref) + K * 2^-23 * sum_k |x w| (+ bias rounding) elementwise; NaN fails."""
+    out = np.asarray(out).astype(np.float64)
+    ref = reference(x, w, bias)
+    k = x.shape[1]
+    mag = np.abs(x.astype(np.float64)) @ np.abs(w.astype(np.float64)).T
+    tol = ulp(ref, dtype) + k * 2.0 ** -23 * mag
+    assert out.shape == ref.shape, (out.shape, ref.shape)
+    assert not np.isnan(out).any(), "NaN in output"
+    err = np.abs(out - ref)
+    bad = err > tol
+    assert not bad.any(), (f"{bad.sum()} of {bad.size} elements out of bound; worst err {err.max():.3g} "
+                           f"at {np.unravel_index(np.argmax(err - tol), err.shape)}")

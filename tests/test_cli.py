@@ -1,0 +1,191 @@
+"""`python -m jitgemm ...` as a user runs it, in subprocesses with their own cache directory."""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jitgemm import dispatch
+from jitgemm.kernels import scale
+from jitgemm.runtime.backend import get_backend
+
+REPO = Path(__file__).resolve().parent.parent
+TRACEBACK = "Traceback (most recent call last)"
+
+
+def run(args, cache_dir, extra_env=None, timeout=300, code=None):
+    env = dict(os.environ)  # keeps LD_LIBRARY_PATH (hiprtc) and the rest
+    env["JITGEMM_CACHE_DIR"] = str(cache_dir)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env.pop("JITGEMM_BACKEND", None)
+    env.update(extra_env or {})
+    cmd = [sys.executable, "-c", code] if code else [sys.executable, "-m", "jitgemm", *args]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=str(cache_dir.parent))
+    return p
+
+
+def _has_gpu():
+    try:
+        from jitgemm.runtime.backend import default_backend
+        default_backend()
+        return True
+    except Exception:
+        return False
+
+
+def _compiles(name):
+    return get_backend(name).compiler_available()[0]
+
+
+def test_info_names_backends_and_cache(tmp_path):
+    cache = tmp_path / "cache"
+    p = run(["info"], cache)
+    assert p.returncode == 0, p.stderr
+    assert TRACEBACK not in p.stderr
+    out = p.stdout
+    assert re.search(r"^jitgemm \d+\.\d+\.\d+$", out, re.M)
+    assert re.search(r"^backend cuda: compiler ", out, re.M)
+    assert re.search(r"^backend hip: compiler ", out, re.M)
+    if _compiles("cuda"):
+        assert re.search(r"^backend cuda: compiler nvrtc-\d+\.\d+$", out, re.M), out
+    if _compiles("hip"):
+        assert re.search(r"^backend hip: compiler hiprtc-\d+\.\d+/hip-\d+$", out, re.M), out
+    if not _has_gpu():
+        # the line after "backend cuda" says why the CUDA runtime cannot be used here
+        lines = out.splitlines()
+        i = next(i for i, l in enumerate(lines) if l.startswith("backend cuda"))
+        assert lines[i + 1].startswith("  runtime: unavailable: "), out
+    m = re.search(r"^cache: (\S+)\s+(\d+) entries\s+([\d.]+) MiB\s+\(cap (\d+) MiB\)$", out, re.M)
+    assert m, out
+    assert m.group(1) == str(cache) and m.group(2) == "0" and m.group(4) == "512"
+
+
+def test_info_reports_cache_cap_from_environment(tmp_path):
+    p = run(["info"], tmp_path / "c", {"JITGEMM_CACHE_MAX_BYTES": str(3 * 2**20)})
+    assert p.returncode == 0 and "(cap 3 MiB)" in p.stdout
+
+
+def test_cache_commands_on_empty_dir(tmp_path):
+    cache = tmp_path / "cache"
+    p = run(["cache", "size"], cache)
+    assert p.returncode == 0 and p.stdout.strip() == f"0 entries, 0 bytes in {cache}"
+    p = run(["cache", "list"], cache)
+    assert p.returncode == 0 and p.stdout == ""
+    p = run(["cache", "clear"], cache)
+    assert p.returncode == 0 and p.stdout.strip() == f"removed 0 entries from {cache}"
+    p = run(["cache", "frobnicate"], cache)
+    assert p.returncode == 2 and "invalid choice" in p.stderr
+
+
+@pytest.mark.skipif(not _compiles("cuda"), reason="NVRTC unavailable")
+def test_aot_then_cache_size_list_clear(tmp_path):
+    """aot for sm_90a (~9 s): every instance reported with its registers, one cache entry each."""
+    cache = tmp_path / "cache"
+    insts = scale.instances() + dispatch.all_instances("cuda")
+    p = run(["aot", "--arch", "sm_90a", "--out", str(cache)], cache)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "FAILED" not in p.stderr and TRACEBACK not in p.stderr
+    out = p.stdout
+    assert f"sm_90a: {len(insts)} instances into {cache}" in out
+    rows = [l for l in out.splitlines() if l.startswith("sm_90a ")]
+    for inst in insts:
+        mine = [l for l in rows if re.match(rf"sm_90a\s+{re.escape(inst.name)}\s+regs\s+\d+\s+spill st/ld \d+/\d+", l)]
+        assert mine, f"no register line for {inst.name}"
+    regs = [int(re.search(r"regs\s+(\d+)", l).group(1)) for l in rows]
+    assert all(0 < r <= 255 for r in regs)
+
+    p = run(["cache", "size"], cache)
+    m = re.fullmatch(rf"(\d+) entries, (\d+) bytes in {re.escape(str(cache))}\n", p.stdout)
+    assert m, p.stdout
+    assert int(m.group(1)) == len(insts) and int(m.group(2)) > 0
+    assert len(list((cache / "sm_90a").glob("*.jgc"))) == len(insts)
+
+    p = run(["cache", "list"], cache)
+    lines = p.stdout.splitlines()
+    assert len(lines) == len(insts)
+    assert all(re.fullmatch(r"sm_90a\s+[0-9a-f]{64}\s+\d+ B", l) for l in lines), lines[:3]
+    assert run(["cache", "list", "--arch", "gfx90a"], cache).stdout == ""
+
+    # a second aot finds everything in the cache (no new entries, same count)
+    p = run(["aot", "--arch", "sm_90a", "--out", str(cache)], cache)
+    assert p.returncode == 0
+    assert run(["cache", "size"], cache).stdout.startswith(f"{len(insts)} entries")
+
+    p = run(["cache", "clear", "--arch", "gfx90a"], cache)
+    assert p.stdout.strip() == f"removed 0 entries from {cache}"
+    p = run(["cache", "clear"], cache)
+    assert p.returncode == 0 and p.stdout.strip() == f"removed {len(insts)} entries from {cache}"
+    assert run(["cache", "size"], cache).stdout.strip() == f"0 entries, 0 bytes in {cache}"
+    assert not list(cache.rglob("*.jgc")) and not list(cache.rglob("*.lock"))
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="package bug: cli._print_resources labels every symbol of a module with "
+                                       "the instance name, so jg_scale<jg_f16> gets a second row carrying "
+                                       "jg_scale_f32's registers")
+def test_aot_report_has_one_row_per_instance():
+    import contextlib
+    import io
+    from jitgemm import cli
+    rows = [("sm_90a", "jg_scale<jg_f16>", "_Z8jg_scaleI6jg_f16EvPtPKtfx", {"registers": 8}),
+            ("sm_90a", "jg_scale<jg_f16>", "_Z12jg_scale_f32PfPKffx", {"registers": 10})]
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        cli._print_resources(rows)
+    assert len([l for l in buf.getvalue().splitlines() if "jg_scale<jg_f16>" in l]) == 1, buf.getvalue()
+
+
+@pytest.mark.skipif(_has_gpu(), reason="checks the no-GPU path of the demo")
+def test_demo_on_a_machine_without_a_device(tmp_path):
+    cache = tmp_path / "cache"
+    p = run(["demo"], cache)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert TRACEBACK not in p.stderr and TRACEBACK not in p.stdout
+    lines = [l for l in p.stdout.splitlines() if l.strip()]
+    assert lines[0].startswith("no GPU here (") and "compiling the kernels for the default targets instead" in lines[0]
+    assert sum("no GPU" in l for l in lines) == 1
+    if _compiles("cuda"):
+        assert any(re.match(r"sm_90a\s+jg_\w+<.*>\s+regs\s+\d+", l) for l in lines), p.stdout
+    if _compiles("hip"):
+        assert any(re.match(r"gfx90a\s+jg_\w+.*\s+vgpr\s+\d+", l) for l in lines), p.stdout
+    # what it compiled went to the configured cache
+    assert list(cache.rglob("*.jgc"))
+
+
+FAKE_TORCH = "import os\nopen(os.environ['TORCH_MARKER'], 'w').write('imported')\n"
+
+NO_TORCH_SCRIPT = r'''
+import sys
+import numpy as np, ml_dtypes
+import jitgemm
+bf = ml_dtypes.bfloat16
+x, w = np.ones((2, 64), bf), np.ones((32, 64), bf)
+for call in (lambda: jitgemm.gemm(x.astype(np.float32), w), lambda: jitgemm.gemm(x[:, :60], w[:, :60]),
+             lambda: jitgemm.gemm(x, w), lambda: jitgemm.explain(np.ones((17, 64), bf), w),
+             lambda: jitgemm.matmul(np.ones((17, 64), bf), w.T)):
+    try:
+        call()
+    except (TypeError, ValueError, jitgemm.BackendUnavailable) as e:
+        print("raised", type(e).__name__)
+print("TORCH", "torch" in sys.modules)
+'''
+
+
+def test_import_and_validation_do_not_import_torch(tmp_path):
+    fake = tmp_path / "fakesite"
+    (fake / "torch").mkdir(parents=True)
+    (fake / "torch" / "__init__.py").write_text(FAKE_TORCH)
+    marker = tmp_path / "torch-was-imported"
+    env = {"TORCH_MARKER": str(marker), "PYTHONPATH": os.pathsep.join([str(REPO), str(fake)])}
+
+    # control: the fake torch is importable in that environment, so an import would be seen
+    ctl = run([], tmp_path / "cache", env, code="import torch, sys; print('torch' in sys.modules)")
+    assert ctl.returncode == 0 and ctl.stdout.strip() == "True" and marker.exists(), ctl.stderr
+    marker.unlink()
+
+    p = run([], tmp_path / "cache", env, code=NO_TORCH_SCRIPT)
+    assert p.returncode == 0, p.stderr
+    assert "raised TypeError" in p.stdout and "raised ValueError" in p.stdout
+    assert p.stdout.strip().splitlines()[-1] == "TORCH False", p.stdout
+    assert not marker.exists()
