@@ -126,11 +126,14 @@ def _run(g: _Gemm, out: Any, stream: Any, plan_fn=None):
     if ov is not None:
         views.append(("out", ov))
     backend, device, host = _placement(views)
+    if not host:  # layout rules of device operands, before anything is planned or allocated
+        validate.require_rows(g.x, "x", g.k, 8)
+        validate.require_rows(g.w, "w", g.k, 8)
+        if ov is not None:
+            validate.require_out_rows(ov, "out")
     plan = (plan_fn or _plan)(backend, device, g)
     if host:
         return _run_host(backend, device, plan, g, ov, out)
-    if ov is not None:
-        validate.require_out_rows(ov, "out")
     s = _stream_handle(stream, views)
     result = out if out is not None else _new_output(g.x, backend, device, (g.n, g.m), g.dtype)
     ov = ov or as_view(result, "out")
@@ -166,7 +169,7 @@ def explain(x: Any, w: Any, bias: Any = None) -> str:
     """Which kernel and config `gemm`/`matmul` would run for these operands, and why."""
     try:
         g = _check_gemm(x, w, bias)
-    except ValueError as e:
+    except (ValueError, TypeError) as e:
         return f"not the skinny family ({e}); matmul would use the vendor BLAS"
     views = [("x", g.x), ("w", g.w)]
     backend, device, _ = _placement(views)
@@ -201,7 +204,11 @@ def _transposed(b: Any, bv: View):
 
 def _blas(a: Any, b: Any, av: View, out: Any):
     if av.device is None:
-        r = np.matmul(np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32)).astype(numpy_dtype(av.dtype) if av.dtype else a.dtype)
+        a, b = np.asarray(a), np.asarray(b)
+        if av.dtype in SKINNY_DTYPES:  # 16-bit: fp32 accumulation and one rounding, like the kernels
+            r = np.matmul(a.astype(np.float32), b.astype(np.float32)).astype(a.dtype)
+        else:
+            r = np.matmul(a, b)  # numpy's own promotion rules for everything else
         if out is not None:
             out[...] = r
             return out
@@ -228,24 +235,24 @@ class Linear:
         validate.require_dtype(wv, "w", SKINNY_DTYPES)
         self.out_features, self.in_features = wv.shape
         self.dtype = wv.dtype
+        bv = as_view(bias, "bias") if bias is not None else None
+        if bv is not None:
+            validate.bias_layout(bv, 1, self.out_features, self.dtype)
+            if bv.ndim == 2 and bv.shape[0] != 1:
+                raise ValueError(f"Linear bias must be [M] or [1, M], got {bv.shape}")
         if wv.device is None:
+            if bv is not None and bv.device is not None:
+                raise ValueError("Linear: w is a host (numpy) array but bias is on a device; pass both from one place")
             backend = default_backend()
             dev = backend.current_device() if device is None else device
             self._w_owner = DeviceArray.from_numpy(backend, dev, np.asarray(w), wv.dtype)
             self.weight = self._w_owner.view()
             self._bias_owner = None
             if bias is not None:
-                bv = as_view(bias, "bias")
-                validate.bias_layout(bv, 1, self.out_features, self.dtype)
-                if bv.ndim == 2 and bv.shape[0] != 1:
-                    raise ValueError(f"Linear bias must be [M] or [1, M], got {bv.shape}")
                 self._bias_owner = DeviceArray.from_numpy(backend, dev, np.asarray(bias).reshape(-1), wv.dtype)
             self.bias = self._bias_owner.view() if self._bias_owner is not None else None
         else:
-            self._w_owner, self.weight = w, wv
-            self.bias = as_view(bias, "bias") if bias is not None else None
-            if self.bias is not None:
-                validate.bias_layout(self.bias, 1, self.out_features, self.dtype)
+            self._w_owner, self.weight, self.bias = w, wv, bv
 
     def __call__(self, x: Any, *, out: Any = None, stream: Any = None):
         xv = as_view(x, "x")
@@ -263,6 +270,8 @@ class Linear:
         rule = dispatch.skinny_supported(self.dtype, n, k)
         if rule:
             raise ValueError(f"Linear: {rule}")
+        if out is not None:
+            _check_out(out, n, self.out_features, self.dtype)
         backend, device = get_backend(self.weight.vendor), self.weight.device
         dx = DeviceArray.from_numpy(backend, device, x, self.dtype)
         g = _Gemm(dx.view(), self.weight, self.bias, n, self.out_features, k, self.dtype)

@@ -30,7 +30,7 @@ def _compile_only(why: str) -> int:
     from .runtime.backend import backend_for_arch
     from .runtime.jit import compile_instance
     from rich.progress import track
-    print(f"no GPU here ({why.splitlines()[0][:120]}); compiling the kernels for the default targets instead")
+    print(f"no GPU here ({why.splitlines()[0]}); compiling the kernels for the default targets instead")
     rows = []
     for arch in ("sm_90a", "gfx90a"):
         ok, why = backend_for_arch(arch).compiler_available()

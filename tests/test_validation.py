@@ -226,13 +226,10 @@ def test_explain_names_the_broken_rule_host_only(tripwire):
         jitgemm.explain(x, w)
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason="package bug: explain() catches only ValueError, so dtype rules "
-                                       "(TypeError) escape instead of being explained, although matmul "
-                                       "handles these operands through the BLAS path")
 def test_explain_float32_operands_is_explained(tripwire):
     x, w = ops()
     s = jitgemm.explain(x.astype(np.float32), w.astype(np.float32))
-    assert "float16 or bfloat16" in s
+    assert "float16" in s and "bfloat16" in s and "float32" in s and "BLAS" in s
 
 
 def test_matmul_rules(tripwire):
@@ -272,8 +269,6 @@ def test_matmul_host_fallback_matches_numpy(tripwire, case):
     np.testing.assert_array_equal(out.astype(np.float32), want.astype(np.float32))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="package bug: matmul's host BLAS path computes in float32 whatever the "
-                                       "input dtype, so float64/int64 results differ from numpy's a @ b")
 @pytest.mark.parametrize("a,b", [(np.array([[1 + 1e-10]]), np.array([[1.0]])),
                                  (np.array([[2**25 + 1]], dtype=np.int64), np.array([[1]], dtype=np.int64))],
                          ids=["float64", "int64"])
@@ -293,8 +288,6 @@ def test_linear_constructor_rules(tripwire):
         jitgemm.Linear(w)
 
 
-@pytest.mark.xfail(strict=True, raises=GpuTouched, reason="package bug: Linear.__init__ uploads a numpy weight (default_backend, "
-                                       "DeviceArray.from_numpy) before validating the bias")
 @pytest.mark.parametrize("bias", [np.zeros(33, BF16), np.zeros(32, F16), np.zeros((2, 32), BF16)],
                          ids=["bias-shape", "bias-dtype", "bias-2-rows"])
 def test_linear_bias_rule_fires_before_upload(tripwire, bias):
@@ -337,8 +330,6 @@ def test_linear_valid_call_reaches_the_device(device_linear):
         device_linear(np.ones((4, 64), BF16))
 
 
-@pytest.mark.xfail(strict=True, raises=GpuTouched, reason="package bug: Linear's numpy path never checks `out` (gemm does); a wrong "
-                                       "shape/dtype is only noticed by numpy after the GPU work")
 @pytest.mark.parametrize("out", [np.zeros((4, 31), BF16), np.zeros((4, 32), np.float32)], ids=["shape", "dtype"])
 def test_linear_call_checks_out_before_device_work(device_linear, out):
     with pytest.raises((ValueError, TypeError), match="out"):
@@ -572,15 +563,13 @@ def test_plan_cuda_heuristic_without_table(monkeypatch):
     monkeypatch.setattr(dispatch, "load_table", lambda: [])
     p = dispatch.plan_skinny("cuda", "sm_90a", 132, "bfloat16", 4, 4096, 4096)
     assert "heuristic" in p.reason
-    # 256 blocks; K split doubles while blocks * WK < 8 * SMs and each warp keeps >= 128 elements of K
-    assert p.config == skinny.NvConfig(1, 8, 4)
-    assert dispatch.heuristic_nv(8192, 512, 132) == skinny.NvConfig(2, 4, 4)
-    assert dispatch.heuristic_nv(64, 64, 132) == skinny.NvConfig(1, 1, 4)
+    # what won almost every decode shape on the H100: 16 warps split K, 2 steps; 32-row blocks for large M
+    assert p.config == skinny.NvConfig(1, 16, 2, 1)
+    assert dispatch.heuristic_nv(8192, 512, 132) == skinny.NvConfig(2, 16, 2, 1)
+    assert dispatch.heuristic_nv(64, 64, 132) == skinny.NvConfig(1, 16, 2, 1)
+    assert dispatch.heuristic_nv(64, 64, 132) in skinny.NV_CONFIGS  # aot compiles what it picks
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="package bug: with no measured table, heuristic_nv can return WK=1/2 configs that are "
-                          "not in NV_CONFIGS, so all_instances('cuda') (what aot compiles) misses them")
 def test_heuristic_choices_are_in_the_aot_set(monkeypatch):
     monkeypatch.setattr(dispatch, "load_table", lambda: [])
     names = {i.name for i in dispatch.all_instances("cuda")}
@@ -606,18 +595,12 @@ def test_pdl_and_prefetch_switches(monkeypatch):
     assert p.extra == {"kc": 0, "pdl": False} and "programmatic" not in p.reason
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="package bug: dispatch.plan_skinny compares arch strings "
-                                       "(arch >= 'sm_90'), and 'sm_100a' < 'sm_90', so Blackwell gets neither "
-                                       "PDL nor the L2 prefetch")
 @pytest.mark.parametrize("arch", ["sm_100a", "sm_120"])
 def test_pdl_on_archs_newer_than_sm90(monkeypatch, arch):
     monkeypatch.setenv("JITGEMM_PDL", "1")
     assert dispatch.plan_skinny("cuda", arch, 148, "bfloat16", 1, 4096, 4096).extra["pdl"] is True
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="package bug: nv_config forces SK=1 for arch < 'sm_90', but all_instances('cuda') only "
-                          "lists the table's SK, so `aot --arch sm_80` misses what sm_80 dispatch picks")
 def test_cuda_dispatch_before_sm90_is_covered_by_aot(monkeypatch):
     # a measured row whose K split uses a 2-block cluster, in tuning_nv's (M, K, (WK, U, SK), {bucket: MT}) form
     monkeypatch.setattr(dispatch, "load_table", lambda: [(4096, 4096, (8, 2, 2), {1: 1, 4: 1, 8: 1, 16: 1})])

@@ -30,15 +30,20 @@ class Source:
 
 
 def _closure(root: Path, name: str, seen: list[str]) -> None:
+    """`name` is relative to root; a quoted include is looked up next to the including file first,
+    then in root (what the compilers do with -I root)."""
     if name in seen:
         return
     path = root / name
     if not path.is_file():
         raise FileNotFoundError(f"kernel source {name!r} not found in {root}")
     seen.append(name)
+    here = Path(name).parent
     for inc in _INCLUDE.findall(path.read_text()):
-        if (root / inc).is_file():
-            _closure(root, inc, seen)
+        for cand in (here / inc, Path(inc)):
+            if (root / cand).is_file():
+                _closure(root, str(cand), seen)
+                break
 
 
 def load_source(filename: str, root: Path | None = None) -> Source:
