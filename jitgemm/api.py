@@ -254,6 +254,35 @@ class Linear:
         else:
             self._w_owner, self.weight, self.bias = w, wv, bv
 
+    @staticmethod
+    def from_float(w: Any, bias: Any = None, *, quantize: str = "fp8", per_channel: bool = True,
+                   fp8_format: str | None = None, activation=None, device: int | None = None):
+        """A layer with e4m3 weights quantized on the host from a float/16-bit numpy weight (per
+        output channel or one scale). activation: None (W8A16), a static float scale, or 'dynamic'."""
+        if quantize != "fp8":
+            raise ValueError(f"quantize must be 'fp8', got {quantize!r}")
+        from . import scaled
+        from .kernels import fp8
+        backend = default_backend()
+        dev = backend.current_device() if device is None else device
+        fmt = scaled._format_name(fp8_format) or fp8.native_format(backend.name, backend.device_info(dev).arch)
+        if fmt is None:
+            raise ValueError(f"{backend.device_info(dev).arch} has no fp8 support")
+        w8, sw = scaled.quantize_weight(np.asarray(w), per_channel, fmt)
+        owners = [DeviceArray.from_numpy(backend, dev, w8.view(np.uint8), "uint8"),
+                  DeviceArray.from_numpy(backend, dev, sw, "float32")]
+        w8v = owners[0].view()
+        w8v.dtype = w8v.raw_dtype = fmt
+        bv = None
+        if bias is not None:
+            b = np.asarray(bias)
+            owners.append(DeviceArray.from_numpy(backend, dev, b.reshape(-1), as_view(b, "bias").dtype))
+            bv = owners[-1].view()
+        layer = scaled.Fp8Linear(w8v, owners[1].view() if per_channel else float(sw[0]), bv,
+                                 activation=activation, fp8_format=fmt)
+        layer._owners = owners
+        return layer
+
     def __call__(self, x: Any, *, out: Any = None, stream: Any = None):
         xv = as_view(x, "x")
         validate.require_2d(xv, "x", "N, K")

@@ -42,10 +42,11 @@ def n_bucket(n: int) -> int:
     return 1 if n == 1 else 4 if n <= 4 else 8 if n <= 8 else 16
 
 
-def nv_config(dtype: str, n: int, m: int, k: int, sms: int, arch: str = "sm_90a") -> tuple[skinny.NvConfig, str]:
+def nv_config(dtype: str, n: int, m: int, k: int, sms: int, arch: str = "sm_90a",
+              family: str = "skinny") -> tuple[skinny.NvConfig, str]:
     """The measured config of the nearest tuned shape in log(M), log(K). Its K order (WK, U, SK)
     is chosen per shape for all N together, so the same token gives the same bits at every N."""
-    table = load_table()
+    table = load_table(family) or load_table("skinny")
     if not table:
         return heuristic_nv(m, k, sms), "heuristic (no measured table)"
     def dist(r):
@@ -79,6 +80,19 @@ def plan_skinny(vendor: str, arch: str, cus: int, dtype: str, n: int, m: int, k:
     how = "tokens whole in LDS" if kc >= k else f"tokens staged in LDS in K-chunks of {kc}"
     return Plan("skinny", f"{cfg.describe()}; seed CU-count rule ({cus} CUs), {how}", cfg,
                 cfg.instance(dtype, n), grid, block, shared, {"kc": kc, "pdl": False})
+
+
+def plan_fp8(vendor: str, arch: str, cus: int, out_dtype: str, mode: int, fmt: str, n: int, m: int, k: int) -> Plan:
+    from .kernels import fp8
+    if vendor == "cuda":
+        cfg, why = nv_config(out_dtype, n, m, k, cus, arch, family="fp8")
+        grid, block, shared = cfg.geometry(m)
+        return Plan("fp8", f"{fp8.MODE_NAMES[mode]}; {cfg.describe()}; {why}", cfg,
+                    fp8.nv_instance(cfg, out_dtype, mode, n), grid, block, shared, {"pdl": False})
+    cfg = fp8.amd_config(n)
+    grid, block, shared = cfg.geometry(m, cus)
+    return Plan("fp8", f"{fp8.MODE_NAMES[mode]}; amd {cfg.YT} rows/wave, {cfg.WAVES} waves, {fmt} decoded exactly",
+                cfg, cfg.instance(out_dtype, mode, fmt, n), grid, block, shared, {"pdl": False})
 
 
 def skinny_supported(dtype: str, n: int, k: int) -> str | None:

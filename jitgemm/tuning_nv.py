@@ -21,16 +21,33 @@ NV_TABLE: list = [  # NVIDIA H100 80GB HBM3, driver 13000, 2026-11-24
 ]
 
 
-def load_table() -> list:
+NV_TABLE_FP8: list = [  # the fp8 family, W8A8 per-tensor timings; NVIDIA H100 80GB HBM3, 2026-11-24
+    (6144, 4096, (8, 2, 1), {1: 1, 4: 1, 8: 1, 16: 2}),  # llama8b.qkv: {1: 11.74, 4: 11.39, 8: 11.45, 16: 12.98} us
+    (4096, 4096, (16, 2, 1), {1: 1, 4: 1, 8: 1, 16: 1}),  # llama8b.o: {1: 8.88, 4: 8.61, 8: 8.67, 16: 10.08} us
+    (28672, 4096, (4, 2, 1), {1: 1, 4: 1, 8: 1, 16: 2}),  # llama8b.gate_up: {1: 41.07, 4: 41.15, 8: 41.33, 16: 44.01} us
+    (4096, 14336, (16, 2, 1), {1: 1, 4: 1, 8: 1, 16: 1}),  # llama8b.down: {1: 22.95, 4: 22.33, 8: 22.7, 16: 24.61} us
+    (10240, 8192, (4, 2, 1), {1: 1, 4: 1, 8: 1, 16: 1}),  # llama70b.qkv: {1: 32.4, 4: 32.16, 8: 32.3, 16: 33.38} us
+    (8192, 8192, (8, 2, 1), {1: 1, 4: 1, 8: 1, 16: 2}),  # llama70b.o: {1: 26.15, 4: 25.26, 8: 25.41, 16: 26.81} us
+    (57344, 8192, (8, 2, 1), {1: 1, 4: 1, 8: 1, 16: 2}),  # llama70b.gate_up: {1: 159.25, 4: 159.14, 8: 159.11, 16: 160.43} us
+    (8192, 28672, (4, 2, 2), {1: 1, 4: 1, 8: 1, 16: 2}),  # llama70b.down: {1: 82.85, 4: 83.12, 8: 83.02, 16: 84.77} us
+    (1280, 8192, (16, 2, 1), {1: 1, 4: 1, 8: 1, 16: 1}),  # llama70b-tp8.qkv: {1: 7.34, 4: 7.06, 8: 7.14, 16: 9.25} us
+    (8192, 1024, (4, 2, 1), {1: 1, 4: 1, 8: 1, 16: 1}),  # llama70b-tp8.o: {1: 5.52, 4: 5.33, 8: 5.34, 16: 5.97} us
+    (7168, 8192, (8, 2, 1), {1: 1, 4: 1, 8: 1, 16: 2}),  # llama70b-tp8.gate_up: {1: 23.28, 4: 22.72, 8: 22.61, 16: 23.84} us
+    (8192, 3584, (8, 2, 1), {1: 1, 4: 1, 8: 1, 16: 2}),  # llama70b-tp8.down: {1: 13.13, 4: 12.58, 8: 12.56, 16: 13.68} us
+]
+
+
+def load_table(family: str = "skinny") -> list:
+    """The shipped table of a family ('skinny' or 'fp8'), or the one in JITGEMM_NV_TUNING's file."""
     path = os.environ.get("JITGEMM_NV_TUNING")
+    key = "table" if family == "skinny" else f"table_{family}"
     if not path:
-        return NV_TABLE
-    global _loaded
-    if _loaded is None or _loaded[0] != path:
-        rows = json.load(open(path))["table"]
-        _loaded = (path, [(r["m"], r["k"], tuple(r["k_order"]), {int(b): mt for b, mt in r["mt"].items()})
-                          for r in rows])
-    return _loaded[1]
+        return NV_TABLE if family == "skinny" else NV_TABLE_FP8
+    if (path, key) not in _loaded:
+        rows = json.load(open(path)).get(key, [])
+        _loaded[(path, key)] = [(r["m"], r["k"], tuple(r["k_order"]), {int(b): mt for b, mt in r["mt"].items()})
+                                for r in rows]
+    return _loaded[(path, key)]
 
 
-_loaded = None
+_loaded: dict = {}

@@ -51,6 +51,13 @@ template <class T> JG_DEVICE jg_u16 jg_from_f32(float v);
 template <> JG_DEVICE jg_u16 jg_from_f32<jg_f16>(float v) { return jg_f32_to_f16(v); }
 template <> JG_DEVICE jg_u16 jg_from_f32<jg_bf16>(float v) { return jg_f32_to_bf16(v); }
 
+// cross-lane exchange within a warp (NVIDIA, 32 lanes) or wave (AMD, 32 or 64 lanes)
+#if defined(JG_NV)
+JG_DEVICE float jg_shfl_xor(float v, int lane_mask, int width) { return __shfl_xor_sync(0xffffffffu, v, lane_mask, width); }
+#else
+JG_DEVICE float jg_shfl_xor(float v, int lane_mask, int width) { return __shfl_xor(v, lane_mask, width); }
+#endif
+
 // 16-byte loads. Weights are read exactly once: stream them past L1 (NVIDIA: no L1 allocation,
 // 256-byte L2 prefetch; AMD: the non-temporal hint). Activations are re-read by every warp: cache them.
 #if defined(JG_NV)
@@ -76,3 +83,44 @@ JG_DEVICE jg_u32x4 jg_load_cached(const void* p) {
   return jg_u32x4{v.x, v.y, v.z, v.w};
 }
 #endif
+
+// ---- fp8 e4m3 in software (both vendors): exact decode, saturating round-to-nearest-even encode.
+// e4m3fn (OCP): bias 7, max 448, 0x7f/0xff NaN, -0 exists. e4m3fnuz: bias 8, max 240, 0x80 the only
+// NaN, no -0. The bytes of one format are never read as the other.
+JG_DEVICE float jg_e4m3_to_f32(unsigned b, bool fnuz) {
+  b &= 0xffu;
+  const unsigned e = (b >> 3) & 0xfu, m = b & 7u;
+  const float sign = (b & 0x80u) ? -1.f : 1.f;
+  if (fnuz ? b == 0x80u : (b & 0x7fu) == 0x7fu) return __uint_as_float(0x7fc00000u);
+  const int bias = fnuz ? 8 : 7;
+  // value = (e ? 8 + m : m) * 2^(max(e,1) - bias - 3), built exactly from exponent bits
+  const float mant = (float)(e ? 8u + m : m);
+  const unsigned scale_bits = (unsigned)((int)(e ? e : 1u) - bias - 3 + 127) << 23;
+  if (fnuz && b == 0u) return 0.f;
+  return sign * mant * __uint_as_float(scale_bits);
+}
+
+JG_DEVICE unsigned jg_f32_to_e4m3(float f, bool fnuz) {
+  const unsigned u = __float_as_uint(f);
+  const unsigned sign = (u >> 24) & 0x80u;
+  if ((u & 0x7fffffffu) > 0x7f800000u) return fnuz ? 0x80u : (0x7fu | sign);
+  const int bias = fnuz ? 8 : 7;
+  const float maxv = fnuz ? 240.f : 448.f;
+  float a = __uint_as_float(u & 0x7fffffffu);
+  a = a < maxv ? a : maxv;  // saturate (inf too)
+  // quantum of the binade a lives in (subnormal binade below 2^(1-bias)), then round to even
+  int ex = (int)((__float_as_uint(a) >> 23) & 0xffu) - 127;
+  if (ex < 1 - bias) ex = 1 - bias;
+  const float q = __uint_as_float((unsigned)(ex - 3 + 127) << 23);
+  float r = rintf(a / q) * q;  // exact: q is a power of two
+  if (r == 0.f) return fnuz ? 0u : sign;
+  int er = (int)((__float_as_uint(r) >> 23) & 0xffu) - 127;
+  unsigned code;
+  if (er < 1 - bias) {
+    code = (unsigned)(r / __uint_as_float((unsigned)(1 - bias - 3 + 127) << 23));  // subnormal: mantissa only
+  } else {
+    const unsigned mant = (unsigned)(r / __uint_as_float((unsigned)(er - 3 + 127) << 23)) - 8u;
+    code = ((unsigned)(er + bias) << 3) | mant;
+  }
+  return code | sign;
+}

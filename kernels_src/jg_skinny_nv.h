@@ -151,19 +151,22 @@ JG_DEVICE void jg_cluster_sync() {
   asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
 }
 
-struct jg_epilogue {  // what is applied to a finished fp32 sum; null pointers mean "none"
-  const float* sx;   // token scales: [N] when sx_per_token, else one value
-  const float* sw;   // weight scales: [M] when sw_per_row, else one value
-  const jg_u16* bias;
+struct jg_epilogue {  // what is applied to a finished fp32 sum
+  const float* sx;   // token scales [N] (sx_per_token) or one value; null: the value sx_val
+  const float* sw;   // weight scales [M] (sw_per_row) or one value; null: the value sw_val
+  float sx_val, sw_val;
+  const jg_u16* bias;  // null: none
   jg_i64 bias_ld;
   int sx_per_token, sw_per_row, bias_rows;
+
+  JG_DEVICE float token_scale(int n) const { return sx ? sx[sx_per_token ? n : 0] : sx_val; }
+  JG_DEVICE float row_scale(jg_i64 m) const { return sw ? sw[sw_per_row ? m : 0] : sw_val; }
 };
 
 template <class P>
 JG_DEVICE void jg_store(typename P::Out*, jg_u16* out, jg_i64 ldo, const jg_epilogue& e, float s, int n, jg_i64 m) {
   using T = typename P::Out;
-  if (e.sx) s *= e.sx[e.sx_per_token ? n : 0];
-  if (e.sw) s *= e.sw[e.sw_per_row ? m : 0];
+  s = s * e.token_scale(n) * e.row_scale(m);
   if (e.bias) s += jg_to_f32<T>(e.bias[(e.bias_rows == 1 ? 0 : (jg_i64)n * e.bias_ld) + m]);
   out[(jg_i64)n * ldo + m] = jg_from_f32<T>(s);
 }
@@ -196,7 +199,7 @@ JG_DEVICE void jg_skinny_core(jg_u16* __restrict__ out, jg_i64 ldo, const unsign
     int n = 8 * j + g;
     xok[j] = n < N;
     xrow[j] = x + (jg_i64)(xok[j] ? n : 0) * ldx * P::XB;
-    xinv[j] = epi.sx ? 1.0f / epi.sx[epi.sx_per_token ? (xok[j] ? n : 0) : 0] : 1.0f;
+    xinv[j] = 1.0f / epi.token_scale(xok[j] ? n : 0);
   }
 
   float acc[MT][NT][4];

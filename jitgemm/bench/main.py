@@ -28,6 +28,15 @@ def run_suite(dtypes, ns, shapes, out_dir, baselines=True, title="decode suite",
     print(f"streaming-read ceiling: {ceiling:.3f} TB/s", flush=True)
     cases = []
     stream = cp.cuda.Stream(non_blocking=True)
+    from . import fp8_runner
+    fp8_modes = [d for d in dtypes if d in fp8_runner.MODES]
+    dtypes = [d for d in dtypes if d not in fp8_runner.MODES]
+    if fp8_modes:
+        def log(c):
+            print(f"{c.shape:22s} N={c.n:2d} {c.dtype:11s} graph {c.us_graph:7.2f} us  b2b {c.us_b2b:7.2f} us  "
+                  f"{runner.tbs(c, c.us_graph):.2f} TB/s  " +
+                  "  ".join(f"{k} {v.get('us_graph', float('nan')):.2f}" for k, v in c.baselines.items()), flush=True)
+        cases += fp8_runner.run(cp, fp8_modes, ns, shapes, meta["l2_bytes"], baselines, log)
     for dtype in dtypes:
         for sh in shapes:
             ops = runner.Operands(cp, sh, dtype, max(ns), meta["l2_bytes"])
@@ -57,7 +66,7 @@ def run_suite(dtypes, ns, shapes, out_dir, baselines=True, title="decode suite",
     return {"table": table, "ceiling": ceiling}
 
 
-def tune(ns, shapes, out_dir, dtype="bfloat16") -> list:
+def tune(ns, shapes, out_dir, dtype="bfloat16", family="skinny") -> list:
     """Time every NVIDIA config (graph replay, cold weights) per (shape, N), then pick per shape
     the K order (WK, U, SK) with the least total time over the N buckets, and MT per bucket."""
     import cupy as cp
@@ -66,18 +75,28 @@ def tune(ns, shapes, out_dir, dtype="bfloat16") -> list:
     stream = cp.cuda.Stream(non_blocking=True)
     cluster_ok = meta["arch"] >= "sm_90"
     raw, table = [], []
+    from . import fp8_runner
     for sh in shapes:
-        ops = runner.Operands(cp, sh, dtype, max(ns), meta["l2_bytes"])
+        if family == "fp8":
+            ops = fp8_runner.Fp8Operands(cp, sh, meta["l2_bytes"], with_bf16=False)
+        else:
+            ops = runner.Operands(cp, sh, dtype, max(ns), meta["l2_bytes"])
         times = {}
         for n in ns:
             for cfg in skinny.NV_CONFIGS:
                 if cfg.SK > 1 and not cluster_ok:
                     continue
-                preps = runner.prepared_calls(ops, n, config=cfg)
+                if family == "fp8":
+                    preps = runner.forced(cfg, lambda: ops.prepared("fp8", n))
+                else:
+                    preps = runner.prepared_calls(ops, n, config=cfg)
                 res = preps[0].kernel.resources
                 if res.get("spill_stores") or res.get("stack_frame"):
                     continue  # a config that spills is never a candidate
-                ops.check(n, preps[0])
+                if family == "fp8":
+                    ops.check("fp8", n, preps[0])
+                else:
+                    ops.check(n, preps[0])
                 us = runner.time_ours(preps, stream, modes=("graph",))["us_graph"]
                 times[(n_bucket(n), cfg)] = us
                 raw.append({"m": sh.m, "k": sh.k, "n": n, "config": [cfg.MT, cfg.WK, cfg.U, cfg.SK], "us": us})
@@ -88,10 +107,12 @@ def tune(ns, shapes, out_dir, dtype="bfloat16") -> list:
         cp.get_default_memory_pool().free_all_blocks()
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
-        with open(os.path.join(out_dir, "tune.json"), "w") as f:
-            json.dump({"meta": meta, "table": table, "raw": raw}, f)
-        with open(os.path.join(out_dir, "tuning_nv.py"), "w") as f:
-            f.write(table_source(table, meta))
+        key = "table" if family == "skinny" else f"table_{family}"
+        with open(os.path.join(out_dir, f"tune-{family}.json"), "w") as f:
+            json.dump({"meta": meta, key: table, "raw": raw}, f)
+        if family == "skinny":
+            with open(os.path.join(out_dir, "tuning_nv.py"), "w") as f:
+                f.write(table_source(table, meta))
     return table
 
 
@@ -193,7 +214,7 @@ def main(args) -> int:
     if args.n:
         ns = [int(v) for v in args.n.split(",")]
     if args.tune:
-        tune(ns, shapes, args.out)
+        tune(ns, shapes, args.out, family="fp8" if "fp8" in args.dtype.split(",") else "skinny")
         return 0
     if args.overhead:
         host_overhead()

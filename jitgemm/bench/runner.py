@@ -26,9 +26,11 @@ class Case:
     us_b2b: float = float("nan")
     us_graph: float = float("nan")
     baselines: dict = field(default_factory=dict)   # name -> {"us_b2b", "us_graph"}
+    w_bytes: int = 2   # bytes per weight / token element (fp8 modes: 1)
+    x_bytes: int = 2
 
     def bytes_moved(self) -> int:
-        return 2 * (self.m * self.k + self.n * self.k + self.n * self.m)
+        return self.w_bytes * self.m * self.k + self.x_bytes * self.n * self.k + 2 * self.n * self.m
 
 
 def ceiling_tbs(cp, gib: float = 1.0) -> float:
@@ -92,15 +94,19 @@ def prepared_calls(ops: Operands, n: int, config=None):
     return preps
 
 
-def _prepare_with(config, xv, wv, ov):
-    """A Prepared whose plan is forced to `config` (tuning sweeps)."""
+def forced(config, make):
+    """Whatever `make()` prepares, with the NVIDIA config forced to `config` (tuning sweeps)."""
     from .. import dispatch
     orig = dispatch.nv_config
     dispatch.nv_config = lambda *a, **kw: (config, "forced by tuning")
     try:
-        return api.prepare(xv, wv, out=ov)
+        return make()
     finally:
         dispatch.nv_config = orig
+
+
+def _prepare_with(config, xv, wv, ov):
+    return forced(config, lambda: api.prepare(xv, wv, out=ov))
 
 
 def time_ours(preps, stream, modes=("b2b", "graph")) -> dict:

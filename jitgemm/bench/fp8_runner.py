@@ -1,0 +1,178 @@
+"""fp8 benchmark cases: W8A8 per-tensor (fp8), per-token x per-channel (fp8-channel), W8A16 (w8a16)
+and in-kernel static quantization (fp8-static), each against its torch baseline in the same run.
+torch._scaled_mm needs 16-row operands, so its baselines run the 16-token GEMM (what a caller of
+it must do for N < 16)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..arrays import View
+from ..kernels import fp8
+from ..runtime.backend import get_backend
+from ..runtime.jit import get_kernel
+from .. import scaled
+from . import operands, timing
+from .runner import Case
+
+FMT = "float8_e4m3fn"
+MODES = ("fp8", "fp8-channel", "w8a16", "fp8-static")
+
+
+def _view(a, dtype: str) -> View:
+    cai = a.__cuda_array_interface__
+    isz = a.dtype.itemsize
+    return View(int(cai["data"][0]), tuple(a.shape), tuple(st // isz for st in a.strides), dtype, dtype,
+                int(a.device.id), "device", a, vendor="cuda")
+
+
+def _random_fp8(cp, shape):
+    b = cp.random.randint(0, 256, shape, dtype=cp.int32).astype(cp.uint8)
+    return cp.where((b & 0x7F) == 0x7F, b - 1, b).astype(cp.uint8)  # no NaN codes
+
+
+class Fp8Operands:
+    def __init__(self, cp, shape, l2: int, with_bf16: bool):
+        self.cp, self.shape = cp, shape
+        m, k = shape.m, shape.k
+        self.copies = operands.n_copies(m * k, l2)
+        self.w = [_random_fp8(cp, (m, k)) for _ in range(self.copies)]
+        self.x8 = _random_fp8(cp, (16, k))
+        self.x16 = operands.random_16bit(cp, (16, k), "bfloat16")
+        self.sx = (cp.random.random(16, dtype=cp.float32) + 0.5) * cp.float32(1e-2)
+        self.sw = (cp.random.random(m, dtype=cp.float32) + 0.5) * cp.float32(1e-2)
+        self.out = [cp.empty((16, m), dtype=cp.uint16) for _ in range(self.copies)]
+        self.wb16 = None
+        if with_bf16:  # cold bf16 weights of the same shape for the W8A16 baseline
+            nb = operands.n_copies(2 * m * k, l2)
+            self.wb16 = [operands.random_16bit(cp, (m, k), "bfloat16") for _ in range(nb)]
+
+    def args(self, mode: str, n: int, i: int):
+        """(x, w, scale_x, scale_w, out) Views for copy i."""
+        w = _view(self.w[i], FMT)
+        out = _view(self.out[i][:n], "bfloat16")
+        if mode == "fp8":
+            return _view(self.x8[:n], FMT), w, 0.01, 0.02, out
+        if mode == "fp8-channel":
+            return _view(self.x8[:n], FMT), w, _view(self.sx[:n], "float32"), _view(self.sw, "float32"), out
+        if mode == "w8a16":
+            return _view(self.x16[:n], "bfloat16"), w, None, _view(self.sw, "float32"), out
+        return _view(self.x16[:n], "bfloat16"), w, 0.05, _view(self.sw, "float32"), out  # fp8-static
+
+    def prepared(self, mode: str, n: int):
+        out = []
+        for i in range(self.copies):
+            x, w, sx, sw, o = self.args(mode, n, i)
+            out.append(scaled.prepare_scaled(x, w, sx, sw, out=o, out_dtype="bfloat16"))
+        return out
+
+    def check(self, mode: str, n: int, prep) -> float:
+        import ml_dtypes
+        cp = self.cp
+        self.out[0].fill(0xFFFF)
+        prep.launch(0)
+        cp.cuda.runtime.deviceSynchronize()
+        m, k = self.shape.m, self.shape.k
+        rows = np.unique(np.concatenate([np.random.default_rng(n).integers(0, m, 128), np.arange(max(0, m - 32), m)]))
+        w = self.w[0][cp.asarray(rows)].get().view(ml_dtypes.float8_e4m3fn).astype(np.float64)
+        sw = self.sw.get().astype(np.float64)[rows] if mode != "fp8" else np.float64(np.float32(0.02))
+        if mode in ("fp8", "fp8-channel"):
+            x = self.x8[:n].get().view(ml_dtypes.float8_e4m3fn).astype(np.float64)
+            sx = self.sx[:n].get().astype(np.float64)[:, None] if mode == "fp8-channel" else np.float64(np.float32(0.01))
+        else:
+            x16 = self.x16[:n].get().view(ml_dtypes.bfloat16)
+            if mode == "w8a16":
+                x, sx = x16.astype(np.float64), 1.0
+            else:
+                inv = np.float32(1) / np.float32(0.05)
+                x = np.clip(x16.astype(np.float32) * inv, -448, 448).astype(ml_dtypes.float8_e4m3fn).astype(np.float64)
+                sx = np.float64(np.float32(0.05))
+        ref = (x @ w.T) * sx * sw
+        mag = (np.abs(x) @ np.abs(w).T) * np.abs(sx) * np.abs(sw)
+        got = self.out[0][:n].get().view(ml_dtypes.bfloat16).astype(np.float64)[:, rows]
+        bound = 2.0 ** -7 * np.abs(ref) + k * 2.0 ** -23 * mag + 1e-30
+        err = np.abs(got - ref)
+        if np.isnan(got).any() or (err > bound).any():
+            raise AssertionError(f"{self.shape.name} N={n} {mode}: wrong result (max err {err.max():.3g})")
+        return float(np.linalg.norm(got - ref) / max(np.linalg.norm(ref), 1e-30))
+
+
+def time_torch(ops: Fp8Operands, mode: str, n: int) -> dict | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    import cupy as cp
+    f8 = [torch.from_dlpack(w).view(torch.float8_e4m3fn) for w in ops.w]
+    m = ops.shape.m
+    a8 = torch.from_dlpack(ops.x8).view(torch.float8_e4m3fn)  # 16 rows: what _scaled_mm accepts
+    outs = [torch.empty((16, m), dtype=torch.bfloat16, device=a8.device) for _ in f8]
+    if mode in ("fp8", "fp8-static"):
+        sa, sb = torch.tensor(0.01, device=a8.device), torch.tensor(0.02, device=a8.device)
+        def launch(i):
+            j = i % len(f8)
+            torch._scaled_mm(a8, f8[j].t(), scale_a=sa, scale_b=sb, out_dtype=torch.bfloat16, out=outs[j])
+    elif mode == "fp8-channel":
+        sa = torch.from_dlpack(ops.sx).view(16, 1)
+        sb = torch.from_dlpack(ops.sw).view(1, m)
+        def launch(i):
+            j = i % len(f8)
+            torch._scaled_mm(a8, f8[j].t(), scale_a=sa, scale_b=sb, out_dtype=torch.bfloat16, out=outs[j])
+    else:  # w8a16: bf16 cuBLAS on bf16 weights of the same shape
+        xb = torch.from_dlpack(ops.x16[:n]).view(torch.bfloat16)
+        wb = [torch.from_dlpack(w).view(torch.bfloat16) for w in ops.wb16]
+        outs = [torch.empty((n, m), dtype=torch.bfloat16, device=xb.device) for _ in wb]
+        def launch(i):
+            j = i % len(wb)
+            torch.mm(xb, wb[j].t(), out=outs[j])
+    s = cp.cuda.Stream(non_blocking=True)
+    ext = torch.cuda.ExternalStream(s.ptr)
+    def launch_on_s(i):
+        with torch.cuda.stream(ext):
+            launch(i)
+    return {"us_b2b": timing.back_to_back(launch_on_s, s), "us_graph": timing.torch_graph_replay(launch)}
+
+
+def time_unfused(ops: Fp8Operands, n: int, stream) -> dict:
+    """Our own quantize_fp8 (per-tensor, dynamic) followed by the W8A8 kernel: two launches."""
+    cp = ops.cp
+    b = get_backend("cuda")
+    dev = int(cp.cuda.Device().id)
+    qk = get_kernel(fp8.quant_instance("bfloat16", False, FMT), b, dev, fp8.QUANT_ARG_KINDS)
+    q = cp.empty((n, ops.shape.k), dtype=cp.uint8)
+    sc = cp.empty((1,), dtype=cp.float32)
+    preps = []
+    for i in range(ops.copies):
+        _, w, _, sw, o = ops.args("fp8-static", n, i)
+        preps.append(scaled.prepare_scaled(_view(q, FMT), w, _view(sc, "float32"), sw, out=o, out_dtype="bfloat16"))
+    k = ops.shape.k
+    def launch(i):
+        qk.launch((1, 1, 1), (1024, 1, 1), 0, stream.ptr, q.data.ptr, k, sc.data.ptr, ops.x16.data.ptr, k, n, k)
+        preps[i % len(preps)].launch(stream.ptr)
+    return {"us_b2b": timing.back_to_back(launch, stream), "us_graph": timing.graph_replay(launch, stream)}
+
+
+def run(cp, modes, ns, shapes, l2: int, baselines: bool, log) -> list[Case]:
+    stream = cp.cuda.Stream(non_blocking=True)
+    cases = []
+    for sh in shapes:
+        ops = Fp8Operands(cp, sh, l2, with_bf16=baselines and "w8a16" in modes)
+        for mode in modes:
+            for n in ns:
+                c = Case(sh.name, sh.m, sh.k, n, mode, w_bytes=1, x_bytes=1 if mode.startswith("fp8") and mode != "fp8-static" else 2)
+                preps = ops.prepared(mode, n)
+                c.plan = str(preps[0].plan)
+                c.max_rel_err = ops.check(mode, n, preps[0])
+                launch = lambda i: preps[i % len(preps)].launch(stream.ptr)
+                c.us_b2b = timing.back_to_back(launch, stream)
+                c.us_graph = timing.graph_replay(launch, stream)
+                if baselines:
+                    r = time_torch(ops, mode, n)
+                    if r:
+                        c.baselines["torch"] = r
+                if mode == "fp8-static":
+                    c.baselines["unfused"] = time_unfused(ops, n, stream)
+                cases.append(c)
+                log(c)
+        del ops
+        cp.get_default_memory_pool().free_all_blocks()
+    return cases

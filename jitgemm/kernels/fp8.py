@@ -1,0 +1,85 @@
+"""The fp8 family (wvSplitKQ capability and beyond): modes, formats, instances, launch geometry.
+
+Modes: W8A8 (e4m3 tokens), W8A16 (16-bit tokens, fp8 weights widened in registers), W8Q (16-bit
+tokens quantized to e4m3 in registers with a given scale: one launch). Formats per arch:
+  NVIDIA sm_89+ : e4m3fn decoded by the tensor cores; e4m3fnuz refused (no native decode).
+  NVIDIA sm_80  : no fp8 at all; refused.
+  AMD           : e4m3fnuz on gfx942, e4m3fn on gfx950 are the native formats; the portable AMD
+                  body decodes either format exactly in software, so any AMD arch takes both.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..runtime.jit import KernelInstance
+from .skinny import TAG, NvConfig
+
+W8A8, W8A16, W8Q = 0, 1, 2
+MODE_NAMES = {W8A8: "W8A8 (fp8 tokens)", W8A16: "W8A16 (16-bit tokens, no token quantization)",
+              W8Q: "W8A8 with the tokens quantized in registers (static scale, one launch)"}
+FORMATS = ("float8_e4m3fn", "float8_e4m3fnuz")
+FP8_MAX = {"float8_e4m3fn": 448.0, "float8_e4m3fnuz": 240.0}
+# kernel arguments: out, ldo, x, ldx, w, ldw, sx*, sx_per_token, sx_val, sw*, sw_per_row, sw_val,
+# bias*, bias_ld, bias_rows, N, M, K
+ARG_KINDS = ("ptr", "i64", "ptr", "i64", "ptr", "i64", "ptr", "i32", "f32", "ptr", "i32", "f32",
+             "ptr", "i64", "i32", "i32", "i32", "i32")
+QUANT_ARG_KINDS = ("ptr", "i64", "ptr", "ptr", "i64", "i32", "i32")
+MAX_N = 16
+
+
+def native_format(vendor: str, arch: str) -> str | None:
+    """The e4m3 flavour the device's hardware decodes (None: the device has no fp8)."""
+    if vendor == "cuda":
+        from ..dispatch import sm_version
+        return "float8_e4m3fn" if sm_version(arch) >= 89 else None
+    base = arch.split(":", 1)[0]
+    if base.startswith("gfx94"):
+        return "float8_e4m3fnuz"
+    if base.startswith("gfx95"):
+        return "float8_e4m3fn"
+    return None
+
+
+def format_rule(vendor: str, arch: str, fmt: str) -> str | None:
+    """None if `fmt` runs on the arch, else the rule that refuses it."""
+    if fmt not in FORMATS:
+        return f"fp8 format must be one of {', '.join(FORMATS)}, got {fmt!r}"
+    if vendor == "cuda":
+        native = native_format(vendor, arch)
+        if native is None:
+            return f"{arch} has no fp8 support (fp8 needs sm_89 or newer)"
+        if fmt != native:
+            return (f"{fmt} is not decoded by NVIDIA hardware ({arch} decodes float8_e4m3fn); "
+                    f"convert the weights to e4m3fn (values / 2 map exactly for normal numbers)")
+    return None
+
+
+def nv_instance(cfg: NvConfig, out_dtype: str, mode: int, n: int) -> KernelInstance:
+    nt = 1 if n <= 8 else 2
+    return KernelInstance("fp8.hip", f"jg_fp8_nv<{TAG[out_dtype]}, {mode}, {nt}, {cfg.MT}, {cfg.WK}, {cfg.U}, {cfg.SK}>")
+
+
+@dataclass(frozen=True)
+class AmdFp8Config:
+    YT: int = 2
+    WAVES: int = 16
+
+    def instance(self, out_dtype: str, mode: int, fmt: str, n: int) -> KernelInstance:
+        nmax = next(v for v in (1, 2, 4, 8, 16) if v >= n)
+        fnuz = "true" if fmt == "float8_e4m3fnuz" else "false"
+        return KernelInstance("fp8.hip", f"jg_fp8_amd<{TAG[out_dtype]}, {mode}, {fnuz}, {nmax}, {self.YT}, {self.WAVES}>")
+
+    def geometry(self, m: int, cus: int):
+        waves = self.WAVES
+        groups = -(-m // (waves * self.YT))
+        return (max(min(cus, groups), 1), 1, 1), (64, waves, 1), 0
+
+
+def amd_config(n: int) -> AmdFp8Config:
+    # the seed runs 16 waves with 2 rows each for every N <= 4; more tokens keep 1 row per wave
+    return AmdFp8Config(2 if n <= 4 else 1, 16)
+
+
+def quant_instance(dtype: str, per_token: bool, fmt: str) -> KernelInstance:
+    return KernelInstance("fp8.hip", f"jg_quantize_fp8<{TAG[dtype]}, {'true' if per_token else 'false'}, "
+                                     f"{'true' if fmt == 'float8_e4m3fnuz' else 'false'}>")

@@ -1,0 +1,337 @@
+"""fp8 entry points: scaled_gemm and quantize_fp8 (validate -> dispatch -> launch)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import dispatch, validate
+from .api import SKINNY_DTYPES, _new_output, _placement, _stream_handle
+from .arrays import U8, View, as_view, numpy_dtype
+from .device_array import DeviceArray
+from .kernels import fp8
+from .runtime.jit import get_kernel
+
+_SHORT = {"e4m3fn": "float8_e4m3fn", "e4m3fnuz": "float8_e4m3fnuz"}
+
+
+def _format_name(fmt: str | None) -> str | None:
+    if fmt is None:
+        return None
+    name = _SHORT.get(fmt, fmt)
+    if name not in fp8.FORMATS:
+        raise ValueError(f"fp8_format must be 'e4m3fn' or 'e4m3fnuz', got {fmt!r}")
+    return name
+
+
+def _fp8_kind(v: View, arg: str, fmt: str | None) -> str:
+    """The fp8 format of an operand: its own dtype, or fp8_format for raw uint8 bytes."""
+    if v.dtype in fp8.FORMATS:
+        if fmt and fmt != v.dtype:
+            raise TypeError(f"{arg} holds {v.dtype} but fp8_format={fmt!r}: jitgemm never reads one fp8 format "
+                            f"as the other")
+        return v.dtype
+    if v.dtype == U8:
+        if not fmt:
+            raise TypeError(f"{arg} is uint8: say which fp8 format its bytes hold with "
+                            f"fp8_format='e4m3fn' or 'e4m3fnuz'")
+        return fmt
+    raise TypeError(f"{arg} must be fp8 ({', '.join(fp8.FORMATS)}, or uint8 with fp8_format=), got {v.raw_dtype}")
+
+
+@dataclass
+class _Scale:
+    view: View | None   # a device/host vector (or one-element array); None: pass `value`
+    value: float
+    per: bool           # one value per token / per weight row
+
+
+def _scale(s: Any, arg: str, length: int, what: str) -> _Scale:
+    if s is None:
+        return _Scale(None, 1.0, False)
+    if isinstance(s, (int, float, np.floating, np.integer)):
+        return _Scale(None, float(s), False)
+    v = as_view(s, arg)
+    if v.dtype != "float32":
+        raise TypeError(f"{arg} must be float32, got {v.raw_dtype}")
+    size = int(np.prod(v.shape, dtype=np.int64)) if v.shape else 1
+    if size not in (1, length) or sum(d != 1 for d in v.shape) > 1:
+        raise ValueError(f"{arg} must be a scalar, shape [1] or [{what}] = [{length}] "
+                         f"(or [{length}, 1] / [1, {length}]), got shape {v.shape}")
+    if size > 1 and max(v.strides[i] for i, d in enumerate(v.shape) if d != 1) != 1:
+        raise ValueError(f"{arg} must be contiguous, got element strides {v.strides}")
+    if v.device is None and size == 1:
+        return _Scale(None, float(np.asarray(s).reshape(-1)[0]), False)  # passed by value
+    return _Scale(v, 1.0, size > 1)
+
+
+@dataclass
+class _Scaled:
+    x: View
+    w: View
+    bias: View | None
+    sx: _Scale
+    sw: _Scale
+    fmt: str
+    mode: int
+    out_dtype: str
+    n: int
+    m: int
+    k: int
+
+
+def _check(x, w, scale_x, scale_w, bias, out_dtype, fp8_format) -> _Scaled:
+    fmt = _format_name(fp8_format)
+    xv, wv = as_view(x, "x"), as_view(w, "w")
+    validate.require_2d(xv, "x", "N, K")
+    validate.require_2d(wv, "w", "M, K")
+    wfmt = _fp8_kind(wv, "w", fmt)
+    n, k = xv.shape
+    m, kw = wv.shape
+    if kw != k:
+        raise ValueError(f"x and w must agree on K: x is [N, K] = {xv.shape}, w is [M, K] = {wv.shape}")
+    if xv.dtype in SKINNY_DTYPES:
+        mode = fp8.W8A16 if scale_x is None else fp8.W8Q
+        default_out = xv.dtype
+    else:
+        xfmt = _fp8_kind(xv, "x", fmt or wfmt)
+        if xfmt != wfmt:
+            raise TypeError(f"x holds {xfmt} and w holds {wfmt}: both fp8 operands must use one format")
+        mode, default_out = fp8.W8A8, "bfloat16"
+    out_dtype = out_dtype or default_out
+    out_dtype = {"bf16": "bfloat16", "fp16": "float16"}.get(out_dtype, out_dtype)
+    if out_dtype not in SKINNY_DTYPES:
+        raise TypeError(f"out_dtype must be float16 or bfloat16, got {out_dtype!r}")
+    if mode != fp8.W8A8 and out_dtype != xv.dtype:
+        raise TypeError(f"with 16-bit x the output dtype is x's ({xv.dtype}), got out_dtype={out_dtype!r}")
+    if not 1 <= n <= fp8.MAX_N:
+        raise ValueError(f"scaled_gemm supports N (tokens) in 1..{fp8.MAX_N}, got {n}")
+    if m < 1 or k < 1 or k % 16:
+        raise ValueError(f"K must be a positive multiple of 16 (16-byte fp8 slices) and M >= 1, got M={m}, K={k}")
+    sx = _scale(scale_x, "scale_x", n, "N")
+    sw = _scale(scale_w, "scale_w", m, "M")
+    bv = as_view(bias, "bias") if bias is not None else None
+    if bv is not None:
+        validate.bias_layout(bv, n, m, out_dtype)
+    return _Scaled(xv, wv, bv, sx, sw, wfmt, mode, out_dtype, n, m, k)
+
+
+def _plan(backend, device, s: _Scaled) -> dispatch.Plan:
+    info = backend.device_info(device)
+    rule = fp8.format_rule(backend.name, info.arch, s.fmt)
+    if rule:
+        raise ValueError(f"scaled_gemm: {rule}")
+    return dispatch.plan_fp8(backend.name, info.arch, info.multiprocessors, s.out_dtype, s.mode, s.fmt, s.n, s.m, s.k)
+
+
+def _args(s: _Scaled, x: View, w: View, bias: View | None, sx: View | None, sw: View | None, out: View) -> tuple:
+    ldx = validate.require_rows(x, "x", s.k, 16 if s.mode == fp8.W8A8 else 8)
+    ldw = validate.require_rows(w, "w", s.k, 16)
+    ldo = validate.require_out_rows(out, "out")
+    bias_rows, bias_ld = validate.bias_layout(bias, s.n, s.m, s.out_dtype) if bias is not None else (0, 0)
+    return (out.ptr, ldo, x.ptr, ldx, w.ptr, ldw, sx.ptr if sx else 0, int(s.sx.per), s.sx.value,
+            sw.ptr if sw else 0, int(s.sw.per), s.sw.value, bias.ptr if bias is not None else 0, bias_ld,
+            bias_rows, s.n, s.m, s.k)
+
+
+def _launch(backend, device, plan, s: _Scaled, x: View, w: View, bias: View | None, sx: View | None,
+            sw: View | None, out: View, stream: int) -> None:
+    kern = get_kernel(plan.instance, backend, device, fp8.ARG_KINDS)
+    kern.launch(plan.grid, plan.block, plan.shared, stream, *_args(s, x, w, bias, sx, sw, out))
+
+
+def scaled_gemm(x: Any, w: Any, scale_x: Any = None, scale_w: Any = None, bias: Any = None, *,
+                out_dtype: str | None = None, fp8_format: str | None = None, out: Any = None, stream: Any = None):
+    """out[N, M] = (x @ w.T) * scale_x * scale_w + bias with fp8 (e4m3) weights.
+
+    x fp8 -> W8A8; x fp16/bf16 with scale_x=None -> W8A16 (weights widened, tokens untouched);
+    x fp16/bf16 with scale_x given -> tokens quantized to fp8 with that scale inside the kernel.
+    scale_x: None, a number, [1] or [N] float32; scale_w: None, a number, [1] or [M] float32.
+    uint8 device arrays need fp8_format='e4m3fn' or 'e4m3fnuz'. Output fp16/bf16 (out_dtype)."""
+    s = _check(x, w, scale_x, scale_w, bias, out_dtype, fp8_format)
+    views = [("x", s.x), ("w", s.w)] + ([("bias", s.bias)] if s.bias is not None else [])
+    views += [(n, sc.view) for n, sc in (("scale_x", s.sx), ("scale_w", s.sw)) if sc.view is not None]
+    ov = None
+    if out is not None:
+        ov = as_view(out, "out")
+        validate.require_2d(ov, "out", "N, M")
+        if ov.shape != (s.n, s.m) or ov.dtype != s.out_dtype:
+            raise ValueError(f"out must be [N, M] = {(s.n, s.m)} of {s.out_dtype}, got {ov.shape} {ov.raw_dtype}")
+        views.append(("out", ov))
+    backend, device, host = _placement(views)
+    if not host:
+        validate.require_rows(s.x, "x", s.k, 16 if s.mode == fp8.W8A8 else 8)
+        validate.require_rows(s.w, "w", s.k, 16)
+        if ov is not None:
+            validate.require_out_rows(ov, "out")
+    plan = _plan(backend, device, s)
+    if host:
+        return _run_host(backend, device, plan, s, out)
+    st = _stream_handle(stream, views)
+    result = out if out is not None else _fp8_output(s, backend, device)
+    _launch(backend, device, plan, s, s.x, s.w, s.bias, s.sx.view, s.sw.view, ov or as_view(result, "out"), st)
+    return result
+
+
+class PreparedScaled:
+    """scaled_gemm with operands, plan and packed arguments fixed: launch(stream) is one driver call."""
+
+    def __init__(self, x, w, scale_x=None, scale_w=None, bias=None, *, out, out_dtype=None, fp8_format=None):
+        from .runtime.backend import ArgPack
+        s = _check(x, w, scale_x, scale_w, bias, out_dtype, fp8_format)
+        ov = as_view(out, "out")
+        views = [("x", s.x), ("w", s.w), ("out", ov)] + ([("bias", s.bias)] if s.bias is not None else [])
+        views += [(n, sc.view) for n, sc in (("scale_x", s.sx), ("scale_w", s.sw)) if sc.view is not None]
+        backend, device, host = _placement(views)
+        if host:
+            raise ValueError("prepare_scaled needs device arrays (numpy operands are copied per call)")
+        if ov.shape != (s.n, s.m) or ov.dtype != s.out_dtype:
+            raise ValueError(f"out must be [N, M] = {(s.n, s.m)} of {s.out_dtype}, got {ov.shape} {ov.raw_dtype}")
+        self.plan = _plan(backend, device, s)
+        self.kernel = get_kernel(self.plan.instance, backend, device, fp8.ARG_KINDS)
+        self._args = ArgPack(fp8.ARG_KINDS).set(*_args(s, s.x, s.w, s.bias, s.sx.view, s.sw.view, ov))
+        self._backend, self._device, self._keep = backend, device, (x, w, scale_x, scale_w, bias, out)
+
+    def launch(self, stream: int = 0) -> None:
+        p = self.plan
+        self._backend.launch(self.kernel.func, p.grid, p.block, p.shared, stream, self._args, self._device)
+
+
+def prepare_scaled(x, w, scale_x=None, scale_w=None, bias=None, *, out, out_dtype=None, fp8_format=None):
+    """Validate and plan a scaled_gemm once; the result's launch(stream) only enqueues the kernel."""
+    return PreparedScaled(x, w, scale_x, scale_w, bias, out=out, out_dtype=out_dtype, fp8_format=fp8_format)
+
+
+def _fp8_output(s: _Scaled, backend, device: int):
+    """With 16-bit x the output is like x (CuPy stays CuPy, torch stays torch). With fp8 x a CuPy
+    float16 output is made; other cases get a jitgemm DeviceArray (pass out= to choose)."""
+    if s.mode != fp8.W8A8:
+        return _new_output(s.x, backend, device, (s.n, s.m), s.out_dtype)
+    if s.x.kind == "cupy" and s.out_dtype == "float16":
+        import cupy
+        with cupy.cuda.Device(device):
+            return cupy.empty((s.n, s.m), dtype=cupy.float16)
+    return DeviceArray(backend, device, (s.n, s.m), s.out_dtype)
+
+
+def _upload(backend, device, v: View | None, dtype: str):
+    if v is None:
+        return None
+    return DeviceArray.from_numpy(backend, device, np.asarray(v.obj), dtype)
+
+
+def _run_host(backend, device, plan, s: _Scaled, out):
+    xd = _upload(backend, device, s.x, s.x.dtype if s.mode != fp8.W8A8 else U8)
+    wd = _upload(backend, device, s.w, U8)
+    bd = _upload(backend, device, s.bias, s.out_dtype)
+    sxd = DeviceArray.from_numpy(backend, device, np.asarray(s.sx.view.obj, np.float32).reshape(-1), "float32") if s.sx.view else None
+    swd = DeviceArray.from_numpy(backend, device, np.asarray(s.sw.view.obj, np.float32).reshape(-1), "float32") if s.sw.view else None
+    od = DeviceArray(backend, device, (s.n, s.m), s.out_dtype)
+    _launch(backend, device, plan, s, xd.view(), wd.view(), bd.view() if bd else None,
+            sxd.view() if sxd else None, swd.view() if swd else None, od.view(), 0)
+    backend.synchronize(device)
+    r = od.to_numpy()
+    if out is not None:
+        out[...] = r
+        return out
+    return r
+
+
+def quantize_fp8(x: Any, per_token: bool = True, fp8_format: str | None = None, *, stream: Any = None):
+    """(x8, scales): x8 = saturate(rne(x * (1 / s))) in e4m3, computed in fp32 with 1/s rounded to
+    fp32 (scaled_gemm's in-kernel quantization uses the same formula, so both give the same bytes);
+    s = amax / fp8_max (448 for e4m3fn, 240 for e4m3fnuz; 1 where amax is 0), per token ([N]
+    scales) or per tensor ([1]). NaN inputs stay NaN
+    and do not affect the scale; values beyond the range saturate to +-fp8_max.
+    fp8_format defaults to the device's native format."""
+    xv = as_view(x, "x")
+    validate.require_2d(xv, "x", "N, K")
+    validate.require_dtype(xv, "x", SKINNY_DTYPES)
+    n, k = xv.shape
+    if n < 1 or k < 1:
+        raise ValueError(f"x must not be empty, got shape {xv.shape}")
+    backend, device, host = _placement([("x", xv)])
+    info = backend.device_info(device)
+    fmt = _format_name(fp8_format) or fp8.native_format(backend.name, info.arch) or "float8_e4m3fn"
+    # quantization is software on every device (exact RNE + saturation), so either format can be made
+    inst = fp8.quant_instance(xv.dtype, per_token, fmt)
+    kern = get_kernel(inst, backend, device, fp8.QUANT_ARG_KINDS)
+    nscales = n if per_token else 1
+    if host:
+        xd = DeviceArray.from_numpy(backend, device, np.asarray(x), xv.dtype)
+        qd, sd = DeviceArray(backend, device, (n, k), U8), DeviceArray(backend, device, (nscales,), "float32")
+        kern.launch((nscales, 1, 1), (1024, 1, 1), 0, 0, qd.ptr, k, sd.ptr, xd.ptr, k, n, k)
+        backend.synchronize(device)
+        return qd.to_numpy().view(numpy_dtype(fmt)), sd.to_numpy()
+    if xv.strides[1] != 1:
+        raise ValueError(f"x must have unit stride along K, got element strides {xv.strides}")
+    ldx = xv.strides[0] if n > 1 else k
+    if xv.kind == "cupy":
+        import cupy
+        with cupy.cuda.Device(device):
+            q, sc = cupy.empty((n, k), dtype=cupy.uint8), cupy.empty((nscales,), dtype=cupy.float32)
+        qptr, sptr = q.data.ptr, sc.data.ptr
+    else:
+        q, sc = DeviceArray(backend, device, (n, k), U8), DeviceArray(backend, device, (nscales,), "float32")
+        qptr, sptr = q.ptr, sc.ptr
+    kern.launch((nscales, 1, 1), (1024, 1, 1), 0, _stream_handle(stream, [("x", xv)]), qptr, k, sptr, xv.ptr, ldx, n, k)
+    return q, sc
+
+
+def quantize_weight(w: np.ndarray, per_channel: bool = True, fp8_format: str = "float8_e4m3fn"):
+    """Host-side weight quantization: (w8, scale) with scale = amax / fp8_max per row (or one
+    value), w8 = round-to-nearest-even(w / scale) saturated to the format's range."""
+    fmt = _format_name(fp8_format)
+    w32 = np.asarray(w, dtype=np.float32)
+    if w32.ndim != 2:
+        raise ValueError(f"w must be 2-D [M, K], got shape {w32.shape}")
+    amax = np.abs(w32).max(axis=1, keepdims=True) if per_channel else np.abs(w32).max(keepdims=True)
+    scale = np.where(amax > 0, amax / fp8.FP8_MAX[fmt], 1.0).astype(np.float32)
+    q = np.clip(w32 / scale, -fp8.FP8_MAX[fmt], fp8.FP8_MAX[fmt]).astype(numpy_dtype(fmt))
+    return q, scale.reshape(-1)
+
+
+class Fp8Linear:
+    """y = x @ dequant(w8).T + bias with e4m3 weights on the device and per-channel (or one) scale.
+    activation=None: W8A16 (16-bit tokens untouched); a float: tokens quantized with that static
+    scale inside the GEMM (one launch); "dynamic": quantize_fp8 per token, then W8A8 (two launches)."""
+
+    def __init__(self, w8, scale_w, bias=None, *, activation=None, fp8_format=None):
+        self.w8, self.scale_w, self.bias, self.activation = w8, scale_w, bias, activation
+        self.fp8_format = fp8_format
+        if activation not in (None, "dynamic") and not isinstance(activation, (int, float)):
+            raise ValueError(f"activation must be None, 'dynamic' or a float scale, got {activation!r}")
+
+    def __call__(self, x, *, out=None, stream=None):
+        xv = as_view(x, "x")
+        if xv.device is None:
+            return self._call_host(x, xv, out)
+        if self.activation == "dynamic":
+            x8, sx = quantize_fp8(x, per_token=True, fp8_format=self.fp8_format, stream=stream)
+            out_dtype = as_view(x, "x").dtype
+            return scaled_gemm(x8, self.w8, sx, self.scale_w, self.bias, out_dtype=out_dtype,
+                               fp8_format=self.fp8_format, out=out, stream=stream)
+        return scaled_gemm(x, self.w8, self.activation, self.scale_w, self.bias, fp8_format=self.fp8_format,
+                           out=out, stream=stream)
+
+    def _call_host(self, x, xv: View, out):
+        """numpy tokens: upload them next to the device weights, run, copy the result back."""
+        from .runtime.backend import get_backend
+        validate.require_2d(xv, "x", "N, K")
+        validate.require_dtype(xv, "x", SKINNY_DTYPES)
+        if out is not None:
+            ov = as_view(out, "out")
+            if ov.shape != (xv.shape[0], self.w8.shape[0]) or ov.dtype != xv.dtype:
+                raise ValueError(f"out must be [N, M] = {(xv.shape[0], self.w8.shape[0])} of {xv.dtype}, "
+                                 f"got {ov.shape} {ov.raw_dtype}")
+        backend, device = get_backend(self.w8.vendor), self.w8.device
+        xd = DeviceArray.from_numpy(backend, device, np.asarray(x), xv.dtype)
+        od = DeviceArray(backend, device, (xv.shape[0], self.w8.shape[0]), xv.dtype)
+        self(xd.view(), out=od.view())
+        backend.synchronize(device)
+        r = od.to_numpy()
+        if out is not None:
+            out[...] = r
+            return out
+        return r

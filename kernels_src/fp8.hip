@@ -1,0 +1,150 @@
+// fp8 skinny GEMM (the wvSplitKQ capability and beyond):
+//   out[n, m] = round( (sum_k x[n, k] * w[m, k]) * sx[n or 0] * sw[m or 0] + bias )
+// with e4m3 weights and, per MODE, e4m3 tokens (W8A8), 16-bit tokens (W8A16: weights widened, no
+// token quantization) or 16-bit tokens quantized to e4m3 in registers with a given scale (W8Q: one
+// launch instead of quantize + GEMM). sx/sw: a pointer to one value or to per-token / per-row values,
+// or null and the value passed by value (sx_val / sw_val), so scalar scales need no device memory.
+// Pitches in elements; K % 16 == 0; 16-byte aligned rows (checked on the host).
+// Plus jg_quantize_fp8: dynamic per-token or per-tensor quantization of 16-bit tokens.
+#include "jg_platform.h"
+
+#define JG_W8A8 0
+#define JG_W8A16 1
+#define JG_W8Q 2
+
+#if defined(JG_NV)
+#include "jg_skinny_nv.h"
+
+// NVIDIA decodes only e4m3fn (OCP) natively (sm_89+); the host refuses e4m3fnuz here.
+template <class T, int MODE, int NT, int MT, int WK, int U, int SK>
+__global__ void __launch_bounds__(32 * WK) JG_CLUSTER_K(SK) jg_fp8_nv(
+    jg_u16* __restrict__ out, jg_i64 ldo, const unsigned char* __restrict__ x, jg_i64 ldx,
+    const unsigned char* __restrict__ w, jg_i64 ldw, const float* __restrict__ sx, int sx_per_token, float sx_val,
+    const float* __restrict__ sw, int sw_per_row, float sw_val, const jg_u16* __restrict__ bias, jg_i64 bias_ld,
+    int bias_rows, int N, int M, int K) {
+#if __CUDA_ARCH__ >= 890
+  const jg_epilogue e{sx, sw, sx_val, sw_val, bias, bias_ld, sx_per_token, sw_per_row, bias_rows};
+  if constexpr (MODE == JG_W8A8) {
+    jg_skinny_core<jg_op_w8a8<T>, NT, MT, WK, U, SK>(out, ldo, x, ldx, w, ldw, e, N, M, K);
+  } else if constexpr (MODE == JG_W8A16) {
+    jg_skinny_core<jg_op_w8a16<T>, NT, MT, WK, U, SK>(out, ldo, x, ldx, w, ldw, e, N, M, K);
+  } else {
+    jg_skinny_core<jg_op_w8q<T>, NT, MT, WK, U, SK>(out, ldo, x, ldx, w, ldw, e, N, M, K);
+  }
+#endif
+}
+
+#else  // JG_AMD
+
+// AMD: the wvSplitK organisation (a wave owns YT weight rows over all of K, lanes take 16-byte
+// slices), weights decoded exactly in registers for the device's native format (FNUZ: gfx942;
+// OCP: gfx950), fp32 products and a fixed-order cross-lane sum. Tokens are read from global memory
+// (they are at most 16 x K bytes and stay in L2/L1 while every wave walks them).
+template <class T, int MODE, bool FNUZ>
+JG_DEVICE float jg_fp8_dot16(const jg_u32x4& wv, const unsigned char* xp, float inv, float acc) {
+  const unsigned wr[4] = {wv.x, wv.y, wv.z, wv.w};
+  if constexpr (MODE == JG_W8A8) {
+    const jg_u32x4 xv = jg_load_cached(xp);
+    const unsigned xr[4] = {xv.x, xv.y, xv.z, xv.w};
+#pragma unroll
+    for (int q = 0; q < 16; ++q)
+      acc = __builtin_fmaf(jg_e4m3_to_f32(wr[q / 4] >> (8 * (q % 4)), FNUZ), jg_e4m3_to_f32(xr[q / 4] >> (8 * (q % 4)), FNUZ), acc);
+  } else {
+    const jg_u32x4 a = jg_load_cached(xp), b = jg_load_cached(xp + 16);
+    const unsigned xr[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+#pragma unroll
+    for (int q = 0; q < 16; ++q) {
+      float xf = jg_to_f32<T>((jg_u16)(xr[q / 2] >> (16 * (q % 2))));
+      if constexpr (MODE == JG_W8Q) xf = jg_e4m3_to_f32(jg_f32_to_e4m3(xf * inv, FNUZ), FNUZ);
+      acc = __builtin_fmaf(jg_e4m3_to_f32(wr[q / 4] >> (8 * (q % 4)), FNUZ), xf, acc);
+    }
+  }
+  return acc;
+}
+
+template <int WAVE>
+JG_DEVICE float jg_fp8_wave_sum(float v) {
+#pragma unroll
+  for (int s = WAVE / 2; s > 0; s >>= 1) v += jg_shfl_xor(v, s, WAVE);
+  return v;
+}
+
+template <class T, int MODE, bool FNUZ, int NMAX, int YT, int WAVES>
+__global__ void __launch_bounds__(JG_WAVE * WAVES) jg_fp8_amd(
+    jg_u16* __restrict__ out, jg_i64 ldo, const unsigned char* __restrict__ x, jg_i64 ldx,
+    const unsigned char* __restrict__ w, jg_i64 ldw, const float* __restrict__ sx, int sx_per_token, float sx_val,
+    const float* __restrict__ sw, int sw_per_row, float sw_val, const jg_u16* __restrict__ bias, jg_i64 bias_ld,
+    int bias_rows, int N, int M, int K) {
+  constexpr int XB = MODE == JG_W8A8 ? 1 : 2;
+  const int lane = threadIdx.x, wave = threadIdx.y;
+  const jg_i64 stride = (jg_i64)gridDim.x * blockDim.y * YT;
+  for (jg_i64 m = ((jg_i64)blockIdx.x * blockDim.y + wave) * YT; m < M; m += stride) {
+    float acc[NMAX][YT];
+#pragma unroll
+    for (int n = 0; n < NMAX; ++n)
+#pragma unroll
+      for (int y = 0; y < YT; ++y) acc[n][y] = 0.f;
+    for (jg_i64 k = 16 * (jg_i64)lane; k < K; k += 16 * JG_WAVE) {
+      jg_u32x4 wv[YT];
+#pragma unroll
+      for (int y = 0; y < YT; ++y) wv[y] = jg_load_stream(w + ((m + y) < M ? (m + y) : (jg_i64)M - 1) * ldw + k);
+#pragma unroll
+      for (int n = 0; n < NMAX; ++n) {
+        if (n >= N) break;
+        const float inv = MODE == JG_W8Q ? 1.f / (sx ? sx[sx_per_token ? n : 0] : sx_val) : 1.f;
+#pragma unroll
+        for (int y = 0; y < YT; ++y)
+          acc[n][y] = jg_fp8_dot16<T, MODE, FNUZ>(wv[y], x + (jg_i64)n * ldx * XB + k * XB, inv, acc[n][y]);
+      }
+    }
+#pragma unroll
+    for (int n = 0; n < NMAX; ++n)
+#pragma unroll
+      for (int y = 0; y < YT; ++y) {
+        float s = jg_fp8_wave_sum<JG_WAVE>(acc[n][y]);
+        if (lane == 0 && n < N && m + y < M) {
+          s = s * (sx ? sx[sx_per_token ? n : 0] : sx_val) * (sw ? sw[sw_per_row ? m + y : 0] : sw_val);
+          if (bias) s += jg_to_f32<T>(bias[(bias_rows == 1 ? 0 : (jg_i64)n * bias_ld) + m + y]);
+          out[(jg_i64)n * ldo + m + y] = jg_from_f32<T>(s);
+        }
+      }
+  }
+}
+
+#endif
+
+// ---- dynamic quantization: x8 = sat(rne(x / s)), s = amax / fp8_max (1 when amax is 0) -----------------
+// One block per token (PER_TOKEN) or one block for the whole tensor. amax is a max: its value does
+// not depend on the order it is reduced in.
+template <class T, bool PER_TOKEN, bool FNUZ>
+__global__ void __launch_bounds__(1024) jg_quantize_fp8(unsigned char* __restrict__ q, jg_i64 ldq,
+                                                        float* __restrict__ scales, const jg_u16* __restrict__ x,
+                                                        jg_i64 ldx, int N, int K) {
+  __shared__ float red[32];
+  const int n0 = PER_TOKEN ? blockIdx.x : 0, n1 = PER_TOKEN ? blockIdx.x + 1 : N;
+  float amax = 0.f;
+  for (int n = n0; n < n1; ++n)
+    for (int k = threadIdx.x; k < K; k += blockDim.x) {
+      const float v = jg_to_f32<T>(x[(jg_i64)n * ldx + k]);
+      amax = (v != v) ? amax : (fabsf(v) > amax ? fabsf(v) : amax);  // NaN does not poison the scale
+    }
+  // block max: lanes, then warps/waves through shared memory
+  const int wsize = warpSize;
+  for (int s = wsize / 2; s > 0; s >>= 1) {
+    const float o = jg_shfl_xor(amax, s, wsize);
+    amax = o > amax ? o : amax;
+  }
+  if (threadIdx.x % wsize == 0) red[threadIdx.x / wsize] = amax;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int i = 1; i < (int)((blockDim.x + wsize - 1) / wsize); ++i) amax = red[i] > amax ? red[i] : amax;
+    amax = red[0] > amax ? red[0] : amax;
+    red[0] = amax > 0.f ? amax / (FNUZ ? 240.f : 448.f) : 1.f;
+    scales[PER_TOKEN ? blockIdx.x : 0] = red[0];
+  }
+  __syncthreads();
+  const float inv = 1.f / red[0];
+  for (int n = n0; n < n1; ++n)
+    for (int k = threadIdx.x; k < K; k += blockDim.x)
+      q[(jg_i64)n * ldq + k] = (unsigned char)jg_f32_to_e4m3(jg_to_f32<T>(x[(jg_i64)n * ldx + k]) * inv, FNUZ);
+}

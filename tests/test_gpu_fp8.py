@@ -1,0 +1,155 @@
+"""GPU correctness of the fp8 family (scaled_gemm, quantize_fp8, Fp8 Linear) against float64."""
+import numpy as np
+import pytest
+
+import jitgemm
+from fp8_reference import FMT, quantize, reference
+from gpu_helpers import backend_device, empty_device, sync, to_device
+from reference import NP, ulp
+
+pytestmark = pytest.mark.gpu
+FMT_NV = "float8_e4m3fn"
+
+
+def native_fmt():
+    from jitgemm.kernels import fp8
+    b, d = backend_device()
+    return fp8.native_format(b.name, b.device_info(d).arch)
+
+
+def check(out, ref, mag, k, out_dtype):
+    out = np.asarray(out).astype(np.float64)
+    assert not np.isnan(out).any(), "NaN in output"
+    tol = ulp(ref, out_dtype) + k * 2.0 ** -23 * mag
+    err = np.abs(out - ref)
+    assert (err <= tol).all(), f"max err {err.max():.3g}; {int((err > tol).sum())} elements out of bound"
+
+
+def fp8_device(a8, pad=0):
+    """fp8 bytes on the device as a View with the fp8 dtype (rows padded by `pad` bytes)."""
+    owner, v = to_device(a8.view(np.uint8), "uint8", pad)
+    v.dtype = v.raw_dtype = str(a8.dtype)
+    return owner, v
+
+
+# (n, k, m) from the seed's wvSplitKQ test grid, sizes kept moderate
+SEED_FP8 = [(1, 16, 16), (1, 64, 80), (1, 80, 64), (4, 80, 80), (2, 512, 512), (3, 512, 528), (3, 2048, 2064),
+            (4, 2064, 2048), (4, 4096, 4096), (4, 16400, 2064), (1, 14336, 1024), (2, 24576, 2048), (4, 32768, 1040)]
+
+
+@pytest.mark.parametrize("out_dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("padded", [False, True])
+@pytest.mark.parametrize("n,k,m", SEED_FP8)
+def test_w8a8_seed_grid_per_tensor_and_channel_token(n, k, m, out_dtype, padded):
+    fmt = native_fmt()
+    rng = np.random.default_rng(n * 7 + k + m)
+    x = rng.standard_normal((n, k)) * (2.0 / k) ** 0.5
+    w = rng.standard_normal((m, k))
+    bias = rng.standard_normal(m).astype(NP[out_dtype])
+    # per-tensor scales (the seed), then per-token x per-channel (FP8-Dynamic checkpoints)
+    for per in (False, True):
+        sx = (np.abs(x).max(axis=1) / 448 if per else np.abs(x).max() / 448).astype(np.float32)
+        sw = (np.abs(w).max(axis=1) / 448 if per else np.abs(w).max() / 448).astype(np.float32)
+        x8, w8 = quantize(x, sx, fmt), quantize(w, sw, fmt)
+        _, xv = fp8_device(x8, 256 if padded else 0)
+        _, wv = fp8_device(w8, 256 if padded else 0)   # vLLM pads each fp8 weight row by 256 bytes
+        _, bv = to_device(bias.reshape(1, -1), out_dtype)
+        sxd = to_device(sx.reshape(1, -1), "float32")[1] if per else float(sx)
+        swd = to_device(sw.reshape(1, -1), "float32")[1] if per else float(sw)
+        if per:
+            sxd.shape, sxd.strides, swd.shape, swd.strides = (n,), (1,), (m,), (1,)
+        owner, ov = empty_device((n, m), out_dtype)
+        jitgemm.scaled_gemm(xv, wv, sxd, swd, bv, out_dtype=out_dtype, out=ov)
+        sync()
+        ref, mag = reference(x8, w8, sx, sw, bias)
+        check(owner.to_numpy(), ref, mag, k, out_dtype)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("n", [1, 3, 8, 9, 16])
+def test_w8a16_and_static_quantization_in_kernel(dtype, n):
+    fmt = native_fmt()
+    rng = np.random.default_rng(n)
+    m, k = 1000, 4096 + 16
+    x = rng.standard_normal((n, k)).astype(NP[dtype])
+    w = rng.standard_normal((m, k))
+    sw = (np.abs(w).max(axis=1) / 448).astype(np.float32)
+    w8 = quantize(w, sw, fmt)
+    # W8A16: 16-bit tokens, fp8 weights widened exactly
+    out = jitgemm.scaled_gemm(x, w8, None, sw)
+    ref, mag = reference(x, w8, 1.0, sw)
+    check(out, ref, mag, k, dtype)
+    # static activation scale: the kernel quantizes x itself
+    sx = float(np.abs(x.astype(np.float64)).max() / 448)
+    out = jitgemm.scaled_gemm(x, w8, sx, sw)
+    ref, mag = reference(quantize(x, sx, fmt), w8, sx, sw)
+    check(out, ref, mag, k, dtype)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("per_token", [True, False])
+def test_quantize_fp8_matches_reference(dtype, per_token):
+    fmt = native_fmt()
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal((5, 3000 + 8)) * 3).astype(NP[dtype])
+    x[2, 7] = 0
+    x8, s = jitgemm.quantize_fp8(x, per_token=per_token)
+    xf = x.astype(np.float64)
+    amax = np.abs(xf).max(axis=1) if per_token else np.abs(xf).max().reshape(1)
+    exp_s = (amax / 448).astype(np.float32)
+    np.testing.assert_allclose(s, exp_s, rtol=1e-6)
+    want = quantize(xf, s.reshape(-1) if per_token else float(s[0]), fmt)
+    assert x8.dtype == FMT[fmt]
+    assert np.array_equal(x8.view(np.uint8), want.view(np.uint8))
+
+
+def test_quantize_saturates_and_keeps_nan():
+    x = np.array([[1.0, -1e4, 1e4, 0.5, np.nan, 2.0, 3.0, 4.0]], dtype=np.float16)
+    x8, s = jitgemm.quantize_fp8(x, per_token=True)
+    codes = x8.astype(np.float64)
+    assert np.isnan(codes[0, 4])
+    assert s[0] == np.float32(np.float16(1e4).astype(np.float64) / 448)  # NaN did not poison the scale
+    assert codes[0, 1] == -448 and codes[0, 2] == 448  # saturated, not NaN or inf
+
+
+def test_dynamic_linear_and_from_float():
+    from jitgemm.scaled import quantize_weight
+    fmt = native_fmt()
+    rng = np.random.default_rng(12)
+    w = rng.standard_normal((640, 2048)).astype(np.float32)
+    x = rng.standard_normal((4, 2048)).astype(NP["bfloat16"])
+    w8, sw = quantize_weight(w, True, fmt)  # what from_float stores (deterministic, on the host)
+    for activation in (None, "dynamic"):
+        layer = jitgemm.Linear.from_float(w, activation=activation)
+        got = np.asarray(layer(x))
+        if activation is None:  # W8A16: exactly the dequantized weights times the 16-bit tokens
+            ref, mag = reference(x, w8, 1.0, sw)
+        else:  # per-token dynamic quantization first, as quantize_fp8 documents
+            xf = x.astype(np.float64)
+            sx = (np.abs(xf).max(axis=1) / 448).astype(np.float32)
+            ref, mag = reference(quantize(xf, sx, fmt), w8, sx, sw)
+        check(got, ref, mag, 2048, "bfloat16")
+        # and the fp8 model stays close to the float one (quantization error only)
+        full = x.astype(np.float64) @ w.astype(np.float64).T
+        assert np.linalg.norm(got.astype(np.float64) - full) / np.linalg.norm(full) < 0.06
+
+
+def test_fp8_deterministic_and_batch_invariant():
+    fmt = native_fmt()
+    rng = np.random.default_rng(13)
+    x8 = quantize(rng.standard_normal((16, 8192)), 0.01, fmt)
+    w8 = quantize(rng.standard_normal((3000, 8192)), 0.01, fmt)
+    a = jitgemm.scaled_gemm(x8, w8, 0.01, 0.01).view(np.uint16)
+    for _ in range(5):
+        assert np.array_equal(jitgemm.scaled_gemm(x8, w8, 0.01, 0.01).view(np.uint16), a)
+    alone = jitgemm.scaled_gemm(x8[5:6], w8, 0.01, 0.01).view(np.uint16)
+    assert np.array_equal(alone[0], a[5])
+
+
+def test_fnuz_refused_on_nvidia_with_the_rule():
+    b, d = backend_device()
+    if b.name != "cuda":
+        pytest.skip("NVIDIA rule")
+    x8 = np.ones((1, 32), dtype=FMT["float8_e4m3fnuz"])
+    with pytest.raises(ValueError, match="e4m3fnuz"):
+        jitgemm.scaled_gemm(x8, x8)
