@@ -187,9 +187,20 @@ def matmul(a: Any, b: Any, *, out: Any = None, stream: Any = None):
         raise ValueError(f"matmul: a is {av.shape} and b is {bv.shape}; a's columns must equal b's rows")
     w = _transposed(b, bv)
     if w is not None and av.dtype in SKINNY_DTYPES and bv.dtype == av.dtype \
-            and dispatch.skinny_supported(av.dtype, av.shape[0], av.shape[1]) is None:
+            and dispatch.skinny_supported(av.dtype, av.shape[0], av.shape[1]) is None \
+            and _skinny_pays(av, bv):
         return gemm(a, w, out=out, stream=stream)
     return _blas(a, b, av, out)
+
+
+def _skinny_pays(av: View, bv: View) -> bool:
+    """Whether jitgemm's kernel beats the vendor BLAS for this matmul, from what was measured.
+    N <= 16 always did on the decode suite (H100); N > 16 runs only on NVIDIA and only up to
+    MAX_N_MODERATE (docs/benchmarks)."""
+    n = av.shape[0]
+    if n <= skinny.MAX_N:
+        return True
+    return (av.vendor or bv.vendor or "cuda") == "cuda" and n <= skinny.MAX_N_MODERATE
 
 
 def _transposed(b: Any, bv: View):

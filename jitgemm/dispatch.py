@@ -64,16 +64,42 @@ def heuristic_nv(m: int, k: int, sms: int) -> skinny.NvConfig:
     return skinny.NvConfig(2 if m >= 8192 else 1, 16, 2, 1)
 
 
+def moderate_config(n: int, m: int, k: int, sms: int, arch: str) -> tuple[skinny.NvConfig, str]:
+    """N > 16: the same kernel tiling tokens over blockIdx.z. Measured table when there is one,
+    else enough blocks (rows x token tiles x cluster K-splits) for two per SM."""
+    table = load_table("moderate")
+    if table:
+        def dist(r):
+            return (math.log2(r[0]) - math.log2(max(m, 1))) ** 2 + (math.log2(r[1]) - math.log2(max(k, 8))) ** 2
+        tm, tk, (wk, u, sk), tiles = min(table, key=dist)
+        bucket = 32 if n <= 32 else 64 if n <= 64 else 128
+        mt, nt = tiles[bucket]
+        if sm_version(arch) < 90:
+            sk = 1
+        return skinny.NvConfig(mt, wk, u, sk, nt), f"measured table: nearest tuned shape M={tm} K={tk}"
+    blocks = -(-m // 16) * -(-n // 32)
+    sk = 1
+    while sm_version(arch) >= 90 and sk < 8 and blocks * sk < 2 * sms and k // (sk * 2) >= 512:
+        sk *= 2
+    return skinny.NvConfig(1, 8, 2, sk, 4), "heuristic for moderate N (no measured table)"
+
+
 def plan_skinny(vendor: str, arch: str, cus: int, dtype: str, n: int, m: int, k: int, l2_bytes: int = 50 << 20) -> Plan:
     if vendor == "cuda":
-        cfg, why = nv_config(dtype, n, m, k, cus, arch)
-        grid, block, shared = cfg.geometry(m)
+        if n > skinny.MAX_N:
+            cfg, why = moderate_config(n, m, k, cus, arch)
+        else:
+            cfg, why = nv_config(dtype, n, m, k, cus, arch)
+        grid, block, shared = cfg.geometry(m, n)
         hopper_plus = sm_version(arch) >= 90
         pf = cfg.prefetch_bytes(m, k, cus, l2_bytes) if config.prefetch() and hopper_plus else 0
         pdl = config.pdl() and hopper_plus
         how = (f"; L2 prefetch {pf} B/row" if pf else "") + ("; programmatic dependent launch" if pdl else "")
         return Plan("skinny", f"{cfg.describe()}{how}; {why}", cfg, cfg.instance(dtype, n), grid, block, shared,
                     {"kc": pf, "pdl": pdl})
+    if n > skinny.MAX_N:
+        raise ValueError(f"N (tokens) > {skinny.MAX_N} is not available on AMD yet (got N={n}); "
+                         f"use jitgemm.matmul, which sends it to the vendor BLAS")
     lds = skinny.amd_lds_bytes(arch)
     cfg = skinny.amd_tile(n, m, k, cus, lds)
     grid, block, shared, kc = skinny.amd_geometry(cfg, n, m, k, cus, lds)
@@ -86,7 +112,7 @@ def plan_fp8(vendor: str, arch: str, cus: int, out_dtype: str, mode: int, fmt: s
     from .kernels import fp8
     if vendor == "cuda":
         cfg, why = nv_config(out_dtype, n, m, k, cus, arch, family="fp8")
-        grid, block, shared = cfg.geometry(m)
+        grid, block, shared = cfg.geometry(m, n)
         return Plan("fp8", f"{fp8.MODE_NAMES[mode]}; {cfg.describe()}; {why}", cfg,
                     fp8.nv_instance(cfg, out_dtype, mode, n), grid, block, shared, {"pdl": False})
     cfg = fp8.amd_config(n)
@@ -99,8 +125,8 @@ def skinny_supported(dtype: str, n: int, k: int) -> str | None:
     """None if the skinny family takes the shape, else the rule it breaks."""
     if dtype not in skinny.TAG:
         return f"dtype must be float16 or bfloat16, got {dtype}"
-    if not 1 <= n <= skinny.MAX_N:
-        return f"N (tokens) must be in 1..{skinny.MAX_N}, got {n}"
+    if not 1 <= n <= skinny.MAX_N_MODERATE:
+        return f"N (tokens) must be in 1..{skinny.MAX_N_MODERATE}, got {n}"
     if k % 8:
         return f"K must be a multiple of 8 (16-byte vectors), got {k}"
     return None
@@ -122,6 +148,15 @@ def all_instances(vendor: str) -> list[KernelInstance]:
                 cfgs = skinny.amd_configs_for(n)
             for c in cfgs:
                 inst = c.instance(dtype, n)
+                if inst not in out:
+                    out.append(inst)
+        if vendor == "cuda":  # moderate N: the table's tiles, else what the heuristic can pick
+            table = load_table("moderate")
+            cfgs = {skinny.NvConfig(mt, *r[2], nt) for r in table for mt, nt in r[3].values()} or \
+                {skinny.NvConfig(1, 8, 2, sk, 4) for sk in (1, 2, 4, 8)}
+            cfgs |= {skinny.NvConfig(c.MT, c.WK, c.U, 1, c.NT) for c in cfgs}
+            for c in sorted(cfgs, key=str):
+                inst = c.instance(dtype, 32)
                 if inst not in out:
                     out.append(inst)
     return out

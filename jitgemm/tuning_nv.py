@@ -37,15 +37,19 @@ NV_TABLE_FP8: list = [  # the fp8 family, W8A8 per-tensor timings; NVIDIA H100 8
 ]
 
 
+NV_TABLE_MODERATE: list = []  # N > 16: (M, K, (WK, U, SK), {N bucket: (MT, NT)})
+
+
 def load_table(family: str = "skinny") -> list:
     """The shipped table of a family ('skinny' or 'fp8'), or the one in JITGEMM_NV_TUNING's file."""
     path = os.environ.get("JITGEMM_NV_TUNING")
     key = "table" if family == "skinny" else f"table_{family}"
     if not path:
-        return NV_TABLE if family == "skinny" else NV_TABLE_FP8
+        return {"skinny": NV_TABLE, "fp8": NV_TABLE_FP8, "moderate": NV_TABLE_MODERATE}[family]
     if (path, key) not in _loaded:
         rows = json.load(open(path)).get(key, [])
-        _loaded[(path, key)] = [(r["m"], r["k"], tuple(r["k_order"]), {int(b): mt for b, mt in r["mt"].items()})
+        _loaded[(path, key)] = [(r["m"], r["k"], tuple(r["k_order"]),
+                                 {int(b): (tuple(t) if isinstance(t, list) else t) for b, t in r["mt"].items()})
                                 for r in rows]
     return _loaded[(path, key)]
 

@@ -6,6 +6,8 @@
 // so no operand shuffles are needed. K is split over the block's WK warps and, on sm_90, over the
 // SK blocks of a cluster; partial sums are added in a fixed order (warps, then cluster blocks).
 // The order a row's K terms are summed in depends on (WK, U, SK) only, never on N.
+// Tokens beyond one block's 8*NT are tiled over blockIdx.z (moderate N, up to 128 and beyond):
+// the same kernel then works as a small GEMM, K still split over warps and cluster blocks.
 //
 // An operand policy P says what a 16-byte weight slice holds and how to multiply it:
 //   P::KW      k elements in one 16-byte weight slice (8 for 16-bit weights, 16 for fp8)
@@ -182,6 +184,7 @@ JG_DEVICE void jg_skinny_core(jg_u16* __restrict__ out, jg_i64 ldo, const unsign
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
   const jg_i64 m0 = (jg_i64)blockIdx.x * ROWS;
+  const int n0 = blockIdx.z * COLS;  // this block's first token
 
   const unsigned char* wrow[MT][2];
 #pragma unroll
@@ -196,7 +199,7 @@ JG_DEVICE void jg_skinny_core(jg_u16* __restrict__ out, jg_i64 ldo, const unsign
   float xinv[NT];
 #pragma unroll
   for (int j = 0; j < NT; ++j) {
-    int n = 8 * j + g;
+    int n = n0 + 8 * j + g;
     xok[j] = n < N;
     xrow[j] = x + (jg_i64)(xok[j] ? n : 0) * ldx * P::XB;
     xinv[j] = 1.0f / epi.token_scale(xok[j] ? n : 0);
@@ -246,27 +249,27 @@ JG_DEVICE void jg_skinny_core(jg_u16* __restrict__ out, jg_i64 ldo, const unsign
     }
   __syncthreads();
   for (int e = threadIdx.x; e < ROWS * COLS; e += 32 * WK) {
-    const int n = e / ROWS, r = e % ROWS;
+    const int c = e / ROWS, r = e % ROWS;  // c: token within this block's tile
     const jg_i64 m = m0 + r;
-    if (n >= N || m >= M) continue;
-    float s = partial[0][n][r];
+    if (n0 + c >= N || m >= M) continue;
+    float s = partial[0][c][r];
 #pragma unroll
-    for (int q = 1; q < WK; ++q) s += partial[q][n][r];
+    for (int q = 1; q < WK; ++q) s += partial[q][c][r];
     if constexpr (SK > 1) {
-      partial[0][n][r] = s;  // this block's share, read by the cluster's first block
+      partial[0][c][r] = s;  // this block's share, read by the cluster's first block
     } else {
-      jg_store<P>(nullptr, out, ldo, epi, s, n, m);
+      jg_store<P>(nullptr, out, ldo, epi, s, n0 + c, m);
     }
   }
   if constexpr (SK > 1) {
     jg_cluster_sync();
     if (split == 0) {
       for (int e = threadIdx.x; e < ROWS * COLS; e += 32 * WK) {
-        const int n = e / ROWS, r = e % ROWS;
+        const int c = e / ROWS, r = e % ROWS;
         const jg_i64 m = m0 + r;
-        if (n >= N || m >= M) continue;
-        float s = partial[0][n][r];
-        const unsigned local = (unsigned)__cvta_generic_to_shared(&partial[0][n][r]);
+        if (n0 + c >= N || m >= M) continue;
+        float s = partial[0][c][r];
+        const unsigned local = (unsigned)__cvta_generic_to_shared(&partial[0][c][r]);
 #pragma unroll
         for (int q = 1; q < SK; ++q) {
           unsigned remote;
@@ -275,7 +278,7 @@ JG_DEVICE void jg_skinny_core(jg_u16* __restrict__ out, jg_i64 ldo, const unsign
           asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(remote) : "memory");
           s += v;
         }
-        jg_store<P>(nullptr, out, ldo, epi, s, n, m);
+        jg_store<P>(nullptr, out, ldo, epi, s, n0 + c, m);
       }
     }
     jg_cluster_sync();  // the other blocks' shared memory must outlive the first block's reads

@@ -65,9 +65,9 @@ def _cases():
         ("x 3-D", ValueError, r"x must be 2-D \[N, K\], got 3-D", dict(x=x[None], w=w)),
         ("w 1-D", ValueError, r"w must be 2-D \[M, K\], got 1-D", dict(x=x, w=w[0])),
         ("K mismatch", ValueError, "x and w must agree on K", dict(x=x, w=w[:, :56])),
-        ("N=0", ValueError, r"N \(tokens\) must be in 1..16, got 0", dict(x=x[:0], w=w)),
-        ("N=17", ValueError, r"N \(tokens\) must be in 1..16, got 17",
-         dict(x=np.ones((17, 64), BF16), w=w)),
+        ("N=0", ValueError, r"N \(tokens\) must be in 1..128, got 0", dict(x=x[:0], w=w)),
+        ("N=129", ValueError, r"N \(tokens\) must be in 1..128, got 129",
+         dict(x=np.ones((129, 64), BF16), w=w)),
         ("K%8", ValueError, "K must be a multiple of 8 \\(16-byte vectors\\), got 60",
          dict(x=x[:, :60], w=w[:, :60])),
         ("M=0", ValueError, "M and K must be >= 1", dict(x=x, w=w[:0])),
@@ -215,8 +215,8 @@ def test_bias_layout():
 # ---- explain / matmul / Linear ----------------------------------------------------------------------------------
 def test_explain_names_the_broken_rule_host_only(tripwire):
     x, w = ops()
-    s = jitgemm.explain(np.ones((17, 64), BF16), w)
-    assert s.startswith("not the skinny family") and "N (tokens) must be in 1..16, got 17" in s
+    s = jitgemm.explain(np.ones((129, 64), BF16), w)
+    assert s.startswith("not the skinny family") and "N (tokens) must be in 1..128, got 129" in s
     assert "vendor BLAS" in s
     s = jitgemm.explain(x[:, :60], w[:, :60])
     assert "K must be a multiple of 8" in s
@@ -249,11 +249,11 @@ def test_matmul_rules(tripwire):
         jitgemm.matmul(x, w.T)
 
 
-@pytest.mark.parametrize("case", ["n17", "not-transposed", "float32", "mixed"])
+@pytest.mark.parametrize("case", ["n129", "not-transposed", "float32", "mixed"])
 def test_matmul_host_fallback_matches_numpy(tripwire, case):
     rng = np.random.default_rng(1)
-    if case == "n17":
-        a, b = rng.standard_normal((17, 64)).astype(BF16), rng.standard_normal((32, 64)).astype(BF16).T
+    if case == "n129":
+        a, b = rng.standard_normal((129, 64)).astype(BF16), rng.standard_normal((32, 64)).astype(BF16).T
     elif case == "not-transposed":  # a row-major [K, M] b is not a transposed weight: BLAS
         a, b = rng.standard_normal((1, 64)).astype(BF16), np.ascontiguousarray(rng.standard_normal((64, 32)).astype(BF16))
     elif case == "float32":
@@ -316,8 +316,8 @@ def test_linear_device_weight_bias_rules(tripwire):
     (np.ones((2, 64), F16), TypeError, "x and weight must have the same dtype, got x: float16 and weight: bfloat16"),
     (np.ones(64, BF16), ValueError, r"x must be 2-D \[N, K\]"),
     (np.ones((2, 56), BF16), ValueError, "x has K=56 but this Linear expects in_features=64"),
-    (np.ones((17, 64), BF16), ValueError, r"Linear: N \(tokens\) must be in 1..16, got 17"),
-    (np.ones((0, 64), BF16), ValueError, r"N \(tokens\) must be in 1..16, got 0"),
+    (np.ones((129, 64), BF16), ValueError, r"Linear: N \(tokens\) must be in 1..128, got 129"),
+    (np.ones((0, 64), BF16), ValueError, r"N \(tokens\) must be in 1..128, got 0"),
     ([[0.0] * 64], TypeError, "x must be a numpy array"),
 ])
 def test_linear_call_rules(device_linear, x, exc, rule):
@@ -474,8 +474,8 @@ def test_skinny_supported_messages():
     assert dispatch.skinny_supported("bfloat16", 1, 8) is None
     assert dispatch.skinny_supported("float16", 16, 4096) is None
     assert dispatch.skinny_supported("float32", 1, 8) == "dtype must be float16 or bfloat16, got float32"
-    assert dispatch.skinny_supported("bfloat16", 0, 8) == "N (tokens) must be in 1..16, got 0"
-    assert dispatch.skinny_supported("bfloat16", 17, 8) == "N (tokens) must be in 1..16, got 17"
+    assert dispatch.skinny_supported("bfloat16", 0, 8) == "N (tokens) must be in 1..128, got 0"
+    assert dispatch.skinny_supported("bfloat16", 129, 8) == "N (tokens) must be in 1..128, got 129"
     assert dispatch.skinny_supported("bfloat16", 4, 12) == "K must be a multiple of 8 (16-byte vectors), got 12"
 
 
@@ -603,7 +603,8 @@ def test_pdl_on_archs_newer_than_sm90(monkeypatch, arch):
 
 def test_cuda_dispatch_before_sm90_is_covered_by_aot(monkeypatch):
     # a measured row whose K split uses a 2-block cluster, in tuning_nv's (M, K, (WK, U, SK), {bucket: MT}) form
-    monkeypatch.setattr(dispatch, "load_table", lambda family="skinny": [(4096, 4096, (8, 2, 2), {1: 1, 4: 1, 8: 1, 16: 1})])
+    row = (4096, 4096, (8, 2, 2), {1: 1, 4: 1, 8: 1, 16: 1})
+    monkeypatch.setattr(dispatch, "load_table", lambda family="skinny": [row] if family == "skinny" else [])
     insts = set(dispatch.all_instances("cuda"))
     assert dispatch.plan_skinny("cuda", "sm_90a", 132, "bfloat16", 1, 4096, 4096).instance in insts
     assert dispatch.plan_skinny("cuda", "sm_80", 108, "bfloat16", 1, 4096, 4096).instance in insts

@@ -82,8 +82,9 @@ def tune(ns, shapes, out_dir, dtype="bfloat16", family="skinny") -> list:
         else:
             ops = runner.Operands(cp, sh, dtype, max(ns), meta["l2_bytes"])
         times = {}
+        space = skinny.NV_MODERATE_CONFIGS if family == "moderate" else skinny.NV_CONFIGS
         for n in ns:
-            for cfg in skinny.NV_CONFIGS:
+            for cfg in space:
                 if cfg.SK > 1 and not cluster_ok:
                     continue
                 if family == "fp8":
@@ -98,7 +99,7 @@ def tune(ns, shapes, out_dir, dtype="bfloat16", family="skinny") -> list:
                 else:
                     ops.check(n, preps[0])
                 us = runner.time_ours(preps, stream, modes=("graph",))["us_graph"]
-                times[(n_bucket(n), cfg)] = us
+                times[(n_bucket(n) if family != "moderate" else n, cfg)] = us
                 raw.append({"m": sh.m, "k": sh.k, "n": n, "config": [cfg.MT, cfg.WK, cfg.U, cfg.SK], "us": us})
         row = select(sh, times)
         table.append(row)
@@ -125,7 +126,8 @@ def select(sh, times: dict) -> dict:
     for order in sorted({c.k_order for _, c in times}):
         mts, per = {}, {}
         for b in buckets:
-            cands = [(us, c.MT) for (bb, c), us in times.items() if bb == b and c.k_order == order]
+            cands = [(us, [c.MT, c.NT] if c.NT else c.MT) for (bb, c), us in times.items()
+                     if bb == b and c.k_order == order]
             if not cands:
                 break
             per[b], mts[b] = min(cands)
@@ -214,7 +216,8 @@ def main(args) -> int:
     if args.n:
         ns = [int(v) for v in args.n.split(",")]
     if args.tune:
-        tune(ns, shapes, args.out, family="fp8" if "fp8" in args.dtype.split(",") else "skinny")
+        family = "fp8" if "fp8" in args.dtype.split(",") else "moderate" if args.group == "moderate-n" else "skinny"
+        tune(ns, shapes, args.out, family=family)
         return 0
     if args.overhead:
         host_overhead()

@@ -97,12 +97,12 @@ def prepared_calls(ops: Operands, n: int, config=None):
 def forced(config, make):
     """Whatever `make()` prepares, with the NVIDIA config forced to `config` (tuning sweeps)."""
     from .. import dispatch
-    orig = dispatch.nv_config
-    dispatch.nv_config = lambda *a, **kw: (config, "forced by tuning")
+    orig = dispatch.nv_config, dispatch.moderate_config
+    dispatch.nv_config = dispatch.moderate_config = lambda *a, **kw: (config, "forced by tuning")
     try:
         return make()
     finally:
-        dispatch.nv_config = orig
+        dispatch.nv_config, dispatch.moderate_config = orig
 
 
 def _prepare_with(config, xv, wv, ov):

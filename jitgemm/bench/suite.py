@@ -19,6 +19,7 @@ class Shape:
 def load(path: str | Path | None = None, group: str = "decode") -> tuple[list[Shape], list[int]]:
     d = json.loads(Path(path or DATA).read_text())
     if group not in d:
-        raise ValueError(f"shape file {path or DATA} has no group {group!r}; groups: {[g for g in d if g != 'ns']}")
+        raise ValueError(f"shape file {path or DATA} has no group {group!r}; "
+                         f"groups: {[g for g in d if not g.startswith('ns')]}")
     shapes = [Shape(s["name"], int(s["m"]), int(s["k"])) for s in d[group]]
-    return shapes, [int(n) for n in d.get("ns", [1, 2, 4, 8, 16])]
+    return shapes, [int(n) for n in d.get(f"ns-{group}", d.get("ns", [1, 2, 4, 8, 16]))]

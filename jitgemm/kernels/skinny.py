@@ -15,21 +15,27 @@ TAG = {"float16": "jg_f16", "bfloat16": "jg_bf16"}
 MAX_N = 16
 
 
+MAX_N_MODERATE = 128  # tokens the tiled (moderate-N) use of the NVIDIA kernel covers
+
+
 @dataclass(frozen=True)
 class NvConfig:
     MT: int = 1
     WK: int = 4
     U: int = 4
     SK: int = 1  # blocks of a cluster splitting K (sm_90 and later)
+    NT: int = 0  # 8-token tiles per block; 0: just enough for N <= 16 (1 or 2)
+
+    def nt(self, n: int) -> int:
+        return self.NT or (1 if n <= 8 else 2)
 
     def instance(self, dtype: str, n: int) -> KernelInstance:
-        nt = 1 if n <= 8 else 2
         return KernelInstance("skinny.hip",
-                              f"jg_skinny_nv<{TAG[dtype]}, {nt}, {self.MT}, {self.WK}, {self.U}, {self.SK}>")
+                              f"jg_skinny_nv<{TAG[dtype]}, {self.nt(n)}, {self.MT}, {self.WK}, {self.U}, {self.SK}>")
 
-    def geometry(self, m: int) -> tuple[tuple[int, int, int], tuple[int, int, int], int]:
-        rows = 16 * self.MT
-        return ((m + rows - 1) // rows, self.SK, 1), (32 * self.WK, 1, 1), 0
+    def geometry(self, m: int, n: int = 1) -> tuple[tuple[int, int, int], tuple[int, int, int], int]:
+        rows, cols = 16 * self.MT, 8 * self.nt(n)
+        return ((m + rows - 1) // rows, self.SK, (n + cols - 1) // cols), (32 * self.WK, 1, 1), 0
 
     @property
     def k_order(self) -> tuple[int, int, int]:
@@ -48,6 +54,8 @@ class NvConfig:
 
     def describe(self) -> str:
         split = f" x {self.SK} cluster blocks" if self.SK > 1 else ""
+        if self.NT:
+            split += f", {8 * self.NT} tokens per block"
         return (f"nv mma.sync m16n8k16, {16 * self.MT} rows/block, K split over {self.WK} warps{split}, "
                 f"{self.U}x32-element steps")
 
@@ -58,6 +66,12 @@ class NvConfig:
 # llama70b.gate_up N = 16 once a shared K order was imposed, so it is not searched.
 NV_CONFIGS = tuple(NvConfig(mt, wk, u, sk) for sk in (1, 2, 4) for mt in (1, 2) for wk in (4, 8, 16)
                    for u in (2, 4))
+
+
+# moderate N (tokens tiled over blockIdx.z): 16 or 32 tokens a block; WK <= 8 keeps the per-warp
+# partials (WK x 32 tokens x 32 rows floats) within the 48 KiB static shared limit
+NV_MODERATE_CONFIGS = tuple(NvConfig(mt, wk, 2, sk, nt) for nt in (2, 4) for mt in (1, 2) for wk in (4, 8)
+                            for sk in (1, 2, 4, 8))
 
 
 @dataclass(frozen=True)

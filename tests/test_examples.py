@@ -1,0 +1,239 @@
+"""The examples as a user meets them: each runs (on the CPU: one line and exit 0), the SmolLM2 model code
+is right without a GPU (numpy smoke), and the notebook is valid and its CPU cells run."""
+import dataclasses
+import importlib.util
+import json
+import os
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+SCRIPTS = ["numpy_quickstart.py", "cupy_quickstart.py", "fp8_linear.py", "smollm2_decode.py"]
+TRACEBACK = "Traceback (most recent call last)"
+
+
+def _has_gpu() -> bool:
+    try:
+        from jitgemm.runtime.backend import default_backend
+        default_backend()
+        return True
+    except Exception:
+        return False
+
+
+GPU = _has_gpu()
+
+
+def run_example(script, *args, cache_dir, timeout=300):
+    env = dict(os.environ)
+    env["JITGEMM_CACHE_DIR"] = str(cache_dir)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env.pop("JITGEMM_BACKEND", None)
+    # one BLAS thread: on a shared 2-core CI machine OpenBLAS threads spin against each other (10x slower)
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")
+    return subprocess.run([sys.executable, str(EXAMPLES / script), *args], capture_output=True, text=True,
+                          env=env, timeout=timeout, cwd=str(cache_dir.parent))
+
+
+def load_example(name):
+    """Import an example as a module (examples/ is not a package): no work may happen at import."""
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up by name
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# ---- every example ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_example_imports_and_has_main(script):
+    mod = load_example(script[:-3])
+    assert callable(mod.main)
+    assert mod.__doc__ and "python examples/" in mod.__doc__  # says how to run it
+
+
+@pytest.mark.skipif(GPU, reason="a GPU is present: the examples run for real (see the gpu tests)")
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_example_without_gpu_prints_one_line_and_exits_0(script, tmp_path):
+    p = run_example(script, cache_dir=tmp_path / "cache", timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert TRACEBACK not in p.stderr, p.stderr
+    lines = p.stdout.strip().splitlines()
+    assert len(lines) == 1, p.stdout
+    assert lines[0].startswith("no GPU found"), lines[0]
+
+
+# ---- SmolLM2: model code on the CPU ---------------------------------------------------------------------
+smollm2 = load_example("smollm2_decode")
+MISSING = smollm2.missing_requirements()
+needs_model = pytest.mark.skipif(MISSING is not None, reason=f"SmolLM2 smoke: {MISSING}")
+# The reference's first greedy tokens for the default prompt ("Hello! I"); checked with margins below
+EXPECTED_FIRST = [19556, 17, 339]
+
+
+@pytest.fixture(scope="module")
+def gguf_model():
+    if MISSING:
+        pytest.skip(MISSING)
+    return smollm2.read_gguf(smollm2.find_gguf())
+
+
+@needs_model
+def test_smollm2_numpy_smoke_tokens_and_bitwise_determinism(tmp_path):
+    """The CPU smoke CI runs: 3 greedy tokens with numpy matmuls, twice, in separate processes."""
+    runs = []
+    for i in range(2):
+        t0 = time.perf_counter()
+        out = tmp_path / f"run{i}.npz"
+        p = run_example("smollm2_decode.py", "--device", "numpy", "--tokens", "3", "--save", str(out),
+                        cache_dir=tmp_path / "cache")
+        took = time.perf_counter() - t0
+        assert p.returncode == 0 and TRACEBACK not in p.stderr, p.stdout + p.stderr
+        assert took < 60, f"the CPU smoke took {took:.0f} s"
+        runs.append((p.stdout, np.load(out)))
+    (stdout, a), (_, b) = runs
+    assert f"tokens: {EXPECTED_FIRST}" in stdout, stdout
+    assert "text: 'Hello! I'" in stdout, stdout
+    assert a["tokens"].tolist() == EXPECTED_FIRST
+    assert a["logits"].dtype == np.float32 and a["logits"].shape == (3, 49152)
+    assert np.array_equal(a["logits"].view(np.uint32), b["logits"].view(np.uint32)), "logits differ between runs"
+    # margins large enough that another BLAS's rounding cannot flip the expected tokens
+    margins = [float(np.diff(np.sort(lg)[-2:])[0]) for lg in a["logits"]]
+    assert min(margins) > 0.1, margins
+
+
+@needs_model
+def test_smollm2_chunked_prefill_matches_token_by_token(gguf_model):
+    """The KV cache and causal mask: a 16-token chunk gives the logits of feeding its tokens one by one
+    (on the first two layers, to keep it quick: the cache logic is the same in every layer)."""
+    cfg, tensors, tok = gguf_model
+    m = smollm2.build_model(dataclasses.replace(cfg, layers=2), tensors, tok, "numpy", "bfloat16", "16bit")
+    ids = tok.chat("hi")[:20]
+    m.reset(32)
+    chunked = m.forward(ids[:16], 0)
+    chunked2 = m.forward(ids[16:], 16)
+    m.reset(32)
+    for i, t in enumerate(ids):
+        one = m.forward([t], i)
+        if i == 15:
+            single16 = one
+    assert chunked.shape == (1, cfg.vocab)
+    np.testing.assert_allclose(chunked, single16, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(chunked2, one, rtol=1e-4, atol=1e-3)
+
+
+@needs_model
+def test_smollm2_tokenizer(gguf_model):
+    _, _, tok = gguf_model
+    # ids from the `tokenizers` package (byte-level BPE + individual digits) over the same vocab and merges
+    assert tok.encode("Hello world, it's 2024!") == [19556, 905, 28, 357, 506, 216, 34, 32, 34, 36, 17]
+    chat = tok.chat("hi")
+    assert chat[0] == tok.special["<|im_start|>"] == 1 and chat.count(2) == 2  # two <|im_end|>
+    for text in ("naïve café — “quotes” 東京", "  spaces\n\nand\ttabs 12345 x_y"):
+        assert tok.decode(tok.encode(text)) == text
+
+
+# ---- GGUF Q4_1 dequantization ----------------------------------------------------------------------------
+def _q4_1_by_hand(block: bytes) -> np.ndarray:
+    """ggml's Q4_1: fp16 scale d, fp16 minimum m, 16 bytes of nibbles; element j (< 16) is the low nibble
+    of byte j, element j + 16 its high nibble; value = nibble * d + m."""
+    d, m = struct.unpack("<ee", block[:4])
+    q = block[4:20]
+    nib = [b & 0xF for b in q] + [b >> 4 for b in q]
+    return np.array([n * d + m for n in nib], np.float64)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gguf") is None, reason="the gguf package is not installed")
+def test_q4_1_block_dequantizes_as_computed_by_hand():
+    from gguf import GGMLQuantizationType
+    qs = bytes(j | ((15 - j) << 4) for j in range(16))         # low nibbles 0..15, high nibbles 15..0
+    block = struct.pack("<ee", 0.5, -1.0) + qs
+    got = smollm2.dequantize(np.frombuffer(block, np.uint8).reshape(1, 20), GGMLQuantizationType.Q4_1)
+    assert got.shape == (1, 32)
+    want = np.array([j * 0.5 - 1.0 for j in range(16)] + [(15 - j) * 0.5 - 1.0 for j in range(16)])
+    np.testing.assert_array_equal(got[0], want)                 # exact: every value is representable
+    np.testing.assert_array_equal(got[0], _q4_1_by_hand(block))
+    assert got[0, 3] == 0.5 and got[0, 16] == 6.5               # two values checked with pen and paper
+
+
+@needs_model
+def test_q4_1_first_block_of_the_model_matches_hand_decoding():
+    import gguf
+    r = gguf.GGUFReader(str(smollm2.find_gguf()))
+    t = next(t for t in r.tensors if t.name == "blk.0.attn_q.weight")
+    assert t.tensor_type == gguf.GGMLQuantizationType.Q4_1
+    row = smollm2.dequantize(t.data[:1], t.tensor_type)         # one row = 18 blocks of 32
+    assert row.shape == (1, 576)
+    np.testing.assert_allclose(row[0, :32], _q4_1_by_hand(t.data[0, :20].tobytes()), rtol=1e-6, atol=1e-7)
+
+
+# ---- the notebook ------------------------------------------------------------------------------------------
+NOTEBOOK = EXAMPLES / "quickstart.ipynb"
+
+
+def _cells():
+    nb = json.loads(NOTEBOOK.read_text())
+    return nb, [c for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+def _src(cell) -> str:
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def test_notebook_is_valid_with_outputs_cleared():
+    nb, code = _cells()
+    assert nb["nbformat"] == 4 and code
+    try:
+        import nbformat
+    except ImportError:
+        nbformat = None
+    if nbformat is not None:
+        nbformat.validate(nbformat.reads(NOTEBOOK.read_text(), as_version=4))
+    for c in code:
+        compile(_src(c), f"{NOTEBOOK.name}:{c.get('id')}", "exec")
+        assert c["outputs"] == [] and c["execution_count"] is None, "commit the notebook with outputs cleared"
+
+
+def test_notebook_cpu_cells_run_and_gpu_cells_are_tagged():
+    """Cells not tagged `gpu` run here (so the notebook cannot rot); a cell that calls into the GPU
+    must carry the tag."""
+    _, code = _cells()
+    gpu_calls = ("jitgemm.gemm(", "jitgemm.Linear(", "jitgemm.prepare(", "jitgemm.matmul(", "layer(")
+    ns = {}
+    ran = 0
+    for c in code:
+        src = _src(c)
+        tags = c.get("metadata", {}).get("tags", [])
+        if "gpu" in tags:
+            continue
+        assert not any(g in src for g in gpu_calls), f"untagged cell calls the GPU:\n{src}"
+        exec(compile(src, "quickstart.ipynb", "exec"), ns)
+        ran += 1
+    assert ran >= 2 and "HAVE_GPU" in ns and ns["HAVE_GPU"] == GPU
+
+
+# ---- on a GPU: the examples for real ---------------------------------------------------------------------
+@pytest.mark.gpu
+@pytest.mark.parametrize("script", ["numpy_quickstart.py", "fp8_linear.py", "cupy_quickstart.py"])
+def test_example_runs_on_gpu(script, tmp_path):
+    if script.startswith("cupy") and importlib.util.find_spec("cupy") is None:
+        pytest.skip("CuPy is not installed")
+    p = run_example(script, cache_dir=tmp_path / "cache", timeout=600)
+    assert p.returncode == 0 and TRACEBACK not in p.stderr, p.stdout + p.stderr
+    assert "failed" not in p.stdout, p.stdout
+
+
+@pytest.mark.gpu
+@needs_model
+def test_smollm2_jitgemm_matches_reference_on_gpu(tmp_path):
+    p = run_example("smollm2_decode.py", "--tokens", "20", cache_dir=tmp_path / "cache", timeout=600)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "check: same greedy tokens" in p.stdout, p.stdout
