@@ -56,7 +56,7 @@ private_apt() {
   apt-get -q "${sandbox[@]}" -o Dir::Etc::SourceList="$d/sources.list" -o Dir::Etc::SourceParts="$d/sources.list.d" \
     -o Dir::Etc::Preferences="$d/preferences" -o Dir::Etc::PreferencesParts="$d/preferences.d" \
     -o Dir::State="$d/state" -o Dir::State::status="$d/state/status" -o Dir::Cache="$d/cache" \
-    -o APT::Architecture=amd64 -o Debug::NoLocking=1 "$@"
+    -o APT::Architecture=amd64 -o Debug::NoLocking=1 "$@"  # amd64: always published; what we use is arch-free
 }
 
 fetch_debs() {
@@ -69,10 +69,12 @@ fetch_debs() {
   private_apt update
   rm -f "$d"/debs/*.deb
   (cd "$d/debs" && private_apt download "${DEB13_PACKAGES[@]}")
+  rm -rf "$d/state/lists" "$d/cache"  # 20 MB of package lists, needed again only to refetch
 }
 
-# clang-22 finds the bitcode by file name in one folder; ROCm 6.0 has no gfx950 ISA-version library,
-# which is a single constant (major*1000 + minor*100 + stepping), so it is generated here.
+# clang-22 finds the bitcode by file name in one folder. ROCm 6.0 has no gfx950 ISA-version library
+# (nor gfx942 in older releases); it is a single constant (major*1000 + minor*100 + stepping), so a
+# missing one is generated here.
 make_devlibs() {
   local bc
   bc=$(find "$PREFIX/root" -name ocml.bc -print -quit)

@@ -1,13 +1,14 @@
 """Public entry points: validate -> dispatch -> launch."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from . import dispatch, validate
-from .arrays import BF16, F16, View, as_view, is_cupy, numpy_dtype
+from .arrays import BF16, F16, View, as_view, dtype_name, is_cupy, numpy_dtype
 from .device_array import DeviceArray
 from .kernels import skinny
 from .runtime.backend import default_backend, get_backend
@@ -83,15 +84,24 @@ def _check_gemm(x: Any, w: Any, bias: Any) -> _Gemm:
     if rule:
         raise ValueError(f"gemm does not support this shape: {rule} (x {xv.shape}, w {wv.shape}); "
                          f"use jitgemm.matmul for any shape")
+    validate.require_int32_dims(M=m, K=k)
     bv = as_view(bias, "bias") if bias is not None else None
     if bv is not None:
         validate.bias_layout(bv, n, m, xv.dtype)
+        validate.require_aligned(bv, "bias", 2)
     return _Gemm(xv, wv, bv, n, m, k, xv.dtype)
 
 
 def _plan(backend, device: int, g: _Gemm) -> dispatch.Plan:
     info = backend.device_info(device)
-    return dispatch.plan_skinny(backend.name, info.arch, info.multiprocessors, g.dtype, g.n, g.m, g.k, info.l2_bytes)
+    return _plan_cached(backend.name, info.arch, info.multiprocessors, g.dtype, g.n, g.m, g.k, info.l2_bytes,
+                        dispatch.settings_key())
+
+
+@functools.lru_cache(maxsize=4096)
+def _plan_cached(vendor, arch, cus, dtype, n, m, k, l2, _settings) -> dispatch.Plan:
+    # plans depend on the shape, the device and the settings (environment) only: decide once
+    return dispatch.plan_skinny(vendor, arch, cus, dtype, n, m, k, l2)
 
 
 def _launch_skinny(backend, device, plan: dispatch.Plan, g: _Gemm, x: View, w: View, bias: View | None,
@@ -121,6 +131,7 @@ def _check_out(out: Any, n: int, m: int, dtype: str) -> View:
 
 
 def _run(g: _Gemm, out: Any, stream: Any, plan_fn=None):
+    validate.require_stream_type(stream)
     views = [("x", g.x), ("w", g.w)] + ([("bias", g.bias)] if g.bias is not None else [])
     ov = _check_out(out, g.n, g.m, g.dtype) if out is not None else None
     if ov is not None:
@@ -165,8 +176,20 @@ def gemm(x: Any, w: Any, bias: Any = None, *, out: Any = None, stream: Any = Non
     return _run(_check_gemm(x, w, bias), out, stream)
 
 
-def explain(x: Any, w: Any, bias: Any = None) -> str:
-    """Which kernel and config `gemm`/`matmul` would run for these operands, and why."""
+def explain(x: Any, w: Any, bias: Any = None, *, scale_x: Any = None, scale_w: Any = None,
+            fp8_format: str | None = None) -> str:
+    """Which kernel and config `gemm` / `scaled_gemm` / `matmul` would run for these operands, and why.
+    An fp8 (or uint8 + fp8_format) weight is explained as scaled_gemm would run it."""
+    wv = as_view(w, "w")
+    if wv.dtype in ("float8_e4m3fn", "float8_e4m3fnuz", "uint8"):
+        from . import scaled
+        try:
+            s = scaled._check(x, w, scale_x, scale_w, bias, None, fp8_format)
+            views = [("x", s.x), ("w", s.w)]
+            backend, device, _ = _placement(views)
+            return str(scaled._plan(backend, device, s))
+        except (ValueError, TypeError) as e:
+            return f"scaled_gemm would refuse this: {e}"
     try:
         g = _check_gemm(x, w, bias)
     except (ValueError, TypeError) as e:
@@ -197,10 +220,14 @@ def _skinny_pays(av: View, bv: View) -> bool:
     """Whether jitgemm's kernel beats the vendor BLAS for this matmul, from what was measured.
     N <= 16 always did on the decode suite (H100); N > 16 runs only on NVIDIA and only up to
     MAX_N_MODERATE (docs/benchmarks)."""
-    n = av.shape[0]
+    n, m = av.shape[0], bv.shape[1]
     if n <= skinny.MAX_N:
         return True
-    return (av.vendor or bv.vendor or "cuda") == "cuda" and n <= skinny.MAX_N_MODERATE
+    if (av.vendor or bv.vendor or "cuda") != "cuda" or n > skinny.MAX_N_MODERATE:
+        return False
+    # measured on an H100 (docs/benchmarks/h100-moderate.md): the tiled kernel beats cuBLAS for
+    # small M at any N up to 64, and up to M ~ 2880 only while N <= 32
+    return (m <= 128 and n <= 64) or (m <= 2880 and n <= 32)
 
 
 def _transposed(b: Any, bv: View):
@@ -221,6 +248,9 @@ def _blas(a: Any, b: Any, av: View, out: Any):
         else:
             r = np.matmul(a, b)  # numpy's own promotion rules for everything else
         if out is not None:
+            ov = as_view(out, "out")
+            if ov.shape != r.shape or (ov.dtype or ov.raw_dtype) != (dtype_name(r.dtype) or str(r.dtype)):
+                raise ValueError(f"out must have shape {r.shape} and dtype {r.dtype}, got {ov.shape} {ov.raw_dtype}")
             out[...] = r
             return out
         return r
@@ -263,6 +293,9 @@ class Linear:
                 self._bias_owner = DeviceArray.from_numpy(backend, dev, np.asarray(bias).reshape(-1), wv.dtype)
             self.bias = self._bias_owner.view() if self._bias_owner is not None else None
         else:
+            if bv is not None and bv.device is None:
+                raise ValueError("Linear: w is on a device but bias is a host (numpy) array; pass the bias "
+                                 "on the same device (it is read by the kernel)")
             self._w_owner, self.weight, self.bias = w, wv, bv
 
     @staticmethod
@@ -274,9 +307,16 @@ class Linear:
             raise ValueError(f"quantize must be 'fp8', got {quantize!r}")
         from . import scaled
         from .kernels import fp8
+        validate.require_str_option(fp8_format, "fp8_format", "'e4m3fn' or 'e4m3fnuz'")
+        fmt_asked = scaled._format_name(fp8_format)
+        wa = np.asarray(w)
+        if wa.ndim != 2 or wa.shape[0] < 1 or wa.shape[1] < 1 or wa.shape[1] % 16:
+            raise ValueError(f"w must be 2-D [M, K] with K a positive multiple of 16, got shape {wa.shape}")
+        if activation not in (None, "dynamic") and not isinstance(activation, (int, float)):
+            raise ValueError(f"activation must be None, 'dynamic' or a float scale, got {activation!r}")
         backend = default_backend()
         dev = backend.current_device() if device is None else device
-        fmt = scaled._format_name(fp8_format) or fp8.native_format(backend.name, backend.device_info(dev).arch)
+        fmt = fmt_asked or fp8.native_format(backend.name, backend.device_info(dev).arch)
         if fmt is None:
             raise ValueError(f"{backend.device_info(dev).arch} has no fp8 support")
         w8, sw = scaled.quantize_weight(np.asarray(w), per_channel, fmt)
@@ -295,6 +335,7 @@ class Linear:
         return layer
 
     def __call__(self, x: Any, *, out: Any = None, stream: Any = None):
+        validate.require_stream_type(stream)
         xv = as_view(x, "x")
         validate.require_2d(xv, "x", "N, K")
         validate.require_same_dtype(xv, "x", self.weight, "weight")
@@ -334,6 +375,8 @@ class Prepared:
         g = _check_gemm(x, w, bias)
         ov = _check_out(out, g.n, g.m, g.dtype)
         views = [("x", g.x), ("w", g.w), ("out", ov)] + ([("bias", g.bias)] if g.bias is not None else [])
+        if any(v.device is None for _, v in views):
+            raise ValueError("prepare needs device arrays (numpy operands are copied per call; use gemm)")
         backend, device, host = _placement(views)
         if host:
             raise ValueError("prepare needs device arrays (numpy operands are copied per call; use gemm)")
@@ -352,7 +395,8 @@ class Prepared:
         self._args.set(*vals)
         self._keep = (x, w, bias, out)
         p = self.plan
-        self._launch = (self.kernel.func, p.grid, p.block, p.shared)
+        func = self.kernel.func
+        self._launch = (int(func) if backend.name == "cuda" and not p.extra["pdl"] else func, p.grid, p.block, p.shared)
         self._pdl = p.extra["pdl"]
         if p.shared > 48 * 1024:
             backend.set_max_dynamic_shared(self.kernel.func, p.shared)

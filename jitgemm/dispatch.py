@@ -32,6 +32,12 @@ class Plan:
                 f"shared={self.shared}B: {self.reason}")
 
 
+def settings_key() -> tuple:
+    """What, besides shape and device, changes a plan: for caching plans safely."""
+    import os
+    return (os.environ.get("JITGEMM_NV_TUNING"), config.pdl(), config.prefetch())
+
+
 def sm_version(arch: str) -> int:
     """'sm_90a' -> 90, 'sm_100a' -> 100, 'sm_89' -> 89 (numeric, so sm_100 sorts after sm_90)."""
     digits = "".join(ch for ch in arch.split("_", 1)[-1] if ch.isdigit())
@@ -115,10 +121,42 @@ def plan_fp8(vendor: str, arch: str, cus: int, out_dtype: str, mode: int, fmt: s
         grid, block, shared = cfg.geometry(m, n)
         return Plan("fp8", f"{fp8.MODE_NAMES[mode]}; {cfg.describe()}; {why}", cfg,
                     fp8.nv_instance(cfg, out_dtype, mode, n), grid, block, shared, {"pdl": False})
-    cfg = fp8.amd_config(n)
-    grid, block, shared = cfg.geometry(m, cus)
-    return Plan("fp8", f"{fp8.MODE_NAMES[mode]}; amd {cfg.YT} rows/wave, {cfg.WAVES} waves, {fmt} decoded exactly",
+    if fp8.mfma_applies(arch, mode, fmt):
+        cfg = fp8.mfma_config(n)
+        grid, block, shared = cfg.geometry(n, m, k, cus, skinny.amd_lds_bytes(arch))
+        return Plan("fp8", f"{fp8.MODE_NAMES[mode]}; amd mfma_f32_16x16x32_fp8_fp8 diagonal trick, {cfg.WAVES} waves, "
+                           f"{cfg.YT} rows/wave, tokens in groups of {cfg.NMAX}, {shared} B of tokens in LDS",
+                    cfg, cfg.instance(out_dtype), grid, block, shared, {"pdl": False, "extra": shared})
+    cfg = fp8.amd_config(n, arch)
+    grid, block, shared = cfg.geometry(m, cus, n)
+    return Plan("fp8", f"{fp8.MODE_NAMES[mode]}; amd {cfg.YT} rows/wave, {cfg.WAVES} waves, {fmt} decoded exactly "
+                       f"in software (no fp8 MFMA for this arch/format)",
                 cfg, cfg.instance(out_dtype, mode, fmt, n), grid, block, shared, {"pdl": False})
+
+
+def all_fp8_instances(vendor: str, arch: str | None = None) -> list[KernelInstance]:
+    """Every fp8 instance the dispatcher can choose (what `aot` compiles)."""
+    from .kernels import fp8
+    out: list[KernelInstance] = []
+    for out_dtype in skinny.TAG:
+        if vendor == "cuda":
+            cfgs = {skinny.NvConfig(mt, *r[2]) for r in load_table("fp8") for mt in r[3].values()} or \
+                {heuristic_nv(m, 4096, 132) for m in (4096, 8192)}
+            cfgs |= {skinny.NvConfig(c.MT, c.WK, c.U, 1) for c in cfgs}
+            insts = [fp8.nv_instance(c, out_dtype, mode, n) for c in sorted(cfgs, key=str)
+                     for mode in (fp8.W8A8, fp8.W8A16, fp8.W8Q) for n in (1, 9)]
+        else:
+            insts = [fp8.amd_config(n, arch or "gfx942").instance(out_dtype, mode, f, n) for f in fp8.FORMATS
+                     for mode in (fp8.W8A8, fp8.W8A16, fp8.W8Q) for n in (1, 2, 4)
+                     if not (arch and fp8.mfma_applies(arch, mode, f))]
+            if arch and fp8.native_format("hip", arch):
+                insts += [fp8.AmdMfmaConfig(NMAX=nm).instance(out_dtype) for nm in (1, 2, 4)]
+        insts += [fp8.quant_instance(out_dtype, pt, f) for pt in (True, False)
+                  for f in (fp8.FORMATS if vendor == "hip" else ("float8_e4m3fn",))]
+        for i in insts:
+            if i not in out:
+                out.append(i)
+    return out
 
 
 def skinny_supported(dtype: str, n: int, k: int) -> str | None:

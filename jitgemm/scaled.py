@@ -1,6 +1,7 @@
 """fp8 entry points: scaled_gemm and quantize_fp8 (validate -> dispatch -> launch)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,7 +56,9 @@ def _scale(s: Any, arg: str, length: int, what: str) -> _Scale:
     v = as_view(s, arg)
     if v.dtype != "float32":
         raise TypeError(f"{arg} must be float32, got {v.raw_dtype}")
-    size = int(np.prod(v.shape, dtype=np.int64)) if v.shape else 1
+    size = math.prod(v.shape)  # Python ints: no overflow for absurd shapes
+    if size > 1 and size > 2**31 - 1:
+        raise ValueError(f"{arg} has {size} elements: scale vectors (like N and M) must be < 2^31 long")
     if size not in (1, length) or sum(d != 1 for d in v.shape) > 1:
         raise ValueError(f"{arg} must be a scalar, shape [1] or [{what}] = [{length}] "
                          f"(or [{length}, 1] / [1, {length}]), got shape {v.shape}")
@@ -63,6 +66,7 @@ def _scale(s: Any, arg: str, length: int, what: str) -> _Scale:
         raise ValueError(f"{arg} must be contiguous, got element strides {v.strides}")
     if v.device is None and size == 1:
         return _Scale(None, float(np.asarray(s).reshape(-1)[0]), False)  # passed by value
+    validate.require_aligned(v, arg, 4)
     return _Scale(v, 1.0, size > 1)
 
 
@@ -82,6 +86,10 @@ class _Scaled:
 
 
 def _check(x, w, scale_x, scale_w, bias, out_dtype, fp8_format) -> _Scaled:
+    if out_dtype is not None and not isinstance(out_dtype, str):
+        raise TypeError(f"out_dtype must be float16 or bfloat16 (a string) or None, got {type(out_dtype).__name__} "
+                        f"{out_dtype!r}")
+    validate.require_str_option(fp8_format, "fp8_format", "'e4m3fn' or 'e4m3fnuz'")
     fmt = _format_name(fp8_format)
     xv, wv = as_view(x, "x"), as_view(w, "w")
     validate.require_2d(xv, "x", "N, K")
@@ -111,9 +119,11 @@ def _check(x, w, scale_x, scale_w, bias, out_dtype, fp8_format) -> _Scaled:
         raise ValueError(f"K must be a positive multiple of 16 (16-byte fp8 slices) and M >= 1, got M={m}, K={k}")
     sx = _scale(scale_x, "scale_x", n, "N")
     sw = _scale(scale_w, "scale_w", m, "M")
+    validate.require_int32_dims(M=m, K=k)
     bv = as_view(bias, "bias") if bias is not None else None
     if bv is not None:
         validate.bias_layout(bv, n, m, out_dtype)
+        validate.require_aligned(bv, "bias", 2)
     return _Scaled(xv, wv, bv, sx, sw, wfmt, mode, out_dtype, n, m, k)
 
 
@@ -125,20 +135,21 @@ def _plan(backend, device, s: _Scaled) -> dispatch.Plan:
     return dispatch.plan_fp8(backend.name, info.arch, info.multiprocessors, s.out_dtype, s.mode, s.fmt, s.n, s.m, s.k)
 
 
-def _args(s: _Scaled, x: View, w: View, bias: View | None, sx: View | None, sw: View | None, out: View) -> tuple:
+def _args(s: _Scaled, x: View, w: View, bias: View | None, sx: View | None, sw: View | None, out: View,
+          extra: int = 0) -> tuple:
     ldx = validate.require_rows(x, "x", s.k, 16 if s.mode == fp8.W8A8 else 8)
     ldw = validate.require_rows(w, "w", s.k, 16)
     ldo = validate.require_out_rows(out, "out")
     bias_rows, bias_ld = validate.bias_layout(bias, s.n, s.m, s.out_dtype) if bias is not None else (0, 0)
     return (out.ptr, ldo, x.ptr, ldx, w.ptr, ldw, sx.ptr if sx else 0, int(s.sx.per), s.sx.value,
             sw.ptr if sw else 0, int(s.sw.per), s.sw.value, bias.ptr if bias is not None else 0, bias_ld,
-            bias_rows, s.n, s.m, s.k)
+            bias_rows, s.n, s.m, s.k, extra)
 
 
 def _launch(backend, device, plan, s: _Scaled, x: View, w: View, bias: View | None, sx: View | None,
             sw: View | None, out: View, stream: int) -> None:
     kern = get_kernel(plan.instance, backend, device, fp8.ARG_KINDS)
-    kern.launch(plan.grid, plan.block, plan.shared, stream, *_args(s, x, w, bias, sx, sw, out))
+    kern.launch(plan.grid, plan.block, plan.shared, stream, *_args(s, x, w, bias, sx, sw, out, plan.extra.get("extra", 0)))
 
 
 def scaled_gemm(x: Any, w: Any, scale_x: Any = None, scale_w: Any = None, bias: Any = None, *,
@@ -149,6 +160,7 @@ def scaled_gemm(x: Any, w: Any, scale_x: Any = None, scale_w: Any = None, bias: 
     x fp16/bf16 with scale_x given -> tokens quantized to fp8 with that scale inside the kernel.
     scale_x: None, a number, [1] or [N] float32; scale_w: None, a number, [1] or [M] float32.
     uint8 device arrays need fp8_format='e4m3fn' or 'e4m3fnuz'. Output fp16/bf16 (out_dtype)."""
+    validate.require_stream_type(stream)
     s = _check(x, w, scale_x, scale_w, bias, out_dtype, fp8_format)
     views = [("x", s.x), ("w", s.w)] + ([("bias", s.bias)] if s.bias is not None else [])
     views += [(n, sc.view) for n, sc in (("scale_x", s.sx), ("scale_w", s.sw)) if sc.view is not None]
@@ -190,7 +202,8 @@ class PreparedScaled:
             raise ValueError(f"out must be [N, M] = {(s.n, s.m)} of {s.out_dtype}, got {ov.shape} {ov.raw_dtype}")
         self.plan = _plan(backend, device, s)
         self.kernel = get_kernel(self.plan.instance, backend, device, fp8.ARG_KINDS)
-        self._args = ArgPack(fp8.ARG_KINDS).set(*_args(s, s.x, s.w, s.bias, s.sx.view, s.sw.view, ov))
+        self._args = ArgPack(fp8.ARG_KINDS).set(*_args(s, s.x, s.w, s.bias, s.sx.view, s.sw.view, ov,
+                                                       self.plan.extra.get("extra", 0)))
         self._backend, self._device, self._keep = backend, device, (x, w, scale_x, scale_w, bias, out)
 
     def launch(self, stream: int = 0) -> None:
@@ -245,15 +258,21 @@ def quantize_fp8(x: Any, per_token: bool = True, fp8_format: str | None = None, 
     scales) or per tensor ([1]). NaN inputs stay NaN
     and do not affect the scale; values beyond the range saturate to +-fp8_max.
     fp8_format defaults to the device's native format."""
+    validate.require_stream_type(stream)
+    validate.require_str_option(fp8_format, "fp8_format", "'e4m3fn' or 'e4m3fnuz'")
+    asked = _format_name(fp8_format)
     xv = as_view(x, "x")
     validate.require_2d(xv, "x", "N, K")
     validate.require_dtype(xv, "x", SKINNY_DTYPES)
     n, k = xv.shape
     if n < 1 or k < 1:
         raise ValueError(f"x must not be empty, got shape {xv.shape}")
+    validate.require_int32_dims(N=n, K=k)
+    if xv.device is not None and k > 1 and xv.strides[1] != 1:
+        raise ValueError(f"x must have unit stride along K, got element strides {xv.strides}")
     backend, device, host = _placement([("x", xv)])
     info = backend.device_info(device)
-    fmt = _format_name(fp8_format) or fp8.native_format(backend.name, info.arch) or "float8_e4m3fn"
+    fmt = asked or fp8.native_format(backend.name, info.arch) or "float8_e4m3fn"
     # quantization is software on every device (exact RNE + saturation), so either format can be made
     inst = fp8.quant_instance(xv.dtype, per_token, fmt)
     kern = get_kernel(inst, backend, device, fp8.QUANT_ARG_KINDS)
@@ -264,8 +283,6 @@ def quantize_fp8(x: Any, per_token: bool = True, fp8_format: str | None = None, 
         kern.launch((nscales, 1, 1), (1024, 1, 1), 0, 0, qd.ptr, k, sd.ptr, xd.ptr, k, n, k)
         backend.synchronize(device)
         return qd.to_numpy().view(numpy_dtype(fmt)), sd.to_numpy()
-    if xv.strides[1] != 1:
-        raise ValueError(f"x must have unit stride along K, got element strides {xv.strides}")
     ldx = xv.strides[0] if n > 1 else k
     if xv.kind == "cupy":
         import cupy

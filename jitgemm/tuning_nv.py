@@ -37,17 +37,31 @@ NV_TABLE_FP8: list = [  # the fp8 family, W8A8 per-tensor timings; NVIDIA H100 8
 ]
 
 
-NV_TABLE_MODERATE: list = []  # N > 16: (M, K, (WK, U, SK), {N bucket: (MT, NT)})
+NV_TABLE_MODERATE: list = [  # N > 16: (M, K, (WK, U, SK), {N bucket: (MT, NT)}); NVIDIA H100 80GB HBM3, 2026-11-24
+    (128, 2880, (8, 2, 8), {32: (1, 2), 64: (1, 2), 128: (2, 2)}),  # m128.k2880: {'32': 4.48, '64': 5.42, '128': 6.91} us
+    (640, 2880, (8, 2, 2), {32: (1, 2), 64: (1, 2), 128: (2, 2)}),  # m640.k2880: {'32': 7.37, '64': 8.44, '128': 10.88} us
+    (2880, 2880, (8, 2, 1), {32: (2, 4), 64: (2, 4), 128: (2, 4)}),  # m2880.k2880: {'32': 11.36, '64': 15.74, '128': 26.47} us
+    (5120, 2880, (4, 2, 1), {32: (2, 4), 64: (2, 4), 128: (2, 4)}),  # m5120.k2880: {'32': 17.75, '64': 22.15, '128': 45.01} us
+    (128, 4096, (8, 2, 8), {32: (1, 2), 64: (1, 2), 128: (2, 2)}),  # m128.k4096: {'32': 4.8, '64': 5.59, '128': 7.05} us
+    (640, 4096, (8, 2, 2), {32: (1, 2), 64: (1, 2), 128: (2, 2)}),  # m640.k4096: {'32': 8.86, '64': 10.19, '128': 12.94} us
+    (2880, 4096, (8, 2, 1), {32: (1, 4), 64: (2, 4), 128: (2, 4)}),  # m2880.k4096: {'32': 13.95, '64': 20.38, '128': 34.13} us
+    (5120, 4096, (4, 2, 1), {32: (2, 4), 64: (2, 4), 128: (2, 4)}),  # m5120.k4096: {'32': 22.99, '64': 27.03, '128': 59.89} us
+]
 
 
 def load_table(family: str = "skinny") -> list:
     """The shipped table of a family ('skinny' or 'fp8'), or the one in JITGEMM_NV_TUNING's file."""
     path = os.environ.get("JITGEMM_NV_TUNING")
     key = "table" if family == "skinny" else f"table_{family}"
+    shipped = {"skinny": NV_TABLE, "fp8": NV_TABLE_FP8, "moderate": NV_TABLE_MODERATE}[family]
     if not path:
-        return {"skinny": NV_TABLE, "fp8": NV_TABLE_FP8, "moderate": NV_TABLE_MODERATE}[family]
+        return shipped
     if (path, key) not in _loaded:
-        rows = json.load(open(path)).get(key, [])
+        data = json.load(open(path))
+        if key not in data:  # a tune file of another family leaves this one as shipped
+            _loaded[(path, key)] = shipped
+            return shipped
+        rows = data[key]
         _loaded[(path, key)] = [(r["m"], r["k"], tuple(r["k_order"]),
                                  {int(b): (tuple(t) if isinstance(t, list) else t) for b, t in r["mt"].items()})
                                 for r in rows]

@@ -82,3 +82,35 @@ def require_same_device(views: list[tuple[str, View]]) -> tuple[str | None, int 
             raise ValueError(f"operands must be on the same device: {first_name} on {first.vendor}:{first.device}, "
                              f"{name} on {v.vendor}:{v.device}")
     return first.vendor, first.device
+
+
+INT32_MAX = 2**31 - 1
+
+
+def require_int32_dims(**dims: int) -> None:
+    """Kernel arguments N, M, K are 32-bit (offsets inside are 64-bit): refuse what would wrap."""
+    for name, v in dims.items():
+        if v > INT32_MAX:
+            raise ValueError(f"{name} = {v} is too large: N, M and K must be < 2^31 (they are 32-bit kernel "
+                             f"arguments; offsets are computed in 64 bits)")
+
+
+def require_stream_type(stream) -> None:
+    """The stream argument's kind, checked before any GPU work (its handle is read later)."""
+    if stream is None or isinstance(stream, int) and not isinstance(stream, bool):
+        return
+    for attr in ("ptr", "cuda_stream", "handle"):
+        if isinstance(getattr(stream, attr, None), int):
+            return
+    raise TypeError(f"stream must be None, an int handle, or an object with .ptr / .cuda_stream "
+                    f"(a CuPy or torch stream); got {type(stream).__name__}")
+
+
+def require_aligned(v, arg: str, nbytes: int) -> None:
+    if v is not None and v.device is not None and v.ptr % nbytes:
+        raise ValueError(f"{arg} data pointer {v.ptr:#x} is not aligned to {nbytes} bytes (its element size)")
+
+
+def require_str_option(value, arg: str, choices: str = "a string") -> None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{arg} must be {choices} or None, got {type(value).__name__} {value!r}")

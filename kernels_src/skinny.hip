@@ -13,203 +13,208 @@
 #include "jg_platform.h"
 
 #if defined(JG_NV)
+#include "jg_skinny_nv.h"
 
-template <class T>
-JG_DEVICE void jg_mma16816(float (&c)[4], unsigned a0, unsigned a1, unsigned a2, unsigned a3, unsigned b0,
-                           unsigned b1) {
-  if constexpr (T::id == jg_bf16::id) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-  } else {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-  }
-}
-
-#if __CUDA_ARCH__ >= 900
-#define JG_CLUSTER_K(sk) __cluster_dims__(1, sk, 1)
-#else
-#define JG_CLUSTER_K(sk)
-#endif
-
-JG_DEVICE void jg_cluster_sync() {
-  asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
-}
-
-// NT: 8-token tiles (1 for N <= 8, 2 for N <= 16); MT: 16-row weight tiles per block;
-// WK: warps splitting K; U: 32-element K steps per warp iteration (bytes in flight);
-// SK: blocks of one cluster splitting K further (sm_90), reduced through distributed shared
-// memory in a fixed order: short-M shapes fill the GPU with no workspace and no atomics.
-// The K order a row is summed in depends on (WK, U, SK) only, never on N: the dispatcher keeps
-// those fixed per (M, K), so a token's bits do not depend on the batch it came in.
+// NT: 8-token tiles per block (1 or 2 for N <= 16; more tokens tile over blockIdx.z); MT: 16-row
+// weight tiles per block; WK: warps splitting K; U: 32-element K steps per warp iteration (bytes in
+// flight); SK: cluster blocks splitting K further (sm_90). The arithmetic is jg_skinny_core's with
+// 16-bit operands and no scales.
 template <class T, int NT, int MT, int WK, int U, int SK>
 __global__ void __launch_bounds__(32 * WK) JG_CLUSTER_K(SK) jg_skinny_nv(
     jg_u16* __restrict__ out, jg_i64 ldo, const jg_u16* __restrict__ x, jg_i64 ldx,
     const jg_u16* __restrict__ w, jg_i64 ldw, const jg_u16* __restrict__ bias, jg_i64 bias_ld, int bias_rows,
     int N, int M, int K, int pf_bytes) {
-  constexpr int ROWS = 16 * MT, COLS = 8 * NT;
-  __shared__ float partial[WK][COLS][ROWS];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int g = lane >> 2, t = lane & 3;
-  const jg_i64 m0 = (jg_i64)blockIdx.x * ROWS;
-
-  const jg_u16* wrow[MT][2];
-#pragma unroll
-  for (int i = 0; i < MT; ++i)
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      jg_i64 r = m0 + 16 * i + 8 * h + g;
-      wrow[i][h] = w + (r < M ? r : (jg_i64)M - 1) * ldw;  // clamp: tail rows read a real row, never stored
-    }
-  const jg_u16* xrow[NT];
-  bool xok[NT];
-#pragma unroll
-  for (int j = 0; j < NT; ++j) {
-    int n = 8 * j + g;
-    xok[j] = n < N;
-    xrow[j] = x + (jg_i64)(xok[j] ? n : 0) * ldx;
-  }
-
 #if __CUDA_ARCH__ >= 900
-  // Weights never depend on the kernel before this one (only x does): pull the head of this block's
-  // rows into L2 now, let the next kernel launch, and only then wait for the previous kernel's
-  // results. With programmatic dependent launch this hides the launch gap and the tail of the
-  // previous kernel; without it griddepcontrol is a no-op. pf_bytes is sized on the host so the
-  // prefetches of all resident blocks fit in half of L2.
-  if (pf_bytes > 0 && threadIdx.x < ROWS) {
-    const jg_i64 r = m0 + threadIdx.x;
+  // Weights never depend on the kernel before this one (only x does): with programmatic dependent
+  // launch (opt-in, JITGEMM_PDL) pull the head of this block's rows into L2 (JITGEMM_PREFETCH),
+  // let the next kernel launch, and only then wait for the previous kernel's results. Without PDL
+  // griddepcontrol is a no-op. pf_bytes is sized on the host to fit half of L2.
+  if (pf_bytes > 0 && threadIdx.x < 16 * MT) {
+    const jg_i64 r = (jg_i64)blockIdx.x * 16 * MT + threadIdx.x;
     if (r < M) asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(w + r * ldw), "r"(pf_bytes) : "memory");
   }
   asm volatile("griddepcontrol.launch_dependents;");
   asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
-
-  float acc[MT][NT][4];
-#pragma unroll
-  for (int i = 0; i < MT; ++i)
-#pragma unroll
-    for (int j = 0; j < NT; ++j)
-#pragma unroll
-      for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.f;
-
-  constexpr int STEP = 32 * U;
-  unsigned split = 0;
-  if constexpr (SK > 1) asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(split));
-  for (jg_i64 k0 = ((jg_i64)split * WK + warp) * STEP; k0 < K; k0 += (jg_i64)SK * WK * STEP) {
-    jg_u32x4 wv[U][MT][2], xv[U][NT];
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const jg_i64 k = k0 + 32 * u + 8 * t;
-      const bool kok = k < K;  // K % 8 == 0: a slice is wholly inside or wholly outside
-#pragma unroll
-      for (int i = 0; i < MT; ++i)
-#pragma unroll
-        for (int h = 0; h < 2; ++h) wv[u][i][h] = kok ? jg_load_stream(wrow[i][h] + k) : jg_u32x4{0, 0, 0, 0};
-#pragma unroll
-      for (int j = 0; j < NT; ++j) xv[u][j] = (kok && xok[j]) ? jg_load_cached(xrow[j] + k) : jg_u32x4{0, 0, 0, 0};
-    }
-#pragma unroll
-    for (int u = 0; u < U; ++u)
-#pragma unroll
-      for (int i = 0; i < MT; ++i)
-#pragma unroll
-        for (int j = 0; j < NT; ++j) {
-          // elements 0..3 of each slice feed one mma, 4..7 the next; A and B use the same k order
-          jg_mma16816<T>(acc[i][j], wv[u][i][0].x, wv[u][i][1].x, wv[u][i][0].y, wv[u][i][1].y, xv[u][j].x,
-                         xv[u][j].y);
-          jg_mma16816<T>(acc[i][j], wv[u][i][0].z, wv[u][i][1].z, wv[u][i][0].w, wv[u][i][1].w, xv[u][j].z,
-                         xv[u][j].w);
-        }
-  }
-
-  // accumulator layout: c0 (row g, col 2t), c1 (row g, col 2t+1), c2 (row g+8, col 2t), c3 (row g+8, col 2t+1)
-#pragma unroll
-  for (int i = 0; i < MT; ++i)
-#pragma unroll
-    for (int j = 0; j < NT; ++j) {
-      partial[warp][8 * j + 2 * t][16 * i + g] = acc[i][j][0];
-      partial[warp][8 * j + 2 * t + 1][16 * i + g] = acc[i][j][1];
-      partial[warp][8 * j + 2 * t][16 * i + g + 8] = acc[i][j][2];
-      partial[warp][8 * j + 2 * t + 1][16 * i + g + 8] = acc[i][j][3];
-    }
-  __syncthreads();
-  // fixed-order sums (warps, then cluster blocks): the same bits on every run
-  for (int e = threadIdx.x; e < ROWS * COLS; e += 32 * WK) {
-    const int n = e / ROWS, r = e % ROWS;
-    const jg_i64 m = m0 + r;
-    if (n >= N || m >= M) continue;
-    float s = partial[0][n][r];
-#pragma unroll
-    for (int q = 1; q < WK; ++q) s += partial[q][n][r];
-    if constexpr (SK > 1) {
-      partial[0][n][r] = s;  // this block's share, read by the cluster's first block
-    } else {
-      if (bias) s += jg_to_f32<T>(bias[(bias_rows == 1 ? 0 : (jg_i64)n * bias_ld) + m]);
-      out[(jg_i64)n * ldo + m] = jg_from_f32<T>(s);
-    }
-  }
-  if constexpr (SK > 1) {
-    jg_cluster_sync();
-    if (split == 0) {
-      for (int e = threadIdx.x; e < ROWS * COLS; e += 32 * WK) {
-        const int n = e / ROWS, r = e % ROWS;
-        const jg_i64 m = m0 + r;
-        if (n >= N || m >= M) continue;
-        float s = partial[0][n][r];
-        const unsigned local = (unsigned)__cvta_generic_to_shared(&partial[0][n][r]);
-#pragma unroll
-        for (int q = 1; q < SK; ++q) {
-          unsigned remote;
-          float v;
-          asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(local), "r"(q));
-          asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(remote) : "memory");
-          s += v;
-        }
-        if (bias) s += jg_to_f32<T>(bias[(bias_rows == 1 ? 0 : (jg_i64)n * bias_ld) + m]);
-        out[(jg_i64)n * ldo + m] = jg_from_f32<T>(s);
-      }
-    }
-    jg_cluster_sync();  // the other blocks' shared memory must outlive the first block's reads
-  }
+  const jg_epilogue e{nullptr, nullptr, 1.f, 1.f, bias, bias_ld, 0, 0, bias_rows};
+  jg_skinny_core<jg_op_16<T>, NT, MT, WK, U, SK>(out, ldo, (const unsigned char*)x, ldx, (const unsigned char*)w,
+                                                 ldw, e, N, M, K);
 }
 
 #else  // JG_AMD
 
+typedef _Float16 jg_h2 __attribute__((ext_vector_type(2)));
+
+// acc + the products of one 32-bit word (two 16-bit elements, low one first) of w and x
 template <class T>
-JG_DEVICE float jg_dot8(const jg_u32x4& a, const jg_u32x4& b, float acc) {
-  const unsigned av[4] = {a.x, a.y, a.z, a.w}, bv[4] = {b.x, b.y, b.z, b.w};
+JG_DEVICE float jg_dot2(unsigned w, unsigned x, float acc) {
+  if constexpr (T::id == jg_f16::id) {
+    // v_dot2_f32_f16 (gfx90a, gfx942, gfx950): both fp16 products summed into the fp32 accumulator
+    return __builtin_amdgcn_fdot2(__builtin_bit_cast(jg_h2, w), __builtin_bit_cast(jg_h2, x), acc, false);
+  } else {
+    // a bf16 is the top half of an fp32: shifting or masking converts exactly
+    acc = __builtin_fmaf(__uint_as_float(w << 16), __uint_as_float(x << 16), acc);
+    return __builtin_fmaf(__uint_as_float(w & 0xffff0000u), __uint_as_float(x & 0xffff0000u), acc);
+  }
+}
+
+template <class T>
+JG_DEVICE float jg_dot8(const jg_u32x4& w, const jg_u32x4& x, float acc) {
+  acc = jg_dot2<T>(w.x, x.x, acc);
+  acc = jg_dot2<T>(w.y, x.y, acc);
+  acc = jg_dot2<T>(w.z, x.z, acc);
+  return jg_dot2<T>(w.w, x.w, acc);
+}
+
+JG_DEVICE unsigned jg_word(const jg_u32x4& v, int q) { return q == 0 ? v.x : q == 1 ? v.y : q == 2 ? v.z : v.w; }
+
+// An empty asm that "changes" v once `dep` is known: code using v cannot be scheduled above the
+// product that computed dep. No instruction, and not volatile, so nothing else is held back.
+template <class V>
+JG_DEVICE void jg_after(V& v, float dep) { asm("" : "+v"(v) : "v"(dep)); }
+JG_DEVICE void jg_after(jg_u32x4& v, float dep) { asm("" : "+v"(v.x), "+v"(v.y), "+v"(v.z), "+v"(v.w) : "v"(dep)); }
+// ... once all of a token's YT row products are known (YT <= 4)
+template <class V, int YT>
+JG_DEVICE void jg_after(V& v, const float (&d)[YT]) {
+  static_assert(YT >= 1 && YT <= 4, "rows per wave");
+  if constexpr (YT == 1) asm("" : "+v"(v) : "v"(d[0]));
+  if constexpr (YT == 2) asm("" : "+v"(v) : "v"(d[0]), "v"(d[1]));
+  if constexpr (YT == 3) asm("" : "+v"(v) : "v"(d[0]), "v"(d[1]), "v"(d[2]));
+  if constexpr (YT == 4) asm("" : "+v"(v) : "v"(d[0]), "v"(d[1]), "v"(d[2]), "v"(d[3]));
+}
+
+// fp16: acc[n][y] += w[y] . x[n], token by token (v_dot2 reads packed halves, nothing to convert)
+template <class T, int N, int YT>
+JG_DEVICE void jg_mac_f16(float (&acc)[N][YT], const jg_u32x4 (&w)[YT], const jg_u32x4* xs, int kc16) {
+#pragma unroll
+  for (int n = 0; n < N; ++n) {
+    const jg_u32x4 xv = xs[n * kc16];
+#pragma unroll
+    for (int y = 0; y < YT; ++y) acc[n][y] = jg_dot8<T>(w[y], xv, acc[n][y]);
+  }
+}
+
+// bf16 -> fp32 costs a register per element, and left to itself the compiler converted every
+// weight and token vector of an iteration at once and spilled from N*YT = 8 on. The two bf16 paths
+// below compute the same sums as jg_dot8 (each accumulator takes its products in k order) but use
+// jg_after to convert each operand only once the products before it are done.
+
+// bf16, one row per wave (N up to 16): token by token. The row's 8 weights are converted once;
+// a token is converted after the previous token's product, and its LDS read waits for the product
+// two tokens back (two reads in flight). The read offset is stepped, not recomputed: N distinct
+// offsets would be hoisted into N SGPRs.
+template <class T, int N>
+JG_DEVICE void jg_mac_bf16_tokens(float (&acc)[N][1], const jg_u32x4& w, const jg_u32x4* xs, int kc16) {
+  int at = 0;
+#pragma unroll
+  for (int n = 0; n < N; ++n) {
+    if (n >= 2) jg_after(at, acc[n - 2][0]);
+    jg_u32x4 xv = xs[at];
+    if (n >= 1) jg_after(xv, acc[n - 1][0]);
+    acc[n][0] = jg_dot8<T>(w, xv, acc[n][0]);
+    at += kc16;
+  }
+}
+
+// bf16, YT >= 2 rows per wave (N <= 8 then): all N token vectors are read (at most 32 registers;
+// a later step's reads wait for the previous step's last product), then the sums advance one
+// 32-bit word (two elements) at a time across all (token, row) pairs, so only 2*YT weight floats
+// and two token floats are converted at any time.
+template <class T, int N, int YT>
+JG_DEVICE void jg_mac_bf16_words(float (&acc)[N][YT], const jg_u32x4 (&w)[YT], const jg_u32x4* xs, int kc16,
+                                 bool first) {
+  int at = 0;
+  if (!first) jg_after(at, acc[N - 1]);
+  jg_u32x4 xv[N];
+#pragma unroll
+  for (int n = 0; n < N; ++n) xv[n] = xs[at + n * kc16];
 #pragma unroll
   for (int q = 0; q < 4; ++q) {
-    if constexpr (T::id == jg_f16::id) {
-      typedef _Float16 h2 __attribute__((ext_vector_type(2)));
-      // v_dot2_f32_f16: two fp16 products summed into an fp32 accumulator
-      acc = __builtin_amdgcn_fdot2(__builtin_bit_cast(h2, av[q]), __builtin_bit_cast(h2, bv[q]), acc, false);
-    } else {
-      acc = __builtin_fmaf(__uint_as_float(av[q] << 16), __uint_as_float(bv[q] << 16), acc);
-      acc = __builtin_fmaf(__uint_as_float(av[q] & 0xffff0000u), __uint_as_float(bv[q] & 0xffff0000u), acc);
+    unsigned wq[YT];
+#pragma unroll
+    for (int y = 0; y < YT; ++y) {
+      wq[y] = jg_word(w[y], q);
+      if (!first || q > 0) jg_after(wq[y], acc[N - 1]);
+    }
+#pragma unroll
+    for (int n = 0; n < N; ++n) {
+      unsigned xq = jg_word(xv[n], q);
+      if (q > 0 || n > 0) jg_after(xq, acc[(n + N - 1) % N]);
+#pragma unroll
+      for (int y = 0; y < YT; ++y) acc[n][y] = jg_dot2<T>(wq[y], xq, acc[n][y]);
     }
   }
-  return acc;
+}
+
+// acc[n][y] += w[u][y] . x[n] over the UNRL 512-element steps of one iteration (lanes past the
+// chunk's end skip a step)
+template <class T, int N, int YT, int UNRL>
+JG_DEVICE void jg_mac_iteration(float (&acc)[N][YT], const jg_u32x4 (&wv)[UNRL][YT], const jg_u32x4* xs,
+                                int kc16, int k0, int kend) {
+#pragma unroll
+  for (int u = 0; u < UNRL; ++u) {
+    const int k = k0 + 512 * u;
+    if (k >= kend) continue;
+    if constexpr (T::id == jg_f16::id) {
+      jg_mac_f16<T, N, YT>(acc, wv[u], xs + k / 8, kc16);
+    } else if constexpr (YT == 1) {
+      jg_mac_bf16_tokens<T, N>(acc, wv[u][0], xs + k / 8, kc16);
+    } else {
+      jg_mac_bf16_words<T, N, YT>(acc, wv[u], xs + k / 8, kc16, u == 0);
+    }
+  }
 }
 
 JG_DEVICE float jg_wave_sum(float v) {
-  // butterfly over the wave: a fixed tree, so the order of additions never changes
+  // butterfly over the wave: a fixed tree, so the order of additions never changes; a + b == b + a
+  // bit for bit, so every lane ends with the same bits
 #pragma unroll
   for (int s = JG_WAVE / 2; s > 0; s >>= 1) v += __shfl_xor(v, s, JG_WAVE);
   return v;
 }
 
+// The N x YT row sums of one wave, finished and stored. Each sum is reduced across the wave and
+// written into lane n*YT + y (v_writelane: no per-lane compare masks), which stores it: one store
+// per lane with a lane-computed address, rather than N*YT wave-uniform stores whose N token
+// offsets would all sit in SGPRs (the SGPR spills of N >= 11).
+template <class T, int N, int YT>
+JG_DEVICE void jg_store_rows(const float (&acc)[N][YT], jg_u16* __restrict__ out, jg_i64 ldo,
+                             const jg_u16* __restrict__ bias, jg_i64 bias_ld, int bias_rows, int n_tokens,
+                             jg_i64 m, int M, int lane) {
+  static_assert(N * YT <= JG_WAVE, "one lane per (token, row)");
+  int mine = 0;
+#pragma unroll
+  for (int n = 0; n < N; ++n)
+#pragma unroll
+    for (int y = 0; y < YT; ++y) {
+      const int s = __builtin_amdgcn_readfirstlane(__float_as_int(jg_wave_sum(acc[n][y])));  // uniform
+      // clang has no writelane builtin (the LLVM intrinsic exists); the lane is an inline constant
+      asm volatile("v_writelane_b32 %0, %1, %2" : "+v"(mine) : "s"(s), "i"(n * YT + y));
+    }
+  const int n = lane / YT, y = lane % YT;
+  if (lane < N * YT && n < n_tokens && m + y < M) {
+    float v = __int_as_float(mine);
+    if (bias) v += jg_to_f32<T>(bias[(bias_rows == 1 ? 0 : (jg_i64)n * bias_ld) + m + y]);
+    out[(jg_i64)n * ldo + m + y] = jg_from_f32<T>(v);
+  }
+}
+
 // N tokens (1..16), YT rows per wave, UNRL 512-element steps in flight, WAVES per workgroup.
-// kc: tokens' K-chunk held in LDS (a multiple of 512*UNRL, or >= K when the whole row fits).
+// kc: tokens' K-chunk held in LDS: a multiple of 512*UNRL, or K itself when the whole row fits
+// (a multiple of 8 either way, so every token row in LDS starts 16-byte aligned).
 template <class T, int N, int YT, int UNRL, int WAVES>
 __global__ void __launch_bounds__(JG_WAVE * WAVES) jg_skinny_amd(
     jg_u16* __restrict__ out, jg_i64 ldo, const jg_u16* __restrict__ x, jg_i64 ldx,
     const jg_u16* __restrict__ w, jg_i64 ldw, const jg_u16* __restrict__ bias, jg_i64 bias_ld, int bias_rows,
     int n_tokens, int M, int K, int kc) {
   extern __shared__ __attribute__((aligned(16))) jg_u16 lds[];  // [N][kc]
-  const int lane = threadIdx.x, wave = threadIdx.y, waves = blockDim.y;
+  // read as 16-byte vectors: with element offsets the compiler cannot prove a token row aligned
+  // and splits reads into ds_read2_b32 pairs
+  const jg_u32x4* lds16 = (const jg_u32x4*)lds;
+  const int kc16 = kc / 8;
+  // blockDim.x == JG_WAVE, so threadIdx.y is the same in every lane of a wave; saying so makes the
+  // row index, the row pointers and the row tests scalar (SGPRs and branches, not VGPRs and masks)
+  const int lane = threadIdx.x, wave = __builtin_amdgcn_readfirstlane(threadIdx.y), waves = blockDim.y;
   const jg_i64 row_stride = (jg_i64)gridDim.x * waves * YT;
   const bool whole = kc >= K;
   // every wave runs the same number of row rounds: the chunked path has barriers inside
@@ -220,7 +225,7 @@ __global__ void __launch_bounds__(JG_WAVE * WAVES) jg_skinny_amd(
     for (int e = (wave * JG_WAVE + lane) * 8; e < N * len; e += waves * JG_WAVE * 8) {
       const int n = e / len, k = e % len;
       jg_u32x4 v = n < n_tokens ? jg_load_cached(x + (jg_i64)n * ldx + kbase + k) : jg_u32x4{0, 0, 0, 0};
-      *(jg_u32x4*)(lds + (jg_i64)n * kc + k) = v;
+      *(jg_u32x4*)(lds + n * kc + k) = v;
     }
   };
   if (whole) { stage(0); __syncthreads(); }
@@ -238,43 +243,29 @@ __global__ void __launch_bounds__(JG_WAVE * WAVES) jg_skinny_amd(
 
     for (jg_i64 kbase = 0; kbase < K; kbase += kc) {
       if (!whole) { __syncthreads(); stage(kbase); __syncthreads(); }
-      const jg_i64 kend = (K - kbase) < kc ? K - kbase : kc;
+      const int kend = (int)((K - kbase) < kc ? K - kbase : kc);
       if (m < M) {
-        for (jg_i64 k1 = 0; k1 < kend; k1 += 512 * UNRL) {
+        for (int k1 = 0; k1 < kend; k1 += 512 * UNRL) {
+          // All UNRL*YT loads in flight at once. A lane past the chunk's end reads the chunk's last
+          // slice instead (a valid address; kend >= 8) and its products are skipped: no branch per
+          // load, so no wait after each one.
+          int kl = k1 + 8 * lane;
+          // opaque to the compiler: otherwise it derives a stepped pointer per row and per step from
+          // k1 and keeps them all in SGPRs (SGPR spills at YT = 4, UNRL = 2 with clang 22 on gfx90a)
+          asm("" : "+v"(kl));
           jg_u32x4 wv[UNRL][YT];
 #pragma unroll
           for (int u = 0; u < UNRL; ++u) {
-            const jg_i64 k = k1 + 512 * u + 8 * lane;
+            const int k = kl + 512 * u;
+            const jg_i64 kk = kbase + (k < kend ? k : kend - 8);
 #pragma unroll
-            for (int y = 0; y < YT; ++y) wv[u][y] = k < kend ? jg_load_stream(wrow[y] + kbase + k) : jg_u32x4{0, 0, 0, 0};
+            for (int y = 0; y < YT; ++y) wv[u][y] = jg_load_stream(wrow[y] + kk);
           }
-#pragma unroll
-          for (int u = 0; u < UNRL; ++u) {
-            const jg_i64 k = k1 + 512 * u + 8 * lane;
-            if (k >= kend) continue;
-#pragma unroll
-            for (int n = 0; n < N; ++n) {
-              const jg_u32x4 xv = *(const jg_u32x4*)(lds + (jg_i64)n * kc + k);
-#pragma unroll
-              for (int y = 0; y < YT; ++y) acc[n][y] = jg_dot8<T>(wv[u][y], xv, acc[n][y]);
-            }
-          }
+          jg_mac_iteration<T, N, YT, UNRL>(acc, wv, lds16, kc16, kl, kend);
         }
       }
     }
-    if (m < M) {
-#pragma unroll
-      for (int n = 0; n < N; ++n)
-#pragma unroll
-        for (int y = 0; y < YT; ++y) {
-          const float s = jg_wave_sum(acc[n][y]);
-          if (lane == 0 && n < n_tokens && m + y < M) {
-            float v = s;
-            if (bias) v += jg_to_f32<T>(bias[(bias_rows == 1 ? 0 : (jg_i64)n * bias_ld) + m + y]);
-            out[(jg_i64)n * ldo + m + y] = jg_from_f32<T>(v);
-          }
-        }
-    }
+    if (m < M) jg_store_rows<T, N, YT>(acc, out, ldo, bias, bias_ld, bias_rows, n_tokens, m, M, lane);
   }
 }
 

@@ -144,14 +144,21 @@ def test_all_cuda_instances_compile_sm90a(nv_sm90_all):
     insts = dispatch.all_instances("cuda")
     assert insts and len(insts) == len(set(insts))
     assert set(nv_sm90_all) == {i.name for i in insts}
-    # N <= 16: both token tiles (NT=1 for N<=8, NT=2 for N<=16) and both dtypes for every config;
-    # moderate N (NT=4, 32 tokens a block) in both dtypes
-    parsed = {re.match(r"jg_skinny_nv<(\w+), (\d), (.*)>", i.name).groups() for i in insts}
-    small = {p for p in parsed if p[1] in ("1", "2")}
-    cfgs = {c for _, _, c in small}
-    assert small == {(t, nt, c) for t in ("jg_f16", "jg_bf16") for nt in ("1", "2") for c in cfgs}
-    moderate = {(t, c) for t, nt, c in parsed if nt not in ("1", "2")}
-    assert moderate and moderate == {(t, c) for t in ("jg_f16", "jg_bf16") for c in {c for _, c in moderate}}
+    # N <= 16: both token tiles (NT=1 for N<=8, NT=2 for N<=16) and both dtypes for every table config;
+    # moderate N: every (MT, NT) tile of its table, both dtypes; all with the SK=1 variant pre-sm_90 runs
+    from jitgemm.kernels import skinny
+    names = {i.name for i in insts}
+    for r in dispatch.load_table("skinny"):
+        for mt in r[3].values():
+            c = skinny.NvConfig(mt, *r[2])
+            for dt in ("float16", "bfloat16"):
+                for n in (1, 9):
+                    assert c.instance(dt, n).name in names
+                    assert skinny.NvConfig(c.MT, c.WK, c.U, 1).instance(dt, n).name in names
+    for r in dispatch.load_table("moderate"):
+        for mt, nt in r[3].values():
+            for dt in ("float16", "bfloat16"):
+                assert skinny.NvConfig(mt, *r[2], nt).instance(dt, 32).name in names
 
 
 # Instances of all_instances('cuda') that spill on sm_90a with NVRTC 13.5 and skinny.hip as of this
@@ -421,7 +428,8 @@ def test_hip_refuses_gfx94x_before_touching_hiprtc():
     archs = ["gfx942", "gfx942:sramecc+:xnack-", "gfx950", "gfx1100"]
     if get_backend("hip").runtime_version() >= 60000000:
         pytest.skip("a ROCm >= 6 hiprtc is allowed to compile these targets")
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    # no offline clang: the backend must then refuse, never hand these to the old hiprtc
+    env = dict(os.environ, PYTHONPATH=str(REPO), JITGEMM_AMD_TOOLCHAIN="/nonexistent")
     p = subprocess.run([sys.executable, "-c", REFUSE_SCRIPT, *archs], capture_output=True, text=True,
                        env=env, timeout=120)
     assert p.returncode == 0, p.stdout + p.stderr  # an abort (SIGABRT) would show as -6

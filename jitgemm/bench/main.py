@@ -21,7 +21,7 @@ def _meta(cp) -> dict:
             **b.versions(), "date": datetime.date.today().isoformat()}
 
 
-def run_suite(dtypes, ns, shapes, out_dir, baselines=True, title="decode suite", name="decode") -> dict:
+def run_suite(dtypes, ns, shapes, out_dir, baselines=True, title="decode suite", name="decode", plot=True) -> dict:
     import cupy as cp
     meta = _meta(cp)
     ceiling = runner.ceiling_tbs(cp)
@@ -60,7 +60,7 @@ def run_suite(dtypes, ns, shapes, out_dir, baselines=True, title="decode suite",
             cp.get_default_memory_pool().free_all_blocks()
     table = report.rows(cases, ceiling)
     if out_dir:
-        report.write(out_dir, name, [runner.as_dict(c) for c in cases], table, ceiling, meta)
+        report.write(out_dir, name, [runner.as_dict(c) for c in cases], table, ceiling, meta, plot=plot)
     report.print_table(table, ceiling, title)
     print(json.dumps(report.summary(table), indent=1))
     return {"table": table, "ceiling": ceiling}
@@ -226,10 +226,12 @@ def main(args) -> int:
         cold_start()
         return 0
     dtypes = [{"bf16": "bfloat16", "fp16": "float16"}.get(d, d) for d in args.dtype.split(",")]
-    res = run_suite(dtypes, ns, shapes, args.out, baselines=not args.no_baselines, name=args.group)
+    res = run_suite(dtypes, ns, shapes, args.out, baselines=not args.no_baselines, name=args.name or args.group,
+                    plot=not args.no_plot)
     if args.compare:
         old = json.loads(open(args.compare).read())
-        new = json.loads(open(os.path.join(args.out, f"{args.group}.json")).read()) if args.out else {"table": res["table"]}
+        stem = args.name or args.group
+        new = json.loads(open(os.path.join(args.out, f"{stem}.json")).read()) if args.out else {"table": res["table"]}
         for case, ratio in report.compare(new, old):
             print(f"{case:40s} new/old time {ratio:.3f}")
     return 0

@@ -63,19 +63,22 @@ def markdown(table: list[dict], ceiling: float, meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(out_dir: str | Path, name: str, cases_dicts: list[dict], table: list[dict], ceiling: float, meta: dict) -> None:
+def write(out_dir: str | Path, name: str, cases_dicts: list[dict], table: list[dict], ceiling: float, meta: dict,
+          plot: bool = True) -> None:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps({"meta": meta, "ceiling_tbs": ceiling, "cases": cases_dicts,
                                                   "table": table, "summary": summary(table)}, indent=1))
     (out / f"{name}.md").write_text(markdown(table, ceiling, meta))
+    if not plot:
+        return
     try:
-        plot(out, name, table, ceiling)
+        draw(out, name, table, ceiling)
     except ImportError:
         pass  # matplotlib is the [bench] extra
 
 
-def plot(out: Path, name: str, table: list[dict], ceiling: float) -> None:
+def draw(out: Path, name: str, table: list[dict], ceiling: float) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -99,10 +99,12 @@ def forced(config, make):
     from .. import dispatch
     orig = dispatch.nv_config, dispatch.moderate_config
     dispatch.nv_config = dispatch.moderate_config = lambda *a, **kw: (config, "forced by tuning")
+    api._plan_cached.cache_clear()  # plans are cached per shape; a forced one must not stick
     try:
         return make()
     finally:
         dispatch.nv_config, dispatch.moderate_config = orig
+        api._plan_cached.cache_clear()
 
 
 def _prepare_with(config, xv, wv, ov):

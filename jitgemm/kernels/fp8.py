@@ -21,8 +21,9 @@ FORMATS = ("float8_e4m3fn", "float8_e4m3fnuz")
 FP8_MAX = {"float8_e4m3fn": 448.0, "float8_e4m3fnuz": 240.0}
 # kernel arguments: out, ldo, x, ldx, w, ldw, sx*, sx_per_token, sx_val, sw*, sw_per_row, sw_val,
 # bias*, bias_ld, bias_rows, N, M, K
+# bias*, bias_ld, bias_rows, N, M, K, extra (the AMD MFMA kernel's LDS bytes; ignored by the others)
 ARG_KINDS = ("ptr", "i64", "ptr", "i64", "ptr", "i64", "ptr", "i32", "f32", "ptr", "i32", "f32",
-             "ptr", "i64", "i32", "i32", "i32", "i32")
+             "ptr", "i64", "i32", "i32", "i32", "i32", "i32")
 QUANT_ARG_KINDS = ("ptr", "i64", "ptr", "ptr", "i64", "i32", "i32")
 MAX_N = 16
 
@@ -64,20 +65,52 @@ class AmdFp8Config:
     YT: int = 2
     WAVES: int = 16
 
+    NMAX: int = 4  # tokens per group (groups tile over blockIdx.z)
+
     def instance(self, out_dtype: str, mode: int, fmt: str, n: int) -> KernelInstance:
-        nmax = next(v for v in (1, 2, 4, 8, 16) if v >= n)
         fnuz = "true" if fmt == "float8_e4m3fnuz" else "false"
-        return KernelInstance("fp8.hip", f"jg_fp8_amd<{TAG[out_dtype]}, {mode}, {fnuz}, {nmax}, {self.YT}, {self.WAVES}>")
+        return KernelInstance("fp8.hip", f"jg_fp8_amd<{TAG[out_dtype]}, {mode}, {fnuz}, {self.NMAX}, {self.YT}, {self.WAVES}>")
 
-    def geometry(self, m: int, cus: int):
+    def geometry(self, m: int, cus: int, n: int = 1):
         waves = self.WAVES
-        groups = -(-m // (waves * self.YT))
-        return (max(min(cus, groups), 1), 1, 1), (64, waves, 1), 0
+        tiles = -(-m // (waves * self.YT))
+        return (max(min(cus, tiles), 1), 1, -(-n // self.NMAX)), (64, waves, 1), 0
 
 
-def amd_config(n: int) -> AmdFp8Config:
-    # the seed runs 16 waves with 2 rows each for every N <= 4; more tokens keep 1 row per wave
-    return AmdFp8Config(2 if n <= 4 else 1, 16)
+@dataclass(frozen=True)
+class AmdMfmaConfig:
+    """W8A8 in the device's native format on the MFMA units (gfx942 fnuz, gfx950 OCP): the seed's
+    16 waves, 2 rows a wave, 2 x 1 KiB in flight; tokens in groups of NMAX <= 4 over blockIdx.z."""
+    NMAX: int = 4
+    YT: int = 2
+    UNRL: int = 2
+    WAVES: int = 16
+    MF: int = 16  # 32: the pre-#34100 32x32x16 variant, compiled for the register comparison only
+
+    def instance(self, out_dtype: str) -> KernelInstance:
+        return KernelInstance("fp8.hip", f"jg_fp8q_amd<{TAG[out_dtype]}, {self.NMAX}, {self.YT}, {self.UNRL}, "
+                                         f"{self.WAVES}, {self.MF}>")
+
+    def geometry(self, n: int, m: int, k: int, cus: int, lds_max: int):
+        groups = -(-n // self.NMAX)
+        tiles = -(-m // (self.WAVES * self.YT))
+        tokens_in_lds = min(self.NMAX, lds_max // k)
+        return (max(min(cus, tiles), 1), 1, groups), (64, self.WAVES, 1), tokens_in_lds * k
+
+
+def mfma_config(n: int) -> AmdMfmaConfig:
+    return AmdMfmaConfig(NMAX=1 if n == 1 else 2 if n == 2 else 4)
+
+
+def mfma_applies(arch: str, mode: int, fmt: str) -> bool:
+    return mode == W8A8 and native_format("hip", arch) == fmt
+
+
+def amd_config(n: int, arch: str = "gfx942") -> AmdFp8Config:
+    # 16 waves with 1 row each (software decode needs the registers), tokens in groups of up to 4;
+    # 2 on gfx90a, whose HIP 5.2 compiler needs more registers for the same code (compile matrix)
+    cap = 2 if arch.split(":", 1)[0] == "gfx90a" else 4
+    return AmdFp8Config(1, 16, min(1 if n == 1 else 2 if n == 2 else 4, cap))
 
 
 def quant_instance(dtype: str, per_token: bool, fmt: str) -> KernelInstance:

@@ -207,7 +207,10 @@ class CodeCache:
         return sum(s for _, s, _ in self.entries(arch))
 
     def evict(self, keep: Path | None = None) -> int:
-        """Delete least-recently-used entries until the disk level fits max_bytes."""
+        """Delete least-recently-used entries until the disk level fits max_bytes (and temp files
+        older than an hour: no live writer takes that long)."""
+        for p in self.stale_temps():
+            self._remove(p)
         entries = self.entries()
         total = sum(s for _, s, _ in entries)
         removed = 0
@@ -222,12 +225,29 @@ class CodeCache:
             removed += 1
         return removed
 
+    def stale_temps(self, arch: str | None = None, older_than_s: float = 3600.0) -> list[Path]:
+        """Temp files a writer killed between write and rename left behind (never valid entries)."""
+        import time
+        base = self.root / _arch_dir(arch) if arch else self.root
+        now = time.time()
+        out = []
+        if base.is_dir():
+            for p in base.rglob(".tmp-*" + _SUFFIX):
+                try:
+                    if now - p.stat().st_mtime >= older_than_s:
+                        out.append(p)
+                except OSError:
+                    continue
+        return out
+
     def clear(self, arch: str | None = None) -> int:
         n = 0
         for p, _, _ in self.entries(arch):
             self._remove(p)
             self._remove(Path(str(p) + ".lock"))
             n += 1
+        for p in self.stale_temps(arch, older_than_s=0.0):
+            self._remove(p)
         self._mem.clear()
         return n
 

@@ -11,6 +11,9 @@ from .resources import amdgpu_kernel_resources
 # HIP 5.x's hiprtc hands gfx94x/gfx11 to a comgr that rejects them and then aborts the whole
 # process (uncatchable). Only these targets are safe to give an old hiprtc.
 _OLD_HIPRTC_SAFE = ("gfx906", "gfx908", "gfx90a")
+# What the offline clang-22 route (amd_offline) builds when hiprtc cannot: the CDNA3/CDNA4 parts,
+# whose ISA-version bitcode the toolchain script provides.
+_OFFLINE_ARCHS = ("gfx940", "gfx941", "gfx942", "gfx950")
 
 
 def hip_flags(options: CompileOptions) -> list[str]:
@@ -116,8 +119,12 @@ class HipBackend:
             return False, f"hiprtc unavailable ({type(e).__name__}: {e}); pip install 'jitgemm[rocm]' and a HIP runtime"
 
     def compiler_identity(self) -> str:
-        self._mod()
-        from hip import hiprtc
+        try:
+            self._mod()
+            from hip import hiprtc
+        except (ImportError, BackendUnavailable):
+            # keys an entry that hiprtc cannot build anyway; offline builds carry their own identity
+            return "hiprtc-unavailable"
         major, minor = self._check("hiprtcVersion", hiprtc.hiprtcVersion())
         return f"hiprtc-{major}.{minor}/hip-{self.runtime_version()}"
 
@@ -161,10 +168,42 @@ class HipBackend:
         return int(attrs.device)
 
     # ---- compile (no device needed) -------------------------------------------------------------
+    def _hiprtc_safe(self, arch: str) -> bool:
+        """hiprtc is loadable and will not abort on `arch` (any arch from ROCm 6 on)."""
+        if not self.compiler_available()[0]:
+            return False
+        return arch.split(":", 1)[0] in _OLD_HIPRTC_SAFE or self.runtime_version() >= 60000000
+
+    def _offline(self, arch: str) -> bool:
+        """Compile `arch` with clang-22 (amd_offline): only where hiprtc cannot and the toolchain is there."""
+        if arch.split(":", 1)[0] not in _OFFLINE_ARCHS or self._hiprtc_safe(arch):
+            return False
+        from . import amd_offline
+        return amd_offline.available()[0]
+
+    def compiler_for(self, arch: str) -> tuple[str | None, str]:
+        """Which compiler `compile` uses for `arch`: ("hiprtc" | "clang", ""), or (None, why neither can)."""
+        if self._hiprtc_safe(arch):
+            return "hiprtc", ""
+        if self._offline(arch):
+            return "clang", ""
+        ok, why = self.compiler_available()
+        if not ok and arch.split(":", 1)[0] in _OLD_HIPRTC_SAFE:
+            return None, why
+        return None, self._refusal(arch.split(":", 1)[0])
+
     def compile_flags(self, options: CompileOptions) -> list[str]:
+        """Cache-key material. jit.cache_key keys on compiler_identity(), which names hiprtc, so an
+        offline build adds its own compiler identity here: a clang entry never poses as a hiprtc one."""
+        if self._offline(options.arch):
+            from . import amd_offline
+            return [*amd_offline.key_flags(options), f"--jitgemm-compiler={amd_offline.find_toolchain().identity}"]
         return hip_flags(options)
 
     def compile(self, source: str, filename: str, names: Sequence[str], options: CompileOptions) -> CompileResult:
+        if self._offline(options.arch):
+            from . import amd_offline
+            return amd_offline.compile(source, filename, names, options)
         try:
             self._mod()
             from hip import hiprtc
@@ -172,10 +211,7 @@ class HipBackend:
             raise BackendUnavailable(f"hiprtc unavailable: {e}") from None
         base_arch = options.arch.split(":", 1)[0]
         if self.runtime_version() < 60000000 and base_arch not in _OLD_HIPRTC_SAFE:
-            raise BackendUnavailable(
-                f"this hiprtc (HIP {self.runtime_version()}) cannot compile for {base_arch} without aborting "
-                f"the process; it is safe only for {', '.join(_OLD_HIPRTC_SAFE)}. Use ROCm >= 6 or the "
-                f"offline clang route (jitgemm.amd_offline)")
+            raise BackendUnavailable(self._refusal(base_arch))
         prog = self._check("hiprtcCreateProgram", hiprtc.hiprtcCreateProgram(source.encode(), filename.encode(), 0, [], []))
         try:
             for n in names:
@@ -198,6 +234,15 @@ class HipBackend:
         code = bytes(code)
         return CompileResult(code=code, lowered=lowered, log=log, compiler=self.compiler_identity(),
                              resources=amdgpu_kernel_resources(code))
+
+    def _refusal(self, base_arch: str) -> str:
+        from . import amd_offline
+        offline = (f"the offline clang route is not set up ({amd_offline.available()[1]})"
+                   if base_arch in _OFFLINE_ARCHS else f"the offline clang route covers only {', '.join(_OFFLINE_ARCHS)}")
+        hip = f"HIP {self.runtime_version()}" if self.compiler_available()[0] else "no hiprtc"
+        return (f"this hiprtc ({hip}) cannot compile for {base_arch} without aborting "
+                f"the process; it is safe only for {', '.join(_OLD_HIPRTC_SAFE)}. Use ROCm >= 6 or the "
+                f"offline clang route (jitgemm.runtime.amd_offline); {offline}")
 
     def _lowered(self, hiprtc, prog, name: str) -> str:
         sym = self._check("hiprtcGetLoweredName", hiprtc.hiprtcGetLoweredName(prog, name.encode()))

@@ -1,0 +1,368 @@
+#!/usr/bin/env python3
+"""The program tools/sanitize.sh runs under compute-sanitizer (memcheck, racecheck, ...).
+
+It launches, through the public API with the dispatcher's choice forced, every kernel instance the
+NVIDIA dispatcher can choose:
+  * 16-bit: every instance of jitgemm.dispatch.all_instances("cuda"), reached as the dispatcher
+    reaches it: N <= 16 through dispatch.nv_config and, where the kernel tiles tokens over blockIdx.z
+    (dispatch.moderate_config), N in {17, just past two token tiles, the largest N} too;
+  * fp8: every config of the fp8 tuning table (and its pre-sm_90 SK=1 variant) x output dtype x
+    mode (W8A8, W8A16, W8Q) x token tile (N <= 8, 9..16);
+  * quantize_fp8: both dtypes x per-token/per-tensor x both e4m3 formats;
+on tail shapes (M, N, K at and just past tile edges: M in {1, 15, 16, 17, 33}, N in {1, 8, 9, 16},
+K in {16, 48, 528} for fp8 and {8, 24, 264} for 16-bit), padded row pitches, every bias and scale
+form, and the smallest shapes. The kernel instance each call really fetched is checked against the
+one forced (plans may be cached per shape). Buffers are allocated to the byte (a padded operand's last row ends
+at its last element) so memcheck sees any read past an operand; outputs are poisoned and their row
+padding is checked afterwards. Every result is also checked against float64 (tests/reference.py,
+tests/fp8_reference.py). Prints one 'driver:' summary line; exits 1 if any result is wrong.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+os.environ.setdefault("JITGEMM_CACHE_DIR", tempfile.mkdtemp(prefix="jitgemm-sanitize-"))
+
+import numpy as np  # noqa: E402
+
+import jitgemm  # noqa: E402
+from jitgemm import dispatch  # noqa: E402
+from jitgemm.arrays import View  # noqa: E402
+from jitgemm.device_array import DeviceArray  # noqa: E402
+from jitgemm.kernels import fp8, skinny  # noqa: E402
+from jitgemm.runtime.backend import default_backend  # noqa: E402
+from jitgemm.tuning_nv import load_table  # noqa: E402
+
+from fp8_reference import MAX, quantize, reference as fp8_reference  # noqa: E402
+from reference import NP, reference as ref16, ulp  # noqa: E402
+
+M_TAILS = [1, 15, 16, 17, 33]
+K_TAILS = {"16bit": [8, 24, 264], "fp8": [16, 48, 528]}
+SKINNY_NAME = re.compile(r"jg_skinny_nv<(jg_f16|jg_bf16), (\d+), (\d+), (\d+), (\d+), (\d+)>")
+TAG_DTYPE = {"jg_f16": "float16", "jg_bf16": "bfloat16"}
+
+
+LAUNCHED: list = []   # the kernel instances the API really fetched, in order
+
+
+def _record(get_kernel):
+    def wrapped(inst, *a, **k):
+        LAUNCHED.append(inst)
+        return get_kernel(inst, *a, **k)
+    return wrapped
+
+
+def _clear_plan_caches():
+    from jitgemm import api, scaled
+    for mod in (api, scaled, dispatch):
+        for name in dir(mod):
+            fn = getattr(mod, name)
+            if callable(fn) and hasattr(fn, "cache_clear"):
+                fn.cache_clear()
+
+
+def install_recorder():
+    from jitgemm import api, scaled
+    for mod in (api, scaled):
+        mod.get_kernel = _record(mod.get_kernel)
+
+
+@contextlib.contextmanager
+def forced(cfg, want):
+    """The dispatcher returns `cfg` whatever the shape (as jitgemm.bench.runner.forced does); on exit,
+    checks that the call inside really fetched the kernel instance `want`."""
+    saved = {}
+    for name in ("nv_config", "moderate_config"):
+        if hasattr(dispatch, name):
+            saved[name] = getattr(dispatch, name)
+            setattr(dispatch, name, lambda *a, **k: (cfg, "forced by tools/sanitize_driver.py"))
+    _clear_plan_caches()  # plans may be cached per shape: a forced one must neither be missed nor stick
+    LAUNCHED.clear()
+    try:
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(dispatch, name, fn)
+        _clear_plan_caches()
+    if LAUNCHED != [want]:
+        raise AssertionError(f"forcing {cfg} launched {[i.name for i in LAUNCHED]}, not {want.name}")
+
+
+class Device:
+    def __init__(self):
+        self.b = default_backend()
+        self.d = self.b.current_device()
+        self.arch = self.b.device_info(self.d).arch
+        self.keep = []
+
+    def put(self, host: np.ndarray, dtype: str, pitch: int | None = None) -> View:
+        """host on the device, rows `pitch` elements apart, allocated to the last element."""
+        raw = host.view({1: np.uint8, 2: np.uint16, 4: np.uint32}[host.dtype.itemsize])
+        if host.ndim == 1:
+            rows, cols, pitch = 1, host.size, host.size
+        else:
+            rows, cols = host.shape
+            pitch = pitch or cols
+        flat = np.zeros((rows - 1) * pitch + cols, raw.dtype)
+        for r in range(rows):
+            flat[r * pitch: r * pitch + cols] = raw.reshape(rows, cols)[r]
+        owner = DeviceArray.from_numpy(self.b, self.d, flat.view(np.uint8), "uint8")
+        self.keep.append(owner)
+        strides = (pitch, 1) if host.ndim == 2 else (1,)
+        return View(owner.ptr, host.shape, strides, dtype, dtype, self.d, "device", owner, vendor=self.b.name)
+
+    def out(self, rows: int, cols: int, dtype: str, pitch: int):
+        """A poisoned output (0xFF bytes: NaN in fp16/bf16) allocated to its last element."""
+        n = (rows - 1) * pitch + cols
+        owner = DeviceArray(self.b, self.d, (n,), dtype)
+        self.b.memset(owner.ptr, 0xFF, owner.nbytes, 0, self.d)
+        self.keep.append(owner)
+        return owner, View(owner.ptr, (rows, cols), (pitch, 1), dtype, dtype, self.d, "device", owner,
+                           vendor=self.b.name)
+
+    def read_out(self, owner: DeviceArray, rows: int, cols: int, pitch: int) -> np.ndarray:
+        self.b.synchronize(self.d)
+        flat = owner.to_numpy().view(np.uint16)
+        body = np.stack([flat[r * pitch: r * pitch + cols] for r in range(rows)])
+        gaps = [flat[r * pitch + cols: (r + 1) * pitch] for r in range(rows - 1)]
+        if gaps and not all((g == 0xFFFF).all() for g in gaps):
+            raise AssertionError("the kernel wrote into the padding between output rows")
+        return body
+
+    def release(self):
+        self.b.synchronize(self.d)
+        self.keep.clear()
+
+
+class Tally:
+    def __init__(self):
+        self.launches, self.instances, self.failures = {}, {}, []
+
+    def ran(self, family: str, inst: str):
+        self.launches[family] = self.launches.get(family, 0) + 1
+        self.instances.setdefault(family, set()).add(inst)
+
+    def fail(self, what: str, err: BaseException):
+        self.failures.append(f"{what}: {type(err).__name__}: {err}")
+        print(f"FAIL {what}\n{traceback.format_exc()}", file=sys.stderr, flush=True)
+
+
+def close_enough(got, ref, mag, k, dtype) -> None:
+    got = np.asarray(got).astype(np.float64)
+    if np.isnan(got).any():
+        raise AssertionError(f"NaN (an unwritten output?) at {np.argwhere(np.isnan(got))[:4].tolist()}")
+    tol = ulp(ref, dtype) + k * 2.0 ** -23 * mag
+    err = np.abs(got - ref)
+    if (err > tol).any():
+        raise AssertionError(f"{int((err > tol).sum())} of {err.size} out of bound, max err {err.max():.3g}")
+
+
+def moderate_available() -> bool:
+    return hasattr(dispatch, "moderate_config") and getattr(skinny, "MAX_N_MODERATE", skinny.MAX_N) > skinny.MAX_N
+
+
+def launch_plans(nt: int, MT: int, WK: int, U: int, SK: int) -> list:
+    """(N, config to force) pairs that reach a 16-bit instance the way the dispatcher uses it: N <= 16
+    through nv_config (NT 1: N 1..8, NT 2: N 9..16) and, where the kernel tiles tokens over blockIdx.z,
+    N > 16 through moderate_config (tile edges: 17, just past two tiles, the largest N)."""
+    plans = []
+    if nt <= 2:
+        plans += [(n, skinny.NvConfig(MT, WK, U, SK)) for n in ((1, 8) if nt == 1 else (9, 16))]
+    if nt >= 2 and moderate_available():
+        top = skinny.MAX_N_MODERATE
+        plans += [(n, skinny.NvConfig(MT, WK, U, SK, nt)) for n in sorted({17, 16 * nt + 1, top}) if 16 < n <= top]
+    return plans
+
+
+# ---- 16-bit ---------------------------------------------------------------------------------------------------------
+def run_16bit(dev: Device, tally: Tally, rng, launches_per_instance: int):
+    insts = dispatch.all_instances("cuda")
+    for j, inst in enumerate(insts):
+        mt = SKINNY_NAME.fullmatch(inst.name)
+        if mt is None:
+            raise SystemExit(f"unexpected instance name {inst.name!r}: update tools/sanitize_driver.py")
+        dtype = TAG_DTYPE[mt.group(1)]
+        plans = launch_plans(*(int(v) for v in mt.groups()[1:]))
+        if not plans or any(cfg.instance(dtype, n) != inst for n, cfg in plans):
+            raise SystemExit(f"cannot reach {inst.name} with {plans}: update tools/sanitize_driver.py")
+        for i in range(max(launches_per_instance, len(plans))):
+            n, cfg = plans[i % len(plans)]
+            if i == 0:   # the smallest shape this instance takes
+                m, k, padded, bias_kind = 1, K_TAILS["16bit"][0], False, 0
+            else:
+                m = M_TAILS[(i + j) % len(M_TAILS)]
+                k = K_TAILS["16bit"][(i + 2 * j) % 3]
+                padded, bias_kind = bool((i + j) % 2), (i + j) % 3
+            what = f"{inst.name} N={n} M={m} K={k} padded={padded} bias={bias_kind}"
+            try:
+                x = (rng.standard_normal((n, k))).astype(NP[dtype])
+                w = (rng.standard_normal((m, k)) * (2.0 / k) ** 0.5).astype(NP[dtype])
+                bias = None if bias_kind == 0 else rng.standard_normal((m,) if bias_kind == 1 else (n, m)).astype(NP[dtype])
+                xv = dev.put(x, dtype, k + (24 if padded else 0))
+                wv = dev.put(w, dtype, k + (8 if padded else 0))
+                bv = None if bias is None else dev.put(bias, dtype, m + (3 if padded else 0))
+                ldo = m + (5 if padded else 0)
+                owner, ov = dev.out(n, m, dtype, ldo)
+                with forced(cfg, inst):
+                    jitgemm.gemm(xv, wv, bv, out=ov)
+                tally.ran("16bit", inst.name)
+                got = dev.read_out(owner, n, m, ldo).view(NP[dtype])
+                ref = ref16(x, w, bias)
+                mag = np.abs(x.astype(np.float64)) @ np.abs(w.astype(np.float64)).T
+                close_enough(got, ref, mag, k, dtype)
+            except Exception as e:  # noqa: BLE001 - keep going: the sanitizer should see everything
+                tally.fail(what, e)
+            finally:
+                dev.release()
+
+
+# ---- fp8 ------------------------------------------------------------------------------------------------------------
+def fp8_configs() -> list:
+    cfgs = {skinny.NvConfig(mt, *r[2]) for r in load_table("fp8") for mt in r[3].values()}
+    if not cfgs:
+        cfgs = {skinny.NvConfig(2 if m >= 8192 else 1, 16, 2, 1) for m in (1, 8192)}   # the heuristic
+    cfgs |= {skinny.NvConfig(c.MT, c.WK, c.U, 1) for c in cfgs}   # what sm_89 gets
+    return sorted(cfgs, key=str)
+
+
+def run_fp8(dev: Device, tally: Tally, rng, launches_per_instance: int):
+    fmt = fp8.native_format("cuda", dev.arch)
+    if fmt is None:
+        print(f"driver: {dev.arch} has no fp8: fp8 instances skipped", flush=True)
+        return
+    j = 0
+    for cfg in fp8_configs():
+        for out_dtype in ("bfloat16", "float16"):
+            for mode in (fp8.W8A8, fp8.W8A16, fp8.W8Q):
+                for nt in (1, 2):
+                    ns = [1, 8] if nt == 1 else [9, 16]
+                    inst = fp8.nv_instance(cfg, out_dtype, mode, ns[0])
+                    j += 1
+                    for i in range(launches_per_instance):
+                        if i == 0:
+                            m, k, n, padded, form = 1, 16, ns[0], False, 0
+                        else:
+                            m = M_TAILS[(i + j) % len(M_TAILS)]
+                            k = K_TAILS["fp8"][(i + 2 * j) % 3]
+                            n, padded, form = ns[i % len(ns)], bool((i + j) % 2), (i + j) % 3
+                        what = f"{inst.name} N={n} M={m} K={k} padded={padded} form={form}"
+                        try:
+                            one_fp8(dev, rng, cfg, inst, fmt, out_dtype, mode, n, m, k, padded, form)
+                            tally.ran("fp8", inst.name)
+                        except Exception as e:  # noqa: BLE001
+                            tally.fail(what, e)
+                        finally:
+                            dev.release()
+
+
+def one_fp8(dev, rng, cfg, inst, fmt, out_dtype, mode, n, m, k, padded, form):
+    """form 0: scalar scales, no bias; 1: per-token x per-channel scale vectors, bias [M];
+    2: one-element scale arrays on the device, bias [N, M]."""
+    w8 = quantize(rng.standard_normal((m, k)), 0.05, fmt)
+    wv = dev.put(w8.view(np.uint8), fmt, k + (256 if padded else 0))
+    if mode == fp8.W8A8:
+        x = quantize(rng.standard_normal((n, k)), 0.05, fmt)
+        xv = dev.put(x.view(np.uint8), fmt, k + (16 if padded else 0))
+    else:
+        x = rng.standard_normal((n, k)).astype(NP[out_dtype])
+        xv = dev.put(x, out_dtype, k + (8 if padded else 0))
+    if form == 1:
+        sx = rng.uniform(0.01, 0.1, n).astype(np.float32)
+        sw = rng.uniform(0.01, 0.1, m).astype(np.float32)
+        sx_arg, sw_arg = dev.put(sx, "float32"), dev.put(sw, "float32")
+        bias = rng.standard_normal(m).astype(NP[out_dtype])
+    elif form == 2:
+        sx, sw = np.float32(0.05), np.float32(0.07)
+        sx_arg, sw_arg = dev.put(np.array([sx]), "float32"), dev.put(np.array([sw]), "float32")
+        bias = rng.standard_normal((n, m)).astype(NP[out_dtype])
+    else:
+        sx, sw, bias = np.float32(0.05), np.float32(0.07), None
+        sx_arg, sw_arg = float(sx), float(sw)
+    if mode == fp8.W8A16:
+        sx, sx_arg = np.float32(1.0), None
+    bv = None if bias is None else dev.put(bias, out_dtype, m + (3 if padded and bias.ndim == 2 else 0))
+    ldo = m + (5 if padded else 0)
+    owner, ov = dev.out(n, m, out_dtype, ldo)
+    with forced(cfg, inst):
+        jitgemm.scaled_gemm(xv, wv, sx_arg, sw_arg, bv, out_dtype=out_dtype, out=ov)
+    got = dev.read_out(owner, n, m, ldo).view(NP[out_dtype])
+    xq = quantize(x, sx, fmt) if mode == fp8.W8Q else x
+    sxr = np.asarray(sx, np.float64) if np.ndim(sx) else float(sx)
+    ref, mag = fp8_reference(xq, w8, sxr, np.asarray(sw, np.float64) if np.ndim(sw) else float(sw), bias)
+    close_enough(got, ref, mag, k, out_dtype)
+
+
+# ---- quantize_fp8 -----------------------------------------------------------------------------------------------------
+def run_quantize(dev: Device, tally: Tally, rng):
+    shapes = [(1, 1, 0), (1, 16, 0), (3, 1000, 3), (17, 1025, 0), (5, 4097, 9)]   # (N, K, row padding)
+    for dtype in ("float16", "bfloat16"):
+        for per_token in (True, False):
+            for fmt in fp8.FORMATS:
+                inst = fp8.quant_instance(dtype, per_token, fmt)
+                for n, k, pad in shapes:
+                    what = f"{inst.name} N={n} K={k} pad={pad}"
+                    try:
+                        x = (rng.standard_normal((n, k)) * 3).astype(NP[dtype])
+                        xv = dev.put(x, dtype, k + pad)
+                        LAUNCHED.clear()
+                        q, s = jitgemm.quantize_fp8(xv, per_token, fmt)
+                        dev.b.synchronize(dev.d)
+                        if LAUNCHED != [inst]:
+                            raise AssertionError(f"launched {[i.name for i in LAUNCHED]}, not {inst.name}")
+                        tally.ran("quantize", inst.name)
+                        q, s = q.to_numpy(), s.to_numpy().astype(np.float32)
+                        x32 = x.astype(np.float32)
+                        amax = np.abs(x32).max(axis=1) if per_token else np.abs(x32).max().reshape(1)
+                        want_s = np.where(amax > 0, amax / np.float32(MAX[fmt]), np.float32(1)).astype(np.float32)
+                        if not np.array_equal(s, want_s):
+                            raise AssertionError(f"scales {s[:4]} != {want_s[:4]}")
+                        want = quantize(x32, s if per_token else float(s[0]), fmt)
+                        if not np.array_equal(q.view(np.uint8), want.view(np.uint8)):
+                            raise AssertionError(f"{int((q.view(np.uint8) != want.view(np.uint8)).sum())} bytes differ")
+                    except Exception as e:  # noqa: BLE001
+                        tally.fail(what, e)
+                    finally:
+                        dev.release()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", choices=["16bit", "fp8", "quantize"], action="append",
+                    help="run only these families (repeatable; default: all)")
+    ap.add_argument("--launches", type=int, default=4, help="launches per kernel instance (default 4)")
+    ap.add_argument("--seed", type=int, default=8)
+    args = ap.parse_args()
+    only = set(args.only or ["16bit", "fp8", "quantize"])
+    dev = Device()
+    if dev.b.name != "cuda":
+        print("driver: NVIDIA only", flush=True)
+        return 2
+    rng = np.random.default_rng(args.seed)
+    install_recorder()
+    tally = Tally()
+    if "16bit" in only:
+        run_16bit(dev, tally, rng, args.launches)
+    if "fp8" in only:
+        run_fp8(dev, tally, rng, max(2, args.launches - 2))
+    if "quantize" in only:
+        run_quantize(dev, tally, rng)
+    parts = [f"{fam} {tally.launches[fam]} launches / {len(tally.instances[fam])} instances" for fam in tally.launches]
+    total = sum(tally.launches.values())
+    verdict = "all results correct" if not tally.failures else f"{len(tally.failures)} WRONG"
+    print(f"driver: {dev.arch}, {total} launches ({'; '.join(parts)}), {verdict}", flush=True)
+    for f in tally.failures[:20]:
+        print(f"  {f}", flush=True)
+    return 1 if tally.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
