@@ -395,8 +395,7 @@ class Prepared:
         self._args.set(*vals)
         self._keep = (x, w, bias, out)
         p = self.plan
-        func = self.kernel.func
-        self._launch = (int(func) if backend.name == "cuda" and not p.extra["pdl"] else func, p.grid, p.block, p.shared)
+        self._launch = (self.kernel.func, p.grid, p.block, p.shared)
         self._pdl = p.extra["pdl"]
         if p.shared > 48 * 1024:
             backend.set_max_dynamic_shared(self.kernel.func, p.shared)

@@ -25,8 +25,6 @@ class CudaBackend:
         self._ctx: dict[int, object] = {}
         self._info: dict[int, DeviceInfo] = {}
         self._configs: dict[tuple, object] = {}
-        self._fast = None  # (cuLaunchKernel, cuCtxGetCurrent) called through ctypes, set on first launch
-        self._ctx_addr: dict[int, int] = {}
 
     # ---- loading the vendor pieces -------------------------------------------------------
     def _drv(self):
@@ -128,7 +126,12 @@ class CudaBackend:
             self._check("cuCtxSetCurrent", drv.cuCtxSetCurrent(ctx))
 
     def current_device(self) -> int:
+        """The device of the thread's current context, 0 when none is current (asked without an
+        erroring driver call: compute-sanitizer reports every failed API call)."""
         drv = self._drv()
+        err, ctx = drv.cuCtxGetCurrent()
+        if int(err) != 0 or int(ctx) == 0:
+            return 0
         err, dev = drv.cuCtxGetDevice()
         return int(dev) if int(err) == 0 else 0
 
@@ -186,37 +189,9 @@ class CudaBackend:
         attr = drv.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
         self._check("cuFuncSetAttribute", drv.cuFuncSetAttribute(func, attr, nbytes))
 
-    def _fast_calls(self):
-        """cuLaunchKernel / cuCtxGetCurrent straight from libcuda through ctypes: the hot path of a
-        pre-planned launch costs about half of what the cuda-python wrappers do (their argument
-        conversion dominates at this size). Same library, same primary contexts."""
-        import ctypes
-        lib = ctypes.CDLL("libcuda.so.1")
-        launch = lib.cuLaunchKernel
-        launch.restype = ctypes.c_int
-        launch.argtypes = [ctypes.c_void_p] + [ctypes.c_uint] * 7 + [ctypes.c_void_p] * 3
-        getctx = lib.cuCtxGetCurrent
-        getctx.restype = ctypes.c_int
-        getctx.argtypes = [ctypes.POINTER(ctypes.c_void_p)]
-        self._fast = (launch, getctx, ctypes.c_void_p())
-        return self._fast
-
     def launch(self, func, grid, block, shared: int, stream: int, args: ArgPack, device: int,
                pdl: bool = False) -> None:
         drv = self._driver
-        if not pdl:
-            launch, getctx, cur = self._fast or self._fast_calls()
-            ctx = self._ctx_addr.get(device)
-            getctx(cur)
-            if ctx is None or cur.value != ctx:
-                self._make_current(device)
-                self._ctx_addr[device] = int(self._ctx[device])
-            fp = func if isinstance(func, int) else int(func)
-            err = launch(fp, grid[0], grid[1], grid[2], block[0], block[1], block[2], shared, stream or None,
-                         args.address, None)
-            if err:
-                raise VendorError("cuLaunchKernel", drv.CUresult(err).name)
-            return
         self._make_current(device)
         if pdl:
             # programmatic dependent launch: this kernel may start while the previous one in the
