@@ -61,3 +61,8 @@ def prefetch() -> bool:
     """JITGEMM_PREFETCH (default off): L2-prefetch the head of each block's weight rows on sm_90+
     (measured slower on an H100, e.g. 15.7 vs 11.4 us on llama70b-tp8.qkv)."""
     return _flag("JITGEMM_PREFETCH", False)
+
+
+def aot_strict() -> bool:
+    """JITGEMM_AOT_STRICT=1: use only cache entries built by this very compiler (no AOT-pack reuse)."""
+    return _flag("JITGEMM_AOT_STRICT", False)

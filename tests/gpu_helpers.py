@@ -34,3 +34,20 @@ def empty_device(shape, dtype: str, poison: int = 0xFF):
 def sync():
     b, d = backend_device()
     b.synchronize(d)
+
+
+def run_gemm(x, w, bias, dtype, pad_x=0, pad_w=0):
+    """gemm on device copies of x and w (rows padded), bias [M] or [N, M]; returns the host result.
+    The output starts poisoned, so an element the kernel never wrote shows up as NaN."""
+    import jitgemm
+    _, xv = to_device(x, dtype, pad_x)
+    _, wv = to_device(w, dtype, pad_w)
+    bv = None
+    if bias is not None:
+        _, bv = to_device(bias.reshape(-1, w.shape[0]), dtype)
+        if bias.ndim == 1:
+            bv.shape, bv.strides = (w.shape[0],), (1,)
+    owner, ov = empty_device((x.shape[0], w.shape[0]), dtype)
+    jitgemm.gemm(xv, wv, bv, out=ov)
+    sync()
+    return owner.to_numpy()

@@ -285,3 +285,30 @@ def test_fp8_mfma_16x16x32_uses_fewer_registers_than_32x32x16(tmp_path):
         res[mf] = r.resources[r.lowered[inst.name]]
     assert res[16]["vgpr_spill"] == 0 and res[16]["scratch"] == 0
     assert res[32]["vgpr"] + res[32]["agpr"] + res[32]["vgpr_spill"] > 1.5 * (res[16]["vgpr"] + res[16]["agpr"])
+
+
+@pytest.mark.skipif(_skip_reason("gfx942") is not None, reason="offline AMD toolchain absent")
+def test_aot_pack_serves_a_node_with_another_amd_compiler(tmp_path, monkeypatch):
+    """A pack built off-node with clang is used on a node whose hiprtc differs (same source and arch);
+    JITGEMM_AOT_STRICT=1 opts out. The entry still names the compiler that built it."""
+    from jitgemm.runtime.backend import get_backend
+    from jitgemm.kernels import skinny
+    inst = skinny.AmdConfig(2, 2).instance("bfloat16", 4)
+    pack = CodeCache(tmp_path / "pack")
+    built = compile_instance(inst, "gfx942", pack)
+    assert built.compiler.startswith("clang-")
+    import shutil
+    shutil.copytree(tmp_path / "pack", tmp_path / "pack-copy")  # an untouched pack for the strict case
+    hip = get_backend("hip")
+    # the node: a ROCm 6 hiprtc (another identity, hiprtc's own flags) that must not need to compile
+    monkeypatch.setattr(hip, "compiler_identity", lambda: "hiprtc-6.2/hip-60200000")
+    monkeypatch.setattr(hip, "compile_flags", lambda options: hip_flags(options))
+    def no_compile(*a, **k):
+        raise AssertionError("compiled although the pack had the entry")
+    monkeypatch.setattr(hip, "compile", no_compile)
+    node = CodeCache(tmp_path / "pack")
+    got = compile_instance(inst, "gfx942", node)
+    assert got.code == built.code and got.compiler == built.compiler
+    monkeypatch.setenv("JITGEMM_AOT_STRICT", "1")
+    with pytest.raises(AssertionError, match="compiled although"):
+        compile_instance(inst, "gfx942", CodeCache(tmp_path / "pack-copy"))

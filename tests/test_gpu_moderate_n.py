@@ -5,7 +5,7 @@ import pytest
 
 import jitgemm
 from reference import assert_close, random
-from gpu_helpers import empty_device, sync, to_device
+from gpu_helpers import empty_device, run_gemm, sync, to_device
 
 pytestmark = pytest.mark.gpu
 
@@ -14,18 +14,7 @@ KS = [2880, 2888, 3072, 3080]
 MS = [128, 144, 256, 272, 640, 656]
 
 
-def run(x, w, bias, dtype):
-    _, xv = to_device(x, dtype)
-    _, wv = to_device(w, dtype)
-    bv = None
-    if bias is not None:
-        _, bv = to_device(bias.reshape(-1, w.shape[0]), dtype)
-        if bias.ndim == 1:
-            bv.shape, bv.strides = (w.shape[0],), (1,)
-    owner, ov = empty_device((x.shape[0], w.shape[0]), dtype)
-    jitgemm.gemm(xv, wv, bv, out=ov)
-    sync()
-    return owner.to_numpy()
+run = run_gemm
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])

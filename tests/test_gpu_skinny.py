@@ -7,24 +7,13 @@ import pytest
 import jitgemm
 from jitgemm.arrays import numpy_dtype
 from reference import NP, assert_close, random
-from gpu_helpers import empty_device, sync, to_device
+from gpu_helpers import empty_device, run_gemm, sync, to_device
 
 pytestmark = pytest.mark.gpu
 DTYPES = ["float16", "bfloat16"]
 
 
-def run_device(x, w, bias, dtype, pad_x=0, pad_w=0):
-    _, xv = to_device(x, dtype, pad_x)
-    _, wv = to_device(w, dtype, pad_w)
-    bv = None
-    if bias is not None:
-        _, bv = to_device(bias.reshape(-1, w.shape[0]), dtype)
-        if bias.ndim == 1:
-            bv.shape, bv.strides = (w.shape[0],), (1,)
-    owner, ov = empty_device((x.shape[0], w.shape[0]), dtype)
-    jitgemm.gemm(xv, wv, bv, out=ov)
-    sync()
-    return owner.to_numpy()
+run_device = run_gemm
 
 
 # the seed's wvSplitK grid (its N stops at 4) x bias none / [M] / [N, M]

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
 from .. import config
-from ..errors import BackendUnavailable
+from ..errors import BackendUnavailable, VendorError
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,17 @@ class CompileResult:
     log: str
     compiler: str                    # identity + version, part of the cache key
     resources: dict[str, dict] = field(default_factory=dict)  # symbol -> registers/spills/...
+
+
+def checked(call: str, result):
+    """cuda-python and hip-python calls return (status, *values): raise VendorError (with the
+    vendor's error name) on any non-success status, else return the value(s)."""
+    err, *rest = result if isinstance(result, tuple) else (result,)
+    if int(err) != 0:
+        raise VendorError(call, getattr(err, "name", str(err)))
+    if not rest:
+        return None
+    return rest[0] if len(rest) == 1 else tuple(rest)
 
 
 class ArgPack:

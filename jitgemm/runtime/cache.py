@@ -174,6 +174,14 @@ class CodeCache:
             return
         self.evict(keep=path)
 
+    def peek(self, key: str, arch: str) -> CompileResult | None:
+        """A disk entry if there is a valid one (no build, no lock)."""
+        return self._read(key, arch)
+
+    def put(self, key: str, arch: str, result: CompileResult) -> None:
+        """Publish a result under an extra key (atomic, like any entry)."""
+        self._publish(key, arch, result)
+
     def invalidate(self, key: str, arch: str) -> None:
         """Forget an entry that failed to load, so the next lookup rebuilds it."""
         self._mem.pop(key, None)

@@ -5,7 +5,7 @@ import threading
 from typing import Sequence
 
 from ..errors import BackendUnavailable, CompileError, VendorError
-from .backend import ArgPack, CompileOptions, CompileResult, DeviceInfo
+from .backend import ArgPack, CompileOptions, CompileResult, DeviceInfo, checked
 from .resources import parse_ptxas_log
 
 
@@ -49,14 +49,7 @@ class CudaBackend:
             self._driver = driver
         return driver
 
-    def _check(self, call: str, result):
-        """Vendor calls return (status, *values); raise on any non-success status."""
-        err, *rest = result if isinstance(result, tuple) else (result,)
-        if int(err) != 0:
-            raise VendorError(call, getattr(err, "name", str(err)))
-        if not rest:
-            return None
-        return rest[0] if len(rest) == 1 else tuple(rest)
+    _check = staticmethod(checked)
 
     def available(self) -> tuple[bool, str]:
         try:

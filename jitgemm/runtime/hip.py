@@ -5,7 +5,7 @@ import threading
 from typing import Sequence
 
 from ..errors import BackendUnavailable, CompileError, VendorError
-from .backend import ArgPack, CompileOptions, CompileResult, DeviceInfo
+from .backend import ArgPack, CompileOptions, CompileResult, DeviceInfo, checked
 from .resources import amdgpu_kernel_resources
 
 # HIP 5.x's hiprtc hands gfx94x/gfx11 to a comgr that rejects them and then aborts the whole
@@ -88,13 +88,7 @@ class HipBackend:
         self._hip = hip
         return hip
 
-    def _check(self, call: str, result):
-        err, *rest = result if isinstance(result, tuple) else (result,)
-        if int(err) != 0:
-            raise VendorError(call, getattr(err, "name", str(err)))
-        if not rest:
-            return None
-        return rest[0] if len(rest) == 1 else tuple(rest)
+    _check = staticmethod(checked)
 
     def available(self) -> tuple[bool, str]:
         try:

@@ -25,11 +25,18 @@ class KernelInstance:
         return CompileOptions(arch=arch, defines=self.defines, include_dirs=(str(kernels_dir()),))
 
 
-def cache_key(inst: KernelInstance, arch: str, backend: Backend) -> str:
+def cache_key(inst: KernelInstance, arch: str, backend: Backend, portable: bool = False) -> str:
+    """The entry's key. `portable` leaves the compiler out: an AMD code object for an arch is the
+    same ISA whichever compiler built it, so an AOT pack built off-node (clang) serves a node whose
+    hiprtc differs. The builder stays recorded in the entry (CompileResult.compiler)."""
     src = load_source(inst.source)
     opts = inst.options(arch)
     # include dirs are machine paths; the closure digest already covers what they contribute
     flags = [f for f in backend.compile_flags(opts) if not f.startswith("-I")]
+    if portable:
+        # only what every AMD route compiles the same: the source closure, the instance, its defines
+        return make_key({"source": src.digest, "name": inst.name, "arch": arch, "portable": 1,
+                         "defines": list(inst.defines)})
     return make_key({"source": src.digest, "name": inst.name, "flags": flags, "arch": arch,
                      "compiler": backend.compiler_identity()})
 
@@ -40,7 +47,16 @@ def compile_instance(inst: KernelInstance, arch: str, cache: CodeCache | None = 
     cache = cache or default_cache()
     key = cache_key(inst, arch, backend)
 
+    share = backend.name == "hip" and not config.aot_strict()
+    pkey = cache_key(inst, arch, backend, portable=True) if share else None
+
     def build() -> CompileResult:
+        if share:
+            hit = cache.peek(pkey, arch)  # an AOT pack's entry, built by another AMD compiler
+            if hit is not None:
+                if config.debug():
+                    print(f"[jitgemm] {inst.name} for {arch}: using the entry built by {hit.compiler}", file=sys.stderr)
+                return hit
         src = load_source(inst.source)
         opts = inst.options(arch)
         if config.debug():
@@ -49,6 +65,8 @@ def compile_instance(inst: KernelInstance, arch: str, cache: CodeCache | None = 
         result = backend.compile(src.text, src.filename, [inst.name], opts)
         if config.debug():
             print(f"[jitgemm] -> {cache.path(key, arch)} ({len(result.code)} bytes)", file=sys.stderr)
+        if share:
+            cache.put(pkey, arch, result)
         return result
 
     return cache.get_or_build(key, arch, build)
