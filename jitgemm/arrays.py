@@ -91,8 +91,12 @@ def _from_cai(obj: Any, kind: str) -> View:
     ptr = int(cai["data"][0])
     device = -1  # device memory on a device found later from the pointer
     dev_attr = getattr(obj, "device", None)
-    if dev_attr is not None and hasattr(dev_attr, "id"):
+    if isinstance(dev_attr, int) and not isinstance(dev_attr, bool):
+        device = dev_attr  # jitgemm's DeviceArray
+    elif dev_attr is not None and isinstance(getattr(dev_attr, "id", None), int):
         device = int(dev_attr.id)  # CuPy
+    elif dev_attr is not None and isinstance(getattr(dev_attr, "index", None), int):
+        device = int(dev_attr.index)  # torch
     return View(ptr, shape, strides, dt, typestr if dt is None else dt, device, kind, obj, vendor="cuda")
 
 

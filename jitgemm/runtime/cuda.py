@@ -129,9 +129,19 @@ class CudaBackend:
         return int(dev) if int(err) == 0 else 0
 
     def device_of_pointer(self, ptr: int) -> int:
+        """The device whose memory `ptr` is: its context compared with each device's primary
+        context (seen on an H200 pair: the DEVICE_ORDINAL attribute read back 0 for device 1)."""
         drv = self._drv()
-        attr = drv.CUpointer_attribute.CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL
-        return int(self._check("cuPointerGetAttribute", drv.cuPointerGetAttribute(attr, ptr)))
+        attr = drv.CUpointer_attribute.CU_POINTER_ATTRIBUTE_CONTEXT
+        ctx = self._check("cuPointerGetAttribute", drv.cuPointerGetAttribute(attr, ptr))
+        want = int(ctx)
+        for dev in range(self.device_count()):
+            if dev not in self._ctx:
+                self._make_current(dev)  # retains the primary context
+            if int(self._ctx[dev]) == want:
+                return dev
+        raise ValueError(f"pointer {ptr:#x} is not memory of any CUDA device's primary context "
+                         f"(memory of a non-primary context cannot be used)")
 
     # ---- compile (no device needed) -------------------------------------------------------------
     def compile_flags(self, options: CompileOptions) -> list[str]:
