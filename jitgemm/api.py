@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from . import dispatch, validate
-from .arrays import BF16, F16, View, as_view, dtype_name, is_cupy, numpy_dtype
+from .arrays import BF16, F16, View, as_view, dtype_name
 from .device_array import DeviceArray
 from .kernels import skinny
 from .runtime.backend import default_backend, get_backend
@@ -152,6 +152,14 @@ def _run(g: _Gemm, out: Any, stream: Any, plan_fn=None):
     return result
 
 
+def deliver(result, out: Any):
+    """A result computed on the host path: written into `out` (and `out` returned) when given."""
+    if out is None:
+        return result
+    out[...] = result
+    return out
+
+
 def _run_host(backend, device, plan, g: _Gemm, ov: View | None, out: Any):
     """numpy in, numpy out: upload, launch on the default stream, download (synchronous)."""
     dx = DeviceArray.from_numpy(backend, device, g.x.obj, g.dtype)
@@ -160,11 +168,7 @@ def _run_host(backend, device, plan, g: _Gemm, ov: View | None, out: Any):
     dout = DeviceArray(backend, device, (g.n, g.m), g.dtype)
     _launch_skinny(backend, device, plan, g, dx.view(), dw.view(), db.view() if db else None, dout.view(), 0)
     backend.synchronize(device)
-    result = dout.to_numpy()
-    if out is not None:
-        out[...] = result
-        return out
-    return result
+    return deliver(dout.to_numpy(), out)
 
 
 def gemm(x: Any, w: Any, bias: Any = None, *, out: Any = None, stream: Any = None):
@@ -251,18 +255,12 @@ def _blas(a: Any, b: Any, av: View, out: Any):
             ov = as_view(out, "out")
             if ov.shape != r.shape or (ov.dtype or ov.raw_dtype) != (dtype_name(r.dtype) or str(r.dtype)):
                 raise ValueError(f"out must have shape {r.shape} and dtype {r.dtype}, got {ov.shape} {ov.raw_dtype}")
-            out[...] = r
-            return out
-        return r
+        return deliver(r, out)
     if av.kind == "cupy":
         import cupy
         return cupy.matmul(a, b, out=out)
     if hasattr(a, "__matmul__"):
-        r = a @ b
-        if out is not None:
-            out[...] = r
-            return out
-        return r
+        return deliver(a @ b, out)
     raise TypeError(f"matmul: no BLAS path for {type(a).__name__}; pass CuPy or numpy arrays")
 
 
@@ -359,11 +357,7 @@ class Linear:
         dout = DeviceArray(backend, device, (n, self.out_features), self.dtype)
         _launch_skinny(backend, device, _plan(backend, device, g), g, g.x, g.w, g.bias, dout.view(), 0)
         backend.synchronize(device)
-        r = dout.to_numpy()
-        if out is not None:
-            out[...] = r
-            return out
-        return r
+        return deliver(dout.to_numpy(), out)
 
 
 # ---- a pre-planned call for hot loops and graph capture ----------------------------------------------

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from . import dispatch, validate
-from .api import SKINNY_DTYPES, _new_output, _placement, _stream_handle
+from .api import SKINNY_DTYPES, _new_output, _placement, _stream_handle, deliver
 from .arrays import U8, View, as_view, numpy_dtype
 from .device_array import DeviceArray
 from .kernels import fp8
@@ -244,11 +244,7 @@ def _run_host(backend, device, plan, s: _Scaled, out):
     _launch(backend, device, plan, s, xd.view(), wd.view(), bd.view() if bd else None,
             sxd.view() if sxd else None, swd.view() if swd else None, od.view(), 0)
     backend.synchronize(device)
-    r = od.to_numpy()
-    if out is not None:
-        out[...] = r
-        return out
-    return r
+    return deliver(od.to_numpy(), out)
 
 
 def quantize_fp8(x: Any, per_token: bool = True, fp8_format: str | None = None, *, stream: Any = None):
@@ -347,8 +343,4 @@ class Fp8Linear:
         od = DeviceArray(backend, device, (xv.shape[0], self.w8.shape[0]), xv.dtype)
         self(xd.view(), out=od.view())
         backend.synchronize(device)
-        r = od.to_numpy()
-        if out is not None:
-            out[...] = r
-            return out
-        return r
+        return deliver(od.to_numpy(), out)

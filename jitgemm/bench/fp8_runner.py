@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..arrays import View
 from ..kernels import fp8
 from ..runtime.backend import get_backend
 from ..runtime.jit import get_kernel
@@ -18,11 +17,7 @@ FMT = "float8_e4m3fn"
 MODES = ("fp8", "fp8-channel", "w8a16", "fp8-static")
 
 
-def _view(a, dtype: str) -> View:
-    cai = a.__cuda_array_interface__
-    isz = a.dtype.itemsize
-    return View(int(cai["data"][0]), tuple(a.shape), tuple(st // isz for st in a.strides), dtype, dtype,
-                int(a.device.id), "device", a, vendor="cuda")
+_view = operands.view
 
 
 def _random_fp8(cp, shape):

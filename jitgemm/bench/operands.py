@@ -23,9 +23,10 @@ def random_16bit(cp, shape, dtype: str, scale: float = 1.0):
 
 
 def view(a, dtype: str) -> View:
-    """A jitgemm View of a CuPy uint16 array holding `dtype` bits."""
+    """A jitgemm View of a CuPy array holding `dtype` bits (uint16 for 16-bit, uint8 for fp8,
+    float32 for scales)."""
     cai = a.__cuda_array_interface__
-    strides = tuple(s // 2 for s in a.strides)
+    strides = tuple(s // a.dtype.itemsize for s in a.strides)
     return View(int(cai["data"][0]), tuple(a.shape), strides, dtype, dtype, int(a.device.id), "device", a,
                 vendor="cuda")
 
