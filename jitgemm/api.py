@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from . import dispatch, validate
+from . import dispatch, validate, workspace
 from .arrays import BF16, F16, View, as_view, dtype_name
 from .device_array import DeviceArray
-from .kernels import skinny
+from .kernels import moderate, skinny
 from .runtime.backend import default_backend, get_backend
 from .runtime.jit import get_kernel
 
@@ -95,13 +95,13 @@ def _check_gemm(x: Any, w: Any, bias: Any) -> _Gemm:
 def _plan(backend, device: int, g: _Gemm) -> dispatch.Plan:
     info = backend.device_info(device)
     return _plan_cached(backend.name, info.arch, info.multiprocessors, g.dtype, g.n, g.m, g.k, info.l2_bytes,
-                        dispatch.settings_key())
+                        info.shared_per_block, dispatch.settings_key())
 
 
 @functools.lru_cache(maxsize=4096)
-def _plan_cached(vendor, arch, cus, dtype, n, m, k, l2, _settings) -> dispatch.Plan:
+def _plan_cached(vendor, arch, cus, dtype, n, m, k, l2, shared_limit, _settings) -> dispatch.Plan:
     # plans depend on the shape, the device and the settings (environment) only: decide once
-    return dispatch.plan_skinny(vendor, arch, cus, dtype, n, m, k, l2)
+    return dispatch.plan_skinny(vendor, arch, cus, dtype, n, m, k, l2, shared_limit)
 
 
 def _launch_skinny(backend, device, plan: dispatch.Plan, g: _Gemm, x: View, w: View, bias: View | None,
@@ -114,10 +114,23 @@ def _launch_skinny(backend, device, plan: dispatch.Plan, g: _Gemm, x: View, w: V
         bptr = bias.ptr
     else:
         bias_rows, bias_ld, bptr = 0, 0, 0
-    kinds = skinny.ARG_KINDS_NV if backend.name == "cuda" else skinny.ARG_KINDS_AMD
-    kern = get_kernel(plan.instance, backend, device, kinds)
-    args = [out.ptr, ldo, x.ptr, ldx, w.ptr, ldw, bptr, bias_ld, bias_rows, g.n, g.m, g.k, plan.extra["kc"]]
+    args = [out.ptr, ldo, x.ptr, ldx, w.ptr, ldw, bptr, bias_ld, bias_rows, g.n, g.m, g.k]
+    if plan.family == "moderate":
+        kern = get_kernel(plan.instance, backend, device, moderate.ARG_KINDS)
+        args += [plan.extra["kb"], *_workspace_ptrs(backend, device, plan, stream)]
+    else:
+        kinds = skinny.ARG_KINDS_NV if backend.name == "cuda" else skinny.ARG_KINDS_AMD
+        kern = get_kernel(plan.instance, backend, device, kinds)
+        args.append(plan.extra["kc"])
     kern.launch(plan.grid, plan.block, plan.shared, stream, *args, pdl=plan.extra["pdl"])
+
+
+def _workspace_ptrs(backend, device: int, plan: dispatch.Plan, stream: int) -> tuple[int, int]:
+    """(partials, counters) of this stream's split-K workspace, or (0, 0) when the plan needs none."""
+    if not plan.extra["ws_floats"]:
+        return 0, 0
+    ws = workspace.get(backend, device, stream, plan.extra["ws_floats"], plan.extra["tiles"])
+    return ws.partials.ptr, ws.counters.ptr
 
 
 def _check_out(out: Any, n: int, m: int, dtype: str) -> View:
@@ -222,16 +235,15 @@ def matmul(a: Any, b: Any, *, out: Any = None, stream: Any = None):
 
 def _skinny_pays(av: View, bv: View) -> bool:
     """Whether jitgemm's kernel beats the vendor BLAS for this matmul, from what was measured.
-    N <= 16 always did on the decode suite (H100); N > 16 runs only on NVIDIA and only up to
-    MAX_N_MODERATE (docs/benchmarks)."""
-    n, m = av.shape[0], bv.shape[1]
+    N <= 16 always did on the decode suite (H100); N > 16 only where the moderate-N table's
+    nearest tuned shape measured it faster than cuBLAS (NVIDIA; AMD's is unmeasured: BLAS)."""
+    n, k, m = av.shape[0], av.shape[1], bv.shape[1]
     if n <= skinny.MAX_N:
         return True
     if (av.vendor or bv.vendor or "cuda") != "cuda" or n > skinny.MAX_N_MODERATE:
         return False
-    # measured on an H100 (docs/benchmarks/h100-moderate.md): the tiled kernel beats cuBLAS for
-    # small M at any N up to 64, and up to M ~ 2880 only while N <= 32
-    return (m <= 128 and n <= 64) or (m <= 2880 and n <= 32)
+    ratio = dispatch.blas_ratio(n, m, k)
+    return ratio is not None and ratio >= 1.0
 
 
 def _transposed(b: Any, bv: View):
@@ -380,21 +392,37 @@ class Prepared:
         ldw = validate.require_rows(g.w, "w", g.k, 8)
         ldo = validate.require_out_rows(ov, "out")
         bias_rows, bias_ld = validate.bias_layout(g.bias, g.n, g.m, g.dtype) if g.bias is not None else (0, 0)
-        kinds = skinny.ARG_KINDS_NV if backend.name == "cuda" else skinny.ARG_KINDS_AMD
+        moderate_plan = self.plan.family == "moderate"
+        kinds = moderate.ARG_KINDS if moderate_plan else \
+            skinny.ARG_KINDS_NV if backend.name == "cuda" else skinny.ARG_KINDS_AMD
         self.kernel = get_kernel(self.plan.instance, backend, device, kinds)
         from .runtime.backend import ArgPack
         self._args = ArgPack(kinds)
-        vals = [ov.ptr, ldo, g.x.ptr, ldx, g.w.ptr, ldw, g.bias.ptr if g.bias is not None else 0, bias_ld,
-                bias_rows, g.n, g.m, g.k, self.plan.extra["kc"]]
-        self._args.set(*vals)
+        self._vals = [ov.ptr, ldo, g.x.ptr, ldx, g.w.ptr, ldw, g.bias.ptr if g.bias is not None else 0, bias_ld,
+                      bias_rows, g.n, g.m, g.k]
+        if moderate_plan:
+            self._vals.append(self.plan.extra["kb"])
+            self._ws_stream = None  # the stream whose workspace is packed (split-K through a workspace)
+            self._args.set(*self._vals, 0, 0)
+            if self.plan.extra["ws_floats"]:
+                self._bind_workspace(0)  # allocate now, before any graph capture
+        else:
+            self._vals.append(self.plan.extra["kc"])
+            self._ws_stream = False
+            self._args.set(*self._vals)
         self._keep = (x, w, bias, out)
         p = self.plan
         self._launch = (self.kernel.func, p.grid, p.block, p.shared)
         self._pdl = p.extra["pdl"]
-        if p.shared > 48 * 1024:
-            backend.set_max_dynamic_shared(self.kernel.func, p.shared)
+        self.kernel.ensure_shared(p.shared)
+
+    def _bind_workspace(self, stream: int) -> None:
+        self._args.set(*self._vals, *_workspace_ptrs(self._backend, self._device, self.plan, stream))
+        self._ws_stream = stream
 
     def launch(self, stream: int = 0) -> None:
+        if self._ws_stream is not False and self._ws_stream != stream and self.plan.extra["ws_floats"]:
+            self._bind_workspace(stream)  # each stream has its own workspace: no sharing across streams
         func, grid, block, shared = self._launch
         self._backend.launch(func, grid, block, shared, stream, self._args, self._device, self._pdl)
 

@@ -54,8 +54,13 @@ def instances_for(arch: str):
     from . import dispatch
     from .kernels import scale
     vendor = "cuda" if arch.startswith("sm_") else "hip"
-    return scale.instances() + dispatch.all_instances(vendor) + \
+    insts = scale.instances() + dispatch.all_instances(vendor) + \
         dispatch.all_fp8_instances(vendor, arch.split(":", 1)[0] if vendor == "hip" else None)
+    if vendor == "cuda" and dispatch.sm_version(arch) < 90:  # what the dispatcher never picks there
+        insts = [i for i in insts if not dispatch.needs_cluster(i)]
+        if dispatch.sm_version(arch) < 89:
+            insts = [i for i in insts if not i.name.startswith("jg_fp8_nv<")]  # e4m3 mma needs sm_89
+    return insts
 
 
 def _aot_compile(arch: str, root: str, inst) -> tuple:

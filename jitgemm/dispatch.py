@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass, field
 
 from . import config
-from .kernels import skinny
+from .kernels import moderate, skinny
 from .runtime.jit import KernelInstance
 from .tuning_nv import load_table
 
@@ -70,32 +70,62 @@ def heuristic_nv(m: int, k: int, sms: int) -> skinny.NvConfig:
     return skinny.NvConfig(2 if m >= 8192 else 1, 16, 2, 1)
 
 
-def moderate_config(n: int, m: int, k: int, sms: int, arch: str) -> tuple[skinny.NvConfig, str]:
-    """N > 16: the same kernel tiling tokens over blockIdx.z. Measured table when there is one,
-    else enough blocks (rows x token tiles x cluster K-splits) for two per SM."""
+def moderate_nv_config(n: int, m: int, k: int, sms: int, arch: str) -> tuple[moderate.ModerateConfig, str]:
+    """N > 16 on NVIDIA: the measured config of the nearest tuned shape in log(M), log(K) for the
+    N bucket (32, 64, 128), else the heuristic. Clusters need sm_90: before it, the same K slices
+    are summed through the workspace."""
     table = load_table("moderate")
+    cluster_ok = sm_version(arch) >= 90
     if table:
         def dist(r):
             return (math.log2(r[0]) - math.log2(max(m, 1))) ** 2 + (math.log2(r[1]) - math.log2(max(k, 8))) ** 2
-        tm, tk, (wk, u, sk), tiles = min(table, key=dist)
-        bucket = 32 if n <= 32 else 64 if n <= 64 else 128
-        mt, nt = tiles[bucket]
-        if sm_version(arch) < 90:
-            sk = 1
-        return skinny.NvConfig(mt, wk, u, sk, nt), f"measured table: nearest tuned shape M={tm} K={tk}"
-    blocks = -(-m // 16) * -(-n // 32)
-    sk = 1
-    while sm_version(arch) >= 90 and sk < 8 and blocks * sk < 2 * sms and k // (sk * 2) >= 512:
-        sk *= 2
-    return skinny.NvConfig(1, 8, 2, sk, 4), "heuristic for moderate N (no measured table)"
+        tm, tk, buckets = min(table, key=dist)
+        b = min((bb for bb in buckets if bb >= n), default=max(buckets))
+        bm, bn, wm, wn, st, s, red = buckets[b][:7]
+        if red == moderate.RED_CLUSTER and not cluster_ok:
+            red = moderate.RED_WORKSPACE
+        cfg = moderate.normalized(moderate.ModerateConfig(moderate.NvTile(bm, bn, wm, wn, st), s, red), k)
+        why = f"measured table: nearest tuned shape M={tm} K={tk}, N bucket {b}"
+        ratio = buckets[b][7] if len(buckets[b]) > 7 else None
+        if ratio is not None:
+            why += (f", {ratio:.2f}x cuBLAS's speed there (matmul " +
+                    ("runs this kernel)" if ratio >= 1.0 else "sends this shape to cuBLAS)"))
+        return cfg, why
+    return moderate.heuristic(n, m, k, sms, cluster_ok), "heuristic for moderate N (no measured table)"
 
 
-def plan_skinny(vendor: str, arch: str, cus: int, dtype: str, n: int, m: int, k: int, l2_bytes: int = 50 << 20) -> Plan:
+def blas_ratio(n: int, m: int, k: int) -> float | None:
+    """cuBLAS time / moderate-kernel time measured at the nearest tuned shape and N bucket (None: not measured)."""
+    table = load_table("moderate")
+    if not table:
+        return None
+    def dist(r):
+        return (math.log2(r[0]) - math.log2(max(m, 1))) ** 2 + (math.log2(r[1]) - math.log2(max(k, 8))) ** 2
+    _, _, buckets = min(table, key=dist)
+    b = min((bb for bb in buckets if bb >= n), default=max(buckets))
+    row = buckets[b]
+    return row[7] if len(row) > 7 else None
+
+
+def fit_shared(cfg: moderate.ModerateConfig, limit: int) -> moderate.ModerateConfig:
+    """The config with fewer pipeline stages if its shared memory exceeds the device's per-block
+    limit; raises when even two stages (or the fp32 tile) do not fit."""
+    from dataclasses import replace
+    t = cfg.tile
+    while t.shared_bytes() > limit and t.ST > 2:
+        t = replace(t, ST=t.ST - 1)
+    if t.shared_bytes() > limit or t.BN * (t.BM + 4) * 4 > t.shared_bytes():
+        raise ValueError(f"moderate-N tile {t.BM}x{t.BN} needs {max(t.shared_bytes(), t.BN * (t.BM + 4) * 4)} B of "
+                         f"shared memory per block, more than this device's {limit} B")
+    return replace(cfg, tile=t)
+
+
+def plan_skinny(vendor: str, arch: str, cus: int, dtype: str, n: int, m: int, k: int, l2_bytes: int = 50 << 20,
+                shared_limit: int = 0) -> Plan:
+    if n > skinny.MAX_N:
+        return plan_moderate(vendor, arch, cus, dtype, n, m, k, shared_limit)
     if vendor == "cuda":
-        if n > skinny.MAX_N:
-            cfg, why = moderate_config(n, m, k, cus, arch)
-        else:
-            cfg, why = nv_config(dtype, n, m, k, cus, arch)
+        cfg, why = nv_config(dtype, n, m, k, cus, arch)
         grid, block, shared = cfg.geometry(m, n)
         hopper_plus = sm_version(arch) >= 90
         pf = cfg.prefetch_bytes(m, k, cus, l2_bytes) if config.prefetch() and hopper_plus else 0
@@ -103,15 +133,31 @@ def plan_skinny(vendor: str, arch: str, cus: int, dtype: str, n: int, m: int, k:
         how = (f"; L2 prefetch {pf} B/row" if pf else "") + ("; programmatic dependent launch" if pdl else "")
         return Plan("skinny", f"{cfg.describe()}{how}; {why}", cfg, cfg.instance(dtype, n), grid, block, shared,
                     {"kc": pf, "pdl": pdl})
-    if n > skinny.MAX_N:
-        raise ValueError(f"N (tokens) > {skinny.MAX_N} is not available on AMD yet (got N={n}); "
-                         f"use jitgemm.matmul, which sends it to the vendor BLAS")
     lds = skinny.amd_lds_bytes(arch)
     cfg = skinny.amd_tile(n, m, k, cus, lds)
     grid, block, shared, kc = skinny.amd_geometry(cfg, n, m, k, cus, lds)
     how = "tokens whole in LDS" if kc >= k else f"tokens staged in LDS in K-chunks of {kc}"
     return Plan("skinny", f"{cfg.describe()}; seed CU-count rule ({cus} CUs), {how}", cfg,
                 cfg.instance(dtype, n), grid, block, shared, {"kc": kc, "pdl": False})
+
+
+def plan_moderate(vendor: str, arch: str, cus: int, dtype: str, n: int, m: int, k: int, shared_limit: int = 0) -> Plan:
+    """N = 17..128: the tiled split-K family. shared_limit: the device's per-block maximum (0: the
+    arch's known value)."""
+    if vendor == "cuda":
+        cfg, why = moderate_nv_config(n, m, k, cus, arch)
+        limit = shared_limit or (227 << 10 if sm_version(arch) >= 90 else 99 << 10)
+    else:
+        cfg, why = moderate.amd_config(n, m, k, cus, arch), f"amd rule ({cus} CUs)"
+        limit = shared_limit or skinny.amd_lds_bytes(arch)
+    cfg = fit_shared(cfg, limit)
+    grid = cfg.grid(n, m)
+    extra = {"kb": cfg.kb_per_split(k), "ws_floats": cfg.workspace_floats(n, m), "tiles": cfg.tiles(n, m),
+             "pdl": False}
+    waves = (f"; {grid[0] * grid[1] * grid[2]} blocks for {cus} SMs/CUs: more than one pass"
+             if grid[0] * grid[1] * grid[2] > cus * 2 else "")
+    return Plan("moderate", f"{cfg.describe()}{waves}; {why}", cfg, cfg.instance(dtype), grid,
+                (cfg.tile.threads, 1, 1), cfg.tile.shared_bytes(), extra)
 
 
 def plan_fp8(vendor: str, arch: str, cus: int, out_dtype: str, mode: int, fmt: str, n: int, m: int, k: int) -> Plan:
@@ -170,6 +216,36 @@ def skinny_supported(dtype: str, n: int, k: int) -> str | None:
     return None
 
 
+def moderate_nv_instances() -> list[KernelInstance]:
+    """Moderate-N instances the NVIDIA dispatcher can choose: the table's configs (with the
+    workspace variant pre-sm_90 GPUs get instead of a cluster), else the heuristic's."""
+    cfgs = []
+    for row in load_table("moderate"):
+        for v in row[2].values():
+            c = moderate.ModerateConfig(moderate.NvTile(*v[:5]), v[5], v[6])
+            cfgs += [c, c if c.RED != moderate.RED_CLUSTER else moderate.ModerateConfig(c.tile, c.S, moderate.RED_WORKSPACE)]
+    if not cfgs:
+        for n in (17, 64):
+            for s in (1, 2, 3, 4, 5, 6, 7, 8, 16):
+                for red in (moderate.RED_CLUSTER, moderate.RED_WORKSPACE):
+                    cfgs.append(moderate.normalized(moderate.ModerateConfig(moderate.heuristic(n, 128, 4096, 132, True).tile, s, red), 1 << 20))
+    out = []
+    for c in cfgs:
+        for dtype in skinny.TAG:
+            i = c.instance(dtype)
+            if i not in out:
+                out.append(i)
+    return out
+
+
+def needs_cluster(inst: KernelInstance) -> bool:
+    """Whether an NVIDIA instance is built for thread-block clusters (sm_90 and later): in every
+    NVIDIA kernel the last template argument is the cluster size."""
+    if not inst.name.startswith(("jg_skinny_nv<", "jg_fp8_nv<", "jg_moderate_nv<")):
+        return False
+    return int(inst.name.rstrip(">").rsplit(",", 1)[1]) > 1
+
+
 def all_instances(vendor: str) -> list[KernelInstance]:
     """Every skinny instance the dispatcher can choose on a vendor (what `aot` compiles)."""
     out: list[KernelInstance] = []
@@ -188,13 +264,9 @@ def all_instances(vendor: str) -> list[KernelInstance]:
                 inst = c.instance(dtype, n)
                 if inst not in out:
                     out.append(inst)
-        if vendor == "cuda":  # moderate N: the table's tiles, else what the heuristic can pick
-            table = load_table("moderate")
-            cfgs = {skinny.NvConfig(mt, *r[2], nt) for r in table for mt, nt in r[3].values()} or \
-                {skinny.NvConfig(1, 8, 2, sk, 4) for sk in (1, 2, 4, 8)}
-            cfgs |= {skinny.NvConfig(c.MT, c.WK, c.U, 1, c.NT) for c in cfgs}
-            for c in sorted(cfgs, key=str):
-                inst = c.instance(dtype, 32)
-                if inst not in out:
-                    out.append(inst)
+    if vendor == "cuda":
+        out += [i for i in moderate_nv_instances() if i not in out]
+    # ---- AMD moderate N (17..128): every tile x reduction moderate.amd_config can choose, both dtypes ----
+    if vendor == "hip":
+        out += [i for i in moderate.amd_instances() if i not in out]
     return out

@@ -188,3 +188,13 @@ def test_import_and_validation_do_not_import_torch(tmp_path):
     assert "raised TypeError" in p.stdout and "raised ValueError" in p.stdout
     assert p.stdout.strip().splitlines()[-1] == "TORCH False", p.stdout
     assert not marker.exists()
+
+
+def test_aot_for_pre_hopper_skips_what_needs_clusters_and_fp8_mma():
+    """sm_80 has no thread-block clusters and no e4m3 mma: aot must not list (and fail on) them."""
+    from jitgemm import cli, dispatch
+    names = [i.name for i in cli.instances_for("sm_80")]
+    assert names and not any(dispatch.needs_cluster(i) for i in cli.instances_for("sm_80"))
+    assert not any(n.startswith("jg_fp8_nv<") for n in names)
+    assert any(n.startswith("jg_moderate_nv<") and n.endswith(", 2, 1>") for n in names)  # workspace variant
+    assert any(dispatch.needs_cluster(i) for i in cli.instances_for("sm_90a"))

@@ -145,7 +145,7 @@ def test_all_cuda_instances_compile_sm90a(nv_sm90_all):
     assert insts and len(insts) == len(set(insts))
     assert set(nv_sm90_all) == {i.name for i in insts}
     # N <= 16: both token tiles (NT=1 for N<=8, NT=2 for N<=16) and both dtypes for every table config;
-    # moderate N: every (MT, NT) tile of its table, both dtypes; all with the SK=1 variant pre-sm_90 runs
+    # moderate N: every config of its table, both dtypes, and the workspace variant pre-sm_90 GPUs get
     from jitgemm.kernels import skinny
     names = {i.name for i in insts}
     for r in dispatch.load_table("skinny"):
@@ -155,10 +155,14 @@ def test_all_cuda_instances_compile_sm90a(nv_sm90_all):
                 for n in (1, 9):
                     assert c.instance(dt, n).name in names
                     assert skinny.NvConfig(c.MT, c.WK, c.U, 1).instance(dt, n).name in names
+    from jitgemm.kernels import moderate
     for r in dispatch.load_table("moderate"):
-        for mt, nt in r[3].values():
+        for v in r[2].values():
+            c = moderate.ModerateConfig(moderate.NvTile(*v[:5]), v[5], v[6])
             for dt in ("float16", "bfloat16"):
-                assert skinny.NvConfig(mt, *r[2], nt).instance(dt, 32).name in names
+                assert c.instance(dt).name in names
+                if c.RED == moderate.RED_CLUSTER:  # pre-sm_90: the same slices through the workspace
+                    assert moderate.ModerateConfig(c.tile, c.S, moderate.RED_WORKSPACE).instance(dt).name in names
 
 
 # Instances of all_instances('cuda') that spill on sm_90a with NVRTC 13.5 and skinny.hip as of this
@@ -337,7 +341,9 @@ def test_hiprtc_skinny_few(cache, inst):
 
 
 def _amd_n(inst) -> int:
-    return int(re.match(r"jg_skinny_amd<\w+, (\d+),", inst.name).group(1))
+    """N of a skinny instance; 0 for the other families (moderate N has no N parameter)."""
+    m = re.match(r"jg_skinny_amd<\w+, (\d+),", inst.name)
+    return int(m.group(1)) if m else 0
 
 
 # Instances with VGPR spills to scratch on gfx90a (HIP 5.2's compiler). Package issue: _register_cap
@@ -469,3 +475,19 @@ def test_amd_resources_ignore_non_elf():
     assert resources.amdgpu_kernel_resources(b"") == {}
     assert resources.amdgpu_kernel_resources(b"\x7fELF\x01" + b"\0" * 60) == {}  # 32-bit ELF: not AMDGPU
     assert resources.amdgpu_kernel_resources(b"not an elf at all" * 10) == {}
+
+
+def test_nvrtc_compile_leaves_shared_bytes_objects_alone(monkeypatch):
+    """NVRTC fills the buffers it is handed. With `b" " * size`, an empty log (size 1: the NUL, what
+    NVRTC 13.0 returns, and any NVRTC without -v) overwrote CPython's shared one-byte object b" " with
+    b"\0" for the whole process, and torch then failed to import. Compile with an empty log and check."""
+    b = get_backend("cuda")
+    ok, why = b.compiler_available()
+    if not ok:
+        pytest.skip(why)
+    flags = b.compile_flags
+    monkeypatch.setattr(b, "compile_flags", lambda o: [f for f in flags(o) if "ptxas-options" not in f])
+    inst = scale.instance("float16")
+    res = b.compile((kernels_dir() / inst.source).read_text(), inst.source, [inst.name], inst.options("sm_90a"))
+    assert res.log == "" and res.code[:4] == b"\x7fELF"
+    assert bytes([32]) == b" " and b" ".join([b"a", b"b"]) == b"a b" and b" "[0] == 32

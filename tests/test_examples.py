@@ -1,9 +1,10 @@
-"""The examples as a user meets them: each runs (on the CPU: one line and exit 0), the SmolLM2 model code
-is right without a GPU (numpy smoke), and the notebook is valid and its CPU cells run."""
+"""The examples as a user meets them: each runs (on the CPU: one line and exit 0), the SmolLM2 and MiniLM
+model code is right without a GPU (numpy smoke), and the notebook is valid and its CPU cells run."""
 import dataclasses
 import importlib.util
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
-SCRIPTS = ["numpy_quickstart.py", "cupy_quickstart.py", "fp8_linear.py", "smollm2_decode.py"]
+SCRIPTS = ["numpy_quickstart.py", "cupy_quickstart.py", "fp8_linear.py", "smollm2_decode.py", "minilm_embeddings.py"]
 TRACEBACK = "Traceback (most recent call last)"
 
 
@@ -175,8 +176,112 @@ def test_q4_1_first_block_of_the_model_matches_hand_decoding():
     np.testing.assert_allclose(row[0, :32], _q4_1_by_hand(t.data[0, :20].tobytes()), rtol=1e-6, atol=1e-7)
 
 
+# ---- all-MiniLM-L6-v2: the BERT encoder on the CPU ------------------------------------------------------
+minilm = load_example("minilm_embeddings")
+MINILM_MISSING = minilm.missing_requirements()
+needs_minilm = pytest.mark.skipif(MINILM_MISSING is not None, reason=f"MiniLM: {MINILM_MISSING}")
+
+
+@pytest.fixture(scope="module")
+def minilm_model():
+    """(model dir, config, float32 tensors, tokenized SENTENCES)."""
+    if MINILM_MISSING:
+        pytest.skip(MINILM_MISSING)
+    d = minilm.find_model_dir()
+    cfg, tensors = minilm.read_model(d)
+    return d, cfg, tensors, minilm.tokenize(d, minilm.SENTENCES)
+
+
+@pytest.fixture(scope="module")
+def minilm_reference(minilm_model):
+    _, cfg, tensors, batch = minilm_model
+    return minilm.Encoder(cfg, tensors, minilm.NumpyLinear)(*batch)
+
+
+def _bf16(a):
+    import ml_dtypes
+    return a.astype(ml_dtypes.bfloat16).astype(np.float32)
+
+
+class _Bf16Emulated:
+    """What a bf16 jitgemm layer computes: bf16 weight, bias and tokens, float32 accumulation, a bf16 output."""
+
+    def __init__(self, w, b):
+        self.w, self.b = _bf16(w), _bf16(b)
+
+    def __call__(self, x):
+        return _bf16(_bf16(x) @ self.w.T + self.b)
+
+
+class _Fp8Emulated(_Bf16Emulated):
+    """The fp8 layer (W8A16): e4m3 weights with one scale per output channel, quantized as Linear.from_float does."""
+
+    def __init__(self, w, b):
+        from jitgemm.scaled import quantize_weight
+        w8, scale = quantize_weight(w, per_channel=True)
+        self.w, self.b = w8.astype(np.float32) * scale[:, None], _bf16(b)
+
+
+@needs_minilm
+def test_minilm_tokenizer(minilm_model):
+    d = minilm_model[0]
+    ids, type_ids, mask = minilm.tokenize(d, ["Hello, World!", "The weather is lovely today."])
+    # uncased word pieces (vocab.txt): [CLS] hello , world ! [SEP], then padding to the longer sentence
+    assert ids.tolist() == [[101, 7592, 1010, 2088, 999, 102, 0, 0], [101, 1996, 4633, 2003, 8403, 2651, 1012, 102]]
+    assert mask.tolist() == [[1] * 6 + [0] * 2, [1] * 8] and not type_ids.any()
+    long_ids, _, long_mask = minilm.tokenize(d, ["word " * 300])
+    assert long_ids.shape == (1, minilm.MAX_TOKENS) and long_ids[0, -1] == 102 and long_mask.all()
+
+
+@needs_minilm
+def test_minilm_reference_embeddings(minilm_model, minilm_reference):
+    d, cfg, tensors, _ = minilm_model
+    emb = minilm_reference
+    assert emb.shape == (len(minilm.SENTENCES), 384) and emb.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    para, other = minilm.pair_scores(emb)
+    assert min(para) > max(other) + 0.3, (para, other)
+    # the cosines sentence-transformers' documentation prints for this model (sbert.net, usage): an
+    # independent check of the whole forward pass, pooling and normalisation included
+    enc = minilm.Encoder(cfg, tensors, minilm.NumpyLinear)
+    doc = enc(*minilm.tokenize(d, ["The weather is lovely today.", "It's so sunny outside!", "He drove to the stadium."]))
+    sim = doc @ doc.T
+    np.testing.assert_allclose([sim[0, 1], sim[0, 2], sim[1, 2]], [0.6660, 0.1046, 0.1411], atol=6e-4)
+    # the attention mask: a sentence alone (no padding) gets the embedding it gets in the padded batch
+    alone = enc(*minilm.tokenize(d, minilm.SENTENCES[:1]))
+    np.testing.assert_allclose(alone[0], emb[0], atol=2e-6)
+
+
+@needs_minilm
+@pytest.mark.parametrize("weights, layer", [("bf16", _Bf16Emulated), ("fp8", _Fp8Emulated)])
+def test_minilm_rounded_weights_meet_the_example_threshold(minilm_model, minilm_reference, weights, layer):
+    """The GPU check's thresholds are attainable: the same rounding as jitgemm's layers, emulated in numpy."""
+    _, cfg, tensors, batch = minilm_model
+    emb = minilm.Encoder(cfg, tensors, layer)(*batch)
+    cos = np.sum(emb * minilm_reference, axis=1)
+    assert cos.min() >= minilm.THRESHOLD[weights], cos
+    assert cos.min() < 0.999999, "the emulation did not round anything"
+
+
+def test_minilm_without_the_model_says_what_to_install(monkeypatch, capsys):
+    monkeypatch.setattr(minilm, "find_model_dir", lambda: None)
+    assert minilm.main(["--device", "numpy"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cannot run: ") and minilm.INSTALL_HINT in lines[0], lines
+
+
+@needs_minilm
+def test_minilm_numpy_cli(tmp_path):
+    t0 = time.perf_counter()
+    p = run_example("minilm_embeddings.py", "--device", "numpy", cache_dir=tmp_path / "cache", timeout=120)
+    took = time.perf_counter() - t0
+    assert p.returncode == 0 and TRACEBACK not in p.stderr, p.stdout + p.stderr
+    assert "paraphrase pairs: " in p.stdout and "[numpy float32 reference]" in p.stdout, p.stdout
+    assert took < 30, f"the CPU run took {took:.0f} s"
+
+
 # ---- the notebook ------------------------------------------------------------------------------------------
-NOTEBOOK = EXAMPLES / "quickstart.ipynb"
+NOTEBOOK = EXAMPLES / "tour.ipynb"
 
 
 def _cells():
@@ -215,7 +320,7 @@ def test_notebook_cpu_cells_run_and_gpu_cells_are_tagged():
         if "gpu" in tags:
             continue
         assert not any(g in src for g in gpu_calls), f"untagged cell calls the GPU:\n{src}"
-        exec(compile(src, "quickstart.ipynb", "exec"), ns)
+        exec(compile(src, NOTEBOOK.name, "exec"), ns)
         ran += 1
     assert ran >= 2 and "HAVE_GPU" in ns and ns["HAVE_GPU"] == GPU
 
@@ -237,3 +342,29 @@ def test_smollm2_jitgemm_matches_reference_on_gpu(tmp_path):
     p = run_example("smollm2_decode.py", "--tokens", "20", cache_dir=tmp_path / "cache", timeout=600)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "check: same greedy tokens" in p.stdout, p.stdout
+
+
+@pytest.mark.gpu
+@needs_minilm
+@pytest.mark.parametrize("device", ["jitgemm", "cupy"])
+@pytest.mark.parametrize("weights", ["bf16", "fp8"])
+def test_minilm_jitgemm_matches_reference_on_gpu(device, weights, tmp_path):
+    if device == "cupy" and importlib.util.find_spec("cupy") is None:
+        pytest.skip("CuPy is not installed")
+    p = run_example("minilm_embeddings.py", "--device", device, "--weights", weights, cache_dir=tmp_path / "cache",
+                    timeout=600)
+    assert p.returncode == 0 and TRACEBACK not in p.stderr, p.stdout + p.stderr
+    assert re.search(rf"^check: min cosine [01]\.\d+ >= {minilm.THRESHOLD[weights]}$", p.stdout, re.M), p.stdout
+
+
+@pytest.mark.gpu
+def test_notebook_every_cell_runs_on_gpu(monkeypatch, tmp_path):
+    """The whole tour, `gpu` cells included, top to bottom in one namespace (what a user running
+    all cells gets); plots go to a non-interactive backend."""
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.chdir(tmp_path)
+    _, code = _cells()
+    ns = {}
+    for c in code:
+        exec(compile(_src(c), NOTEBOOK.name, "exec"), ns)
+    assert ns["HAVE_GPU"] is True

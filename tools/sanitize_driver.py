@@ -3,9 +3,11 @@
 
 It launches, through the public API with the dispatcher's choice forced, every kernel instance the
 NVIDIA dispatcher can choose:
-  * 16-bit: every instance of jitgemm.dispatch.all_instances("cuda"), reached as the dispatcher
-    reaches it: N <= 16 through dispatch.nv_config and, where the kernel tiles tokens over blockIdx.z
-    (dispatch.moderate_config), N in {17, just past two token tiles, the largest N} too;
+  * 16-bit: every skinny instance of jitgemm.dispatch.all_instances("cuda"), reached as the
+    dispatcher reaches it (N <= 16 through dispatch.nv_config);
+  * moderate N: every jg_moderate_nv instance there (through dispatch.moderate_nv_config), N in
+    {17, just past one token tile, 128}, M and K at tile and K-block edges, its own cluster size or
+    3 and 16 workspace slices (empty slices included);
   * fp8: every config of the fp8 tuning table (and its pre-sm_90 SK=1 variant) x output dtype x
     mode (W8A8, W8A16, W8Q) x token tile (N <= 8, 9..16);
   * quantize_fp8: both dtypes x per-token/per-tensor x both e4m3 formats;
@@ -81,7 +83,7 @@ def forced(cfg, want):
     """The dispatcher returns `cfg` whatever the shape (as jitgemm.bench.runner.forced does); on exit,
     checks that the call inside really fetched the kernel instance `want`."""
     saved = {}
-    for name in ("nv_config", "moderate_config"):
+    for name in ("nv_config", "moderate_nv_config"):
         if hasattr(dispatch, name):
             saved[name] = getattr(dispatch, name)
             setattr(dispatch, name, lambda *a, **k: (cfg, "forced by tools/sanitize_driver.py"))
@@ -166,26 +168,57 @@ def close_enough(got, ref, mag, k, dtype) -> None:
         raise AssertionError(f"{int((err > tol).sum())} of {err.size} out of bound, max err {err.max():.3g}")
 
 
-def moderate_available() -> bool:
-    return hasattr(dispatch, "moderate_config") and getattr(skinny, "MAX_N_MODERATE", skinny.MAX_N) > skinny.MAX_N
-
-
 def launch_plans(nt: int, MT: int, WK: int, U: int, SK: int) -> list:
-    """(N, config to force) pairs that reach a 16-bit instance the way the dispatcher uses it: N <= 16
-    through nv_config (NT 1: N 1..8, NT 2: N 9..16) and, where the kernel tiles tokens over blockIdx.z,
-    N > 16 through moderate_config (tile edges: 17, just past two tiles, the largest N)."""
-    plans = []
-    if nt <= 2:
-        plans += [(n, skinny.NvConfig(MT, WK, U, SK)) for n in ((1, 8) if nt == 1 else (9, 16))]
-    if nt >= 2 and moderate_available():
-        top = skinny.MAX_N_MODERATE
-        plans += [(n, skinny.NvConfig(MT, WK, U, SK, nt)) for n in sorted({17, 16 * nt + 1, top}) if 16 < n <= top]
-    return plans
+    """(N, config to force) pairs that reach a skinny instance the way the dispatcher uses it:
+    N <= 16 through nv_config (NT 1: N 1..8, NT 2: N 9..16)."""
+    return [(n, skinny.NvConfig(MT, WK, U, SK)) for n in ((1, 8) if nt == 1 else (9, 16))]
+
+
+MODERATE_NAME = re.compile(r"jg_moderate_nv<(jg_f16|jg_bf16), (\d+), (\d+), (\d+), (\d+), (\d+), (\d+), (\d+)>")
+
+
+def moderate_plans(bm, bn, wm, wn, st, red, cs) -> list:
+    """(N, M, K, config) launches for one moderate instance: token, row and K-block edges."""
+    from jitgemm.kernels import moderate
+    tile = moderate.NvTile(bm, bn, wm, wn, st)
+    slices = [cs] if red == moderate.RED_CLUSTER else [1] if red == moderate.RED_NONE else [3, 16]
+    shapes = [(17, 1, 8), (bn + 1, bm + 1, 64 * 3 + 8), (128, 2 * bm - 1, 264), (33, bm, 64 * 16)]
+    return [(n, m, k, moderate.ModerateConfig(tile, s, red)) for s in slices for n, m, k in shapes]
+
+
+def run_moderate(dev: Device, tally: Tally, rng):
+    for inst in dispatch.all_instances("cuda"):
+        mt = MODERATE_NAME.fullmatch(inst.name)
+        if mt is None:
+            continue
+        dtype = TAG_DTYPE[mt.group(1)]
+        for i, (n, m, k, cfg) in enumerate(moderate_plans(*(int(v) for v in mt.groups()[1:]))):
+            padded, bias_kind = bool(i % 2), i % 3
+            what = f"{inst.name} S={cfg.S} N={n} M={m} K={k} padded={padded} bias={bias_kind}"
+            try:
+                x = rng.standard_normal((n, k)).astype(NP[dtype])
+                w = (rng.standard_normal((m, k)) * (2.0 / k) ** 0.5).astype(NP[dtype])
+                bias = None if bias_kind == 0 else rng.standard_normal((m,) if bias_kind == 1 else (n, m)).astype(NP[dtype])
+                xv = dev.put(x, dtype, k + (24 if padded else 0))
+                wv = dev.put(w, dtype, k + (8 if padded else 0))
+                bv = None if bias is None else dev.put(bias, dtype, m + (3 if padded else 0))
+                ldo = m + (5 if padded else 0)
+                owner, ov = dev.out(n, m, dtype, ldo)
+                with forced(cfg, inst):
+                    jitgemm.gemm(xv, wv, bv, out=ov)
+                tally.ran("moderate", inst.name)
+                got = dev.read_out(owner, n, m, ldo).view(NP[dtype])
+                mag = np.abs(x.astype(np.float64)) @ np.abs(w.astype(np.float64)).T
+                close_enough(got, ref16(x, w, bias), mag, k, dtype)
+            except Exception as e:  # noqa: BLE001 - keep going: the sanitizer should see everything
+                tally.fail(what, e)
+            finally:
+                dev.release()
 
 
 # ---- 16-bit ---------------------------------------------------------------------------------------------------------
 def run_16bit(dev: Device, tally: Tally, rng, launches_per_instance: int):
-    insts = dispatch.all_instances("cuda")
+    insts = [i for i in dispatch.all_instances("cuda") if not MODERATE_NAME.fullmatch(i.name)]
     for j, inst in enumerate(insts):
         mt = SKINNY_NAME.fullmatch(inst.name)
         if mt is None:
@@ -336,12 +369,12 @@ def run_quantize(dev: Device, tally: Tally, rng):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", choices=["16bit", "fp8", "quantize"], action="append",
+    ap.add_argument("--only", choices=["16bit", "moderate", "fp8", "quantize"], action="append",
                     help="run only these families (repeatable; default: all)")
     ap.add_argument("--launches", type=int, default=4, help="launches per kernel instance (default 4)")
     ap.add_argument("--seed", type=int, default=8)
     args = ap.parse_args()
-    only = set(args.only or ["16bit", "fp8", "quantize"])
+    only = set(args.only or ["16bit", "moderate", "fp8", "quantize"])
     dev = Device()
     if dev.b.name != "cuda":
         print("driver: NVIDIA only", flush=True)
@@ -351,6 +384,8 @@ def main() -> int:
     tally = Tally()
     if "16bit" in only:
         run_16bit(dev, tally, rng, args.launches)
+    if "moderate" in only:
+        run_moderate(dev, tally, rng)
     if "fp8" in only:
         run_fp8(dev, tally, rng, max(2, args.launches - 2))
     if "quantize" in only:

@@ -82,7 +82,7 @@ def tune(ns, shapes, out_dir, dtype="bfloat16", family="skinny") -> list:
         else:
             ops = runner.Operands(cp, sh, dtype, max(ns), meta["l2_bytes"])
         times = {}
-        space = skinny.NV_MODERATE_CONFIGS if family == "moderate" else skinny.NV_CONFIGS
+        space = skinny.NV_CONFIGS
         for n in ns:
             for cfg in space:
                 if cfg.SK > 1 and not cluster_ok:
@@ -99,7 +99,7 @@ def tune(ns, shapes, out_dir, dtype="bfloat16", family="skinny") -> list:
                 else:
                     ops.check(n, preps[0])
                 us = runner.time_ours(preps, stream, modes=("graph",))["us_graph"]
-                times[(n_bucket(n) if family != "moderate" else n, cfg)] = us
+                times[(n_bucket(n), cfg)] = us
                 raw.append({"m": sh.m, "k": sh.k, "n": n, "config": [cfg.MT, cfg.WK, cfg.U, cfg.SK], "us": us})
         row = select(sh, times)
         table.append(row)
@@ -217,7 +217,12 @@ def main(args) -> int:
         ns = [int(v) for v in args.n.split(",")]
     if args.tune:
         family = "fp8" if "fp8" in args.dtype.split(",") else "moderate" if args.group == "moderate-n" else "skinny"
-        tune(ns, shapes, args.out, family=family)
+        if family == "moderate":
+            import cupy as cp
+            from . import tune_moderate
+            tune_moderate.tune([n for n in ns if n > skinny.MAX_N], shapes, args.out, _meta(cp))
+        else:
+            tune(ns, shapes, args.out, family=family)
         return 0
     if args.overhead:
         host_overhead()

@@ -97,13 +97,13 @@ def prepared_calls(ops: Operands, n: int, config=None):
 def forced(config, make):
     """Whatever `make()` prepares, with the NVIDIA config forced to `config` (tuning sweeps)."""
     from .. import dispatch
-    orig = dispatch.nv_config, dispatch.moderate_config
-    dispatch.nv_config = dispatch.moderate_config = lambda *a, **kw: (config, "forced by tuning")
+    orig = dispatch.nv_config, dispatch.moderate_nv_config
+    dispatch.nv_config = dispatch.moderate_nv_config = lambda *a, **kw: (config, "forced by tuning")
     api._plan_cached.cache_clear()  # plans are cached per shape; a forced one must not stick
     try:
         return make()
     finally:
-        dispatch.nv_config, dispatch.moderate_config = orig
+        dispatch.nv_config, dispatch.moderate_nv_config = orig
         api._plan_cached.cache_clear()
 
 

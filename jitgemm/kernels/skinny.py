@@ -15,7 +15,7 @@ TAG = {"float16": "jg_f16", "bfloat16": "jg_bf16"}
 MAX_N = 16
 
 
-MAX_N_MODERATE = 128  # tokens the tiled (moderate-N) use of the NVIDIA kernel covers
+MAX_N_MODERATE = 128  # tokens the moderate-N family (kernels/moderate.py) covers
 
 
 @dataclass(frozen=True)
@@ -66,12 +66,6 @@ class NvConfig:
 # llama70b.gate_up N = 16 once a shared K order was imposed, so it is not searched.
 NV_CONFIGS = tuple(NvConfig(mt, wk, u, sk) for sk in (1, 2, 4) for mt in (1, 2) for wk in (4, 8, 16)
                    for u in (2, 4))
-
-
-# moderate N (tokens tiled over blockIdx.z): 16 or 32 tokens a block; WK <= 8 keeps the per-warp
-# partials (WK x 32 tokens x 32 rows floats) within the 48 KiB static shared limit
-NV_MODERATE_CONFIGS = tuple(NvConfig(mt, wk, 2, sk, nt) for nt in (2, 4) for mt in (1, 2) for wk in (4, 8)
-                            for sk in (1, 2, 4, 8))
 
 
 @dataclass(frozen=True)

@@ -161,17 +161,21 @@ class CudaBackend:
                 self._check("nvrtcAddNameExpression", nvrtc.nvrtcAddNameExpression(prog, n.encode()))
             flags = [f.encode() for f in self.compile_flags(options)]
             (status,) = nvrtc.nvrtcCompileProgram(prog, len(flags), flags)
+            # NVRTC writes into the buffer it is given: a bytearray, never bytes. `b" " * 1` is
+            # CPython's shared one-byte object b" ", and an empty log (size 1: the NUL) turned every
+            # b" " in the process into b"\0" (torch's later import failed on it).
             size = self._check("nvrtcGetProgramLogSize", nvrtc.nvrtcGetProgramLogSize(prog))
-            buf = b" " * size
+            buf = bytearray(size)
             self._check("nvrtcGetProgramLog", nvrtc.nvrtcGetProgramLog(prog, buf))
-            log = buf.rstrip(b"\0 ").decode(errors="replace")
+            log = bytes(buf).rstrip(b"\0 ").decode(errors="replace")
             if int(status) != 0:
                 raise CompileError(f"{filename} [{', '.join(names)}] for {options.arch}", status.name, log)
             lowered = {n: self._check("nvrtcGetLoweredName", nvrtc.nvrtcGetLoweredName(prog, n.encode())).decode()
                        for n in names}
             size = self._check("nvrtcGetCUBINSize", nvrtc.nvrtcGetCUBINSize(prog))
-            cubin = b" " * size
-            self._check("nvrtcGetCUBIN", nvrtc.nvrtcGetCUBIN(prog, cubin))
+            out = bytearray(size)
+            self._check("nvrtcGetCUBIN", nvrtc.nvrtcGetCUBIN(prog, out))
+            cubin = bytes(out)
         finally:
             nvrtc.nvrtcDestroyProgram(prog)
         return CompileResult(code=cubin, lowered=lowered, log=log, compiler=self.compiler_identity(),

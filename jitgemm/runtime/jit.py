@@ -82,7 +82,8 @@ class LoadedKernel:
         self.backend, self.device, self.func, self.symbol = backend, device, func, symbol
         self.resources, self.arg_kinds = resources, tuple(arg_kinds)
         self._tls = threading.local()
-        self._shared_set = 48 * 1024
+        # dynamic shared bytes a launch may ask for without opting in: 48 KiB less the static ones
+        self._shared_set = 48 * 1024 - int(self.resources.get("smem", 0) or 0)
 
     def args(self) -> ArgPack:
         pack = getattr(self._tls, "pack", None)
@@ -90,10 +91,14 @@ class LoadedKernel:
             pack = self._tls.pack = ArgPack(self.arg_kinds)
         return pack
 
-    def launch(self, grid, block, shared: int, stream: int, *values, pdl: bool = False) -> None:
+    def ensure_shared(self, shared: int) -> None:
+        """Opt the function in to `shared` dynamic bytes when the default does not cover them."""
         if shared > self._shared_set:
             self.backend.set_max_dynamic_shared(self.func, shared)
             self._shared_set = shared
+
+    def launch(self, grid, block, shared: int, stream: int, *values, pdl: bool = False) -> None:
+        self.ensure_shared(shared)
         self.backend.launch(self.func, grid, block, shared, stream, self.args().set(*values), self.device, pdl)
 
 

@@ -1,0 +1,94 @@
+"""Tuning sweep of the moderate-N family on NVIDIA: every tile x K-slice count x reduction per
+(shape, N), each checked against float64 first, timed by graph replay over cold weight copies;
+the fastest per N bucket goes into the table, with cuBLAS (torch) timed in the same run so the
+dispatcher knows where the vendor BLAS is faster (matmul then routes there)."""
+from __future__ import annotations
+
+import json
+import os
+
+from ..dispatch import sm_version
+from ..errors import VendorError
+from ..kernels import moderate
+from . import runner
+
+SLICES = (1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32)
+
+
+def candidates(n: int, m: int, k: int, sms: int, cluster_ok: bool) -> list[moderate.ModerateConfig]:
+    """Distinct configs worth timing: tiles whose token width fits N without more than half waste,
+    slice counts from 1 up to about 4 blocks per SM; S <= 8 through a cluster where there is one
+    (and through the workspace too, to measure both), larger S through the workspace."""
+    out = []
+    for tile in moderate.NV_TILES:
+        if tile.BN >= 2 * n and tile.BN > 32:
+            continue
+        tiles = -(-m // tile.BM) * -(-n // tile.BN)
+        for s in SLICES:
+            if s > 1 and tiles * s > 4 * sms:
+                break
+            # S <= 8 both through a cluster and through the workspace: measured, not assumed
+            reds = [moderate.RED_NONE] if s == 1 else \
+                ([moderate.RED_CLUSTER] if cluster_ok and s <= moderate.MAX_CLUSTER else []) + \
+                [moderate.RED_WORKSPACE]
+            for red in reds:
+                c = moderate.normalized(moderate.ModerateConfig(tile, s, red), k)
+                if c not in out:
+                    out.append(c)
+    return out
+
+
+def tune(ns, shapes, out_dir, meta, dtype="bfloat16") -> list:
+    import cupy as cp
+    stream = cp.cuda.Stream(non_blocking=True)
+    cluster_ok = sm_version(meta["arch"]) >= 90
+    raw, table = [], []
+    for sh in shapes:
+        ops = runner.Operands(cp, sh, dtype, max(ns), meta["l2_bytes"])
+        row = {"name": sh.name, "m": sh.m, "k": sh.k, "buckets": {}}
+        for n in ns:
+            best = None
+            for cfg in candidates(n, sh.m, sh.k, meta["sms"], cluster_ok):
+                preps = runner.prepared_calls(ops, n, config=cfg)
+                res = preps[0].kernel.resources
+                if res.get("spill_stores") or res.get("stack_frame"):
+                    continue  # a config that spills is never a candidate
+                try:
+                    ops.check(n, preps[0])
+                except VendorError as e:  # a config the driver refuses is reported and never chosen
+                    print(f"tune {sh.name} N={n} {cfg}: {e}", flush=True)
+                    continue
+                us = runner.time_ours(preps, stream, modes=("graph",))["us_graph"]
+                t = cfg.tile
+                raw.append({"m": sh.m, "k": sh.k, "n": n, "tile": [t.BM, t.BN, t.WM, t.WN, t.ST], "S": cfg.S,
+                            "RED": cfg.RED, "us": round(us, 3)})
+                if best is None or us < best[0]:
+                    best = (us, cfg)
+            torch_us = (runner.time_torch(ops, n) or {}).get("us_graph", float("nan"))
+            us, cfg = best
+            t = cfg.tile
+            row["buckets"][n] = [t.BM, t.BN, t.WM, t.WN, t.ST, cfg.S, cfg.RED, round(torch_us / us, 3)]
+            print(f"tune {sh.name:14s} N={n:3d} best {cfg.describe()} S={cfg.S}: {us:.2f} us; torch {torch_us:.2f} us",
+                  flush=True)
+        table.append(row)
+        del ops
+        cp.get_default_memory_pool().free_all_blocks()
+        if out_dir:  # after every shape: a sweep cut short keeps what it measured
+            os.makedirs(out_dir, exist_ok=True)
+            with open(os.path.join(out_dir, "tune-moderate.json"), "w") as f:
+                json.dump({"meta": meta, "table_moderate": table, "raw": raw}, f)
+        with open(os.path.join(out_dir, "tuning_nv.py"), "w") as f:
+            f.write(table_source(table, meta))
+    return table
+
+
+def table_source(table, meta) -> str:
+    """tuning_nv.py with NV_TABLE_MODERATE replaced by this sweep's table."""
+    head = open(os.path.join(os.path.dirname(__file__), "..", "tuning_nv.py")).read()
+    rows = "".join(f"    ({r['m']}, {r['k']}, {{{', '.join(f'{int(b)}: {tuple(v)}' for b, v in r['buckets'].items())}}}),"
+                   f"  # {r['name']}\n" for r in table)
+    start = head.index("NV_TABLE_MODERATE: list = [")
+    end = head.index("]\n", start) + 2
+    src = (f"NV_TABLE_MODERATE: list = [  # N > 16: (M, K, {{N bucket: (BM, BN, WM, WN, ST, S, RED, cuBLAS us / ours)}}); "
+           f"{meta['device']}, {meta['date']}\n{rows}]\n")
+    return head[:start] + src + head[end:]

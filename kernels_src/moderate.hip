@@ -1,0 +1,242 @@
+// Moderate-N GEMM (the wvSplitKrc capability): out[n, m] = sum_k x[n, k] * w[m, k] (+ bias) for
+// N up to 128 tokens, fp32 accumulation, one rounding. Meant for small M*K, where one weight row per
+// warp (the skinny family) cannot fill the GPU: a block computes a BN-token x BM-row tile over one of
+// S slices of K (blockIdx.z), so tiles x S blocks share the work, and the S partial tiles are summed
+// in a fixed order, so results are bit-identical run to run:
+//   RED 0  S = 1: no reduction.
+//   RED 1  (NVIDIA sm_90) the S blocks of a tile form a thread-block cluster; each sums its 1/S share
+//          of the tile over all S blocks' shared memory (distributed shared memory), in rank order.
+//   RED 2  every block writes its fp32 partial tile to a workspace (owned by jitgemm, reused across
+//          calls); the last of a tile's S blocks to finish (an atomic counter) sums the S partials in
+//          slice order 0..S-1 and sets the counter back to 0 for the next call (no zeroing launch).
+//          Which block is last depends on timing; the order of the sum does not.
+// x: [N, K] row pitch ldx; w: [M, K] row pitch ldw; out: [N, M] row pitch ldo (elements); bias as in
+// skinny.hip. Host-checked: K % 8 == 0, pitches % 8 == 0, 16-byte aligned bases. Row offsets are
+// 64-bit; rows beyond M or N and 16-byte chunks beyond K are zero-filled, never read.
+// kb_per_split: 64-element K blocks per slice. ws: S * tiles * BN * BM floats; counters: tiles.
+#include "jg_platform.h"
+
+#if defined(JG_NV)
+#include "jg_skinny_nv.h"
+
+#if __CUDA_ARCH__ >= 900
+#define JG_CLUSTER_Z(cs) __cluster_dims__(1, 1, cs)
+#else
+#define JG_CLUSTER_Z(cs)
+#endif
+
+JG_DEVICE unsigned jg_smem(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
+
+// 16 bytes global -> shared without registers; src-size 0 writes zeros and reads nothing. The L2
+// fetches 256-byte sectors groups: the next K blocks of a row are on their way before they are asked for.
+JG_DEVICE void jg_cp16(unsigned dst, const void* src, bool ok) {
+  asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(ok ? 16 : 0)
+               : "memory");
+}
+JG_DEVICE void jg_cp_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int P>
+JG_DEVICE void jg_cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(P) : "memory"); }
+
+JG_DEVICE void jg_ldsm4(unsigned (&r)[4], unsigned addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+}
+
+// Byte offset of 16-byte chunk c (0..7) of row r in a [rows][64] 16-bit tile. The chunk index is
+// XORed with the row's low 3 bits: the 8 rows one ldmatrix reads (and the 8 chunks cp.async writes
+// for one row) land in 8 different 16-byte bank groups.
+JG_DEVICE unsigned jg_swz(int r, int c) { return (unsigned)(r * 128 + ((c ^ (r & 7)) << 4)); }
+
+// ROWS x 64 elements of a row-major [rows, K] matrix (rows row0.., K from k0) into a swizzled tile
+template <int ROWS, int THREADS>
+JG_DEVICE void jg_stage(unsigned dst, const jg_u16* base, jg_i64 ld, jg_i64 row0, jg_i64 rows, jg_i64 k0, int K) {
+  constexpr int CH = ROWS * 8;
+#pragma unroll
+  for (int it = 0; it < (CH + THREADS - 1) / THREADS; ++it) {
+    const int i = it * THREADS + (int)threadIdx.x;
+    if (CH % THREADS != 0 && i >= CH) break;
+    const int r = i >> 3, c = i & 7;
+    const jg_i64 k = k0 + 8 * c;
+    const bool ok = row0 + r < rows && k < K;
+    jg_cp16(dst + jg_swz(r, c), ok ? base + (row0 + r) * ld + k : base, ok);
+  }
+}
+
+JG_DEVICE void jg_ld4_cluster(float (&v)[4], unsigned addr) {
+  asm volatile("ld.shared::cluster.v4.f32 {%0,%1,%2,%3}, [%4];" : "=f"(v[0]), "=f"(v[1]), "=f"(v[2]), "=f"(v[3])
+               : "r"(addr) : "memory");
+}
+JG_DEVICE void jg_ld4_global_cg(float (&v)[4], const float* p) {  // L2 only: other SMs wrote it
+  asm volatile("ld.global.cg.v4.f32 {%0,%1,%2,%3}, [%4];" : "=f"(v[0]), "=f"(v[1]), "=f"(v[2]), "=f"(v[3])
+               : "l"(p) : "memory");
+}
+JG_DEVICE void jg_st4_global_cg(float* p, const float* v) {
+  asm volatile("st.global.cg.v4.f32 [%0], {%1,%2,%3,%4};" ::"l"(p), "f"(v[0]), "f"(v[1]), "f"(v[2]), "f"(v[3])
+               : "memory");
+}
+
+// Four finished sums of token n, rows m..m+3: epilogue (bias), rounding, masked stores
+template <class T>
+JG_DEVICE void jg_store4(jg_u16* out, jg_i64 ldo, const jg_epilogue& e, const float (&v)[4], int n, jg_i64 m, int N,
+                         int M) {
+  if (n >= N) return;
+#pragma unroll
+  for (int q = 0; q < 4; ++q)
+    if (m + q < M) jg_store<jg_op_16<T>>(nullptr, out, ldo, e, v[q], n, m + q);
+}
+
+// BM weight rows x BN tokens per block, WM x WN warps (a warp owns (BM/WM) x (BN/WN) of the tile in
+// m16n8k16 pieces), ST-stage cp.async pipeline of 64-element K blocks; CS: cluster size for RED 1.
+template <class T, int BM, int BN, int WM, int WN, int ST, int RED, int CS>
+__global__ void __launch_bounds__(32 * WM * WN) JG_CLUSTER_Z(CS) jg_moderate_nv(
+    jg_u16* __restrict__ out, jg_i64 ldo, const jg_u16* __restrict__ x, jg_i64 ldx,
+    const jg_u16* __restrict__ w, jg_i64 ldw, const jg_u16* __restrict__ bias, jg_i64 bias_ld, int bias_rows,
+    int N, int M, int K, int kb_per_split, float* __restrict__ ws, unsigned* __restrict__ counters) {
+  constexpr int THREADS = 32 * WM * WN;
+  constexpr int MI = BM / WM / 16, NJ = BN / WN / 8;
+  static_assert(MI >= 1 && NJ >= 2 && NJ % 2 == 0, "warp tile: 16-row pieces, pairs of 8-token pieces");
+  constexpr int STAGE = (BM + BN) * 128;  // bytes of one pipeline stage
+  constexpr int TP = BM + 4;              // fp32 tile pitch: +4 floats keeps accumulator stores conflict-free
+  static_assert(ST * STAGE >= BN * TP * 4 + 16, "the fp32 tile (and RED 2's flag) reuse the pipeline's shared memory");
+  static_assert(RED != 1 || CS > 1, "a cluster reduction needs a cluster");
+  extern __shared__ __attribute__((aligned(128))) unsigned char smem[];
+  const unsigned sbase = jg_smem(smem);
+
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int wm = warp % WM, wn = warp / WM;
+  const jg_i64 m0 = (jg_i64)blockIdx.x * BM;
+  const int n0 = blockIdx.y * BN;
+  const int split = blockIdx.z, S = gridDim.z;
+  const int nkb = (K + 63) / 64;
+  const int kb0 = split * kb_per_split;
+  const int kbn = max(0, min(nkb, kb0 + kb_per_split) - kb0);  // this slice's K blocks (may be 0)
+
+  auto load = [&](int i) {
+    const unsigned st = sbase + (i % ST) * STAGE;
+    const jg_i64 k0 = (jg_i64)(kb0 + i) * 64;
+    jg_stage<BM, THREADS>(st, w, ldw, m0, M, k0, K);
+    jg_stage<BN, THREADS>(st + BM * 128, x, ldx, n0, N, k0, K);
+  };
+
+  float acc[MI][NJ][4];
+#pragma unroll
+  for (int i = 0; i < MI; ++i)
+#pragma unroll
+    for (int j = 0; j < NJ; ++j)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.f;
+
+#pragma unroll
+  for (int s = 0; s < ST - 1; ++s) {
+    if (s < kbn) load(s);
+    jg_cp_commit();
+  }
+  const int mat = lane >> 3, rin = lane & 7;  // ldmatrix: which 8x8 matrix this lane addresses, which row
+  for (int i = 0; i < kbn; ++i) {
+    jg_cp_wait<ST - 2>();
+    __syncthreads();  // block i is in shared memory for all; block i-1's stage is free again
+    if (i + ST - 1 < kbn) load(i + ST - 1);
+    jg_cp_commit();
+    const unsigned sw = sbase + (i % ST) * STAGE, sx = sw + BM * 128;
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {  // 16-element k steps
+      unsigned a[MI][4], b[NJ][2];
+#pragma unroll
+      for (int mi = 0; mi < MI; ++mi)  // matrices: rows 0-7 / 8-15 (mat & 1) x k 0-7 / 8-15 (mat >> 1)
+        jg_ldsm4(a[mi], sw + jg_swz(wm * (BM / WM) + 16 * mi + rin + 8 * (mat & 1), 2 * kk + (mat >> 1)));
+#pragma unroll
+      for (int nj = 0; nj < NJ; nj += 2) {  // matrices: k 0-7 / 8-15 (mat & 1) x tokens 0-7 / 8-15 (mat >> 1)
+        unsigned r4[4];
+        jg_ldsm4(r4, sx + jg_swz(wn * (BN / WN) + 8 * nj + rin + 8 * (mat >> 1), 2 * kk + (mat & 1)));
+        b[nj][0] = r4[0];
+        b[nj][1] = r4[1];
+        b[nj + 1][0] = r4[2];
+        b[nj + 1][1] = r4[3];
+      }
+#pragma unroll
+      for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+        for (int nj = 0; nj < NJ; ++nj)
+          jg_mma_k16<T>(acc[mi][nj], a[mi][0], a[mi][1], a[mi][2], a[mi][3], b[nj][0], b[nj][1]);
+    }
+  }
+  jg_cp_wait<0>();
+  __syncthreads();  // the pipeline's shared memory becomes the fp32 tile [BN][TP]
+
+  float* tile = reinterpret_cast<float*>(smem);
+  {
+    const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+      for (int nj = 0; nj < NJ; ++nj) {
+        const int r = wm * (BM / WM) + 16 * mi + g, c = wn * (BN / WN) + 8 * nj + 2 * t;
+        tile[c * TP + r] = acc[mi][nj][0];
+        tile[(c + 1) * TP + r] = acc[mi][nj][1];
+        tile[c * TP + r + 8] = acc[mi][nj][2];
+        tile[(c + 1) * TP + r + 8] = acc[mi][nj][3];
+      }
+  }
+  __syncthreads();
+
+  const jg_epilogue e{nullptr, nullptr, 1.f, 1.f, bias, bias_ld, 0, 0, bias_rows};
+  constexpr int Q = BM / 4, V = BN * Q;  // float4 units of the tile
+  if constexpr (RED != 2) {
+    if constexpr (RED == 1) jg_cluster_sync();  // every block's partial tile is complete
+    const int per = (V + CS - 1) / CS;          // RED 0: CS = 1, split = 0, the whole tile
+    for (int u = split * per + threadIdx.x; u < min(V, (split + 1) * per); u += THREADS) {
+      const int c = u / Q, r = 4 * (u % Q);
+      float s[4];
+      if constexpr (RED == 1) {
+        const unsigned local = jg_smem(&tile[c * TP + r]);
+#pragma unroll
+        for (int q = 0; q < CS; ++q) {  // rank order, the same for every element
+          unsigned remote;
+          asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(local), "r"(q));
+          float v[4];
+          jg_ld4_cluster(v, remote);
+#pragma unroll
+          for (int j = 0; j < 4; ++j) s[j] = q == 0 ? v[j] : s[j] + v[j];
+        }
+      } else {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) s[j] = tile[c * TP + r + j];
+      }
+      jg_store4<T>(out, ldo, e, s, n0 + c, m0 + r, N, M);
+    }
+    if constexpr (RED == 1) jg_cluster_sync();  // the other blocks' shared memory must outlive these reads
+  } else {
+    const jg_i64 tile_id = (jg_i64)blockIdx.y * gridDim.x + blockIdx.x;
+    float* parts = ws + tile_id * S * (jg_i64)(BN * BM);  // [S][BN][BM] for this tile
+    for (int u = threadIdx.x; u < V; u += THREADS) {
+      const int c = u / Q, r = 4 * (u % Q);
+      jg_st4_global_cg(parts + (jg_i64)split * BN * BM + 4 * u, &tile[c * TP + r]);
+    }
+    __threadfence();  // this block's partial is visible device-wide before it is counted
+    __syncthreads();
+    // the flag lives in dynamic shared memory past the tile: with any static shared memory, a launch
+    // of exactly 48 KiB dynamic is refused (CUDA_ERROR_INVALID_VALUE on an H100) even when opted in
+    int* last = reinterpret_cast<int*>(smem + ST * STAGE - 16);
+    if (threadIdx.x == 0) *last = atomicAdd(&counters[tile_id], 1u) == (unsigned)(S - 1);
+    __syncthreads();
+    if (!*last) return;
+    __threadfence();  // see the other blocks' partials (they fenced before counting)
+    for (int u = threadIdx.x; u < V; u += THREADS) {
+      const int c = u / Q, r = 4 * (u % Q);
+      float s[4];
+      jg_ld4_global_cg(s, parts + 4 * u);
+      for (int q = 1; q < S; ++q) {  // slice order, whichever block arrived last
+        float v[4];
+        jg_ld4_global_cg(v, parts + (jg_i64)q * BN * BM + 4 * u);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) s[j] += v[j];
+      }
+      jg_store4<T>(out, ldo, e, s, n0 + c, m0 + r, N, M);
+    }
+    if (threadIdx.x == 0) counters[tile_id] = 0u;  // every block of this tile has counted: ready for the next call
+  }
+}
+
+#else  // JG_AMD
+#include "moderate_amd.h"
+#endif
