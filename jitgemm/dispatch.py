@@ -217,20 +217,24 @@ def skinny_supported(dtype: str, n: int, k: int) -> str | None:
 
 
 def moderate_nv_instances() -> list[KernelInstance]:
-    """Moderate-N instances the NVIDIA dispatcher can choose: the table's configs (with the
-    workspace variant pre-sm_90 GPUs get instead of a cluster), else the heuristic's."""
+    """Moderate-N instances the NVIDIA dispatcher can choose: the table's configs, the smaller slice
+    counts `normalized` falls back to when K has fewer blocks than the table's S (a cluster's size is
+    part of the instance), and the workspace variant pre-sm_90 GPUs get instead of a cluster; without
+    a table, the heuristic's."""
+    from dataclasses import replace
     cfgs = []
     for row in load_table("moderate"):
         for v in row[2].values():
-            c = moderate.ModerateConfig(moderate.NvTile(*v[:5]), v[5], v[6])
-            cfgs += [c, c if c.RED != moderate.RED_CLUSTER else moderate.ModerateConfig(c.tile, c.S, moderate.RED_WORKSPACE)]
+            cfgs.append(moderate.ModerateConfig(moderate.NvTile(*v[:5]), v[5], v[6]))
     if not cfgs:
-        for n in (17, 64):
-            for s in (1, 2, 3, 4, 5, 6, 7, 8, 16):
-                for red in (moderate.RED_CLUSTER, moderate.RED_WORKSPACE):
-                    cfgs.append(moderate.normalized(moderate.ModerateConfig(moderate.heuristic(n, 128, 4096, 132, True).tile, s, red), 1 << 20))
-    out = []
+        cfgs = [moderate.ModerateConfig(moderate.heuristic(n, 128, 4096, 132, True).tile, moderate.MAX_CLUSTER,
+                                        moderate.RED_CLUSTER) for n in (17, 64)]
+    variants = []
     for c in cfgs:
+        variants += [moderate.normalized(replace(c, S=s), 1 << 20) for s in range(1, c.S + 1)]
+        variants.append(moderate.ModerateConfig(c.tile, max(c.S, 2), moderate.RED_WORKSPACE))
+    out = []
+    for c in variants:
         for dtype in skinny.TAG:
             i = c.instance(dtype)
             if i not in out:

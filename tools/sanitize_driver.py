@@ -168,6 +168,31 @@ def close_enough(got, ref, mag, k, dtype) -> None:
         raise AssertionError(f"{int((err > tol).sum())} of {err.size} out of bound, max err {err.max():.3g}")
 
 
+def gemm_16bit(dev: Device, tally: Tally, rng, family: str, inst, cfg, dtype: str, n: int, m: int, k: int,
+               padded: bool, bias_kind: int, what: str) -> None:
+    """One forced 16-bit gemm on buffers allocated to the byte (rows padded when asked), bias none /
+    [M] / [N, M], the result checked against float64; a failure is tallied, never raised."""
+    try:
+        x = rng.standard_normal((n, k)).astype(NP[dtype])
+        w = (rng.standard_normal((m, k)) * (2.0 / k) ** 0.5).astype(NP[dtype])
+        bias = None if bias_kind == 0 else rng.standard_normal((m,) if bias_kind == 1 else (n, m)).astype(NP[dtype])
+        xv = dev.put(x, dtype, k + (24 if padded else 0))
+        wv = dev.put(w, dtype, k + (8 if padded else 0))
+        bv = None if bias is None else dev.put(bias, dtype, m + (3 if padded else 0))
+        ldo = m + (5 if padded else 0)
+        owner, ov = dev.out(n, m, dtype, ldo)
+        with forced(cfg, inst):
+            jitgemm.gemm(xv, wv, bv, out=ov)
+        tally.ran(family, inst.name)
+        got = dev.read_out(owner, n, m, ldo).view(NP[dtype])
+        mag = np.abs(x.astype(np.float64)) @ np.abs(w.astype(np.float64)).T
+        close_enough(got, ref16(x, w, bias), mag, k, dtype)
+    except Exception as e:  # noqa: BLE001 - keep going: the sanitizer should see everything
+        tally.fail(what, e)
+    finally:
+        dev.release()
+
+
 def launch_plans(nt: int, MT: int, WK: int, U: int, SK: int) -> list:
     """(N, config to force) pairs that reach a skinny instance the way the dispatcher uses it:
     N <= 16 through nv_config (NT 1: N 1..8, NT 2: N 9..16)."""
@@ -195,25 +220,7 @@ def run_moderate(dev: Device, tally: Tally, rng):
         for i, (n, m, k, cfg) in enumerate(moderate_plans(*(int(v) for v in mt.groups()[1:]))):
             padded, bias_kind = bool(i % 2), i % 3
             what = f"{inst.name} S={cfg.S} N={n} M={m} K={k} padded={padded} bias={bias_kind}"
-            try:
-                x = rng.standard_normal((n, k)).astype(NP[dtype])
-                w = (rng.standard_normal((m, k)) * (2.0 / k) ** 0.5).astype(NP[dtype])
-                bias = None if bias_kind == 0 else rng.standard_normal((m,) if bias_kind == 1 else (n, m)).astype(NP[dtype])
-                xv = dev.put(x, dtype, k + (24 if padded else 0))
-                wv = dev.put(w, dtype, k + (8 if padded else 0))
-                bv = None if bias is None else dev.put(bias, dtype, m + (3 if padded else 0))
-                ldo = m + (5 if padded else 0)
-                owner, ov = dev.out(n, m, dtype, ldo)
-                with forced(cfg, inst):
-                    jitgemm.gemm(xv, wv, bv, out=ov)
-                tally.ran("moderate", inst.name)
-                got = dev.read_out(owner, n, m, ldo).view(NP[dtype])
-                mag = np.abs(x.astype(np.float64)) @ np.abs(w.astype(np.float64)).T
-                close_enough(got, ref16(x, w, bias), mag, k, dtype)
-            except Exception as e:  # noqa: BLE001 - keep going: the sanitizer should see everything
-                tally.fail(what, e)
-            finally:
-                dev.release()
+            gemm_16bit(dev, tally, rng, "moderate", inst, cfg, dtype, n, m, k, padded, bias_kind, what)
 
 
 # ---- 16-bit ---------------------------------------------------------------------------------------------------------
@@ -236,26 +243,7 @@ def run_16bit(dev: Device, tally: Tally, rng, launches_per_instance: int):
                 k = K_TAILS["16bit"][(i + 2 * j) % 3]
                 padded, bias_kind = bool((i + j) % 2), (i + j) % 3
             what = f"{inst.name} N={n} M={m} K={k} padded={padded} bias={bias_kind}"
-            try:
-                x = (rng.standard_normal((n, k))).astype(NP[dtype])
-                w = (rng.standard_normal((m, k)) * (2.0 / k) ** 0.5).astype(NP[dtype])
-                bias = None if bias_kind == 0 else rng.standard_normal((m,) if bias_kind == 1 else (n, m)).astype(NP[dtype])
-                xv = dev.put(x, dtype, k + (24 if padded else 0))
-                wv = dev.put(w, dtype, k + (8 if padded else 0))
-                bv = None if bias is None else dev.put(bias, dtype, m + (3 if padded else 0))
-                ldo = m + (5 if padded else 0)
-                owner, ov = dev.out(n, m, dtype, ldo)
-                with forced(cfg, inst):
-                    jitgemm.gemm(xv, wv, bv, out=ov)
-                tally.ran("16bit", inst.name)
-                got = dev.read_out(owner, n, m, ldo).view(NP[dtype])
-                ref = ref16(x, w, bias)
-                mag = np.abs(x.astype(np.float64)) @ np.abs(w.astype(np.float64)).T
-                close_enough(got, ref, mag, k, dtype)
-            except Exception as e:  # noqa: BLE001 - keep going: the sanitizer should see everything
-                tally.fail(what, e)
-            finally:
-                dev.release()
+            gemm_16bit(dev, tally, rng, "16bit", inst, cfg, dtype, n, m, k, padded, bias_kind, what)
 
 
 # ---- fp8 ------------------------------------------------------------------------------------------------------------
