@@ -234,13 +234,21 @@ def matmul(a: Any, b: Any, *, out: Any = None, stream: Any = None):
 
 
 def _skinny_pays(av: View, bv: View) -> bool:
-    """Whether jitgemm's kernel beats the vendor BLAS for this matmul, from what was measured.
-    N <= 16 always did on the decode suite (H100); N > 16 only where the moderate-N table's
-    nearest tuned shape measured it faster than cuBLAS (NVIDIA; AMD's is unmeasured: BLAS)."""
+    """Whether jitgemm's kernel should run this matmul rather than a vendor BLAS, from what was measured.
+    N <= 16 always beat cuBLAS on the decode suite (H100). For N > 16 the kernel runs unless a GPU
+    BLAS can take these operands (CuPy fp16, or a torch tensor) and the moderate-N table's nearest
+    tuned shape measured cuBLAS faster (or, on AMD, nothing was measured). numpy operands and CuPy
+    bf16 have no GPU BLAS here: the GPU kernel beats numpy's CPU matmul whatever the shape."""
     n, k, m = av.shape[0], av.shape[1], bv.shape[1]
     if n <= skinny.MAX_N:
         return True
-    if (av.vendor or bv.vendor or "cuda") != "cuda" or n > skinny.MAX_N_MODERATE:
+    if n > skinny.MAX_N_MODERATE:
+        return False
+    gpu_blas = av.device is not None and ((av.kind == "cupy" and av.dtype == F16) or
+                                          (av.kind != "cupy" and hasattr(av.obj, "__matmul__")))
+    if not gpu_blas:
+        return True
+    if (av.vendor or bv.vendor or "cuda") != "cuda":
         return False
     ratio = dispatch.blas_ratio(n, m, k)
     return ratio is not None and ratio >= 1.0

@@ -18,6 +18,8 @@ def cmd_info(args) -> int:
         ok, why = b.compiler_available()
         comp = b.compiler_identity() if ok else why
         print(f"backend {name}: compiler {comp}")
+        if name == "hip":
+            print(f"  {_offline_route()}")
         ok, why = b.available()
         if not ok:
             print(f"  runtime: unavailable: {why}")
@@ -34,6 +36,18 @@ def cmd_info(args) -> int:
     print(f"cache: {c.root}  {len(entries)} entries  {sum(e[1] for e in entries) / 2**20:.2f} MiB  "
           f"(cap {c.max_bytes / 2**20:.0f} MiB)")
     return 0
+
+
+def _offline_route() -> str:
+    """One line: which AMD archs compile where (hiprtc, or the offline clang-22 toolchain)."""
+    from .runtime import amd_offline
+    from .runtime.hip import _OFFLINE_ARCHS
+    ok, why = amd_offline.available()
+    if not ok:
+        return f"offline clang route ({', '.join(_OFFLINE_ARCHS)} where hiprtc cannot): unavailable: {why}"
+    t = amd_offline.find_toolchain()
+    return (f"offline clang route for {', '.join(_OFFLINE_ARCHS)} where hiprtc cannot: clang {t.clang_version} "
+            f"at {t.clang}, toolchain {t.prefix}")
 
 
 def cmd_cache(args) -> int:

@@ -52,6 +52,13 @@ def test_info_names_backends_and_cache(tmp_path):
         assert re.search(r"^backend cuda: compiler nvrtc-\d+\.\d+$", out, re.M), out
     if _compiles("hip"):
         assert re.search(r"^backend hip: compiler hiprtc-\d+\.\d+/hip-\d+$", out, re.M), out
+    from jitgemm.runtime import amd_offline
+    route = re.search(r"^  offline clang route (.*)$", out, re.M)
+    assert route, out
+    if amd_offline.available()[0]:
+        assert re.search(r"gfx942, gfx950 where hiprtc cannot: clang 22\.\d+\.\d+ at /", route.group(1)), route.group(1)
+    else:
+        assert "unavailable" in route.group(1)
     if not _has_gpu():
         # the line after "backend cuda" says why the CUDA runtime cannot be used here
         lines = out.splitlines()

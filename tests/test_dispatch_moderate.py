@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from jitgemm import api, dispatch, workspace
-from jitgemm.arrays import as_view
+from jitgemm.arrays import View, as_view
 from jitgemm.kernels import moderate
 
 
@@ -35,14 +35,21 @@ def test_table_buckets_and_blas_routing():
         assert sorted(buckets) == [32, 64, 128]
         for v in buckets.values():
             assert len(v) == 8 and v[7] > 0
-    # matmul: the kernel where it measured faster than cuBLAS, cuBLAS where not
+    # matmul on CuPy fp16 (cuBLAS is there): the kernel where it measured faster than cuBLAS, cuBLAS where not
+    def device_view(shape, kind="cupy", dtype="float16"):
+        return View(0x1000, shape, (shape[1], 1), dtype, dtype, 0, kind, object(), vendor="cuda")
+
     def pays(n, m, k):
-        return api._skinny_pays(as_view(np.zeros((n, k), np.float16), "a"), as_view(np.zeros((k, m), np.float16), "b"))
+        return api._skinny_pays(device_view((n, k)), device_view((k, m)))
     for m, k, buckets in dispatch.load_table("moderate"):
         for b, v in buckets.items():
             assert pays(b, m, k) == (v[7] >= 1.0), (m, k, b)
             assert pays(b - 1, m, k) == (v[7] >= 1.0)
     assert pays(16, 5120, 4096) and not pays(129, 128, 2880)
+    # no GPU BLAS for these operands (numpy on the host, CuPy-held bf16): the GPU kernel always
+    host = api._skinny_pays(as_view(np.zeros((128, 4096), np.float16), "a"), as_view(np.zeros((4096, 5120), np.float16), "b"))
+    bf16 = api._skinny_pays(device_view((128, 4096), "device", "bfloat16"), device_view((4096, 5120), "device", "bfloat16"))
+    assert host and bf16
     why = dispatch.plan_moderate("cuda", "sm_90a", 132, "bfloat16", 128, 5120, 4096).reason
     assert "sends this shape to cuBLAS" in why
     why = dispatch.plan_moderate("cuda", "sm_90a", 132, "bfloat16", 32, 128, 2880).reason
