@@ -83,7 +83,7 @@ def moderate_nv_config(n: int, m: int, k: int, sms: int, arch: str) -> tuple[mod
         b = min((bb for bb in buckets if bb >= n), default=max(buckets))
         bm, bn, wm, wn, st, s, red = buckets[b][:7]
         if red == moderate.RED_CLUSTER and not cluster_ok:
-            red = moderate.RED_WORKSPACE
+            red = moderate.RED_WORKSPACE  # the same slices, summed through the workspace
         cfg = moderate.normalized(moderate.ModerateConfig(moderate.NvTile(bm, bn, wm, wn, st), s, red), k)
         why = f"measured table: nearest tuned shape M={tm} K={tk}, N bucket {b}"
         ratio = buckets[b][7] if len(buckets[b]) > 7 else None

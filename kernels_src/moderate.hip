@@ -85,86 +85,76 @@ JG_DEVICE void jg_store4(jg_u16* out, jg_i64 ldo, const jg_epilogue& e, const fl
     if (m + q < M) jg_store<jg_op_16<T>>(nullptr, out, ldo, e, v[q], n, m + q);
 }
 
-// BM weight rows x BN tokens per block, WM x WN warps (a warp owns (BM/WM) x (BN/WN) of the tile in
-// m16n8k16 pieces), ST-stage cp.async pipeline of 64-element K blocks; CS: cluster size for RED 1.
-template <class T, int BM, int BN, int WM, int WN, int ST, int RED, int CS>
-__global__ void __launch_bounds__(32 * WM * WN) JG_CLUSTER_Z(CS) jg_moderate_nv(
-    jg_u16* __restrict__ out, jg_i64 ldo, const jg_u16* __restrict__ x, jg_i64 ldx,
-    const jg_u16* __restrict__ w, jg_i64 ldw, const jg_u16* __restrict__ bias, jg_i64 bias_ld, int bias_rows,
-    int N, int M, int K, int kb_per_split, float* __restrict__ ws, unsigned* __restrict__ counters) {
-  constexpr int THREADS = 32 * WM * WN;
-  constexpr int MI = BM / WM / 16, NJ = BN / WN / 8;
+// The product of one BM-row x BN-token tile over K blocks [kb0, kb0 + kbn), left as fp32 in shared
+// memory (the fp32 tile [BN][BM + 4], which reuses the pipeline's stages). BM weight rows x BN tokens,
+// WM x WN warps (a warp owns (BM/WM) x (BN/WN) of the tile in m16n8k16 pieces), ST-stage cp.async
+// pipeline of 64-element K blocks. Ends with a barrier: the fp32 tile is complete for every thread.
+template <class T, int BM, int BN, int WM, int WN, int ST>
+struct jg_moderate_tile {
+  static constexpr int THREADS = 32 * WM * WN;
+  static constexpr int MI = BM / WM / 16, NJ = BN / WN / 8;
   static_assert(MI >= 1 && NJ >= 2 && NJ % 2 == 0, "warp tile: 16-row pieces, pairs of 8-token pieces");
-  constexpr int STAGE = (BM + BN) * 128;  // bytes of one pipeline stage
-  constexpr int TP = BM + 4;              // fp32 tile pitch: +4 floats keeps accumulator stores conflict-free
-  static_assert(ST * STAGE >= BN * TP * 4 + 16, "the fp32 tile (and RED 2's flag) reuse the pipeline's shared memory");
-  static_assert(RED != 1 || CS > 1, "a cluster reduction needs a cluster");
-  extern __shared__ __attribute__((aligned(128))) unsigned char smem[];
-  const unsigned sbase = jg_smem(smem);
+  static constexpr int STAGE = (BM + BN) * 128;  // bytes of one pipeline stage
+  static constexpr int TP = BM + 4;              // fp32 tile pitch: +4 floats keeps accumulator stores conflict-free
+  static constexpr int Q = BM / 4, V = BN * Q;  // float4 units of the fp32 tile
+  static_assert(ST * STAGE >= BN * TP * 4 + 16, "the fp32 tile (and a flag) reuse the pipeline's shared memory");
 
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int wm = warp % WM, wn = warp / WM;
-  const jg_i64 m0 = (jg_i64)blockIdx.x * BM;
-  const int n0 = blockIdx.y * BN;
-  const int split = blockIdx.z, S = gridDim.z;
-  const int nkb = (K + 63) / 64;
-  const int kb0 = split * kb_per_split;
-  const int kbn = max(0, min(nkb, kb0 + kb_per_split) - kb0);  // this slice's K blocks (may be 0)
-
-  auto load = [&](int i) {
-    const unsigned st = sbase + (i % ST) * STAGE;
-    const jg_i64 k0 = (jg_i64)(kb0 + i) * 64;
-    jg_stage<BM, THREADS>(st, w, ldw, m0, M, k0, K);
-    jg_stage<BN, THREADS>(st + BM * 128, x, ldx, n0, N, k0, K);
-  };
-
-  float acc[MI][NJ][4];
+  static JG_DEVICE void product(unsigned char* smem, const jg_u16* __restrict__ x, jg_i64 ldx,
+                                const jg_u16* __restrict__ w, jg_i64 ldw, jg_i64 m0, int n0, int N, int M, int K,
+                                int kb0, int kbn) {
+    const unsigned sbase = jg_smem(smem);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int wm = warp % WM, wn = warp / WM;
+    auto load = [&](int i) {
+      const unsigned st = sbase + (i % ST) * STAGE;
+      const jg_i64 k0 = (jg_i64)(kb0 + i) * 64;
+      jg_stage<BM, THREADS>(st, w, ldw, m0, M, k0, K);
+      jg_stage<BN, THREADS>(st + BM * 128, x, ldx, n0, N, k0, K);
+    };
+    float acc[MI][NJ][4];
 #pragma unroll
-  for (int i = 0; i < MI; ++i)
+    for (int i = 0; i < MI; ++i)
 #pragma unroll
-    for (int j = 0; j < NJ; ++j)
+      for (int j = 0; j < NJ; ++j)
 #pragma unroll
-      for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.f;
-
+        for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.f;
 #pragma unroll
-  for (int s = 0; s < ST - 1; ++s) {
-    if (s < kbn) load(s);
-    jg_cp_commit();
-  }
-  const int mat = lane >> 3, rin = lane & 7;  // ldmatrix: which 8x8 matrix this lane addresses, which row
-  for (int i = 0; i < kbn; ++i) {
-    jg_cp_wait<ST - 2>();
-    __syncthreads();  // block i is in shared memory for all; block i-1's stage is free again
-    if (i + ST - 1 < kbn) load(i + ST - 1);
-    jg_cp_commit();
-    const unsigned sw = sbase + (i % ST) * STAGE, sx = sw + BM * 128;
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {  // 16-element k steps
-      unsigned a[MI][4], b[NJ][2];
-#pragma unroll
-      for (int mi = 0; mi < MI; ++mi)  // matrices: rows 0-7 / 8-15 (mat & 1) x k 0-7 / 8-15 (mat >> 1)
-        jg_ldsm4(a[mi], sw + jg_swz(wm * (BM / WM) + 16 * mi + rin + 8 * (mat & 1), 2 * kk + (mat >> 1)));
-#pragma unroll
-      for (int nj = 0; nj < NJ; nj += 2) {  // matrices: k 0-7 / 8-15 (mat & 1) x tokens 0-7 / 8-15 (mat >> 1)
-        unsigned r4[4];
-        jg_ldsm4(r4, sx + jg_swz(wn * (BN / WN) + 8 * nj + rin + 8 * (mat >> 1), 2 * kk + (mat & 1)));
-        b[nj][0] = r4[0];
-        b[nj][1] = r4[1];
-        b[nj + 1][0] = r4[2];
-        b[nj + 1][1] = r4[3];
-      }
-#pragma unroll
-      for (int mi = 0; mi < MI; ++mi)
-#pragma unroll
-        for (int nj = 0; nj < NJ; ++nj)
-          jg_mma_k16<T>(acc[mi][nj], a[mi][0], a[mi][1], a[mi][2], a[mi][3], b[nj][0], b[nj][1]);
+    for (int s = 0; s < ST - 1; ++s) {
+      if (s < kbn) load(s);
+      jg_cp_commit();
     }
-  }
-  jg_cp_wait<0>();
-  __syncthreads();  // the pipeline's shared memory becomes the fp32 tile [BN][TP]
-
-  float* tile = reinterpret_cast<float*>(smem);
-  {
+    const int mat = lane >> 3, rin = lane & 7;  // ldmatrix: which 8x8 matrix this lane addresses, which row
+    for (int i = 0; i < kbn; ++i) {
+      jg_cp_wait<ST - 2>();
+      __syncthreads();  // block i is in shared memory for all; block i-1's stage is free again
+      if (i + ST - 1 < kbn) load(i + ST - 1);
+      jg_cp_commit();
+      const unsigned sw = sbase + (i % ST) * STAGE, sx = sw + BM * 128;
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {  // 16-element k steps
+        unsigned a[MI][4], b[NJ][2];
+#pragma unroll
+        for (int mi = 0; mi < MI; ++mi)  // matrices: rows 0-7 / 8-15 (mat & 1) x k 0-7 / 8-15 (mat >> 1)
+          jg_ldsm4(a[mi], sw + jg_swz(wm * (BM / WM) + 16 * mi + rin + 8 * (mat & 1), 2 * kk + (mat >> 1)));
+#pragma unroll
+        for (int nj = 0; nj < NJ; nj += 2) {  // matrices: k 0-7 / 8-15 (mat & 1) x tokens 0-7 / 8-15 (mat >> 1)
+          unsigned r4[4];
+          jg_ldsm4(r4, sx + jg_swz(wn * (BN / WN) + 8 * nj + rin + 8 * (mat >> 1), 2 * kk + (mat & 1)));
+          b[nj][0] = r4[0];
+          b[nj][1] = r4[1];
+          b[nj + 1][0] = r4[2];
+          b[nj + 1][1] = r4[3];
+        }
+#pragma unroll
+        for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+          for (int nj = 0; nj < NJ; ++nj)
+            jg_mma_k16<T>(acc[mi][nj], a[mi][0], a[mi][1], a[mi][2], a[mi][3], b[nj][0], b[nj][1]);
+      }
+    }
+    jg_cp_wait<0>();
+    __syncthreads();  // the pipeline's shared memory becomes the fp32 tile [BN][TP]
+    float* tile = reinterpret_cast<float*>(smem);
     const int g = lane >> 2, t = lane & 3;
 #pragma unroll
     for (int mi = 0; mi < MI; ++mi)
@@ -176,64 +166,111 @@ __global__ void __launch_bounds__(32 * WM * WN) JG_CLUSTER_Z(CS) jg_moderate_nv(
         tile[c * TP + r + 8] = acc[mi][nj][2];
         tile[(c + 1) * TP + r + 8] = acc[mi][nj][3];
       }
+    __syncthreads();
   }
-  __syncthreads();
 
-  const jg_epilogue e{nullptr, nullptr, 1.f, 1.f, bias, bias_ld, 0, 0, bias_rows};
-  constexpr int Q = BM / 4, V = BN * Q;  // float4 units of the tile
-  if constexpr (RED != 2) {
-    if constexpr (RED == 1) jg_cluster_sync();  // every block's partial tile is complete
-    const int per = (V + CS - 1) / CS;          // RED 0: CS = 1, split = 0, the whole tile
-    for (int u = split * per + threadIdx.x; u < min(V, (split + 1) * per); u += THREADS) {
-      const int c = u / Q, r = 4 * (u % Q);
+  // float4 unit u of the fp32 tile: token c, rows r..r+3
+  static JG_DEVICE void unit(int u, int& c, int& r) { c = u / Q; r = 4 * (u % Q); }
+
+  // the tile finished here (no other slice): epilogue and stores of float4 units u0 .. u0 + V - 1 (u0 = 0)
+  static JG_DEVICE void store_tile(const unsigned char* smem, jg_u16* out, jg_i64 ldo, const jg_epilogue& e,
+                                   int n0, jg_i64 m0, int N, int M, int u0 = 0) {
+    const float* tile = reinterpret_cast<const float*>(smem);
+    for (int u = u0 + threadIdx.x; u < min(V, u0 + V); u += THREADS) {
+      int c, r;
+      unit(u, c, r);
       float s[4];
-      if constexpr (RED == 1) {
-        const unsigned local = jg_smem(&tile[c * TP + r]);
 #pragma unroll
-        for (int q = 0; q < CS; ++q) {  // rank order, the same for every element
-          unsigned remote;
-          asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(local), "r"(q));
-          float v[4];
-          jg_ld4_cluster(v, remote);
-#pragma unroll
-          for (int j = 0; j < 4; ++j) s[j] = q == 0 ? v[j] : s[j] + v[j];
-        }
-      } else {
-#pragma unroll
-        for (int j = 0; j < 4; ++j) s[j] = tile[c * TP + r + j];
-      }
+      for (int j = 0; j < 4; ++j) s[j] = tile[c * TP + r + j];
       jg_store4<T>(out, ldo, e, s, n0 + c, m0 + r, N, M);
     }
-    if constexpr (RED == 1) jg_cluster_sync();  // the other blocks' shared memory must outlive these reads
-  } else {
-    const jg_i64 tile_id = (jg_i64)blockIdx.y * gridDim.x + blockIdx.x;
-    float* parts = ws + tile_id * S * (jg_i64)(BN * BM);  // [S][BN][BM] for this tile
+  }
+
+  // RED 2: write this block's partial as piece p of `parts` ([pieces][BN][BM]), count it on
+  // `counter`; the block that brings the count to `pieces` sums the pieces in order 0..pieces-1,
+  // stores, and resets the counter to 0. Which block that is depends on timing; the order does not.
+  static JG_DEVICE void reduce_pieces(unsigned char* smem, float* parts, int p, int pieces, unsigned* counter,
+                                      jg_u16* out, jg_i64 ldo, const jg_epilogue& e, int n0, jg_i64 m0, int N,
+                                      int M) {
+    const float* tile = reinterpret_cast<const float*>(smem);
     for (int u = threadIdx.x; u < V; u += THREADS) {
-      const int c = u / Q, r = 4 * (u % Q);
-      jg_st4_global_cg(parts + (jg_i64)split * BN * BM + 4 * u, &tile[c * TP + r]);
+      int c, r;
+      unit(u, c, r);
+      jg_st4_global_cg(parts + (jg_i64)p * BN * BM + 4 * u, &tile[c * TP + r]);
     }
     __threadfence();  // this block's partial is visible device-wide before it is counted
     __syncthreads();
     // the flag lives in dynamic shared memory past the tile: with any static shared memory, a launch
     // of exactly 48 KiB dynamic is refused (CUDA_ERROR_INVALID_VALUE on an H100) even when opted in
     int* last = reinterpret_cast<int*>(smem + ST * STAGE - 16);
-    if (threadIdx.x == 0) *last = atomicAdd(&counters[tile_id], 1u) == (unsigned)(S - 1);
+    if (threadIdx.x == 0) *last = atomicAdd(counter, 1u) == (unsigned)(pieces - 1);
     __syncthreads();
-    if (!*last) return;
-    __threadfence();  // see the other blocks' partials (they fenced before counting)
-    for (int u = threadIdx.x; u < V; u += THREADS) {
-      const int c = u / Q, r = 4 * (u % Q);
-      float s[4];
-      jg_ld4_global_cg(s, parts + 4 * u);
-      for (int q = 1; q < S; ++q) {  // slice order, whichever block arrived last
-        float v[4];
-        jg_ld4_global_cg(v, parts + (jg_i64)q * BN * BM + 4 * u);
+    if (*last) {
+      __threadfence();  // see the other blocks' partials (they fenced before counting)
+      for (int u = threadIdx.x; u < V; u += THREADS) {
+        int c, r;
+        unit(u, c, r);
+        float s[4];
+        jg_ld4_global_cg(s, parts + 4 * u);
+        for (int q = 1; q < pieces; ++q) {  // piece order, whichever block arrived last
+          float v[4];
+          jg_ld4_global_cg(v, parts + (jg_i64)q * BN * BM + 4 * u);
 #pragma unroll
-        for (int j = 0; j < 4; ++j) s[j] += v[j];
+          for (int j = 0; j < 4; ++j) s[j] += v[j];
+        }
+        jg_store4<T>(out, ldo, e, s, n0 + c, m0 + r, N, M);
+      }
+      if (threadIdx.x == 0) *counter = 0u;  // every piece of this tile has counted: ready for the next call
+    }
+  }
+};
+
+template <class T, int BM, int BN, int WM, int WN, int ST, int RED, int CS>
+__global__ void __launch_bounds__(32 * WM * WN) JG_CLUSTER_Z(CS) jg_moderate_nv(
+    jg_u16* __restrict__ out, jg_i64 ldo, const jg_u16* __restrict__ x, jg_i64 ldx,
+    const jg_u16* __restrict__ w, jg_i64 ldw, const jg_u16* __restrict__ bias, jg_i64 bias_ld, int bias_rows,
+    int N, int M, int K, int kb_per_split, float* __restrict__ ws, unsigned* __restrict__ counters) {
+  using Tile = jg_moderate_tile<T, BM, BN, WM, WN, ST>;
+  static_assert(RED != 1 || CS > 1, "a cluster reduction needs a cluster");
+  static_assert(RED == 1 || CS == 1, "only the cluster reduction runs in clusters");
+  extern __shared__ __attribute__((aligned(128))) unsigned char smem[];
+  const jg_epilogue e{nullptr, nullptr, 1.f, 1.f, bias, bias_ld, 0, 0, bias_rows};
+  const int nkb = (K + 63) / 64;
+  const jg_i64 m0 = (jg_i64)blockIdx.x * BM;
+  const int n0 = blockIdx.y * BN;
+  const int split = blockIdx.z, S = gridDim.z;
+  const int kb0 = split * kb_per_split;
+  const int kbn = max(0, min(nkb, kb0 + kb_per_split) - kb0);  // this slice's K blocks (may be 0)
+  Tile::product(smem, x, ldx, w, ldw, m0, n0, N, M, K, kb0, kbn);
+  if constexpr (RED == 0) {
+    // split is 0 here; a bound ptxas cannot fold avoids an 8-byte stack spill it otherwise makes in
+    // this loop for some tiles (32x32 fp16, NVRTC 13.5)
+    Tile::store_tile(smem, out, ldo, e, n0, m0, N, M, split * Tile::V);
+  } else if constexpr (RED == 1) {
+    jg_cluster_sync();  // every block's partial tile is complete
+    const float* tile = reinterpret_cast<const float*>(smem);
+    const int per = (Tile::V + CS - 1) / CS;
+    for (int u = split * per + threadIdx.x; u < min(Tile::V, (split + 1) * per); u += Tile::THREADS) {
+      int c, r;
+      Tile::unit(u, c, r);
+      const unsigned local = jg_smem(&tile[c * Tile::TP + r]);
+      float s[4];
+#pragma unroll
+      for (int q = 0; q < CS; ++q) {  // rank order, the same for every element
+        unsigned remote;
+        asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(local), "r"(q));
+        float v[4];
+        jg_ld4_cluster(v, remote);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) s[j] = q == 0 ? v[j] : s[j] + v[j];
       }
       jg_store4<T>(out, ldo, e, s, n0 + c, m0 + r, N, M);
     }
-    if (threadIdx.x == 0) counters[tile_id] = 0u;  // every block of this tile has counted: ready for the next call
+    jg_cluster_sync();  // the other blocks' shared memory must outlive these reads
+  } else {
+    const jg_i64 tile_id = (jg_i64)blockIdx.y * gridDim.x + blockIdx.x;
+    Tile::reduce_pieces(smem, ws + tile_id * S * (jg_i64)(BN * BM), split, S, &counters[tile_id], out, ldo, e, n0,
+                        m0, N, M);
   }
 }
 

@@ -20,6 +20,8 @@ def test_every_n_plans_from_the_table(arch, cluster):
             cfg, t = p.config, p.config.tile
             assert p.family == "moderate" and p.instance in insts, p.instance.name
             kb, per = math.ceil(k / moderate.BK), cfg.kb_per_split(k)
+            tiles = math.ceil(m / t.BM) * math.ceil(n / t.BN)
+            assert p.extra["tiles"] == tiles
             assert per * cfg.S >= kb and per * (cfg.S - 1) < kb  # K covered, no empty slice
             assert cfg.RED != moderate.RED_CLUSTER or (cluster and 2 <= cfg.S <= moderate.MAX_CLUSTER)
             assert (cfg.RED == moderate.RED_NONE) == (cfg.S == 1)

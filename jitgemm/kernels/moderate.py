@@ -109,12 +109,10 @@ class ModerateConfig:
         """fp32 partial tiles (RED 2); tile counters are one per (M tile, N tile)."""
         if self.RED != RED_WORKSPACE:
             return 0
-        gx, gy, s = self.grid(n, m)
-        return gx * gy * s * self.tile.BM * self.tile.BN
+        return self.tiles(n, m) * self.S * self.tile.BM * self.tile.BN
 
     def tiles(self, n: int, m: int) -> int:
-        gx, gy, _ = self.grid(n, m)
-        return gx * gy
+        return -(-m // self.tile.BM) * -(-n // self.tile.BN)
 
     def describe(self) -> str:
         t = self.tile
