@@ -48,6 +48,24 @@ def n_bucket(n: int) -> int:
     return 1 if n == 1 else 4 if n <= 4 else 8 if n <= 8 else 16
 
 
+def nearest_row(table: list, m: int, k: int):
+    """The tuned shape of a measured table nearest to (M, K) in log(M), log(K)."""
+    def dist(r):
+        return (math.log2(r[0]) - math.log2(max(m, 1))) ** 2 + (math.log2(r[1]) - math.log2(max(k, 8))) ** 2
+    return min(table, key=dist)
+
+
+def moderate_entry(n: int, m: int, k: int):
+    """(tuned M, tuned K, N bucket, entry) of the moderate-N table for this shape, or None without a
+    table. entry: (BM, BN, WM, WN, ST, S, RED, cuBLAS time / ours)."""
+    table = load_table("moderate")
+    if not table:
+        return None
+    tm, tk, buckets = nearest_row(table, m, k)
+    b = min((bb for bb in buckets if bb >= n), default=max(buckets))
+    return tm, tk, b, buckets[b]
+
+
 def nv_config(dtype: str, n: int, m: int, k: int, sms: int, arch: str = "sm_90a",
               family: str = "skinny") -> tuple[skinny.NvConfig, str]:
     """The measured config of the nearest tuned shape in log(M), log(K). Its K order (WK, U, SK)
@@ -55,9 +73,7 @@ def nv_config(dtype: str, n: int, m: int, k: int, sms: int, arch: str = "sm_90a"
     table = load_table(family) or load_table("skinny")
     if not table:
         return heuristic_nv(m, k, sms), "heuristic (no measured table)"
-    def dist(r):
-        return (math.log2(r[0]) - math.log2(max(m, 1))) ** 2 + (math.log2(r[1]) - math.log2(max(k, 8))) ** 2
-    tm, tk, (wk, u, sk), mts = min(table, key=dist)
+    tm, tk, (wk, u, sk), mts = nearest_row(table, m, k)
     if sm_version(arch) < 90:
         sk = 1  # clusters need sm_90
     cfg = skinny.NvConfig(mts[n_bucket(n)], wk, u, sk)
@@ -74,19 +90,16 @@ def moderate_nv_config(n: int, m: int, k: int, sms: int, arch: str) -> tuple[mod
     """N > 16 on NVIDIA: the measured config of the nearest tuned shape in log(M), log(K) for the
     N bucket (32, 64, 128), else the heuristic. Clusters need sm_90: before it, the same K slices
     are summed through the workspace."""
-    table = load_table("moderate")
     cluster_ok = sm_version(arch) >= 90
-    if table:
-        def dist(r):
-            return (math.log2(r[0]) - math.log2(max(m, 1))) ** 2 + (math.log2(r[1]) - math.log2(max(k, 8))) ** 2
-        tm, tk, buckets = min(table, key=dist)
-        b = min((bb for bb in buckets if bb >= n), default=max(buckets))
-        bm, bn, wm, wn, st, s, red = buckets[b][:7]
+    found = moderate_entry(n, m, k)
+    if found:
+        tm, tk, b, entry = found
+        bm, bn, wm, wn, st, s, red = entry[:7]
         if red == moderate.RED_CLUSTER and not cluster_ok:
             red = moderate.RED_WORKSPACE  # the same slices, summed through the workspace
         cfg = moderate.normalized(moderate.ModerateConfig(moderate.NvTile(bm, bn, wm, wn, st), s, red), k)
         why = f"measured table: nearest tuned shape M={tm} K={tk}, N bucket {b}"
-        ratio = buckets[b][7] if len(buckets[b]) > 7 else None
+        ratio = entry[7] if len(entry) > 7 else None
         if ratio is not None:
             why += (f", {ratio:.2f}x cuBLAS's speed there (matmul " +
                     ("runs this kernel)" if ratio >= 1.0 else "sends this shape to cuBLAS)"))
@@ -96,15 +109,11 @@ def moderate_nv_config(n: int, m: int, k: int, sms: int, arch: str) -> tuple[mod
 
 def blas_ratio(n: int, m: int, k: int) -> float | None:
     """cuBLAS time / moderate-kernel time measured at the nearest tuned shape and N bucket (None: not measured)."""
-    table = load_table("moderate")
-    if not table:
+    found = moderate_entry(n, m, k)
+    if not found:
         return None
-    def dist(r):
-        return (math.log2(r[0]) - math.log2(max(m, 1))) ** 2 + (math.log2(r[1]) - math.log2(max(k, 8))) ** 2
-    _, _, buckets = min(table, key=dist)
-    b = min((bb for bb in buckets if bb >= n), default=max(buckets))
-    row = buckets[b]
-    return row[7] if len(row) > 7 else None
+    entry = found[3]
+    return entry[7] if len(entry) > 7 else None
 
 
 def fit_shared(cfg: moderate.ModerateConfig, limit: int) -> moderate.ModerateConfig:
