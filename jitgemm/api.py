@@ -104,8 +104,14 @@ def _plan_cached(vendor, arch, cus, dtype, n, m, k, l2, shared_limit, _settings)
     return dispatch.plan_skinny(vendor, arch, cus, dtype, n, m, k, l2, shared_limit)
 
 
-def _launch_skinny(backend, device, plan: dispatch.Plan, g: _Gemm, x: View, w: View, bias: View | None,
-                   out: View, stream: int) -> None:
+def _arg_kinds(backend, plan: dispatch.Plan) -> tuple[str, ...]:
+    if plan.family == "moderate":
+        return moderate.ARG_KINDS
+    return skinny.ARG_KINDS_NV if backend.name == "cuda" else skinny.ARG_KINDS_AMD
+
+
+def _fixed_args(plan: dispatch.Plan, g: _Gemm, x: View, w: View, bias: View | None, out: View) -> list:
+    """A launch's arguments, less the split-K workspace that moderate plans take per stream."""
     ldx = validate.require_rows(x, "x", g.k, 8)
     ldw = validate.require_rows(w, "w", g.k, 8)
     ldo = validate.require_out_rows(out, "out")
@@ -114,14 +120,16 @@ def _launch_skinny(backend, device, plan: dispatch.Plan, g: _Gemm, x: View, w: V
         bptr = bias.ptr
     else:
         bias_rows, bias_ld, bptr = 0, 0, 0
-    args = [out.ptr, ldo, x.ptr, ldx, w.ptr, ldw, bptr, bias_ld, bias_rows, g.n, g.m, g.k]
+    last = plan.extra["kb"] if plan.family == "moderate" else plan.extra["kc"]
+    return [out.ptr, ldo, x.ptr, ldx, w.ptr, ldw, bptr, bias_ld, bias_rows, g.n, g.m, g.k, last]
+
+
+def _launch_skinny(backend, device, plan: dispatch.Plan, g: _Gemm, x: View, w: View, bias: View | None,
+                   out: View, stream: int) -> None:
+    args = _fixed_args(plan, g, x, w, bias, out)
     if plan.family == "moderate":
-        kern = get_kernel(plan.instance, backend, device, moderate.ARG_KINDS)
-        args += [plan.extra["kb"], *_workspace_ptrs(backend, device, plan, stream)]
-    else:
-        kinds = skinny.ARG_KINDS_NV if backend.name == "cuda" else skinny.ARG_KINDS_AMD
-        kern = get_kernel(plan.instance, backend, device, kinds)
-        args.append(plan.extra["kc"])
+        args += _workspace_ptrs(backend, device, plan, stream)
+    kern = get_kernel(plan.instance, backend, device, _arg_kinds(backend, plan))
     kern.launch(plan.grid, plan.block, plan.shared, stream, *args, pdl=plan.extra["pdl"])
 
 
@@ -396,27 +404,17 @@ class Prepared:
             raise ValueError("prepare needs device arrays (numpy operands are copied per call; use gemm)")
         self.plan = _plan(backend, device, g)
         self._backend, self._device = backend, device
-        ldx = validate.require_rows(g.x, "x", g.k, 8)
-        ldw = validate.require_rows(g.w, "w", g.k, 8)
-        ldo = validate.require_out_rows(ov, "out")
-        bias_rows, bias_ld = validate.bias_layout(g.bias, g.n, g.m, g.dtype) if g.bias is not None else (0, 0)
-        moderate_plan = self.plan.family == "moderate"
-        kinds = moderate.ARG_KINDS if moderate_plan else \
-            skinny.ARG_KINDS_NV if backend.name == "cuda" else skinny.ARG_KINDS_AMD
+        self._vals = _fixed_args(self.plan, g, g.x, g.w, g.bias, ov)  # validates the layouts: before compiling
+        kinds = _arg_kinds(backend, self.plan)
         self.kernel = get_kernel(self.plan.instance, backend, device, kinds)
         from .runtime.backend import ArgPack
         self._args = ArgPack(kinds)
-        self._vals = [ov.ptr, ldo, g.x.ptr, ldx, g.w.ptr, ldw, g.bias.ptr if g.bias is not None else 0, bias_ld,
-                      bias_rows, g.n, g.m, g.k]
-        if moderate_plan:
-            self._vals.append(self.plan.extra["kb"])
-            self._ws_stream = None  # the stream whose workspace is packed (split-K through a workspace)
-            self._args.set(*self._vals, 0, 0)
-            if self.plan.extra["ws_floats"]:
-                self._bind_workspace(0)  # allocate now, before any graph capture
+        # split-K through a workspace: each stream has its own, packed here for the stream last launched on;
+        # the default stream's is allocated now, before any graph capture
+        self._per_stream = bool(self.plan.family == "moderate" and self.plan.extra["ws_floats"])
+        if self.plan.family == "moderate":
+            self._bind_workspace(0)
         else:
-            self._vals.append(self.plan.extra["kc"])
-            self._ws_stream = False
             self._args.set(*self._vals)
         self._keep = (x, w, bias, out)
         p = self.plan
@@ -429,7 +427,7 @@ class Prepared:
         self._ws_stream = stream
 
     def launch(self, stream: int = 0) -> None:
-        if self._ws_stream is not False and self._ws_stream != stream and self.plan.extra["ws_floats"]:
+        if self._per_stream and self._ws_stream != stream:
             self._bind_workspace(stream)  # each stream has its own workspace: no sharing across streams
         func, grid, block, shared = self._launch
         self._backend.launch(func, grid, block, shared, stream, self._args, self._device, self._pdl)

@@ -50,23 +50,14 @@ def test_token_position_does_not_change_bits():
 
 
 # ---- every tile and every reduction, forced ------------------------------------------------------------
-from contextlib import contextmanager
-
-from jitgemm import api, dispatch
+from jitgemm import api
+from jitgemm.bench.runner import forced_config
 from jitgemm.kernels import moderate
 
 
-@contextmanager
 def forced(cfg):
     """Plans for N > 16 use `cfg` (the dispatcher's choice replaced, plan cache cleared around it)."""
-    orig = dispatch.moderate_nv_config
-    dispatch.moderate_nv_config = lambda *a, **kw: (cfg, "forced by test")
-    api._plan_cached.cache_clear()
-    try:
-        yield
-    finally:
-        dispatch.moderate_nv_config = orig
-        api._plan_cached.cache_clear()
+    return forced_config(cfg, "forced by test")
 
 
 REDUCTIONS = [(1, moderate.RED_NONE), (2, moderate.RED_CLUSTER), (8, moderate.RED_CLUSTER),

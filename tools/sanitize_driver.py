@@ -63,15 +63,6 @@ def _record(get_kernel):
     return wrapped
 
 
-def _clear_plan_caches():
-    from jitgemm import api, scaled
-    for mod in (api, scaled, dispatch):
-        for name in dir(mod):
-            fn = getattr(mod, name)
-            if callable(fn) and hasattr(fn, "cache_clear"):
-                fn.cache_clear()
-
-
 def install_recorder():
     from jitgemm import api, scaled
     for mod in (api, scaled):
@@ -80,21 +71,12 @@ def install_recorder():
 
 @contextlib.contextmanager
 def forced(cfg, want):
-    """The dispatcher returns `cfg` whatever the shape (as jitgemm.bench.runner.forced does); on exit,
+    """The dispatcher returns `cfg` whatever the shape (jitgemm.bench.runner.forced_config); on exit,
     checks that the call inside really fetched the kernel instance `want`."""
-    saved = {}
-    for name in ("nv_config", "moderate_nv_config"):
-        if hasattr(dispatch, name):
-            saved[name] = getattr(dispatch, name)
-            setattr(dispatch, name, lambda *a, **k: (cfg, "forced by tools/sanitize_driver.py"))
-    _clear_plan_caches()  # plans may be cached per shape: a forced one must neither be missed nor stick
+    from jitgemm.bench.runner import forced_config
     LAUNCHED.clear()
-    try:
+    with forced_config(cfg, "forced by tools/sanitize_driver.py"):
         yield
-    finally:
-        for name, fn in saved.items():
-            setattr(dispatch, name, fn)
-        _clear_plan_caches()
     if LAUNCHED != [want]:
         raise AssertionError(f"forcing {cfg} launched {[i.name for i in LAUNCHED]}, not {want.name}")
 

@@ -140,14 +140,18 @@ def select(sh, times: dict) -> dict:
             "us": {b: round(v, 2) for b, v in per.items()}, "fastest_any_order_us": {b: round(v, 2) for b, v in fastest.items()}}
 
 
-def table_source(table, meta) -> str:
+def tuning_source_with(name: str, comment: str, rows: str) -> str:
+    """tuning_nv.py's source with the list `name` replaced by these rows (what --tune writes out)."""
     head = open(os.path.join(os.path.dirname(__file__), "..", "tuning_nv.py")).read()
+    start = head.index(f"{name}: list = [")
+    end = head.index("]\n", start) + 2
+    return head[:start] + f"{name}: list = [  # {comment}\n{rows}]\n" + head[end:]
+
+
+def table_source(table, meta) -> str:
     rows = "".join(f"    ({r['m']}, {r['k']}, {tuple(r['k_order'])}, {r['mt']}),  # {r['name']}: {r['us']} us\n"
                    for r in table)
-    src = f"NV_TABLE: list = [  # {meta['device']}, driver {meta['driver']}, {meta['date']}\n{rows}]\n"
-    start = head.index("NV_TABLE: list = [")
-    end = head.index("]\n", start) + 2
-    return head[:start] + src + head[end:]
+    return tuning_source_with("NV_TABLE", f"{meta['device']}, driver {meta['driver']}, {meta['date']}", rows)
 
 
 def host_overhead(calls: int = 10000) -> dict:

@@ -2,6 +2,7 @@
 modes for jitgemm and each baseline, with the streaming-read ceiling measured in the same run."""
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import asdict, dataclass, field
 
@@ -94,17 +95,24 @@ def prepared_calls(ops: Operands, n: int, config=None):
     return preps
 
 
-def forced(config, make):
-    """Whatever `make()` prepares, with the NVIDIA config forced to `config` (tuning sweeps)."""
+@contextlib.contextmanager
+def forced_config(config, why: str = "forced by tuning"):
+    """Inside, the NVIDIA dispatcher (skinny, fp8 and moderate-N) returns `config` for every shape."""
     from .. import dispatch
     orig = dispatch.nv_config, dispatch.moderate_nv_config
-    dispatch.nv_config = dispatch.moderate_nv_config = lambda *a, **kw: (config, "forced by tuning")
+    dispatch.nv_config = dispatch.moderate_nv_config = lambda *a, **kw: (config, why)
     api._plan_cached.cache_clear()  # plans are cached per shape; a forced one must not stick
     try:
-        return make()
+        yield
     finally:
         dispatch.nv_config, dispatch.moderate_nv_config = orig
         api._plan_cached.cache_clear()
+
+
+def forced(config, make):
+    """Whatever `make()` prepares, with the NVIDIA config forced to `config` (tuning sweeps)."""
+    with forced_config(config):
+        return make()
 
 
 def _prepare_with(config, xv, wv, ov):

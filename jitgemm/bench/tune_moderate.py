@@ -84,11 +84,8 @@ def tune(ns, shapes, out_dir, meta, dtype="bfloat16") -> list:
 
 def table_source(table, meta) -> str:
     """tuning_nv.py with NV_TABLE_MODERATE replaced by this sweep's table."""
-    head = open(os.path.join(os.path.dirname(__file__), "..", "tuning_nv.py")).read()
+    from .main import tuning_source_with
     rows = "".join(f"    ({r['m']}, {r['k']}, {{{', '.join(f'{int(b)}: {tuple(v)}' for b, v in r['buckets'].items())}}}),"
                    f"  # {r['name']}\n" for r in table)
-    start = head.index("NV_TABLE_MODERATE: list = [")
-    end = head.index("]\n", start) + 2
-    src = (f"NV_TABLE_MODERATE: list = [  # N > 16: (M, K, {{N bucket: (BM, BN, WM, WN, ST, S, RED, cuBLAS us / ours)}}); "
-           f"{meta['device']}, {meta['date']}\n{rows}]\n")
-    return head[:start] + src + head[end:]
+    return tuning_source_with("NV_TABLE_MODERATE", "N > 16: (M, K, {N bucket: (BM, BN, WM, WN, ST, S, RED, cuBLAS us / "
+                              f"ours)}}); {meta['device']}, {meta['date']}", rows)
