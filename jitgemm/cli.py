@@ -70,6 +70,8 @@ def instances_for(arch: str):
     vendor = "cuda" if arch.startswith("sm_") else "hip"
     insts = scale.instances() + dispatch.all_instances(vendor) + \
         dispatch.all_fp8_instances(vendor, arch.split(":", 1)[0] if vendor == "hip" else None)
+    if vendor == "cuda" and not arch.startswith("sm_90a"):  # wgmma is sm_90a's alone
+        insts = [i for i in insts if not dispatch.needs_wgmma(i)]
     if vendor == "cuda" and dispatch.sm_version(arch) < 90:  # what the dispatcher never picks there
         insts = [i for i in insts if not dispatch.needs_cluster(i)]
         if dispatch.sm_version(arch) < 89:

@@ -6,7 +6,7 @@ in log(M), log(K). AMD configs follow the seed's CU-count rules (no AMD GPU to m
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import config
 from .kernels import moderate, skinny
@@ -57,7 +57,7 @@ def nearest_row(table: list, m: int, k: int):
 
 def moderate_entry(n: int, m: int, k: int):
     """(tuned M, tuned K, N bucket, entry) of the moderate-N table for this shape, or None without a
-    table. entry: (BM, BN, WM, WN, ST, S, RED, cuBLAS time / ours)."""
+    table. entry: see moderate.from_entry."""
     table = load_table("moderate")
     if not table:
         return None
@@ -94,12 +94,14 @@ def moderate_nv_config(n: int, m: int, k: int, sms: int, arch: str) -> tuple[mod
     found = moderate_entry(n, m, k)
     if found:
         tm, tk, b, entry = found
-        bm, bn, wm, wn, st, s, red = entry[:7]
-        if red == moderate.RED_CLUSTER and not cluster_ok:
-            red = moderate.RED_WORKSPACE  # the same slices, summed through the workspace
-        cfg = moderate.normalized(moderate.ModerateConfig(moderate.NvTile(bm, bn, wm, wn, st), s, red), k)
+        cfg, ratio = moderate.from_entry(entry)
         why = f"measured table: nearest tuned shape M={tm} K={tk}, N bucket {b}"
-        ratio = entry[7] if len(entry) > 7 else None
+        if not cfg.tile.runs_on(arch):  # a wgmma tile off sm_90a: the heuristic's tile, the same K slices
+            cfg = replace(cfg, tile=moderate.heuristic(n, m, k, sms, cluster_ok).tile)
+            why += f" (its wgmma tile needs sm_90a: {arch} runs an mma.sync tile)"
+        if cfg.RED == moderate.RED_CLUSTER and not cluster_ok:
+            cfg = replace(cfg, RED=moderate.RED_WORKSPACE)  # the same slices, summed through the workspace
+        cfg = moderate.normalized(cfg, k)
         if ratio is not None:
             why += (f", {ratio:.2f}x cuBLAS's speed there (matmul " +
                     ("runs this kernel)" if ratio >= 1.0 else "sends this shape to cuBLAS)"))
@@ -112,8 +114,7 @@ def blas_ratio(n: int, m: int, k: int) -> float | None:
     found = moderate_entry(n, m, k)
     if not found:
         return None
-    entry = found[3]
-    return entry[7] if len(entry) > 7 else None
+    return moderate.from_entry(found[3])[1]
 
 
 def fit_shared(cfg: moderate.ModerateConfig, limit: int) -> moderate.ModerateConfig:
@@ -229,15 +230,17 @@ def moderate_nv_instances() -> list[KernelInstance]:
     """Moderate-N instances the NVIDIA dispatcher can choose: the table's configs, the smaller slice
     counts `normalized` falls back to when K has fewer blocks than the table's S (a cluster's size is
     part of the instance), and the workspace variant pre-sm_90 GPUs get instead of a cluster; without
-    a table, the heuristic's."""
-    from dataclasses import replace
+    a table, the heuristic's. A wgmma config also brings the heuristic's mma.sync tiles, which
+    stand in for it off sm_90a."""
     cfgs = []
     for row in load_table("moderate"):
         for v in row[2].values():
-            cfgs.append(moderate.ModerateConfig(moderate.NvTile(*v[:5]), v[5], v[6]))
+            cfgs.append(moderate.from_entry(v)[0])
     if not cfgs:
         cfgs = [moderate.ModerateConfig(moderate.heuristic(n, 128, 4096, 132, True).tile, moderate.MAX_CLUSTER,
                                         moderate.RED_CLUSTER) for n in (17, 64)]
+    cfgs += [replace(c, tile=moderate.heuristic(n, 128, 4096, 132, True).tile)
+             for c in cfgs if c.tile.wgmma for n in (17, 64)]
     variants = []
     for c in cfgs:
         variants += [moderate.normalized(replace(c, S=s), 1 << 20) for s in range(1, c.S + 1)]
@@ -257,6 +260,11 @@ def needs_cluster(inst: KernelInstance) -> bool:
     if not inst.name.startswith(("jg_skinny_nv<", "jg_fp8_nv<", "jg_moderate_nv<")):
         return False
     return int(inst.name.rstrip(">").rsplit(",", 1)[1]) > 1
+
+
+def needs_wgmma(inst: KernelInstance) -> bool:
+    """Whether an instance is a moderate-N wgmma tile (sm_90a only): its WN template argument is 0."""
+    return inst.name.startswith("jg_moderate_nv<") and int(inst.name.split(",")[4]) == moderate.WGMMA
 
 
 def all_instances(vendor: str) -> list[KernelInstance]:

@@ -14,10 +14,14 @@
 // skinny.hip. Host-checked: K % 8 == 0, pitches % 8 == 0, 16-byte aligned bases. Row offsets are
 // 64-bit; rows beyond M or N and 16-byte chunks beyond K are zero-filled, never read.
 // kb_per_split: 64-element K blocks per slice. ws: S * tiles * BN * BM floats; counters: tiles.
+// Two NVIDIA cores compute a block's tile from the same cp.async stages (jg_moderate_core): mma.sync
+// m16n8k16 over ldmatrix fragments (any sm_80+), or wgmma m64nBNk16 straight from shared memory
+// (sm_90a; WN = 0 in the template selects it). The tuner measures both; the table says which.
 #include "jg_platform.h"
 
 #if defined(JG_NV)
 #include "jg_skinny_nv.h"
+#include "jg_wgmma.h"
 
 #if __CUDA_ARCH__ >= 900
 #define JG_CLUSTER_Z(cs) __cluster_dims__(1, 1, cs)
@@ -26,6 +30,11 @@
 #endif
 
 JG_DEVICE unsigned jg_smem(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
+
+template <bool C, class A, class B>
+struct jg_pick { using type = A; };  // std::conditional without <type_traits> (NVRTC has no std headers)
+template <class A, class B>
+struct jg_pick<false, A, B> { using type = B; };
 
 // 16 bytes global -> shared without registers; src-size 0 writes zeros and reads nothing. The L2
 // fetches 256-byte sectors groups: the next K blocks of a row are on their way before they are asked for.
@@ -85,19 +94,90 @@ JG_DEVICE void jg_store4(jg_u16* out, jg_i64 ldo, const jg_epilogue& e, const fl
     if (m + q < M) jg_store<jg_op_16<T>>(nullptr, out, ldo, e, v[q], n, m + q);
 }
 
-// The product of one BM-row x BN-token tile over K blocks [kb0, kb0 + kbn), left as fp32 in shared
-// memory (the fp32 tile [BN][BM + 4], which reuses the pipeline's stages). BM weight rows x BN tokens,
-// WM x WN warps (a warp owns (BM/WM) x (BN/WN) of the tile in m16n8k16 pieces), ST-stage cp.async
-// pipeline of 64-element K blocks. Ends with a barrier: the fp32 tile is complete for every thread.
+// The fp32 tile [BN][BM + 4] a product leaves in shared memory (reusing the pipeline's PIPE bytes,
+// a flag in its last 16), and the three ways it leaves: stored (no other slice), through the workspace
+// (reduce_pieces), or summed over a cluster (in the kernel).
+template <class T, int BM, int BN, int THREADS_, int PIPE>
+struct jg_tile_out {
+  static constexpr int THREADS = THREADS_;
+  static constexpr int TP = BM + 4;              // fp32 tile pitch: +4 floats keeps accumulator stores conflict-free
+  static constexpr int Q = BM / 4, V = BN * Q;  // float4 units of the fp32 tile
+  static_assert(PIPE >= BN * TP * 4 + 16, "the fp32 tile (and a flag) reuse the pipeline's shared memory");
+
+  // float4 unit u of the fp32 tile: token c, rows r..r+3
+  static JG_DEVICE void unit(int u, int& c, int& r) { c = u / Q; r = 4 * (u % Q); }
+
+  // accumulator pair (rows r, r + 8) x (tokens c, c + 1) of an m16n8 fragment into the fp32 tile
+  static JG_DEVICE void put(float* tile, int r, int c, const float* a) {
+    tile[c * TP + r] = a[0];
+    tile[(c + 1) * TP + r] = a[1];
+    tile[c * TP + r + 8] = a[2];
+    tile[(c + 1) * TP + r + 8] = a[3];
+  }
+
+  // the tile finished here (no other slice): epilogue and stores of float4 units u0 .. u0 + V - 1 (u0 = 0)
+  static JG_DEVICE void store_tile(const unsigned char* smem, jg_u16* out, jg_i64 ldo, const jg_epilogue& e,
+                                   int n0, jg_i64 m0, int N, int M, int u0 = 0) {
+    const float* tile = reinterpret_cast<const float*>(smem);
+    for (int u = u0 + threadIdx.x; u < min(V, u0 + V); u += THREADS) {
+      int c, r;
+      unit(u, c, r);
+      float s[4];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) s[j] = tile[c * TP + r + j];
+      jg_store4<T>(out, ldo, e, s, n0 + c, m0 + r, N, M);
+    }
+  }
+
+  // RED 2: write this block's partial as piece p of `parts` ([pieces][BN][BM]), count it on
+  // `counter`; the block that brings the count to `pieces` sums the pieces in order 0..pieces-1,
+  // stores, and resets the counter to 0. Which block that is depends on timing; the order does not.
+  static JG_DEVICE void reduce_pieces(unsigned char* smem, float* parts, int p, int pieces, unsigned* counter,
+                                      jg_u16* out, jg_i64 ldo, const jg_epilogue& e, int n0, jg_i64 m0, int N,
+                                      int M) {
+    const float* tile = reinterpret_cast<const float*>(smem);
+    for (int u = threadIdx.x; u < V; u += THREADS) {
+      int c, r;
+      unit(u, c, r);
+      jg_st4_global_cg(parts + (jg_i64)p * BN * BM + 4 * u, &tile[c * TP + r]);
+    }
+    __threadfence();  // this block's partial is visible device-wide before it is counted
+    __syncthreads();
+    // the flag lives in dynamic shared memory past the tile: with any static shared memory, a launch
+    // of exactly 48 KiB dynamic is refused (CUDA_ERROR_INVALID_VALUE on an H100) even when opted in
+    int* last = reinterpret_cast<int*>(smem + PIPE - 16);
+    if (threadIdx.x == 0) *last = atomicAdd(counter, 1u) == (unsigned)(pieces - 1);
+    __syncthreads();
+    if (*last) {
+      __threadfence();  // see the other blocks' partials (they fenced before counting)
+      for (int u = threadIdx.x; u < V; u += THREADS) {
+        int c, r;
+        unit(u, c, r);
+        float s[4];
+        jg_ld4_global_cg(s, parts + 4 * u);
+        for (int q = 1; q < pieces; ++q) {  // piece order, whichever block arrived last
+          float v[4];
+          jg_ld4_global_cg(v, parts + (jg_i64)q * BN * BM + 4 * u);
+#pragma unroll
+          for (int j = 0; j < 4; ++j) s[j] += v[j];
+        }
+        jg_store4<T>(out, ldo, e, s, n0 + c, m0 + r, N, M);
+      }
+      if (threadIdx.x == 0) *counter = 0u;  // every piece of this tile has counted: ready for the next call
+    }
+  }
+};
+
+// mma.sync core: WM x WN warps (a warp owns (BM/WM) x (BN/WN) of the tile in m16n8k16 pieces), operands
+// through ldmatrix. product(): the tile over K blocks [kb0, kb0 + kbn), left in shared memory as the
+// fp32 tile; ends with a barrier, so the tile is complete for every thread.
 template <class T, int BM, int BN, int WM, int WN, int ST>
-struct jg_moderate_tile {
-  static constexpr int THREADS = 32 * WM * WN;
+struct jg_moderate_tile : jg_tile_out<T, BM, BN, 32 * WM * WN, ST * (BM + BN) * 128> {
+  using Base = jg_tile_out<T, BM, BN, 32 * WM * WN, ST * (BM + BN) * 128>;
+  static constexpr int THREADS = Base::THREADS, TP = Base::TP;
   static constexpr int MI = BM / WM / 16, NJ = BN / WN / 8;
   static_assert(MI >= 1 && NJ >= 2 && NJ % 2 == 0, "warp tile: 16-row pieces, pairs of 8-token pieces");
   static constexpr int STAGE = (BM + BN) * 128;  // bytes of one pipeline stage
-  static constexpr int TP = BM + 4;              // fp32 tile pitch: +4 floats keeps accumulator stores conflict-free
-  static constexpr int Q = BM / 4, V = BN * Q;  // float4 units of the fp32 tile
-  static_assert(ST * STAGE >= BN * TP * 4 + 16, "the fp32 tile (and a flag) reuse the pipeline's shared memory");
 
   static JG_DEVICE void product(unsigned char* smem, const jg_u16* __restrict__ x, jg_i64 ldx,
                                 const jg_u16* __restrict__ w, jg_i64 ldw, jg_i64 m0, int n0, int N, int M, int K,
@@ -159,81 +239,100 @@ struct jg_moderate_tile {
 #pragma unroll
     for (int mi = 0; mi < MI; ++mi)
 #pragma unroll
-      for (int nj = 0; nj < NJ; ++nj) {
-        const int r = wm * (BM / WM) + 16 * mi + g, c = wn * (BN / WN) + 8 * nj + 2 * t;
-        tile[c * TP + r] = acc[mi][nj][0];
-        tile[(c + 1) * TP + r] = acc[mi][nj][1];
-        tile[c * TP + r + 8] = acc[mi][nj][2];
-        tile[(c + 1) * TP + r + 8] = acc[mi][nj][3];
-      }
+      for (int nj = 0; nj < NJ; ++nj)
+        Base::put(tile, wm * (BM / WM) + 16 * mi + g, wn * (BN / WN) + 8 * nj + 2 * t, acc[mi][nj]);
     __syncthreads();
-  }
-
-  // float4 unit u of the fp32 tile: token c, rows r..r+3
-  static JG_DEVICE void unit(int u, int& c, int& r) { c = u / Q; r = 4 * (u % Q); }
-
-  // the tile finished here (no other slice): epilogue and stores of float4 units u0 .. u0 + V - 1 (u0 = 0)
-  static JG_DEVICE void store_tile(const unsigned char* smem, jg_u16* out, jg_i64 ldo, const jg_epilogue& e,
-                                   int n0, jg_i64 m0, int N, int M, int u0 = 0) {
-    const float* tile = reinterpret_cast<const float*>(smem);
-    for (int u = u0 + threadIdx.x; u < min(V, u0 + V); u += THREADS) {
-      int c, r;
-      unit(u, c, r);
-      float s[4];
-#pragma unroll
-      for (int j = 0; j < 4; ++j) s[j] = tile[c * TP + r + j];
-      jg_store4<T>(out, ldo, e, s, n0 + c, m0 + r, N, M);
-    }
-  }
-
-  // RED 2: write this block's partial as piece p of `parts` ([pieces][BN][BM]), count it on
-  // `counter`; the block that brings the count to `pieces` sums the pieces in order 0..pieces-1,
-  // stores, and resets the counter to 0. Which block that is depends on timing; the order does not.
-  static JG_DEVICE void reduce_pieces(unsigned char* smem, float* parts, int p, int pieces, unsigned* counter,
-                                      jg_u16* out, jg_i64 ldo, const jg_epilogue& e, int n0, jg_i64 m0, int N,
-                                      int M) {
-    const float* tile = reinterpret_cast<const float*>(smem);
-    for (int u = threadIdx.x; u < V; u += THREADS) {
-      int c, r;
-      unit(u, c, r);
-      jg_st4_global_cg(parts + (jg_i64)p * BN * BM + 4 * u, &tile[c * TP + r]);
-    }
-    __threadfence();  // this block's partial is visible device-wide before it is counted
-    __syncthreads();
-    // the flag lives in dynamic shared memory past the tile: with any static shared memory, a launch
-    // of exactly 48 KiB dynamic is refused (CUDA_ERROR_INVALID_VALUE on an H100) even when opted in
-    int* last = reinterpret_cast<int*>(smem + ST * STAGE - 16);
-    if (threadIdx.x == 0) *last = atomicAdd(counter, 1u) == (unsigned)(pieces - 1);
-    __syncthreads();
-    if (*last) {
-      __threadfence();  // see the other blocks' partials (they fenced before counting)
-      for (int u = threadIdx.x; u < V; u += THREADS) {
-        int c, r;
-        unit(u, c, r);
-        float s[4];
-        jg_ld4_global_cg(s, parts + 4 * u);
-        for (int q = 1; q < pieces; ++q) {  // piece order, whichever block arrived last
-          float v[4];
-          jg_ld4_global_cg(v, parts + (jg_i64)q * BN * BM + 4 * u);
-#pragma unroll
-          for (int j = 0; j < 4; ++j) s[j] += v[j];
-        }
-        jg_store4<T>(out, ldo, e, s, n0 + c, m0 + r, N, M);
-      }
-      if (threadIdx.x == 0) *counter = 0u;  // every piece of this tile has counted: ready for the next call
-    }
   }
 };
 
-template <class T, int BM, int BN, int WM, int WN, int ST, int RED, int CS>
-__global__ void __launch_bounds__(32 * WM * WN) JG_CLUSTER_Z(CS) jg_moderate_nv(
+// wgmma core (sm_90a): BM / 64 warpgroups, each owns 64 rows x all BN tokens, one m64nBNk16 per
+// 16-element k step, both operands straight from the swizzled stages (no ldmatrix, no registers
+// for operands). A stage holds KS 64-element K blocks side by side ([KS][BM][64] weights, then
+// [KS][BN][64] tokens), so each weight row is read KS * 128 contiguous bytes at a time.
+// smem must be 1024-byte aligned (the swizzle repeats every 1024 bytes).
+template <class T, int BM, int BN, int ST, int KS>
+struct jg_moderate_wgtile : jg_tile_out<T, BM, BN, 128 * (BM / 64), ST * KS * (BM + BN) * 128> {
+  using Base = jg_tile_out<T, BM, BN, 128 * (BM / 64), ST * KS * (BM + BN) * 128>;
+  static constexpr int THREADS = Base::THREADS;
+  static constexpr int STAGE = KS * (BM + BN) * 128;
+  static_assert(BM % 64 == 0 && BN % 16 == 0 && BN <= 128, "64-row warpgroups; token tiles of 16..128");
+
+  static JG_DEVICE void product(unsigned char* smem, const jg_u16* __restrict__ x, jg_i64 ldx,
+                                const jg_u16* __restrict__ w, jg_i64 ldw, jg_i64 m0, int n0, int N, int M, int K,
+                                int kb0, int kbn) {
+#if defined(JG_WGMMA)
+    const unsigned sbase = jg_smem(smem);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, wg = warp >> 2;
+    // this slice's K ends at kend: a stage's later blocks past it are zero-filled, not read twice
+    const int kend = min(K, (kb0 + kbn) * 64), stages = (kbn + KS - 1) / KS;
+    auto load = [&](int i) {
+      const unsigned st = sbase + (i % ST) * STAGE;
+#pragma unroll
+      for (int j = 0; j < KS; ++j) {
+        const jg_i64 k0 = (jg_i64)(kb0 + i * KS + j) * 64;
+        jg_stage<BM, THREADS>(st + j * BM * 128, w, ldw, m0, M, k0, kend);
+        jg_stage<BN, THREADS>(st + KS * BM * 128 + j * BN * 128, x, ldx, n0, N, k0, kend);
+      }
+    };
+    float acc[BN / 2];
+#pragma unroll
+    for (int r = 0; r < BN / 2; ++r) acc[r] = 0.f;
+#pragma unroll
+    for (int s = 0; s < ST - 1; ++s) {
+      if (s < stages) load(s);
+      jg_cp_commit();
+    }
+    for (int i = 0; i < stages; ++i) {
+      jg_cp_wait<ST - 2>();
+      jg_fence_proxy_async();  // this thread's copies into stage i, made visible to wgmma's reads
+      __syncthreads();         // ... everyone's; and stage i-1's MMAs are done, so its buffer is free
+      const unsigned st = sbase + (i % ST) * STAGE;
+      jg_wg_pin(acc);
+      jg_wg_fence();
+#pragma unroll
+      for (int j = 0; j < KS; ++j)
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk)  // 16-element k steps: 32 bytes along the swizzled 128-byte rows
+          jg_wgmma<BN>::template mma<T>(acc, jg_wg_desc(st + j * BM * 128 + wg * 64 * 128 + 32 * kk),
+                                        jg_wg_desc(st + KS * BM * 128 + j * BN * 128 + 32 * kk));
+      jg_wg_commit();
+      if (i + ST - 1 < stages) load(i + ST - 1);  // into stage i-1's buffer, while the MMAs run
+      jg_cp_commit();
+      jg_wg_wait<0>();
+      jg_wg_pin(acc);
+    }
+    jg_cp_wait<0>();
+    __syncthreads();  // the pipeline's shared memory becomes the fp32 tile [BN][TP]
+    float* tile = reinterpret_cast<float*>(smem);
+    const int g = lane >> 2, t = lane & 3, r0 = wg * 64 + (warp & 3) * 16 + g;
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) Base::put(tile, r0, 8 * j + 2 * t, &acc[4 * j]);
+    __syncthreads();
+#else
+    __trap();  // wgmma tiles exist for sm_90a only; the dispatcher never chooses one elsewhere
+#endif
+  }
+};
+
+// WN = 0 selects the wgmma core (WM = BM / 64 warpgroups), else the mma.sync core of WM x WN warps
+template <class T, int BM, int BN, int WM, int WN, int ST, int KS>
+using jg_moderate_core = typename jg_pick<WN == 0, jg_moderate_wgtile<T, BM, BN, ST, KS>,
+                                          jg_moderate_tile<T, BM, BN, WM, WN == 0 ? 2 : WN, ST>>::type;
+
+template <class T, int BM, int BN, int WM, int WN, int ST, int KS, int RED, int CS>
+__global__ void __launch_bounds__(WN == 0 ? 128 * WM : 32 * WM * WN) JG_CLUSTER_Z(CS) jg_moderate_nv(
     jg_u16* __restrict__ out, jg_i64 ldo, const jg_u16* __restrict__ x, jg_i64 ldx,
     const jg_u16* __restrict__ w, jg_i64 ldw, const jg_u16* __restrict__ bias, jg_i64 bias_ld, int bias_rows,
     int N, int M, int K, int kb_per_split, float* __restrict__ ws, unsigned* __restrict__ counters) {
-  using Tile = jg_moderate_tile<T, BM, BN, WM, WN, ST>;
+  using Tile = jg_moderate_core<T, BM, BN, WM, WN, ST, KS>;
+  static_assert(WN != 0 || WM * 64 == BM, "wgmma tiles: one warpgroup per 64 rows");
+  static_assert(WN == 0 || KS == 1, "the mma.sync core stages one K block at a time");
   static_assert(RED != 1 || CS > 1, "a cluster reduction needs a cluster");
   static_assert(RED == 1 || CS == 1, "only the cluster reduction runs in clusters");
-  extern __shared__ __attribute__((aligned(128))) unsigned char smem[];
+  extern __shared__ __attribute__((aligned(128))) unsigned char smem_raw[];
+  // wgmma's swizzle repeats every 1024 bytes: its tiles start at the next 1024-byte boundary (the
+  // host asks for 1 KiB more); every block of a cluster has the same offset, so DSMEM addresses match
+  unsigned char* smem = smem_raw + (WN == 0 ? (1024 - (jg_smem(smem_raw) & 1023)) & 1023 : 0);
   const jg_epilogue e{nullptr, nullptr, 1.f, 1.f, bias, bias_ld, 0, 0, bias_rows};
   const int nkb = (K + 63) / 64;
   const jg_i64 m0 = (jg_i64)blockIdx.x * BM;

@@ -205,3 +205,16 @@ def test_aot_for_pre_hopper_skips_what_needs_clusters_and_fp8_mma():
     assert not any(n.startswith("jg_fp8_nv<") for n in names)
     assert any(n.startswith("jg_moderate_nv<") and n.endswith(", 2, 1>") for n in names)  # workspace variant
     assert any(dispatch.needs_cluster(i) for i in cli.instances_for("sm_90a"))
+
+
+def test_aot_lists_wgmma_tiles_only_for_sm90a(monkeypatch):
+    from jitgemm import cli, dispatch
+    from jitgemm.kernels import moderate
+    wg = moderate.ModerateConfig(moderate.NvTile(64, 64, 1, moderate.WGMMA), 4, moderate.RED_CLUSTER)
+    monkeypatch.setattr(dispatch, "load_table", lambda family="skinny": [(640, 2880, {64: moderate.to_entry(wg, 1.2)})]
+                        if family == "moderate" else __import__("jitgemm.tuning_nv", fromlist=["x"]).load_table(family))
+    assert any(dispatch.needs_wgmma(i) for i in cli.instances_for("sm_90a"))
+    for arch in ("sm_90", "sm_100a", "sm_80"):
+        insts = cli.instances_for(arch)
+        assert not any(dispatch.needs_wgmma(i) for i in insts)
+        assert any(i.name.startswith("jg_moderate_nv<") for i in insts)  # the stand-in mma.sync tiles

@@ -158,7 +158,7 @@ def test_all_cuda_instances_compile_sm90a(nv_sm90_all):
     from jitgemm.kernels import moderate
     for r in dispatch.load_table("moderate"):
         for v in r[2].values():
-            c = moderate.ModerateConfig(moderate.NvTile(*v[:5]), v[5], v[6])
+            c = moderate.from_entry(v)[0]
             for dt in ("float16", "bfloat16"):
                 assert c.instance(dt).name in names
                 if c.RED == moderate.RED_CLUSTER:  # pre-sm_90: the same slices through the workspace

@@ -36,7 +36,7 @@ def test_table_buckets_and_blas_routing():
     for m, k, buckets in dispatch.load_table("moderate"):
         assert sorted(buckets) == [32, 64, 128]
         for v in buckets.values():
-            assert len(v) == 8 and v[7] > 0
+            assert len(v) == 9 and moderate.from_entry(v)[1] > 0
     # matmul on CuPy fp16 (cuBLAS is there): the kernel where it measured faster than cuBLAS, cuBLAS where not
     def device_view(shape, kind="cupy", dtype="float16"):
         return View(0x1000, shape, (shape[1], 1), dtype, dtype, 0, kind, object(), vendor="cuda")
@@ -45,8 +45,9 @@ def test_table_buckets_and_blas_routing():
         return api._skinny_pays(device_view((n, k)), device_view((k, m)))
     for m, k, buckets in dispatch.load_table("moderate"):
         for b, v in buckets.items():
-            assert pays(b, m, k) == (v[7] >= 1.0), (m, k, b)
-            assert pays(b - 1, m, k) == (v[7] >= 1.0)
+            ratio = moderate.from_entry(v)[1]
+            assert pays(b, m, k) == (ratio >= 1.0), (m, k, b)
+            assert pays(b - 1, m, k) == (ratio >= 1.0)
     assert pays(16, 5120, 4096) and not pays(129, 128, 2880)
     # no GPU BLAS for these operands (numpy on the host, CuPy-held bf16): the GPU kernel always
     host = api._skinny_pays(as_view(np.zeros((128, 4096), np.float16), "a"), as_view(np.zeros((4096, 5120), np.float16), "b"))
@@ -110,3 +111,35 @@ def test_workspace_is_per_stream_grows_and_zeroes_counters_once(monkeypatch):
     assert workspace.held_bytes() == sum(w.floats * 4 + w.tiles * 4 for w in (a1, a2, other))
     monkeypatch.setattr(workspace, "_spaces", {})
     monkeypatch.setattr(workspace, "_retired", [])
+
+
+def test_table_entries_old_and_new_format():
+    """Tables written before KS existed (7 or 8 fields) still load, as KS = 1."""
+    cfg, ratio = moderate.from_entry((64, 64, 2, 2, 4, 3, 1, 0.9))
+    assert cfg == moderate.ModerateConfig(moderate.NvTile(64, 64, 2, 2, 4, 1), 3, 1) and ratio == 0.9
+    assert moderate.from_entry((64, 64, 2, 2, 4, 3, 1))[1] is None
+    new = moderate.ModerateConfig(moderate.NvTile(128, 64, 2, moderate.WGMMA, 4, 2), 4, 1)
+    assert moderate.from_entry(moderate.to_entry(new, 1.25)) == (new, 1.25)
+
+
+def test_wgmma_tile_falls_back_off_sm90a(monkeypatch):
+    """A wgmma table entry runs only on sm_90a; elsewhere an mma.sync tile with the same K slices."""
+    wg = moderate.ModerateConfig(moderate.NvTile(128, 64, 2, moderate.WGMMA, 4, 2), 4, moderate.RED_CLUSTER)
+    monkeypatch.setattr(dispatch, "moderate_entry", lambda n, m, k: (2880, 2880, 64, moderate.to_entry(wg, 1.1)))
+    on90a, why90a = dispatch.moderate_nv_config(64, 2880, 2880, 132, "sm_90a")
+    assert on90a == wg and "sm_90a" not in why90a
+    for arch, red in (("sm_100a", moderate.RED_CLUSTER), ("sm_90", moderate.RED_CLUSTER),
+                      ("sm_80", moderate.RED_WORKSPACE)):
+        cfg, why = dispatch.moderate_nv_config(64, 2880, 2880, 132, arch)
+        assert not cfg.tile.wgmma and cfg.S == 4 and cfg.RED == red, (arch, cfg)
+        assert "needs sm_90a" in why
+    p = dispatch.plan_moderate("cuda", "sm_100a", 148, "bfloat16", 64, 2880, 2880)
+    assert not dispatch.needs_wgmma(p.instance)
+    assert dispatch.needs_wgmma(wg.instance("bfloat16"))
+
+
+def test_wgmma_geometry():
+    t = moderate.NvTile(128, 64, 2, moderate.WGMMA, 4, 2)
+    assert t.threads == 256 and t.runs_on("sm_90a") and not t.runs_on("sm_90") and not t.runs_on("sm_100a")
+    assert t.shared_bytes() == 4 * 2 * (128 + 64) * 128 + 1024  # + 1 KiB to align the stages to 1024 bytes
+    assert "wgmma m64n64k16" in moderate.ModerateConfig(t, 2, 1).describe()

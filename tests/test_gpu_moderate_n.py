@@ -64,27 +64,31 @@ REDUCTIONS = [(1, moderate.RED_NONE), (2, moderate.RED_CLUSTER), (8, moderate.RE
               (3, moderate.RED_WORKSPACE), (16, moderate.RED_WORKSPACE)]
 
 
-@pytest.mark.parametrize("tile", moderate.NV_TILES, ids=lambda t: f"{t.BM}x{t.BN}")
+@pytest.mark.parametrize("tile", moderate.NV_TILES, ids=lambda t: f"{t.BM}x{t.BN}{'wg' if t.wgmma else ''}-st{t.ST}-ks{t.KS}")
 @pytest.mark.parametrize("s,red", REDUCTIONS, ids=lambda v: str(v))
 def test_every_tile_and_reduction(tile, s, red):
-    """Tails in M, N and K (M = 656 + 5, N = 117, K = 3080) with a 2-D bias and padded rows."""
-    rng = np.random.default_rng(s * 100 + red)
-    n, m, k = 117, 661, 3080
-    x, w = random((n, k), "bfloat16", rng), random((m, k), "bfloat16", rng, (2.0 / k) ** 0.5)
-    bias = random((n, m), "bfloat16", rng)
-    cfg = moderate.ModerateConfig(tile, s, red)
-    with forced(cfg):
-        plan = api._plan_cached("cuda", "sm_90a", 132, "bfloat16", n, m, k, 50 << 20, 227 << 10, ())
-        assert plan.instance == cfg.instance("bfloat16")
-        got = run_gemm(x, w, bias, "bfloat16", pad_x=8, pad_w=16)
-    assert_close(got, x, w, bias, "bfloat16")
+    """Tails in M, N and K (M = 656 + 5, N = 117, K = 3080) with a 2-D bias and padded rows; wgmma
+    tiles (sm_90a) in fp16 too: their instruction names the input type."""
+    for dtype in ("bfloat16", "float16") if tile.wgmma else ("bfloat16",):
+        rng = np.random.default_rng(s * 100 + red)
+        n, m, k = 117, 661, 3080
+        x, w = random((n, k), dtype, rng), random((m, k), dtype, rng, (2.0 / k) ** 0.5)
+        bias = random((n, m), dtype, rng)
+        cfg = moderate.ModerateConfig(tile, s, red)
+        with forced(cfg):
+            plan = api._plan_cached("cuda", "sm_90a", 132, dtype, n, m, k, 50 << 20, 227 << 10, ())
+            assert plan.instance == cfg.instance(dtype)
+            got = run_gemm(x, w, bias, dtype, pad_x=8, pad_w=16)
+        assert_close(got, x, w, bias, dtype)
 
 
+@pytest.mark.parametrize("tile", [moderate.NvTile(64, 64, 2, 2), moderate.NvTile(128, 64, 2, moderate.WGMMA, 4, 2)],
+                         ids=["mma", "wgmma"])
 @pytest.mark.parametrize("s,red", REDUCTIONS[1:], ids=lambda v: str(v))
-def test_split_reductions_are_bitwise_deterministic(s, red):
+def test_split_reductions_are_bitwise_deterministic(s, red, tile):
     rng = np.random.default_rng(7)
     x, w = random((64, 2880), "float16", rng), random((640, 2880), "float16", rng, 0.03)
-    with forced(moderate.ModerateConfig(moderate.NvTile(64, 64, 2, 2), s, red)):
+    with forced(moderate.ModerateConfig(tile, s, red)):
         first = run_gemm(x, w, None, "float16").view(np.uint16)
         for _ in range(19):
             assert np.array_equal(run_gemm(x, w, None, "float16").view(np.uint16), first)

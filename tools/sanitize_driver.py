@@ -181,15 +181,16 @@ def launch_plans(nt: int, MT: int, WK: int, U: int, SK: int) -> list:
     return [(n, skinny.NvConfig(MT, WK, U, SK)) for n in ((1, 8) if nt == 1 else (9, 16))]
 
 
-MODERATE_NAME = re.compile(r"jg_moderate_nv<(jg_f16|jg_bf16), (\d+), (\d+), (\d+), (\d+), (\d+), (\d+), (\d+)>")
+MODERATE_NAME = re.compile(r"jg_moderate_nv<(jg_f16|jg_bf16), (\d+), (\d+), (\d+), (\d+), (\d+), (\d+), (\d+), (\d+)>")
 
 
-def moderate_plans(bm, bn, wm, wn, st, red, cs) -> list:
+def moderate_plans(bm, bn, wm, wn, st, ks, red, cs) -> list:
     """(N, M, K, config) launches for one moderate instance: token, row and K-block edges."""
     from jitgemm.kernels import moderate
-    tile = moderate.NvTile(bm, bn, wm, wn, st)
+    tile = moderate.NvTile(bm, bn, wm, wn, st, ks)
     slices = [cs] if red == moderate.RED_CLUSTER else [1] if red == moderate.RED_NONE else [3, 16]
-    shapes = [(17, 1, 8), (bn + 1, bm + 1, 64 * 3 + 8), (128, 2 * bm - 1, 264), (33, bm, 64 * 16)]
+    past = bn + 1 if bn < moderate.MAX_N else bn - 1  # N past one token tile (or a tail in the only one)
+    shapes = [(17, 1, 8), (past, bm + 1, 64 * 3 + 8), (128, 2 * bm - 1, 264), (33, bm, 64 * 16)]
     return [(n, m, k, moderate.ModerateConfig(tile, s, red)) for s in slices for n, m, k in shapes]
 
 

@@ -15,22 +15,23 @@ from . import runner
 SLICES = (1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32)
 
 
-def candidates(n: int, m: int, k: int, sms: int, cluster_ok: bool) -> list[moderate.ModerateConfig]:
-    """Distinct configs worth timing: tiles whose token width fits N without more than half waste,
-    slice counts from 1 up to about 4 blocks per SM; S <= 8 through a cluster where there is one
-    (and through the workspace too, to measure both), larger S through the workspace."""
+def candidates(n: int, m: int, k: int, sms: int, cluster_ok: bool, arch: str = "sm_90a",
+               tiles=moderate.NV_TILES) -> list[moderate.ModerateConfig]:
+    """Distinct configs worth timing: tiles the arch can run whose token width fits N without more
+    than half waste (nor under a quarter of N: the weights would be re-read more than 4 times), slice counts
+    from 1 up to about 4 blocks per SM; S <= 8 through a cluster where there is one, larger S (or
+    no cluster) through the workspace. (Session 2's sweep timed the workspace at S <= 8 as well: the
+    cluster won every one of those cases, so they are no longer timed.)"""
     out = []
-    for tile in moderate.NV_TILES:
-        if tile.BN >= 2 * n and tile.BN > 32:
+    for tile in tiles:
+        if (tile.BN >= 2 * n and tile.BN > 32) or 4 * tile.BN < n or not tile.runs_on(arch):
             continue
         tiles = -(-m // tile.BM) * -(-n // tile.BN)
         for s in SLICES:
             if s > 1 and tiles * s > 4 * sms:
                 break
-            # S <= 8 both through a cluster and through the workspace: measured, not assumed
             reds = [moderate.RED_NONE] if s == 1 else \
-                ([moderate.RED_CLUSTER] if cluster_ok and s <= moderate.MAX_CLUSTER else []) + \
-                [moderate.RED_WORKSPACE]
+                [moderate.RED_CLUSTER] if cluster_ok and s <= moderate.MAX_CLUSTER else [moderate.RED_WORKSPACE]
             for red in reds:
                 c = moderate.normalized(moderate.ModerateConfig(tile, s, red), k)
                 if c not in out:
@@ -48,7 +49,7 @@ def tune(ns, shapes, out_dir, meta, dtype="bfloat16") -> list:
         row = {"name": sh.name, "m": sh.m, "k": sh.k, "buckets": {}}
         for n in ns:
             best = None
-            for cfg in candidates(n, sh.m, sh.k, meta["sms"], cluster_ok):
+            for cfg in candidates(n, sh.m, sh.k, meta["sms"], cluster_ok, meta["arch"]):
                 preps = runner.prepared_calls(ops, n, config=cfg)
                 res = preps[0].kernel.resources
                 if res.get("spill_stores") or res.get("stack_frame"):
@@ -60,14 +61,13 @@ def tune(ns, shapes, out_dir, meta, dtype="bfloat16") -> list:
                     continue
                 us = runner.time_ours(preps, stream, modes=("graph",))["us_graph"]
                 t = cfg.tile
-                raw.append({"m": sh.m, "k": sh.k, "n": n, "tile": [t.BM, t.BN, t.WM, t.WN, t.ST], "S": cfg.S,
+                raw.append({"m": sh.m, "k": sh.k, "n": n, "tile": [t.BM, t.BN, t.WM, t.WN, t.ST, t.KS], "S": cfg.S,
                             "RED": cfg.RED, "us": round(us, 3)})
                 if best is None or us < best[0]:
                     best = (us, cfg)
             torch_us = (runner.time_torch(ops, n) or {}).get("us_graph", float("nan"))
             us, cfg = best
-            t = cfg.tile
-            row["buckets"][n] = [t.BM, t.BN, t.WM, t.WN, t.ST, cfg.S, cfg.RED, round(torch_us / us, 3)]
+            row["buckets"][n] = moderate.to_entry(cfg, round(torch_us / us, 3))
             print(f"tune {sh.name:14s} N={n:3d} best {cfg.describe()} S={cfg.S}: {us:.2f} us; torch {torch_us:.2f} us",
                   flush=True)
         table.append(row)
@@ -87,5 +87,5 @@ def table_source(table, meta) -> str:
     from .main import tuning_source_with
     rows = "".join(f"    ({r['m']}, {r['k']}, {{{', '.join(f'{int(b)}: {tuple(v)}' for b, v in r['buckets'].items())}}}),"
                    f"  # {r['name']}\n" for r in table)
-    return tuning_source_with("NV_TABLE_MODERATE", "N > 16: (M, K, {N bucket: (BM, BN, WM, WN, ST, S, RED, cuBLAS us / "
-                              f"ours)}}); {meta['device']}, {meta['date']}", rows)
+    return tuning_source_with("NV_TABLE_MODERATE", "N > 16: (M, K, {N bucket: (BM, BN, WM, WN, ST, KS, S, RED, "
+                              f"cuBLAS us / ours)}}); {meta['device']}, {meta['date']}", rows)

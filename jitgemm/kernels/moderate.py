@@ -19,20 +19,35 @@ MAX_CLUSTER = 8  # portable cluster size on sm_90
 RED_NONE, RED_CLUSTER, RED_WORKSPACE = 0, 1, 2
 
 
+WGMMA = 0  # NvTile.WN of a wgmma tile: a warpgroup spans all BN tokens
+
+
 @dataclass(frozen=True)
 class NvTile:
+    """BM weight rows x BN tokens a block, ST cp.async stages of 64-element K blocks. WN > 0: the
+    mma.sync core, WM x WN warps. WN = WGMMA (0): the wgmma core (sm_90a), WM = BM / 64 warpgroups."""
     BM: int
     BN: int
     WM: int
     WN: int
     ST: int = 4
+    KS: int = 1  # 64-element K blocks per stage (wgmma core): a weight row is read KS x 128 bytes at a time
+
+    @property
+    def wgmma(self) -> bool:
+        return self.WN == WGMMA
 
     @property
     def threads(self) -> int:
-        return 32 * self.WM * self.WN
+        return 128 * self.WM if self.wgmma else 32 * self.WM * self.WN
 
     def shared_bytes(self) -> int:
-        return self.ST * (self.BM + self.BN) * 2 * BK
+        # wgmma: 1 KiB more, so the kernel can start its stages on a 1024-byte boundary (the swizzle's period)
+        return self.ST * self.KS * (self.BM + self.BN) * 2 * BK + (1024 if self.wgmma else 0)
+
+    def runs_on(self, arch: str) -> bool:
+        """wgmma is an sm_90a instruction (not sm_90, not sm_100a)."""
+        return not self.wgmma or arch.startswith("sm_90a")
 
 
 # Tiles the tuner searches and the dispatcher may choose (aot compiles them): warp tiles of 16..64
@@ -45,6 +60,16 @@ NV_TILES = (
     NvTile(64, 128, 2, 2), NvTile(128, 64, 2, 2), NvTile(128, 128, 2, 2),  # bigger warp tiles: more mma per ldmatrix
     NvTile(32, 32, 2, 1, 6), NvTile(32, 64, 2, 2, 3), NvTile(64, 64, 2, 2, 3),  # deeper / shallower pipelines
     NvTile(64, 32, 4, 1, 3), NvTile(64, 64, 2, 2, 6),
+    # wgmma (sm_90a): one warpgroup per 64 rows, operands straight from shared memory
+    NvTile(64, 32, 1, WGMMA), NvTile(64, 64, 1, WGMMA), NvTile(64, 128, 1, WGMMA),
+    NvTile(128, 32, 2, WGMMA), NvTile(128, 64, 2, WGMMA), NvTile(128, 128, 2, WGMMA),
+    NvTile(64, 128, 1, WGMMA, 6), NvTile(128, 64, 2, WGMMA, 6), NvTile(128, 128, 2, WGMMA, 6),
+    NvTile(256, 64, 4, WGMMA), NvTile(256, 128, 4, WGMMA), NvTile(64, 16, 1, WGMMA), NvTile(128, 16, 2, WGMMA),
+    # two or four K blocks a stage (256 / 512 contiguous bytes of each weight row), deeper pipelines
+    NvTile(64, 16, 1, WGMMA, 4, 2), NvTile(64, 16, 1, WGMMA, 8), NvTile(64, 32, 1, WGMMA, 4, 2),
+    NvTile(64, 32, 1, WGMMA, 8), NvTile(64, 64, 1, WGMMA, 4, 2), NvTile(128, 64, 2, WGMMA, 4, 2),
+    NvTile(128, 128, 2, WGMMA, 3, 2), NvTile(64, 128, 1, WGMMA, 4, 2), NvTile(128, 32, 2, WGMMA, 4, 2),
+    NvTile(64, 16, 1, WGMMA, 3, 4), NvTile(128, 16, 2, WGMMA, 4, 2),
 )
 
 
@@ -97,7 +122,7 @@ class ModerateConfig:
             return KernelInstance("moderate.hip",
                                   f"jg_moderate_amd<{TAG[dtype]}, {t.BM}, {t.BN}, {t.WM}, {t.WN}, {t.ST}, {self.RED}, 1>")
         return KernelInstance("moderate.hip",
-                              f"jg_moderate_nv<{TAG[dtype]}, {t.BM}, {t.BN}, {t.WM}, {t.WN}, {t.ST}, {self.RED}, {cs}>")
+                              f"jg_moderate_nv<{TAG[dtype]}, {t.BM}, {t.BN}, {t.WM}, {t.WN}, {t.ST}, {t.KS}, {self.RED}, {cs}>")
 
     def kb_per_split(self, k: int) -> int:
         return -(-(-(-k // BK)) // self.S)
@@ -123,8 +148,28 @@ class ModerateConfig:
         if self.amd:
             return (f"amd tiled MFMA 16x16 (x32 on gfx950, x16 before), {t.BM} rows x {t.BN} tokens a workgroup, "
                     f"{t.WM}x{t.WN} waves, LDS double buffer fed through registers{red}")
+        if t.wgmma:
+            return (f"nv tiled wgmma m64n{t.BN}k16, {t.BM} rows x {t.BN} tokens a block, {t.WM} warpgroup(s), "
+                    f"{t.ST}-stage cp.async pipeline{red}")
         return (f"nv tiled mma.sync m16n8k16, {t.BM} rows x {t.BN} tokens a block, {t.WM}x{t.WN} warps, "
                 f"{t.ST}-stage cp.async pipeline{red}")
+
+
+def from_entry(entry) -> tuple[ModerateConfig, float | None]:
+    """A moderate table entry as (config, cuBLAS time / ours or None). Entries are
+    (BM, BN, WM, WN, ST, KS, S, RED, ratio); tables written before KS existed have
+    (BM, BN, WM, WN, ST, S, RED[, ratio]) and mean KS = 1."""
+    e = tuple(entry)
+    if len(e) == 9:
+        bm, bn, wm, wn, st, ks, s, red, ratio = e
+    else:
+        (bm, bn, wm, wn, st, s, red), ks, ratio = e[:7], 1, (e[7] if len(e) > 7 else None)
+    return ModerateConfig(NvTile(bm, bn, wm, wn, st, ks), s, red), ratio
+
+
+def to_entry(cfg: ModerateConfig, ratio: float) -> list:
+    t = cfg.tile
+    return [t.BM, t.BN, t.WM, t.WN, t.ST, t.KS, cfg.S, cfg.RED, ratio]
 
 
 def normalized(cfg: ModerateConfig, k: int) -> ModerateConfig:

@@ -1,0 +1,108 @@
+// Hopper warpgroup MMA (wgmma.mma_async, sm_90a only): D[64 x N] += A[64 x 16] * B[16 x N]^T with both
+// operands read from shared memory through matrix descriptors, fp32 accumulators in registers.
+// Both operands are K-major (rows of 64 16-bit elements = 128 bytes) in the 128-byte swizzle: within
+// each 1024-byte group of 8 rows, 16-byte chunk c of row r sits at chunk c ^ (r & 7). That is
+// jg_swz's layout (moderate.hip), so cp.async fills the tiles wgmma reads, with no TMA.
+// Accumulator layout (PTX ISA, "wgmma .m64nNk16 D fragment"): warp w of the warpgroup, g = lane / 4,
+// t = lane % 4; register i holds row 16 w + g + 8 ((i % 4) / 2), column 8 (i / 4) + 2 t + (i % 2).
+// The operand lists below are long (N / 2 registers); they were written out by a script, not by hand.
+#pragma once
+#include "jg_platform.h"
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define JG_WGMMA 1
+
+// Matrix descriptor of a K-major, 128-byte-swizzled tile at shared address `addr` (its 8-row group
+// 1024-byte aligned; a k step inside the 128-byte row moves the start by 32 bytes): start >> 4 in
+// bits 0-13, leading byte offset (unused with this swizzle; 1 by convention) in 16-29, stride between
+// 8-row groups (1024 B) >> 4 in 32-45, swizzle mode 1 (128 B) in bits 62-63.
+JG_DEVICE unsigned long long jg_wg_desc(unsigned addr) {
+  return (unsigned long long)((addr & 0x3FFFF) >> 4) | (1ull << 16) | ((unsigned long long)(1024 >> 4) << 32) |
+         (1ull << 62);
+}
+
+// cp.async writes through the generic proxy, wgmma reads through the async proxy: each writer fences
+// before the barrier that hands the stage to the warpgroups.
+JG_DEVICE void jg_fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+JG_DEVICE void jg_wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+JG_DEVICE void jg_wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int P>
+JG_DEVICE void jg_wg_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(P) : "memory"); }
+
+// Keeps the compiler from moving accumulator reads or writes across the asynchronous MMA
+template <int R>
+JG_DEVICE void jg_wg_pin(float (&d)[R]) {
+#pragma unroll
+  for (int i = 0; i < R; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
+
+template <int N>
+struct jg_wgmma;  // m64nNk16, both operands K-major, D += A * B
+
+// One wgmma: SHAPE "m64nNk16", TY "bf16"/"f16", REGS the "%0, ..." list of the N/2 accumulators,
+// A/B/P the operand numbers of the two descriptors and of the scale-d flag (1: D += A*B), then the
+// "+f" accumulator operands. bf16 and fp16 differ only in TY.
+#define JG_WG_MMA(SHAPE, TY, REGS, A, B, P, ...)                                                       \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %" P ", 0;\n"                                         \
+               "wgmma.mma_async.sync.aligned." SHAPE ".f32." TY "." TY " {" REGS "}, %" A ", %" B \
+               ", p, 1, 1, 0, 0;\n}\n"                                                                  \
+               : __VA_ARGS__                                                                           \
+               : "l"(a), "l"(b), "r"(1))
+
+// jg_wgmma<N>: N/2 accumulators per thread, the descriptors and flag are operands N/2 .. N/2 + 2
+#define JG_WG_STR(v) #v
+#define JG_WG_CALL(...) JG_WG_MMA(__VA_ARGS__)  // expands the OPS / OUTS lists before JG_WG_MMA counts them
+#define JG_WG_SPEC(N)                                                                                   \
+  template <>                                                                                           \
+  struct jg_wgmma<N> {                                                                                  \
+    template <class T>                                                                                  \
+    static JG_DEVICE void mma(float (&d)[N / 2], unsigned long long a, unsigned long long b) {         \
+      if constexpr (T::id == jg_bf16::id)                                                               \
+        JG_WG_CALL("m64n" JG_WG_STR(N) "k16", "bf16", JG_WG_REGS_##N, JG_WG_OPS_##N, JG_WG_OUTS_##N(d)); \
+      else                                                                                              \
+        JG_WG_CALL("m64n" JG_WG_STR(N) "k16", "f16", JG_WG_REGS_##N, JG_WG_OPS_##N, JG_WG_OUTS_##N(d));  \
+    }                                                                                                   \
+  };
+
+#define JG_WG_REGS_16 "%0, %1, %2, %3, %4, %5, %6, %7"
+#define JG_WG_OUTS_16(d) \
+    "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
+#define JG_WG_OPS_16 "8", "9", "10"
+JG_WG_SPEC(16)
+
+#define JG_WG_REGS_32 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15"
+#define JG_WG_OUTS_32(d) \
+    "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),  \
+    "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+#define JG_WG_OPS_32 "16", "17", "18"
+JG_WG_SPEC(32)
+
+#define JG_WG_REGS_64 \
+    "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+    "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+#define JG_WG_OUTS_64(d) \
+    "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),  \
+    "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),  \
+    "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),  \
+    "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+#define JG_WG_OPS_64 "32", "33", "34"
+JG_WG_SPEC(64)
+
+#define JG_WG_REGS_128 \
+    "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+    "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
+    "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+    "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+#define JG_WG_OUTS_128(d) \
+    "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),  \
+    "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),  \
+    "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),  \
+    "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),  \
+    "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),  \
+    "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),  \
+    "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),  \
+    "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+#define JG_WG_OPS_128 "64", "65", "66"
+JG_WG_SPEC(128)
+
+#endif  // __CUDA_ARCH_FEAT_SM90_ALL
