@@ -236,11 +236,10 @@ def moderate_nv_instances() -> list[KernelInstance]:
     for row in load_table("moderate"):
         for v in row[2].values():
             cfgs.append(moderate.from_entry(v)[0])
+    heuristic_tiles = [moderate.heuristic(n, 128, 4096, 132, True).tile for n in (17, 64)]  # its two tiles
     if not cfgs:
-        cfgs = [moderate.ModerateConfig(moderate.heuristic(n, 128, 4096, 132, True).tile, moderate.MAX_CLUSTER,
-                                        moderate.RED_CLUSTER) for n in (17, 64)]
-    cfgs += [replace(c, tile=moderate.heuristic(n, 128, 4096, 132, True).tile)
-             for c in cfgs if c.tile.wgmma for n in (17, 64)]
+        cfgs = [moderate.ModerateConfig(t, moderate.MAX_CLUSTER, moderate.RED_CLUSTER) for t in heuristic_tiles]
+    cfgs += [replace(c, tile=t) for c in cfgs if c.tile.wgmma for t in heuristic_tiles]
     variants = []
     for c in cfgs:
         variants += [moderate.normalized(replace(c, S=s), 1 << 20) for s in range(1, c.S + 1)]

@@ -50,16 +50,21 @@ def _upload(a: np.ndarray, dev: int) -> DeviceArray:
     return DeviceArray.from_numpy(default_backend(), dev, a, dtype_name(a.dtype))
 
 
+def _weight_and_devices(w, devices):
+    """The full weight as a 2-D host array, and the GPUs to shard it over."""
+    w = np.asarray(w)
+    if w.ndim != 2:
+        raise ValueError(f"w must be 2-D [M, K], got shape {w.shape}")
+    return w, _devices(devices)
+
+
 class ColumnParallelLinear:
     """y[:, block_g] = x @ w[block_g].T (+ bias[block_g]) on GPU g. forward(x) takes the same x on
     every GPU (a list of per-device arrays, or one host array that is copied to each) and returns the
     per-device output blocks; gather() concatenates them on one device."""
 
     def __init__(self, w: np.ndarray, bias: np.ndarray | None = None, *, devices: Sequence[int] | None = None):
-        w = np.asarray(w)
-        if w.ndim != 2:
-            raise ValueError(f"w must be 2-D [M, K], got shape {w.shape}")
-        self.devices = _devices(devices)
+        w, self.devices = _weight_and_devices(w, devices)
         self.bounds = shard_bounds(w.shape[0], len(self.devices))
         self.layers = []
         for dev, (a, b) in zip(self.devices, self.bounds):
@@ -99,10 +104,7 @@ class RowParallelLinear:
     produced) and returns y on every GPU."""
 
     def __init__(self, w: np.ndarray, bias: np.ndarray | None = None, *, devices: Sequence[int] | None = None):
-        w = np.asarray(w)
-        if w.ndim != 2:
-            raise ValueError(f"w must be 2-D [M, K], got shape {w.shape}")
-        self.devices = _devices(devices)
+        w, self.devices = _weight_and_devices(w, devices)
         self.bounds = shard_bounds(w.shape[1], len(self.devices))
         for a, b in self.bounds:
             if (b - a) % 8:

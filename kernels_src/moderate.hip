@@ -71,6 +71,19 @@ JG_DEVICE void jg_stage(unsigned dst, const jg_u16* base, jg_i64 ld, jg_i64 row0
   }
 }
 
+// Pipeline stage at `st`: KS 64-element K blocks from K block kb, weights then tokens
+// ([KS][BM][64], then [KS][BN][64], each swizzled), chunks at or past kend zero-filled
+template <int BM, int BN, int THREADS, int KS>
+JG_DEVICE void jg_load_stage(unsigned st, const jg_u16* w, jg_i64 ldw, jg_i64 m0, int M, const jg_u16* x, jg_i64 ldx,
+                             int n0, int N, int kb, int kend) {
+#pragma unroll
+  for (int j = 0; j < KS; ++j) {
+    const jg_i64 k0 = (jg_i64)(kb + j) * 64;
+    jg_stage<BM, THREADS>(st + j * BM * 128, w, ldw, m0, M, k0, kend);
+    jg_stage<BN, THREADS>(st + KS * BM * 128 + j * BN * 128, x, ldx, n0, N, k0, kend);
+  }
+}
+
 JG_DEVICE void jg_ld4_cluster(float (&v)[4], unsigned addr) {
   asm volatile("ld.shared::cluster.v4.f32 {%0,%1,%2,%3}, [%4];" : "=f"(v[0]), "=f"(v[1]), "=f"(v[2]), "=f"(v[3])
                : "r"(addr) : "memory");
@@ -186,10 +199,7 @@ struct jg_moderate_tile : jg_tile_out<T, BM, BN, 32 * WM * WN, ST * (BM + BN) * 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int wm = warp % WM, wn = warp / WM;
     auto load = [&](int i) {
-      const unsigned st = sbase + (i % ST) * STAGE;
-      const jg_i64 k0 = (jg_i64)(kb0 + i) * 64;
-      jg_stage<BM, THREADS>(st, w, ldw, m0, M, k0, K);
-      jg_stage<BN, THREADS>(st + BM * 128, x, ldx, n0, N, k0, K);
+      jg_load_stage<BM, BN, THREADS, 1>(sbase + (i % ST) * STAGE, w, ldw, m0, M, x, ldx, n0, N, kb0 + i, K);
     };
     float acc[MI][NJ][4];
 #pragma unroll
@@ -266,13 +276,7 @@ struct jg_moderate_wgtile : jg_tile_out<T, BM, BN, 128 * (BM / 64), ST * KS * (B
     // this slice's K ends at kend: a stage's later blocks past it are zero-filled, not read twice
     const int kend = min(K, (kb0 + kbn) * 64), stages = (kbn + KS - 1) / KS;
     auto load = [&](int i) {
-      const unsigned st = sbase + (i % ST) * STAGE;
-#pragma unroll
-      for (int j = 0; j < KS; ++j) {
-        const jg_i64 k0 = (jg_i64)(kb0 + i * KS + j) * 64;
-        jg_stage<BM, THREADS>(st + j * BM * 128, w, ldw, m0, M, k0, kend);
-        jg_stage<BN, THREADS>(st + KS * BM * 128 + j * BN * 128, x, ldx, n0, N, k0, kend);
-      }
+      jg_load_stage<BM, BN, THREADS, KS>(sbase + (i % ST) * STAGE, w, ldw, m0, M, x, ldx, n0, N, kb0 + i * KS, kend);
     };
     float acc[BN / 2];
 #pragma unroll
@@ -317,7 +321,7 @@ struct jg_moderate_wgtile : jg_tile_out<T, BM, BN, 128 * (BM / 64), ST * KS * (B
 // WN = 0 selects the wgmma core (WM = BM / 64 warpgroups), else the mma.sync core of WM x WN warps
 template <class T, int BM, int BN, int WM, int WN, int ST, int KS>
 using jg_moderate_core = typename jg_pick<WN == 0, jg_moderate_wgtile<T, BM, BN, ST, KS>,
-                                          jg_moderate_tile<T, BM, BN, WM, WN == 0 ? 2 : WN, ST>>::type;
+                                          jg_moderate_tile<T, BM, BN, WM, WN, ST>>::type;
 
 template <class T, int BM, int BN, int WM, int WN, int ST, int KS, int RED, int CS>
 __global__ void __launch_bounds__(WN == 0 ? 128 * WM : 32 * WM * WN) JG_CLUSTER_Z(CS) jg_moderate_nv(

@@ -15,15 +15,14 @@ from . import runner
 SLICES = (1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32)
 
 
-def candidates(n: int, m: int, k: int, sms: int, cluster_ok: bool, arch: str = "sm_90a",
-               tiles=moderate.NV_TILES) -> list[moderate.ModerateConfig]:
+def candidates(n: int, m: int, k: int, sms: int, cluster_ok: bool, arch: str = "sm_90a") -> list[moderate.ModerateConfig]:
     """Distinct configs worth timing: tiles the arch can run whose token width fits N without more
     than half waste (nor under a quarter of N: the weights would be re-read more than 4 times), slice counts
     from 1 up to about 4 blocks per SM; S <= 8 through a cluster where there is one, larger S (or
     no cluster) through the workspace. (Session 2's sweep timed the workspace at S <= 8 as well: the
     cluster won every one of those cases, so they are no longer timed.)"""
     out = []
-    for tile in tiles:
+    for tile in moderate.NV_TILES:
         if (tile.BN >= 2 * n and tile.BN > 32) or 4 * tile.BN < n or not tile.runs_on(arch):
             continue
         tiles = -(-m // tile.BM) * -(-n // tile.BN)
