@@ -11,6 +11,7 @@ from . import dispatch, validate, workspace
 from .arrays import BF16, F16, View, as_view, dtype_name
 from .device_array import DeviceArray
 from .kernels import moderate, skinny
+from .runtime import blas
 from .runtime.backend import default_backend, get_backend
 from .runtime.jit import get_kernel
 
@@ -95,13 +96,13 @@ def _check_gemm(x: Any, w: Any, bias: Any) -> _Gemm:
 def _plan(backend, device: int, g: _Gemm) -> dispatch.Plan:
     info = backend.device_info(device)
     return _plan_cached(backend.name, info.arch, info.multiprocessors, g.dtype, g.n, g.m, g.k, info.l2_bytes,
-                        info.shared_per_block, dispatch.settings_key())
+                        info.shared_per_block, g.bias is not None, dispatch.settings_key())
 
 
 @functools.lru_cache(maxsize=4096)
-def _plan_cached(vendor, arch, cus, dtype, n, m, k, l2, shared_limit, _settings) -> dispatch.Plan:
-    # plans depend on the shape, the device and the settings (environment) only: decide once
-    return dispatch.plan_skinny(vendor, arch, cus, dtype, n, m, k, l2, shared_limit)
+def _plan_cached(vendor, arch, cus, dtype, n, m, k, l2, shared_limit, bias, _settings) -> dispatch.Plan:
+    # plans depend on the shape, the device, whether there is a bias and the settings (environment) only
+    return dispatch.plan_skinny(vendor, arch, cus, dtype, n, m, k, l2, shared_limit, bias)
 
 
 def _arg_kinds(backend, plan: dispatch.Plan) -> tuple[str, ...]:
@@ -120,6 +121,8 @@ def _fixed_args(plan: dispatch.Plan, g: _Gemm, x: View, w: View, bias: View | No
         bptr = bias.ptr
     else:
         bias_rows, bias_ld, bptr = 0, 0, 0
+    if plan.family == "blas":
+        return [g.n, g.m, g.k, x.ptr, ldx, w.ptr, ldw, out.ptr, ldo]
     last = plan.extra["kb"] if plan.family == "moderate" else plan.extra["kc"]
     return [out.ptr, ldo, x.ptr, ldx, w.ptr, ldw, bptr, bias_ld, bias_rows, g.n, g.m, g.k, last]
 
@@ -127,6 +130,9 @@ def _fixed_args(plan: dispatch.Plan, g: _Gemm, x: View, w: View, bias: View | No
 def _launch_skinny(backend, device, plan: dispatch.Plan, g: _Gemm, x: View, w: View, bias: View | None,
                    out: View, stream: int) -> None:
     args = _fixed_args(plan, g, x, w, bias, out)
+    if plan.family == "blas":
+        blas.gemm(backend, device, stream, g.dtype, *args)
+        return
     if plan.family == "moderate":
         args += _workspace_ptrs(backend, device, plan, stream)
     kern = get_kernel(plan.instance, backend, device, _arg_kinds(backend, plan))
@@ -193,11 +199,13 @@ def _run_host(backend, device, plan, g: _Gemm, ov: View | None, out: Any):
 
 
 def gemm(x: Any, w: Any, bias: Any = None, *, out: Any = None, stream: Any = None):
-    """out[N, M] = x[N, K] @ w[M, K].T (+ bias), fp16/bf16, N = 1..16, fp32 accumulation.
+    """out[N, M] = x[N, K] @ w[M, K].T (+ bias), fp16/bf16, N = 1..128, fp32 accumulation.
 
     x, w, bias, out: numpy (copied to the GPU and back, synchronously), CuPy, or any object with
     __cuda_array_interface__ / __dlpack__ (torch tensors work; torch is never imported).
-    bias: [M], [1, M] or [N, M] in the input dtype. Device calls do not synchronise."""
+    bias: [M], [1, M] or [N, M] in the input dtype. Device calls do not synchronise.
+    The dispatcher picks the skinny or moderate-N kernel, or cuBLAS for a bias-free N > 16 shape
+    where it measured cuBLAS faster (JITGEMM_BLAS=0: never); `explain` says which and why."""
     return _run(_check_gemm(x, w, bias), out, stream)
 
 
@@ -242,24 +250,17 @@ def matmul(a: Any, b: Any, *, out: Any = None, stream: Any = None):
 
 
 def _skinny_pays(av: View, bv: View) -> bool:
-    """Whether jitgemm's kernel should run this matmul rather than a vendor BLAS, from what was measured.
-    N <= 16 always beat cuBLAS on the decode suite (H100). For N > 16 the kernel runs unless a GPU
-    BLAS can take these operands (CuPy fp16, or a torch tensor) and the moderate-N table's nearest
-    tuned shape measured cuBLAS faster (or, on AMD, nothing was measured). numpy operands and CuPy
-    bf16 have no GPU BLAS here: the GPU kernel beats numpy's CPU matmul whatever the shape."""
-    n, k, m = av.shape[0], av.shape[1], bv.shape[1]
+    """Whether this matmul goes through gemm (whose dispatcher picks the skinny or moderate kernel, or
+    cuBLAS where the measured table says cuBLAS is faster) rather than straight to the array library's
+    BLAS. N <= 16: always (the skinny family beat cuBLAS on the decode suite). N = 17..128: on NVIDIA
+    and for host (numpy) operands, yes; on AMD nothing was measured for N > 16 yet, so the vendor BLAS
+    (through CuPy) takes device operands."""
+    n = av.shape[0]
     if n <= skinny.MAX_N:
         return True
     if n > skinny.MAX_N_MODERATE:
         return False
-    gpu_blas = av.device is not None and ((av.kind == "cupy" and av.dtype == F16) or
-                                          (av.kind != "cupy" and hasattr(av.obj, "__matmul__")))
-    if not gpu_blas:
-        return True
-    if (av.vendor or bv.vendor or "cuda") != "cuda":
-        return False
-    ratio = dispatch.blas_ratio(n, m, k)
-    return ratio is not None and ratio >= 1.0
+    return av.device is None or (av.vendor or bv.vendor or "cuda") == "cuda"
 
 
 def _transposed(b: Any, bv: View):
@@ -405,6 +406,11 @@ class Prepared:
         self.plan = _plan(backend, device, g)
         self._backend, self._device = backend, device
         self._vals = _fixed_args(self.plan, g, g.x, g.w, g.bias, ov)  # validates the layouts: before compiling
+        self._keep = (x, w, bias, out)
+        if self.plan.family == "blas":  # cuBLAS: nothing to compile; its workspace for stream 0 now
+            self.kernel, self._dtype = None, g.dtype
+            blas.cublas().workspace(backend, device, 0)
+            return
         kinds = _arg_kinds(backend, self.plan)
         self.kernel = get_kernel(self.plan.instance, backend, device, kinds)
         from .runtime.backend import ArgPack
@@ -416,7 +422,6 @@ class Prepared:
             self._bind_workspace(0)
         else:
             self._args.set(*self._vals)
-        self._keep = (x, w, bias, out)
         p = self.plan
         self._launch = (self.kernel.func, p.grid, p.block, p.shared)
         self._pdl = p.extra["pdl"]
@@ -427,6 +432,9 @@ class Prepared:
         self._ws_stream = stream
 
     def launch(self, stream: int = 0) -> None:
+        if self.kernel is None:
+            blas.gemm(self._backend, self._device, stream, self._dtype, *self._vals)
+            return
         if self._per_stream and self._ws_stream != stream:
             self._bind_workspace(stream)  # each stream has its own workspace: no sharing across streams
         func, grid, block, shared = self._launch

@@ -8,6 +8,16 @@ import sys
 from . import config
 
 
+def _print_blas(vendor: str) -> None:
+    """The vendor BLAS the dispatcher may send a shape to (NVIDIA: cuBLAS; AMD: none yet)."""
+    if vendor != "cuda":
+        return
+    from .runtime import blas
+    ok, where = blas.available()
+    print(f"  vendor BLAS (for shapes measured faster there): "
+          f"{f'cuBLAS {blas.version()} ({where})' if ok else f'none: {where}'}")
+
+
 def cmd_info(args) -> int:
     from .runtime.backend import get_backend
     from .runtime.cache import default_cache
@@ -23,6 +33,7 @@ def cmd_info(args) -> int:
         ok, why = b.available()
         if not ok:
             print(f"  runtime: unavailable: {why}")
+            _print_blas(name)
             continue
         n = b.device_count()
         print(f"  runtime: {b.versions()}; {n} device(s)")
@@ -31,6 +42,7 @@ def cmd_info(args) -> int:
             print(f"  [{i}] {d.name}  arch {d.arch}  {d.multiprocessors} SM/CU  warp {d.warp_size}  "
                   f"L2 {d.l2_bytes / 2**20:.0f} MiB  shared/block {d.shared_per_block // 1024} KiB  "
                   f"memory {d.memory_bytes / 2**30:.0f} GiB")
+        _print_blas(name)
     c = default_cache()
     entries = c.entries()
     print(f"cache: {c.root}  {len(entries)} entries  {sum(e[1] for e in entries) / 2**20:.2f} MiB  "

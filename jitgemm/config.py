@@ -66,3 +66,9 @@ def prefetch() -> bool:
 def aot_strict() -> bool:
     """JITGEMM_AOT_STRICT=1: use only cache entries built by this very compiler (no AOT-pack reuse)."""
     return _flag("JITGEMM_AOT_STRICT", False)
+
+
+def blas() -> bool:
+    """JITGEMM_BLAS (default on): on NVIDIA, gemm sends a moderate-N shape (N > 16, no bias) to cuBLAS
+    where the measured table says cuBLAS is faster than jitgemm's best kernel there. 0: always the kernel."""
+    return _flag("JITGEMM_BLAS", True)

@@ -35,7 +35,7 @@ class Plan:
 def settings_key() -> tuple:
     """What, besides shape and device, changes a plan: for caching plans safely."""
     import os
-    return (os.environ.get("JITGEMM_NV_TUNING"), config.pdl(), config.prefetch())
+    return (os.environ.get("JITGEMM_NV_TUNING"), config.pdl(), config.prefetch(), config.blas())
 
 
 def sm_version(arch: str) -> int:
@@ -50,20 +50,40 @@ def n_bucket(n: int) -> int:
 
 def nearest_row(table: list, m: int, k: int):
     """The tuned shape of a measured table nearest to (M, K) in log(M), log(K)."""
-    def dist(r):
-        return (math.log2(r[0]) - math.log2(max(m, 1))) ** 2 + (math.log2(r[1]) - math.log2(max(k, 8))) ** 2
-    return min(table, key=dist)
+    return min(table, key=lambda r: _log_dist(r, m, k))
+
+
+def _log_dist(row, m: int, k: int) -> float:
+    return (math.log2(row[0]) - math.log2(max(m, 1))) ** 2 + (math.log2(row[1]) - math.log2(max(k, 8))) ** 2
 
 
 def moderate_entry(n: int, m: int, k: int):
     """(tuned M, tuned K, N bucket, entry) of the moderate-N table for this shape, or None without a
-    table. entry: see moderate.from_entry."""
+    table (or, for N <= 16, without a measured bucket 16). entry: see moderate.from_entry."""
     table = load_table("moderate")
     if not table:
         return None
     tm, tk, buckets = nearest_row(table, m, k)
-    b = min((bb for bb in buckets if bb >= n), default=max(buckets))
+    if n <= skinny.MAX_N:
+        return (tm, tk, skinny.MAX_N, buckets[skinny.MAX_N]) if skinny.MAX_N in buckets else None
+    b = min((bb for bb in buckets if bb > skinny.MAX_N and bb >= n), default=max(buckets))
     return tm, tk, b, buckets[b]
+
+
+def small_n_moderate(m: int, k: int, arch: str) -> bool:
+    """Whether N = 1..16 of this shape runs the moderate family instead of the skinny one: only where
+    the moderate table measured it faster at every N bucket (its bucket 16, written by
+    `bench --group moderate-n --tune --n 1,4,8,16`), at a tuned shape within a factor of 2 in M and K
+    and at least as near as the skinny table's, with a tile this arch runs. One config then serves
+    every N <= 16 (a 16-token tile, the same K slices), so a token's bits still do not depend on the
+    batch size."""
+    found = moderate_entry(1, m, k)
+    if not found or not moderate.from_entry(found[3])[0].tile.runs_on(arch):
+        return False
+    if abs(math.log2(found[0] / max(m, 1))) > 1 or abs(math.log2(found[1] / max(k, 8))) > 1:
+        return False
+    skinny_table = load_table("skinny")
+    return not skinny_table or _log_dist(found[:2], m, k) <= _log_dist(nearest_row(skinny_table, m, k), m, k)
 
 
 def nv_config(dtype: str, n: int, m: int, k: int, sms: int, arch: str = "sm_90a",
@@ -102,11 +122,29 @@ def moderate_nv_config(n: int, m: int, k: int, sms: int, arch: str) -> tuple[mod
         if cfg.RED == moderate.RED_CLUSTER and not cluster_ok:
             cfg = replace(cfg, RED=moderate.RED_WORKSPACE)  # the same slices, summed through the workspace
         cfg = moderate.normalized(cfg, k)
-        if ratio is not None:
-            why += (f", {ratio:.2f}x cuBLAS's speed there (matmul " +
-                    ("runs this kernel)" if ratio >= 1.0 else "sends this shape to cuBLAS)"))
+        if b <= skinny.MAX_N:
+            why += (" (faster than the skinny family there at N = 1, 4, 8 and 16; every N <= 16 runs this "
+                    "config, so a token's bits do not depend on the batch size)")
+        elif ratio is not None:
+            why += f", {ratio:.2f}x cuBLAS's speed there"
         return cfg, why
     return moderate.heuristic(n, m, k, sms, cluster_ok), "heuristic for moderate N (no measured table)"
+
+
+def _blas_instead(n: int, m: int, k: int, bias: bool, cfg: moderate.ModerateConfig, why: str) -> Plan | None:
+    """A cuBLAS plan where the kernel measured slower than cuBLAS (table ratio < 1), else None."""
+    ratio = blas_ratio(n, m, k) if n > skinny.MAX_N else None
+    if ratio is None or ratio >= 1.0 or not config.blas():
+        return None
+    from .runtime import blas
+    ok, where = blas.available()
+    if not ok:
+        return None
+    if bias:
+        return None  # cuBLAS has no fused bias here: the kernel adds it in its epilogue
+    return Plan("blas", f"cuBLAS (cublasGemmEx, fp32 accumulation, {where}) measured {1 / ratio:.2f}x faster than "
+                        f"the best moderate-N kernel ({cfg.describe()}, S={cfg.S}; {why}); JITGEMM_BLAS=0 runs the "
+                        f"kernel", cfg)
 
 
 def blas_ratio(n: int, m: int, k: int) -> float | None:
@@ -131,9 +169,11 @@ def fit_shared(cfg: moderate.ModerateConfig, limit: int) -> moderate.ModerateCon
 
 
 def plan_skinny(vendor: str, arch: str, cus: int, dtype: str, n: int, m: int, k: int, l2_bytes: int = 50 << 20,
-                shared_limit: int = 0) -> Plan:
-    if n > skinny.MAX_N:
-        return plan_moderate(vendor, arch, cus, dtype, n, m, k, shared_limit)
+                shared_limit: int = 0, bias: bool = False) -> Plan:
+    """The plan of a 16-bit gemm (N = 1..128): the skinny family, the moderate-N family or cuBLAS.
+    bias: whether the call has one (cuBLAS is only chosen without)."""
+    if n > skinny.MAX_N or (vendor == "cuda" and small_n_moderate(m, k, arch)):
+        return plan_moderate(vendor, arch, cus, dtype, n, m, k, shared_limit, bias)
     if vendor == "cuda":
         cfg, why = nv_config(dtype, n, m, k, cus, arch)
         grid, block, shared = cfg.geometry(m, n)
@@ -151,11 +191,20 @@ def plan_skinny(vendor: str, arch: str, cus: int, dtype: str, n: int, m: int, k:
                 cfg.instance(dtype, n), grid, block, shared, {"kc": kc, "pdl": False})
 
 
-def plan_moderate(vendor: str, arch: str, cus: int, dtype: str, n: int, m: int, k: int, shared_limit: int = 0) -> Plan:
-    """N = 17..128: the tiled split-K family. shared_limit: the device's per-block maximum (0: the
-    arch's known value)."""
+def plan_moderate(vendor: str, arch: str, cus: int, dtype: str, n: int, m: int, k: int, shared_limit: int = 0,
+                  bias: bool = False) -> Plan:
+    """N = 17..128: the tiled split-K family, or cuBLAS where the measured table says it is faster
+    (NVIDIA, no bias, JITGEMM_BLAS not 0, the library loads). shared_limit: the device's per-block
+    maximum (0: the arch's known value)."""
     if vendor == "cuda":
         cfg, why = moderate_nv_config(n, m, k, cus, arch)
+        blas_plan = _blas_instead(n, m, k, bias, cfg, why)
+        if blas_plan:
+            return blas_plan
+        ratio = blas_ratio(n, m, k) if n > skinny.MAX_N else None
+        if ratio is not None and ratio < 1.0:
+            why += ("; cuBLAS measured faster, but " + ("this call has a bias, which only the kernel fuses" if bias else
+                    "JITGEMM_BLAS=0" if not config.blas() else "cuBLAS is not available") + ": the kernel runs")
         limit = shared_limit or (227 << 10 if sm_version(arch) >= 90 else 99 << 10)
     else:
         cfg, why = moderate.amd_config(n, m, k, cus, arch), f"amd rule ({cus} CUs)"

@@ -64,6 +64,7 @@ def test_info_names_backends_and_cache(tmp_path):
         lines = out.splitlines()
         i = next(i for i, l in enumerate(lines) if l.startswith("backend cuda"))
         assert lines[i + 1].startswith("  runtime: unavailable: "), out
+    assert re.search(r"^  vendor BLAS \(for shapes measured faster there\): (cuBLAS \d+ \(|none: )", out, re.M), out
     m = re.search(r"^cache: (\S+)\s+(\d+) entries\s+([\d.]+) MiB\s+\(cap (\d+) MiB\)$", out, re.M)
     assert m, out
     assert m.group(1) == str(cache) and m.group(2) == "0" and m.group(4) == "512"

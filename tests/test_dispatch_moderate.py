@@ -12,7 +12,8 @@ from jitgemm.kernels import moderate
 
 
 @pytest.mark.parametrize("arch,cluster", [("sm_90a", True), ("sm_80", False)])
-def test_every_n_plans_from_the_table(arch, cluster):
+def test_every_n_plans_from_the_table(arch, cluster, monkeypatch):
+    monkeypatch.setenv("JITGEMM_BLAS", "0")  # the kernel's plans (cuBLAS routing: the next test)
     insts = set(dispatch.all_instances("cuda"))
     for n in range(17, 129):
         for m, k in [(128, 2880), (640, 4096), (2880, 2888), (5120, 4096), (300, 88)]:
@@ -31,32 +32,98 @@ def test_every_n_plans_from_the_table(arch, cluster):
             assert "N bucket" in p.reason and "measured table" in p.reason
 
 
-def test_table_buckets_and_blas_routing():
-    # the shipped table: every tuned shape has the three buckets, each measured against cuBLAS
+def test_table_buckets_and_blas_routing(monkeypatch):
+    from jitgemm.runtime import blas
+    # the shipped table: every tuned shape has the three N > 16 buckets, each measured against cuBLAS
+    # (and maybe bucket 16: N <= 16 measured faster on this family than on the skinny one)
     for m, k, buckets in dispatch.load_table("moderate"):
-        assert sorted(buckets) == [32, 64, 128]
+        assert sorted(b for b in buckets if b > 16) == [32, 64, 128] and set(buckets) <= {16, 32, 64, 128}
         for v in buckets.values():
             assert len(v) == 9 and moderate.from_entry(v)[1] > 0
-    # matmul on CuPy fp16 (cuBLAS is there): the kernel where it measured faster than cuBLAS, cuBLAS where not
-    def device_view(shape, kind="cupy", dtype="float16"):
-        return View(0x1000, shape, (shape[1], 1), dtype, dtype, 0, kind, object(), vendor="cuda")
-
-    def pays(n, m, k):
-        return api._skinny_pays(device_view((n, k)), device_view((k, m)))
+    monkeypatch.setattr(blas, "available", lambda: (True, "libcublas (test)"))
+    api._plan_cached.cache_clear()
+    routed = 0
     for m, k, buckets in dispatch.load_table("moderate"):
         for b, v in buckets.items():
             ratio = moderate.from_entry(v)[1]
-            assert pays(b, m, k) == (ratio >= 1.0), (m, k, b)
-            assert pays(b - 1, m, k) == (ratio >= 1.0)
-    assert pays(16, 5120, 4096) and not pays(129, 128, 2880)
-    # no GPU BLAS for these operands (numpy on the host, CuPy-held bf16): the GPU kernel always
-    host = api._skinny_pays(as_view(np.zeros((128, 4096), np.float16), "a"), as_view(np.zeros((4096, 5120), np.float16), "b"))
-    bf16 = api._skinny_pays(device_view((128, 4096), "device", "bfloat16"), device_view((4096, 5120), "device", "bfloat16"))
-    assert host and bf16
-    why = dispatch.plan_moderate("cuda", "sm_90a", 132, "bfloat16", 128, 5120, 4096).reason
-    assert "sends this shape to cuBLAS" in why
+            for n in {b, b - 1} if b > 16 else ():
+                p = dispatch.plan_moderate("cuda", "sm_90a", 132, "bfloat16", n, m, k)
+                assert (p.family == "blas") == (ratio < 1.0), (m, k, n, str(p))
+                routed += p.family == "blas"
+                if p.family == "blas":  # the kernel it would have run is named, and how to get it
+                    assert "measured" in p.reason and "JITGEMM_BLAS=0" in p.reason and p.config.S >= 1
+                    with_bias = dispatch.plan_moderate("cuda", "sm_90a", 132, "bfloat16", n, m, k, bias=True)
+                    assert with_bias.family == "moderate" and "bias" in with_bias.reason
+                    assert str(p).startswith("vendor BLAS: cuBLAS")
+    assert routed > 0, "the shipped table measured cuBLAS faster somewhere: those shapes must route"
+    # no BLAS for N <= 16, nor on AMD, nor with JITGEMM_BLAS=0, nor without the library
+    assert dispatch.plan_skinny("cuda", "sm_90a", 132, "bfloat16", 16, 5120, 4096).family != "blas"
+    assert dispatch.plan_moderate("hip", "gfx942", 304, "bfloat16", 128, 5120, 4096).family == "moderate"
+    monkeypatch.setenv("JITGEMM_BLAS", "0")
+    p = dispatch.plan_moderate("cuda", "sm_90a", 132, "bfloat16", 128, 5120, 4096)
+    assert p.family == "moderate" and "JITGEMM_BLAS=0" in p.reason
+    monkeypatch.delenv("JITGEMM_BLAS")
+    monkeypatch.setattr(blas, "available", lambda: (False, "no libcublas"))
+    p = dispatch.plan_moderate("cuda", "sm_90a", 132, "bfloat16", 128, 5120, 4096)
+    assert p.family == "moderate" and "not available" in p.reason
     why = dispatch.plan_moderate("cuda", "sm_90a", 132, "bfloat16", 32, 128, 2880).reason
-    assert "runs this kernel" in why
+    assert "cuBLAS's speed there" in why and "the kernel runs" not in why
+
+    # matmul: through gemm (kernel or cuBLAS, the dispatcher's choice) on NVIDIA and the host for N <= 128;
+    # AMD device operands above N = 16 (nothing measured) and N > 128 go to the array library's BLAS
+    def device_view(shape, kind="cupy", dtype="float16", vendor="cuda"):
+        return View(0x1000, shape, (shape[1], 1), dtype, dtype, 0, kind, object(), vendor=vendor)
+
+    def pays(n, m, k, vendor="cuda"):
+        return api._skinny_pays(device_view((n, k), vendor=vendor), device_view((k, m), vendor=vendor))
+    assert pays(128, 5120, 4096) and pays(16, 5120, 4096) and not pays(129, 128, 2880)
+    assert pays(16, 5120, 4096, "hip") and not pays(17, 5120, 4096, "hip")
+    host = api._skinny_pays(as_view(np.zeros((128, 4096), np.float16), "a"), as_view(np.zeros((4096, 5120), np.float16), "b"))
+    assert host
+
+
+def test_blas_call_maps_row_major_operands_to_column_major_cublas(monkeypatch):
+    """out[N, M] = x[N, K] . w[M, K]^T reaches cublasGemmEx as outT = op_T(w) . x (column-major), pitches as
+    leading dimensions, fp32 compute, the stream's own workspace set first."""
+    from jitgemm.runtime import blas
+    calls = []
+
+    class FakeLib:
+        def __getattr__(self, name):
+            def f(*args):
+                calls.append((name, args))
+                return 0
+            return f
+
+    class FakeBackend:
+        name = "cuda"
+        def _make_current(self, device):
+            calls.append(("current", (device,)))
+        def alloc(self, nbytes, device):
+            calls.append(("alloc", (nbytes, device)))
+            return 0xAB000 + device
+
+    fake = blas._Cublas.__new__(blas._Cublas)
+    fake.lib, fake.path, fake.handles, fake.workspaces = FakeLib(), "fake", {0: "H"}, {}
+    fake.lock = __import__("threading").Lock()
+    fake.alpha, fake.beta = blas.ctypes.c_float(1.0), blas.ctypes.c_float(0.0)
+    monkeypatch.setattr(blas, "_cublas", fake)
+    blas.gemm(FakeBackend(), 0, 77, "bfloat16", 24, 5120, 4096, 0x100, 4104, 0x200, 4096, 0x300, 5128)
+    blas.gemm(FakeBackend(), 0, 77, "float16", 24, 5120, 4096, 0x100, 4104, 0x200, 4096, 0x300, 5128)
+    names = [c[0] for c in calls if c[0] != "current"]
+    assert [c for c in calls if c[0] == "current"] == [("current", (0,))] * 2  # the device's context, each call
+    calls[:] = [c for c in calls if c[0] != "current"]
+    assert names == ["alloc", "cublasSetStream_v2", "cublasSetWorkspace_v2", "cublasGemmEx",
+                     "cublasSetStream_v2", "cublasSetWorkspace_v2", "cublasGemmEx"], names  # one workspace per stream
+    assert calls[0][1] == (blas.WORKSPACE_BYTES, 0)
+    assert calls[1][1][1].value == 77 and calls[2][1][1].value == 0xAB000 and calls[2][1][2] == blas.WORKSPACE_BYTES
+    a = calls[3][1]
+    assert a[0] == "H" and a[1:6] == (1, 0, 5120, 24, 4096)        # op_T(w), op_N(x), m=M, n=N, k=K
+    assert (a[7].value, a[8], a[9]) == (0x200, 14, 4096)           # A = w, bf16, lda = w's pitch
+    assert (a[10].value, a[11], a[12]) == (0x100, 14, 4104)        # B = x, ldb = x's pitch
+    assert (a[14].value, a[15], a[16]) == (0x300, 14, 5128)        # C = out, ldc = out's pitch
+    assert a[17:] == (68, -1)                                      # CUBLAS_COMPUTE_32F, default algorithm
+    assert calls[6][1][8] == 2                                     # fp16: CUDA_R_16F
 
 
 def test_shared_memory_that_cannot_fit_raises_after_fewer_stages():
@@ -143,3 +210,34 @@ def test_wgmma_geometry():
     assert t.threads == 256 and t.runs_on("sm_90a") and not t.runs_on("sm_90") and not t.runs_on("sm_100a")
     assert t.shared_bytes() == 4 * 2 * (128 + 64) * 128 + 1024  # + 1 KiB to align the stages to 1024 bytes
     assert "wgmma m64n64k16" in moderate.ModerateConfig(t, 2, 1).describe()
+
+
+def test_small_n_runs_the_moderate_family_only_where_measured_faster():
+    """N = 1..16 go to the moderate family only at shapes whose table row has bucket 16 (measured faster
+    than the skinny family at N = 1, 4, 8, 16), and then with one config for every N <= 16: one 16-token
+    tile, the same K slices, so a token's bits cannot depend on the batch size."""
+    rows = [(m, k) for m, k, b in dispatch.load_table("moderate") if 16 in b]
+    assert rows, "the shipped table adopts the moderate family for N <= 16 somewhere"
+    for m, k in rows + [(m + 16, k + 8) for m, k in rows]:  # tuned shapes and shapes near them
+        assert dispatch.small_n_moderate(m, k, "sm_90a")
+        plans = [dispatch.plan_skinny("cuda", "sm_90a", 132, "bfloat16", n, m, k) for n in range(1, 17)]
+        assert {p.family for p in plans} == {"moderate"}
+        assert len({(p.instance, p.grid, p.extra["kb"]) for p in plans}) == 1, "one config for every N <= 16"
+        assert plans[0].grid[1] == 1 and plans[0].config.tile.BN == 16
+        assert "do not depend on the batch size" in plans[0].reason
+        # its wgmma tile runs on sm_90a only: elsewhere the skinny family keeps N <= 16
+        assert dispatch.plan_skinny("cuda", "sm_90", 132, "bfloat16", 8, m, k).family == "skinny"
+        assert dispatch.plan_skinny("hip", "gfx942", 304, "bfloat16", 8, m, k).family == "skinny"
+    # shapes only the skinny table measured (the decode suite) stay skinny
+    for m, k, _, _ in dispatch.load_table("skinny"):
+        if (m, k) in rows:
+            continue
+        assert not dispatch.small_n_moderate(m, k, "sm_90a")
+        assert dispatch.plan_skinny("cuda", "sm_90a", 132, "float16", 16, m, k).family == "skinny"
+    # ... and so do shapes more than a factor of 2 in M or K from every adopting row
+    for m, k in [(32, 2880), (640, 1024), (128, 16384)]:
+        assert not dispatch.small_n_moderate(m, k, "sm_90a"), (m, k)
+    # rows without bucket 16 (measured slower at some N) keep the skinny family
+    for m, k, b in dispatch.load_table("moderate"):
+        if 16 not in b:
+            assert not dispatch.small_n_moderate(m, k, "sm_90a")

@@ -5,7 +5,7 @@ import pytest
 
 import jitgemm
 from reference import assert_close, random
-from gpu_helpers import empty_device, run_gemm, sync, to_device
+from gpu_helpers import run_gemm
 
 pytestmark = pytest.mark.gpu
 
@@ -76,7 +76,7 @@ def test_every_tile_and_reduction(tile, s, red):
         bias = random((n, m), dtype, rng)
         cfg = moderate.ModerateConfig(tile, s, red)
         with forced(cfg):
-            plan = api._plan_cached("cuda", "sm_90a", 132, dtype, n, m, k, 50 << 20, 227 << 10, ())
+            plan = api._plan_cached("cuda", "sm_90a", 132, dtype, n, m, k, 50 << 20, 227 << 10, True, ())
             assert plan.instance == cfg.instance(dtype)
             got = run_gemm(x, w, bias, dtype, pad_x=8, pad_w=16)
         assert_close(got, x, w, bias, dtype)
@@ -127,8 +127,14 @@ def test_prepared_workspace_plan_replays_in_a_graph():
     out = cp.empty((77, 640), cp.float16)
     with forced(moderate.ModerateConfig(moderate.NvTile(64, 128, 2, 4), 12, moderate.RED_WORKSPACE)):
         p = jitgemm.prepare(xd, wd, out=out)
-    s = cp.cuda.Stream(non_blocking=True)
-    p.launch(s.ptr)  # binds this stream's workspace before capture
+    replays_in_a_graph(p, out, cp.cuda.Stream(non_blocking=True), x, w)
+
+
+def replays_in_a_graph(p, out, s, x, w):
+    """One launch on stream s (binding its workspace before capture), checked against float64; then a
+    graph of three launches replayed four times, each giving the same bits. Returns those bits."""
+    import cupy as cp
+    p.launch(s.ptr)
     s.synchronize()
     first = cp.asnumpy(out).view(np.uint16)
     assert_close(first.view(np.float16), x, w, None, "float16")
@@ -141,6 +147,7 @@ def test_prepared_workspace_plan_replays_in_a_graph():
         g.launch(s)
         s.synchronize()
         assert np.array_equal(cp.asnumpy(out).view(np.uint16), first)
+    return first
 
 
 def test_dispatcher_plan_explains_the_family():
@@ -148,3 +155,84 @@ def test_dispatcher_plan_explains_the_family():
     x, w = random((64, 2880), "bfloat16", rng), random((640, 2880), "bfloat16", rng)
     text = jitgemm.explain(x, w)
     assert text.startswith("moderate jg_moderate_nv<") and ("measured table" in text or "heuristic" in text), text
+
+
+# ---- N <= 16 on the moderate family (where the table measured it faster than the skinny one) -------------
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("m,k", [(640, 2880), (136, 4104), (5104, 2880)])
+def test_small_n_on_the_moderate_family_is_batch_invariant(m, k, dtype):
+    rng = np.random.default_rng(m + k)
+    x, w = random((16, k), dtype, rng), random((m, k), dtype, rng, (2.0 / k) ** 0.5)
+    for n in range(1, 17):
+        assert jitgemm.explain(x[:n], w).startswith("moderate jg_moderate_nv<"), jitgemm.explain(x[:n], w)
+    full = run(x, w, None, dtype)
+    assert_close(full, x, w, None, dtype)
+    bits = full.view(np.uint16)
+    for n in range(1, 16):  # every batch size gives each token the bits it has in the 16-token batch
+        assert np.array_equal(run(x[:n], w, None, dtype).view(np.uint16), bits[:n]), f"N={n} changed bits"
+    perm = rng.permutation(16)
+    assert np.array_equal(run(x[perm], w, None, dtype).view(np.uint16), bits[perm])
+    alone = run(np.ascontiguousarray(x[9:10]), w, None, dtype).view(np.uint16)
+    assert np.array_equal(alone[0], bits[9])
+    for bias in (random((m,), dtype, rng), random((5, m), dtype, rng)):
+        assert_close(run(x[:5], w, bias, dtype), x[:5], w, bias, dtype)
+
+
+# ---- cuBLAS where the table measured it faster (N > 16, no bias) -------------------------------------------
+def _blas_shape_or_skip():
+    from jitgemm.runtime import blas
+    ok, why = blas.available()
+    if not ok:
+        pytest.skip(f"no cuBLAS here: {why}")
+    from jitgemm import dispatch
+    for m, k, buckets in dispatch.load_table("moderate"):
+        for b, v in buckets.items():
+            if b > 16 and moderate.from_entry(v)[1] < 1.0:
+                return b, m, k
+    pytest.skip("the shipped table has no shape where cuBLAS measured faster")
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_blas_route_is_correct_deterministic_and_strided(dtype, monkeypatch):
+    n, m, k = _blas_shape_or_skip()
+    rng = np.random.default_rng(n * m)
+    x, w = random((n, k), dtype, rng), random((m, k), dtype, rng, (2.0 / k) ** 0.5)
+    text = jitgemm.explain(x, w)
+    assert text.startswith("vendor BLAS: cuBLAS"), text
+    first = run(x, w, None, dtype, pad_x=24, pad_w=64)  # row pitches that are not the row length
+    assert_close(first, x, w, None, dtype)
+    bits = first.view(np.uint16)
+    for _ in range(19):
+        assert np.array_equal(run(x, w, None, dtype).view(np.uint16), bits)
+    assert np.array_equal(np.asarray(jitgemm.gemm(x, w)).view(np.uint16), bits)  # numpy in, numpy out
+    perm = rng.permutation(n)  # a token's bits do not depend on its position in the batch
+    assert np.array_equal(run(x[perm], w, None, dtype).view(np.uint16), bits[perm])
+    # with a bias the kernel runs (it fuses the bias); so it does with JITGEMM_BLAS=0
+    bias = random((m,), dtype, rng)
+    assert jitgemm.explain(x, w, bias).startswith("moderate jg_moderate_nv<")
+    assert_close(run(x, w, bias, dtype), x, w, bias, dtype)
+    monkeypatch.setenv("JITGEMM_BLAS", "0")
+    assert jitgemm.explain(x, w).startswith("moderate jg_moderate_nv<")
+    assert_close(run(x, w, None, dtype), x, w, None, dtype)
+
+
+def test_blas_route_replays_in_a_graph_and_on_two_streams():
+    import cupy as cp
+    n, m, k = _blas_shape_or_skip()
+    rng = np.random.default_rng(7)
+    x, w = random((n - 3, k), "float16", rng), random((m, k), "float16", rng, 0.02)
+    xd, wd = cp.asarray(x), cp.asarray(w)
+    out = cp.empty((n - 3, m), cp.float16)
+    p = jitgemm.prepare(xd, wd, out=out)
+    assert p.plan.family == "blas"
+    s1, s2 = cp.cuda.Stream(non_blocking=True), cp.cuda.Stream(non_blocking=True)
+    first = replays_in_a_graph(p, out, s1, x, w)  # s1's cuBLAS workspace exists before the capture
+    outs = [cp.empty_like(out) for _ in range(8)]
+    for i, o in enumerate(outs):  # alternating streams, no synchronisation between: separate workspaces
+        jitgemm.gemm(xd, wd, out=o, stream=(s1, s2)[i % 2])
+    s1.synchronize()
+    s2.synchronize()
+    for o in outs:
+        assert np.array_equal(cp.asnumpy(o).view(np.uint16), first)
+    # matmul takes the same route
+    assert np.array_equal(cp.asnumpy(jitgemm.matmul(xd, wd.T)).view(np.uint16), first)

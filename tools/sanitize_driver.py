@@ -190,7 +190,8 @@ def moderate_plans(bm, bn, wm, wn, st, ks, red, cs) -> list:
     tile = moderate.NvTile(bm, bn, wm, wn, st, ks)
     slices = [cs] if red == moderate.RED_CLUSTER else [1] if red == moderate.RED_NONE else [3, 16]
     past = bn + 1 if bn < moderate.MAX_N else bn - 1  # N past one token tile (or a tail in the only one)
-    shapes = [(17, 1, 8), (past, bm + 1, 64 * 3 + 8), (128, 2 * bm - 1, 264), (33, bm, 64 * 16)]
+    shapes = [(17, 1, 8), (past, bm + 1, 64 * 3 + 8), (128, 2 * bm - 1, 264), (33, bm, 64 * 16),
+              (1, bm - 1, 72)]  # one token (N <= 16 runs this family where the table says so)
     return [(n, m, k, moderate.ModerateConfig(tile, s, red)) for s in slices for n, m, k in shapes]
 
 

@@ -47,13 +47,21 @@ def run_suite(dtypes, ns, shapes, out_dir, baselines=True, title="decode suite",
                 c.max_rel_err = ops.check(n, preps[0])
                 t = runner.time_ours(preps, stream)
                 c.us_b2b, c.us_graph = t["us_b2b"], t["us_graph"]
+                c.family = preps[0].plan.family
+                c.us_graph_kernel = c.us_graph
+                if c.family == "blas":  # the dispatcher chose cuBLAS: time jitgemm's own kernel too
+                    with runner.kernel_only():
+                        kp = runner.prepared_calls(ops, n)
+                        ops.check(n, kp[0])
+                        c.us_graph_kernel = runner.time_ours(kp, stream, modes=("graph",))["us_graph"]
                 if baselines:
                     for bname, fn in (("torch", runner.time_torch), ("cupy", runner.time_cupy)):
                         r = fn(ops, n)
                         if r:
                             c.baselines[bname] = r
                 cases.append(c)
-                print(f"{sh.name:22s} N={n:2d} {dtype:8s} graph {c.us_graph:7.2f} us  b2b {c.us_b2b:7.2f} us  "
+                print(f"{sh.name:22s} N={n:2d} {dtype:8s} {c.family:8s} graph {c.us_graph:7.2f} us "
+                      f"(kernel {c.us_graph_kernel:7.2f})  b2b {c.us_b2b:7.2f} us  "
                       f"{runner.tbs(c, c.us_graph):.2f} TB/s  " +
                       "  ".join(f"{k} {v.get('us_graph', float('nan')):.2f}" for k, v in c.baselines.items()), flush=True)
             del ops
@@ -224,7 +232,10 @@ def main(args) -> int:
         if family == "moderate":
             import cupy as cp
             from . import tune_moderate
-            tune_moderate.tune([n for n in ns if n > skinny.MAX_N], shapes, args.out, _meta(cp))
+            if max(ns) <= skinny.MAX_N:  # N <= 16: where the moderate family beats the skinny one
+                tune_moderate.tune_small_n(ns, shapes, args.out, _meta(cp))
+            else:
+                tune_moderate.tune([n for n in ns if n > skinny.MAX_N], shapes, args.out, _meta(cp))
         else:
             tune(ns, shapes, args.out, family=family)
         return 0

@@ -16,11 +16,14 @@ def _fmt(v, nd=1):
 def rows(cases, ceiling: float) -> list[dict]:
     out = []
     for c in cases:
-        r = {"shape": c.shape, "N": c.n, "dtype": c.dtype, "us_graph": c.us_graph, "us_b2b": c.us_b2b,
-             "tbs_graph": tbs(c, c.us_graph), "pct_ceiling": 100 * tbs(c, c.us_graph) / ceiling}
+        r = {"shape": c.shape, "N": c.n, "dtype": c.dtype, "route": c.family, "us_graph": c.us_graph,
+             "us_b2b": c.us_b2b, "tbs_graph": tbs(c, c.us_graph), "pct_ceiling": 100 * tbs(c, c.us_graph) / ceiling}
+        kernel_us = c.us_graph_kernel if not math.isnan(c.us_graph_kernel) else c.us_graph
         for name, b in c.baselines.items():
             if b and b.get("us_graph"):
                 r[f"x_{name}_graph"] = b["us_graph"] / c.us_graph
+                if c.family and name == "torch":  # 16-bit gemm: jitgemm's own kernel, even where cuBLAS was chosen
+                    r[f"x_{name}_graph_kernel_only"] = b["us_graph"] / kernel_us
             if b and b.get("us_b2b"):
                 r[f"x_{name}_b2b"] = b["us_b2b"] / c.us_b2b
         out.append(r)
@@ -42,22 +45,24 @@ def print_table(table: list[dict], ceiling: float, title: str) -> None:
     from rich.table import Table
     keys = sorted({k for r in table for k in r if k.startswith("x_")})
     t = Table(title=f"{title} (ceiling {ceiling:.2f} TB/s)")
-    for col in ["shape", "N", "dtype", "µs graph", "µs b2b", "TB/s", "% ceil", *keys]:
+    for col in ["shape", "N", "dtype", "route", "µs graph", "µs b2b", "TB/s", "% ceil", *keys]:
         t.add_column(col, justify="right")
     for r in table:
-        t.add_row(r["shape"], str(r["N"]), r["dtype"], _fmt(r["us_graph"], 2), _fmt(r["us_b2b"], 2),
+        t.add_row(r["shape"], str(r["N"]), r["dtype"], r.get("route", ""), _fmt(r["us_graph"], 2), _fmt(r["us_b2b"], 2),
                   _fmt(r["tbs_graph"], 2), _fmt(r["pct_ceiling"]), *[_fmt(r.get(k), 2) for k in keys])
     Console(width=200).print(t)
 
 
 def markdown(table: list[dict], ceiling: float, meta: dict) -> str:
     keys = sorted({k for r in table for k in r if k.startswith("x_")})
-    head = ["shape", "N", "dtype", "µs graph", "µs b2b", "TB/s (graph)", "% of ceiling", *keys]
+    head = ["shape", "N", "dtype", "route", "µs graph", "µs b2b", "TB/s (graph)", "% of ceiling", *keys]
     lines = [f"Device: {meta.get('device')} · driver {meta.get('driver')} · {meta.get('date')} · "
-             f"ceiling {ceiling:.2f} TB/s (streaming read, same run). `x_torch_*` = torch time / jitgemm time.",
+             f"ceiling {ceiling:.2f} TB/s (streaming read, same run). `x_torch_*` = torch time / jitgemm time; "
+             f"route = what jitgemm's dispatcher ran (blas: cuBLAS, where the table measured it faster); "
+             f"`*_kernel_only` = torch time / jitgemm's own kernel's time (JITGEMM_BLAS=0).",
              "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table:
-        lines.append("| " + " | ".join([r["shape"], str(r["N"]), r["dtype"], _fmt(r["us_graph"], 2), _fmt(r["us_b2b"], 2),
+        lines.append("| " + " | ".join([r["shape"], str(r["N"]), r["dtype"], r.get("route", ""), _fmt(r["us_graph"], 2), _fmt(r["us_b2b"], 2),
                                          _fmt(r["tbs_graph"], 2), _fmt(r["pct_ceiling"]),
                                          *[_fmt(r.get(k), 2) for k in keys]]) + " |")
     return "\n".join(lines) + "\n"

@@ -27,6 +27,8 @@ class Case:
     us_b2b: float = float("nan")
     us_graph: float = float("nan")
     baselines: dict = field(default_factory=dict)   # name -> {"us_b2b", "us_graph"}
+    family: str = ""                                # what the dispatcher ran: skinny, moderate, fp8 or blas
+    us_graph_kernel: float = float("nan")           # jitgemm's own kernel (JITGEMM_BLAS=0) where it chose cuBLAS
     w_bytes: int = 2   # bytes per weight / token element (fp8 modes: 1)
     x_bytes: int = 2
 
@@ -97,16 +99,36 @@ def prepared_calls(ops: Operands, n: int, config=None):
 
 @contextlib.contextmanager
 def forced_config(config, why: str = "forced by tuning"):
-    """Inside, the NVIDIA dispatcher (skinny, fp8 and moderate-N) returns `config` for every shape."""
+    """Inside, the NVIDIA dispatcher (skinny, fp8 and moderate-N) returns `config` for every shape;
+    a moderate config also takes N <= 16, a skinny one keeps it."""
     from .. import dispatch
-    orig = dispatch.nv_config, dispatch.moderate_nv_config
+    from ..kernels import moderate
+    orig = dispatch.nv_config, dispatch.moderate_nv_config, dispatch.small_n_moderate, dispatch._blas_instead
     dispatch.nv_config = dispatch.moderate_nv_config = lambda *a, **kw: (config, why)
+    small = isinstance(config, moderate.ModerateConfig)
+    dispatch.small_n_moderate = lambda *a, **kw: small
+    dispatch._blas_instead = lambda *a, **kw: None  # a forced kernel config runs, never cuBLAS
     api._plan_cached.cache_clear()  # plans are cached per shape; a forced one must not stick
     try:
         yield
     finally:
-        dispatch.nv_config, dispatch.moderate_nv_config = orig
+        dispatch.nv_config, dispatch.moderate_nv_config, dispatch.small_n_moderate, dispatch._blas_instead = orig
         api._plan_cached.cache_clear()
+
+
+@contextlib.contextmanager
+def kernel_only():
+    """Inside, the dispatcher never sends a shape to cuBLAS (JITGEMM_BLAS=0): jitgemm's own kernel."""
+    import os
+    old = os.environ.get("JITGEMM_BLAS")
+    os.environ["JITGEMM_BLAS"] = "0"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["JITGEMM_BLAS"]
+        else:
+            os.environ["JITGEMM_BLAS"] = old
 
 
 def forced(config, make):

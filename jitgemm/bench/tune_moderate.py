@@ -81,9 +81,80 @@ def tune(ns, shapes, out_dir, meta, dtype="bfloat16") -> list:
     return table
 
 
+def adopt_small_n(moderate_over_skinny: dict) -> bool:
+    """Min-max regret between the two families over the N buckets, from moderate time / skinny time
+    per bucket: each family's regret at a bucket is its time over the faster one's."""
+    worst_moderate = max(max(r, 1.0) for r in moderate_over_skinny.values())
+    worst_skinny = max(max(1.0 / r, 1.0) for r in moderate_over_skinny.values())
+    return worst_moderate < worst_skinny
+
+
+def tune_small_n(ns, shapes, out_dir, meta, dtype="bfloat16") -> list:
+    """N <= 16 on the moderate family: every 16-token tile x K slices, timed at each N of `ns`
+    (1, 4, 8, 16) against the skinny family's own config, checked against float64 first. One config
+    must serve every N <= 16 (batch invariance), so the candidate with the least worst-bucket regret
+    is kept; it is adopted (as the row's bucket 16) when its worst bucket is nearer the faster of the
+    two families than the skinny family's worst bucket is: the min-max-regret rule the skinny tuner
+    uses to pick one K order for all N."""
+    import cupy as cp
+    from .. import dispatch
+    stream = cp.cuda.Stream(non_blocking=True)
+    cluster_ok = sm_version(meta["arch"]) >= 90
+    raw, table = [], []
+    for sh in shapes:
+        ops = runner.Operands(cp, sh, dtype, max(ns), meta["l2_bytes"])
+        skinny_us, times = {}, {}
+        for n in ns:
+            cfg, _ = dispatch.nv_config(dtype, n, sh.m, sh.k, meta["sms"], meta["arch"])
+            preps = runner.prepared_calls(ops, n, config=cfg)
+            ops.check(n, preps[0])
+            skinny_us[n] = round(runner.time_ours(preps, stream, modes=("graph",))["us_graph"], 3)
+            for cfg in candidates(16, sh.m, sh.k, meta["sms"], cluster_ok, meta["arch"]):
+                if cfg.tile.BN != 16:
+                    continue
+                preps = runner.prepared_calls(ops, n, config=cfg)
+                res = preps[0].kernel.resources
+                if res.get("spill_stores") or res.get("stack_frame"):
+                    continue
+                try:
+                    ops.check(n, preps[0])
+                except VendorError as e:
+                    print(f"tune-small {sh.name} N={n} {cfg}: {e}", flush=True)
+                    continue
+                us = runner.time_ours(preps, stream, modes=("graph",))["us_graph"]
+                times.setdefault(cfg, {})[n] = us
+                t = cfg.tile
+                raw.append({"m": sh.m, "k": sh.k, "n": n, "tile": [t.BM, t.BN, t.WM, t.WN, t.ST, t.KS], "S": cfg.S,
+                            "RED": cfg.RED, "us": round(us, 3)})
+        full = {c: v for c, v in times.items() if len(v) == len(ns)}
+        fastest = {n: min(v[n] for v in full.values()) for n in ns}
+        best = min(full, key=lambda c: (max(full[c][n] / fastest[n] for n in ns), sum(full[c].values())))
+        vs_skinny = {n: round(full[best][n] / skinny_us[n], 3) for n in ns}
+        adopt = adopt_small_n(vs_skinny)
+        torch_us = (runner.time_torch(ops, max(ns)) or {}).get("us_graph", float("nan"))
+        row = {"name": sh.name, "m": sh.m, "k": sh.k, "adopt": adopt,
+               "entry": moderate.to_entry(best, round(torch_us / full[best][max(ns)], 3)),
+               "moderate_us": {n: round(full[best][n], 3) for n in ns}, "skinny_us": skinny_us,
+               "moderate_over_skinny": vs_skinny}
+        table.append(row)
+        print(f"tune-small {sh.name:14s} {'ADOPT' if adopt else 'keep skinny'} {best.describe()} S={best.S}: "
+              f"moderate {row['moderate_us']} skinny {skinny_us} us; torch N={max(ns)} {torch_us:.2f} us", flush=True)
+        del ops
+        cp.get_default_memory_pool().free_all_blocks()
+        if out_dir:
+            os.makedirs(out_dir, exist_ok=True)
+            with open(os.path.join(out_dir, "tune-moderate-small-n.json"), "w") as f:
+                json.dump({"meta": meta, "table_moderate_small_n": table, "raw": raw}, f)
+    return table
+
+
 def table_source(table, meta) -> str:
     """tuning_nv.py with NV_TABLE_MODERATE replaced by this sweep's table."""
+    from ..tuning_nv import load_table
     from .main import tuning_source_with
+    small = {(m, k): b[16] for m, k, b in load_table("moderate") if 16 in b}  # the N <= 16 sweep's, kept
+    table = [{**r, "buckets": {**({16: small[(r["m"], r["k"])]} if (r["m"], r["k"]) in small else {}), **r["buckets"]}}
+             for r in table]
     rows = "".join(f"    ({r['m']}, {r['k']}, {{{', '.join(f'{int(b)}: {tuple(v)}' for b, v in r['buckets'].items())}}}),"
                    f"  # {r['name']}\n" for r in table)
     return tuning_source_with("NV_TABLE_MODERATE", "N > 16: (M, K, {N bucket: (BM, BN, WM, WN, ST, KS, S, RED, "

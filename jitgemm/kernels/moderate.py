@@ -70,6 +70,8 @@ NV_TILES = (
     NvTile(64, 32, 1, WGMMA, 8), NvTile(64, 64, 1, WGMMA, 4, 2), NvTile(128, 64, 2, WGMMA, 4, 2),
     NvTile(128, 128, 2, WGMMA, 3, 2), NvTile(64, 128, 1, WGMMA, 4, 2), NvTile(128, 32, 2, WGMMA, 4, 2),
     NvTile(64, 16, 1, WGMMA, 3, 4), NvTile(128, 16, 2, WGMMA, 4, 2),
+    # N <= 16 at large M runs one slice of 64 x 16 tiles (80 blocks at M = 5120): more bytes in flight a block
+    NvTile(64, 16, 1, WGMMA, 12), NvTile(64, 16, 1, WGMMA, 8, 2), NvTile(64, 16, 1, WGMMA, 6, 2),
 )
 
 

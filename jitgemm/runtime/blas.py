@@ -1,0 +1,140 @@
+"""The vendor BLAS the dispatcher sends a shape to where it measured it faster than jitgemm's kernel:
+cuBLAS (`cublasGemmEx`, fp32 accumulation), loaded with ctypes, so neither CuPy nor torch is needed
+and the call can be captured in a CUDA graph (CuPy refuses cuBLAS calls during capture).
+
+out[N, M] = x[N, K] . w[M, K]^T in cuBLAS's column-major terms is outT[M, N] = op_T(w) . x^T: the
+row-major weight is a column-major K x M matrix (lda = its row pitch), the tokens a K x N one.
+
+Each (device, stream) gets its own 32 MiB workspace (`cublasSetWorkspace`): cuBLAS then allocates
+nothing during a call (graph capture allows no allocation) and two streams never share scratch
+memory. With a fixed workspace and stream, cuBLAS's results are bit-identical run to run (its
+documented reproducibility rule: same toolkit, same GPU). Linux only; JITGEMM_CUBLAS=path picks the
+library file."""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import glob
+import os
+import threading
+
+from ..errors import BackendUnavailable, VendorError
+
+WORKSPACE_BYTES = 32 << 20  # what torch gives cuBLAS on Hopper (CUBLAS_WORKSPACE_CONFIG :4096:8)
+_OP_N, _OP_T = 0, 1
+_DATA_TYPE = {"float16": 2, "bfloat16": 14}  # CUDA_R_16F, CUDA_R_16BF
+_COMPUTE_32F = 68                            # CUBLAS_COMPUTE_32F
+_GEMM_DEFAULT = -1                           # CUBLAS_GEMM_DEFAULT: cuBLAS's own heuristic
+_STATUS = {1: "CUBLAS_STATUS_NOT_INITIALIZED", 3: "CUBLAS_STATUS_ALLOC_FAILED", 7: "CUBLAS_STATUS_INVALID_VALUE",
+           8: "CUBLAS_STATUS_ARCH_MISMATCH", 11: "CUBLAS_STATUS_MAPPING_ERROR", 13: "CUBLAS_STATUS_EXECUTION_FAILED",
+           14: "CUBLAS_STATUS_INTERNAL_ERROR", 15: "CUBLAS_STATUS_NOT_SUPPORTED", 16: "CUBLAS_STATUS_LICENSE_ERROR"}
+
+
+def _library_paths() -> list[str]:
+    """Where libcublas may be, in the order tried: JITGEMM_CUBLAS, the loader's search path (and a
+    library already in the process, e.g. CuPy's or torch's), the NVIDIA pip wheels, the toolkit."""
+    paths = [os.environ.get("JITGEMM_CUBLAS", "")] + [f"libcublas.so.{v}" for v in (13, 12)]
+    paths.append(ctypes.util.find_library("cublas") or "")
+    try:
+        import nvidia  # namespace package of the nvidia-cublas(-cu12/-cu13) wheels
+        for root in nvidia.__path__:
+            paths += sorted(glob.glob(os.path.join(root, "*", "lib", "libcublas.so.*")), reverse=True)
+    except ImportError:
+        pass
+    for home in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
+        if home:
+            paths += sorted(glob.glob(os.path.join(home, "lib64", "libcublas.so.*")), reverse=True)
+    return [p for p in paths if p]
+
+
+class _Cublas:
+    def __init__(self):
+        errors = []
+        for path in _library_paths():
+            try:
+                self.lib = ctypes.CDLL(path)
+                self.path = path
+                break
+            except OSError as e:
+                errors.append(f"{path}: {e}")
+        else:
+            raise BackendUnavailable("cuBLAS not found (tried " + "; ".join(errors[:6]) + "); set JITGEMM_CUBLAS")
+        vp, i32, u64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t
+        self._fn("cublasCreate_v2", [ctypes.POINTER(vp)])
+        self._fn("cublasSetStream_v2", [vp, vp])
+        self._fn("cublasSetWorkspace_v2", [vp, vp, u64])
+        self._fn("cublasGetVersion_v2", [vp, ctypes.POINTER(i32)])
+        self._fn("cublasGemmEx", [vp, i32, i32, i32, i32, i32, vp, vp, i32, i32, vp, i32, i32, vp, vp, i32, i32, i32, i32])
+        self.handles: dict[int, ctypes.c_void_p] = {}
+        self.workspaces: dict[tuple[int, int], int] = {}
+        self.lock = threading.Lock()
+        self.alpha, self.beta = ctypes.c_float(1.0), ctypes.c_float(0.0)
+
+    def _fn(self, name: str, argtypes: list) -> None:
+        f = getattr(self.lib, name)
+        f.argtypes, f.restype = argtypes, ctypes.c_int
+
+    def check(self, call: str, status: int) -> None:
+        if status != 0:
+            raise VendorError(call, _STATUS.get(status, f"cublasStatus {status}"))
+
+    def handle(self, backend, device: int) -> ctypes.c_void_p:
+        h = self.handles.get(device)
+        if h is None:  # created with the device's context current (gemm makes it so)
+            h = ctypes.c_void_p()
+            self.check("cublasCreate_v2", self.lib.cublasCreate_v2(ctypes.byref(h)))
+            self.handles[device] = h
+        return h
+
+    def workspace(self, backend, device: int, stream: int) -> int:
+        key = (device, int(stream))
+        ws = self.workspaces.get(key)
+        if ws is None:  # held for the life of the process, like the split-K workspaces
+            ws = self.workspaces[key] = backend.alloc(WORKSPACE_BYTES, device)
+        return ws
+
+
+_cublas: _Cublas | None = None
+_load_lock = threading.Lock()
+
+
+def cublas() -> _Cublas:
+    """The loaded library (raises BackendUnavailable when there is none)."""
+    global _cublas
+    if _cublas is None:
+        with _load_lock:
+            if _cublas is None:
+                _cublas = _Cublas()
+    return _cublas
+
+
+def available() -> tuple[bool, str]:
+    """(True, library path) or (False, why): the dispatcher routes to BLAS only when True."""
+    try:
+        return True, cublas().path
+    except BackendUnavailable as e:
+        return False, str(e)
+
+
+def version() -> int:
+    v = ctypes.c_int()
+    c = cublas()
+    c.check("cublasGetVersion_v2", c.lib.cublasGetVersion_v2(None, ctypes.byref(v)))
+    return v.value
+
+
+def gemm(backend, device: int, stream: int, dtype: str, n: int, m: int, k: int, x: int, ldx: int, w: int,
+         ldw: int, out: int, ldo: int) -> None:
+    """out[N, M] (row pitch ldo) = x[N, K] (ldx) . w[M, K]^T (ldw), pointers to device memory; pitches
+    in elements. Enqueued on `stream`; no synchronisation."""
+    c = cublas()
+    t = _DATA_TYPE[dtype]
+    with c.lock:  # one handle per device: its stream and workspace are set and used as one step
+        backend._make_current(device)  # a handle is bound to its device's context: use it there only
+        h = c.handle(backend, device)
+        ws = c.workspace(backend, device, stream)
+        c.check("cublasSetStream_v2", c.lib.cublasSetStream_v2(h, ctypes.c_void_p(stream)))
+        c.check("cublasSetWorkspace_v2", c.lib.cublasSetWorkspace_v2(h, ctypes.c_void_p(ws), WORKSPACE_BYTES))
+        c.check("cublasGemmEx", c.lib.cublasGemmEx(
+            h, _OP_T, _OP_N, m, n, k, ctypes.byref(c.alpha), ctypes.c_void_p(w), t, ldw, ctypes.c_void_p(x), t, ldx,
+            ctypes.byref(c.beta), ctypes.c_void_p(out), t, ldo, _COMPUTE_32F, _GEMM_DEFAULT))
