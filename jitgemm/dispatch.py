@@ -72,8 +72,8 @@ def moderate_entry(n: int, m: int, k: int):
 
 def small_n_moderate(m: int, k: int, arch: str) -> bool:
     """Whether N = 1..16 of this shape runs the moderate family instead of the skinny one: only where
-    the moderate table measured it faster at every N bucket (its bucket 16, written by
-    `bench --group moderate-n --tune --n 1,4,8,16`), at a tuned shape within a factor of 2 in M and K
+    the moderate table adopted it (its bucket 16, written by `bench --group moderate-n --tune --n
+    1,4,8,16`: the smaller worst-case time over N = 1, 4, 8, 16), at a tuned shape within a factor of 2 in M and K
     and at least as near as the skinny table's, with a tile this arch runs. One config then serves
     every N <= 16 (a 16-token tile, the same K slices), so a token's bits still do not depend on the
     batch size."""
@@ -123,28 +123,30 @@ def moderate_nv_config(n: int, m: int, k: int, sms: int, arch: str) -> tuple[mod
             cfg = replace(cfg, RED=moderate.RED_WORKSPACE)  # the same slices, summed through the workspace
         cfg = moderate.normalized(cfg, k)
         if b <= skinny.MAX_N:
-            why += (" (faster than the skinny family there at N = 1, 4, 8 and 16; every N <= 16 runs this "
-                    "config, so a token's bits do not depend on the batch size)")
+            why += (" (chosen over the skinny family there for the smaller worst-case time over N = 1, 4, 8, 16; "
+                    "every N <= 16 runs this config, so a token's bits do not depend on the batch size)")
         elif ratio is not None:
             why += f", {ratio:.2f}x cuBLAS's speed there"
         return cfg, why
     return moderate.heuristic(n, m, k, sms, cluster_ok), "heuristic for moderate N (no measured table)"
 
 
-def _blas_instead(n: int, m: int, k: int, bias: bool, cfg: moderate.ModerateConfig, why: str) -> Plan | None:
-    """A cuBLAS plan where the kernel measured slower than cuBLAS (table ratio < 1), else None."""
+def blas_choice(n: int, m: int, k: int, bias: bool) -> tuple[bool, str]:
+    """(whether cuBLAS runs this shape, why the kernel runs although cuBLAS measured faster). cuBLAS
+    runs where the table measured it faster than the kernel (ratio < 1, N > 16), on NVIDIA, without a
+    bias (only the kernel fuses one), unless JITGEMM_BLAS=0 or the library does not load."""
     ratio = blas_ratio(n, m, k) if n > skinny.MAX_N else None
-    if ratio is None or ratio >= 1.0 or not config.blas():
-        return None
+    if ratio is None or ratio >= 1.0:
+        return False, ""
+    if bias:
+        return False, "; cuBLAS measured faster, but this call has a bias, which only the kernel fuses: the kernel runs"
+    if not config.blas():
+        return False, "; cuBLAS measured faster, but JITGEMM_BLAS=0: the kernel runs"
     from .runtime import blas
     ok, where = blas.available()
     if not ok:
-        return None
-    if bias:
-        return None  # cuBLAS has no fused bias here: the kernel adds it in its epilogue
-    return Plan("blas", f"cuBLAS (cublasGemmEx, fp32 accumulation, {where}) measured {1 / ratio:.2f}x faster than "
-                        f"the best moderate-N kernel ({cfg.describe()}, S={cfg.S}; {why}); JITGEMM_BLAS=0 runs the "
-                        f"kernel", cfg)
+        return False, f"; cuBLAS measured faster, but it is not available ({where}): the kernel runs"
+    return True, f"cuBLAS (cublasGemmEx, fp32 accumulation, {where}) measured {1 / ratio:.2f}x faster than"
 
 
 def blas_ratio(n: int, m: int, k: int) -> float | None:
@@ -198,13 +200,11 @@ def plan_moderate(vendor: str, arch: str, cus: int, dtype: str, n: int, m: int, 
     maximum (0: the arch's known value)."""
     if vendor == "cuda":
         cfg, why = moderate_nv_config(n, m, k, cus, arch)
-        blas_plan = _blas_instead(n, m, k, bias, cfg, why)
-        if blas_plan:
-            return blas_plan
-        ratio = blas_ratio(n, m, k) if n > skinny.MAX_N else None
-        if ratio is not None and ratio < 1.0:
-            why += ("; cuBLAS measured faster, but " + ("this call has a bias, which only the kernel fuses" if bias else
-                    "JITGEMM_BLAS=0" if not config.blas() else "cuBLAS is not available") + ": the kernel runs")
+        use_blas, note = blas_choice(n, m, k, bias)
+        if use_blas:
+            return Plan("blas", f"{note} the best moderate-N kernel ({cfg.describe()}, S={cfg.S}; {why}); "
+                                f"JITGEMM_BLAS=0 runs the kernel", cfg)
+        why += note
         limit = shared_limit or (227 << 10 if sm_version(arch) >= 90 else 99 << 10)
     else:
         cfg, why = moderate.amd_config(n, m, k, cus, arch), f"amd rule ({cus} CUs)"

@@ -236,3 +236,28 @@ def test_blas_route_replays_in_a_graph_and_on_two_streams():
         assert np.array_equal(cp.asnumpy(o).view(np.uint16), first)
     # matmul takes the same route
     assert np.array_equal(cp.asnumpy(jitgemm.matmul(xd, wd.T)).view(np.uint16), first)
+
+
+def test_blas_route_on_two_gpus_in_turn():
+    """cuBLAS handles are per device and used with that device's context current: calls alternating
+    between two GPUs each give the reference's result, the same bits on both (same GPU model)."""
+    import cupy as cp
+    if cp.cuda.runtime.getDeviceCount() < 2:
+        pytest.skip("needs 2 or more GPUs")
+    n, m, k = _blas_shape_or_skip()
+    rng = np.random.default_rng(11)
+    x, w = random((n, k), "float16", rng), random((m, k), "float16", rng, 0.02)
+    ops = []
+    for d in (0, 1):
+        with cp.cuda.Device(d):
+            ops.append((cp.asarray(x), cp.asarray(w)))
+    bits = []
+    for i in range(6):
+        d = i % 2
+        with cp.cuda.Device(1 - d):  # the other device current: jitgemm must use the operands' device
+            out = jitgemm.gemm(*ops[d])
+        assert jitgemm.explain(*ops[d]).startswith("vendor BLAS: cuBLAS")
+        with cp.cuda.Device(d):
+            bits.append(cp.asnumpy(out).view(np.uint16))
+    assert_close(bits[0].view(np.float16), x, w, None, "float16")
+    assert all(np.array_equal(b, bits[0]) for b in bits)

@@ -103,16 +103,16 @@ def forced_config(config, why: str = "forced by tuning"):
     a moderate config also takes N <= 16, a skinny one keeps it."""
     from .. import dispatch
     from ..kernels import moderate
-    orig = dispatch.nv_config, dispatch.moderate_nv_config, dispatch.small_n_moderate, dispatch._blas_instead
+    orig = dispatch.nv_config, dispatch.moderate_nv_config, dispatch.small_n_moderate, dispatch.blas_choice
     dispatch.nv_config = dispatch.moderate_nv_config = lambda *a, **kw: (config, why)
     small = isinstance(config, moderate.ModerateConfig)
     dispatch.small_n_moderate = lambda *a, **kw: small
-    dispatch._blas_instead = lambda *a, **kw: None  # a forced kernel config runs, never cuBLAS
+    dispatch.blas_choice = lambda *a, **kw: (False, "")  # a forced kernel config runs, never cuBLAS
     api._plan_cached.cache_clear()  # plans are cached per shape; a forced one must not stick
     try:
         yield
     finally:
-        dispatch.nv_config, dispatch.moderate_nv_config, dispatch.small_n_moderate, dispatch._blas_instead = orig
+        dispatch.nv_config, dispatch.moderate_nv_config, dispatch.small_n_moderate, dispatch.blas_choice = orig
         api._plan_cached.cache_clear()
 
 
