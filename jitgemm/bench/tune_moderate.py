@@ -49,20 +49,8 @@ def tune(ns, shapes, out_dir, meta, dtype="bfloat16") -> list:
         for n in ns:
             best = None
             for cfg in candidates(n, sh.m, sh.k, meta["sms"], cluster_ok, meta["arch"]):
-                preps = runner.prepared_calls(ops, n, config=cfg)
-                res = preps[0].kernel.resources
-                if res.get("spill_stores") or res.get("stack_frame"):
-                    continue  # a config that spills is never a candidate
-                try:
-                    ops.check(n, preps[0])
-                except VendorError as e:  # a config the driver refuses is reported and never chosen
-                    print(f"tune {sh.name} N={n} {cfg}: {e}", flush=True)
-                    continue
-                us = runner.time_ours(preps, stream, modes=("graph",))["us_graph"]
-                t = cfg.tile
-                raw.append({"m": sh.m, "k": sh.k, "n": n, "tile": [t.BM, t.BN, t.WM, t.WN, t.ST, t.KS], "S": cfg.S,
-                            "RED": cfg.RED, "us": round(us, 3)})
-                if best is None or us < best[0]:
+                us = _time_config(ops, sh, n, cfg, stream, raw)
+                if us is not None and (best is None or us < best[0]):
                     best = (us, cfg)
             torch_us = (runner.time_torch(ops, n) or {}).get("us_graph", float("nan"))
             us, cfg = best
@@ -76,9 +64,28 @@ def tune(ns, shapes, out_dir, meta, dtype="bfloat16") -> list:
             os.makedirs(out_dir, exist_ok=True)
             with open(os.path.join(out_dir, "tune-moderate.json"), "w") as f:
                 json.dump({"meta": meta, "table_moderate": table, "raw": raw}, f)
-        with open(os.path.join(out_dir, "tuning_nv.py"), "w") as f:
-            f.write(table_source(table, meta))
+            with open(os.path.join(out_dir, "tuning_nv.py"), "w") as f:
+                f.write(table_source(table, meta))
     return table
+
+
+def _time_config(ops, sh, n: int, cfg: moderate.ModerateConfig, stream, raw: list) -> float | None:
+    """Graph-replay time of one forced config at N tokens after its float64 check (recorded in `raw`),
+    or None for a config that spills or that the driver refuses (reported, never chosen)."""
+    preps = runner.prepared_calls(ops, n, config=cfg)
+    res = preps[0].kernel.resources
+    if res.get("spill_stores") or res.get("stack_frame"):
+        return None
+    try:
+        ops.check(n, preps[0])
+    except VendorError as e:
+        print(f"tune {sh.name} N={n} {cfg}: {e}", flush=True)
+        return None
+    us = runner.time_ours(preps, stream, modes=("graph",))["us_graph"]
+    t = cfg.tile
+    raw.append({"m": sh.m, "k": sh.k, "n": n, "tile": [t.BM, t.BN, t.WM, t.WN, t.ST, t.KS], "S": cfg.S,
+                "RED": cfg.RED, "us": round(us, 3)})
+    return us
 
 
 def adopt_small_n(moderate_over_skinny: dict) -> bool:
@@ -112,20 +119,9 @@ def tune_small_n(ns, shapes, out_dir, meta, dtype="bfloat16") -> list:
             for cfg in candidates(16, sh.m, sh.k, meta["sms"], cluster_ok, meta["arch"]):
                 if cfg.tile.BN != 16:
                     continue
-                preps = runner.prepared_calls(ops, n, config=cfg)
-                res = preps[0].kernel.resources
-                if res.get("spill_stores") or res.get("stack_frame"):
-                    continue
-                try:
-                    ops.check(n, preps[0])
-                except VendorError as e:
-                    print(f"tune-small {sh.name} N={n} {cfg}: {e}", flush=True)
-                    continue
-                us = runner.time_ours(preps, stream, modes=("graph",))["us_graph"]
-                times.setdefault(cfg, {})[n] = us
-                t = cfg.tile
-                raw.append({"m": sh.m, "k": sh.k, "n": n, "tile": [t.BM, t.BN, t.WM, t.WN, t.ST, t.KS], "S": cfg.S,
-                            "RED": cfg.RED, "us": round(us, 3)})
+                us = _time_config(ops, sh, n, cfg, stream, raw)
+                if us is not None:
+                    times.setdefault(cfg, {})[n] = us
         full = {c: v for c, v in times.items() if len(v) == len(ns)}
         fastest = {n: min(v[n] for v in full.values()) for n in ns}
         best = min(full, key=lambda c: (max(full[c][n] / fastest[n] for n in ns), sum(full[c].values())))

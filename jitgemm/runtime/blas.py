@@ -78,7 +78,7 @@ class _Cublas:
         if status != 0:
             raise VendorError(call, _STATUS.get(status, f"cublasStatus {status}"))
 
-    def handle(self, backend, device: int) -> ctypes.c_void_p:
+    def handle(self, device: int) -> ctypes.c_void_p:
         h = self.handles.get(device)
         if h is None:  # created with the device's context current (gemm makes it so)
             h = ctypes.c_void_p()
@@ -131,7 +131,7 @@ def gemm(backend, device: int, stream: int, dtype: str, n: int, m: int, k: int, 
     t = _DATA_TYPE[dtype]
     with c.lock:  # one handle per device: its stream and workspace are set and used as one step
         backend._make_current(device)  # a handle is bound to its device's context: use it there only
-        h = c.handle(backend, device)
+        h = c.handle(device)
         ws = c.workspace(backend, device, stream)
         c.check("cublasSetStream_v2", c.lib.cublasSetStream_v2(h, ctypes.c_void_p(stream)))
         c.check("cublasSetWorkspace_v2", c.lib.cublasSetWorkspace_v2(h, ctypes.c_void_p(ws), WORKSPACE_BYTES))
