@@ -1,60 +1,24 @@
-"""Public entry points: validate -> dispatch -> launch."""
+"""The 16-bit entry points (gemm, matmul, Linear, prepare, explain): their rules and cold paths.
+Every device call runs through jitgemm.pipeline (signature -> cached entry -> launch); what is here
+runs on a signature's first call, and whenever a per-call check fails, so errors are the same."""
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from . import dispatch, validate, workspace
-from .arrays import BF16, F16, View, as_view, dtype_name
+from . import dispatch, pipeline, validate
+from .arrays import SIXTEEN_BIT, View, as_view, dtype_name
 from .device_array import DeviceArray
 from .kernels import moderate, skinny
-from .runtime import blas
+from .launch import BlasLaunch, KernelLaunch
 from .runtime.backend import default_backend, get_backend
 from .runtime.jit import get_kernel
 
-SKINNY_DTYPES = (F16, BF16)
-
-
-# ---- placement: which backend/device, which stream ---------------------------------------------------
-def _placement(views: list[tuple[str, View]]):
-    for _, v in views:
-        if v.device == -1:  # __cuda_array_interface__ without a device attribute: ask the driver
-            v.device = get_backend(v.vendor or "cuda").device_of_pointer(v.ptr)
-    vendor, device = validate.require_same_device(views)
-    if vendor is None:
-        backend = default_backend()
-        return backend, backend.current_device(), True
-    return get_backend(vendor), device, False
-
-
-def _stream_handle(stream: Any, views: list[tuple[str, View]]) -> int:
-    if stream is None:
-        if any(v.kind == "cupy" for _, v in views):
-            import cupy
-            return int(cupy.cuda.get_current_stream().ptr)
-        return 0
-    if isinstance(stream, int):
-        return stream
-    for attr in ("ptr", "cuda_stream", "handle"):
-        h = getattr(stream, attr, None)
-        if isinstance(h, int):
-            return h
-    raise TypeError(f"stream must be None, an int handle, or an object with .ptr / .cuda_stream "
-                    f"(a CuPy or torch stream); got {type(stream).__name__}")
-
-
-def _new_output(like: View, backend, device: int, shape: tuple[int, int], dtype: str):
-    """An output of the same kind as `like` (CuPy stays CuPy, torch stays torch)."""
-    if like.kind == "cupy":
-        import cupy
-        with cupy.cuda.Device(device):
-            return cupy.empty(shape, dtype=like.obj.dtype)
-    if hasattr(like.obj, "new_empty"):
-        return like.obj.new_empty(shape)  # torch tensors, without importing torch
-    return DeviceArray(backend, device, shape, dtype)
+SKINNY_DTYPES = SIXTEEN_BIT
 
 
 # ---- the skinny 16-bit GEMM ------------------------------------------------------------------------------
@@ -105,46 +69,57 @@ def _plan_cached(vendor, arch, cus, dtype, n, m, k, l2, shared_limit, bias, _set
     return dispatch.plan_skinny(vendor, arch, cus, dtype, n, m, k, l2, shared_limit, bias)
 
 
-def _arg_kinds(backend, plan: dispatch.Plan) -> tuple[str, ...]:
-    if plan.family == "moderate":
-        return moderate.ARG_KINDS
-    return skinny.ARG_KINDS_NV if backend.name == "cuda" else skinny.ARG_KINDS_AMD
-
-
-def _fixed_args(plan: dispatch.Plan, g: _Gemm, x: View, w: View, bias: View | None, out: View) -> list:
-    """A launch's arguments, less the split-K workspace that moderate plans take per stream."""
+def _layout(g: _Gemm, x: View, w: View, bias: View | None, out: View | None) -> tuple:
+    """(ldx, ldw, ldo, bias_rows, bias_ld): the row pitches, checked against the layout rules of
+    device operands (16-byte vectors of x and w, unit inner strides)."""
     ldx = validate.require_rows(x, "x", g.k, 8)
     ldw = validate.require_rows(w, "w", g.k, 8)
-    ldo = validate.require_out_rows(out, "out")
-    if bias is not None:
-        bias_rows, bias_ld = validate.bias_layout(bias, g.n, g.m, g.dtype)
-        bptr = bias.ptr
-    else:
-        bias_rows, bias_ld, bptr = 0, 0, 0
+    ldo = validate.require_out_rows(out, "out") if out is not None else g.m
+    bias_rows, bias_ld = validate.bias_layout(bias, g.n, g.m, g.dtype) if bias is not None else (0, 0)
+    return ldx, ldw, ldo, bias_rows, bias_ld
+
+
+def _gemm_launch(backend, device: int, plan: dispatch.Plan, g: _Gemm, lay: tuple):
+    """The plan's launch, its pointers written per call in gemm's order (x, w, bias, out)."""
+    ldx, ldw, ldo, bias_rows, bias_ld = lay
     if plan.family == "blas":
-        return [g.n, g.m, g.k, x.ptr, ldx, w.ptr, ldw, out.ptr, ldo]
-    last = plan.extra["kb"] if plan.family == "moderate" else plan.extra["kc"]
-    return [out.ptr, ldo, x.ptr, ldx, w.ptr, ldw, bptr, bias_ld, bias_rows, g.n, g.m, g.k, last]
+        return BlasLaunch(backend, device, g.dtype, g.n, g.m, g.k, ldx, ldw, ldo)
+    moderate_plan = plan.family == "moderate"
+    kinds = moderate.ARG_KINDS if moderate_plan else skinny.ARG_KINDS
+    last = plan.extra["kb"] if moderate_plan else plan.extra["kc"]
+    args = [0, ldo, 0, ldx, 0, ldw, 0, bias_ld, bias_rows, g.n, g.m, g.k, last] + ([0, 0] if moderate_plan else [])
+    ws_slots = (13, 14) if moderate_plan and plan.extra["ws_floats"] else None
+    kernel = get_kernel(plan.instance, backend, device, kinds)
+    return KernelLaunch(backend, device, kernel, plan, args, (2, 4, 6 if g.bias is not None else None, 0), ws_slots)
 
 
-def _launch_skinny(backend, device, plan: dispatch.Plan, g: _Gemm, x: View, w: View, bias: View | None,
-                   out: View, stream: int) -> None:
-    args = _fixed_args(plan, g, x, w, bias, out)
-    if plan.family == "blas":
-        blas.gemm(backend, device, stream, g.dtype, *args)
-        return
-    if plan.family == "moderate":
-        args += _workspace_ptrs(backend, device, plan, stream)
-    kern = get_kernel(plan.instance, backend, device, _arg_kinds(backend, plan))
-    kern.launch(plan.grid, plan.block, plan.shared, stream, *args, pdl=plan.extra["pdl"])
+#: per-call checks of gemm's values (x, w, bias, out): 16-byte vectors, 2-byte elements
+_GEMM_CHECKS = (16, 16, 2, 2)
 
 
-def _workspace_ptrs(backend, device: int, plan: dispatch.Plan, stream: int) -> tuple[int, int]:
-    """(partials, counters) of this stream's split-K workspace, or (0, 0) when the plan needs none."""
-    if not plan.extra["ws_floats"]:
-        return 0, 0
-    ws = workspace.get(backend, device, stream, plan.extra["ws_floats"], plan.extra["tiles"])
-    return ws.partials.ptr, ws.counters.ptr
+def _gemm_cold(key, x: Any, w: Any, bias: Any, out: Any, stream: Any, g: _Gemm | None = None,
+               ov: View | None = None, out_shape: tuple | None = None):
+    """gemm's cold path: every rule, placement, plan, a cached entry for the signature, the call.
+    g / ov: the operands already adapted and checked (Linear, linear); out_shape: the shape of outputs
+    it makes ([N, M] unless linear's leading dimensions)."""
+    validate.require_stream_type(stream)
+    g = g or _check_gemm(x, w, bias)
+    if ov is None and out is not None:
+        ov = _check_out(out, g.n, g.m, g.dtype)
+    views = [("x", g.x), ("w", g.w)] + ([("bias", g.bias)] if g.bias is not None else [])
+    if ov is not None:
+        views.append(("out", ov))
+    backend, device, host = pipeline.placement(views)
+    if host:
+        return _run_host(backend, device, g, ov, out)
+    lay = _layout(g, g.x, g.w, g.bias, ov)  # before anything is planned or allocated
+    plan = _plan(backend, device, g)
+    entry = pipeline.Entry(_gemm_launch(backend, device, plan, g, lay), _GEMM_CHECKS,
+                           pipeline.current_stream_rule([g.x, ov or g.x, g.w], device),
+                           pipeline.output_factory(g.x, backend, device, out_shape or (g.n, g.m), g.dtype))
+    pipeline.store(key, entry)
+    values = [g.x.ptr, g.w.ptr, g.bias.ptr if g.bias is not None else 0, ov.ptr if ov is not None else 0]
+    return entry.run((x, w, bias, out), values, stream)
 
 
 def _check_out(out: Any, n: int, m: int, dtype: str) -> View:
@@ -157,56 +132,81 @@ def _check_out(out: Any, n: int, m: int, dtype: str) -> View:
     return ov
 
 
-def _run(g: _Gemm, out: Any, stream: Any, plan_fn=None):
-    validate.require_stream_type(stream)
-    views = [("x", g.x), ("w", g.w)] + ([("bias", g.bias)] if g.bias is not None else [])
-    ov = _check_out(out, g.n, g.m, g.dtype) if out is not None else None
-    if ov is not None:
-        views.append(("out", ov))
-    backend, device, host = _placement(views)
-    if not host:  # layout rules of device operands, before anything is planned or allocated
-        validate.require_rows(g.x, "x", g.k, 8)
-        validate.require_rows(g.w, "w", g.k, 8)
-        if ov is not None:
-            validate.require_out_rows(ov, "out")
-    plan = (plan_fn or _plan)(backend, device, g)
-    if host:
-        return _run_host(backend, device, plan, g, ov, out)
-    s = _stream_handle(stream, views)
-    result = out if out is not None else _new_output(g.x, backend, device, (g.n, g.m), g.dtype)
-    ov = ov or as_view(result, "out")
-    _launch_skinny(backend, device, plan, g, g.x, g.w, g.bias, ov, s)
-    return result
-
-
-def deliver(result, out: Any):
-    """A result computed on the host path: written into `out` (and `out` returned) when given."""
-    if out is None:
-        return result
-    out[...] = result
-    return out
-
-
-def _run_host(backend, device, plan, g: _Gemm, ov: View | None, out: Any):
+def _run_host(backend, device, g: _Gemm, ov: View | None, out: Any):
     """numpy in, numpy out: upload, launch on the default stream, download (synchronous)."""
     dx = DeviceArray.from_numpy(backend, device, g.x.obj, g.dtype)
     dw = DeviceArray.from_numpy(backend, device, g.w.obj, g.dtype)
     db = DeviceArray.from_numpy(backend, device, g.bias.obj, g.dtype) if g.bias is not None else None
     dout = DeviceArray(backend, device, (g.n, g.m), g.dtype)
-    _launch_skinny(backend, device, plan, g, dx.view(), dw.view(), db.view() if db else None, dout.view(), 0)
+    _launch_once(backend, device, g, dx.view(), dw.view(), db.view() if db else None, dout.view())
     backend.synchronize(device)
-    return deliver(dout.to_numpy(), out)
+    return pipeline.deliver(dout.to_numpy(), out)
+
+
+def _launch_once(backend, device, g: _Gemm, x: View, w: View, bias: View | None, out: View) -> None:
+    """One launch on the default stream of device operands jitgemm made itself (the host paths)."""
+    g = _Gemm(x, w, bias, g.n, g.m, g.k, g.dtype)
+    launch = _gemm_launch(backend, device, _plan(backend, device, g), g, _layout(g, x, w, bias, out))
+    launch.run(0, [x.ptr, w.ptr, bias.ptr if bias is not None else 0, out.ptr])
 
 
 def gemm(x: Any, w: Any, bias: Any = None, *, out: Any = None, stream: Any = None):
     """out[N, M] = x[N, K] @ w[M, K].T (+ bias), fp16/bf16, N = 1..128, fp32 accumulation.
 
-    x, w, bias, out: numpy (copied to the GPU and back, synchronously), CuPy, or any object with
-    __cuda_array_interface__ / __dlpack__ (torch tensors work; torch is never imported).
-    bias: [M], [1, M] or [N, M] in the input dtype. Device calls do not synchronise.
+    x, w, bias, out: numpy (copied to the GPU and back, synchronously), CuPy, torch tensors (read
+    directly; torch is never imported), or any object with __cuda_array_interface__ / __dlpack__.
+    bias: [M], [1, M] or [N, M] in the input dtype. Device calls do not synchronise; stream=None
+    is the current stream of the operands' library (torch's or CuPy's), else the default stream.
     The dispatcher picks the skinny or moderate-N kernel, or cuBLAS for a bias-free N > 16 shape
     where it measured cuBLAS faster (JITGEMM_BLAS=0: never); `explain` says which and why."""
-    return _run(_check_gemm(x, w, bias), out, stream)
+    return pipeline.call(_GEMM, (x, w, bias, out), stream, _gemm_cold)
+
+
+def linear(x: Any, w: Any, bias: Any = None, *, out: Any = None, stream: Any = None):
+    """torch's F.linear semantics: y[..., M] = x[..., K] @ w[M, K].T (+ bias[M]). x's leading
+    dimensions (any number, or none for one token [K]) flatten to gemm's N = 1..128 tokens, so they must
+    be laid out as rows of one pitch (a contiguous tensor, or a slice of rows of one). Otherwise gemm's
+    rules, output kinds and streams; `out` has the shape [..., M]."""
+    return pipeline.call(_LINEAR_ND, (x, w, bias, out), stream, _linear_cold)
+
+
+def _linear_cold(key, x: Any, w: Any, bias: Any, out: Any, stream: Any):
+    xv = as_view(x, "x")
+    if xv.ndim < 1:
+        raise ValueError(f"x must be [..., K] with at least one dimension, got shape {xv.shape}")
+    rows = _as_rows(xv, "x")
+    g = _check_gemm(rows, w, bias)
+    shape = (*xv.shape[:-1], g.m)
+    ov = None
+    if out is not None:
+        ov = as_view(out, "out")
+        if ov.shape != shape:
+            raise ValueError(f"out must have shape [..., M] = {shape}, got {ov.shape}")
+        ov = _check_out(_as_rows(ov, "out"), g.n, g.m, g.dtype)
+    if xv.device is None:  # numpy: gemm's copying path on the 2-D rows
+        y = gemm(np.reshape(np.asarray(x), (g.n, g.k)), w, bias).reshape(shape)
+        return pipeline.deliver(y, out)
+    return _gemm_cold(key, x, w, bias, out, stream, g, ov, shape)
+
+
+def _as_rows(v: View, arg: str) -> View:
+    """[..., C] as a [rows, C] View of the same memory: the leading dimensions must collapse into one of
+    a single pitch (dimensions of size 1 do not count)."""
+    if v.ndim == 2:
+        return v
+    lead = [(d, s) for d, s in zip(v.shape[:-1], v.strides[:-1]) if d != 1]
+    for (_, s), (d2, s2) in zip(lead, lead[1:]):
+        if s != s2 * d2:
+            raise ValueError(f"{arg}'s leading dimensions {v.shape[:-1]} (element strides {v.strides[:-1]}) do not "
+                             f"flatten to rows of one pitch; pass a contiguous array")
+    n = math.prod(v.shape[:-1])
+    pitch = lead[-1][1] if lead else max(v.shape[-1], 1)
+    inner = v.strides[-1] if v.ndim else 1
+    return View(v.ptr, (n, v.shape[-1]), (pitch, inner), v.dtype, v.raw_dtype, v.device, v.kind, v.obj,
+                v.vendor, v.keep)
+
+
+_GEMM, _MATMUL, _LINEAR, _LINEAR_ND = ("gemm",), ("matmul",), ("Linear",), ("linear",)
 
 
 def explain(x: Any, w: Any, bias: Any = None, *, scale_x: Any = None, scale_w: Any = None,
@@ -218,8 +218,7 @@ def explain(x: Any, w: Any, bias: Any = None, *, scale_x: Any = None, scale_w: A
         from . import scaled
         try:
             s = scaled._check(x, w, scale_x, scale_w, bias, None, fp8_format)
-            views = [("x", s.x), ("w", s.w)]
-            backend, device, _ = _placement(views)
+            backend, device, _ = pipeline.placement([("x", s.x), ("w", s.w)])
             return str(scaled._plan(backend, device, s))
         except (ValueError, TypeError) as e:
             return f"scaled_gemm would refuse this: {e}"
@@ -227,15 +226,20 @@ def explain(x: Any, w: Any, bias: Any = None, *, scale_x: Any = None, scale_w: A
         g = _check_gemm(x, w, bias)
     except (ValueError, TypeError) as e:
         return f"not the skinny family ({e}); matmul would use the vendor BLAS"
-    views = [("x", g.x), ("w", g.w)]
-    backend, device, _ = _placement(views)
+    backend, device, _ = pipeline.placement([("x", g.x), ("w", g.w)])
     return str(_plan(backend, device, g))
 
 
 # ---- numpy-style matmul ------------------------------------------------------------------------------
 def matmul(a: Any, b: Any, *, out: Any = None, stream: Any = None):
-    """numpy `a @ b` for 2-D inputs. Skinny cases (a with 1..16 rows, b a transposed row-major
-    weight, i.e. b = w.T) run jitgemm's kernel; everything else goes to the vendor BLAS (cupy)."""
+    """numpy `a @ b` for 2-D inputs. Decode cases (a with 1..128 rows, b a transposed row-major
+    weight, i.e. b = w.T) run gemm; everything else goes to the vendor BLAS (cupy) or numpy."""
+    return pipeline.call(_MATMUL, (a, b, None, out), stream, _matmul_cold)
+
+
+def _matmul_cold(key, a: Any, b: Any, _bias: None, out: Any, stream: Any):
+    """matmul's cold path: gemm's (cached under matmul's signature: w = b.T has b's pointer) where
+    b is a transposed weight and gemm pays, else the array library's BLAS (never cached)."""
     av, bv = as_view(a, "a"), as_view(b, "b")
     validate.require_2d(av, "a", "N, K")
     validate.require_2d(bv, "b", "K, M")
@@ -245,7 +249,8 @@ def matmul(a: Any, b: Any, *, out: Any = None, stream: Any = None):
     if w is not None and av.dtype in SKINNY_DTYPES and bv.dtype == av.dtype \
             and dispatch.skinny_supported(av.dtype, av.shape[0], av.shape[1]) is None \
             and _skinny_pays(av, bv):
-        return gemm(a, w, out=out, stream=stream)
+        return _gemm_cold(key, a, w, None, out, stream)
+    validate.require_stream_type(stream)
     return _blas(a, b, av, out)
 
 
@@ -284,12 +289,12 @@ def _blas(a: Any, b: Any, av: View, out: Any):
             ov = as_view(out, "out")
             if ov.shape != r.shape or (ov.dtype or ov.raw_dtype) != (dtype_name(r.dtype) or str(r.dtype)):
                 raise ValueError(f"out must have shape {r.shape} and dtype {r.dtype}, got {ov.shape} {ov.raw_dtype}")
-        return deliver(r, out)
+        return pipeline.deliver(r, out)
     if av.kind == "cupy":
         import cupy
         return cupy.matmul(a, b, out=out)
     if hasattr(a, "__matmul__"):
-        return deliver(a @ b, out)
+        return pipeline.deliver(a @ b, out)
     raise TypeError(f"matmul: no BLAS path for {type(a).__name__}; pass CuPy or numpy arrays")
 
 
@@ -303,6 +308,9 @@ class Linear:
         validate.require_dtype(wv, "w", SKINNY_DTYPES)
         self.out_features, self.in_features = wv.shape
         self.dtype = wv.dtype
+        rule = dispatch.skinny_supported(self.dtype, 1, self.in_features)
+        if rule:  # the same rule gemm gives, before any upload
+            raise ValueError(f"Linear: {rule} (w {wv.shape})")
         bv = as_view(bias, "bias") if bias is not None else None
         if bv is not None:
             validate.bias_layout(bv, 1, self.out_features, self.dtype)
@@ -324,6 +332,9 @@ class Linear:
                 raise ValueError("Linear: w is on a device but bias is a host (numpy) array; pass the bias "
                                  "on the same device (it is read by the kernel)")
             self._w_owner, self.weight, self.bias = w, wv, bv
+        # what gemm gets: the caller's own objects where they are device arrays (their hot-path adapter)
+        self._w = w if wv.device is not None else self.weight
+        self._b = (bias if bv is not None and bv.device is not None else self.bias) if bias is not None else None
 
     @staticmethod
     def from_float(w: Any, bias: Any = None, *, quantize: str = "fp8", per_channel: bool = True,
@@ -362,6 +373,9 @@ class Linear:
         return layer
 
     def __call__(self, x: Any, *, out: Any = None, stream: Any = None):
+        return pipeline.call(_LINEAR, (x, self._w, self._b, out), stream, self._cold)
+
+    def _cold(self, key, x: Any, w: Any, bias: Any, out: Any, stream: Any):
         validate.require_stream_type(stream)
         xv = as_view(x, "x")
         validate.require_2d(xv, "x", "N, K")
@@ -370,8 +384,7 @@ class Linear:
             raise ValueError(f"x has K={xv.shape[1]} but this Linear expects in_features={self.in_features}")
         if xv.device is None:
             return self._call_host(x, xv, out)
-        g = _check_gemm(x, self.weight, self.bias)
-        return _run(g, out, stream)
+        return _gemm_cold(key, x, w, bias, out, stream, _check_gemm(xv, self.weight, self.bias))
 
     def _call_host(self, x, xv: View, out):
         n, k = xv.shape
@@ -384,63 +397,26 @@ class Linear:
         dx = DeviceArray.from_numpy(backend, device, x, self.dtype)
         g = _Gemm(dx.view(), self.weight, self.bias, n, self.out_features, k, self.dtype)
         dout = DeviceArray(backend, device, (n, self.out_features), self.dtype)
-        _launch_skinny(backend, device, _plan(backend, device, g), g, g.x, g.w, g.bias, dout.view(), 0)
+        _launch_once(backend, device, g, g.x, g.w, g.bias, dout.view())
         backend.synchronize(device)
-        return deliver(dout.to_numpy(), out)
+        return pipeline.deliver(dout.to_numpy(), out)
 
 
 # ---- a pre-planned call for hot loops and graph capture ----------------------------------------------
-class Prepared:
-    """gemm with everything decided up front: operands, output, plan and packed arguments.
-    `launch(stream)` is one driver call; use it in decode loops and benchmarks."""
-
-    def __init__(self, x: Any, w: Any, bias: Any = None, *, out: Any):
-        g = _check_gemm(x, w, bias)
-        ov = _check_out(out, g.n, g.m, g.dtype)
-        views = [("x", g.x), ("w", g.w), ("out", ov)] + ([("bias", g.bias)] if g.bias is not None else [])
-        if any(v.device is None for _, v in views):
-            raise ValueError("prepare needs device arrays (numpy operands are copied per call; use gemm)")
-        backend, device, host = _placement(views)
-        if host:
-            raise ValueError("prepare needs device arrays (numpy operands are copied per call; use gemm)")
-        self.plan = _plan(backend, device, g)
-        self._backend, self._device = backend, device
-        self._vals = _fixed_args(self.plan, g, g.x, g.w, g.bias, ov)  # validates the layouts: before compiling
-        self._keep = (x, w, bias, out)
-        if self.plan.family == "blas":  # cuBLAS: nothing to compile; its workspace for stream 0 now
-            self.kernel, self._dtype = None, g.dtype
-            blas.cublas().workspace(backend, device, 0)
-            return
-        kinds = _arg_kinds(backend, self.plan)
-        self.kernel = get_kernel(self.plan.instance, backend, device, kinds)
-        from .runtime.backend import ArgPack
-        self._args = ArgPack(kinds)
-        # split-K through a workspace: each stream has its own, packed here for the stream last launched on;
-        # the default stream's is allocated now, before any graph capture
-        self._per_stream = bool(self.plan.family == "moderate" and self.plan.extra["ws_floats"])
-        if self.plan.family == "moderate":
-            self._bind_workspace(0)
-        else:
-            self._args.set(*self._vals)
-        p = self.plan
-        self._launch = (self.kernel.func, p.grid, p.block, p.shared)
-        self._pdl = p.extra["pdl"]
-        self.kernel.ensure_shared(p.shared)
-
-    def _bind_workspace(self, stream: int) -> None:
-        self._args.set(*self._vals, *_workspace_ptrs(self._backend, self._device, self.plan, stream))
-        self._ws_stream = stream
-
-    def launch(self, stream: int = 0) -> None:
-        if self.kernel is None:
-            blas.gemm(self._backend, self._device, stream, self._dtype, *self._vals)
-            return
-        if self._per_stream and self._ws_stream != stream:
-            self._bind_workspace(stream)  # each stream has its own workspace: no sharing across streams
-        func, grid, block, shared = self._launch
-        self._backend.launch(func, grid, block, shared, stream, self._args, self._device, self._pdl)
+Prepared = pipeline.Prepared
 
 
 def prepare(x: Any, w: Any, bias: Any = None, *, out: Any) -> Prepared:
-    """Validate and plan once; returns an object whose launch(stream) only enqueues the kernel."""
-    return Prepared(x, w, bias, out=out)
+    """Validate and plan once; returns a Prepared whose launch(stream) only enqueues the kernel
+    (one driver call): decode loops, benchmarks, CUDA graph capture."""
+    g = _check_gemm(x, w, bias)
+    ov = _check_out(out, g.n, g.m, g.dtype)
+    views = [("x", g.x), ("w", g.w), ("out", ov)] + ([("bias", g.bias)] if g.bias is not None else [])
+    if any(v.device is None for _, v in views):
+        raise ValueError("prepare needs device arrays (numpy operands are copied per call; use gemm)")
+    backend, device, _ = pipeline.placement(views)
+    lay = _layout(g, g.x, g.w, g.bias, ov)  # the layout rules: before compiling
+    plan = _plan(backend, device, g)
+    launch = _gemm_launch(backend, device, plan, g, lay)
+    values = [g.x.ptr, g.w.ptr, g.bias.ptr if g.bias is not None else 0, ov.ptr]
+    return Prepared(plan, launch, values, (x, w, bias, out))

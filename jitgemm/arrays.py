@@ -1,9 +1,15 @@
-"""Array adapters: numpy (host), __cuda_array_interface__ (CuPy, Numba, ...), DLPack (torch and
-others, read through ctypes so torch is never imported). Everything becomes a `View`: pointer,
-shape, element strides, dtype name, device. Nothing here touches the GPU."""
+"""Array adapters: numpy (host), torch tensors (read through their own methods, so torch is never
+imported), __cuda_array_interface__ (CuPy, Numba, ...), DLPack (others, read through ctypes).
+Everything becomes a `View`: pointer, shape, element strides, dtype name, device. Nothing here
+touches the GPU.
+
+`signature_fn(type)` is the hot path's adapter: for the array types jitgemm meets in decode loops
+(CuPy arrays, torch tensors, jitgemm's DeviceArray and View) a function that reads the pointer and a
+hashable signature (type, shape, strides, dtype, device) straight off the object."""
 from __future__ import annotations
 
 import ctypes
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +23,7 @@ except ImportError:  # pragma: no cover - a hard dependency, but keep the error 
 # dtype names used across jitgemm
 F16, BF16, F32, U8, E4M3FN, E4M3FNUZ = "float16", "bfloat16", "float32", "uint8", "float8_e4m3fn", "float8_e4m3fnuz"
 ITEMSIZE = {F16: 2, BF16: 2, F32: 4, U8: 1, E4M3FN: 1, E4M3FNUZ: 1}
+SIXTEEN_BIT = (F16, BF16)  # the token/weight dtypes of gemm (and the tokens and outputs of scaled_gemm)
 
 
 def numpy_dtype(name: str) -> np.dtype:
@@ -42,7 +49,7 @@ class View:
     dtype: str | None          # None: a dtype jitgemm does not handle (named in `raw_dtype`)
     raw_dtype: str
     device: int | None         # None: host memory
-    kind: str                  # "numpy" | "cupy" | "cai" | "dlpack"
+    kind: str                  # "numpy" | "cupy" | "torch" | "cai" | "dlpack" | "device" (jitgemm's own)
     obj: Any                   # keeps the memory alive
     vendor: str | None = None  # "cuda" | "hip" for device memory
     keep: Any = None           # extra owner (a DLPack capsule)
@@ -54,6 +61,12 @@ class View:
     @property
     def itemsize(self) -> int:
         return ITEMSIZE.get(self.dtype, 0)
+
+    @property
+    def T(self) -> "View":
+        """The transposed view (same memory), as numpy's .T: matmul(x, w.T) works on Views too."""
+        return View(self.ptr, self.shape[::-1], self.strides[::-1], self.dtype, self.raw_dtype, self.device,
+                    self.kind, self.obj, self.vendor, self.keep)
 
 
 def _from_numpy(a: np.ndarray) -> View:
@@ -156,12 +169,38 @@ def is_cupy(obj: Any) -> bool:
     return type(obj).__module__.startswith("cupy")
 
 
+def is_torch_tensor(obj: Any) -> bool:
+    """A torch.Tensor (nn.Parameter and other subclasses included), known without importing torch."""
+    return any(c.__name__ == "Tensor" and c.__module__ == "torch" for c in type(obj).__mro__)
+
+
+def torch_vendor() -> str:
+    """'hip' for a ROCm build of torch (its tensors say device 'cuda' there too), else 'cuda'."""
+    torch = sys.modules.get("torch")
+    return "hip" if getattr(getattr(torch, "version", None), "hip", None) else "cuda"
+
+
+def _from_torch(t: Any) -> View:
+    """A torch tensor read through its own methods: no DLPack export, so tensors that require grad
+    (nn.Parameter) are read as data (jitgemm is inference) and nothing is copied."""
+    dev = t.get_device()
+    if dev < 0:  # host memory: numpy's path, through DLPack of the detached tensor
+        v = _from_dlpack(t.detach())
+        v.obj = t.detach()
+        return v
+    dt = dtype_name(t.dtype)
+    return View(t.data_ptr(), tuple(t.shape), tuple(t.stride()), dt, str(t.dtype).replace("torch.", ""), dev,
+                "torch", t, vendor=torch_vendor())
+
+
 def as_view(obj: Any, arg: str) -> View:
     """Adapt one argument; `arg` names it in errors."""
     if isinstance(obj, View):
         return obj
     if isinstance(obj, np.ndarray):
         return _from_numpy(obj)
+    if is_torch_tensor(obj):
+        return _from_torch(obj)
     if hasattr(obj, "__cuda_array_interface__"):
         try:
             return _from_cai(obj, "cupy" if is_cupy(obj) else "cai")
@@ -172,3 +211,44 @@ def as_view(obj: Any, arg: str) -> View:
         return _from_dlpack(obj)
     raise TypeError(f"{arg} must be a numpy array, a CuPy array, or an object with __cuda_array_interface__ "
                     f"or __dlpack__; got {type(obj).__name__}")
+
+
+# ---- the hot path: pointer and signature in a few attribute reads ------------------------------------
+def _torch_signature(t):
+    dev = t.get_device()
+    if dev < 0:
+        return None  # host tensors take numpy's (copying) path
+    return t.data_ptr(), (type(t), t.shape, t.stride(), t.dtype, dev)
+
+
+def _cupy_signature(a):
+    mem = a.data
+    return mem.ptr, (type(a), a.shape, a.strides, a.dtype, mem.device_id)
+
+
+def _view_signature(v):
+    if v.device is None or v.device < 0:
+        return None  # host memory, or a device only the driver can name (asked on the cold path)
+    return v.ptr, (View, v.shape, v.strides, v.dtype, v.device, v.vendor, v.kind)
+
+
+def _scalar_signature(s):
+    return float(s), type(s)  # a scale passed by value: its value goes into the launch, its type in the key
+
+
+def signature_fn(tp: type):
+    """The hot-path adapter for objects of type `tp`, or None (numpy, unknown types: the cold path,
+    which adapts through as_view every call). A function returns (pointer or value, signature), or
+    None for an object of that type that must take the cold path (host memory)."""
+    if tp is View:
+        return _view_signature
+    own = getattr(tp, "jitgemm_signature", None)  # jitgemm's DeviceArray (no import: it imports this module)
+    if own is not None:
+        return own
+    if tp in (float, int, np.float32, np.float64):
+        return _scalar_signature
+    if any(c.__name__ == "Tensor" and c.__module__ == "torch" for c in tp.__mro__):
+        return _torch_signature
+    if tp.__module__.startswith("cupy") and tp.__name__ == "ndarray":
+        return _cupy_signature
+    return None

@@ -254,15 +254,18 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--dtype", default="bf16,fp16")
     b.add_argument("--n", default=None, help="comma-separated token counts (default: the suite's)")
     b.add_argument("--shapes", default=None, help="a JSON shape file like jitgemm/data/decode_suite.json")
-    b.add_argument("--group", default="decode")
+    b.add_argument("--group", default="decode",
+                   help="a shape group of the suite (decode, moderate-n, ...), or overhead: wall-clock cost per "
+                        "call of each public entry and an eager Llama-3.1-8B decode step, beside torch and CuPy")
     b.add_argument("--only", default=None, help="substring filter on shape names")
     b.add_argument("--out", default=None, help="directory for JSON, markdown and PNG")
     b.add_argument("--compare", default=None, help="an earlier JSON: print new/old time per case")
+    b.add_argument("--label", default="", help="a name kept in overhead.json, to tell runs apart (e.g. old, new)")
     b.add_argument("--no-baselines", action="store_true")
     b.add_argument("--name", default=None, help="output file stem (default: the group name)")
     b.add_argument("--no-plot", action="store_true", help="JSON and markdown only")
     b.add_argument("--tune", action="store_true", help="sweep every NVIDIA config, write tune.json")
-    b.add_argument("--overhead", action="store_true", help="host overhead per call (10,000 calls)")
+    b.add_argument("--overhead", action="store_true", help="the same as --group overhead")
     b.add_argument("--cold", action="store_true", help="first-call time, empty vs warm disk cache")
     b.set_defaults(fn=cmd_bench)
     return p

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 #: default disk-cache cap; a full decode model needs a few hundred instances of ~50 KB
@@ -51,24 +52,60 @@ def _flag(name: str, default: bool) -> bool:
     return raw not in ("0", "false", "no", "off")
 
 
-def pdl() -> bool:
-    """JITGEMM_PDL (default off): programmatic dependent launch on sm_90+. Measured on an H100
-    (docs/benchmarks/NOTES.md): slower on most decode shapes, so opt-in only."""
-    return _flag("JITGEMM_PDL", False)
-
-
-def prefetch() -> bool:
-    """JITGEMM_PREFETCH (default off): L2-prefetch the head of each block's weight rows on sm_90+
-    (measured slower on an H100, e.g. 15.7 vs 11.4 us on llama70b-tp8.qkv)."""
-    return _flag("JITGEMM_PREFETCH", False)
-
-
 def aot_strict() -> bool:
     """JITGEMM_AOT_STRICT=1: use only cache entries built by this very compiler (no AOT-pack reuse)."""
     return _flag("JITGEMM_AOT_STRICT", False)
 
 
+@dataclass(frozen=True)
+class Settings:
+    """The settings that shape a call's plan, read from the environment once (a call must not pay for
+    reading it: `reload()` after changing the environment at run time). `generation` is part of every
+    cached plan's key, so a reload retires every plan made under the old settings."""
+    generation: int
+    nv_tuning: str | None
+    pdl: bool
+    prefetch: bool
+    blas: bool
+
+
+_settings: Settings | None = None
+_generation = 0
+
+
+def settings() -> Settings:
+    """The current snapshot (read from the environment on first use and after `reload()`)."""
+    s = _settings
+    return s if s is not None else reload()
+
+
+def reload() -> Settings:
+    """Read the environment again; plans cached under earlier settings are never used again."""
+    global _settings, _generation
+    _generation += 1
+    _settings = Settings(
+        generation=_generation,
+        nv_tuning=os.environ.get("JITGEMM_NV_TUNING") or None,
+        # JITGEMM_PDL (default off): programmatic dependent launch on sm_90+. Measured on an H100
+        # (docs/benchmarks/NOTES.md): slower on most decode shapes, so opt-in only.
+        pdl=_flag("JITGEMM_PDL", False),
+        # JITGEMM_PREFETCH (default off): L2-prefetch the head of each block's weight rows on sm_90+
+        # (measured slower on an H100, e.g. 15.7 vs 11.4 us on llama70b-tp8.qkv).
+        prefetch=_flag("JITGEMM_PREFETCH", False),
+        # JITGEMM_BLAS (default on): on NVIDIA, gemm sends a moderate-N shape (N > 16, no bias) to cuBLAS
+        # where the measured table says cuBLAS is faster than jitgemm's best kernel there. 0: always the kernel.
+        blas=_flag("JITGEMM_BLAS", True),
+    )
+    return _settings
+
+
+def pdl() -> bool:
+    return settings().pdl
+
+
+def prefetch() -> bool:
+    return settings().prefetch
+
+
 def blas() -> bool:
-    """JITGEMM_BLAS (default on): on NVIDIA, gemm sends a moderate-N shape (N > 16, no bias) to cuBLAS
-    where the measured table says cuBLAS is faster than jitgemm's best kernel there. 0: always the kernel."""
-    return _flag("JITGEMM_BLAS", True)
+    return settings().blas

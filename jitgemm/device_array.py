@@ -38,6 +38,11 @@ class DeviceArray:
         return View(self.ptr, self.shape, tuple(reversed(strides)), self.dtype, self.dtype, self.device,
                     kind, self, vendor=self.backend.name)
 
+    @staticmethod
+    def jitgemm_signature(d: "DeviceArray"):
+        """(pointer, signature) for the call pipeline's hot path (arrays.signature_fn)."""
+        return d.ptr, (DeviceArray, d.shape, d.dtype, d.device, d.backend.name)
+
     @property
     def __cuda_array_interface__(self) -> dict:
         return {"shape": self.shape, "typestr": _TYPESTR[self.dtype], "data": (self.ptr, False),

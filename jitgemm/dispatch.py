@@ -32,10 +32,10 @@ class Plan:
                 f"shared={self.shared}B: {self.reason}")
 
 
-def settings_key() -> tuple:
-    """What, besides shape and device, changes a plan: for caching plans safely."""
-    import os
-    return (os.environ.get("JITGEMM_NV_TUNING"), config.pdl(), config.prefetch(), config.blas())
+def settings_key() -> int:
+    """What, besides shape and device, changes a plan: the settings snapshot's generation (a new one
+    after every `config.reload()`), for caching plans safely."""
+    return config.settings().generation
 
 
 def sm_version(arch: str) -> int:

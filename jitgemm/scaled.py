@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from . import dispatch, validate
-from .api import SKINNY_DTYPES, _new_output, _placement, _stream_handle, deliver
+from . import dispatch, pipeline, validate
+from .arrays import SIXTEEN_BIT as SKINNY_DTYPES
 from .arrays import U8, View, as_view, numpy_dtype
 from .device_array import DeviceArray
 from .kernels import fp8
+from .launch import KernelLaunch
 from .runtime.jit import get_kernel
 
 _SHORT = {"e4m3fn": "float8_e4m3fn", "e4m3fnuz": "float8_e4m3fnuz"}
@@ -46,13 +47,14 @@ class _Scale:
     view: View | None   # a device/host vector (or one-element array); None: pass `value`
     value: float
     per: bool           # one value per token / per weight row
+    given: bool = True  # False: no scale (1.0)
 
 
 def _scale(s: Any, arg: str, length: int, what: str) -> _Scale:
     if s is None:
-        return _Scale(None, 1.0, False)
-    if isinstance(s, (int, float, np.floating, np.integer)):
-        return _Scale(None, float(s), False)
+        return _Scale(None, 1.0, False, False)
+    if isinstance(s, (int, float, np.floating, np.integer)) and not isinstance(s, bool):
+        return _Scale(None, _scale_value(float(s), arg), False)
     v = as_view(s, arg)
     if v.dtype != "float32":
         raise TypeError(f"{arg} must be float32, got {v.raw_dtype}")
@@ -65,9 +67,15 @@ def _scale(s: Any, arg: str, length: int, what: str) -> _Scale:
     if size > 1 and max(v.strides[i] for i, d in enumerate(v.shape) if d != 1) != 1:
         raise ValueError(f"{arg} must be contiguous, got element strides {v.strides}")
     if v.device is None and size == 1:
-        return _Scale(None, float(np.asarray(s).reshape(-1)[0]), False)  # passed by value
+        return _Scale(None, _scale_value(float(np.asarray(s).reshape(-1)[0]), arg), False)  # passed by value
     validate.require_aligned(v, arg, 4)
     return _Scale(v, 1.0, size > 1)
+
+
+def _scale_value(v: float, arg: str) -> float:
+    if not 0.0 <= v < math.inf:
+        raise ValueError(f"{arg} must be a finite number >= 0 (a dequantization scale), got {v}")
+    return v
 
 
 @dataclass
@@ -135,21 +143,61 @@ def _plan(backend, device, s: _Scaled) -> dispatch.Plan:
     return dispatch.plan_fp8(backend.name, info.arch, info.multiprocessors, s.out_dtype, s.mode, s.fmt, s.n, s.m, s.k)
 
 
-def _args(s: _Scaled, x: View, w: View, bias: View | None, sx: View | None, sw: View | None, out: View,
-          extra: int = 0) -> tuple:
+def _layout(s: _Scaled, x: View, w: View, bias: View | None, out: View | None) -> tuple:
+    """(ldx, ldw, ldo, bias_rows, bias_ld) under the layout rules (16-byte vectors of x and w)."""
     ldx = validate.require_rows(x, "x", s.k, 16 if s.mode == fp8.W8A8 else 8)
     ldw = validate.require_rows(w, "w", s.k, 16)
-    ldo = validate.require_out_rows(out, "out")
+    ldo = validate.require_out_rows(out, "out") if out is not None else s.m
     bias_rows, bias_ld = validate.bias_layout(bias, s.n, s.m, s.out_dtype) if bias is not None else (0, 0)
-    return (out.ptr, ldo, x.ptr, ldx, w.ptr, ldw, sx.ptr if sx else 0, int(s.sx.per), s.sx.value,
-            sw.ptr if sw else 0, int(s.sw.per), s.sw.value, bias.ptr if bias is not None else 0, bias_ld,
-            bias_rows, s.n, s.m, s.k, extra)
+    return ldx, ldw, ldo, bias_rows, bias_ld
 
 
-def _launch(backend, device, plan, s: _Scaled, x: View, w: View, bias: View | None, sx: View | None,
-            sw: View | None, out: View, stream: int) -> None:
-    kern = get_kernel(plan.instance, backend, device, fp8.ARG_KINDS)
-    kern.launch(plan.grid, plan.block, plan.shared, stream, *_args(s, x, w, bias, sx, sw, out, plan.extra.get("extra", 0)))
+# the argument list (kernels_src/fp8.hip): out, ldo, x, ldx, w, ldw, sx*, sx_per_token, sx_val, sw*, sw_per_row,
+# sw_val, bias*, bias_ld, bias_rows, N, M, K, extra. A scale is a pointer (slot 6 / 9) or a value (8 / 11).
+def _scaled_launch(backend, device: int, plan, s: _Scaled, lay: tuple) -> KernelLaunch:
+    """The plan's launch, its values written per call in scaled_gemm's order (x, w, scale_x, scale_w,
+    bias, out)."""
+    ldx, ldw, ldo, bias_rows, bias_ld = lay
+    args = [0, ldo, 0, ldx, 0, ldw, 0, int(s.sx.per), s.sx.value, 0, int(s.sw.per), s.sw.value, 0, bias_ld,
+            bias_rows, s.n, s.m, s.k, plan.extra.get("extra", 0)]
+    slots = (2, 4, _scale_slot(s.sx, 6, 8), _scale_slot(s.sw, 9, 11), 12 if s.bias is not None else None, 0)
+    return KernelLaunch(backend, device, get_kernel(plan.instance, backend, device, fp8.ARG_KINDS), plan, args, slots)
+
+
+def _scale_slot(sc: _Scale, pointer: int, value: int) -> int | None:
+    if sc.view is not None:
+        return pointer
+    return value if sc.given else None
+
+
+def _scale_check(sc: _Scale) -> int:
+    """Per-call check of a scale's value (pipeline.Entry.checks): a pointer 4-byte aligned, a number
+    finite and >= 0, an absent one nothing."""
+    return 4 if sc.view is not None else -1 if sc.given else 0
+
+
+def _values(s: _Scaled, out: View | None) -> list:
+    """A call's values in the launch's order; an absent operand's is 0 (it goes to a scratch slot)."""
+    return [s.x.ptr, s.w.ptr, _scale_value_of(s.sx), _scale_value_of(s.sw), s.bias.ptr if s.bias is not None else 0,
+            out.ptr if out is not None else 0]
+
+
+def _scale_value_of(sc: _Scale):
+    return sc.view.ptr if sc.view is not None else sc.value if sc.given else 0
+
+
+def _check_out(out: Any, s: _Scaled) -> View:
+    ov = as_view(out, "out")
+    validate.require_2d(ov, "out", "N, M")
+    if ov.shape != (s.n, s.m) or ov.dtype != s.out_dtype:
+        raise ValueError(f"out must be [N, M] = {(s.n, s.m)} of {s.out_dtype}, got {ov.shape} {ov.raw_dtype}")
+    return ov
+
+
+def _views(s: _Scaled, ov: View | None) -> list[tuple[str, View]]:
+    views = [("x", s.x), ("w", s.w)] + ([("bias", s.bias)] if s.bias is not None else [])
+    views += [(n, sc.view) for n, sc in (("scale_x", s.sx), ("scale_w", s.sw)) if sc.view is not None]
+    return views + ([("out", ov)] if ov is not None else [])
 
 
 def scaled_gemm(x: Any, w: Any, scale_x: Any = None, scale_w: Any = None, bias: Any = None, *,
@@ -159,73 +207,46 @@ def scaled_gemm(x: Any, w: Any, scale_x: Any = None, scale_w: Any = None, bias: 
     x fp8 -> W8A8; x fp16/bf16 with scale_x=None -> W8A16 (weights widened, tokens untouched);
     x fp16/bf16 with scale_x given -> tokens quantized to fp8 with that scale inside the kernel.
     scale_x: None, a number, [1] or [N] float32; scale_w: None, a number, [1] or [M] float32.
-    uint8 device arrays need fp8_format='e4m3fn' or 'e4m3fnuz'. Output fp16/bf16 (out_dtype)."""
+    uint8 device arrays need fp8_format='e4m3fn' or 'e4m3fnuz'. Output fp16/bf16 (out_dtype), of the
+    input's kind (a torch tensor for torch inputs, W8A8 included). stream=None: as gemm's."""
+    def cold(key, *operands):
+        return _scaled_cold(key, out_dtype, fp8_format, *operands)
+    if isinstance(out_dtype, (str, type(None))) and isinstance(fp8_format, (str, type(None))):
+        return pipeline.call(("scaled", out_dtype, fp8_format), (x, w, scale_x, scale_w, bias, out), stream, cold)
+    return cold(None, x, w, scale_x, scale_w, bias, out, stream)  # _check names the wrong option's type
+
+
+def _scaled_cold(key, out_dtype, fp8_format, x, w, scale_x, scale_w, bias, out, stream):
     validate.require_stream_type(stream)
     s = _check(x, w, scale_x, scale_w, bias, out_dtype, fp8_format)
-    views = [("x", s.x), ("w", s.w)] + ([("bias", s.bias)] if s.bias is not None else [])
-    views += [(n, sc.view) for n, sc in (("scale_x", s.sx), ("scale_w", s.sw)) if sc.view is not None]
-    ov = None
-    if out is not None:
-        ov = as_view(out, "out")
-        validate.require_2d(ov, "out", "N, M")
-        if ov.shape != (s.n, s.m) or ov.dtype != s.out_dtype:
-            raise ValueError(f"out must be [N, M] = {(s.n, s.m)} of {s.out_dtype}, got {ov.shape} {ov.raw_dtype}")
-        views.append(("out", ov))
-    backend, device, host = _placement(views)
-    if not host:
-        validate.require_rows(s.x, "x", s.k, 16 if s.mode == fp8.W8A8 else 8)
-        validate.require_rows(s.w, "w", s.k, 16)
-        if ov is not None:
-            validate.require_out_rows(ov, "out")
-    plan = _plan(backend, device, s)
+    ov = _check_out(out, s) if out is not None else None
+    backend, device, host = pipeline.placement(_views(s, ov))
     if host:
-        return _run_host(backend, device, plan, s, out)
-    st = _stream_handle(stream, views)
-    result = out if out is not None else _fp8_output(s, backend, device)
-    _launch(backend, device, plan, s, s.x, s.w, s.bias, s.sx.view, s.sw.view, ov or as_view(result, "out"), st)
-    return result
+        return _run_host(backend, device, _plan(backend, device, s), s, out)
+    lay = _layout(s, s.x, s.w, s.bias, ov)
+    plan = _plan(backend, device, s)
+    checks = (16, 16, _scale_check(s.sx), _scale_check(s.sw), 2, 2)
+    entry = pipeline.Entry(_scaled_launch(backend, device, plan, s, lay), checks,
+                           pipeline.current_stream_rule([s.x, ov or s.x, s.w], device),
+                           pipeline.output_factory(s.x, backend, device, (s.n, s.m), s.out_dtype))
+    pipeline.store(key, entry)
+    return entry.run((x, w, scale_x, scale_w, bias, out), _values(s, ov), stream)
 
 
-class PreparedScaled:
-    """scaled_gemm with operands, plan and packed arguments fixed: launch(stream) is one driver call."""
-
-    def __init__(self, x, w, scale_x=None, scale_w=None, bias=None, *, out, out_dtype=None, fp8_format=None):
-        from .runtime.backend import ArgPack
-        s = _check(x, w, scale_x, scale_w, bias, out_dtype, fp8_format)
-        ov = as_view(out, "out")
-        views = [("x", s.x), ("w", s.w), ("out", ov)] + ([("bias", s.bias)] if s.bias is not None else [])
-        views += [(n, sc.view) for n, sc in (("scale_x", s.sx), ("scale_w", s.sw)) if sc.view is not None]
-        backend, device, host = _placement(views)
-        if host:
-            raise ValueError("prepare_scaled needs device arrays (numpy operands are copied per call)")
-        if ov.shape != (s.n, s.m) or ov.dtype != s.out_dtype:
-            raise ValueError(f"out must be [N, M] = {(s.n, s.m)} of {s.out_dtype}, got {ov.shape} {ov.raw_dtype}")
-        self.plan = _plan(backend, device, s)
-        self.kernel = get_kernel(self.plan.instance, backend, device, fp8.ARG_KINDS)
-        self._args = ArgPack(fp8.ARG_KINDS).set(*_args(s, s.x, s.w, s.bias, s.sx.view, s.sw.view, ov,
-                                                       self.plan.extra.get("extra", 0)))
-        self._backend, self._device, self._keep = backend, device, (x, w, scale_x, scale_w, bias, out)
-
-    def launch(self, stream: int = 0) -> None:
-        p = self.plan
-        self._backend.launch(self.kernel.func, p.grid, p.block, p.shared, stream, self._args, self._device)
+PreparedScaled = pipeline.Prepared
 
 
 def prepare_scaled(x, w, scale_x=None, scale_w=None, bias=None, *, out, out_dtype=None, fp8_format=None):
     """Validate and plan a scaled_gemm once; the result's launch(stream) only enqueues the kernel."""
-    return PreparedScaled(x, w, scale_x, scale_w, bias, out=out, out_dtype=out_dtype, fp8_format=fp8_format)
-
-
-def _fp8_output(s: _Scaled, backend, device: int):
-    """With 16-bit x the output is like x (CuPy stays CuPy, torch stays torch). With fp8 x a CuPy
-    float16 output is made; other cases get a jitgemm DeviceArray (pass out= to choose)."""
-    if s.mode != fp8.W8A8:
-        return _new_output(s.x, backend, device, (s.n, s.m), s.out_dtype)
-    if s.x.kind == "cupy" and s.out_dtype == "float16":
-        import cupy
-        with cupy.cuda.Device(device):
-            return cupy.empty((s.n, s.m), dtype=cupy.float16)
-    return DeviceArray(backend, device, (s.n, s.m), s.out_dtype)
+    s = _check(x, w, scale_x, scale_w, bias, out_dtype, fp8_format)
+    ov = _check_out(out, s)
+    backend, device, host = pipeline.placement(_views(s, ov))
+    if host:
+        raise ValueError("prepare_scaled needs device arrays (numpy operands are copied per call)")
+    lay = _layout(s, s.x, s.w, s.bias, ov)
+    plan = _plan(backend, device, s)
+    return pipeline.Prepared(plan, _scaled_launch(backend, device, plan, s, lay), _values(s, ov),
+                             (x, w, scale_x, scale_w, bias, out))
 
 
 def _upload(backend, device, v: View | None, dtype: str):
@@ -241,10 +262,14 @@ def _run_host(backend, device, plan, s: _Scaled, out):
     sxd = DeviceArray.from_numpy(backend, device, np.asarray(s.sx.view.obj, np.float32).reshape(-1), "float32") if s.sx.view else None
     swd = DeviceArray.from_numpy(backend, device, np.asarray(s.sw.view.obj, np.float32).reshape(-1), "float32") if s.sw.view else None
     od = DeviceArray(backend, device, (s.n, s.m), s.out_dtype)
-    _launch(backend, device, plan, s, xd.view(), wd.view(), bd.view() if bd else None,
-            sxd.view() if sxd else None, swd.view() if swd else None, od.view(), 0)
+    dx, dw, dout = xd.view(), wd.view(), od.view()
+    on_device = replace(s, x=dx, w=dw, bias=bd.view() if bd else None,
+                        sx=replace(s.sx, view=sxd.view() if sxd else None),
+                        sw=replace(s.sw, view=swd.view() if swd else None))
+    launch = _scaled_launch(backend, device, plan, on_device, _layout(on_device, dx, dw, on_device.bias, dout))
+    launch.run(0, _values(on_device, dout))
     backend.synchronize(device)
-    return deliver(od.to_numpy(), out)
+    return pipeline.deliver(od.to_numpy(), out)
 
 
 def quantize_fp8(x: Any, per_token: bool = True, fp8_format: str | None = None, *, stream: Any = None):
@@ -266,7 +291,7 @@ def quantize_fp8(x: Any, per_token: bool = True, fp8_format: str | None = None, 
     validate.require_int32_dims(N=n, K=k)
     if xv.device is not None and k > 1 and xv.strides[1] != 1:
         raise ValueError(f"x must have unit stride along K, got element strides {xv.strides}")
-    backend, device, host = _placement([("x", xv)])
+    backend, device, host = pipeline.placement([("x", xv)])
     info = backend.device_info(device)
     fmt = asked or fp8.native_format(backend.name, info.arch) or "float8_e4m3fn"
     # quantization is software on every device (exact RNE + saturation), so either format can be made
@@ -280,15 +305,11 @@ def quantize_fp8(x: Any, per_token: bool = True, fp8_format: str | None = None, 
         backend.synchronize(device)
         return qd.to_numpy().view(numpy_dtype(fmt)), sd.to_numpy()
     ldx = xv.strides[0] if n > 1 else k
-    if xv.kind == "cupy":
-        import cupy
-        with cupy.cuda.Device(device):
-            q, sc = cupy.empty((n, k), dtype=cupy.uint8), cupy.empty((nscales,), dtype=cupy.float32)
-        qptr, sptr = q.data.ptr, sc.data.ptr
-    else:
-        q, sc = DeviceArray(backend, device, (n, k), U8), DeviceArray(backend, device, (nscales,), "float32")
-        qptr, sptr = q.ptr, sc.ptr
-    kern.launch((nscales, 1, 1), (1024, 1, 1), 0, _stream_handle(stream, [("x", xv)]), qptr, k, sptr, xv.ptr, ldx, n, k)
+    st = pipeline.current_stream_rule([xv], device)() if stream is None else pipeline.stream_handle(stream)
+    # outputs of x's kind: torch fp8 and float32 tensors, CuPy uint8 (it has no fp8) and float32 arrays
+    q, qptr = pipeline.output_factory(xv, backend, device, (n, k), U8 if xv.kind == "cupy" else fmt)(x)
+    sc, sptr = pipeline.output_factory(xv, backend, device, (nscales,), "float32")(x)
+    kern.launch((nscales, 1, 1), (1024, 1, 1), 0, st, qptr, k, sptr, xv.ptr, ldx, n, k)
     return q, sc
 
 
@@ -343,4 +364,4 @@ class Fp8Linear:
         od = DeviceArray(backend, device, (xv.shape[0], self.w8.shape[0]), xv.dtype)
         self(xd.view(), out=od.view())
         backend.synchronize(device)
-        return deliver(od.to_numpy(), out)
+        return pipeline.deliver(od.to_numpy(), out)

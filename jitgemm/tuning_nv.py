@@ -3,7 +3,8 @@ The K order (WK, U, SK) is shared by every N bucket of a shape (batch-invariant 
 picked per bucket. Written by `python -m jitgemm bench --tune` (tuning_nv.py in its --out dir);
 configs that spill are never chosen. Regenerate rather than edit. JITGEMM_NV_TUNING=path/tune.json overrides it at run time."""
 import json
-import os
+
+from . import config
 
 NV_TABLE: list = [  # NVIDIA H100 80GB HBM3, driver 13000, 2026-11-24
     (6144, 4096, (16, 2, 1), {1: 2, 4: 2, 8: 2, 16: 1}),  # llama8b.qkv: {1: 19.61, 4: 19.67, 8: 19.83, 16: 21.62} us
@@ -54,7 +55,7 @@ NV_TABLE_MODERATE: list = [  # N > 16: (M, K, {N bucket: (BM, BN, WM, WN, ST, KS
 
 def load_table(family: str = "skinny") -> list:
     """The shipped table of a family ('skinny' or 'fp8'), or the one in JITGEMM_NV_TUNING's file."""
-    path = os.environ.get("JITGEMM_NV_TUNING")
+    path = config.settings().nv_tuning
     key = "table" if family == "skinny" else f"table_{family}"
     shipped = {"skinny": NV_TABLE, "fp8": NV_TABLE_FP8, "moderate": NV_TABLE_MODERATE}[family]
     if not path:

@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass
 
 from .device_array import DeviceArray
+from .runtime.backend import capture_guard
 
 
 @dataclass
@@ -44,8 +45,9 @@ def get(backend, device: int, stream: int, floats: int, tiles: int) -> Workspace
             return ws
         nf = _pow2(max(floats, ws.floats if ws else 0, 1024))
         nt = _pow2(max(tiles, ws.tiles if ws else 0, 256))
-        new = Workspace(DeviceArray(backend, device, (nf,), "float32"), DeviceArray(backend, device, (nt,), "float32"),
-                        nf, nt)
+        with capture_guard("the split-K workspace", stream):
+            new = Workspace(DeviceArray(backend, device, (nf,), "float32"),
+                            DeviceArray(backend, device, (nt,), "float32"), nf, nt)
         backend.memset(new.counters.ptr, 0, nt * 4, int(stream), device)  # ordered before this stream's next kernel
         if ws is not None:
             _retired.append(ws)

@@ -37,3 +37,13 @@ def _isolated_cache(tmp_path_factory, monkeypatch, request):
     """Each test session compiles into its own cache unless a test sets JITGEMM_CACHE_DIR itself."""
     if "JITGEMM_CACHE_DIR" not in os.environ:
         monkeypatch.setenv("JITGEMM_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings():
+    """jitgemm reads its settings into a snapshot once: each test starts (and leaves) with the
+    environment's (a test that changes it calls config.reload() itself)."""
+    from jitgemm import config
+    config.reload()
+    yield
+    config.reload()

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from jitgemm import api, dispatch, workspace
+from jitgemm import api, config, dispatch, workspace
 from jitgemm.arrays import View, as_view
 from jitgemm.kernels import moderate
 
@@ -14,6 +14,7 @@ from jitgemm.kernels import moderate
 @pytest.mark.parametrize("arch,cluster", [("sm_90a", True), ("sm_80", False)])
 def test_every_n_plans_from_the_table(arch, cluster, monkeypatch):
     monkeypatch.setenv("JITGEMM_BLAS", "0")  # the kernel's plans (cuBLAS routing: the next test)
+    config.reload()  # settings are a snapshot: read the environment again
     insts = set(dispatch.all_instances("cuda"))
     for n in range(17, 129):
         for m, k in [(128, 2880), (640, 4096), (2880, 2888), (5120, 4096), (300, 88)]:
@@ -60,9 +61,11 @@ def test_table_buckets_and_blas_routing(monkeypatch):
     assert dispatch.plan_skinny("cuda", "sm_90a", 132, "bfloat16", 16, 5120, 4096).family != "blas"
     assert dispatch.plan_moderate("hip", "gfx942", 304, "bfloat16", 128, 5120, 4096).family == "moderate"
     monkeypatch.setenv("JITGEMM_BLAS", "0")
+    config.reload()  # settings are a snapshot: read the environment again
     p = dispatch.plan_moderate("cuda", "sm_90a", 132, "bfloat16", 128, 5120, 4096)
     assert p.family == "moderate" and "JITGEMM_BLAS=0" in p.reason
     monkeypatch.delenv("JITGEMM_BLAS")
+    config.reload()  # settings are a snapshot: read the environment again
     monkeypatch.setattr(blas, "available", lambda: (False, "no libcublas"))
     p = dispatch.plan_moderate("cuda", "sm_90a", 132, "bfloat16", 128, 5120, 4096)
     assert p.family == "moderate" and "not available" in p.reason

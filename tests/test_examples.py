@@ -17,7 +17,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
-SCRIPTS = ["numpy_quickstart.py", "cupy_quickstart.py", "fp8_linear.py", "smollm2_decode.py", "minilm_embeddings.py"]
+SCRIPTS = ["numpy_quickstart.py", "cupy_quickstart.py", "fp8_linear.py", "smollm2_decode.py", "minilm_embeddings.py",
+           "hf_decode.py"]
 TRACEBACK = "Traceback (most recent call last)"
 
 
@@ -278,6 +279,40 @@ def test_minilm_numpy_cli(tmp_path):
     assert p.returncode == 0 and TRACEBACK not in p.stderr, p.stdout + p.stderr
     assert "paraphrase pairs: " in p.stdout and "[numpy float32 reference]" in p.stdout, p.stdout
     assert took < 30, f"the CPU run took {took:.0f} s"
+
+
+# ---- HF transformers Llama decoding: the pure helpers (torch is needed only on the GPU) -------------------
+hf_decode = load_example("hf_decode")
+
+
+def test_hf_decode_token_agreement_and_first_divergence():
+    ref = [[5, 6, 7, 8], [1, 2, 3, 4], [9, 9, 9, 9]]
+    got = [[5, 6, 7, 8], [1, 2, 0, 4], [0, 9, 8, 9]]            # row 1 differs at step 2, row 2 at steps 0 and 2
+    c = hf_decode.compare_tokens(ref, got)
+    assert (c["tokens"], c["identical"]) == (12, 9) and c["fraction"] == 0.75
+    assert [r["first_divergence"] for r in c["rows"]] == [None, 2, 0]
+    assert [r["identical"] for r in c["rows"]] == [4, 3, 2]
+    one = hf_decode.compare_tokens([3, 1, 4], [3, 1, 5])          # a flat list is one row
+    assert one["rows"] == [{"row": 0, "identical": 2, "first_divergence": 2}]
+    with pytest.raises(ValueError, match="shape"):
+        hf_decode.compare_tokens([[1, 2]], [[1, 2, 3]])
+    assert hf_decode.parse_batches("1, 8,1") == [1, 8]
+
+
+def test_hf_decode_logit_comparison():
+    ref = np.array([[[0.0, 3.0, 1.0, 2.5], [4.0, 0.0, 4.0, 1.0]]], np.float32)   # [batch 1, 2 positions, vocab 4]
+    test = ref.copy()
+    test[0, 0, 3] = 3.5                                           # position 0's top-1 flips from id 1 to id 3
+    c = hf_decode.compare_logits(test, ref)
+    assert c["positions"] == 2 and c["top1_agree"] == 1 and c["top1_agree_fraction"] == 0.5
+    assert c["max_abs_diff"] == 1.0
+    assert c["rel_err"] == pytest.approx(1.0 / np.linalg.norm(ref))
+    assert c["flip_max_ref_margin"] == 0.5 and c["ref_ties"] == 1   # position 1 is an exact tie (4.0, 4.0)
+    np.testing.assert_array_equal(hf_decode.top2_margin(ref), [[0.5, 0.0]])
+    same = hf_decode.compare_logits(ref, ref)
+    assert same["rel_err"] == 0.0 and same["top1_agree"] == 2 and same["flip_max_ref_margin"] is None
+    assert "batch 8: 256 tokens -> torch" in hf_decode.prefill_note([1, 8], 32, 128)
+    assert "batch 1: 32 tokens -> jitgemm" in hf_decode.prefill_note([1, 8], 32, 128)
 
 
 # ---- the notebook ------------------------------------------------------------------------------------------

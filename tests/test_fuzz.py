@@ -44,7 +44,7 @@ from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
 import jitgemm
-from jitgemm import api
+from jitgemm import api, pipeline
 from jitgemm.kernels import skinny
 from jitgemm.arrays import ITEMSIZE, View, as_view
 from jitgemm.errors import BackendUnavailable
@@ -108,8 +108,9 @@ def _unavailable(*a, **k):
 def _no_device():
     """Per test function (with @given: once for all its examples), so that the GPU tests below see the real backend."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(api, "default_backend", _unavailable)
-        mp.setattr(api, "get_backend", lambda *a, **k: _NoDevice())
+        for mod in (api, pipeline):  # placement lives in the pipeline; Linear's host path in api
+            mp.setattr(mod, "default_backend", _unavailable)
+            mp.setattr(mod, "get_backend", lambda *a, **k: _NoDevice())
         mp.setattr(api, "get_kernel", _unavailable)
         from jitgemm import scaled
         mp.setattr(scaled, "get_kernel", _unavailable)

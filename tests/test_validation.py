@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import jitgemm
-from jitgemm import api, dispatch, validate
+from jitgemm import api, config, dispatch, pipeline, validate
 from jitgemm.arrays import View, _from_dlpack, as_view, dtype_name
 from jitgemm.errors import BackendUnavailable
 from jitgemm.kernels import skinny
@@ -29,8 +29,9 @@ class GpuTouched(Exception):
 def tripwire(monkeypatch):
     def boom(*a, **k):
         raise GpuTouched(f"GPU work reached with {a}")
-    monkeypatch.setattr(api, "default_backend", boom)
-    monkeypatch.setattr(api, "get_backend", boom)
+    for mod in (api, pipeline):  # placement lives in the pipeline; Linear's host path in api
+        monkeypatch.setattr(mod, "default_backend", boom)
+        monkeypatch.setattr(mod, "get_backend", boom)
     monkeypatch.setattr(api, "get_kernel", boom)
     monkeypatch.setattr(api.DeviceArray, "__init__", boom)
     return boom
@@ -582,6 +583,7 @@ def test_heuristic_choices_are_in_the_aot_set(monkeypatch):
 def test_pdl_and_prefetch_switches(monkeypatch):
     monkeypatch.setenv("JITGEMM_PDL", "1")
     monkeypatch.setenv("JITGEMM_PREFETCH", "1")
+    config.reload()  # settings are a snapshot: read the environment again
     p = dispatch.plan_skinny("cuda", "sm_90a", 132, "bfloat16", 1, 4096, 4096, 50 << 20)
     assert p.extra["pdl"] is True and "programmatic dependent launch" in p.reason
     pf = p.extra["kc"]
@@ -591,6 +593,7 @@ def test_pdl_and_prefetch_switches(monkeypatch):
     assert dispatch.plan_skinny("hip", "gfx942", 304, "bfloat16", 1, 4096, 4096).extra["pdl"] is False
     monkeypatch.setenv("JITGEMM_PDL", "0")
     monkeypatch.setenv("JITGEMM_PREFETCH", "off")
+    config.reload()  # settings are a snapshot: read the environment again
     p = dispatch.plan_skinny("cuda", "sm_90a", 132, "bfloat16", 1, 4096, 4096)
     assert p.extra == {"kc": 0, "pdl": False} and "programmatic" not in p.reason
 
@@ -598,6 +601,7 @@ def test_pdl_and_prefetch_switches(monkeypatch):
 @pytest.mark.parametrize("arch", ["sm_100a", "sm_120"])
 def test_pdl_on_archs_newer_than_sm90(monkeypatch, arch):
     monkeypatch.setenv("JITGEMM_PDL", "1")
+    config.reload()  # settings are a snapshot: read the environment again
     assert dispatch.plan_skinny("cuda", arch, 148, "bfloat16", 1, 4096, 4096).extra["pdl"] is True
 
 

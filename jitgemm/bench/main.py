@@ -1,4 +1,4 @@
-"""The bench command: suite, tuning sweep, host overhead, cold start."""
+"""The bench command: suite, tuning sweep, per-call overhead (overhead.py), cold start."""
 from __future__ import annotations
 
 import datetime
@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 from ..kernels import skinny
 from ..runtime.backend import get_backend
@@ -162,43 +161,6 @@ def table_source(table, meta) -> str:
     return tuning_source_with("NV_TABLE", f"{meta['device']}, driver {meta['driver']}, {meta['date']}", rows)
 
 
-def host_overhead(calls: int = 10000) -> dict:
-    """Host time per call, warm cache, device arrays, timed on a host clock after a final sync."""
-    import cupy as cp
-    from .. import api
-    from ..kernels import scale
-    from ..runtime.jit import get_kernel
-    b = get_backend("cuda")
-    dev = int(cp.cuda.Device().id)
-    x = cp.ones(256, dtype=cp.float16)
-    y = cp.empty_like(x)
-    k = get_kernel(scale.instance("float16"), b, dev, scale.ARG_KINDS)
-    grid = scale.grid(256)
-    res = {}
-
-    def clock(fn):
-        for _ in range(200):
-            fn()
-        cp.cuda.runtime.deviceSynchronize()
-        t0 = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        cp.cuda.runtime.deviceSynchronize()
-        return (time.perf_counter() - t0) / calls * 1e6
-
-    res["kernel.launch (scale, args repacked per call)"] = clock(
-        lambda: k.launch(grid, (scale.BLOCK, 1, 1), 0, 0, y.data.ptr, x.data.ptr, 2.0, 256))
-    xw = cp.ones((1, 64), dtype=cp.float16)
-    w = cp.ones((64, 64), dtype=cp.float16)
-    o = cp.empty((1, 64), dtype=cp.float16)
-    p = api.prepare(xw, w, out=o)
-    res["jitgemm.prepare(...).launch()"] = clock(lambda: p.launch(0))
-    res["jitgemm.gemm(cupy, out=) full API"] = clock(lambda: api.gemm(xw, w, out=o))
-    for kname, v in res.items():
-        print(f"host overhead {kname:45s} {v:6.2f} us/call", flush=True)
-    return res
-
-
 _COLD = ("import time, numpy as np, ml_dtypes; t=time.perf_counter(); import jitgemm; "
          "x=np.ones((1,4096),np.float16); w=np.ones((4096,4096),np.float16); jitgemm.gemm(x,w); "
          "print(time.perf_counter()-t)")
@@ -222,6 +184,10 @@ def main(args) -> int:
     except ImportError:
         print("bench needs a GPU and CuPy (pip install 'jitgemm[cupy,bench]')")
         return 2
+    if args.group == "overhead" or args.overhead:  # per-call cost: its own sizes, not the suite's shapes
+        from . import overhead
+        overhead.run(args.out, args.label, args.compare, args.name or "overhead")
+        return 0
     shapes, ns = suite.load(args.shapes, args.group)
     if args.only:
         shapes = [s for s in shapes if any(o in s.name for o in args.only.split(","))]
@@ -238,9 +204,6 @@ def main(args) -> int:
                 tune_moderate.tune([n for n in ns if n > skinny.MAX_N], shapes, args.out, _meta(cp))
         else:
             tune(ns, shapes, args.out, family=family)
-        return 0
-    if args.overhead:
-        host_overhead()
         return 0
     if args.cold:
         cold_start()

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .. import api
+from ..config import reload as reload_settings
 from ..runtime.backend import get_backend
 from ..runtime.jit import KernelInstance, get_kernel
 from . import operands, timing
@@ -108,11 +109,15 @@ def forced_config(config, why: str = "forced by tuning"):
     small = isinstance(config, moderate.ModerateConfig)
     dispatch.small_n_moderate = lambda *a, **kw: small
     dispatch.blas_choice = lambda *a, **kw: (False, "")  # a forced kernel config runs, never cuBLAS
-    api._plan_cached.cache_clear()  # plans are cached per shape; a forced one must not stick
+    # plans are cached per signature and settings generation (and _plan_cached may be called with a key of
+    # the caller's): a forced one must not stick, nor an earlier one survive
+    reload_settings()
+    api._plan_cached.cache_clear()
     try:
         yield
     finally:
         dispatch.nv_config, dispatch.moderate_nv_config, dispatch.small_n_moderate, dispatch.blas_choice = orig
+        reload_settings()
         api._plan_cached.cache_clear()
 
 
@@ -122,6 +127,7 @@ def kernel_only():
     import os
     old = os.environ.get("JITGEMM_BLAS")
     os.environ["JITGEMM_BLAS"] = "0"
+    reload_settings()
     try:
         yield
     finally:
@@ -129,6 +135,7 @@ def kernel_only():
             del os.environ["JITGEMM_BLAS"]
         else:
             os.environ["JITGEMM_BLAS"] = old
+        reload_settings()
 
 
 def forced(config, make):

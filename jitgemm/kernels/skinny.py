@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 from ..runtime.jit import KernelInstance
 
-ARG_KINDS_AMD = ("ptr", "i64", "ptr", "i64", "ptr", "i64", "ptr", "i64", "i32", "i32", "i32", "i32", "i32")
-ARG_KINDS_NV = ARG_KINDS_AMD  # the last i32 is kc (AMD: tokens' LDS chunk) or pf_bytes (NVIDIA: L2 prefetch)
+# out, ldo, x, ldx, w, ldw, bias, bias_ld, bias_rows, N, M, K, and one i32 that is the tokens' LDS chunk
+# on AMD and the L2 prefetch bytes per row on NVIDIA (one argument list for both vendors)
+ARG_KINDS = ("ptr", "i64", "ptr", "i64", "ptr", "i64", "ptr", "i64", "i32", "i32", "i32", "i32", "i32")
 TAG = {"float16": "jg_f16", "bfloat16": "jg_bf16"}
 MAX_N = 16
 

@@ -5,12 +5,13 @@ arguments and offers the little memory/stream/event service the numpy path and b
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
 from .. import config
-from ..errors import BackendUnavailable, VendorError
+from ..errors import BackendUnavailable, JitgemmError, VendorError
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,20 @@ def checked(call: str, result):
     return rest[0] if len(rest) == 1 else tuple(rest)
 
 
+@contextlib.contextmanager
+def capture_guard(what: str, stream: int):
+    """Memory a stream needs the first time jitgemm runs on it cannot be allocated while that stream
+    captures a graph (the driver refuses): say so, and what to do, instead of the driver's error name."""
+    try:
+        yield
+    except VendorError as e:
+        if "CAPTURE" not in e.name:
+            raise
+        raise JitgemmError(f"{what} of stream {stream:#x} cannot be allocated during graph capture ({e.name}): "
+                           f"make the same call once on that stream before capturing (torch: inside "
+                           f"torch.cuda.stream(s) with the stream you pass to torch.cuda.graph)") from None
+
+
 class ArgPack:
     """A fixed block of 8-byte parameter slots plus the void* array the driver reads.
 
@@ -77,6 +92,10 @@ class ArgPack:
         for i in range(n):
             self._ptrs[i] = base + 8 * i
         self.address = ctypes.addressof(self._ptrs)
+
+    def words(self):
+        """The 8-byte slots themselves (a ctypes array), for writers that set single slots."""
+        return self._slots
 
     def set(self, *values) -> "ArgPack":
         slots, kinds = self._slots, self._kinds
@@ -105,6 +124,8 @@ class Backend(Protocol):
     def function(self, module, symbol: str): ...
     def launch(self, func, grid, block, shared: int, stream: int, args: ArgPack, device: int,
                pdl: bool = False) -> None: ...
+    def launcher(self, func, grid, block, shared: int, args: ArgPack, device: int,
+                 pdl: bool = False): ...  # -> fire(stream): the launch above with all but the stream bound
     def alloc(self, nbytes: int, device: int) -> int: ...
     def free(self, ptr: int, device: int) -> None: ...
     def copy_htod(self, dst: int, src_host_ptr: int, nbytes: int, device: int) -> None: ...

@@ -19,6 +19,7 @@ import os
 import threading
 
 from ..errors import BackendUnavailable, VendorError
+from .backend import capture_guard
 
 WORKSPACE_BYTES = 32 << 20  # what torch gives cuBLAS on Hopper (CUBLAS_WORKSPACE_CONFIG :4096:8)
 _OP_N, _OP_T = 0, 1
@@ -90,7 +91,8 @@ class _Cublas:
         key = (device, int(stream))
         ws = self.workspaces.get(key)
         if ws is None:  # held for the life of the process, like the split-K workspaces
-            ws = self.workspaces[key] = backend.alloc(WORKSPACE_BYTES, device)
+            with capture_guard("cuBLAS's workspace", stream):
+                ws = self.workspaces[key] = backend.alloc(WORKSPACE_BYTES, device)
         return ws
 
 

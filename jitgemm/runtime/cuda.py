@@ -214,6 +214,25 @@ class CudaBackend:
         if int(err) != 0:
             raise VendorError("cuLaunchKernel", err.name)
 
+    def launcher(self, func, grid, block, shared: int, args: ArgPack, device: int, pdl: bool = False):
+        """`fire(stream)`: this kernel with these packed arguments, everything but the stream bound now,
+        so a cached call's launch is one Python call, the context check and the driver's launch."""
+        if pdl:
+            return lambda stream: self.launch(func, grid, block, shared, stream, args, device, True)
+        drv = self._drv()
+        self._make_current(device)
+        ctx = self._ctx[device]
+        ctx_id, get_current, launch, success = int(ctx), drv.cuCtxGetCurrent, drv.cuLaunchKernel, drv.CUresult.CUDA_SUCCESS
+        (gx, gy, gz), (bx, by, bz), address = grid, block, args.address
+
+        def fire(stream: int) -> None:
+            if int(get_current()[1]) != ctx_id:  # another device's context is current (torch/CuPy switched)
+                self._check("cuCtxSetCurrent", drv.cuCtxSetCurrent(ctx))
+            (err,) = launch(func, gx, gy, gz, bx, by, bz, shared, stream, address, 0)
+            if err is not success:
+                raise VendorError("cuLaunchKernel", err.name)
+        return fire
+
     def _pdl_config(self, grid, block, shared):
         key = (tuple(grid), tuple(block), shared, threading.get_ident())
         cfg = self._configs.get(key)

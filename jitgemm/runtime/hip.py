@@ -263,6 +263,10 @@ class HipBackend:
         if int(err) != 0:
             raise VendorError("hipModuleLaunchKernel", err.name)
 
+    def launcher(self, func, grid, block, shared: int, args: ArgPack, device: int, pdl: bool = False):
+        """`fire(stream)`: this kernel with these packed arguments (HIP has no programmatic dependent launch)."""
+        return lambda stream: self.launch(func, grid, block, shared, stream, args, device)
+
     # ---- memory -----------------------------------------------------------------------------------
     def alloc(self, nbytes: int, device: int) -> int:
         hip = self._mod()

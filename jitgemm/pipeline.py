@@ -1,0 +1,233 @@
+"""The call pipeline every device call runs through: gemm, matmul, Linear, scaled_gemm, Fp8Linear
+(and, through them, jitgemm.torch and jitgemm.parallel).
+
+A call is: adapt each operand once (by type: CuPy, torch, DeviceArray, View), build the call's
+signature (entry, settings generation, and each operand's type, shape, strides, dtype and device),
+look it up in a cache of entries, check what the signature does not fix (pointer alignment, scale
+values), write the pointers into the entry's packed arguments and launch.
+
+Anything else takes the entry's cold path: full validation (the errors that name the argument, the
+rule and the values), placement, planning, compiling, and a new entry under the signature. So the
+cache never lets an invalid call through: every rule looks only at what the key holds, at what is
+checked on every call, or is run again on the cold path. Host (numpy) operands always take the cold
+path: they are copied per call anyway."""
+from __future__ import annotations
+
+import functools
+import math
+import sys
+from typing import Any, Callable
+
+from . import config, validate
+from .arrays import View, signature_fn
+from .device_array import DeviceArray
+from .runtime.backend import default_backend, get_backend
+
+_SIGNATURES: dict[type, Callable] = {}   # type -> its hot-path adapter
+_ENTRIES: dict[tuple, "Entry"] = {}
+MAX_ENTRIES = 4096                  # a model has a few hundred signatures; past this, start over
+
+
+class Entry:
+    """What a cached signature runs. checks[i] for value i: > 0, the pointer's required alignment in
+    bytes; -1, a scale passed by value (finite and >= 0); 0, nothing (the signature fixes the rest)."""
+
+    __slots__ = ("launch", "checks", "stream_of", "new_out")
+
+    def __init__(self, launch, checks: tuple, stream_of: Callable[[], int], new_out: Callable | None):
+        self.launch, self.checks, self.stream_of, self.new_out = launch, checks, stream_of, new_out
+
+    def accepts(self, values) -> bool:
+        for v, c in zip(values, self.checks):
+            if c > 0:
+                if v % c:
+                    return False
+            elif c < 0 and not 0.0 <= v < math.inf:
+                return False
+        return True
+
+    def run(self, operands: tuple, values: list, stream: Any):
+        """Launch on the stream (None: the operands' library's current one); returns the output."""
+        if stream is None:
+            s = self.stream_of()
+        elif type(stream) is int:
+            s = stream
+        else:
+            s = stream_handle(stream)
+        out = operands[-1]
+        if out is None:
+            out, values[-1] = self.new_out(operands[0])
+        self.launch.run(s, values)
+        return out
+
+
+def call(tag: tuple, operands: tuple, stream: Any, cold: Callable):
+    """Run a call: its cached entry when the signature is known and the per-call checks pass, else
+    `cold(key, *operands, stream)` (key None: this call cannot be cached). `operands` ends with out."""
+    key = [tag, config.settings().generation]
+    values = []
+    adapter = _SIGNATURES.get
+    for o in operands:
+        if o is None:
+            key.append(None)
+            values.append(0)
+            continue
+        f = adapter(type(o))
+        r = f(o) if f is not None else _learn(type(o))(o)
+        if r is None:
+            return cold(None, *operands, stream)
+        values.append(r[0])
+        key.append(r[1])
+    key = tuple(key)
+    e = _ENTRIES.get(key)
+    if e is None or not e.accepts(values):
+        return cold(key, *operands, stream)
+    return e.run(operands, values, stream)
+
+
+def _learn(tp: type) -> Callable:
+    """The hot-path adapter of a type met for the first time (types without one: always the cold path)."""
+    f = _SIGNATURES[tp] = signature_fn(tp) or _no_signature
+    return f
+
+
+def _no_signature(_obj) -> None:
+    return None
+
+
+def store(key: tuple | None, entry: Entry) -> None:
+    if key is None:
+        return
+    if len(_ENTRIES) >= MAX_ENTRIES:
+        _ENTRIES.clear()
+    _ENTRIES[key] = entry
+
+
+def clear() -> None:
+    """Forget every cached entry (the next call of each signature plans again)."""
+    _ENTRIES.clear()
+
+
+# ---- placement: which backend/device, which stream -----------------------------------------------------
+def placement(views: list[tuple[str, View]]):
+    """(backend, device, host) of a call's operands: all on one device, or all on the host."""
+    for _, v in views:
+        if v.device == -1:  # __cuda_array_interface__ without a device attribute: ask the driver
+            v.device = get_backend(v.vendor or "cuda").device_of_pointer(v.ptr)
+    vendor, device = validate.require_same_device(views)
+    if vendor is None:
+        backend = default_backend()
+        return backend, backend.current_device(), True
+    return get_backend(vendor), device, False
+
+
+def stream_handle(stream: Any) -> int:
+    """A stream argument that is not None as a raw handle (an int, or a CuPy/torch stream's)."""
+    if isinstance(stream, int) and not isinstance(stream, bool):
+        return stream
+    for attr in ("ptr", "cuda_stream", "handle"):
+        h = getattr(stream, attr, None)
+        if isinstance(h, int):
+            return h
+    raise TypeError(f"stream must be None, an int handle, or an object with .ptr / .cuda_stream "
+                    f"(a CuPy or torch stream); got {type(stream).__name__}")
+
+
+def current_stream_rule(views: list[View], device: int) -> Callable[[], int]:
+    """What stream=None means: the current stream of the operands' library on their device (torch's
+    for torch tensors, CuPy's for CuPy arrays: the first operand of either decides), else the
+    default stream. Read through the library's module object: jitgemm never imports torch."""
+    for v in views:
+        if v.kind == "torch":
+            return _torch_current_stream(sys.modules["torch"], device)
+        if v.kind == "cupy":
+            return _cupy_current_stream(sys.modules["cupy"], device)
+    return _default_stream
+
+
+def _default_stream() -> int:
+    return 0
+
+
+def _torch_current_stream(torch, device: int) -> Callable[[], int]:
+    raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)  # one C call; the public API builds a Stream
+    if raw is not None:
+        return functools.partial(raw, device)
+    return lambda: torch.cuda.current_stream(device).cuda_stream
+
+
+def _cupy_current_stream(cupy, device: int) -> Callable[[], int]:
+    get = cupy.cuda.get_current_stream
+    try:
+        get(device)
+    except TypeError:  # an older CuPy: the current device's stream only
+        return lambda: get().ptr
+    return lambda: get(device).ptr
+
+
+# ---- outputs of the input's kind ------------------------------------------------------------------------
+def output_factory(like: View, backend, device: int, shape: tuple[int, int], dtype: str) -> Callable:
+    """A function like_obj -> (new output, its pointer): a torch tensor for torch inputs, a CuPy array
+    for CuPy inputs (where CuPy has the dtype), else a jitgemm DeviceArray."""
+    if like.kind == "torch":
+        tdtype = getattr(sys.modules["torch"], dtype)
+        return lambda t: _torch_empty(t, shape, tdtype)
+    if like.kind == "cupy":
+        cupy = sys.modules["cupy"]
+        npdt = _cupy_dtype(cupy, dtype)
+        if npdt is not None:
+            return lambda a: _cupy_empty(cupy, device, shape, npdt)
+    return lambda _: _device_array(backend, device, shape, dtype)
+
+
+def _torch_empty(like, shape, tdtype):
+    t = like.new_empty(shape, dtype=tdtype)
+    return t, t.data_ptr()
+
+
+def _cupy_empty(cupy, device: int, shape, dtype):
+    if cupy.cuda.runtime.getDevice() == device:
+        a = cupy.empty(shape, dtype=dtype)
+    else:
+        with cupy.cuda.Device(device):
+            a = cupy.empty(shape, dtype=dtype)
+    return a, a.data.ptr
+
+
+def _cupy_dtype(cupy, dtype: str):
+    """The numpy dtype CuPy can hold for a jitgemm dtype, or None (bf16 where CuPy has none)."""
+    from .arrays import numpy_dtype
+    dt = numpy_dtype(dtype)
+    try:
+        cupy.empty((0,), dtype=dt)
+    except Exception:
+        return None
+    return dt
+
+
+def _device_array(backend, device: int, shape, dtype: str):
+    d = DeviceArray(backend, device, shape, dtype)
+    return d, d.ptr
+
+
+def deliver(result, out: Any):
+    """A result computed on the host path: written into `out` (and `out` returned) when given."""
+    if out is None:
+        return result
+    out[...] = result
+    return out
+
+
+# ---- a pre-planned call ------------------------------------------------------------------------------------
+class Prepared:
+    """A call with everything decided up front: operands, output, plan and packed arguments, for decode
+    loops, benchmarks and graph capture. launch(stream) is one driver call (gemm's and scaled_gemm's
+    alike: `prepare` and `prepare_scaled` both return one)."""
+
+    def __init__(self, plan, launch, values: list, keep: tuple):
+        self.plan, self.kernel, self._keep = plan, launch.kernel, keep  # _keep: the operands stay alive
+        launch.bind(values)
+        self._fire = launch.fire
+
+    def launch(self, stream: Any = 0) -> None:
+        self._fire(stream if type(stream) is int else stream_handle(stream))

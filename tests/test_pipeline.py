@@ -1,0 +1,276 @@
+"""The call pipeline on the CPU, through a recording stand-in backend: a repeated call is served by its
+cached entry (no re-planning), and a call that differs from a cached one in anything a rule looks at
+(a stride, a pointer's alignment, a dtype, a device, the bias form, a scale's value) gets exactly the
+error a cold call gets; the settings snapshot and reload(); outputs keep the input's kind."""
+import math
+import re
+
+import numpy as np
+import pytest
+
+from jitgemm import api, config, pipeline, scaled
+from jitgemm.arrays import View
+from jitgemm.runtime.backend import ArgPack, DeviceInfo
+
+
+class FakeKernel:
+    def __init__(self, kinds):
+        self.func, self.arg_kinds, self.resources = object(), tuple(kinds), {}
+
+    def ensure_shared(self, shared):
+        pass
+
+
+class FakeBackend:
+    """Records every launch's grid and packed argument words; no GPU."""
+    name = "cuda"
+
+    def __init__(self):
+        self.launches = []
+
+    def device_info(self, device):
+        if device not in (0, 1):
+            raise ValueError(f"no device {device}")
+        return DeviceInfo(device, "fake H100", "sm_90a", 132, 32, 227 << 10, 50 << 20, 80 << 30)
+
+    def current_device(self):
+        return 0
+
+    def launch(self, func, grid, block, shared, stream, args: ArgPack, device, pdl=False):
+        self.launches.append((grid, stream, device, list(args.words())))
+
+    def launcher(self, func, grid, block, shared, args: ArgPack, device, pdl=False):
+        return lambda stream: self.launch(func, grid, block, shared, stream, args, device, pdl)
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    be = FakeBackend()
+    monkeypatch.setattr(pipeline, "get_backend", lambda name: be)
+    monkeypatch.setattr(pipeline, "default_backend", lambda: be)
+    monkeypatch.setattr(api, "get_kernel", lambda inst, b, d, kinds: FakeKernel(kinds))
+    monkeypatch.setattr(scaled, "get_kernel", lambda inst, b, d, kinds: FakeKernel(kinds))
+    pipeline.clear()
+    yield be
+    pipeline.clear()
+
+
+def dv(shape, ptr=0x100000, strides=None, dtype="bfloat16", device=0):
+    """A device View (fake pointer): what CuPy/torch/DeviceArray operands become."""
+    if strides is None:
+        strides = (shape[1], 1) if len(shape) == 2 else (1,)
+    return View(ptr, tuple(shape), tuple(strides), dtype, dtype, device, "device", None, vendor="cuda")
+
+
+def cold_error(fn):
+    """The error a call raises with no cached entry."""
+    pipeline.clear()
+    with pytest.raises((ValueError, TypeError)) as e:
+        fn()
+    return type(e.value), str(e.value)
+
+
+def warm_error(fn, warm):
+    """The error the same call raises right after a valid call of a near signature was cached."""
+    pipeline.clear()
+    warm()
+    assert pipeline._ENTRIES, "the valid call was not cached"
+    with pytest.raises((ValueError, TypeError)) as e:
+        fn()
+    return type(e.value), str(e.value)
+
+
+N, M, K = 4, 64, 128
+
+
+def _gemm_variants():
+    """(name, valid call, the same call differing in one thing a rule looks at)."""
+    x, w, o, b = dv((N, K), 0x10000), dv((M, K), 0x40000), dv((N, M), 0x80000), dv((M,), 0x90000)
+    ok = lambda **kw: {"x": x, "w": w, "out": o, **kw}  # noqa: E731
+    return [
+        ("x misaligned", ok(), ok(x=dv((N, K), 0x10008))),
+        ("w misaligned", ok(), ok(w=dv((M, K), 0x40002))),
+        ("out misaligned", ok(), ok(out=dv((N, M), 0x80001))),
+        ("bias misaligned", ok(bias=b), ok(bias=dv((M,), 0x90001))),
+        ("x pitch", ok(), ok(x=dv((N, K), 0x10000, strides=(K + 4, 1)))),
+        ("w inner stride", ok(), ok(w=dv((M, K), 0x40000, strides=(1, M)))),
+        ("x dtype", ok(), ok(x=dv((N, K), 0x10000, dtype="float16"))),
+        ("out dtype", ok(), ok(out=dv((N, M), 0x80000, dtype="float16"))),
+        ("device", ok(), ok(w=dv((M, K), 0x40000, device=1))),
+        ("bias form", ok(bias=b), ok(bias=dv((N + 1, M), 0x90000))),
+        ("out shape", ok(), ok(out=dv((N, M + 1), 0x80000))),
+        ("K mismatch", ok(), ok(w=dv((M, K - 8), 0x40000))),
+    ]
+
+
+@pytest.mark.parametrize("name,valid,bad", _gemm_variants(), ids=[v[0] for v in _gemm_variants()])
+@pytest.mark.parametrize("entry", ["gemm", "matmul", "linear"])
+def test_cached_signature_never_lets_an_invalid_call_through(fake, entry, name, valid, bad):
+    def run(kw):
+        if entry == "gemm":
+            return api.gemm(kw["x"], kw["w"], kw.get("bias"), out=kw["out"])
+        if entry == "matmul":
+            if "bias" in kw:
+                pytest.skip("matmul has no bias")
+            return api.matmul(kw["x"], kw["w"].T, out=kw["out"])
+        return api.Linear(kw["w"], kw.get("bias"))(kw["x"], out=kw["out"])
+
+    if entry == "linear" and name in ("w misaligned", "w inner stride", "device", "K mismatch", "bias misaligned"):
+        pytest.skip("a Linear's weight and bias are fixed at construction")
+    if entry == "matmul" and name == "w inner stride":
+        pytest.skip("matmul takes b, not w")
+    cold = cold_error(lambda: run(bad))
+    for _ in range(2):  # also with the invalid signature's own (absent) entry looked up a second time
+        assert warm_error(lambda: run(bad), lambda: run(valid)) == cold
+    run(valid)  # and the valid call still runs after the refused one
+
+
+def test_repeated_call_is_served_from_the_cache(fake, monkeypatch):
+    x, w, o = dv((N, K), 0x10000), dv((M, K), 0x40000), dv((N, M), 0x80000)
+    api.gemm(x, w, out=o)
+    planned = []
+    monkeypatch.setattr(api, "_plan", lambda *a: planned.append(a))  # the cold path would call it
+    x2, o2 = dv((N, K), 0x20000), dv((N, M), 0xA0000)
+    api.gemm(x2, w, out=o2)
+    assert not planned, "a known signature was planned again"
+    words = fake.launches[-1][3]
+    assert (words[0], words[2], words[4]) == (0xA0000, 0x20000, 0x40000), "the new pointers were not written"
+    assert fake.launches[-2][3][1:] == words[1:] or words[0] != fake.launches[-2][3][0]
+
+
+def test_settings_snapshot_and_reload(fake, monkeypatch):
+    """A changed environment takes effect at reload(), and plans made before it are never reused."""
+    x, w, o = dv((N, K), 0x10000), dv((M, K), 0x40000), dv((N, M), 0x80000)
+    api.gemm(x, w, out=o)
+    assert config.settings().pdl is False
+    monkeypatch.setenv("JITGEMM_PDL", "1")
+    assert config.settings().pdl is False, "the environment is read once, not per call"
+    gen = config.settings().generation
+    config.reload()
+    assert config.settings().pdl is True and config.settings().generation > gen
+    planned = []
+    real = api._plan
+    monkeypatch.setattr(api, "_plan", lambda *a: planned.append(a) or real(*a))
+    api.gemm(x, w, out=o)
+    assert planned, "a plan made under the old settings was reused after reload()"
+
+
+def test_scaled_gemm_scale_values_checked_every_call(fake):
+    x8 = dv((N, K), 0x10000, dtype="float8_e4m3fn")
+    w8 = dv((M, K), 0x40000, dtype="float8_e4m3fn")
+    o = dv((N, M), 0x80000)
+    for bad in (-1.0, math.nan, math.inf):
+        cold = cold_error(lambda: scaled.scaled_gemm(x8, w8, bad, 0.5, out=o))
+        assert cold[0] is ValueError and re.search("scale_x must be a finite number >= 0", cold[1])
+        assert warm_error(lambda: scaled.scaled_gemm(x8, w8, bad, 0.5, out=o),
+                          lambda: scaled.scaled_gemm(x8, w8, 0.25, 0.5, out=o)) == cold
+    pipeline.clear()
+    scaled.scaled_gemm(x8, w8, 0.25, 0.5, out=o)
+    scaled.scaled_gemm(x8, w8, 0.125, 0.5, out=o)
+    f32 = np.frombuffer(np.array(fake.launches[-1][3], np.uint64).tobytes(), np.float32)
+    assert f32[2 * 8] == np.float32(0.125), "the new scale value was not written into the launch"
+
+
+@pytest.mark.parametrize("mode", ["w8a16", "static", "w8a8-vectors"])
+def test_scaled_gemm_modes_run_cold_and_warm(fake, mode):
+    """Every operand form of scaled_gemm (absent, number, device vector) packs on the cold path and the
+    cached one, and both launches carry the same argument words."""
+    w8 = dv((M, K), 0x40000, dtype="float8_e4m3fn")
+    o = dv((N, M), 0x80000)
+    if mode == "w8a8-vectors":
+        args = (dv((N, K), 0x10000, dtype="float8_e4m3fn"), w8, dv((N,), 0x9000, dtype="float32"),
+                dv((M,), 0xA000, dtype="float32"))
+    else:
+        args = (dv((N, K), 0x10000), w8, None if mode == "w8a16" else 0.5, 0.25)
+    pipeline.clear()
+    scaled.scaled_gemm(*args, out=o)
+    scaled.scaled_gemm(*args, out=o)
+    assert len(fake.launches) == 2 and fake.launches[0][3] == fake.launches[1][3]
+
+
+def test_prepared_and_prepared_scaled_are_one_class(fake):
+    x, w, o = dv((N, K), 0x10000), dv((M, K), 0x40000), dv((N, M), 0x80000)
+    p = api.prepare(x, w, out=o)
+    p.launch(7)
+    assert fake.launches[-1][1] == 7 and fake.launches[-1][3][0] == 0x80000
+    x8, w8 = dv((N, K), 0x10000, dtype="float8_e4m3fn"), dv((M, K), 0x40000, dtype="float8_e4m3fn")
+    ps = scaled.prepare_scaled(x8, w8, 0.5, 0.5, out=o)
+    assert type(ps) is type(p) is api.Prepared is scaled.PreparedScaled
+    with pytest.raises(TypeError, match="stream must be None, an int handle"):
+        p.launch("stream 0")
+
+
+def test_host_operands_are_never_cached(fake, monkeypatch):
+    monkeypatch.setattr(api, "_run_host", lambda *a: "host path")
+    x = np.ones((N, K), np.float16)
+    w = np.ones((M, K), np.float16)
+    assert api.gemm(x, w) == "host path"
+    assert not pipeline._ENTRIES
+
+
+def test_linear_flattens_leading_dimensions(fake):
+    """jitgemm.linear is F.linear: x [..., K] -> [..., M]; the leading dims become gemm's N rows."""
+    w = dv((M, K), 0x40000)
+    x3 = View(0x10000, (2, 3, K), (3 * K, K, 1), "bfloat16", "bfloat16", 0, "device", None, vendor="cuda")
+    o3 = View(0x80000, (2, 3, M), (3 * M, M, 1), "bfloat16", "bfloat16", 0, "device", None, vendor="cuda")
+    api.linear(x3, w, out=o3)
+    grid, _, _, words = fake.launches[-1]
+    assert words[9:12] == [6, M, K] and words[3] == K and words[1] == M  # N = 6 rows of pitch K
+    # a slice of rows of a longer sequence ([B, 1, K] of [B, T, K], the LM head's input) still flattens
+    last = View(0x10000 + 2 * 4 * K, (2, 1, K), (5 * K, K, 1), "bfloat16", "bfloat16", 0, "device", None,
+                vendor="cuda")
+    api.linear(last, w, out=View(0x80000, (2, 1, M), (M, M, 1), "bfloat16", "bfloat16", 0, "device", None,
+                                 vendor="cuda"))
+    assert fake.launches[-1][3][9] == 2 and fake.launches[-1][3][3] == 5 * K
+    one = dv((K,), 0x10000)
+    api.linear(one, w, out=dv((M,), 0x80000))
+    assert fake.launches[-1][3][9] == 1
+    bad = View(0x10000, (2, 3, K), (4 * K, K, 1), "bfloat16", "bfloat16", 0, "device", None, vendor="cuda")
+    with pytest.raises(ValueError, match="do not flatten to rows of one pitch"):
+        api.linear(bad, w, out=o3)
+    with pytest.raises(ValueError, match=r"out must have shape \[..., M\] = \(2, 3, 64\)"):
+        api.linear(x3, w, out=dv((6, M), 0x80000))
+    assert warm_error(lambda: api.linear(bad, w, out=o3), lambda: api.linear(x3, w, out=o3)) == \
+        cold_error(lambda: api.linear(bad, w, out=o3))
+
+
+def test_forced_config_applies_inside_and_restores_after(fake):
+    """The tuners' and GPU tests' forced config reaches the call path (a new settings generation, so no
+    cached entry survives it) and is gone afterwards."""
+    from jitgemm import dispatch
+    from jitgemm.bench.runner import forced_config
+    from jitgemm.kernels import skinny
+    orig = (dispatch.nv_config, dispatch.moderate_nv_config, dispatch.small_n_moderate, dispatch.blas_choice)
+    x, w, o = dv((N, K), 0x10000), dv((M, K), 0x40000), dv((N, M), 0x80000)
+    api.gemm(x, w, out=o)
+    normal = fake.launches[-1][0]
+    cfg = skinny.NvConfig(2, 4, 2, 1)
+    with forced_config(cfg):
+        api.gemm(x, w, out=o)
+        assert fake.launches[-1][0] == cfg.geometry(M, N)[0] != normal
+    assert (dispatch.nv_config, dispatch.moderate_nv_config, dispatch.small_n_moderate, dispatch.blas_choice) == orig
+    api.gemm(x, w, out=o)
+    assert fake.launches[-1][0] == normal
+
+
+def test_allocation_refused_during_capture_says_what_to_do():
+    from jitgemm.errors import JitgemmError, VendorError
+    from jitgemm.runtime.backend import capture_guard
+    with pytest.raises(JitgemmError, match="cannot be allocated during graph capture .* once on that stream"):
+        with capture_guard("the split-K workspace", 0x1234):
+            raise VendorError("cuMemAlloc", "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED")
+    with pytest.raises(VendorError):
+        with capture_guard("the split-K workspace", 0x1234):
+            raise VendorError("cuMemAlloc", "CUDA_ERROR_OUT_OF_MEMORY")
+
+
+def test_forced_config_is_not_hidden_by_plan_cached_keys_of_the_caller(fake):
+    """GPU tests ask _plan_cached for a forced plan with a settings key of their own: each forced config
+    must still be what it answers."""
+    from jitgemm.bench.runner import forced_config
+    from jitgemm.kernels import moderate
+    for tile in (moderate.NvTile(64, 64, 2, 2, 3), moderate.NvTile(64, 64, 2, 2, 6)):
+        cfg = moderate.ModerateConfig(tile, 1, moderate.RED_NONE)
+        with forced_config(cfg):
+            plan = api._plan_cached("cuda", "sm_90a", 132, "bfloat16", 117, 661, 3080, 50 << 20, 227 << 10, True, ())
+            assert plan.instance == cfg.instance("bfloat16")
