@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from . import dispatch, pipeline, validate
+from . import dispatch, pipeline, targets, validate
 from .arrays import SIXTEEN_BIT, View, as_view, dtype_name
 from .device_array import DeviceArray
 from .kernels import moderate, skinny
@@ -209,23 +209,40 @@ def _as_rows(v: View, arg: str) -> View:
 _GEMM, _MATMUL, _LINEAR, _LINEAR_ND = ("gemm",), ("matmul",), ("Linear",), ("linear",)
 
 
-def explain(x: Any, w: Any, bias: Any = None, *, scale_x: Any = None, scale_w: Any = None,
-            fp8_format: str | None = None) -> str:
+def explain(x: Any, w: Any = None, bias: Any = None, *, scale_x: Any = None, scale_w: Any = None,
+            fp8_format: str | None = None, arch: str | None = None, sms: int | None = None) -> str:
     """Which kernel and config `gemm` / `scaled_gemm` / `matmul` would run for these operands, and why.
-    An fp8 (or uint8 + fp8_format) weight is explained as scaled_gemm would run it."""
-    wv = as_view(w, "w")
+    An fp8 (or uint8 + fp8_format) weight is explained as scaled_gemm would run it.
+
+    arch: explain for that GPU instead of this machine's ('sm_90a', 'gfx942', ...; no GPU needed), with
+    `sms` multiprocessors/CUs (default: the arch's usual part, named in the answer). The operands can
+    then also be given as shapes: explain((n, m, k, dtype), arch="sm_90a")."""
+    target = targets.profile(arch, sms) if arch is not None else None
+    if isinstance(x, tuple) and w is None:
+        if target is None:
+            raise ValueError("explain((n, m, k, dtype)) needs arch= (shapes alone name no device)")
+        x, w = targets.shape_operands(x)
+    if w is None:
+        raise TypeError("explain needs w (the weight [M, K]), or x as a (n, m, k, dtype) tuple with arch=")
+    xv, wv = as_view(x, "x"), as_view(w, "w")  # not arrays at all: a TypeError, like every entry's
     if wv.dtype in ("float8_e4m3fn", "float8_e4m3fnuz", "uint8"):
         from . import scaled
         try:
-            s = scaled._check(x, w, scale_x, scale_w, bias, None, fp8_format)
+            s = scaled._check(xv, wv, scale_x, scale_w, bias, None, fp8_format)
+            if target is not None:
+                return target.explain(scaled.plan_for(target.vendor, target.arch, target.sms, s))
             backend, device, _ = pipeline.placement([("x", s.x), ("w", s.w)])
             return str(scaled._plan(backend, device, s))
         except (ValueError, TypeError) as e:
             return f"scaled_gemm would refuse this: {e}"
     try:
-        g = _check_gemm(x, w, bias)
+        g = _check_gemm(xv, wv, bias)
     except (ValueError, TypeError) as e:
         return f"not the skinny family ({e}); matmul would use the vendor BLAS"
+    if target is not None:
+        return target.explain(dispatch.plan_skinny(target.vendor, target.arch, target.sms, g.dtype, g.n, g.m, g.k,
+                                                   target.l2_bytes, target.shared_per_block, g.bias is not None,
+                                                   blas_present=True))
     backend, device, _ = pipeline.placement([("x", g.x), ("w", g.w)])
     return str(_plan(backend, device, g))
 

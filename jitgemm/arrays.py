@@ -15,10 +15,6 @@ from typing import Any
 
 import numpy as np
 
-try:
-    import ml_dtypes
-except ImportError:  # pragma: no cover - a hard dependency, but keep the error readable
-    ml_dtypes = None
 
 # dtype names used across jitgemm
 F16, BF16, F32, U8, E4M3FN, E4M3FNUZ = "float16", "bfloat16", "float32", "uint8", "float8_e4m3fn", "float8_e4m3fnuz"
@@ -26,14 +22,26 @@ ITEMSIZE = {F16: 2, BF16: 2, F32: 4, U8: 1, E4M3FN: 1, E4M3FNUZ: 1}
 SIXTEEN_BIT = (F16, BF16)  # the token/weight dtypes of gemm (and the tokens and outputs of scaled_gemm)
 
 
+def _ml_dtypes():
+    """ml_dtypes, imported on first need: its extension costs ~0.5 s, and `import jitgemm` (and
+    every CLI call) must not pay that unless a bf16/fp8 numpy dtype is really wanted. A caller that
+    passes ml_dtypes arrays has imported it already."""
+    mod = sys.modules.get("ml_dtypes")
+    if mod is None:
+        import ml_dtypes as mod
+    return mod
+
+
 def numpy_dtype(name: str) -> np.dtype:
     if name in (F16, F32, U8):
         return np.dtype(name)
-    return np.dtype(getattr(ml_dtypes, name))
+    return np.dtype(getattr(_ml_dtypes(), name))
 
 
 def dtype_name(dt: Any) -> str | None:
     """jitgemm's name for a numpy/ml_dtypes/cupy/torch-ish dtype, or None if unknown."""
+    # ml_dtypes' types (bfloat16, float8_*) reach here only from a caller that imported ml_dtypes;
+    # without it np.dtype refuses their names (TypeError) and the string form gives the same name.
     try:
         name = np.dtype(dt).name
     except TypeError:

@@ -4,76 +4,158 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 from . import config
 
-
-def _print_blas(vendor: str) -> None:
-    """The vendor BLAS the dispatcher may send a shape to (NVIDIA: cuBLAS; AMD: none yet)."""
-    if vendor != "cuda":
-        return
-    from .runtime import blas
-    ok, where = blas.available()
-    print(f"  vendor BLAS (for shapes measured faster there): "
-          f"{f'cuBLAS {blas.version()} ({where})' if ok else f'none: {where}'}")
+from .messages import refuse, short_reason
+from .targets import AMD_ARCHS, NV_ARCHS, arch_problem  # what aot and cache accept
 
 
-def cmd_info(args) -> int:
-    from .runtime.backend import get_backend
-    from .runtime.cache import default_cache
+def _settings_problems() -> list[str]:
+    """The environment settings that are set but invalid (each message says the rule)."""
+    out = []
+    for read in (config.cache_max_bytes, config.backend_override):
+        try:
+            read()
+        except ValueError as e:
+            out.append(str(e))
+    return out
+
+
+def _info() -> dict:
+    """What `info` reports, as plain values: printed as text, or as JSON with --json."""
+    import dataclasses
     import jitgemm
-    print(f"jitgemm {jitgemm.__version__}")
+    from .runtime.backend import get_backend
+    out = {"jitgemm": jitgemm.__version__, "settings_errors": _settings_problems(),
+           "backends": {}, "devices": [], "compilers": {}, "blas": {}}
     for name in ("cuda", "hip"):
         b = get_backend(name)
         ok, why = b.compiler_available()
-        comp = b.compiler_identity() if ok else why
-        print(f"backend {name}: compiler {comp}")
-        if name == "hip":
-            print(f"  {_offline_route()}")
+        out["compilers"][name] = {"available": ok, "identity": b.compiler_identity() if ok else None,
+                                  "reason": None if ok else why}
         ok, why = b.available()
-        if not ok:
-            print(f"  runtime: unavailable: {why}")
-            _print_blas(name)
-            continue
-        n = b.device_count()
-        print(f"  runtime: {b.versions()}; {n} device(s)")
-        for i in range(n):
-            d = b.device_info(i)
-            print(f"  [{i}] {d.name}  arch {d.arch}  {d.multiprocessors} SM/CU  warp {d.warp_size}  "
-                  f"L2 {d.l2_bytes / 2**20:.0f} MiB  shared/block {d.shared_per_block // 1024} KiB  "
-                  f"memory {d.memory_bytes / 2**30:.0f} GiB")
-        _print_blas(name)
-    c = default_cache()
-    entries = c.entries()
-    print(f"cache: {c.root}  {len(entries)} entries  {sum(e[1] for e in entries) / 2**20:.2f} MiB  "
-          f"(cap {c.max_bytes / 2**20:.0f} MiB)")
-    return 0
+        n = b.device_count() if ok else 0
+        out["backends"][name] = {"available": ok, "reason": None if ok else why,
+                                 "versions": b.versions() if ok else None, "devices": n}
+        out["devices"] += [{"backend": name, **dataclasses.asdict(b.device_info(i))} for i in range(n)]
+    out["compilers"]["amd_offline"] = _offline_route()
+    out["blas"]["cuda"] = _blas()
+    out["cache"] = _cache_info()
+    return out
 
 
-def _offline_route() -> str:
-    """One line: which AMD archs compile where (hiprtc, or the offline clang-22 toolchain)."""
+def _offline_route() -> dict:
+    """The offline clang-22 toolchain that compiles the AMD archs hiprtc cannot (amd_offline)."""
     from .runtime import amd_offline
     from .runtime.hip import _OFFLINE_ARCHS
     ok, why = amd_offline.available()
     if not ok:
-        return f"offline clang route ({', '.join(_OFFLINE_ARCHS)} where hiprtc cannot): unavailable: {why}"
+        return {"available": False, "archs": list(_OFFLINE_ARCHS), "reason": why}
     t = amd_offline.find_toolchain()
-    return (f"offline clang route for {', '.join(_OFFLINE_ARCHS)} where hiprtc cannot: clang {t.clang_version} "
-            f"at {t.clang}, toolchain {t.prefix}")
+    return {"available": True, "archs": list(_OFFLINE_ARCHS), "clang": t.clang, "clang_version": t.clang_version,
+            "prefix": str(t.prefix)}
+
+
+def _blas() -> dict:
+    """The vendor BLAS the dispatcher may send a shape to (NVIDIA: cuBLAS; AMD: none yet)."""
+    from .runtime import blas
+    ok, where = blas.available()
+    if not ok:
+        return {"available": False, "reason": where}
+    return {"available": True, "library": "cuBLAS", "version": blas.version(), "path": where}
+
+
+def _cache_info() -> dict:
+    from .runtime.cache import CodeCache
+    try:
+        cap = config.cache_max_bytes()
+    except ValueError:
+        cap = None  # reported among the settings errors
+    c = CodeCache(max_bytes=cap or 0)
+    entries = c.entries()
+    return {"dir": str(c.root), "entries": len(entries), "bytes": sum(e[1] for e in entries), "max_bytes": cap}
+
+
+def cmd_info(args) -> int:
+    info = _info()
+    if args.json:
+        import json
+        print(json.dumps(info, indent=1))
+    else:
+        _print_info(info)
+    return 2 if info["settings_errors"] else 0
+
+
+def _print_info(info: dict) -> None:
+    print(f"jitgemm {info['jitgemm']}")
+    for why in info["settings_errors"]:
+        print(f"invalid setting: {why}")
+    for name, b in info["backends"].items():
+        comp = info["compilers"][name]
+        print(f"backend {name}: compiler {comp['identity'] or comp['reason']}")
+        if name == "hip":
+            r = info["compilers"]["amd_offline"]
+            archs = ", ".join(r["archs"])
+            route = (f"for {archs} where hiprtc cannot: clang {r['clang_version']} at {r['clang']}, toolchain {r['prefix']}"
+                     if r["available"] else f"({archs} where hiprtc cannot): unavailable: {r['reason']}")
+            print(f"  offline clang route {route}")
+        if not b["available"]:
+            print(f"  runtime: unavailable: {b['reason']}")
+        else:
+            print(f"  runtime: {b['versions']}; {b['devices']} device(s)")
+        for d in (d for d in info["devices"] if d["backend"] == name):
+            print(f"  [{d['index']}] {d['name']}  arch {d['arch']}  {d['multiprocessors']} SM/CU  warp {d['warp_size']}  "
+                  f"L2 {d['l2_bytes'] / 2**20:.0f} MiB  shared/block {d['shared_per_block'] // 1024} KiB  "
+                  f"memory {d['memory_bytes'] / 2**30:.0f} GiB")
+        r = info["blas"].get(name)
+        if r:
+            what = f"cuBLAS {r['version']} ({r['path']})" if r["available"] else f"none: {r['reason']}"
+            print(f"  vendor BLAS (for shapes measured faster there): {what}")
+    c = info["cache"]
+    cap = f"cap {c['max_bytes'] / 2**20:.0f} MiB" if c["max_bytes"] is not None else "cap: invalid JITGEMM_CACHE_MAX_BYTES"
+    print(f"cache: {c['dir']}  {c['entries']} entries  {c['bytes'] / 2**20:.2f} MiB  ({cap})")
 
 
 def cmd_cache(args) -> int:
     from .runtime.cache import default_cache
     c = default_cache()
+    # an arch that is no target any more may still have entries to list or clear
+    if args.arch and arch_problem(args.arch) and not c.path("k", args.arch).parent.is_dir():
+        return refuse("cache", f"{arch_problem(args.arch)}; nor has the cache any entries for it")
+    es = c.entries(args.arch)
     if args.action == "list":
-        for p, size, mtime in c.entries(args.arch):
-            print(f"{p.parent.name:24s} {p.stem}  {size:8d} B")
+        _print_entries(c, es)
     elif args.action == "size":
-        es = c.entries(args.arch)
-        print(f"{len(es)} entries, {sum(e[1] for e in es)} bytes in {c.root}")
+        total = sum(e[1] for e in es)
+        print(f"{len(es)} entries, {total / 2**20:.2f} MiB ({total} bytes) in {c.root} (cap {c.max_bytes / 2**20:.0f} MiB)")
     else:
         print(f"removed {c.clear(args.arch)} entries from {c.root}")
     return 0
+
+
+def _print_entries(c, entries) -> None:
+    """One row per entry, oldest (first to be evicted) first: arch, kernel, size, age, compiler."""
+    if not entries:
+        print(f"no entries in {c.root}")
+        return
+    unreadable = {"arch": None, "kernels": ["(unreadable entry)"], "compiler": "?"}
+    rows = [(p.parent.name, size, mtime, {**unreadable, **(c.describe(p) or {})}) for p, size, mtime in entries]
+    width = max(len(", ".join(d["kernels"])) for *_, d in rows)
+    print(f"{'arch':8s} {'kernel':{width}s} {'size':>9s} {'age':>6s}  compiler")
+    now = time.time()
+    for folder, size, mtime, d in rows:
+        print(f"{d['arch'] or folder:8s} {', '.join(d['kernels']):{width}s} {size / 1024:5.1f} KiB "
+              f"{_age(now - mtime):>6s}  {d['compiler']}")
+    print(f"{len(entries)} entries, {sum(e[1] for e in entries) / 2**20:.2f} MiB in {c.root}")
+
+
+def _age(seconds: float) -> str:
+    for unit, span in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= span:
+            return f"{seconds // span:.0f} {unit}"
+    return f"{seconds:.0f} s"
 
 
 def instances_for(arch: str):
@@ -121,8 +203,25 @@ def _aot_results(arch: str, root: str, insts, jobs: int):
             yield f.result()
 
 
+def compiler_problem(arch: str) -> str | None:
+    """Why nothing can compile for `arch` on this machine (NVRTC, hiprtc, or the offline clang route
+    missing), or None."""
+    from .runtime.backend import backend_for_arch
+    b = backend_for_arch(arch)
+    if hasattr(b, "compiler_for"):  # AMD: hiprtc or the offline clang route, depending on the arch
+        comp, why = b.compiler_for(arch)
+        return None if comp else why
+    ok, why = b.compiler_available()
+    return None if ok else why
+
+
 def cmd_aot(args) -> int:
-    from rich.progress import Progress
+    # every arch checked before anything is compiled (or a worker started): a refusal leaves no entry
+    problems = [arch_problem(a) for a in args.arch if arch_problem(a)]
+    problems += [f"cannot compile for {a} here: {compiler_problem(a)}" for a in args.arch
+                 if not problems and compiler_problem(a)]
+    if problems:
+        return refuse("aot", problems[0])
     from .runtime.cache import default_cache
     root = str(args.out) if args.out else str(default_cache().root)
     failures = 0
@@ -131,8 +230,7 @@ def cmd_aot(args) -> int:
         insts = instances_for(arch)
         order = {inst.name: i for i, inst in enumerate(insts)}
         done, compiled = [], 0
-        with Progress(transient=True) as prog:
-            task = prog.add_task(f"compiling for {arch}", total=len(insts))
+        with _Progress(f"aot {arch}", len(insts)) as advance:
             for name, sym, res, fresh, err in _aot_results(arch, root, insts, args.jobs):
                 if err:
                     failures += 1
@@ -140,20 +238,51 @@ def cmd_aot(args) -> int:
                 else:
                     compiled += fresh
                     done.append((arch, name, sym, res))
-                prog.advance(task)
+                advance()
         rows += sorted(done, key=lambda r: order[r[1]])
         print(f"{arch}: {len(insts)} instances into {root} ({compiled} compiled, "
               f"{len(done) - compiled} from the cache)")
     # the rows are printed as aot always did; --report adds column names and a summary per arch
     if args.report:
-        print("arch     instance                                         registers / spills / memory")
+        print(RESOURCE_HEADER)
     _print_resources(rows)
+    _print_spills(rows)
     if args.report:
         from .runtime.cache import CodeCache
         failures += _seed_comparison(args.arch, CodeCache(root))
     if args.report:
         _print_summary(rows)
     return 1 if failures else 0
+
+
+class _Progress:
+    """A rich progress bar on a terminal; elsewhere (a log, a pipe) a line each tenth of the way,
+    so a long compile is seen working. `with _Progress(label, total) as advance:` ... `advance()`."""
+
+    def __init__(self, label: str, total: int):
+        self.label, self.total, self.done = label, total, 0
+        self.step = max(1, -(-total // 10))
+        self.bar = None
+        if sys.stdout.isatty():
+            from rich.progress import Progress
+            self.bar = Progress(transient=True)
+
+    def __enter__(self):
+        if self.bar:
+            self.bar.__enter__()
+            self.task = self.bar.add_task(self.label, total=self.total)
+        return self.advance
+
+    def __exit__(self, *exc):
+        if self.bar:
+            self.bar.__exit__(*exc)
+
+    def advance(self) -> None:
+        self.done += 1
+        if self.bar:
+            self.bar.advance(self.task)
+        elif self.done % self.step == 0 or self.done == self.total:
+            print(f"{self.label}: {self.done}/{self.total} instances done", flush=True)
 
 
 def _own_symbol(name: str, sym: str) -> bool:
@@ -193,35 +322,60 @@ def _seed_comparison(archs, cache) -> int:
     return bad
 
 
+RESOURCE_HEADER = "arch     instance                                         registers / spills / memory"
+
+
+def _spills(res: dict) -> bool:
+    """Whether a kernel spills registers (or otherwise uses stack / scratch memory)."""
+    if "registers" in res:
+        return bool(res.get("spill_stores") or res.get("spill_loads") or res.get("stack_frame"))
+    return bool(res["vgpr_spill"] or res["sgpr_spill"] or res["scratch"])
+
+
+def _describe(res: dict) -> str:
+    if "registers" in res:
+        return (f"regs {res['registers']:3d}  spill st/ld {res.get('spill_stores', 0)}/{res.get('spill_loads', 0)}  "
+                f"stack {res.get('stack_frame', 0)}  smem {res.get('smem', 0)}")
+    return (f"vgpr {res['vgpr']:3d} agpr {res['agpr']:3d} sgpr {res['sgpr']:3d}  spills v/s "
+            f"{res['vgpr_spill']}/{res['sgpr_spill']}  lds {res['lds']}  scratch {res['scratch']}")
+
+
 def _print_resources(rows) -> None:
     for arch, name, sym, res in rows:
-        if not _own_symbol(name, sym):
-            continue
-        if "registers" in res:
-            desc = (f"regs {res['registers']:3d}  spill st/ld {res.get('spill_stores', 0)}/{res.get('spill_loads', 0)}  "
-                    f"stack {res.get('stack_frame', 0)}  smem {res.get('smem', 0)}")
-        else:
-            desc = (f"vgpr {res['vgpr']:3d} agpr {res['agpr']:3d} sgpr {res['sgpr']:3d}  spills v/s "
-                    f"{res['vgpr_spill']}/{res['sgpr_spill']}  lds {res['lds']}  scratch {res['scratch']}")
-        print(f"{arch:8s} {name:48s} {desc}")
+        if _own_symbol(name, sym):
+            print(f"{arch:8s} {name:48s} {_describe(res)}")
+
+
+def _print_spills(rows) -> None:
+    """A line per spilling instance, always: it works, but slower than a kernel that fits its registers."""
+    for arch, name, sym, res in rows:
+        if _own_symbol(name, sym) and _spills(res):
+            print(f"warning: {arch} {name} spills ({_describe(res)})")
 
 
 def _print_summary(rows) -> None:
-    """Per arch: the largest register use and whether anything spilled."""
+    """Per arch: the largest register use and how many instances spill."""
     for arch in dict.fromkeys(r[0] for r in rows):
         mine = [(name, res) for a, name, sym, res in rows if a == arch and _own_symbol(name, sym)]
         if not mine:
             continue
+        spills = sum(1 for _, r in mine if _spills(r))
         if "registers" in mine[0][1]:
             name, res = max(mine, key=lambda r: r[1]["registers"])
-            spills = sum(1 for _, r in mine if r.get("spill_stores") or r.get("spill_loads") or r.get("stack_frame"))
             print(f"{arch}: max {res['registers']} registers ({name}); {spills} instances spill")
         else:
             name, res = max(mine, key=lambda r: r[1]["vgpr"] + r[1]["agpr"])
-            spills = sum(1 for _, r in mine if r["vgpr_spill"] or r["sgpr_spill"] or r["scratch"])
             sgpr = max(r["sgpr"] for _, r in mine)
             print(f"{arch}: max VGPR+AGPR {res['vgpr'] + res['agpr']} ({name}); max SGPR {sgpr}; "
                   f"{spills} instances spill or use scratch")
+
+
+def print_register_table(rows) -> None:
+    """The rows with column names, flagged spills and a summary per arch (demo, aot --report)."""
+    print(RESOURCE_HEADER)
+    _print_resources(rows)
+    _print_spills(rows)
+    _print_summary(rows)
 
 
 def cmd_demo(args) -> int:
@@ -234,34 +388,46 @@ def cmd_bench(args) -> int:
     return main(args)
 
 
+ARCH_HELP = f"a compile target: {', '.join(NV_ARCHS + AMD_ARCHS)} (AMD ones may carry features, e.g. gfx942:xnack-)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m jitgemm", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("info", help="backends, devices, compilers, cache").set_defaults(fn=cmd_info)
+    i = sub.add_parser("info", help="backends, devices, compilers, cache")
+    i.add_argument("--json", action="store_true", help="print it as one JSON object (backends, devices, compilers, "
+                                                       "blas, cache, settings_errors)")
+    i.set_defaults(fn=cmd_info)
     c = sub.add_parser("cache", help="inspect or clear the code-object cache")
-    c.add_argument("action", choices=["list", "size", "clear"])
-    c.add_argument("--arch", default=None)
+    c.add_argument("action", choices=["list", "size", "clear"],
+                   help="list: one row per entry (arch, kernel, size, age, compiler); size: the total; clear: delete")
+    c.add_argument("--arch", default=None, help="only the entries of this target (default: all); " + ARCH_HELP)
     c.set_defaults(fn=cmd_cache)
     a = sub.add_parser("aot", help="compile every shipped kernel instance for ARCH (no GPU needed)")
-    a.add_argument("--arch", action="append", required=True)
+    a.add_argument("--arch", action="append", required=True, help=ARCH_HELP + "; repeat for several")
     a.add_argument("--out", default=None, help="cache directory to fill (default: the user cache)")
     a.add_argument("--report", action="store_true", help="add column names and a per-arch summary to the register rows")
     a.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="compile in this many processes")
     a.set_defaults(fn=cmd_aot)
     d = sub.add_parser("demo", help="run a few decode GEMMs and check them (or compile-only without a GPU)")
+    d.add_argument("--dtype", default="bf16,fp16", help="comma-separated: bf16, fp16 (default: both)")
+    d.add_argument("--n", default="1,4,16", help="comma-separated token counts, 1..128, of the GPU run (default: 1,4,16)")
+    d.add_argument("--arch", action="append", default=None,
+                   help="without a GPU, the target to compile for (default: sm_90a and gfx90a); repeat for several")
     d.set_defaults(fn=cmd_demo)
     b = sub.add_parser("bench", help="the decode benchmark suite (GPU + CuPy)")
-    b.add_argument("--dtype", default="bf16,fp16")
+    b.add_argument("--dtype", default="bf16,fp16",
+                   help="comma-separated: bf16, fp16, or an fp8 mode (fp8, fp8-channel, w8a16, fp8-static); default bf16,fp16")
     b.add_argument("--n", default=None, help="comma-separated token counts (default: the suite's)")
     b.add_argument("--shapes", default=None, help="a JSON shape file like jitgemm/data/decode_suite.json")
     b.add_argument("--group", default="decode",
-                   help="a shape group of the suite (decode, moderate-n, ...), or overhead: wall-clock cost per "
+                   help="a shape group of the suite (decode: N 1..16; moderate-n: N 16..128), or overhead: wall-clock cost per "
                         "call of each public entry and an eager Llama-3.1-8B decode step, beside torch and CuPy")
     b.add_argument("--only", default=None, help="substring filter on shape names")
     b.add_argument("--out", default=None, help="directory for JSON, markdown and PNG")
     b.add_argument("--compare", default=None, help="an earlier JSON: print new/old time per case")
     b.add_argument("--label", default="", help="a name kept in overhead.json, to tell runs apart (e.g. old, new)")
-    b.add_argument("--no-baselines", action="store_true")
+    b.add_argument("--no-baselines", action="store_true", help="time jitgemm only, not torch (cuBLAS) and CuPy beside it")
     b.add_argument("--name", default=None, help="output file stem (default: the group name)")
     b.add_argument("--no-plot", action="store_true", help="JSON and markdown only")
     b.add_argument("--tune", action="store_true", help="sweep every NVIDIA config, write tune.json")
@@ -273,4 +439,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return args.fn(args)
+    problems = _settings_problems()
+    if problems and args.cmd != "info":  # info reports them beside everything else
+        return refuse(args.cmd, problems[0])
+    try:
+        return args.fn(args)
+    except BrokenPipeError:  # `... | head`: the reader has gone, and nothing is left to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1

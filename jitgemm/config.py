@@ -37,7 +37,7 @@ def backend_override() -> str | None:
     if raw in ("", "auto"):
         return None
     if raw not in ("cuda", "hip"):
-        raise ValueError(f"JITGEMM_BACKEND must be 'cuda', 'hip' or unset, got {raw!r}")
+        raise ValueError(f"JITGEMM_BACKEND must be 'cuda', 'hip', 'auto' or unset, got {raw!r}")
     return raw
 
 

@@ -131,7 +131,7 @@ def moderate_nv_config(n: int, m: int, k: int, sms: int, arch: str) -> tuple[mod
     return moderate.heuristic(n, m, k, sms, cluster_ok), "heuristic for moderate N (no measured table)"
 
 
-def blas_choice(n: int, m: int, k: int, bias: bool) -> tuple[bool, str]:
+def blas_choice(n: int, m: int, k: int, bias: bool, blas_present: bool | None = None) -> tuple[bool, str]:
     """(whether cuBLAS runs this shape, why the kernel runs although cuBLAS measured faster). cuBLAS
     runs where the table measured it faster than the kernel (ratio < 1, N > 16), on NVIDIA, without a
     bias (only the kernel fuses one), unless JITGEMM_BLAS=0 or the library does not load."""
@@ -142,6 +142,8 @@ def blas_choice(n: int, m: int, k: int, bias: bool) -> tuple[bool, str]:
         return False, "; cuBLAS measured faster, but this call has a bias, which only the kernel fuses: the kernel runs"
     if not config.blas():
         return False, "; cuBLAS measured faster, but JITGEMM_BLAS=0: the kernel runs"
+    if blas_present:  # explaining for another machine (explain(arch=)): assume it has the library
+        return True, f"cuBLAS (cublasGemmEx, fp32 accumulation, where libcublas loads) measured {1 / ratio:.2f}x faster than"
     from .runtime import blas
     ok, where = blas.available()
     if not ok:
@@ -171,11 +173,11 @@ def fit_shared(cfg: moderate.ModerateConfig, limit: int) -> moderate.ModerateCon
 
 
 def plan_skinny(vendor: str, arch: str, cus: int, dtype: str, n: int, m: int, k: int, l2_bytes: int = 50 << 20,
-                shared_limit: int = 0, bias: bool = False) -> Plan:
+                shared_limit: int = 0, bias: bool = False, blas_present: bool | None = None) -> Plan:
     """The plan of a 16-bit gemm (N = 1..128): the skinny family, the moderate-N family or cuBLAS.
     bias: whether the call has one (cuBLAS is only chosen without)."""
     if n > skinny.MAX_N or (vendor == "cuda" and small_n_moderate(m, k, arch)):
-        return plan_moderate(vendor, arch, cus, dtype, n, m, k, shared_limit, bias)
+        return plan_moderate(vendor, arch, cus, dtype, n, m, k, shared_limit, bias, blas_present)
     if vendor == "cuda":
         cfg, why = nv_config(dtype, n, m, k, cus, arch)
         grid, block, shared = cfg.geometry(m, n)
@@ -194,13 +196,13 @@ def plan_skinny(vendor: str, arch: str, cus: int, dtype: str, n: int, m: int, k:
 
 
 def plan_moderate(vendor: str, arch: str, cus: int, dtype: str, n: int, m: int, k: int, shared_limit: int = 0,
-                  bias: bool = False) -> Plan:
+                  bias: bool = False, blas_present: bool | None = None) -> Plan:
     """N = 17..128: the tiled split-K family, or cuBLAS where the measured table says it is faster
     (NVIDIA, no bias, JITGEMM_BLAS not 0, the library loads). shared_limit: the device's per-block
     maximum (0: the arch's known value)."""
     if vendor == "cuda":
         cfg, why = moderate_nv_config(n, m, k, cus, arch)
-        use_blas, note = blas_choice(n, m, k, bias)
+        use_blas, note = blas_choice(n, m, k, bias, blas_present)
         if use_blas:
             return Plan("blas", f"{note} the best moderate-N kernel ({cfg.describe()}, S={cfg.S}; {why}); "
                                 f"JITGEMM_BLAS=0 runs the kernel", cfg)

@@ -137,10 +137,15 @@ def _check(x, w, scale_x, scale_w, bias, out_dtype, fp8_format) -> _Scaled:
 
 def _plan(backend, device, s: _Scaled) -> dispatch.Plan:
     info = backend.device_info(device)
-    rule = fp8.format_rule(backend.name, info.arch, s.fmt)
+    return plan_for(backend.name, info.arch, info.multiprocessors, s)
+
+
+def plan_for(vendor: str, arch: str, sms: int, s: _Scaled) -> dispatch.Plan:
+    """The plan of a checked scaled_gemm call on a device of this arch (explain(arch=) needs no GPU)."""
+    rule = fp8.format_rule(vendor, arch, s.fmt)
     if rule:
         raise ValueError(f"scaled_gemm: {rule}")
-    return dispatch.plan_fp8(backend.name, info.arch, info.multiprocessors, s.out_dtype, s.mode, s.fmt, s.n, s.m, s.k)
+    return dispatch.plan_fp8(vendor, arch, sms, s.out_dtype, s.mode, s.fmt, s.n, s.m, s.k)
 
 
 def _layout(s: _Scaled, x: View, w: View, bias: View | None, out: View | None) -> tuple:
@@ -317,6 +322,8 @@ def quantize_weight(w: np.ndarray, per_channel: bool = True, fp8_format: str = "
     """Host-side weight quantization: (w8, scale) with scale = amax / fp8_max per row (or one
     value), w8 = round-to-nearest-even(w / scale) saturated to the format's range."""
     fmt = _format_name(fp8_format)
+    if not isinstance(w, (np.ndarray, list, tuple)) and not hasattr(w, "__array__"):
+        raise TypeError(f"w must be a 2-D host array [M, K] (numpy or array-like), got {type(w).__name__}")
     w32 = np.asarray(w, dtype=np.float32)
     if w32.ndim != 2:
         raise ValueError(f"w must be 2-D [M, K], got shape {w32.shape}")

@@ -342,22 +342,157 @@ def test_notebook_is_valid_with_outputs_cleared():
         assert c["outputs"] == [] and c["execution_count"] is None, "commit the notebook with outputs cleared"
 
 
-def test_notebook_cpu_cells_run_and_gpu_cells_are_tagged():
-    """Cells not tagged `gpu` run here (so the notebook cannot rot); a cell that calls into the GPU
-    must carry the tag."""
+def _guarded_by_have_gpu(stmt) -> bool:
+    """A top-level statement of a `gpu` cell that does no GPU work on a CPU machine: a definition, an
+    import, or an `if` on HAVE_GPU."""
+    import ast
+    if isinstance(stmt, (ast.FunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)):
+        return True
+    return isinstance(stmt, ast.If) and any(isinstance(n, ast.Name) and n.id == "HAVE_GPU"
+                                            for n in ast.walk(stmt.test))
+
+
+def test_notebook_gpu_cells_are_tagged_and_guarded():
+    """A cell that calls into the GPU carries the `gpu` tag, and every `gpu` cell runs its GPU work only
+    under the first cell's HAVE_GPU flag (a one-line note otherwise), so "Run All" on a machine without
+    a GPU goes through to the end."""
+    import ast
     _, code = _cells()
     gpu_calls = ("jitgemm.gemm(", "jitgemm.Linear(", "jitgemm.prepare(", "jitgemm.matmul(", "layer(")
-    ns = {}
-    ran = 0
+    assert "HAVE_GPU =" in _src(code[0])
+    tagged = 0
     for c in code:
         src = _src(c)
-        tags = c.get("metadata", {}).get("tags", [])
-        if "gpu" in tags:
+        if "gpu" not in c.get("metadata", {}).get("tags", []):
+            assert not any(g in src for g in gpu_calls), f"untagged cell calls the GPU:\n{src}"
             continue
-        assert not any(g in src for g in gpu_calls), f"untagged cell calls the GPU:\n{src}"
-        exec(compile(src, NOTEBOOK.name, "exec"), ns)
-        ran += 1
-    assert ran >= 2 and "HAVE_GPU" in ns and ns["HAVE_GPU"] == GPU
+        tagged += 1
+        body = ast.parse(src).body
+        assert all(_guarded_by_have_gpu(st) for st in body), f"`gpu` cell not guarded by HAVE_GPU:\n{src}"
+        assert "no GPU: " in src, f"`gpu` cell without a note for a machine without a GPU:\n{src}"
+    assert tagged >= 4
+
+
+# The notebook, top to bottom, as a user runs it ("Run All"): through nbclient and a Jupyter kernel where
+# those are installed (.ci/run installs them), else every code cell's source in order in one namespace.
+# A separate process either way, in examples/ (the notebook's folder), with a private code cache.
+_RUN_NOTEBOOK = r"""
+import contextlib, io, json, sys, traceback
+nb_path, out_path, folder = sys.argv[1:4]
+try:
+    import nbclient, nbformat
+except ImportError:
+    nbclient = None
+if nbclient is not None:
+    nb = nbformat.read(nb_path, as_version=4)
+    client = nbclient.NotebookClient(nb, timeout=600, kernel_name=nb.metadata.kernelspec.name,
+                                     resources={"metadata": {"path": folder}})
+    try:
+        client.execute()
+    finally:
+        nbformat.write(nb, out_path)
+    print("ran with nbclient")
+else:
+    import matplotlib
+    matplotlib.use("Agg")
+    nb = json.load(open(nb_path))
+    ns = {"__name__": "__main__"}
+    for count, cell in enumerate([c for c in nb["cells"] if c["cell_type"] == "code"], 1):
+        src = "".join(cell["source"])
+        buf = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(buf):
+                exec(compile(src, f"<cell {count}>", "exec"), ns)
+        except BaseException:
+            cell["outputs"] = [{"output_type": "error", "traceback": traceback.format_exc().splitlines()}]
+            json.dump(nb, open(out_path, "w"))
+            print(buf.getvalue())
+            raise
+        cell["execution_count"] = count
+        cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": buf.getvalue()}]
+    json.dump(nb, open(out_path, "w"))
+    print("ran the cells in one namespace (nbclient is not installed)")
+"""
+
+
+def _outputs_text(cell) -> str:
+    out = []
+    for o in cell.get("outputs", []):
+        if o.get("output_type") == "stream":
+            out.append("".join(o["text"]) if isinstance(o["text"], list) else o["text"])
+        elif "data" in o and "text/plain" in o["data"]:
+            t = o["data"]["text/plain"]
+            out.append("".join(t) if isinstance(t, list) else t)
+    return "".join(out)
+
+
+def test_notebook_runs_top_to_bottom(tmp_path):
+    """Every code cell, in order, on this machine: no cell may raise (on a CPU machine the `gpu` cells
+    print their note, and the cache, AOT and plot cells run)."""
+    env = dict(os.environ)
+    env["JITGEMM_CACHE_DIR"] = str(tmp_path / "cache")
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env.pop("JITGEMM_BACKEND", None)
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")
+    out = tmp_path / "executed.ipynb"
+    p = subprocess.run([sys.executable, "-c", _RUN_NOTEBOOK, str(NOTEBOOK), str(out), str(EXAMPLES)],
+                       capture_output=True, text=True, env=env, cwd=str(EXAMPLES), timeout=900)
+    assert p.returncode == 0, f"the notebook stopped:\n{p.stdout}\n{p.stderr[-6000:]}"
+    nb = json.loads(out.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert [c["execution_count"] for c in code] == list(range(1, len(code) + 1)), "not every cell ran, in order"
+    assert not [o for c in code for o in c["outputs"] if o["output_type"] == "error"]
+    texts = [_outputs_text(c) for c in code]
+    assert f"GPU: {GPU}" in texts[0], texts[0]
+    for c, text in zip(code, texts):
+        if "gpu" in c["metadata"].get("tags", []) and not GPU:
+            assert text.startswith("no GPU: ") and text.count("\n") == 1, text   # one line, nothing else
+    by_src = {_src(c): t for c, t in zip(code, texts)}
+    cache_out = next(t for s, t in by_src.items() if "default_cache()" in s)
+    assert "cache directory: " + str(tmp_path / "cache") in cache_out, cache_out
+    aot_out = next(t for s, t in by_src.items() if "compile_instance(" in s)
+    assert re.search(r"^N= 1: .*registers", aot_out, re.M) or "skipped: cannot compile for sm_90a" in aot_out, aot_out
+    assert re.search(r"^\d+ entries in ", aot_out, re.M), aot_out
+    plot_cell = next(c for c in code if "report.draw(" in _src(c))
+    plot_out = _outputs_text(plot_cell)
+    assert "cases, streaming-read ceiling" in plot_out, plot_out
+    if importlib.util.find_spec("matplotlib") is None:
+        assert "matplotlib is not installed" in plot_out
+    elif "ran with nbclient" in p.stdout:   # a kernel shows the two PNGs (fp16 and bf16)
+        pngs = [o for o in plot_cell["outputs"] if "image/png" in o.get("data", {})]
+        assert len(pngs) == 2, plot_cell["outputs"]
+    else:
+        assert "Image object" in plot_out or "plots drawn" in plot_out, plot_out
+
+
+def test_benchmark_plots_give_each_series_its_own_colour(tmp_path, monkeypatch):
+    """The notebook's plot (jitgemm.bench.report.draw on the committed JSON): 12 shapes per plot, and
+    matplotlib's default cycle has only 10 colours. Every jitgemm series (solid) gets its own colour, and
+    its torch baseline (dashed) the same one."""
+    pytest.importorskip("matplotlib", reason="matplotlib (the [bench] extra) is not installed")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from jitgemm.bench import report
+    assert len(set(report.series_colors(12))) == 12 and len(set(report.series_colors(33))) == 33
+    figures = []
+    monkeypatch.setattr(plt, "close", lambda fig=None: figures.append(fig))
+    for name in ("h100-decode", "h100-fp8", "h100-moderate"):
+        run = json.loads((REPO / "docs" / "benchmarks" / f"{name}.json").read_text())
+        figures.clear()
+        report.draw(tmp_path, name, run["table"], run["ceiling_tbs"])
+        dtypes = sorted({r["dtype"] for r in run["table"]})
+        assert len(figures) == len(dtypes)
+        for dtype, fig in zip(dtypes, figures):
+            shapes = {r["shape"] for r in run["table"] if r["dtype"] == dtype}
+            lines = fig.axes[0].get_lines()
+            solid = {ln.get_label(): matplotlib.colors.to_hex(ln.get_color()) for ln in lines
+                     if ln.get_linestyle() == "-" and ln.get_label() in shapes}
+            dashed = {matplotlib.colors.to_hex(ln.get_color()) for ln in lines if ln.get_linestyle() == "--"}
+            assert set(solid) == shapes, (name, dtype)
+            assert len(set(solid.values())) == len(shapes), f"{name} {dtype}: {len(shapes)} series share colours"
+            assert dashed <= set(solid.values())
+            fig.clf()
 
 
 # ---- on a GPU: the examples for real ---------------------------------------------------------------------

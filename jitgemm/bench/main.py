@@ -178,11 +178,26 @@ def cold_start() -> dict:
     return times
 
 
-def main(args) -> int:
+def missing() -> str | None:
+    """Why bench cannot run here, in one line (no NVIDIA GPU, found as `info` finds it, or no
+    CuPy); None when it can."""
+    from ..messages import short_reason
+    b = get_backend("cuda")
+    ok, why = b.available()
+    if not ok or b.device_count() == 0:
+        return (f"no NVIDIA GPU found ({short_reason(why) if not ok else 'no device'}); it needs one, "
+                f"and CuPy (pip install 'jitgemm[cupy,bench]')")
     try:
         import cupy  # noqa: F401
     except ImportError:
-        print("bench needs a GPU and CuPy (pip install 'jitgemm[cupy,bench]')")
+        return "needs a GPU and CuPy (pip install 'jitgemm[cupy,bench]')"
+    return None
+
+
+def main(args) -> int:
+    why = missing()
+    if why:
+        print(f"jitgemm bench: {why}")
         return 2
     if args.group == "overhead" or args.overhead:  # per-call cost: its own sizes, not the suite's shapes
         from . import overhead

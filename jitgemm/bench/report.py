@@ -82,6 +82,18 @@ def write(out_dir: str | Path, name: str, cases_dicts: list[dict], table: list[d
         pass  # matplotlib is the [bench] extra
 
 
+def series_colors(n: int) -> list[tuple]:
+    """n distinct colours, one per plotted series (matplotlib's default cycle has 10, so a plot of 12
+    shapes drew two pairs in the same colour): tab10's colours, then tab20's lighter twins of them, then,
+    past 20, evenly spaced samples of a continuous map."""
+    from matplotlib import colormaps
+    if n <= 20:
+        tab20 = colormaps["tab20"].colors
+        return [tuple(c) for c in (tab20[0::2] + tab20[1::2])[:n]]
+    cmap = colormaps["turbo"]
+    return [tuple(cmap(i / (n - 1))) for i in range(n)]
+
+
 def draw(out: Path, name: str, table: list[dict], ceiling: float) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -90,9 +102,9 @@ def draw(out: Path, name: str, table: list[dict], ceiling: float) -> None:
         rs = [r for r in table if r["dtype"] == dtype]
         shapes = sorted({r["shape"] for r in rs})
         fig, ax = plt.subplots(figsize=(11, 6))
-        for i, sh in enumerate(shapes):
+        for sh, color in zip(shapes, series_colors(len(shapes))):
             pts = sorted((r["N"], r["tbs_graph"]) for r in rs if r["shape"] == sh)
-            line, = ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=sh)
+            line, = ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=sh, color=color)
             base = sorted((r["N"], r["tbs_graph"] / r["x_torch_graph"]) for r in rs
                           if r["shape"] == sh and r.get("x_torch_graph"))
             if base:

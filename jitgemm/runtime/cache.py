@@ -44,8 +44,8 @@ def encode_entry(result: CompileResult, arch: str) -> bytes:
     return _MAGIC + hashlib.sha256(payload).digest() + payload
 
 
-def decode_entry(blob: bytes, arch: str) -> CompileResult | None:
-    """None when the entry is truncated, corrupted, or built for another arch."""
+def _payload(blob: bytes) -> dict | None:
+    """An entry's fields; None when it is truncated or corrupted."""
     import msgpack
     if len(blob) < 36 or blob[:4] != _MAGIC:
         return None
@@ -56,7 +56,13 @@ def decode_entry(blob: bytes, arch: str) -> CompileResult | None:
         d = msgpack.unpackb(payload, raw=False)
     except Exception:
         return None
-    if d.get("arch") != arch:
+    return d if isinstance(d, dict) else None
+
+
+def decode_entry(blob: bytes, arch: str) -> CompileResult | None:
+    """None when the entry is truncated, corrupted, or built for another arch."""
+    d = _payload(blob)
+    if d is None or d.get("arch") != arch:
         return None
     return CompileResult(code=d["code"], lowered=d["lowered"], log=d["log"], compiler=d["compiler"],
                          resources=d.get("resources", {}))
@@ -210,6 +216,18 @@ class CodeCache:
                 out.append((p, st.st_size, st.st_mtime))
         out.sort(key=lambda e: e[2])
         return out
+
+    @staticmethod
+    def describe(path: Path) -> dict | None:
+        """What an entry file records about itself: arch, kernels (name expressions), compiler;
+        None when it cannot be read or is corrupt."""
+        try:
+            d = _payload(path.read_bytes())
+        except OSError:
+            return None
+        if d is None:
+            return None
+        return {"arch": d.get("arch"), "kernels": list(d.get("lowered") or {}), "compiler": d.get("compiler")}
 
     def size(self, arch: str | None = None) -> int:
         return sum(s for _, s, _ in self.entries(arch))
