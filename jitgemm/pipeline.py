@@ -19,6 +19,7 @@ import sys
 from typing import Any, Callable
 
 from . import config, validate
+from .validate import stream_handle
 from .arrays import View, signature_fn
 from .device_array import DeviceArray
 from .runtime.backend import default_backend, get_backend
@@ -119,18 +120,6 @@ def placement(views: list[tuple[str, View]]):
         backend = default_backend()
         return backend, backend.current_device(), True
     return get_backend(vendor), device, False
-
-
-def stream_handle(stream: Any) -> int:
-    """A stream argument that is not None as a raw handle (an int, or a CuPy/torch stream's)."""
-    if isinstance(stream, int) and not isinstance(stream, bool):
-        return stream
-    for attr in ("ptr", "cuda_stream", "handle"):
-        h = getattr(stream, attr, None)
-        if isinstance(h, int):
-            return h
-    raise TypeError(f"stream must be None, an int handle, or an object with .ptr / .cuda_stream "
-                    f"(a CuPy or torch stream); got {type(stream).__name__}")
 
 
 def current_stream_rule(views: list[View], device: int) -> Callable[[], int]:

@@ -95,15 +95,23 @@ def require_int32_dims(**dims: int) -> None:
                              f"arguments; offsets are computed in 64 bits)")
 
 
-def require_stream_type(stream) -> None:
-    """The stream argument's kind, checked before any GPU work (its handle is read later)."""
-    if stream is None or isinstance(stream, int) and not isinstance(stream, bool):
-        return
+def stream_handle(stream) -> int:
+    """A stream argument that is not None as its raw handle (an int, or a CuPy/torch stream's), or the
+    rule it breaks. The one place the rule is written: checked before any GPU work, read at launch."""
+    if isinstance(stream, int) and not isinstance(stream, bool):
+        return stream
     for attr in ("ptr", "cuda_stream", "handle"):
-        if isinstance(getattr(stream, attr, None), int):
-            return
+        h = getattr(stream, attr, None)
+        if isinstance(h, int):
+            return h
     raise TypeError(f"stream must be None, an int handle, or an object with .ptr / .cuda_stream "
                     f"(a CuPy or torch stream); got {type(stream).__name__}")
+
+
+def require_stream_type(stream) -> None:
+    """The stream argument's kind, checked before any GPU work (its handle is read later)."""
+    if stream is not None:
+        stream_handle(stream)
 
 
 def require_aligned(v, arg: str, nbytes: int) -> None:
