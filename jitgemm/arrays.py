@@ -177,9 +177,13 @@ def is_cupy(obj: Any) -> bool:
     return type(obj).__module__.startswith("cupy")
 
 
+def is_torch_type(tp: type) -> bool:
+    """torch.Tensor or a subclass (nn.Parameter, ...), known without importing torch."""
+    return any(c.__name__ == "Tensor" and c.__module__ == "torch" for c in tp.__mro__)
+
+
 def is_torch_tensor(obj: Any) -> bool:
-    """A torch.Tensor (nn.Parameter and other subclasses included), known without importing torch."""
-    return any(c.__name__ == "Tensor" and c.__module__ == "torch" for c in type(obj).__mro__)
+    return is_torch_type(type(obj))
 
 
 def torch_vendor() -> str:
@@ -255,7 +259,7 @@ def signature_fn(tp: type):
         return own
     if tp in (float, int, np.float32, np.float64):
         return _scalar_signature
-    if any(c.__name__ == "Tensor" and c.__module__ == "torch" for c in tp.__mro__):
+    if is_torch_type(tp):
         return _torch_signature
     if tp.__module__.startswith("cupy") and tp.__name__ == "ndarray":
         return _cupy_signature
