@@ -2,7 +2,18 @@
 from .api import Linear, Prepared, explain, gemm, linear, matmul, prepare
 from .scaled import prepare_scaled, quantize_fp8, scaled_gemm
 from .errors import BackendUnavailable, CompileError, JitgemmError, VendorError
+from .version import __version__
+from . import autotune  # noqa: F401  (installs JITGEMM_AUTOTUNE's hooks in the API)
 
-__version__ = "0.1.0"
-__all__ = ["gemm", "linear", "scaled_gemm", "quantize_fp8", "prepare_scaled", "matmul", "Linear", "explain", "prepare", "Prepared", "JitgemmError", "CompileError", "VendorError",
+
+def tune(shapes, *, dtype: str = "bfloat16", n=None, progress: bool = True,
+         jobs: int | None = None, device: int | None = None):
+    """Tune `shapes` on this GPU and store the winners where the dispatcher reads them first (see
+    jitgemm.tuning.tune: shapes are [(m, k), ...], (name, m, k) tuples, a model name such as
+    'llama-3.1-8b', or a JSON file; n: token counts, default every N bucket 1..128). Needs an NVIDIA GPU
+    and CuPy."""
+    from .tuning import tune as run
+    return run(shapes, dtype=dtype, n=n, progress=progress, jobs=jobs, device=device)
+
+__all__ = ["gemm", "tune", "linear", "scaled_gemm", "quantize_fp8", "prepare_scaled", "matmul", "Linear", "explain", "prepare", "Prepared", "JitgemmError", "CompileError", "VendorError",
            "BackendUnavailable", "__version__"]

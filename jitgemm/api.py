@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from . import dispatch, pipeline, targets, validate
+from . import config, dispatch, pipeline, targets, validate
 from .arrays import SIXTEEN_BIT, View, as_view, dtype_name
 from .device_array import DeviceArray
 from .kernels import moderate, skinny
@@ -60,13 +60,14 @@ def _check_gemm(x: Any, w: Any, bias: Any) -> _Gemm:
 def _plan(backend, device: int, g: _Gemm) -> dispatch.Plan:
     info = backend.device_info(device)
     return _plan_cached(backend.name, info.arch, info.multiprocessors, g.dtype, g.n, g.m, g.k, info.l2_bytes,
-                        info.shared_per_block, g.bias is not None, dispatch.settings_key())
+                        info.shared_per_block, g.bias is not None, dispatch.settings_key(), info.name)
 
 
 @functools.lru_cache(maxsize=4096)
-def _plan_cached(vendor, arch, cus, dtype, n, m, k, l2, shared_limit, bias, _settings) -> dispatch.Plan:
-    # plans depend on the shape, the device, whether there is a bias and the settings (environment) only
-    return dispatch.plan_skinny(vendor, arch, cus, dtype, n, m, k, l2, shared_limit, bias)
+def _plan_cached(vendor, arch, cus, dtype, n, m, k, l2, shared_limit, bias, _settings, device="") -> dispatch.Plan:
+    # plans depend on the shape, the device (its arch, size and name: which measured table), whether there is
+    # a bias and the settings (environment, and the user's tuning files: a new tuning starts a new generation)
+    return dispatch.plan_skinny(vendor, arch, cus, dtype, n, m, k, l2, shared_limit, bias, device=device)
 
 
 def _layout(g: _Gemm, x: View, w: View, bias: View | None, out: View | None) -> tuple:
@@ -93,6 +94,10 @@ def _gemm_launch(backend, device: int, plan: dispatch.Plan, g: _Gemm, lay: tuple
     return KernelLaunch(backend, device, kernel, plan, args, (2, 4, 6 if g.bias is not None else None, 0), ws_slots)
 
 
+#: JITGEMM_AUTOTUNE's module (maybe_tune, status), installed by jitgemm.autotune when the package is imported:
+#: it runs the tuner, which calls this module, so this module does not import it
+AUTOTUNE = None
+
 #: per-call checks of gemm's values (x, w, bias, out): 16-byte vectors, 2-byte elements
 _GEMM_CHECKS = (16, 16, 2, 2)
 
@@ -113,9 +118,12 @@ def _gemm_cold(key, x: Any, w: Any, bias: Any, out: Any, stream: Any, g: _Gemm |
     if host:
         return _run_host(backend, device, g, ov, out)
     lay = _layout(g, g.x, g.w, g.bias, ov)  # before anything is planned or allocated
+    stream_rule = pipeline.current_stream_rule([g.x, ov or g.x, g.w], device)
+    if config.settings().autotune and AUTOTUNE:  # JITGEMM_AUTOTUNE=1: an untuned shape is tuned first (never in a capture)
+        AUTOTUNE.maybe_tune(backend, device, g.dtype, g.n, g.m, g.k,
+                            stream_rule() if stream is None else validate.stream_handle(stream))
     plan = _plan(backend, device, g)
-    entry = pipeline.Entry(_gemm_launch(backend, device, plan, g, lay), _GEMM_CHECKS,
-                           pipeline.current_stream_rule([g.x, ov or g.x, g.w], device),
+    entry = pipeline.Entry(_gemm_launch(backend, device, plan, g, lay), _GEMM_CHECKS, stream_rule,
                            pipeline.output_factory(g.x, backend, device, out_shape or (g.n, g.m), g.dtype))
     pipeline.store(key, entry)
     values = [g.x.ptr, g.w.ptr, g.bias.ptr if g.bias is not None else 0, ov.ptr if ov is not None else 0]
@@ -242,9 +250,12 @@ def explain(x: Any, w: Any = None, bias: Any = None, *, scale_x: Any = None, sca
     if target is not None:
         return target.explain(dispatch.plan_skinny(target.vendor, target.arch, target.sms, g.dtype, g.n, g.m, g.k,
                                                    target.l2_bytes, target.shared_per_block, g.bias is not None,
-                                                   blas_present=True))
+                                                   blas_present=True, device=target.part))
     backend, device, _ = pipeline.placement([("x", g.x), ("w", g.w)])
-    return str(_plan(backend, device, g))
+    why = str(_plan(backend, device, g))
+    if AUTOTUNE:
+        why += AUTOTUNE.status(backend.device_info(device).name, g.n, g.m, g.k)
+    return why
 
 
 # ---- numpy-style matmul ------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import os
 import sys
 import time
 
-from . import config
+from . import config, precompile
 
 from .messages import refuse, short_reason
 from .targets import AMD_ARCHS, NV_ARCHS, arch_problem  # what aot and cache accept
@@ -39,11 +39,26 @@ def _info() -> dict:
         n = b.device_count() if ok else 0
         out["backends"][name] = {"available": ok, "reason": None if ok else why,
                                  "versions": b.versions() if ok else None, "devices": n}
-        out["devices"] += [{"backend": name, **dataclasses.asdict(b.device_info(i))} for i in range(n)]
+        out["devices"] += [{"backend": name, **dataclasses.asdict(b.device_info(i)),
+                            **(_tables_of(b.device_info(i)) if name == "cuda" else {})} for i in range(n)]
     out["compilers"]["amd_offline"] = _offline_route()
     out["blas"]["cuda"] = _blas()
     out["cache"] = _cache_info()
     return out
+
+
+def _tables_of(info) -> dict:
+    """Which measured table an NVIDIA device plans from, and its own tuning (jitgemm tune), if any."""
+    from . import tables, tuned
+    try:
+        t = tables.choose("cuda", info.name, info.arch, config.settings().nv_tuning)
+        mine = tuned.current(info.name)
+    except ValueError as e:
+        return {"table": f"invalid: {e}", "tuning": None}
+    return {"table": f"{t.device} ({t.source})" if t else None,
+            "tuning": {"path": str(tuned.path(info.name)),
+                       "shapes": len({(r[0], r[1]) for f in tables.FAMILIES for r in mine.family(f)})}
+            if mine else None}
 
 
 def _offline_route() -> dict:
@@ -109,6 +124,10 @@ def _print_info(info: dict) -> None:
             print(f"  [{d['index']}] {d['name']}  arch {d['arch']}  {d['multiprocessors']} SM/CU  warp {d['warp_size']}  "
                   f"L2 {d['l2_bytes'] / 2**20:.0f} MiB  shared/block {d['shared_per_block'] // 1024} KiB  "
                   f"memory {d['memory_bytes'] / 2**30:.0f} GiB")
+            if "table" in d:
+                tuning = d["tuning"]
+                print(f"      measured table: {d['table']}; own tuning: "
+                      + (f"{tuning['shapes']} shape(s) in {tuning['path']}" if tuning else "none (python -m jitgemm tune)"))
         r = info["blas"].get(name)
         if r:
             what = f"cuBLAS {r['version']} ({r['path']})" if r["available"] else f"none: {r['reason']}"
@@ -173,36 +192,6 @@ def instances_for(arch: str):
     return insts
 
 
-def _aot_compile(arch: str, root: str, inst) -> tuple:
-    """One instance into the cache at root (in a worker process): (name, symbol, resources,
-    compiled here?, error text or None). Plain values only, so results cross process boundaries."""
-    from .runtime.cache import CodeCache
-    from .runtime.jit import compile_instance
-    cache = CodeCache(root)
-    try:
-        r = compile_instance(inst, arch, cache)
-    except Exception as e:  # reported per instance; one failure must not hide the others
-        return inst.name, None, None, False, f"{type(e).__name__}: {e}"
-    sym = r.lowered[inst.name]
-    return inst.name, sym, r.resources.get(sym, {}), cache.stats["compiles"] > 0, None
-
-
-def _aot_results(arch: str, root: str, insts, jobs: int):
-    """Yield _aot_compile's tuples as they finish: in `jobs` processes (compiles are CPU-bound, and
-    processes need no promise from hip-python that its hiprtc calls release the GIL), or in this one
-    for jobs == 1."""
-    if jobs <= 1 or len(insts) <= 1:
-        for inst in insts:
-            yield _aot_compile(arch, root, inst)
-        return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    # spawn, not fork: a forked child would inherit hip-python's and the driver's state
-    with ProcessPoolExecutor(min(jobs, len(insts)), mp_context=multiprocessing.get_context("spawn")) as ex:
-        for f in as_completed([ex.submit(_aot_compile, arch, root, i) for i in insts]):
-            yield f.result()
-
-
 def compiler_problem(arch: str) -> str | None:
     """Why nothing can compile for `arch` on this machine (NVRTC, hiprtc, or the offline clang route
     missing), or None."""
@@ -230,8 +219,8 @@ def cmd_aot(args) -> int:
         insts = instances_for(arch)
         order = {inst.name: i for i, inst in enumerate(insts)}
         done, compiled = [], 0
-        with _Progress(f"aot {arch}", len(insts)) as advance:
-            for name, sym, res, fresh, err in _aot_results(arch, root, insts, args.jobs):
+        with precompile.Progress(f"aot {arch}", len(insts), "instances") as advance:
+            for name, sym, res, fresh, err in precompile.results(arch, root, insts, args.jobs):
                 if err:
                     failures += 1
                     print(f"FAILED {arch} {name}: {err}", file=sys.stderr)
@@ -253,36 +242,6 @@ def cmd_aot(args) -> int:
     if args.report:
         _print_summary(rows)
     return 1 if failures else 0
-
-
-class _Progress:
-    """A rich progress bar on a terminal; elsewhere (a log, a pipe) a line each tenth of the way,
-    so a long compile is seen working. `with _Progress(label, total) as advance:` ... `advance()`."""
-
-    def __init__(self, label: str, total: int):
-        self.label, self.total, self.done = label, total, 0
-        self.step = max(1, -(-total // 10))
-        self.bar = None
-        if sys.stdout.isatty():
-            from rich.progress import Progress
-            self.bar = Progress(transient=True)
-
-    def __enter__(self):
-        if self.bar:
-            self.bar.__enter__()
-            self.task = self.bar.add_task(self.label, total=self.total)
-        return self.advance
-
-    def __exit__(self, *exc):
-        if self.bar:
-            self.bar.__exit__(*exc)
-
-    def advance(self) -> None:
-        self.done += 1
-        if self.bar:
-            self.bar.advance(self.task)
-        elif self.done % self.step == 0 or self.done == self.total:
-            print(f"{self.label}: {self.done}/{self.total} instances done", flush=True)
 
 
 def _own_symbol(name: str, sym: str) -> bool:
@@ -388,6 +347,40 @@ def cmd_bench(args) -> int:
     return main(args)
 
 
+def cmd_tune(args) -> int:
+    """Tune shapes on this GPU: the request is checked first (exit 2 with the rule), then the GPU."""
+    from . import models, tuning
+    spec = args.model or args.shapes or [_shape_arg(v) for v in args.shape or []]
+    if not spec:
+        return refuse("tune", f"say what to tune: --model NAME ({', '.join(models.names())}), --shapes FILE or "
+                              f"--shape MxK (repeat it)")
+    try:
+        ns = _int_list(args.n, "--n") if args.n else tuning.DEFAULT_NS
+        tuning.check_request(spec, args.dtype, ns)
+    except ValueError as e:
+        return refuse("tune", str(e))
+    from .bench.main import missing
+    why = missing()
+    if why:
+        return refuse("tune", why)
+    print(tuning.tune(spec, dtype=args.dtype, n=ns, jobs=args.jobs))
+    return 0
+
+
+def _int_list(text: str, what: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise ValueError(f"{what} must be comma-separated integers, got {text!r}") from None
+
+
+def _shape_arg(text: str):
+    m, sep, k = text.lower().partition("x")
+    if not sep or not m.strip().isdigit() or not k.strip().isdigit():
+        return text  # check_request names it
+    return int(m), int(k)
+
+
 ARCH_HELP = f"a compile target: {', '.join(NV_ARCHS + AMD_ARCHS)} (AMD ones may carry features, e.g. gfx942:xnack-)"
 
 
@@ -421,8 +414,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--n", default=None, help="comma-separated token counts (default: the suite's)")
     b.add_argument("--shapes", default=None, help="a JSON shape file like jitgemm/data/decode_suite.json")
     b.add_argument("--group", default="decode",
-                   help="a shape group of the suite (decode: N 1..16; moderate-n: N 16..128), or overhead: wall-clock cost per "
-                        "call of each public entry and an eager Llama-3.1-8B decode step, beside torch and CuPy")
+                   help="a shape group of the suite (decode: N 1..16; moderate-n: N 16..128; broad: 60+ weights of public "
+                        "models and odd tails, unseen by the tuner), model: the linear layers of whole decode steps of "
+                        "public models, each step one CUDA graph, or overhead: wall-clock cost per call of each public "
+                        "entry and an eager Llama-3.1-8B decode step, beside torch and CuPy")
+    b.add_argument("--models", default=None, help="--group model: comma-separated model names (default: all of "
+                                                  "jitgemm/data/models.json)")
     b.add_argument("--only", default=None, help="substring filter on shape names")
     b.add_argument("--out", default=None, help="directory for JSON, markdown and PNG")
     b.add_argument("--compare", default=None, help="an earlier JSON: print new/old time per case")
@@ -434,7 +431,22 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--overhead", action="store_true", help="the same as --group overhead")
     b.add_argument("--cold", action="store_true", help="first-call time, empty vs warm disk cache")
     b.set_defaults(fn=cmd_bench)
+    t = sub.add_parser("tune", help="time the candidate configs and cuBLAS for your shapes on this GPU; the dispatcher "
+                                    "uses the winners first (GPU + CuPy)")
+    t.add_argument("--model", default=None, help="the weights of a model's decode step: " + ", ".join(_model_names()))
+    t.add_argument("--shapes", default=None, help='a JSON file: {"shapes": [{"name": ..., "m": M, "k": K}, ...]}')
+    t.add_argument("--shape", action="append", default=None, help="one weight as MxK (e.g. 4096x14336); repeat it")
+    t.add_argument("--dtype", default="bf16", help="bf16 or fp16 (default bf16)")
+    t.add_argument("--n", default=None, help="comma-separated token counts 1..128; each tunes its N bucket "
+                                            "(default: every bucket, 1,4,8,16,32,64,128)")
+    t.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="compile the candidates in this many processes")
+    t.set_defaults(fn=cmd_tune)
     return p
+
+
+def _model_names() -> list[str]:
+    from . import models
+    return models.names()
 
 
 def main(argv=None) -> int:

@@ -67,6 +67,8 @@ class Settings:
     pdl: bool
     prefetch: bool
     blas: bool
+    tuned: bool
+    autotune: bool
 
 
 _settings: Settings | None = None
@@ -95,6 +97,12 @@ def reload() -> Settings:
         # JITGEMM_BLAS (default on): on NVIDIA, gemm sends a moderate-N shape (N > 16, no bias) to cuBLAS
         # where the measured table says cuBLAS is faster than jitgemm's best kernel there. 0: always the kernel.
         blas=_flag("JITGEMM_BLAS", True),
+        # JITGEMM_TUNED (default on): the dispatcher reads `jitgemm tune`'s results for this GPU (in the
+        # cache directory) before the shipped tables. 0: the shipped tables alone.
+        tuned=_flag("JITGEMM_TUNED", True),
+        # JITGEMM_AUTOTUNE (default off): the first call of an untuned 16-bit shape tunes it on the spot
+        # (a few seconds; never during graph capture) and stores the result like `jitgemm tune`.
+        autotune=_flag("JITGEMM_AUTOTUNE", False),
     )
     return _settings
 

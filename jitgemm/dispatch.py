@@ -1,8 +1,10 @@
 """Which kernel family and template config runs for (arch, dtype, N, M, K), and why.
 
-NVIDIA configs come from a table measured on an H100 (`tuning_nv.py`, written by
-`python -m jitgemm bench --tune`); shapes between table points take the nearest measured shape
-in log(M), log(K). AMD configs follow the seed's CU-count rules (no AMD GPU to measure on)."""
+NVIDIA configs come from measured tables (jitgemm.tables: a JSON file per GPU, written by
+`python -m jitgemm bench --tune`): first the user's own tuning of the exact shape on this device
+(`jitgemm tune`, jitgemm.tuned), then the shipped table of the device (or of its arch), where shapes
+between table points take the nearest measured shape in log(M), log(K). AMD configs follow the
+seed's CU-count rules (no AMD GPU to measure on)."""
 from __future__ import annotations
 
 import math
@@ -11,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from . import config
 from .kernels import moderate, skinny
 from .runtime.jit import KernelInstance
-from .tuning_nv import load_table
+from . import tables, tuned
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,49 @@ def n_bucket(n: int) -> int:
     return 1 if n == 1 else 4 if n <= 4 else 8 if n <= 8 else 16
 
 
+def load_table(family: str = "skinny", *, device: str = "", arch: str = "sm_90a") -> list:
+    """The measured rows of a family ('skinny', 'fp8' or 'moderate') for a device (its name) of an
+    arch: JITGEMM_NV_TUNING's file when set and it has the family, else the shipped file
+    jitgemm.tables.choose picks. The user's own tuning (jitgemm.tuned) is consulted before these."""
+    t = _table_file(device, arch, family)
+    return t.family(family) if t else []
+
+
+def _table_file(device: str, arch: str, family: str):
+    override = config.settings().nv_tuning
+    if override:
+        t = tables.choose("cuda", device, arch, override)
+        if t.has(family):
+            return t
+    return tables.choose("cuda", device, arch)
+
+
+def every_row(family: str) -> list:
+    """Every measured row of a family in any table the dispatcher may read here (each shipped file,
+    JITGEMM_NV_TUNING's): what `aot` compiles configs from."""
+    override = config.settings().nv_tuning
+    if override:
+        t = tables.choose("cuda", "", "sm_90a", override)
+        if t.has(family):
+            return list(t.family(family))
+    return [r for t in tables.shipped() if t.vendor == "cuda" for r in t.family(family)]
+
+
+def lookup(family: str, m: int, k: int, device: str = "", arch: str = "sm_90a", usable=None):
+    """(row, why) of the measured row a shape takes, or None without any: the user's tuning of this
+    exact (M, K) on this device first (where `usable(row)` holds, if given), else the nearest tuned
+    shape in log(M), log(K) of the table."""
+    row = tuned.exact(device, family, m, k)
+    if row is not None and (usable is None or usable(row)):
+        return row, f"tuned on this GPU ({tuned.describe(device)})"
+    table = load_table(family, device=device, arch=arch)
+    if not table:
+        return None
+    row = nearest_row(table, m, k)
+    t = _table_file(device, arch, family)
+    return row, f"measured table: nearest tuned shape M={row[0]} K={row[1]} ({t.device if t else 'a test table'})"
+
+
 def nearest_row(table: list, m: int, k: int):
     """The tuned shape of a measured table nearest to (M, K) in log(M), log(K)."""
     return min(table, key=lambda r: _log_dist(r, m, k))
@@ -57,47 +102,57 @@ def _log_dist(row, m: int, k: int) -> float:
     return (math.log2(row[0]) - math.log2(max(m, 1))) ** 2 + (math.log2(row[1]) - math.log2(max(k, 8))) ** 2
 
 
-def moderate_entry(n: int, m: int, k: int):
-    """(tuned M, tuned K, N bucket, entry) of the moderate-N table for this shape, or None without a
-    table (or, for N <= 16, without a measured bucket 16). entry: see moderate.from_entry."""
-    table = load_table("moderate")
-    if not table:
-        return None
-    tm, tk, buckets = nearest_row(table, m, k)
+def moderate_entry(n: int, m: int, k: int, device: str = "", arch: str = "sm_90a"):
+    """(tuned M, tuned K, N bucket, entry, why) of the moderate-N row this shape takes, or None without
+    one (or, for N <= 16, without a measured bucket 16). entry: see moderate.from_entry."""
     if n <= skinny.MAX_N:
-        return (tm, tk, skinny.MAX_N, buckets[skinny.MAX_N]) if skinny.MAX_N in buckets else None
+        usable = lambda r: skinny.MAX_N in r[2]
+    else:
+        usable = lambda r: any(b > skinny.MAX_N for b in r[2])
+    found = lookup("moderate", m, k, device, arch, usable)
+    if not found:
+        return None
+    (tm, tk, buckets), why = found
+    if n <= skinny.MAX_N:
+        return (tm, tk, skinny.MAX_N, buckets[skinny.MAX_N], why) if skinny.MAX_N in buckets else None
     b = min((bb for bb in buckets if bb > skinny.MAX_N and bb >= n), default=max(buckets))
-    return tm, tk, b, buckets[b]
+    return tm, tk, b, buckets[b], why
 
 
-def small_n_moderate(m: int, k: int, arch: str) -> bool:
-    """Whether N = 1..16 of this shape runs the moderate family instead of the skinny one: only where
-    the moderate table adopted it (its bucket 16, written by `bench --group moderate-n --tune --n
-    1,4,8,16`: the smaller worst-case time over N = 1, 4, 8, 16), at a tuned shape within a factor of 2 in M and K
-    and at least as near as the skinny table's, with a tile this arch runs. One config then serves
-    every N <= 16 (a 16-token tile, the same K slices), so a token's bits still do not depend on the
-    batch size."""
-    found = moderate_entry(1, m, k)
-    if not found or not moderate.from_entry(found[3])[0].tile.runs_on(arch):
+def small_n_moderate(m: int, k: int, arch: str, device: str = "") -> bool:
+    """Whether N = 1..16 of this shape runs the moderate family instead of the skinny one: only at a
+    shape whose row adopted it (its bucket 16, written by `bench --group moderate-n --tune --n
+    1,4,8,16` or `jitgemm tune`: the smaller worst-case time over N = 1, 4, 8, 16) and that is this very
+    (M, K), with a tile this arch runs. One config then serves every N <= 16 (a 16-token tile, the same
+    K slices), so a token's bits still do not depend on the batch size.
+
+    Exact shapes only: the rule once took any shape within a factor of 2 of an adopting one, and on an
+    H200 that lost 0.76-0.79x against cuBLAS at untuned weights at N = 1, 4 and 16 (a win measured at
+    one shape does not carry to its neighbours), while the skinny family's nearest config holds up."""
+    if tuned.exact(device, "skinny", m, k) is not None:
+        # N <= 16 of this shape was tuned here (a tuning of N <= 16 always writes its skinny row): its verdict
+        row = tuned.exact(device, "moderate", m, k)
+        entry = row[2].get(skinny.MAX_N) if row is not None else None
+        return entry is not None and moderate.from_entry(entry)[0].tile.runs_on(arch)
+    found = moderate_entry(1, m, k, device, arch)
+    if not found or (found[0], found[1]) != (m, k):
         return False
-    if abs(math.log2(found[0] / max(m, 1))) > 1 or abs(math.log2(found[1] / max(k, 8))) > 1:
-        return False
-    skinny_table = load_table("skinny")
-    return not skinny_table or _log_dist(found[:2], m, k) <= _log_dist(nearest_row(skinny_table, m, k), m, k)
+    return moderate.from_entry(found[3])[0].tile.runs_on(arch)
 
 
 def nv_config(dtype: str, n: int, m: int, k: int, sms: int, arch: str = "sm_90a",
-              family: str = "skinny") -> tuple[skinny.NvConfig, str]:
-    """The measured config of the nearest tuned shape in log(M), log(K). Its K order (WK, U, SK)
-    is chosen per shape for all N together, so the same token gives the same bits at every N."""
-    table = load_table(family) or load_table("skinny")
-    if not table:
+              family: str = "skinny", device: str = "") -> tuple[skinny.NvConfig, str]:
+    """The measured config of the shape's row (jitgemm.dispatch.lookup). Its K order (WK, U, SK) is
+    chosen per shape for all N together, so the same token gives the same bits at every N."""
+    found = lookup(family, m, k, device, arch) or lookup("skinny", m, k, device, arch)
+    if not found:
         return heuristic_nv(m, k, sms), "heuristic (no measured table)"
-    tm, tk, (wk, u, sk), mts = nearest_row(table, m, k)
+    (tm, tk, (wk, u, sk), mts), why = found
     if sm_version(arch) < 90:
         sk = 1  # clusters need sm_90
-    cfg = skinny.NvConfig(mts[n_bucket(n)], wk, u, sk)
-    return cfg, f"measured table: nearest tuned shape M={tm} K={tk}"
+    b = n_bucket(n)
+    mt = mts.get(b) or mts[min(mts, key=lambda x: abs(x - b))]  # a tuning of some N buckets only: the nearest
+    return skinny.NvConfig(mt, wk, u, sk), why
 
 
 def heuristic_nv(m: int, k: int, sms: int) -> skinny.NvConfig:
@@ -106,16 +161,17 @@ def heuristic_nv(m: int, k: int, sms: int) -> skinny.NvConfig:
     return skinny.NvConfig(2 if m >= 8192 else 1, 16, 2, 1)
 
 
-def moderate_nv_config(n: int, m: int, k: int, sms: int, arch: str) -> tuple[moderate.ModerateConfig, str]:
-    """N > 16 on NVIDIA: the measured config of the nearest tuned shape in log(M), log(K) for the
+def moderate_nv_config(n: int, m: int, k: int, sms: int, arch: str,
+                       device: str = "") -> tuple[moderate.ModerateConfig, str]:
+    """N > 16 on NVIDIA: the measured config of the shape's row (jitgemm.dispatch.lookup) for the
     N bucket (32, 64, 128), else the heuristic. Clusters need sm_90: before it, the same K slices
     are summed through the workspace."""
     cluster_ok = sm_version(arch) >= 90
-    found = moderate_entry(n, m, k)
+    found = moderate_entry(n, m, k, device, arch)
     if found:
-        tm, tk, b, entry = found
+        tm, tk, b, entry, why = found
         cfg, ratio = moderate.from_entry(entry)
-        why = f"measured table: nearest tuned shape M={tm} K={tk}, N bucket {b}"
+        why += f", N bucket {b}"
         if not cfg.tile.runs_on(arch):  # a wgmma tile off sm_90a: the heuristic's tile, the same K slices
             cfg = replace(cfg, tile=moderate.heuristic(n, m, k, sms, cluster_ok).tile)
             why += f" (its wgmma tile needs sm_90a: {arch} runs an mma.sync tile)"
@@ -131,11 +187,12 @@ def moderate_nv_config(n: int, m: int, k: int, sms: int, arch: str) -> tuple[mod
     return moderate.heuristic(n, m, k, sms, cluster_ok), "heuristic for moderate N (no measured table)"
 
 
-def blas_choice(n: int, m: int, k: int, bias: bool, blas_present: bool | None = None) -> tuple[bool, str]:
+def blas_choice(n: int, m: int, k: int, bias: bool, blas_present: bool | None = None, device: str = "",
+                arch: str = "sm_90a") -> tuple[bool, str]:
     """(whether cuBLAS runs this shape, why the kernel runs although cuBLAS measured faster). cuBLAS
     runs where the table measured it faster than the kernel (ratio < 1, N > 16), on NVIDIA, without a
     bias (only the kernel fuses one), unless JITGEMM_BLAS=0 or the library does not load."""
-    ratio = blas_ratio(n, m, k) if n > skinny.MAX_N else None
+    ratio = blas_ratio(n, m, k, device, arch) if n > skinny.MAX_N else None
     if ratio is None or ratio >= 1.0:
         return False, ""
     if bias:
@@ -151,9 +208,9 @@ def blas_choice(n: int, m: int, k: int, bias: bool, blas_present: bool | None = 
     return True, f"cuBLAS (cublasGemmEx, fp32 accumulation, {where}) measured {1 / ratio:.2f}x faster than"
 
 
-def blas_ratio(n: int, m: int, k: int) -> float | None:
-    """cuBLAS time / moderate-kernel time measured at the nearest tuned shape and N bucket (None: not measured)."""
-    found = moderate_entry(n, m, k)
+def blas_ratio(n: int, m: int, k: int, device: str = "", arch: str = "sm_90a") -> float | None:
+    """cuBLAS time / moderate-kernel time measured at the shape's row and N bucket (None: not measured)."""
+    found = moderate_entry(n, m, k, device, arch)
     if not found:
         return None
     return moderate.from_entry(found[3])[1]
@@ -173,13 +230,15 @@ def fit_shared(cfg: moderate.ModerateConfig, limit: int) -> moderate.ModerateCon
 
 
 def plan_skinny(vendor: str, arch: str, cus: int, dtype: str, n: int, m: int, k: int, l2_bytes: int = 50 << 20,
-                shared_limit: int = 0, bias: bool = False, blas_present: bool | None = None) -> Plan:
+                shared_limit: int = 0, bias: bool = False, blas_present: bool | None = None,
+                device: str = "") -> Plan:
     """The plan of a 16-bit gemm (N = 1..128): the skinny family, the moderate-N family or cuBLAS.
-    bias: whether the call has one (cuBLAS is only chosen without)."""
-    if n > skinny.MAX_N or (vendor == "cuda" and small_n_moderate(m, k, arch)):
-        return plan_moderate(vendor, arch, cus, dtype, n, m, k, shared_limit, bias, blas_present)
+    bias: whether the call has one (cuBLAS is only chosen without). device: the GPU's name (which
+    measured table and which of the user's tunings apply)."""
+    if n > skinny.MAX_N or (vendor == "cuda" and small_n_moderate(m, k, arch, device)):
+        return plan_moderate(vendor, arch, cus, dtype, n, m, k, shared_limit, bias, blas_present, device)
     if vendor == "cuda":
-        cfg, why = nv_config(dtype, n, m, k, cus, arch)
+        cfg, why = nv_config(dtype, n, m, k, cus, arch, device=device)
         grid, block, shared = cfg.geometry(m, n)
         hopper_plus = sm_version(arch) >= 90
         pf = cfg.prefetch_bytes(m, k, cus, l2_bytes) if config.prefetch() and hopper_plus else 0
@@ -196,13 +255,13 @@ def plan_skinny(vendor: str, arch: str, cus: int, dtype: str, n: int, m: int, k:
 
 
 def plan_moderate(vendor: str, arch: str, cus: int, dtype: str, n: int, m: int, k: int, shared_limit: int = 0,
-                  bias: bool = False, blas_present: bool | None = None) -> Plan:
+                  bias: bool = False, blas_present: bool | None = None, device: str = "") -> Plan:
     """N = 17..128: the tiled split-K family, or cuBLAS where the measured table says it is faster
     (NVIDIA, no bias, JITGEMM_BLAS not 0, the library loads). shared_limit: the device's per-block
     maximum (0: the arch's known value)."""
     if vendor == "cuda":
-        cfg, why = moderate_nv_config(n, m, k, cus, arch)
-        use_blas, note = blas_choice(n, m, k, bias, blas_present)
+        cfg, why = moderate_nv_config(n, m, k, cus, arch, device)
+        use_blas, note = blas_choice(n, m, k, bias, blas_present, device, arch)
         if use_blas:
             return Plan("blas", f"{note} the best moderate-N kernel ({cfg.describe()}, S={cfg.S}; {why}); "
                                 f"JITGEMM_BLAS=0 runs the kernel", cfg)
@@ -221,10 +280,11 @@ def plan_moderate(vendor: str, arch: str, cus: int, dtype: str, n: int, m: int, 
                 (cfg.tile.threads, 1, 1), cfg.tile.shared_bytes(), extra)
 
 
-def plan_fp8(vendor: str, arch: str, cus: int, out_dtype: str, mode: int, fmt: str, n: int, m: int, k: int) -> Plan:
+def plan_fp8(vendor: str, arch: str, cus: int, out_dtype: str, mode: int, fmt: str, n: int, m: int, k: int,
+             device: str = "") -> Plan:
     from .kernels import fp8
     if vendor == "cuda":
-        cfg, why = nv_config(out_dtype, n, m, k, cus, arch, family="fp8")
+        cfg, why = nv_config(out_dtype, n, m, k, cus, arch, family="fp8", device=device)
         grid, block, shared = cfg.geometry(m, n)
         return Plan("fp8", f"{fp8.MODE_NAMES[mode]}; {cfg.describe()}; {why}", cfg,
                     fp8.nv_instance(cfg, out_dtype, mode, n), grid, block, shared, {"pdl": False})
@@ -247,7 +307,7 @@ def all_fp8_instances(vendor: str, arch: str | None = None) -> list[KernelInstan
     out: list[KernelInstance] = []
     for out_dtype in skinny.TAG:
         if vendor == "cuda":
-            cfgs = {skinny.NvConfig(mt, *r[2]) for r in load_table("fp8") for mt in r[3].values()} or \
+            cfgs = {skinny.NvConfig(mt, *r[2]) for r in every_row("fp8") for mt in r[3].values()} or \
                 {heuristic_nv(m, 4096, 132) for m in (4096, 8192)}
             cfgs |= {skinny.NvConfig(c.MT, c.WK, c.U, 1) for c in cfgs}
             insts = [fp8.nv_instance(c, out_dtype, mode, n) for c in sorted(cfgs, key=str)
@@ -284,7 +344,7 @@ def moderate_nv_instances() -> list[KernelInstance]:
     a table, the heuristic's. A wgmma config also brings the heuristic's mma.sync tiles, which
     stand in for it off sm_90a."""
     cfgs = []
-    for row in load_table("moderate"):
+    for row in every_row("moderate"):
         for v in row[2].values():
             cfgs.append(moderate.from_entry(v)[0])
     heuristic_tiles = [moderate.heuristic(n, 128, 4096, 132, True).tile for n in (17, 64)]  # its two tiles
@@ -323,7 +383,7 @@ def all_instances(vendor: str) -> list[KernelInstance]:
     for dtype in skinny.TAG:
         for n in range(1, skinny.MAX_N + 1):
             if vendor == "cuda":
-                table = load_table()
+                table = every_row("skinny")
                 cfgs = {skinny.NvConfig(mt, *r[2]) for r in table for mt in r[3].values()} or set(skinny.NV_CONFIGS)
                 cfgs |= {skinny.NvConfig(c.MT, c.WK, c.U, 1) for c in cfgs}  # what pre-sm_90 GPUs get
                 cfgs = sorted(cfgs, key=str)

@@ -137,15 +137,15 @@ def _check(x, w, scale_x, scale_w, bias, out_dtype, fp8_format) -> _Scaled:
 
 def _plan(backend, device, s: _Scaled) -> dispatch.Plan:
     info = backend.device_info(device)
-    return plan_for(backend.name, info.arch, info.multiprocessors, s)
+    return plan_for(backend.name, info.arch, info.multiprocessors, s, info.name)
 
 
-def plan_for(vendor: str, arch: str, sms: int, s: _Scaled) -> dispatch.Plan:
+def plan_for(vendor: str, arch: str, sms: int, s: _Scaled, device: str = "") -> dispatch.Plan:
     """The plan of a checked scaled_gemm call on a device of this arch (explain(arch=) needs no GPU)."""
     rule = fp8.format_rule(vendor, arch, s.fmt)
     if rule:
         raise ValueError(f"scaled_gemm: {rule}")
-    return dispatch.plan_fp8(vendor, arch, sms, s.out_dtype, s.mode, s.fmt, s.n, s.m, s.k)
+    return dispatch.plan_fp8(vendor, arch, sms, s.out_dtype, s.mode, s.fmt, s.n, s.m, s.k, device)
 
 
 def _layout(s: _Scaled, x: View, w: View, bias: View | None, out: View | None) -> tuple:

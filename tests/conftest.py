@@ -47,3 +47,34 @@ def _fresh_settings():
     config.reload()
     yield
     config.reload()
+
+
+def table_doc(skinny=None, moderate=None, fp8=None, device="test GPU", arch="sm_90a") -> dict:
+    """A tables document (jitgemm.tables) from rows in the dispatcher's tuple forms: skinny/fp8
+    (M, K, (WK, U, SK), {bucket: MT}), moderate (M, K, {bucket: (BM, BN, WM, WN, ST, KS, S, RED, ratio)})."""
+    from jitgemm import tables
+
+    def skinny_rows(rows):
+        return None if rows is None else [tables.skinny_row_doc(f"m{m}.k{k}", m, k, order, mts)
+                                          for m, k, order, mts in rows]
+    fams = {"skinny": skinny_rows(skinny), "fp8": skinny_rows(fp8),
+            "moderate": None if moderate is None else [
+                {"name": f"m{m}.k{k}", "m": m, "k": k,
+                 "buckets": {str(b): tables.moderate_entry_doc(e) for b, e in buckets.items()}}
+                for m, k, buckets in moderate]}
+    return tables.document("cuda", device, arch, {"date": "test"}, fams)
+
+
+@pytest.fixture
+def nv_tables(tmp_path, monkeypatch):
+    """Point the dispatcher at a tables file of the test's rows (JITGEMM_NV_TUNING, the public seam):
+    nv_tables(moderate=[...]) -> its path. A family left out stays as shipped; [] means no rows."""
+    from jitgemm import config, tables
+
+    def use(**families):
+        path = tmp_path / f"tables-{len(list(tmp_path.glob('tables-*.json')))}.json"
+        path.write_text(tables.dumps(table_doc(**families)))
+        monkeypatch.setenv("JITGEMM_NV_TUNING", str(path))
+        config.reload()
+        return path
+    return use

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from jitgemm import cli, config, dispatch
+from jitgemm import cli, config, dispatch, precompile
 from jitgemm.runtime import amd_offline
 from jitgemm.runtime.backend import CompileOptions, get_backend
 from jitgemm.runtime.cache import CodeCache, default_cache
@@ -98,9 +98,9 @@ def matrix(matrix_root):
     jobs = [(a, i) for a in ARCHS if _skip_reason(a) is None for i in INSTANCES[a]]
     errors = {}
     workers = max(2, os.cpu_count() or 1)
-    # spawn: a forked child would inherit hip-python's state; cli._aot_compile returns plain values
+    # spawn: a forked child would inherit hip-python's state; precompile.compile_one returns plain values
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as ex:
-        futures = [(a, i, ex.submit(cli._aot_compile, a, matrix_root, i)) for a, i in jobs]
+        futures = [(a, i, ex.submit(precompile.compile_one, a, matrix_root, i)) for a, i in jobs]
         for a, i, f in futures:
             err = f.result()[4]
             if err:

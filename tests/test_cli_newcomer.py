@@ -7,7 +7,7 @@ import types
 
 import pytest
 
-from jitgemm import cli
+from jitgemm import cli, precompile
 from jitgemm.runtime.backend import CompileResult, get_backend
 from jitgemm.runtime.cache import CodeCache
 
@@ -99,7 +99,7 @@ def fake_aot(monkeypatch, total, spilling):
             res = {"registers": 40, "spill_stores": 8 * (i in spilling), "spill_loads": 8 * (i in spilling),
                    "stack_frame": 8 * (i in spilling), "smem": 0}
             yield inst.name, "jg_fake", res, True, None
-    monkeypatch.setattr(cli, "_aot_results", results)
+    monkeypatch.setattr(precompile, "results", results)
     return names
 
 
@@ -131,7 +131,7 @@ def test_every_option_has_help():
         for action in p._actions:
             if action.dest != "help":
                 assert action.help, f"{name} {action.option_strings or action.dest} has no help text"
-    assert set(sub.choices) == {"info", "cache", "aot", "demo", "bench"}
+    assert set(sub.choices) == {"info", "cache", "aot", "demo", "bench", "tune"}
 
 
 def test_aot_help_lists_the_archs(tmp_path):

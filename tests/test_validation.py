@@ -561,7 +561,7 @@ def test_plan_cuda_instance_and_token_tiles(n, nt):
 
 
 def test_plan_cuda_heuristic_without_table(monkeypatch):
-    monkeypatch.setattr(dispatch, "load_table", lambda family="skinny": [])
+    monkeypatch.setattr(dispatch, "load_table", lambda family="skinny", **kw: [])
     p = dispatch.plan_skinny("cuda", "sm_90a", 132, "bfloat16", 4, 4096, 4096)
     assert "heuristic" in p.reason
     # what won almost every decode shape on the H100: 16 warps split K, 2 steps; 32-row blocks for large M
@@ -572,7 +572,7 @@ def test_plan_cuda_heuristic_without_table(monkeypatch):
 
 
 def test_heuristic_choices_are_in_the_aot_set(monkeypatch):
-    monkeypatch.setattr(dispatch, "load_table", lambda family="skinny": [])
+    monkeypatch.setattr(dispatch, "every_row", lambda family: [])
     names = {i.name for i in dispatch.all_instances("cuda")}
     for m in (64, 4096, 8192, 28672, 128256):
         for k in (64, 512, 4096, 28672):
@@ -606,9 +606,10 @@ def test_pdl_on_archs_newer_than_sm90(monkeypatch, arch):
 
 
 def test_cuda_dispatch_before_sm90_is_covered_by_aot(monkeypatch):
-    # a measured row whose K split uses a 2-block cluster, in tuning_nv's (M, K, (WK, U, SK), {bucket: MT}) form
+    # a measured row whose K split uses a 2-block cluster, in the dispatcher's (M, K, (WK, U, SK), {bucket: MT}) form
     row = (4096, 4096, (8, 2, 2), {1: 1, 4: 1, 8: 1, 16: 1})
-    monkeypatch.setattr(dispatch, "load_table", lambda family="skinny": [row] if family == "skinny" else [])
+    monkeypatch.setattr(dispatch, "load_table", lambda family="skinny", **kw: [row] if family == "skinny" else [])
+    monkeypatch.setattr(dispatch, "every_row", lambda family: [row] if family == "skinny" else [])
     insts = set(dispatch.all_instances("cuda"))
     assert dispatch.plan_skinny("cuda", "sm_90a", 132, "bfloat16", 1, 4096, 4096).instance in insts
     assert dispatch.plan_skinny("cuda", "sm_80", 108, "bfloat16", 1, 4096, 4096).instance in insts

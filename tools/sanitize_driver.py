@@ -42,7 +42,7 @@ from jitgemm.arrays import View  # noqa: E402
 from jitgemm.device_array import DeviceArray  # noqa: E402
 from jitgemm.kernels import fp8, skinny  # noqa: E402
 from jitgemm.runtime.backend import default_backend  # noqa: E402
-from jitgemm.tuning_nv import load_table  # noqa: E402
+from jitgemm.dispatch import every_row  # noqa: E402
 
 from fp8_reference import MAX, quantize, reference as fp8_reference  # noqa: E402
 from reference import NP, reference as ref16, ulp  # noqa: E402
@@ -232,7 +232,7 @@ def run_16bit(dev: Device, tally: Tally, rng, launches_per_instance: int):
 
 # ---- fp8 ------------------------------------------------------------------------------------------------------------
 def fp8_configs() -> list:
-    cfgs = {skinny.NvConfig(mt, *r[2]) for r in load_table("fp8") for mt in r[3].values()}
+    cfgs = {skinny.NvConfig(mt, *r[2]) for r in every_row("fp8") for mt in r[3].values()}
     if not cfgs:
         cfgs = {skinny.NvConfig(2 if m >= 8192 else 1, 16, 2, 1) for m in (1, 8192)}   # the heuristic
     cfgs |= {skinny.NvConfig(c.MT, c.WK, c.U, 1) for c in cfgs}   # what sm_89 gets

@@ -40,3 +40,20 @@ def to_host(a, dtype: str) -> np.ndarray:
 def torch_view(a, dtype: str):
     import torch
     return torch.from_dlpack(a).view(torch.float16 if dtype == "float16" else torch.bfloat16)
+
+
+def check_rows(cp, w, x, out, dtype: str, label: str) -> float:
+    """Relative error of out[n, m] = x[n, k] . w[m, k]^T (16-bit bits in uint16 arrays, already computed)
+    on 192 random rows and the last 64 against float64; raises AssertionError past the rounding bound."""
+    m, k = w.shape
+    n = x.shape[0]
+    rows = np.unique(np.concatenate([np.random.default_rng(n).integers(0, m, 192), np.arange(max(0, m - 64), m)]))
+    wh = to_host(w[cp.asarray(rows)], dtype).astype(np.float64)
+    xh = to_host(x, dtype).astype(np.float64)
+    got = to_host(out, dtype).astype(np.float64)[:, rows]
+    ref = xh @ wh.T
+    bound = (2.0 ** -7 if dtype == "bfloat16" else 2.0 ** -10) * np.abs(ref) + k * 2.0 ** -23 * (np.abs(xh) @ np.abs(wh).T)
+    err = np.abs(got - ref)
+    if np.isnan(got).any() or (err > bound + 1e-30).any():
+        raise AssertionError(f"{label} {dtype}: wrong result (max err {err.max():.3g})")
+    return float(np.linalg.norm(got - ref) / max(np.linalg.norm(ref), 1e-30))

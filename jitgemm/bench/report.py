@@ -29,13 +29,19 @@ def rows(cases, ceiling: float) -> list[dict]:
     return out
 
 
+LOSS = 0.97  # a case "loses" when jitgemm is more than 3 % slower than the baseline
+
+
 def summary(table: list[dict]) -> dict:
+    """Per ratio column: geomean, the worst case (which one), and how many cases lose more than 3 %."""
     s = {}
     for key in sorted({k for r in table for k in r if k.startswith("x_")}):
-        vals = [r[key] for r in table if key in r and r[key] and not math.isnan(r[key])]
-        if vals:
-            s[key] = {"geomean": math.exp(statistics.fmean(math.log(v) for v in vals)), "min": min(vals),
-                      "cases": len(vals)}
+        rs = [r for r in table if key in r and r[key] and not math.isnan(r[key])]
+        if rs:
+            worst = min(rs, key=lambda r: r[key])
+            s[key] = {"geomean": math.exp(statistics.fmean(math.log(r[key]) for r in rs)), "min": worst[key],
+                      "worst_case": f"{worst['shape']} N={worst['N']} {worst['dtype']}", "cases": len(rs),
+                      "losing_over_3pct": sum(r[key] < LOSS for r in rs)}
     return s
 
 

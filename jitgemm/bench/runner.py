@@ -6,8 +6,6 @@ import contextlib
 import math
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
-
 from .. import api
 from ..config import reload as reload_settings
 from ..runtime.backend import get_backend
@@ -35,6 +33,15 @@ class Case:
 
     def bytes_moved(self) -> int:
         return self.w_bytes * self.m * self.k + self.x_bytes * self.n * self.k + 2 * self.n * self.m
+
+
+def meta(cp) -> dict:
+    """What a result file says about where it was measured: the current device, versions, the date."""
+    import datetime
+    b = get_backend("cuda")
+    info = b.device_info(int(cp.cuda.Device().id))
+    return {"device": info.name, "arch": info.arch, "sms": info.multiprocessors, "l2_bytes": info.l2_bytes,
+            **b.versions(), "date": datetime.date.today().isoformat()}
 
 
 def ceiling_tbs(cp, gib: float = 1.0) -> float:
@@ -69,21 +76,11 @@ class Operands:
 
     def check(self, n: int, prepared) -> float:
         """Relative error of one call on sampled rows against float64; raises if out of bound."""
-        cp = self.cp
         self.out[0].fill(0xFFFF)
         prepared.launch(0)
-        cp.cuda.runtime.deviceSynchronize()
-        m, k = self.shape.m, self.shape.k
-        rows = np.unique(np.concatenate([np.random.default_rng(n).integers(0, m, 192), np.arange(max(0, m - 64), m)]))
-        w = operands.to_host(self.w[0][cp.asarray(rows)], self.dtype).astype(np.float64)
-        x = operands.to_host(self.x[:n], self.dtype).astype(np.float64)
-        got = operands.to_host(self.out[0][:n], self.dtype).astype(np.float64)[:, rows]
-        ref = x @ w.T
-        bound = (2.0 ** -7 if self.dtype == "bfloat16" else 2.0 ** -10) * np.abs(ref) + k * 2.0 ** -23 * (np.abs(x) @ np.abs(w).T)
-        err = np.abs(got - ref)
-        if np.isnan(got).any() or (err > bound + 1e-30).any():
-            raise AssertionError(f"{self.shape.name} N={n} {self.dtype}: wrong result (max err {err.max():.3g})")
-        return float(np.linalg.norm(got - ref) / max(np.linalg.norm(ref), 1e-30))
+        self.cp.cuda.runtime.deviceSynchronize()
+        return operands.check_rows(self.cp, self.w[0], self.x[:n], self.out[0][:n], self.dtype,
+                                   f"{self.shape.name} N={n}")
 
 
 def prepared_calls(ops: Operands, n: int, config=None):
@@ -146,6 +143,40 @@ def forced(config, make):
 
 def _prepare_with(config, xv, wv, ov):
     return forced(config, lambda: api.prepare(xv, wv, out=ov))
+
+
+@contextlib.contextmanager
+def forced_blas():
+    """Inside, the NVIDIA dispatcher sends every moderate-N plan to cuBLAS (the route jitgemm itself
+    would run), so a tuning sweep times it beside the kernels."""
+    from .. import dispatch
+    orig = dispatch.blas_choice
+    dispatch.blas_choice = lambda *a, **kw: (True, "forced by tuning:")
+    reload_settings()
+    api._plan_cached.cache_clear()
+    try:
+        yield
+    finally:
+        dispatch.blas_choice = orig
+        reload_settings()
+        api._plan_cached.cache_clear()
+
+
+def time_config(ops, n: int, cfg, stream, make=None, check=None) -> tuple[float | None, str]:
+    """(graph-replay us, "") of one forced config at N tokens after its float64 check, or (None, why)
+    for a config that spills, that the driver refuses or that computes a wrong result (never chosen).
+    make / check: how the calls are prepared and the first one checked (default: 16-bit gemm calls of
+    `ops` with `cfg` forced, ops.check)."""
+    from ..errors import JitgemmError
+    try:
+        preps = make() if make else prepared_calls(ops, n, config=cfg)
+        res = preps[0].kernel.resources if preps[0].kernel is not None else {}
+        if res.get("spill_stores") or res.get("stack_frame"):
+            return None, "spills"
+        (check or (lambda p: ops.check(n, p)))(preps[0])
+    except (JitgemmError, AssertionError) as e:
+        return None, f"{type(e).__name__}: {e}"
+    return time_ours(preps, stream, modes=("graph",))["us_graph"], ""
 
 
 def time_ours(preps, stream, modes=("b2b", "graph")) -> dict:

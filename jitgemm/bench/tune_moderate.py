@@ -8,9 +8,11 @@ import json
 import os
 
 from ..dispatch import sm_version
-from ..errors import VendorError
 from ..kernels import moderate
 from . import runner
+from .tune_skinny import write_tables
+
+MAX_SMALL_N = 16  # the skinny family's N range: bucket 16 of a moderate row covers N = 1..16
 
 SLICES = (1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32)
 
@@ -62,26 +64,20 @@ def tune(ns, shapes, out_dir, meta, dtype="bfloat16") -> list:
         cp.get_default_memory_pool().free_all_blocks()
         if out_dir:  # after every shape: a sweep cut short keeps what it measured
             os.makedirs(out_dir, exist_ok=True)
-            with open(os.path.join(out_dir, "tune-moderate.json"), "w") as f:
+            with open(os.path.join(out_dir, "tune-moderate-raw.json"), "w") as f:
                 json.dump({"meta": meta, "table_moderate": table, "raw": raw}, f)
-            with open(os.path.join(out_dir, "tuning_nv.py"), "w") as f:
-                f.write(table_source(table, meta))
+            write_tables(out_dir, meta, "moderate", moderate_rows(table, meta))
     return table
 
 
 def _time_config(ops, sh, n: int, cfg: moderate.ModerateConfig, stream, raw: list) -> float | None:
     """Graph-replay time of one forced config at N tokens after its float64 check (recorded in `raw`),
-    or None for a config that spills or that the driver refuses (reported, never chosen)."""
-    preps = runner.prepared_calls(ops, n, config=cfg)
-    res = preps[0].kernel.resources
-    if res.get("spill_stores") or res.get("stack_frame"):
+    or None for a config that spills, that the driver refuses or that is wrong (reported, never chosen)."""
+    us, why = runner.time_config(ops, n, cfg, stream)
+    if us is None:
+        if why != "spills":
+            print(f"tune {sh.name} N={n} {cfg}: {why}", flush=True)
         return None
-    try:
-        ops.check(n, preps[0])
-    except VendorError as e:
-        print(f"tune {sh.name} N={n} {cfg}: {e}", flush=True)
-        return None
-    us = runner.time_ours(preps, stream, modes=("graph",))["us_graph"]
     t = cfg.tile
     raw.append({"m": sh.m, "k": sh.k, "n": n, "tile": [t.BM, t.BN, t.WM, t.WN, t.ST, t.KS], "S": cfg.S,
                 "RED": cfg.RED, "us": round(us, 3)})
@@ -141,17 +137,26 @@ def tune_small_n(ns, shapes, out_dir, meta, dtype="bfloat16") -> list:
             os.makedirs(out_dir, exist_ok=True)
             with open(os.path.join(out_dir, "tune-moderate-small-n.json"), "w") as f:
                 json.dump({"meta": meta, "table_moderate_small_n": table, "raw": raw}, f)
+            write_tables(out_dir, meta, "moderate", moderate_rows(table, meta, small_n=True))
     return table
 
 
-def table_source(table, meta) -> str:
-    """tuning_nv.py with NV_TABLE_MODERATE replaced by this sweep's table."""
-    from ..tuning_nv import load_table
-    from .main import tuning_source_with
-    small = {(m, k): b[16] for m, k, b in load_table("moderate") if 16 in b}  # the N <= 16 sweep's, kept
-    table = [{**r, "buckets": {**({16: small[(r["m"], r["k"])]} if (r["m"], r["k"]) in small else {}), **r["buckets"]}}
-             for r in table]
-    rows = "".join(f"    ({r['m']}, {r['k']}, {{{', '.join(f'{int(b)}: {tuple(v)}' for b, v in r['buckets'].items())}}}),"
-                   f"  # {r['name']}\n" for r in table)
-    return tuning_source_with("NV_TABLE_MODERATE", "N > 16: (M, K, {N bucket: (BM, BN, WM, WN, ST, KS, S, RED, "
-                              f"cuBLAS us / ours)}}); {meta['device']}, {meta['date']}", rows)
+def moderate_rows(table: list, meta: dict, small_n: bool = False) -> list:
+    """The moderate rows of the device's tables file with this sweep's results merged in: an N > 16 sweep
+    replaces the buckets above 16 of its shapes (keeping an adopted bucket 16); a small-N sweep sets or
+    drops bucket 16 of its shapes by its adoption verdict (keeping the buckets above 16)."""
+    from .. import tables
+    base = tables.choose("cuda", meta["device"], meta["arch"])
+    rows = {(r["m"], r["k"]): dict(r, buckets=dict(r["buckets"])) for r in (base.doc.get("moderate", []) if base else [])}
+    for t in table:
+        row = rows.setdefault((t["m"], t["k"]), {"name": t["name"], "m": t["m"], "k": t["k"], "buckets": {}})
+        b = row["buckets"]
+        if small_n:
+            b.pop(str(MAX_SMALL_N), None)
+            if t["adopt"]:
+                b[str(MAX_SMALL_N)] = tables.moderate_entry_doc(t["entry"])
+        else:
+            for key in [k for k in b if int(k) > MAX_SMALL_N]:
+                del b[key]
+            b.update({str(n): tables.moderate_entry_doc(e) for n, e in t["buckets"].items()})
+    return [r for r in rows.values() if r["buckets"]]

@@ -286,6 +286,16 @@ class CudaBackend:
         self._make_current(device)
         self._check("cuStreamSynchronize", drv.cuStreamSynchronize(stream))
 
+    def stream_capturing(self, stream: int, device: int) -> bool:
+        """Whether `stream` is capturing a graph (or cannot be asked: the legacy stream while another
+        stream captures in global mode answers with an error, and counts as capturing)."""
+        drv = self._drv()
+        self._make_current(device)
+        err, status = drv.cuStreamIsCapturing(stream)
+        if int(err) != 0:
+            return True
+        return int(status) != int(drv.CUstreamCaptureStatus.CU_STREAM_CAPTURE_STATUS_NONE)
+
     def versions(self) -> dict:
         out = {}
         try:

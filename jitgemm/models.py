@@ -1,0 +1,84 @@
+"""The linear layers of one decode step of public models (jitgemm/data/models.json): what `bench
+--group model` times and `tune --model` tunes.
+
+A dense layer runs qkv, o, gate_up and down once per step on all N tokens. A mixture-of-experts layer
+runs qkv and o the same way, its router on all N tokens, and its experts each on the tokens routed to
+them: with balanced routing, N tokens x top-k choices land on min(N x k, experts) distinct experts,
+ceil(N x k / that) tokens each (N = 1: k experts of 1 token). The LM head is not counted (it runs once
+per step, and many servers skip it for all but the last position)."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parent / "data" / "models.json"
+_FIELDS = {"source", "hidden", "intermediate", "layers", "heads", "kv_heads", "head_dim", "vocab", "tp", "experts",
+           "experts_per_token", "expert_intermediate"}
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One kind of linear layer of a step: out[n, m] = x[n, k] . w[m, k]^T, run `count` times a step
+    (each time on its own weight) with `n` tokens."""
+    name: str
+    m: int
+    k: int
+    n: int
+    count: int
+
+    @property
+    def weight_bytes(self) -> int:
+        return 2 * self.m * self.k * self.count
+
+
+def names() -> list[str]:
+    return list(_models())
+
+
+def _models() -> dict:
+    return json.loads(DATA.read_text())["models"]
+
+
+def config(name: str) -> dict:
+    models = _models()
+    if name not in models:
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(models)}")
+    cfg = models[name]
+    unknown = set(cfg) - _FIELDS
+    if unknown:
+        raise ValueError(f"{DATA}: model {name!r} has unknown fields {sorted(unknown)}")
+    return cfg
+
+
+def step(name: str, n: int) -> list[Layer]:
+    """The linear layers of one decode step of model `name` at n tokens (one GPU's shard under tp)."""
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"n (tokens) must be an int >= 1, got {n!r}")
+    c = config(name)
+    tp, L, h, d = c.get("tp", 1), c["layers"], c["hidden"], c["head_dim"]
+    qkv = (c["heads"] + 2 * c["kv_heads"]) * d
+    for what, v in (("(heads + 2 kv_heads) x head_dim", qkv), ("heads x head_dim", c["heads"] * d),
+                    ("intermediate", c["intermediate"])):
+        if v % tp:
+            raise ValueError(f"model {name!r}: {what} = {v} does not split over tp = {tp}")
+    layers = [Layer("qkv", qkv // tp, h, n, L), Layer("o", h, c["heads"] * d // tp, n, L)]
+    if "experts" not in c:
+        return layers + [Layer("gate_up", 2 * c["intermediate"] // tp, h, n, L),
+                         Layer("down", h, c["intermediate"] // tp, n, L)]
+    e, k, ei = c["experts"], c["experts_per_token"], c["expert_intermediate"] // tp
+    used = min(n * k, e)
+    per = math.ceil(n * k / used)
+    return layers + [Layer("router", e, h, n, L), Layer("expert.gate_up", 2 * ei, h, per, L * used),
+                     Layer("expert.down", h, ei, per, L * used)]
+
+
+def shapes(name: str) -> list[tuple[str, int, int]]:
+    """The distinct (label, M, K) weights of a model's step, for tuning."""
+    seen, out = set(), []
+    for layer in step(name, 1):
+        if (layer.m, layer.k) not in seen:
+            seen.add((layer.m, layer.k))
+            out.append((f"{name}.{layer.name}", layer.m, layer.k))
+    return out

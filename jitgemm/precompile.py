@@ -1,0 +1,66 @@
+"""Compiling many kernel instances at once, with progress shown: what `aot` does for every shipped
+instance and `tune` for its candidates before timing them."""
+from __future__ import annotations
+
+import sys
+
+
+def compile_one(arch: str, root: str, inst) -> tuple:
+    """One instance into the cache at root (in a worker process): (name, symbol, resources,
+    compiled here?, error text or None). Plain values only, so results cross process boundaries."""
+    from .runtime.cache import CodeCache
+    from .runtime.jit import compile_instance
+    cache = CodeCache(root)
+    try:
+        r = compile_instance(inst, arch, cache)
+    except Exception as e:  # reported per instance; one failure must not hide the others
+        return inst.name, None, None, False, f"{type(e).__name__}: {e}"
+    sym = r.lowered[inst.name]
+    return inst.name, sym, r.resources.get(sym, {}), cache.stats["compiles"] > 0, None
+
+
+def results(arch: str, root: str, insts, jobs: int):
+    """Yield compile_one's tuples as they finish: in `jobs` processes (compiles are CPU-bound, and
+    processes need no promise from hip-python that its hiprtc calls release the GIL), or in this one
+    for jobs == 1."""
+    if jobs <= 1 or len(insts) <= 1:
+        for inst in insts:
+            yield compile_one(arch, root, inst)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    # spawn, not fork: a forked child would inherit hip-python's and the driver's state
+    with ProcessPoolExecutor(min(jobs, len(insts)), mp_context=multiprocessing.get_context("spawn")) as ex:
+        for f in as_completed([ex.submit(compile_one, arch, root, i) for i in insts]):
+            yield f.result()
+
+
+class Progress:
+    """A rich progress bar on a terminal; elsewhere (a log, a pipe) a line each tenth of the way,
+    so long work is seen working. `with Progress(label, total, "instances") as advance:` ... `advance()`.
+    quiet=True shows nothing (library calls that were asked for no output)."""
+
+    def __init__(self, label: str, total: int, unit: str, quiet: bool = False):
+        self.label, self.total, self.unit, self.done, self.quiet = label, total, unit, 0, quiet
+        self.step = max(1, -(-total // 10))
+        self.bar = None
+        if sys.stdout.isatty() and not quiet:
+            from rich.progress import Progress as Bar
+            self.bar = Bar(transient=True)
+
+    def __enter__(self):
+        if self.bar:
+            self.bar.__enter__()
+            self.task = self.bar.add_task(self.label, total=self.total)
+        return self.advance
+
+    def __exit__(self, *exc):
+        if self.bar:
+            self.bar.__exit__(*exc)
+
+    def advance(self) -> None:
+        self.done += 1
+        if self.bar:
+            self.bar.advance(self.task)
+        elif not self.quiet and (self.done % self.step == 0 or self.done == self.total):
+            print(f"{self.label}: {self.done}/{self.total} {self.unit} done", flush=True)

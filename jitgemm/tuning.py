@@ -1,0 +1,276 @@
+"""Tuning on the user's own GPU: `python -m jitgemm tune` and `jitgemm.tune(shapes)`.
+
+For each weight shape [M, K] the tuner times, by graph replay over cold weight copies and after a
+float64 check of each candidate:
+  - N <= 16: every skinny config at N = 1, 4, 8, 16 (the buckets asked for); one K order for all of
+    them (min-max regret, so a token's bits never depend on the batch), MT per bucket; on sm_90a also
+    the 16-token tiles of the moderate family, adopted for every N <= 16 where their worst bucket is
+    nearer the fastest than the skinny family's is;
+  - N > 16: the moderate family's tiles x K slices at 32, 64, 128, and cuBLAS through jitgemm's own
+    route (what runs when it wins).
+The winners go to this device's tuning file (jitgemm.tuned), which the dispatcher reads before the
+shipped tables, for exactly these shapes. Needs an NVIDIA GPU and CuPy (the timers and buffers)."""
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SMALL_BUCKETS = (1, 4, 8, 16)      # the skinny family's N buckets
+LARGE_BUCKETS = (32, 64, 128)      # the moderate family's
+DEFAULT_NS = SMALL_BUCKETS + LARGE_BUCKETS
+DTYPES = {"bf16": "bfloat16", "fp16": "float16", "bfloat16": "bfloat16", "float16": "float16"}
+
+
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    m: int
+    k: int
+
+
+@dataclass
+class Result:
+    """What a tuning run measured and where it stored it."""
+    path: Path | None
+    device: str
+    rows: list = field(default_factory=list)   # one dict per shape: name, m, k, chosen configs, times
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        lines = [f"tuned {len(self.rows)} shape(s) on {self.device} in {self.seconds:.0f} s -> {self.path}"]
+        for r in self.rows:
+            lines.append(f"  {r['name']} [{r['m']}x{r['k']}]: " + "; ".join(r["summary"]))
+        return "\n".join(lines)
+
+
+# ---- the request, checked before any GPU work ----------------------------------------------------------------
+def shapes_from(spec) -> list[Shape]:
+    """Shapes from a model name (jitgemm.models), a JSON file ({"shapes": [{"name", "m", "k"}]} or a
+    list of such objects), or a list of (m, k) / (name, m, k) tuples or {"m", "k"} dicts."""
+    from . import models
+    if isinstance(spec, (str, Path)):
+        if str(spec) in models.names():
+            return [Shape(*s) for s in models.shapes(str(spec))]
+        p = Path(spec)
+        if not p.is_file():
+            raise ValueError(f"shapes: {spec!r} is neither a model ({', '.join(models.names())}) nor a JSON file")
+        import json
+        try:
+            data = json.loads(p.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"shapes file {p}: not JSON ({e})") from None
+        spec = data.get("shapes") if isinstance(data, dict) else data
+        if spec is None:
+            raise ValueError(f"shapes file {p}: expected a list of {{name, m, k}} objects or {{\"shapes\": [...]}}")
+    if not isinstance(spec, (list, tuple)) or not spec:
+        raise ValueError(f"shapes must be a non-empty list of (m, k) pairs, a model name or a JSON file, got {spec!r}")
+    out = []
+    for i, s in enumerate(spec):
+        if isinstance(s, dict):
+            unknown = set(s) - {"name", "m", "k"}
+            if unknown:
+                raise ValueError(f"shapes[{i}]: unknown fields {sorted(unknown)} (a shape has name, m, k)")
+            name, m, k = s.get("name"), s.get("m"), s.get("k")
+        elif isinstance(s, (list, tuple)) and len(s) in (2, 3):
+            name, m, k = (None, *s) if len(s) == 2 else s
+        else:
+            raise ValueError(f"shapes[{i}] must be (m, k), (name, m, k) or {{name, m, k}}, got {s!r}")
+        for what, v in (("m", m), ("k", k)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1 or v > 2 ** 31 - 1:
+                raise ValueError(f"shapes[{i}]: {what} must be an int in 1..2^31-1, got {v!r}")
+        if k % 8:
+            raise ValueError(f"shapes[{i}]: K must be a multiple of 8 (16-byte vectors), got {k}")
+        out.append(Shape(str(name) if name is not None else f"m{m}.k{k}", m, k))
+    return out
+
+
+def check_request(shapes, dtype: str, ns) -> tuple[list[Shape], str, tuple[int, ...]]:
+    """The request as (shapes, dtype, N buckets), or a ValueError naming the argument and the rule."""
+    shapes = shapes_from(shapes)
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if isinstance(ns, int):
+        ns = (ns,)
+    ns = tuple(ns)
+    bad = [n for n in ns if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 128]
+    if not ns or bad:
+        raise ValueError(f"n must be token counts in 1..128, got {list(ns)!r}")
+    return shapes, DTYPES[dtype], tuple(sorted({_bucket(n) for n in ns}))
+
+
+def _bucket(n: int) -> int:
+    """The N bucket a token count is tuned at (the dispatcher's buckets)."""
+    from .dispatch import n_bucket
+    return n_bucket(n) if n <= 16 else 32 if n <= 32 else 64 if n <= 64 else 128
+
+
+# ---- the run ---------------------------------------------------------------------------------------------
+def tune(shapes, *, dtype: str = "bfloat16", n=None, progress: bool = True, jobs: int | None = None,
+         device: int | None = None) -> Result:
+    """Tune `shapes` for a CUDA device (default: CuPy's current one) and store the winners in its
+    tuning file; returns what was measured. shapes: see shapes_from; n: the token counts (each tunes its
+    N bucket); progress: a bar on a terminal, a line each tenth of the way elsewhere (False: silent);
+    jobs: processes compiling the candidates first (default: every CPU)."""
+    shapes, dtype, buckets = check_request(shapes, dtype, DEFAULT_NS if n is None else n)
+    try:
+        import cupy as cp
+    except ImportError:
+        raise ImportError("jitgemm tune needs CuPy for its timers and buffers: pip install 'jitgemm[cupy]'") from None
+    import time
+    from .runtime.backend import get_backend
+    t0 = time.perf_counter()
+    backend = get_backend("cuda")
+    with cp.cuda.Device(device if device is not None else cp.cuda.Device().id) as d:
+        return _run(cp, backend.device_info(int(d.id)), shapes, dtype, buckets, progress, jobs, t0)
+
+
+def _run(cp, info, shapes, dtype, buckets, progress, jobs, t0) -> "Result":
+    import time
+    from . import precompile, tables, tuned
+    from .runtime.cache import default_cache
+    plan = _Sweep(cp, info, dtype, buckets)
+    insts = plan.instances(shapes)
+    with precompile.Progress("tune: compiling candidates", len(insts), "kernels", quiet=not progress) as advance:
+        for name, _sym, _res, _fresh, err in precompile.results(info.arch, str(default_cache().root), insts,
+                                                                jobs or os.cpu_count() or 1):
+            if err and progress:
+                print(f"tune: {name} does not compile here ({err.splitlines()[0]}); it is not a candidate", flush=True)
+            advance()
+    rows_s, rows_m, report = [], [], []
+    with precompile.Progress("tune: timing", plan.count(shapes), "configs", quiet=not progress) as advance:
+        for sh in shapes:
+            srow, mrow, summary = plan.shape(sh, advance)
+            if srow:
+                rows_s.append(srow)
+            if mrow:
+                rows_m.append(mrow)
+            report.append({"name": sh.name, "m": sh.m, "k": sh.k, "summary": summary})
+            cp.get_default_memory_pool().free_all_blocks()
+    key = tuned.machine_key(info.name)
+    old = tuned.current(info.name)
+    tuned_buckets = ([16] if any(b <= 16 for b in buckets) else []) + [b for b in buckets if b > 16]
+    doc = tables.document("cuda", info.name, info.arch,
+                          {"date": datetime.date.today().isoformat(), "dtype": dtype, "how": "jitgemm tune"},
+                          {"skinny": _merge_skinny(old, rows_s),
+                           "moderate": _merge_moderate(old, rows_m, {(s.m, s.k) for s in shapes}, tuned_buckets)},
+                          key)
+    path = tuned.save(info.name, doc)
+    return Result(path, info.name, report, time.perf_counter() - t0)
+
+
+def _merge_skinny(old, rows: list) -> list:
+    """This run's skinny rows, and the earlier file's rows of shapes this run did not tune at N <= 16 (a
+    K order is chosen over the buckets tuned together, so a new row replaces the old one whole)."""
+    mine = {(r["m"], r["k"]) for r in rows}
+    return [r for r in (old.doc.get("skinny", []) if old else []) if (r["m"], r["k"]) not in mine] + rows
+
+
+def _merge_moderate(old, rows: list, shapes: set, tuned_buckets: list) -> list:
+    """The earlier file's moderate rows with this run's buckets in place: for each shape this run tuned,
+    the buckets it tuned are replaced (bucket 16 dropped where N <= 16 was tuned and not adopted), the
+    others kept."""
+    merged = {(r["m"], r["k"]): dict(r, buckets=dict(r["buckets"])) for r in (old.doc.get("moderate", []) if old else [])}
+    for m, k in shapes:
+        if (m, k) in merged:
+            for b in tuned_buckets:
+                merged[(m, k)]["buckets"].pop(str(b), None)
+    for r in rows:
+        merged.setdefault((r["m"], r["k"]), {**r, "buckets": {}})["buckets"].update(r["buckets"])
+    return [r for r in merged.values() if r["buckets"]]
+
+
+class _Sweep:
+    """The candidates and the timing of one tuning run on one device."""
+
+    def __init__(self, cp, info, dtype: str, buckets: tuple[int, ...]):
+        from .dispatch import sm_version
+        from .kernels import skinny
+        self.cp, self.info, self.dtype = cp, info, dtype
+        self.small = [b for b in buckets if b in SMALL_BUCKETS]
+        self.large = [b for b in buckets if b in LARGE_BUCKETS]
+        self.cluster_ok = sm_version(info.arch) >= 90
+        self.skinny = [c for c in skinny.NV_CONFIGS if c.SK == 1 or self.cluster_ok]
+        self.stream = cp.cuda.Stream(non_blocking=True)
+
+    def small_tiles(self, sh: Shape) -> list:
+        """The moderate family's 16-token tiles for N <= 16 (wgmma: sm_90a only)."""
+        from .bench.tune_moderate import candidates
+        if not self.small:
+            return []
+        return [c for c in candidates(16, sh.m, sh.k, self.info.multiprocessors, self.cluster_ok, self.info.arch)
+                if c.tile.BN == 16]
+
+    def large_configs(self, sh: Shape, n: int) -> list:
+        from .bench.tune_moderate import candidates
+        return candidates(n, sh.m, sh.k, self.info.multiprocessors, self.cluster_ok, self.info.arch)
+
+    def instances(self, shapes) -> list:
+        out = []
+        for n in self.small:
+            out += [c.instance(self.dtype, n) for c in self.skinny]
+        for sh in shapes:
+            out += [c.instance(self.dtype) for c in self.small_tiles(sh)]
+            for n in self.large:
+                out += [c.instance(self.dtype) for c in self.large_configs(sh, n)]
+        return list(dict.fromkeys(out))
+
+    def count(self, shapes) -> int:
+        total = 0
+        for sh in shapes:
+            total += len(self.small) * (len(self.skinny) + len(self.small_tiles(sh)))
+            total += sum(len(self.large_configs(sh, n)) + 1 for n in self.large)
+        return total
+
+    def shape(self, sh: Shape, advance) -> tuple[dict | None, dict | None, list[str]]:
+        """(skinny row, moderate row, summary lines) of one shape, in the tables-file form."""
+        from . import tables
+        from .bench import runner, suite, tune_skinny
+        from .bench.tune_moderate import adopt_small_n
+        from .dispatch import n_bucket
+        from .kernels import moderate
+        ops = runner.Operands(self.cp, suite.Shape(sh.name, sh.m, sh.k), self.dtype,
+                              max(self.small + self.large), self.info.l2_bytes)
+        srow = mrow = None
+        buckets, summary = {}, []
+
+        def timed(n, cfg, **kw):
+            us, _why = runner.time_config(ops, n, cfg, self.stream, **kw)
+            advance()
+            return us
+        if self.small:
+            times = {(n_bucket(n), c): us for n in self.small for c in self.skinny
+                     if (us := timed(n, c)) is not None}
+            if not times:
+                raise RuntimeError(f"tune: no skinny config ran correctly for {sh.name} [{sh.m}x{sh.k}]")
+            best = tune_skinny.select(suite.Shape(sh.name, sh.m, sh.k), times)
+            srow = tables.skinny_row_doc(sh.name, sh.m, sh.k, best["k_order"], best["mt"], best["us"])
+            summary.append(f"N<=16 skinny K order {tuple(best['k_order'])}, MT {best['mt']}, us {best['us']}")
+            tiles = {c: {n: us for n in self.small if (us := timed(n, c)) is not None} for c in self.small_tiles(sh)}
+            full = {c: v for c, v in tiles.items() if len(v) == len(self.small)}
+            if full:
+                fastest = {n: min(v[n] for v in full.values()) for n in self.small}
+                pick = min(full, key=lambda c: (max(full[c][n] / fastest[n] for n in self.small), sum(full[c].values())))
+                ratio = {n: full[pick][n] / best["us"][n] for n in self.small}
+                if adopt_small_n(ratio):
+                    buckets[16] = tables.moderate_entry_doc(moderate.to_entry(pick, None))
+                    summary.append(f"N<=16 adopts the 16-token tile ({pick.describe()}, S={pick.S}): "
+                                   f"{', '.join(f'{n}: {full[pick][n]:.2f}' for n in self.small)} us")
+        for n in self.large:
+            cands = {c: us for c in self.large_configs(sh, n) if (us := timed(n, c)) is not None}
+            with runner.forced_blas():
+                blas_us = timed(n, None, make=lambda n=n: runner.prepared_calls(ops, n))
+            if not cands:
+                summary.append(f"N={n}: no kernel config ran correctly" + ("" if blas_us is None else "; cuBLAS runs"))
+                continue
+            pick = min(cands, key=cands.get)
+            ratio = None if blas_us is None else round(blas_us / cands[pick], 3)
+            buckets[n] = tables.moderate_entry_doc(moderate.to_entry(pick, ratio))
+            winner = "cuBLAS" if ratio is not None and ratio < 1 else "kernel"
+            summary.append(f"N={n} {winner}: kernel {cands[pick]:.2f} us ({pick.describe()}, S={pick.S}), "
+                           f"cuBLAS {'-' if blas_us is None else f'{blas_us:.2f}'} us")
+        if buckets:
+            mrow = {"name": sh.name, "m": sh.m, "k": sh.k, "buckets": {str(b): e for b, e in buckets.items()}}
+        del ops
+        return srow, mrow, summary

@@ -1,0 +1,98 @@
+"""The model-step benchmark's CPU side: model geometries from the published configs, the broad shape
+suite, the step's byte count, the summary against issue #17's targets, and requests refused up front."""
+import argparse
+import math
+
+import pytest
+
+from jitgemm import cli, models
+from jitgemm.bench import model, suite
+from jitgemm.bench.main import model_request
+
+
+def test_geometries_match_the_decode_suite_where_they_overlap():
+    tuned = {s.name: (s.m, s.k) for s in suite.load()[0]}
+    llama = {layer.name: (layer.m, layer.k) for layer in models.step("llama-3.1-8b", 1)}
+    assert llama == {name.split(".")[1]: mk for name, mk in tuned.items() if name.startswith("llama8b.")}
+    tp8 = {layer.name: (layer.m, layer.k) for layer in models.step("llama-3.1-70b-tp8", 1)}
+    assert tp8 == {name.split(".")[1]: mk for name, mk in tuned.items() if name.startswith("llama70b-tp8.")}
+    assert sum(layer.count for layer in models.step("llama-3.1-8b", 1)) == 128   # the step issue #17 timed
+
+
+def test_moe_experts_follow_balanced_routing():
+    by = lambda n: {layer.name: layer for layer in models.step("qwen3-30b-a3b", n)}   # 128 experts, top-8, 48 layers
+    one, many = by(1), by(64)
+    assert (one["expert.gate_up"].count, one["expert.gate_up"].n) == (48 * 8, 1)
+    assert (many["expert.down"].count, many["expert.down"].n) == (48 * 128, 4)        # 64 x 8 = 512 over 128 experts
+    assert one["router"].m == 128 and one["router"].n == 1 and many["qkv"].n == 64
+    assert one["expert.gate_up"].m == 2 * 768 and one["expert.down"].k == 768
+
+
+def test_every_model_reads_cleanly_and_bad_requests_are_refused():
+    for name in models.names():
+        for n in (1, 4, 16, 64):
+            layers = models.step(name, n)
+            assert all(layer.m >= 1 and layer.k % 8 == 0 and 1 <= layer.n <= 128 for layer in layers), name
+    with pytest.raises(ValueError, match="unknown model 'gpt-5'; known: llama-3.1-8b"):
+        models.step("gpt-5", 1)
+    with pytest.raises(ValueError, match="n .tokens. must be an int >= 1"):
+        models.step("llama-3.1-8b", 0)
+
+
+def test_the_broad_suite_is_unseen_wide_and_has_odd_tails():
+    broad, ns = suite.load(group="broad")
+    tuned = {(s.m, s.k) for g in ("decode", "moderate-n") for s in suite.load(group=g)[0]}
+    assert len(broad) >= 60 and ns == [1, 4, 16, 64]
+    assert not tuned & {(s.m, s.k) for s in broad}, "the broad suite is what the tables never saw"
+    assert len({(s.m, s.k) for s in broad}) == len(broad) and len({s.name for s in broad}) == len(broad)
+    assert any(s.m % 16 for s in broad) and any(s.k % 16 == 8 for s in broad) and any(s.m == 1 for s in broad)
+    assert all(s.k % 8 == 0 for s in broad)
+
+
+def test_step_bytes_and_summary_against_the_targets():
+    assert model.step_bytes("llama-3.1-8b", 1) == sum(32 * (2 * m * k + 2 * (k + m)) for m, k in
+                                                      [(6144, 4096), (4096, 4096), (28672, 4096), (4096, 14336)])
+    rows = [{"model": "llama-3.1-8b", "N": 1, "x_torch": 1.2, "pct_ceiling": 95.0},
+            {"model": "qwen2.5-7b", "N": 1, "x_torch": 1.05, "pct_ceiling": 90.0},
+            {"model": "llama-3.1-8b", "N": 4, "x_torch": 1.15, "pct_ceiling": 92.0},
+            {"model": "llama-3.1-8b", "N": 64, "x_torch": 1.01, "pct_ceiling": 60.0}]
+    s = model.summary(rows)
+    assert s["N=1"]["worst_model"] == "qwen2.5-7b" and not s["N=1"]["met"]
+    assert math.isclose(s["N=1"]["geomean"], math.sqrt(1.2 * 1.05))
+    assert s["N=4"]["met"] and s["N=64"]["met"]
+    assert s["llama-3.1-8b N<=4 % of ceiling"] == {"min": 92.0, "target": 93.0, "met": False}
+    text = model.markdown([dict(r, calls=128, jitgemm_ms=1.0, torch_ms=r["x_torch"], tbs=4.0, step_gb=14.0)
+                           for r in rows], 4.2, {"device": "GPU"})
+    assert "| qwen2.5-7b | 1 | 128 | 14.00 | 1.000 | 1.050 | 1.050 |" in text and "| 1 | " in text and "NO" in text
+
+
+def _args(**kw):
+    base = dict(models=None, n=None, group="model")
+    base.update(kw)
+    return argparse.Namespace(**base)
+
+
+def test_model_requests_are_checked_before_the_gpu(capsys):
+    assert model_request(_args()) == (models.names(), [1, 4, 16, 64])
+    assert model_request(_args(models="qwen2.5-7b", n="1,8")) == (["qwen2.5-7b"], [1, 8])
+    for bad, message in ((dict(models="llama-2"), "unknown model 'llama-2'"), (dict(n="1,x"), "comma-separated integers"),
+                         (dict(n="0"), "token counts in 1..128")):
+        with pytest.raises(ValueError, match=message):
+            model_request(_args(**bad))
+    assert cli.main(["bench", "--group", "model", "--models", "llama-2"]) == 2
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and "unknown model 'llama-2'" in out[0]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["tune"], "say what to tune"),
+    (["tune", "--shape", "4096x4095"], "K must be a multiple of 8"),
+    (["tune", "--shape", "big"], "shapes[0] must be (m, k)"),
+    (["tune", "--model", "llama-3.1-8b", "--n", "1,x"], "--n must be comma-separated integers"),
+    (["tune", "--model", "llama-3.1-8b", "--dtype", "fp32"], "dtype must be one of"),
+])
+def test_tune_refuses_a_bad_request_in_one_line(argv, message, capsys):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr()
+    lines = (err.out + err.err).strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines
