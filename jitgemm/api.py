@@ -67,7 +67,7 @@ def _plan(backend, device: int, g: _Gemm) -> dispatch.Plan:
 def _plan_cached(vendor, arch, cus, dtype, n, m, k, l2, shared_limit, bias, _settings, device="") -> dispatch.Plan:
     # plans depend on the shape, the device (its arch, size and name: which measured table), whether there is
     # a bias and the settings (environment, and the user's tuning files: a new tuning starts a new generation)
-    return dispatch.plan_skinny(vendor, arch, cus, dtype, n, m, k, l2, shared_limit, bias, device=device)
+    return dispatch.plan_gemm(vendor, arch, cus, dtype, n, m, k, l2, shared_limit, bias, device=device)
 
 
 def _layout(g: _Gemm, x: View, w: View, bias: View | None, out: View | None) -> tuple:
@@ -87,7 +87,7 @@ def _gemm_launch(backend, device: int, plan: dispatch.Plan, g: _Gemm, lay: tuple
         return BlasLaunch(backend, device, g.dtype, g.n, g.m, g.k, ldx, ldw, ldo)
     moderate_plan = plan.family == "moderate"
     kinds = moderate.ARG_KINDS if moderate_plan else skinny.ARG_KINDS
-    last = plan.extra["kb"] if moderate_plan else plan.extra["kc"]
+    last = plan.extra["kb"] if moderate_plan else plan.extra.get("prefetch_bytes", plan.extra.get("lds_chunk"))
     args = [0, ldo, 0, ldx, 0, ldw, 0, bias_ld, bias_rows, g.n, g.m, g.k, last] + ([0, 0] if moderate_plan else [])
     ws_slots = (13, 14) if moderate_plan and plan.extra["ws_floats"] else None
     kernel = get_kernel(plan.instance, backend, device, kinds)
@@ -248,7 +248,7 @@ def explain(x: Any, w: Any = None, bias: Any = None, *, scale_x: Any = None, sca
     except (ValueError, TypeError) as e:
         return f"not the skinny family ({e}); matmul would use the vendor BLAS"
     if target is not None:
-        return target.explain(dispatch.plan_skinny(target.vendor, target.arch, target.sms, g.dtype, g.n, g.m, g.k,
+        return target.explain(dispatch.plan_gemm(target.vendor, target.arch, target.sms, g.dtype, g.n, g.m, g.k,
                                                    target.l2_bytes, target.shared_per_block, g.bias is not None,
                                                    blas_present=True, device=target.part))
     backend, device, _ = pipeline.placement([("x", g.x), ("w", g.w)])

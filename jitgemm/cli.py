@@ -8,7 +8,7 @@ import time
 
 from . import config, precompile
 
-from .messages import refuse, short_reason
+from .messages import refuse
 from .targets import AMD_ARCHS, NV_ARCHS, arch_problem  # what aot and cache accept
 
 
@@ -178,18 +178,15 @@ def _age(seconds: float) -> str:
 
 
 def instances_for(arch: str):
+    """Every instance the dispatcher may choose on `arch`: those whose required capabilities (clusters,
+    wgmma, fp8 mma, ...) the arch has."""
     from . import dispatch
+    from .arch import parse
     from .kernels import scale
-    vendor = "cuda" if arch.startswith("sm_") else "hip"
-    insts = scale.instances() + dispatch.all_instances(vendor) + \
-        dispatch.all_fp8_instances(vendor, arch.split(":", 1)[0] if vendor == "hip" else None)
-    if vendor == "cuda" and not arch.startswith("sm_90a"):  # wgmma is sm_90a's alone
-        insts = [i for i in insts if not dispatch.needs_wgmma(i)]
-    if vendor == "cuda" and dispatch.sm_version(arch) < 90:  # what the dispatcher never picks there
-        insts = [i for i in insts if not dispatch.needs_cluster(i)]
-        if dispatch.sm_version(arch) < 89:
-            insts = [i for i in insts if not i.name.startswith("jg_fp8_nv<")]  # e4m3 mma needs sm_89
-    return insts
+    a = parse(arch)
+    insts = scale.instances() + dispatch.all_instances(a.vendor) + \
+        dispatch.all_fp8_instances(a.vendor, a.base if a.vendor == "hip" else None)
+    return [i for i in insts if a.runs(i.requires)]
 
 
 def compiler_problem(arch: str) -> str | None:

@@ -10,22 +10,26 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-from . import config
+from . import config, tables, tuned
+from .arch import parse
 from .kernels import moderate, skinny
 from .runtime.jit import KernelInstance
-from . import tables, tuned
 
 
 @dataclass(frozen=True)
 class Plan:
-    family: str                   # "skinny" | "blas"
+    family: str                   # "skinny" | "moderate" | "fp8" | "blas" (cuBLAS: no kernel of ours)
     reason: str
     config: object = None
     instance: KernelInstance | None = None
     grid: tuple = (1, 1, 1)
     block: tuple = (1, 1, 1)
     shared: int = 0
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # what the launch needs beyond grid and block, by name:
+    # "pdl" (programmatic dependent launch), and the family's last kernel argument: "prefetch_bytes"
+    # (NVIDIA skinny: L2 prefetch per weight row), "lds_chunk" (AMD skinny: tokens' K-chunk in LDS), "kb"
+    # (moderate: K blocks per slice, with "ws_floats" and "tiles" of its split-K workspace), "lds_bytes"
+    # (AMD fp8 MFMA: token bytes in LDS)
 
     def __str__(self) -> str:
         if self.family == "blas":
@@ -38,12 +42,6 @@ def settings_key() -> int:
     """What, besides shape and device, changes a plan: the settings snapshot's generation (a new one
     after every `config.reload()`), for caching plans safely."""
     return config.settings().generation
-
-
-def sm_version(arch: str) -> int:
-    """'sm_90a' -> 90, 'sm_100a' -> 100, 'sm_89' -> 89 (numeric, so sm_100 sorts after sm_90)."""
-    digits = "".join(ch for ch in arch.split("_", 1)[-1] if ch.isdigit())
-    return int(digits) if digits else 0
 
 
 def n_bucket(n: int) -> int:
@@ -148,7 +146,7 @@ def nv_config(dtype: str, n: int, m: int, k: int, sms: int, arch: str = "sm_90a"
     if not found:
         return heuristic_nv(m, k, sms), "heuristic (no measured table)"
     (tm, tk, (wk, u, sk), mts), why = found
-    if sm_version(arch) < 90:
+    if not parse(arch).has("clusters"):
         sk = 1  # clusters need sm_90
     b = n_bucket(n)
     mt = mts.get(b) or mts[min(mts, key=lambda x: abs(x - b))]  # a tuning of some N buckets only: the nearest
@@ -166,7 +164,7 @@ def moderate_nv_config(n: int, m: int, k: int, sms: int, arch: str,
     """N > 16 on NVIDIA: the measured config of the shape's row (jitgemm.dispatch.lookup) for the
     N bucket (32, 64, 128), else the heuristic. Clusters need sm_90: before it, the same K slices
     are summed through the workspace."""
-    cluster_ok = sm_version(arch) >= 90
+    cluster_ok = parse(arch).has("clusters")
     found = moderate_entry(n, m, k, device, arch)
     if found:
         tm, tk, b, entry, why = found
@@ -229,7 +227,7 @@ def fit_shared(cfg: moderate.ModerateConfig, limit: int) -> moderate.ModerateCon
     return replace(cfg, tile=t)
 
 
-def plan_skinny(vendor: str, arch: str, cus: int, dtype: str, n: int, m: int, k: int, l2_bytes: int = 50 << 20,
+def plan_gemm(vendor: str, arch: str, cus: int, dtype: str, n: int, m: int, k: int, l2_bytes: int = 50 << 20,
                 shared_limit: int = 0, bias: bool = False, blas_present: bool | None = None,
                 device: str = "") -> Plan:
     """The plan of a 16-bit gemm (N = 1..128): the skinny family, the moderate-N family or cuBLAS.
@@ -240,18 +238,18 @@ def plan_skinny(vendor: str, arch: str, cus: int, dtype: str, n: int, m: int, k:
     if vendor == "cuda":
         cfg, why = nv_config(dtype, n, m, k, cus, arch, device=device)
         grid, block, shared = cfg.geometry(m, n)
-        hopper_plus = sm_version(arch) >= 90
-        pf = cfg.prefetch_bytes(m, k, cus, l2_bytes) if config.prefetch() and hopper_plus else 0
-        pdl = config.pdl() and hopper_plus
+        sm90 = parse(arch).sm >= 90  # the kernel's L2 prefetch and griddepcontrol are built for sm_90 and later
+        pf = cfg.prefetch_bytes(m, k, cus, l2_bytes) if config.prefetch() and sm90 else 0
+        pdl = config.pdl() and sm90
         how = (f"; L2 prefetch {pf} B/row" if pf else "") + ("; programmatic dependent launch" if pdl else "")
         return Plan("skinny", f"{cfg.describe()}{how}; {why}", cfg, cfg.instance(dtype, n), grid, block, shared,
-                    {"kc": pf, "pdl": pdl})
+                    {"prefetch_bytes": pf, "pdl": pdl})
     lds = skinny.amd_lds_bytes(arch)
     cfg = skinny.amd_tile(n, m, k, cus, lds)
     grid, block, shared, kc = skinny.amd_geometry(cfg, n, m, k, cus, lds)
     how = "tokens whole in LDS" if kc >= k else f"tokens staged in LDS in K-chunks of {kc}"
     return Plan("skinny", f"{cfg.describe()}; seed CU-count rule ({cus} CUs), {how}", cfg,
-                cfg.instance(dtype, n), grid, block, shared, {"kc": kc, "pdl": False})
+                cfg.instance(dtype, n), grid, block, shared, {"lds_chunk": kc, "pdl": False})
 
 
 def plan_moderate(vendor: str, arch: str, cus: int, dtype: str, n: int, m: int, k: int, shared_limit: int = 0,
@@ -266,7 +264,7 @@ def plan_moderate(vendor: str, arch: str, cus: int, dtype: str, n: int, m: int, 
             return Plan("blas", f"{note} the best moderate-N kernel ({cfg.describe()}, S={cfg.S}; {why}); "
                                 f"JITGEMM_BLAS=0 runs the kernel", cfg)
         why += note
-        limit = shared_limit or (227 << 10 if sm_version(arch) >= 90 else 99 << 10)
+        limit = shared_limit or (227 << 10 if parse(arch).sm >= 90 else 99 << 10)
     else:
         cfg, why = moderate.amd_config(n, m, k, cus, arch), f"amd rule ({cus} CUs)"
         limit = shared_limit or skinny.amd_lds_bytes(arch)
@@ -293,7 +291,7 @@ def plan_fp8(vendor: str, arch: str, cus: int, out_dtype: str, mode: int, fmt: s
         grid, block, shared = cfg.geometry(n, m, k, cus, skinny.amd_lds_bytes(arch))
         return Plan("fp8", f"{fp8.MODE_NAMES[mode]}; amd mfma_f32_16x16x32_fp8_fp8 diagonal trick, {cfg.WAVES} waves, "
                            f"{cfg.YT} rows/wave, tokens in groups of {cfg.NMAX}, {shared} B of tokens in LDS",
-                    cfg, cfg.instance(out_dtype), grid, block, shared, {"pdl": False, "extra": shared})
+                    cfg, cfg.instance(out_dtype), grid, block, shared, {"pdl": False, "lds_bytes": shared})
     cfg = fp8.amd_config(n, arch)
     grid, block, shared = cfg.geometry(m, cus, n)
     return Plan("fp8", f"{fp8.MODE_NAMES[mode]}; amd {cfg.YT} rows/wave, {cfg.WAVES} waves, {fmt} decoded exactly "
@@ -362,19 +360,6 @@ def moderate_nv_instances() -> list[KernelInstance]:
             if i not in out:
                 out.append(i)
     return out
-
-
-def needs_cluster(inst: KernelInstance) -> bool:
-    """Whether an NVIDIA instance is built for thread-block clusters (sm_90 and later): in every
-    NVIDIA kernel the last template argument is the cluster size."""
-    if not inst.name.startswith(("jg_skinny_nv<", "jg_fp8_nv<", "jg_moderate_nv<")):
-        return False
-    return int(inst.name.rstrip(">").rsplit(",", 1)[1]) > 1
-
-
-def needs_wgmma(inst: KernelInstance) -> bool:
-    """Whether an instance is a moderate-N wgmma tile (sm_90a only): its WN template argument is 0."""
-    return inst.name.startswith("jg_moderate_nv<") and int(inst.name.split(",")[4]) == moderate.WGMMA
 
 
 def all_instances(vendor: str) -> list[KernelInstance]:

@@ -158,13 +158,14 @@ def _layout(s: _Scaled, x: View, w: View, bias: View | None, out: View | None) -
 
 
 # the argument list (kernels_src/fp8.hip): out, ldo, x, ldx, w, ldw, sx*, sx_per_token, sx_val, sw*, sw_per_row,
-# sw_val, bias*, bias_ld, bias_rows, N, M, K, extra. A scale is a pointer (slot 6 / 9) or a value (8 / 11).
+# sw_val, bias*, bias_ld, bias_rows, N, M, K, lds_bytes (the AMD MFMA kernel's token bytes in LDS; unused by the
+# others). A scale is a pointer (slot 6 / 9) or a value (8 / 11).
 def _scaled_launch(backend, device: int, plan, s: _Scaled, lay: tuple) -> KernelLaunch:
     """The plan's launch, its values written per call in scaled_gemm's order (x, w, scale_x, scale_w,
     bias, out)."""
     ldx, ldw, ldo, bias_rows, bias_ld = lay
     args = [0, ldo, 0, ldx, 0, ldw, 0, int(s.sx.per), s.sx.value, 0, int(s.sw.per), s.sw.value, 0, bias_ld,
-            bias_rows, s.n, s.m, s.k, plan.extra.get("extra", 0)]
+            bias_rows, s.n, s.m, s.k, plan.extra.get("lds_bytes", 0)]
     slots = (2, 4, _scale_slot(s.sx, 6, 8), _scale_slot(s.sw, 9, 11), 12 if s.bias is not None else None, 0)
     return KernelLaunch(backend, device, get_kernel(plan.instance, backend, device, fp8.ARG_KINDS), plan, args, slots)
 

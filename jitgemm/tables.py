@@ -22,6 +22,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .arch import parse as parse_arch
+
 SCHEMA = "jitgemm.tables/1"
 FAMILIES = ("skinny", "fp8", "moderate")
 REDUCTIONS = {"none": 0, "cluster": 1, "workspace": 2}
@@ -165,8 +167,8 @@ def choose(vendor: str, device: str, arch: str, override: str | None = None, fil
     if override:
         return _override(override)
     files = [t for t in (shipped() if files is None else files) if t.vendor == vendor]
-    base = arch.split(":", 1)[0]
-    for pick in (lambda t: t.device == device, lambda t: t.arch.split(":", 1)[0] == base):
+    base = parse_arch(arch).base
+    for pick in (lambda t: t.device == device, lambda t: parse_arch(t.arch).base == base):
         for t in files:
             if pick(t):
                 return t

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .arch import parse
 from .arrays import View
 
 
@@ -75,8 +76,9 @@ def profile(arch: str, sms: int | None = None) -> Target:
         raise ValueError(problem)
     if sms is not None and (not isinstance(sms, int) or isinstance(sms, bool) or sms < 1):
         raise ValueError(f"sms must be a positive int (multiprocessors / CUs), got {sms!r}")
-    part, default_sms, l2, shared = PARTS[arch.split(":", 1)[0]]
-    return Target("cuda" if arch.startswith("sm_") else "hip", arch, part if sms is None else f"{sms}-unit part",
+    a = parse(arch)
+    part, default_sms, l2, shared = PARTS[a.base]
+    return Target(a.vendor, arch, part if sms is None else f"{sms}-unit part",
                   sms or default_sms, l2 or 50 << 20, shared)
 
 

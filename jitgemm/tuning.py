@@ -185,12 +185,12 @@ class _Sweep:
     """The candidates and the timing of one tuning run on one device."""
 
     def __init__(self, cp, info, dtype: str, buckets: tuple[int, ...]):
-        from .dispatch import sm_version
+        from .arch import parse
         from .kernels import skinny
         self.cp, self.info, self.dtype = cp, info, dtype
         self.small = [b for b in buckets if b in SMALL_BUCKETS]
         self.large = [b for b in buckets if b in LARGE_BUCKETS]
-        self.cluster_ok = sm_version(info.arch) >= 90
+        self.cluster_ok = parse(info.arch).has("clusters")
         self.skinny = [c for c in skinny.NV_CONFIGS if c.SK == 1 or self.cluster_ok]
         self.stream = cp.cuda.Stream(non_blocking=True)
 
@@ -272,5 +272,4 @@ class _Sweep:
                            f"cuBLAS {'-' if blas_us is None else f'{blas_us:.2f}'} us")
         if buckets:
             mrow = {"name": sh.name, "m": sh.m, "k": sh.k, "buckets": {str(b): e for b, e in buckets.items()}}
-        del ops
         return srow, mrow, summary

@@ -1,14 +1,10 @@
-// jitgemm portable layer: the few things that differ between NVIDIA (NVRTC) and AMD (hiprtc/clang).
-// The backend defines exactly one of JG_NV / JG_AMD; JG_WAVE is the AMD wave size.
+// jitgemm portable layer: types and conversions both vendors share; what differs between NVIDIA (NVRTC)
+// and AMD (hiprtc/clang) is in nv/platform.h and amd/platform.h, included below under the vendor's
+// macro. The backend defines exactly one of JG_NV / JG_AMD; JG_WAVE is the AMD wave size.
 #pragma once
 
-#if defined(JG_NV)
+#if defined(JG_NV) || defined(JG_AMD)
 #define JG_DEVICE __device__ __forceinline__
-#elif defined(JG_AMD)
-#define JG_DEVICE __device__ __forceinline__
-#ifndef JG_WAVE
-#define JG_WAVE 64
-#endif
 #else
 #error "compile with -DJG_NV=1 or -DJG_AMD=1 (jitgemm's backends do this)"
 #endif
@@ -37,11 +33,9 @@ JG_DEVICE jg_u16 jg_f32_to_bf16(float f) {
 }
 
 #if defined(JG_NV)
-JG_DEVICE float jg_f16_to_f32(jg_u16 h) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
-JG_DEVICE jg_u16 jg_f32_to_f16(float f) { jg_u16 h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h; }
+#include "nv/platform.h"
 #else
-JG_DEVICE float jg_f16_to_f32(jg_u16 h) { return (float)__builtin_bit_cast(_Float16, h); }
-JG_DEVICE jg_u16 jg_f32_to_f16(float f) { return __builtin_bit_cast(jg_u16, (_Float16)f); }
+#include "amd/platform.h"
 #endif
 
 template <class T> JG_DEVICE float jg_to_f32(jg_u16 v);
@@ -50,39 +44,6 @@ template <> JG_DEVICE float jg_to_f32<jg_bf16>(jg_u16 v) { return jg_bf16_to_f32
 template <class T> JG_DEVICE jg_u16 jg_from_f32(float v);
 template <> JG_DEVICE jg_u16 jg_from_f32<jg_f16>(float v) { return jg_f32_to_f16(v); }
 template <> JG_DEVICE jg_u16 jg_from_f32<jg_bf16>(float v) { return jg_f32_to_bf16(v); }
-
-// cross-lane exchange within a warp (NVIDIA, 32 lanes) or wave (AMD, 32 or 64 lanes)
-#if defined(JG_NV)
-JG_DEVICE float jg_shfl_xor(float v, int lane_mask, int width) { return __shfl_xor_sync(0xffffffffu, v, lane_mask, width); }
-#else
-JG_DEVICE float jg_shfl_xor(float v, int lane_mask, int width) { return __shfl_xor(v, lane_mask, width); }
-#endif
-
-// 16-byte loads. Weights are read exactly once: stream them past L1 (NVIDIA: no L1 allocation,
-// 256-byte L2 prefetch; AMD: the non-temporal hint). Activations are re-read by every warp: cache them.
-#if defined(JG_NV)
-JG_DEVICE jg_u32x4 jg_load_stream(const void* p) {
-  jg_u32x4 r;
-  asm("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];"
-      : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
-  return r;
-}
-JG_DEVICE jg_u32x4 jg_load_cached(const void* p) {
-  jg_u32x4 r;
-  asm("ld.global.nc.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
-  return r;
-}
-#else
-typedef unsigned jg_u32x4_v __attribute__((ext_vector_type(4)));
-JG_DEVICE jg_u32x4 jg_load_stream(const void* p) {
-  jg_u32x4_v v = __builtin_nontemporal_load((const jg_u32x4_v*)p);
-  return jg_u32x4{v.x, v.y, v.z, v.w};
-}
-JG_DEVICE jg_u32x4 jg_load_cached(const void* p) {
-  jg_u32x4_v v = *(const jg_u32x4_v*)p;
-  return jg_u32x4{v.x, v.y, v.z, v.w};
-}
-#endif
 
 // ---- fp8 e4m3 in software (both vendors): exact decode, saturating round-to-nearest-even encode.
 // e4m3fn (OCP): bias 7, max 448, 0x7f/0xff NaN, -0 exists. e4m3fnuz: bias 8, max 240, 0x80 the only

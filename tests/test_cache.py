@@ -172,6 +172,60 @@ def test_load_source_digest_covers_nested_relative_includes(tmp_path):
     assert "sub/y.h" in after.closure or after.digest != before.digest
 
 
+def test_each_vendor_closure_holds_only_what_that_vendor_compiles():
+    text = """#include "both.h"
+#if defined(JG_NV)
+#include "nv.h"
+#if __CUDA_ARCH__ >= 900
+#include "nv90.h"
+#endif
+#else  // JG_AMD
+#include "amd.h"
+#endif
+#ifdef JG_AMD
+#include "amd2.h"
+#endif
+#if defined(JG_AMD) && defined(__gfx942__)
+#include "gfx942.h"
+#else
+#include "either.h"
+#endif
+#if defined(JG_NV) || defined(JG_AMD)
+#include "any.h"
+#endif
+#if SOMETHING
+#include "unknown.h"
+#elif defined(JG_NV)
+#include "nv_elif.h"
+#endif
+"""
+    assert source._includes(text, "cuda") == ["both.h", "nv.h", "nv90.h", "either.h", "any.h", "unknown.h", "nv_elif.h"]
+    assert source._includes(text, "hip") == ["both.h", "amd.h", "amd2.h", "gfx942.h", "either.h", "any.h", "unknown.h"]
+    assert len(source._includes(text, None)) == 10  # every include, for a caller that names no vendor
+
+
+def test_an_edit_on_one_vendors_side_leaves_the_others_keys(tmp_path):
+    """kernels_src by vendor: touching an AMD-only header changes no NVIDIA digest (so no NVIDIA cache key),
+    and the reverse; the shared platform header changes both."""
+    import shutil
+    root = tmp_path / "k"
+    shutil.copytree(source.kernels_dir(), root)
+    entries = sorted(p.name for p in root.glob("*.hip"))
+    def digests():
+        return {(f, v): source.load_source(f, root=root, vendor=v).digest for f in entries for v in ("cuda", "hip")}
+    base = digests()
+    for header, changed_vendor in (("amd/skinny.h", "hip"), ("amd/common.h", "hip"), ("nv/core.h", "cuda"),
+                                   ("nv/wgmma.h", "cuda")):
+        _bump(root / header, (root / header).read_text() + "// touched\n")
+        now = digests()
+        moved = {k for k in base if now[k] != base[k]}
+        assert moved and all(v == changed_vendor for _, v in moved), (header, moved)
+        base = now
+    _bump(root / "jg_platform.h", (root / "jg_platform.h").read_text() + "// touched\n")
+    now = digests()
+    assert all(now[k] != base[k] for k in base), "the shared header is in every closure"
+
+
 class FakeBackend:
     name = "fake"
 

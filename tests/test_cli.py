@@ -219,10 +219,10 @@ def test_aot_for_pre_hopper_skips_what_needs_clusters_and_fp8_mma():
     """sm_80 has no thread-block clusters and no e4m3 mma: aot must not list (and fail on) them."""
     from jitgemm import cli, dispatch
     names = [i.name for i in cli.instances_for("sm_80")]
-    assert names and not any(dispatch.needs_cluster(i) for i in cli.instances_for("sm_80"))
+    assert names and not any("clusters" in i.requires for i in cli.instances_for("sm_80"))
     assert not any(n.startswith("jg_fp8_nv<") for n in names)
     assert any(n.startswith("jg_moderate_nv<") and n.endswith(", 2, 1>") for n in names)  # workspace variant
-    assert any(dispatch.needs_cluster(i) for i in cli.instances_for("sm_90a"))
+    assert any("clusters" in i.requires for i in cli.instances_for("sm_90a"))
 
 
 def test_aot_lists_wgmma_tiles_only_for_sm90a(monkeypatch):
@@ -232,8 +232,8 @@ def test_aot_lists_wgmma_tiles_only_for_sm90a(monkeypatch):
     orig = dispatch.every_row
     monkeypatch.setattr(dispatch, "every_row", lambda family: [(640, 2880, {64: moderate.to_entry(wg, 1.2)})]
                         if family == "moderate" else orig(family))
-    assert any(dispatch.needs_wgmma(i) for i in cli.instances_for("sm_90a"))
+    assert any("wgmma" in i.requires for i in cli.instances_for("sm_90a"))
     for arch in ("sm_90", "sm_100a", "sm_80"):
         insts = cli.instances_for(arch)
-        assert not any(dispatch.needs_wgmma(i) for i in insts)
+        assert not any("wgmma" in i.requires for i in insts)
         assert any(i.name.startswith("jg_moderate_nv<") for i in insts)  # the stand-in mma.sync tiles

@@ -211,7 +211,7 @@ def test_sm80_dispatch_for_the_decode_suite_compiles_without_spills(cache):
     for shape in suite["decode"]:
         for n in sorted(set(suite["ns"]) | {9, 16}):
             for dtype in ("float16", "bfloat16"):
-                p = dispatch.plan_skinny("cuda", "sm_80", 108, dtype, n, shape["m"], shape["k"])
+                p = dispatch.plan_gemm("cuda", "sm_80", 108, dtype, n, shape["m"], shape["k"])
                 seen[p.instance.name] = p.instance
     bad = {}
     for name, inst in seen.items():
@@ -226,7 +226,7 @@ def test_dispatch_only_picks_instances_that_aot_compiles(nv_sm90_all):
                  (16, 8), (8192, 512), (57344, 8192)]:
         for n in (1, 4, 8, 9, 16):
             for dtype in ("float16", "bfloat16"):
-                p = dispatch.plan_skinny("cuda", "sm_90a", 132, dtype, n, m, k)
+                p = dispatch.plan_gemm("cuda", "sm_90a", 132, dtype, n, m, k)
                 assert p.instance.name in nv_sm90_all, (m, k, n, p.instance.name)
 
 
@@ -377,13 +377,13 @@ def test_hip_instances_n_1_4_16_compile_gfx90a(amd_compiled):
 
 @needs_hiprtc
 def test_amd_dispatch_reachable_instances_do_not_spill_vgprs(cache):
-    """Every AMD instance plan_skinny can pick for N in the decode suite's token counts, compiled
+    """Every AMD instance plan_gemm can pick for N in the decode suite's token counts, compiled
     for gfx90a: no VGPR spills / scratch, except the documented ones."""
     seen = {}
     for n in (1, 2, 3, 4, 8, 16):
         for m in (512, 4096, 12160, 16384, 57344):
             for k in (512, 4096, 16384):
-                p = dispatch.plan_skinny("hip", "gfx942", 304, "bfloat16", n, m, k)
+                p = dispatch.plan_gemm("hip", "gfx942", 304, "bfloat16", n, m, k)
                 seen[p.instance.name] = p.instance
     assert len(seen) >= 10
     spilling = set()
@@ -398,7 +398,7 @@ def test_amd_dispatch_reachable_instances_do_not_spill_vgprs(cache):
 def test_amd_n3_large_m_instance_has_no_vgpr_spill(cache):
     """<bf16,3,4,2,16> (chosen for N=3, large M) once spilled VGPRs to scratch on gfx90a (a non-strict
     xfail then); it no longer does, and must not again."""
-    p = dispatch.plan_skinny("hip", "gfx942", 304, "bfloat16", 3, 16384, 4096)
+    p = dispatch.plan_gemm("hip", "gfx942", 304, "bfloat16", 3, 16384, 4096)
     assert p.instance.name == "jg_skinny_amd<jg_bf16, 3, 4, 2, 16>"
     res = _check_amd(compile_instance(p.instance, "gfx90a", cache), p.instance)
     assert res["vgpr_spill"] == 0 and res["scratch"] == 0, res

@@ -58,7 +58,7 @@ def test_table_buckets_and_blas_routing(monkeypatch):
                     assert str(p).startswith("vendor BLAS: cuBLAS")
     assert routed > 0, "the shipped table measured cuBLAS faster somewhere: those shapes must route"
     # no BLAS for N <= 16, nor on AMD, nor with JITGEMM_BLAS=0, nor without the library
-    assert dispatch.plan_skinny("cuda", "sm_90a", 132, "bfloat16", 16, 5120, 4096).family != "blas"
+    assert dispatch.plan_gemm("cuda", "sm_90a", 132, "bfloat16", 16, 5120, 4096).family != "blas"
     assert dispatch.plan_moderate("hip", "gfx942", 304, "bfloat16", 128, 5120, 4096).family == "moderate"
     monkeypatch.setenv("JITGEMM_BLAS", "0")
     config.reload()  # settings are a snapshot: read the environment again
@@ -143,7 +143,7 @@ def test_shared_memory_that_cannot_fit_raises_after_fewer_stages():
 def test_cluster_instances_are_known_and_skipped_before_sm90():
     c = moderate.ModerateConfig(moderate.NvTile(64, 64, 2, 2), 4, moderate.RED_CLUSTER).instance("bfloat16")
     w = moderate.ModerateConfig(moderate.NvTile(64, 64, 2, 2), 4, moderate.RED_WORKSPACE).instance("bfloat16")
-    assert dispatch.needs_cluster(c) and not dispatch.needs_cluster(w)
+    assert "clusters" in c.requires and "clusters" not in w.requires
 
 
 class _FakeBackend:
@@ -204,8 +204,8 @@ def test_wgmma_tile_falls_back_off_sm90a(nv_tables):
         assert not cfg.tile.wgmma and cfg.S == 4 and cfg.RED == red, (arch, cfg)
         assert "needs sm_90a" in why
     p = dispatch.plan_moderate("cuda", "sm_100a", 148, "bfloat16", 64, 2880, 2880)
-    assert not dispatch.needs_wgmma(p.instance)
-    assert dispatch.needs_wgmma(wg.instance("bfloat16"))
+    assert "wgmma" not in p.instance.requires
+    assert "wgmma" in wg.instance("bfloat16").requires
 
 
 def test_wgmma_geometry():
@@ -223,25 +223,25 @@ def test_small_n_runs_the_moderate_family_only_where_the_table_adopted_it():
     assert rows, "the shipped table adopts the moderate family for N <= 16 somewhere"
     for m, k in rows:
         assert dispatch.small_n_moderate(m, k, "sm_90a")
-        plans = [dispatch.plan_skinny("cuda", "sm_90a", 132, "bfloat16", n, m, k) for n in range(1, 17)]
+        plans = [dispatch.plan_gemm("cuda", "sm_90a", 132, "bfloat16", n, m, k) for n in range(1, 17)]
         assert {p.family for p in plans} == {"moderate"}
         assert len({(p.instance, p.grid, p.extra["kb"]) for p in plans}) == 1, "one config for every N <= 16"
         assert plans[0].grid[1] == 1 and plans[0].config.tile.BN == 16
         assert "do not depend on the batch size" in plans[0].reason
         # its wgmma tile runs on sm_90a only: elsewhere the skinny family keeps N <= 16
-        assert dispatch.plan_skinny("cuda", "sm_90", 132, "bfloat16", 8, m, k).family == "skinny"
-        assert dispatch.plan_skinny("hip", "gfx942", 304, "bfloat16", 8, m, k).family == "skinny"
+        assert dispatch.plan_gemm("cuda", "sm_90", 132, "bfloat16", 8, m, k).family == "skinny"
+        assert dispatch.plan_gemm("hip", "gfx942", 304, "bfloat16", 8, m, k).family == "skinny"
     # shapes only the skinny table measured (the decode suite) stay skinny
     for m, k, _, _ in dispatch.load_table("skinny"):
         if (m, k) in rows:
             continue
         assert not dispatch.small_n_moderate(m, k, "sm_90a")
-        assert dispatch.plan_skinny("cuda", "sm_90a", 132, "float16", 16, m, k).family == "skinny"
+        assert dispatch.plan_gemm("cuda", "sm_90a", 132, "float16", 16, m, k).family == "skinny"
     # ... and so do untuned shapes, however near an adopting row (a neighbour's win is not generalized: on an
     # H200 that lost 0.76-0.79x against cuBLAS), and shapes far from every row
     for m, k in [(m + 16, k + 8) for m, k in rows] + [(m * 3 // 2, k) for m, k in rows] + [(32, 2880), (640, 1024)]:
         assert not dispatch.small_n_moderate(m, k, "sm_90a"), (m, k)
-        assert dispatch.plan_skinny("cuda", "sm_90a", 132, "bfloat16", 4, m, k).family == "skinny"
+        assert dispatch.plan_gemm("cuda", "sm_90a", 132, "bfloat16", 4, m, k).family == "skinny"
     # rows without bucket 16 (measured slower at some N) keep the skinny family
     for m, k, b in dispatch.load_table("moderate"):
         if 16 not in b:

@@ -83,10 +83,10 @@ def test_the_override_replaces_the_families_it_has(nv_tables):
     nv_tables(skinny=[(4096, 4096, (8, 4, 1), {1: 1, 4: 1, 8: 1, 16: 1})])
     assert dispatch.load_table("skinny") == [(4096, 4096, (8, 4, 1), {1: 1, 4: 1, 8: 1, 16: 1})]
     assert dispatch.load_table("fp8") == shipped_fp8          # a family the file lacks: the shipped one
-    p = dispatch.plan_skinny("cuda", "sm_90a", 132, "bfloat16", 4, 1000, 3000)
+    p = dispatch.plan_gemm("cuda", "sm_90a", 132, "bfloat16", 4, 1000, 3000)
     assert p.config == skinny.NvConfig(1, 8, 4, 1) and "test GPU" in p.reason
     nv_tables(skinny=[])                                      # present but empty: no measured rows
-    p = dispatch.plan_skinny("cuda", "sm_90a", 132, "bfloat16", 4, 4096, 4096)
+    p = dispatch.plan_gemm("cuda", "sm_90a", 132, "bfloat16", 4, 4096, 4096)
     assert "heuristic" in p.reason
 
 
@@ -97,7 +97,7 @@ def test_a_broken_override_says_which_variable(tmp_path, monkeypatch):
     monkeypatch.setenv("JITGEMM_NV_TUNING", str(bad))
     config.reload()
     with pytest.raises(ValueError, match=r"JITGEMM_NV_TUNING: .*bad.json: skinny\[0\]: field 'k' is missing"):
-        dispatch.plan_skinny("cuda", "sm_90a", 132, "bfloat16", 4, 4096, 4096)
+        dispatch.plan_gemm("cuda", "sm_90a", 132, "bfloat16", 4, 4096, 4096)
 
 
 def test_merged_keeps_the_other_families_and_says_where_they_came_from():

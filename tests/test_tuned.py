@@ -21,7 +21,7 @@ def save(doc=None, key=None, **families):
 
 
 def plan(n, m, k, device=GPU, bias=False):
-    return dispatch.plan_skinny("cuda", "sm_90a", 132, "bfloat16", n, m, k, 50 << 20, 0, bias, True, device=device)
+    return dispatch.plan_gemm("cuda", "sm_90a", 132, "bfloat16", n, m, k, 50 << 20, 0, bias, True, device=device)
 
 
 def test_tuned_rows_take_precedence_for_their_exact_shape():

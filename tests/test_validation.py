@@ -492,13 +492,13 @@ def test_mindiv_seed_example_and_definition():
 
 
 def test_plan_hip_seed_example():
-    p = dispatch.plan_skinny("hip", "gfx942", 304, "bfloat16", 1, 4096, 4096)
+    p = dispatch.plan_gemm("hip", "gfx942", 304, "bfloat16", 1, 4096, 4096)
     assert p.family == "skinny"
     assert p.config == skinny.AmdConfig(2, 2, 16)
     assert p.instance.name == "jg_skinny_amd<jg_bf16, 1, 2, 2, 16>"
     assert p.block == (64, 7, 1)  # mindiv(4096, 304*2, 16) waves
     assert p.grid == (math.ceil(4096 / (7 * 2)), 1, 1) == (293, 1, 1)
-    assert p.shared == 4096 * 2 and p.extra["kc"] == 4096
+    assert p.shared == 4096 * 2 and p.extra["lds_chunk"] == 4096
     assert "tokens whole in LDS" in p.reason and "304 CUs" in p.reason
 
 
@@ -515,17 +515,17 @@ def test_plan_hip_seed_example():
     (4, 16384, 16384, (2, 2)),   # tokens do not fit 64 KiB of LDS
 ])
 def test_amd_tile_rules(n, m, k, tile):
-    p = dispatch.plan_skinny("hip", "gfx942", 304, "float16", n, m, k)
+    p = dispatch.plan_gemm("hip", "gfx942", 304, "float16", n, m, k)
     assert (p.config.YT, p.config.UNRL) == tile
     assert p.instance.name == f"jg_skinny_amd<jg_f16, {n}, {tile[0]}, {tile[1]}, 16>"
 
 
 def test_amd_lds_chunking_depends_on_arch():
-    p942 = dispatch.plan_skinny("hip", "gfx942", 304, "bfloat16", 4, 16384, 16384)
-    assert p942.extra["kc"] == 8192 and "K-chunks of 8192" in p942.reason
+    p942 = dispatch.plan_gemm("hip", "gfx942", 304, "bfloat16", 4, 16384, 16384)
+    assert p942.extra["lds_chunk"] == 8192 and "K-chunks of 8192" in p942.reason
     assert p942.shared == 4 * 8192 * 2 <= 64 * 1024
-    p950 = dispatch.plan_skinny("hip", "gfx950", 256, "bfloat16", 4, 16384, 16384)
-    assert p950.extra["kc"] == 16384 and "tokens whole in LDS" in p950.reason
+    p950 = dispatch.plan_gemm("hip", "gfx950", 256, "bfloat16", 4, 16384, 16384)
+    assert p950.extra["lds_chunk"] == 16384 and "tokens whole in LDS" in p950.reason
     assert p950.shared == 4 * 16384 * 2 <= 160 * 1024
 
 
@@ -536,8 +536,8 @@ def test_amd_plans_are_consistent():
         for n in range(1, 17):
             for m in (1, 64, 1000, 4096, 28672, 128256):
                 for k in (8, 512, 4096, 14336, 65536):
-                    p = dispatch.plan_skinny("hip", arch, cus, "bfloat16", n, m, k)
-                    cfg, kc = p.config, p.extra["kc"]
+                    p = dispatch.plan_gemm("hip", arch, cus, "bfloat16", n, m, k)
+                    cfg, kc = p.config, p.extra["lds_chunk"]
                     assert p.instance in insts, p.instance.name  # aot compiles what dispatch picks
                     assert 1 <= p.grid[0] <= cus and p.grid[1:] == (1, 1)
                     assert p.block[0] == 64 and cfg.WAVES - 12 <= p.block[1] <= cfg.WAVES
@@ -550,7 +550,7 @@ def test_plan_cuda_instance_and_token_tiles(n, nt):
     insts = set(dispatch.all_instances("cuda"))
     for m, k in ((4096, 4096), (28672, 4096), (1280, 8192), (100, 8), (128256, 4096)):
         for dtype, tag in (("float16", "jg_f16"), ("bfloat16", "jg_bf16")):
-            p = dispatch.plan_skinny("cuda", "sm_90a", 132, dtype, n, m, k)
+            p = dispatch.plan_gemm("cuda", "sm_90a", 132, dtype, n, m, k)
             cfg = p.config
             assert p.instance.name.startswith(f"jg_skinny_nv<{tag}, {nt}, {cfg.MT}, {cfg.WK}, {cfg.U}")
             assert p.instance == cfg.instance(dtype, n)
@@ -562,7 +562,7 @@ def test_plan_cuda_instance_and_token_tiles(n, nt):
 
 def test_plan_cuda_heuristic_without_table(monkeypatch):
     monkeypatch.setattr(dispatch, "load_table", lambda family="skinny", **kw: [])
-    p = dispatch.plan_skinny("cuda", "sm_90a", 132, "bfloat16", 4, 4096, 4096)
+    p = dispatch.plan_gemm("cuda", "sm_90a", 132, "bfloat16", 4, 4096, 4096)
     assert "heuristic" in p.reason
     # what won almost every decode shape on the H100: 16 warps split K, 2 steps; 32-row blocks for large M
     assert p.config == skinny.NvConfig(1, 16, 2, 1)
@@ -584,25 +584,25 @@ def test_pdl_and_prefetch_switches(monkeypatch):
     monkeypatch.setenv("JITGEMM_PDL", "1")
     monkeypatch.setenv("JITGEMM_PREFETCH", "1")
     config.reload()  # settings are a snapshot: read the environment again
-    p = dispatch.plan_skinny("cuda", "sm_90a", 132, "bfloat16", 1, 4096, 4096, 50 << 20)
+    p = dispatch.plan_gemm("cuda", "sm_90a", 132, "bfloat16", 1, 4096, 4096, 50 << 20)
     assert p.extra["pdl"] is True and "programmatic dependent launch" in p.reason
-    pf = p.extra["kc"]
+    pf = p.extra["prefetch_bytes"]
     assert pf == 0 or (256 <= pf <= 2 * 4096 and pf % 16 == 0)
     # sm_80 has neither, whatever the switches say
-    assert dispatch.plan_skinny("cuda", "sm_80", 108, "bfloat16", 1, 4096, 4096).extra == {"kc": 0, "pdl": False}
-    assert dispatch.plan_skinny("hip", "gfx942", 304, "bfloat16", 1, 4096, 4096).extra["pdl"] is False
+    assert dispatch.plan_gemm("cuda", "sm_80", 108, "bfloat16", 1, 4096, 4096).extra == {"prefetch_bytes": 0, "pdl": False}
+    assert dispatch.plan_gemm("hip", "gfx942", 304, "bfloat16", 1, 4096, 4096).extra["pdl"] is False
     monkeypatch.setenv("JITGEMM_PDL", "0")
     monkeypatch.setenv("JITGEMM_PREFETCH", "off")
     config.reload()  # settings are a snapshot: read the environment again
-    p = dispatch.plan_skinny("cuda", "sm_90a", 132, "bfloat16", 1, 4096, 4096)
-    assert p.extra == {"kc": 0, "pdl": False} and "programmatic" not in p.reason
+    p = dispatch.plan_gemm("cuda", "sm_90a", 132, "bfloat16", 1, 4096, 4096)
+    assert p.extra == {"prefetch_bytes": 0, "pdl": False} and "programmatic" not in p.reason
 
 
 @pytest.mark.parametrize("arch", ["sm_100a", "sm_120"])
 def test_pdl_on_archs_newer_than_sm90(monkeypatch, arch):
     monkeypatch.setenv("JITGEMM_PDL", "1")
     config.reload()  # settings are a snapshot: read the environment again
-    assert dispatch.plan_skinny("cuda", arch, 148, "bfloat16", 1, 4096, 4096).extra["pdl"] is True
+    assert dispatch.plan_gemm("cuda", arch, 148, "bfloat16", 1, 4096, 4096).extra["pdl"] is True
 
 
 def test_cuda_dispatch_before_sm90_is_covered_by_aot(monkeypatch):
@@ -611,5 +611,5 @@ def test_cuda_dispatch_before_sm90_is_covered_by_aot(monkeypatch):
     monkeypatch.setattr(dispatch, "load_table", lambda family="skinny", **kw: [row] if family == "skinny" else [])
     monkeypatch.setattr(dispatch, "every_row", lambda family: [row] if family == "skinny" else [])
     insts = set(dispatch.all_instances("cuda"))
-    assert dispatch.plan_skinny("cuda", "sm_90a", 132, "bfloat16", 1, 4096, 4096).instance in insts
-    assert dispatch.plan_skinny("cuda", "sm_80", 108, "bfloat16", 1, 4096, 4096).instance in insts
+    assert dispatch.plan_gemm("cuda", "sm_90a", 132, "bfloat16", 1, 4096, 4096).instance in insts
+    assert dispatch.plan_gemm("cuda", "sm_80", 108, "bfloat16", 1, 4096, 4096).instance in insts

@@ -11,6 +11,7 @@ from ..runtime.backend import get_backend
 from ..runtime.jit import get_kernel
 from .. import scaled
 from . import operands, timing
+from . import runner
 from .runner import Case
 
 FMT = "float8_e4m3fn"
@@ -96,7 +97,6 @@ def time_torch(ops: Fp8Operands, mode: str, n: int) -> dict | None:
         import torch
     except ImportError:
         return None
-    import cupy as cp
     f8 = [torch.from_dlpack(w).view(torch.float8_e4m3fn) for w in ops.w]
     m = ops.shape.m
     a8 = torch.from_dlpack(ops.x8).view(torch.float8_e4m3fn)  # 16 rows: what _scaled_mm accepts
@@ -119,12 +119,7 @@ def time_torch(ops: Fp8Operands, mode: str, n: int) -> dict | None:
         def launch(i):
             j = i % len(wb)
             torch.mm(xb, wb[j].t(), out=outs[j])
-    s = cp.cuda.Stream(non_blocking=True)
-    ext = torch.cuda.ExternalStream(s.ptr)
-    def launch_on_s(i):
-        with torch.cuda.stream(ext):
-            launch(i)
-    return {"us_b2b": timing.back_to_back(launch_on_s, s), "us_graph": timing.torch_graph_replay(launch)}
+    return runner.time_torch_launch(launch)
 
 
 def time_unfused(ops: Fp8Operands, n: int, stream) -> dict:

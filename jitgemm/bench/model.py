@@ -65,7 +65,6 @@ def _jitgemm_launches(ops: StepOperands, n: int) -> tuple[list, list[str]]:
 
 
 def _torch_launches(ops: StepOperands, n: int):
-    import torch
     calls = []
     for _layer, insts in ops.calls(n):
         for x, w, out in insts:

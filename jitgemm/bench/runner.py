@@ -201,7 +201,14 @@ def time_torch(ops: Operands, n: int) -> dict | None:
     def launch(i):
         j = i % len(ws)
         torch.mm(xs, ws[j].t(), out=outs[j])  # what F.linear runs: cuBLAS
+    return time_torch_launch(launch)
+
+
+def time_torch_launch(launch) -> dict:
+    """Both timing modes of a torch baseline: back to back on a CuPy stream torch runs on, and torch's
+    own graph replay."""
     import cupy as cp
+    import torch
     s = cp.cuda.Stream(non_blocking=True)
     ext = torch.cuda.ExternalStream(s.ptr)
     def launch_on_s(i):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 
-from ..dispatch import sm_version
+from ..arch import parse
 from ..kernels import moderate
 from . import runner
 from .tune_skinny import write_tables
@@ -43,7 +43,7 @@ def candidates(n: int, m: int, k: int, sms: int, cluster_ok: bool, arch: str = "
 def tune(ns, shapes, out_dir, meta, dtype="bfloat16") -> list:
     import cupy as cp
     stream = cp.cuda.Stream(non_blocking=True)
-    cluster_ok = sm_version(meta["arch"]) >= 90
+    cluster_ok = parse(meta["arch"]).has("clusters")
     raw, table = [], []
     for sh in shapes:
         ops = runner.Operands(cp, sh, dtype, max(ns), meta["l2_bytes"])
@@ -102,7 +102,7 @@ def tune_small_n(ns, shapes, out_dir, meta, dtype="bfloat16") -> list:
     import cupy as cp
     from .. import dispatch
     stream = cp.cuda.Stream(non_blocking=True)
-    cluster_ok = sm_version(meta["arch"]) >= 90
+    cluster_ok = parse(meta["arch"]).has("clusters")
     raw, table = [], []
     for sh in shapes:
         ops = runner.Operands(cp, sh, dtype, max(ns), meta["l2_bytes"])

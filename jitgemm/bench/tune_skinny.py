@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 
+from ..arch import parse
 from ..kernels import skinny
 from . import runner
 
@@ -16,7 +17,7 @@ def tune(ns, shapes, out_dir, meta: dict, dtype="bfloat16", family="skinny") -> 
     import cupy as cp
     from ..dispatch import n_bucket
     stream = cp.cuda.Stream(non_blocking=True)
-    cluster_ok = meta["arch"] >= "sm_90"
+    cluster_ok = parse(meta["arch"]).has("clusters")
     raw, table = [], []
     from . import fp8_runner
     for sh in shapes:
@@ -44,7 +45,7 @@ def tune(ns, shapes, out_dir, meta: dict, dtype="bfloat16", family="skinny") -> 
         row = select(sh, times)
         table.append(row)
         print(f"tune {sh.name:22s} k_order {row['k_order']} mt {row['mt']} us {row['us']}", flush=True)
-        del ops
+        ops = None  # its buffers go back to the pool before the next shape
         cp.get_default_memory_pool().free_all_blocks()
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)

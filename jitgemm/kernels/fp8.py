@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..arch import parse
 from ..runtime.jit import KernelInstance
 from .skinny import TAG, NvConfig
 
@@ -30,14 +31,11 @@ MAX_N = 16
 
 def native_format(vendor: str, arch: str) -> str | None:
     """The e4m3 flavour the device's hardware decodes (None: the device has no fp8)."""
+    a = parse(arch)
     if vendor == "cuda":
-        from ..dispatch import sm_version
-        return "float8_e4m3fn" if sm_version(arch) >= 89 else None
-    base = arch.split(":", 1)[0]
-    if base.startswith("gfx94"):
-        return "float8_e4m3fnuz"
-    if base.startswith("gfx95"):
-        return "float8_e4m3fn"
+        return "float8_e4m3fn" if a.has("fp8_mma") else None
+    if a.has("fp8_mfma"):
+        return "float8_e4m3fnuz" if a.base == "gfx942" else "float8_e4m3fn"
     return None
 
 
@@ -57,7 +55,8 @@ def format_rule(vendor: str, arch: str, fmt: str) -> str | None:
 
 def nv_instance(cfg: NvConfig, out_dtype: str, mode: int, n: int) -> KernelInstance:
     nt = 1 if n <= 8 else 2
-    return KernelInstance("fp8.hip", f"jg_fp8_nv<{TAG[out_dtype]}, {mode}, {nt}, {cfg.MT}, {cfg.WK}, {cfg.U}, {cfg.SK}>")
+    return KernelInstance("fp8.hip", f"jg_fp8_nv<{TAG[out_dtype]}, {mode}, {nt}, {cfg.MT}, {cfg.WK}, {cfg.U}, {cfg.SK}>",
+                          requires=cfg.requires | {"fp8_mma"})
 
 
 @dataclass(frozen=True)
@@ -89,7 +88,7 @@ class AmdMfmaConfig:
 
     def instance(self, out_dtype: str) -> KernelInstance:
         return KernelInstance("fp8.hip", f"jg_fp8q_amd<{TAG[out_dtype]}, {self.NMAX}, {self.YT}, {self.UNRL}, "
-                                         f"{self.WAVES}, {self.MF}>")
+                                         f"{self.WAVES}, {self.MF}>", requires=frozenset({"fp8_mfma"}))
 
     def geometry(self, n: int, m: int, k: int, cus: int, lds_max: int):
         groups = -(-n // self.NMAX)
@@ -109,7 +108,7 @@ def mfma_applies(arch: str, mode: int, fmt: str) -> bool:
 def amd_config(n: int, arch: str = "gfx942") -> AmdFp8Config:
     # 16 waves with 1 row each (software decode needs the registers), tokens in groups of up to 4;
     # 2 on gfx90a, whose HIP 5.2 compiler needs more registers for the same code (compile matrix)
-    cap = 2 if arch.split(":", 1)[0] == "gfx90a" else 4
+    cap = 2 if parse(arch).base == "gfx90a" else 4
     return AmdFp8Config(1, 16, min(1 if n == 1 else 2 if n == 2 else 4, cap))
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+from ..arch import parse
 from ..runtime.jit import KernelInstance
 
 ARG_KINDS = ("ptr", "i64", "ptr", "i64", "ptr", "i64", "ptr", "i64", "i32", "i32", "i32", "i32", "i32", "ptr", "ptr")
@@ -47,7 +48,7 @@ class NvTile:
 
     def runs_on(self, arch: str) -> bool:
         """wgmma is an sm_90a instruction (not sm_90, not sm_100a)."""
-        return not self.wgmma or arch.startswith("sm_90a")
+        return not self.wgmma or parse(arch).has("wgmma")
 
 
 # Tiles the tuner searches and the dispatcher may choose (aot compiles them): warp tiles of 16..64
@@ -75,13 +76,13 @@ NV_TILES = (
 )
 
 
-AMD_PITCH = BK + 8  # LDS row pitch in elements (moderate_amd.h): 8 elements of skew against bank conflicts
+AMD_PITCH = BK + 8  # LDS row pitch in elements (kernels_src/amd/moderate.h): 8 elements of skew against bank conflicts
 
 
 @dataclass(frozen=True)
 class AmdTile:
     """A workgroup of WM x WN waves (64 lanes) over BM weight rows x BN tokens, in 16 x 16 MFMA pieces;
-    ST = 2 LDS buffers, the next K block waiting in registers (the only depth moderate_amd.h has)."""
+    ST = 2 LDS buffers, the next K block waiting in registers (the only depth kernels_src/amd/moderate.h has)."""
     BM: int
     BN: int
     WM: int
@@ -123,8 +124,10 @@ class ModerateConfig:
             assert self.RED != RED_CLUSTER, "no clusters on AMD"
             return KernelInstance("moderate.hip",
                                   f"jg_moderate_amd<{TAG[dtype]}, {t.BM}, {t.BN}, {t.WM}, {t.WN}, {t.ST}, {self.RED}, 1>")
+        requires = ({"clusters"} if cs > 1 else set()) | ({"wgmma"} if t.wgmma else set())
         return KernelInstance("moderate.hip",
-                              f"jg_moderate_nv<{TAG[dtype]}, {t.BM}, {t.BN}, {t.WM}, {t.WN}, {t.ST}, {t.KS}, {self.RED}, {cs}>")
+                              f"jg_moderate_nv<{TAG[dtype]}, {t.BM}, {t.BN}, {t.WM}, {t.WN}, {t.ST}, {t.KS}, {self.RED}, {cs}>",
+                              requires=frozenset(requires))
 
     def kb_per_split(self, k: int) -> int:
         return -(-(-(-k // BK)) // self.S)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..arch import parse
 from ..runtime.jit import KernelInstance
 
 # out, ldo, x, ldx, w, ldw, bias, bias_ld, bias_rows, N, M, K, and one i32 that is the tokens' LDS chunk
@@ -32,7 +33,13 @@ class NvConfig:
 
     def instance(self, dtype: str, n: int) -> KernelInstance:
         return KernelInstance("skinny.hip",
-                              f"jg_skinny_nv<{TAG[dtype]}, {self.nt(n)}, {self.MT}, {self.WK}, {self.U}, {self.SK}>")
+                              f"jg_skinny_nv<{TAG[dtype]}, {self.nt(n)}, {self.MT}, {self.WK}, {self.U}, {self.SK}>",
+                              requires=self.requires)
+
+    @property
+    def requires(self) -> frozenset:
+        """Arch capabilities the config needs: a K split over cluster blocks needs clusters (sm_90+)."""
+        return frozenset({"clusters"}) if self.SK > 1 else frozenset()
 
     def geometry(self, m: int, n: int = 1) -> tuple[tuple[int, int, int], tuple[int, int, int], int]:
         rows, cols = 16 * self.MT, 8 * self.nt(n)
@@ -83,7 +90,7 @@ class AmdConfig:
 
 
 def amd_lds_bytes(arch: str) -> int:
-    return 160 * 1024 if arch.startswith("gfx95") else 64 * 1024
+    return parse(arch).lds_bytes
 
 
 def amd_tile(n: int, m: int, k: int, cus: int, lds_bytes: int) -> AmdConfig:

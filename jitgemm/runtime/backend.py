@@ -154,11 +154,11 @@ def get_backend(name: str) -> Backend:
 
 def backend_for_arch(arch: str) -> Backend:
     """Compile-only work: the target decides (sm_* -> NVRTC, gfx* -> hiprtc)."""
-    if arch.startswith("sm_"):
-        return get_backend("cuda")
-    if arch.startswith("gfx"):
-        return get_backend("hip")
-    raise ValueError(f"arch must look like 'sm_90a' or 'gfx90a', got {arch!r}")
+    from ..arch import parse
+    try:
+        return get_backend(parse(arch).vendor)
+    except (ValueError, TypeError):
+        raise ValueError(f"arch must look like 'sm_90a' or 'gfx90a', got {arch!r}") from None
 
 
 def default_backend() -> Backend:

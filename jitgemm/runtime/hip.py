@@ -4,6 +4,7 @@ from __future__ import annotations
 import threading
 from typing import Sequence
 
+from ..arch import parse
 from ..errors import BackendUnavailable, CompileError, VendorError
 from .backend import ArgPack, CompileOptions, CompileResult, DeviceInfo, checked
 from .resources import amdgpu_kernel_resources
@@ -18,7 +19,7 @@ _OFFLINE_ARCHS = ("gfx940", "gfx941", "gfx942", "gfx950")
 
 def hip_flags(options: CompileOptions) -> list[str]:
     """Flags shared by hiprtc and the offline clang route, so both see the same source."""
-    wave = 32 if options.arch.startswith("gfx1") else 64
+    wave = 32 if parse(options.arch).has("wave32") else 64
     return [f"--offload-arch={options.arch}", "-O3", f"-std={options.std}", "-DJG_AMD=1",
             f"-DJG_WAVE={wave}", *options.define_flags(), *(f"-I{d}" for d in options.include_dirs),
             *options.extra]
@@ -166,11 +167,11 @@ class HipBackend:
         """hiprtc is loadable and will not abort on `arch` (any arch from ROCm 6 on)."""
         if not self.compiler_available()[0]:
             return False
-        return arch.split(":", 1)[0] in _OLD_HIPRTC_SAFE or self.runtime_version() >= 60000000
+        return parse(arch).base in _OLD_HIPRTC_SAFE or self.runtime_version() >= 60000000
 
     def _offline(self, arch: str) -> bool:
         """Compile `arch` with clang-22 (amd_offline): only where hiprtc cannot and the toolchain is there."""
-        if arch.split(":", 1)[0] not in _OFFLINE_ARCHS or self._hiprtc_safe(arch):
+        if parse(arch).base not in _OFFLINE_ARCHS or self._hiprtc_safe(arch):
             return False
         from . import amd_offline
         return amd_offline.available()[0]
@@ -182,9 +183,9 @@ class HipBackend:
         if self._offline(arch):
             return "clang", ""
         ok, why = self.compiler_available()
-        if not ok and arch.split(":", 1)[0] in _OLD_HIPRTC_SAFE:
+        if not ok and parse(arch).base in _OLD_HIPRTC_SAFE:
             return None, why
-        return None, self._refusal(arch.split(":", 1)[0])
+        return None, self._refusal(parse(arch).base)
 
     def compile_flags(self, options: CompileOptions) -> list[str]:
         """Cache-key material. jit.cache_key keys on compiler_identity(), which names hiprtc, so an
@@ -203,7 +204,7 @@ class HipBackend:
             from hip import hiprtc
         except (ImportError, BackendUnavailable) as e:
             raise BackendUnavailable(f"hiprtc unavailable: {e}") from None
-        base_arch = options.arch.split(":", 1)[0]
+        base_arch = parse(options.arch).base
         if self.runtime_version() < 60000000 and base_arch not in _OLD_HIPRTC_SAFE:
             raise BackendUnavailable(self._refusal(base_arch))
         prog = self._check("hiprtcCreateProgram", hiprtc.hiprtcCreateProgram(source.encode(), filename.encode(), 0, [], []))

@@ -16,10 +16,12 @@ from .source import kernels_dir, load_source
 
 @dataclass(frozen=True)
 class KernelInstance:
-    """One template instance: the source file, its name expression and the defines it needs."""
+    """One template instance: the source file, its name expression, the defines it needs, and the arch
+    capabilities it requires to compile and run (jitgemm.arch: "clusters", "wgmma", "fp8_mma", ...)."""
     source: str
     name: str
     defines: tuple[tuple[str, str], ...] = ()
+    requires: frozenset = frozenset()
 
     def options(self, arch: str) -> CompileOptions:
         return CompileOptions(arch=arch, defines=self.defines, include_dirs=(str(kernels_dir()),))
@@ -29,7 +31,7 @@ def cache_key(inst: KernelInstance, arch: str, backend: Backend, portable: bool 
     """The entry's key. `portable` leaves the compiler out: an AMD code object for an arch is the
     same ISA whichever compiler built it, so an AOT pack built off-node (clang) serves a node whose
     hiprtc differs. The builder stays recorded in the entry (CompileResult.compiler)."""
-    src = load_source(inst.source)
+    src = load_source(inst.source, vendor=backend.name)
     opts = inst.options(arch)
     # include dirs are machine paths; the closure digest already covers what they contribute
     flags = [f for f in backend.compile_flags(opts) if not f.startswith("-I")]
@@ -57,7 +59,7 @@ def compile_instance(inst: KernelInstance, arch: str, cache: CodeCache | None = 
                 if config.debug():
                     print(f"[jitgemm] {inst.name} for {arch}: using the entry built by {hit.compiler}", file=sys.stderr)
                 return hit
-        src = load_source(inst.source)
+        src = load_source(inst.source, vendor=backend.name)
         opts = inst.options(arch)
         if config.debug():
             print(f"[jitgemm] compile {inst.name} for {arch} with {backend.compile_flags(opts)}\n"

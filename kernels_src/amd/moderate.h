@@ -26,6 +26,7 @@
 // of one token, one 16-byte store into the fp32 tile [BN][BM + 4] (+4 floats: the 16 lanes of one row
 // group, consecutive tokens, start 4 banks apart).
 #pragma once
+#include "amd/common.h"
 
 typedef float jg_acc4 __attribute__((ext_vector_type(4)));
 
@@ -57,13 +58,6 @@ JG_DEVICE jg_acc4 jg_mfma_k32(jg_u32x4_v a, jg_u32x4_v b, jg_acc4 acc) {
 #endif
 }
 
-// one finished sum: bias in fp32, the one rounding
-template <class T>
-JG_DEVICE jg_u16 jg_mod_final(float v, const jg_u16* bias, jg_i64 bias_ld, int bias_rows, int n, jg_i64 m) {
-  if (bias) v += jg_to_f32<T>(bias[(bias_rows == 1 ? 0 : (jg_i64)n * bias_ld) + m]);
-  return jg_from_f32<T>(v);
-}
-
 // token n, rows m..m+3: one 8-byte store when all four rows exist (m % 4 == 0, ldo % 8 == 0 and the
 // 16-byte aligned base make it aligned), else element by element
 template <class T>
@@ -74,13 +68,13 @@ JG_DEVICE void jg_mod_store4(jg_u16* out, jg_i64 ldo, const jg_u16* bias, jg_i64
   if (m + 3 < M) {
     jg_u16 h[4];
 #pragma unroll
-    for (int q = 0; q < 4; ++q) h[q] = jg_mod_final<T>(v[q], bias, bias_ld, bias_rows, n, m + q);
+    for (int q = 0; q < 4; ++q) h[q] = jg_finish<T>(v[q], bias, bias_ld, bias_rows, n, m + q);
     typedef unsigned u2 __attribute__((ext_vector_type(2)));
     *(u2*)p = u2{h[0] | ((unsigned)h[1] << 16), h[2] | ((unsigned)h[3] << 16)};
   } else {
 #pragma unroll
     for (int q = 0; q < 4; ++q)
-      if (m + q < M) p[q] = jg_mod_final<T>(v[q], bias, bias_ld, bias_rows, n, m + q);
+      if (m + q < M) p[q] = jg_finish<T>(v[q], bias, bias_ld, bias_rows, n, m + q);
   }
 }
 
@@ -248,7 +242,7 @@ __global__ void __launch_bounds__(JG_WAVE * WM * WN) jg_moderate_amd(
       const int e = j * THREADS + tid, c = e / BM, r = e % BM;
       const int n = n0 + c;
       const jg_i64 m = m0 + r;
-      if (n < N && m < M) out[(jg_i64)n * ldo + m] = jg_mod_final<T>(s[j], bias, bias_ld, bias_rows, n, m);
+      if (n < N && m < M) out[(jg_i64)n * ldo + m] = jg_finish<T>(s[j], bias, bias_ld, bias_rows, n, m);
     }
     // every workgroup of this tile has counted: ready for the next call, no zeroing launch
     if (tid == 0) __hip_atomic_store(&counters[tile_id], 0u, __ATOMIC_RELAXED, __HIP_MEMORY_SCOPE_AGENT);

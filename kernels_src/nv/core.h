@@ -76,15 +76,30 @@ JG_DEVICE unsigned jg_quant4(unsigned r0, unsigned r1, float inv) {
 }
 #endif
 
+// zero accumulators of MI x NJ fragments of 4 registers each (the mma.sync C layout)
+template <int MI, int NJ>
+JG_DEVICE void jg_zero(float (&acc)[MI][NJ][4]) {
+#pragma unroll
+  for (int i = 0; i < MI; ++i)
+#pragma unroll
+    for (int j = 0; j < NJ; ++j)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.f;
+}
+
 // ---- operand policies -----------------------------------------------------------------------------
-template <class T>
-struct jg_op_16 {  // 16-bit weights and tokens
-  using Out = T;
-  static constexpr int KW = 8, WB = 2, XB = 2;
+// tokens as they are stored: one 16-byte load per weight slice, zeros past the last token
+struct jg_x_as_stored {
   struct XFrag { jg_u32x4 v; };
   static JG_DEVICE XFrag load_x(const unsigned char* p, bool ok, float) {
     return XFrag{ok ? jg_load_cached(p) : jg_u32x4{0, 0, 0, 0}};
   }
+};
+
+template <class T>
+struct jg_op_16 : jg_x_as_stored {  // 16-bit weights and tokens
+  using Out = T;
+  static constexpr int KW = 8, WB = 2, XB = 2;
   static JG_DEVICE void mma(float (&c)[4], const jg_u32x4& a, const jg_u32x4& b, const XFrag& x) {
     jg_mma_k16<T>(c, a.x, b.x, a.y, b.y, x.v.x, x.v.y);  // k elements 0..3 of the slice
     jg_mma_k16<T>(c, a.z, b.z, a.w, b.w, x.v.z, x.v.w);  // k elements 4..7
@@ -93,13 +108,9 @@ struct jg_op_16 {  // 16-bit weights and tokens
 
 #if __CUDA_ARCH__ >= 890
 template <class T>
-struct jg_op_w8a8 {  // e4m3 weights and e4m3 tokens; T is only the output type
+struct jg_op_w8a8 : jg_x_as_stored {  // e4m3 weights and e4m3 tokens; T is only the output type
   using Out = T;
   static constexpr int KW = 16, WB = 1, XB = 1;
-  struct XFrag { jg_u32x4 v; };
-  static JG_DEVICE XFrag load_x(const unsigned char* p, bool ok, float) {
-    return XFrag{ok ? jg_load_cached(p) : jg_u32x4{0, 0, 0, 0}};
-  }
   static JG_DEVICE void mma(float (&c)[4], const jg_u32x4& a, const jg_u32x4& b, const XFrag& x) {
     jg_mma_e4m3_k32(c, a.x, b.x, a.y, b.y, x.v.x, x.v.y);  // k elements 0..7
     jg_mma_e4m3_k32(c, a.z, b.z, a.w, b.w, x.v.z, x.v.w);  // k elements 8..15
@@ -206,12 +217,7 @@ JG_DEVICE void jg_skinny_core(jg_u16* __restrict__ out, jg_i64 ldo, const unsign
   }
 
   float acc[MT][NT][4];
-#pragma unroll
-  for (int i = 0; i < MT; ++i)
-#pragma unroll
-    for (int j = 0; j < NT; ++j)
-#pragma unroll
-      for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.f;
+  jg_zero(acc);
 
   constexpr int STEP = 4 * P::KW * U;  // k elements a warp covers per iteration
   unsigned split = 0;

@@ -2,7 +2,7 @@
 // operands read from shared memory through matrix descriptors, fp32 accumulators in registers.
 // Both operands are K-major (rows of 64 16-bit elements = 128 bytes) in the 128-byte swizzle: within
 // each 1024-byte group of 8 rows, 16-byte chunk c of row r sits at chunk c ^ (r & 7). That is
-// jg_swz's layout (moderate.hip), so cp.async fills the tiles wgmma reads, with no TMA.
+// jg_swz's layout (nv/moderate.h), so cp.async fills the tiles wgmma reads, with no TMA.
 // Accumulator layout (PTX ISA, "wgmma .m64nNk16 D fragment"): warp w of the warpgroup, g = lane / 4,
 // t = lane % 4; register i holds row 16 w + g + 8 ((i % 4) / 2), column 8 (i / 4) + 2 t + (i % 2).
 // The operand lists below are long (N / 2 registers); they were written out by a script, not by hand.

@@ -1,0 +1,23 @@
+// NVIDIA body of the fp8 family (fp8.hip): the skinny core with fp8 operand policies.
+#pragma once
+#include "nv/core.h"
+
+// NVIDIA decodes only e4m3fn (OCP) natively (sm_89+); the host refuses e4m3fnuz here.
+template <class T, int MODE, int NT, int MT, int WK, int U, int SK>
+__global__ void __launch_bounds__(32 * WK) JG_CLUSTER_K(SK) jg_fp8_nv(
+    jg_u16* __restrict__ out, jg_i64 ldo, const unsigned char* __restrict__ x, jg_i64 ldx,
+    const unsigned char* __restrict__ w, jg_i64 ldw, const float* __restrict__ sx, int sx_per_token, float sx_val,
+    const float* __restrict__ sw, int sw_per_row, float sw_val, const jg_u16* __restrict__ bias, jg_i64 bias_ld,
+    int bias_rows, int N, int M, int K, int /*unused: the MFMA kernel's LDS size*/) {
+#if __CUDA_ARCH__ >= 890
+  const jg_epilogue e{sx, sw, sx_val, sw_val, bias, bias_ld, sx_per_token, sw_per_row, bias_rows};
+  if constexpr (MODE == JG_W8A8) {
+    jg_skinny_core<jg_op_w8a8<T>, NT, MT, WK, U, SK>(out, ldo, x, ldx, w, ldw, e, N, M, K);
+  } else if constexpr (MODE == JG_W8A16) {
+    jg_skinny_core<jg_op_w8a16<T>, NT, MT, WK, U, SK>(out, ldo, x, ldx, w, ldw, e, N, M, K);
+  } else {
+    jg_skinny_core<jg_op_w8q<T>, NT, MT, WK, U, SK>(out, ldo, x, ldx, w, ldw, e, N, M, K);
+  }
+#endif
+}
+
