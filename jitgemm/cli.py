@@ -6,7 +6,7 @@ import os
 import sys
 import time
 
-from . import config, precompile
+from . import config, precompile, registers
 
 from .messages import refuse
 from .targets import AMD_ARCHS, NV_ARCHS, arch_problem  # what aot and cache accept
@@ -64,12 +64,12 @@ def _tables_of(info) -> dict:
 def _offline_route() -> dict:
     """The offline clang-22 toolchain that compiles the AMD archs hiprtc cannot (amd_offline)."""
     from .runtime import amd_offline
-    from .runtime.hip import _OFFLINE_ARCHS
+    from .runtime.amd_flags import OFFLINE_ARCHS
     ok, why = amd_offline.available()
     if not ok:
-        return {"available": False, "archs": list(_OFFLINE_ARCHS), "reason": why}
+        return {"available": False, "archs": list(OFFLINE_ARCHS), "reason": why}
     t = amd_offline.find_toolchain()
-    return {"available": True, "archs": list(_OFFLINE_ARCHS), "clang": t.clang, "clang_version": t.clang_version,
+    return {"available": True, "archs": list(OFFLINE_ARCHS), "clang": t.clang, "clang_version": t.clang_version,
             "prefix": str(t.prefix)}
 
 
@@ -177,35 +177,11 @@ def _age(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
-def instances_for(arch: str):
-    """Every instance the dispatcher may choose on `arch`: those whose required capabilities (clusters,
-    wgmma, fp8 mma, ...) the arch has."""
-    from . import dispatch
-    from .arch import parse
-    from .kernels import scale
-    a = parse(arch)
-    insts = scale.instances() + dispatch.all_instances(a.vendor) + \
-        dispatch.all_fp8_instances(a.vendor, a.base if a.vendor == "hip" else None)
-    return [i for i in insts if a.runs(i.requires)]
-
-
-def compiler_problem(arch: str) -> str | None:
-    """Why nothing can compile for `arch` on this machine (NVRTC, hiprtc, or the offline clang route
-    missing), or None."""
-    from .runtime.backend import backend_for_arch
-    b = backend_for_arch(arch)
-    if hasattr(b, "compiler_for"):  # AMD: hiprtc or the offline clang route, depending on the arch
-        comp, why = b.compiler_for(arch)
-        return None if comp else why
-    ok, why = b.compiler_available()
-    return None if ok else why
-
-
 def cmd_aot(args) -> int:
     # every arch checked before anything is compiled (or a worker started): a refusal leaves no entry
     problems = [arch_problem(a) for a in args.arch if arch_problem(a)]
-    problems += [f"cannot compile for {a} here: {compiler_problem(a)}" for a in args.arch
-                 if not problems and compiler_problem(a)]
+    problems += [f"cannot compile for {a} here: {precompile.compiler_problem(a)}" for a in args.arch
+                 if not problems and precompile.compiler_problem(a)]
     if problems:
         return refuse("aot", problems[0])
     from .runtime.cache import default_cache
@@ -213,7 +189,7 @@ def cmd_aot(args) -> int:
     failures = 0
     rows = []
     for arch in args.arch:
-        insts = instances_for(arch)
+        insts = precompile.instances_for(arch)
         order = {inst.name: i for i, inst in enumerate(insts)}
         done, compiled = [], 0
         with precompile.Progress(f"aot {arch}", len(insts), "instances") as advance:
@@ -230,27 +206,15 @@ def cmd_aot(args) -> int:
               f"{len(done) - compiled} from the cache)")
     # the rows are printed as aot always did; --report adds column names and a summary per arch
     if args.report:
-        print(RESOURCE_HEADER)
-    _print_resources(rows)
-    _print_spills(rows)
+        print(registers.RESOURCE_HEADER)
+    registers.print_resources(rows)
+    registers.print_spills(rows)
     if args.report:
         from .runtime.cache import CodeCache
         failures += _seed_comparison(args.arch, CodeCache(root))
     if args.report:
-        _print_summary(rows)
+        registers.print_summary(rows)
     return 1 if failures else 0
-
-
-def _own_symbol(name: str, sym: str) -> bool:
-    """Whether `sym` is the kernel that name expression `name` names, not another kernel of the
-    same module (a module also carries every non-template kernel of its file). Itanium mangling
-    starts with _Z, the length and the base name, then I for template arguments; extern "C" kernels
-    keep their plain name."""
-    base = name.split("<", 1)[0].strip()
-    if sym == base:
-        return True
-    prefix = f"_Z{len(base)}{base}"
-    return sym.startswith(prefix) and (sym[len(prefix):len(prefix) + 1] == "I") == ("<" in name)
 
 
 def _seed_comparison(archs, cache) -> int:
@@ -276,62 +240,6 @@ def _seed_comparison(archs, cache) -> int:
                 print(f"  N<={nmax} mfma {'16x16x32' if mf == 16 else '32x32x16'}: vgpr {res['vgpr']:3d} agpr {res['agpr']:3d} "
                       f"sgpr {res['sgpr']:3d} spills v/s {res['vgpr_spill']}/{res['sgpr_spill']} scratch {res['scratch']}")
     return bad
-
-
-RESOURCE_HEADER = "arch     instance                                         registers / spills / memory"
-
-
-def _spills(res: dict) -> bool:
-    """Whether a kernel spills registers (or otherwise uses stack / scratch memory)."""
-    if "registers" in res:
-        return bool(res.get("spill_stores") or res.get("spill_loads") or res.get("stack_frame"))
-    return bool(res["vgpr_spill"] or res["sgpr_spill"] or res["scratch"])
-
-
-def _describe(res: dict) -> str:
-    if "registers" in res:
-        return (f"regs {res['registers']:3d}  spill st/ld {res.get('spill_stores', 0)}/{res.get('spill_loads', 0)}  "
-                f"stack {res.get('stack_frame', 0)}  smem {res.get('smem', 0)}")
-    return (f"vgpr {res['vgpr']:3d} agpr {res['agpr']:3d} sgpr {res['sgpr']:3d}  spills v/s "
-            f"{res['vgpr_spill']}/{res['sgpr_spill']}  lds {res['lds']}  scratch {res['scratch']}")
-
-
-def _print_resources(rows) -> None:
-    for arch, name, sym, res in rows:
-        if _own_symbol(name, sym):
-            print(f"{arch:8s} {name:48s} {_describe(res)}")
-
-
-def _print_spills(rows) -> None:
-    """A line per spilling instance, always: it works, but slower than a kernel that fits its registers."""
-    for arch, name, sym, res in rows:
-        if _own_symbol(name, sym) and _spills(res):
-            print(f"warning: {arch} {name} spills ({_describe(res)})")
-
-
-def _print_summary(rows) -> None:
-    """Per arch: the largest register use and how many instances spill."""
-    for arch in dict.fromkeys(r[0] for r in rows):
-        mine = [(name, res) for a, name, sym, res in rows if a == arch and _own_symbol(name, sym)]
-        if not mine:
-            continue
-        spills = sum(1 for _, r in mine if _spills(r))
-        if "registers" in mine[0][1]:
-            name, res = max(mine, key=lambda r: r[1]["registers"])
-            print(f"{arch}: max {res['registers']} registers ({name}); {spills} instances spill")
-        else:
-            name, res = max(mine, key=lambda r: r[1]["vgpr"] + r[1]["agpr"])
-            sgpr = max(r["sgpr"] for _, r in mine)
-            print(f"{arch}: max VGPR+AGPR {res['vgpr'] + res['agpr']} ({name}); max SGPR {sgpr}; "
-                  f"{spills} instances spill or use scratch")
-
-
-def print_register_table(rows) -> None:
-    """The rows with column names, flagged spills and a summary per arch (demo, aot --report)."""
-    print(RESOURCE_HEADER)
-    _print_resources(rows)
-    _print_spills(rows)
-    _print_summary(rows)
 
 
 def cmd_demo(args) -> int:

@@ -63,11 +63,12 @@ def _of_dtypes(inst, dtypes) -> bool:
 
 
 def _compile_only(why: str, dtypes, archs) -> int:
-    from .cli import compiler_problem, instances_for, print_register_table
+    from .precompile import compiler_problem, instances_for
+    from .registers import print_register_table
     from .messages import short_reason
     from .runtime import amd_offline
     from .arch import parse
-    from .runtime.hip import _OFFLINE_ARCHS
+    from .runtime.amd_flags import OFFLINE_ARCHS
     from .runtime.jit import compile_instance
     from rich.progress import track
     print(f"no GPU found: compiling a few kernels for {', '.join(archs)} instead (no GPU needed for that)")
@@ -76,7 +77,7 @@ def _compile_only(why: str, dtypes, archs) -> int:
     for arch in archs:
         problem = compiler_problem(arch)
         if problem:
-            offline = parse(arch).base in _OFFLINE_ARCHS  # the last line says how to get its toolchain
+            offline = parse(arch).base in OFFLINE_ARCHS  # the last line says how to get its toolchain
             why = "needs ROCm >= 6 or the offline clang-22 toolchain" if offline else short_reason(problem)
             print(f"{arch}: skipped, {why}")
             continue

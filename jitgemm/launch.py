@@ -11,7 +11,7 @@ import threading
 
 from . import workspace
 from .runtime import blas
-from .runtime.backend import ArgPack
+from .runtime.types import ArgPack
 
 
 class KernelLaunch:

@@ -1,8 +1,32 @@
-"""Compiling many kernel instances at once, with progress shown: what `aot` does for every shipped
-instance and `tune` for its candidates before timing them."""
+"""Compiling many kernel instances at once, with progress shown: which instances an arch gets (what `aot`
+compiles), whether this machine can compile for it, and the parallel compile `aot` and `tune` use."""
 from __future__ import annotations
 
 import sys
+
+
+def instances_for(arch: str):
+    """Every instance the dispatcher may choose on `arch`: those whose required capabilities (clusters,
+    wgmma, fp8 mma, ...) the arch has."""
+    from . import dispatch
+    from .arch import parse
+    from .kernels import scale
+    a = parse(arch)
+    insts = scale.instances() + dispatch.all_instances(a.vendor) + \
+        dispatch.all_fp8_instances(a.vendor, a.base if a.vendor == "hip" else None)
+    return [i for i in insts if a.runs(i.requires)]
+
+
+def compiler_problem(arch: str) -> str | None:
+    """Why nothing can compile for `arch` on this machine (NVRTC, hiprtc, or the offline clang route
+    missing), or None."""
+    from .runtime.backend import backend_for_arch
+    b = backend_for_arch(arch)
+    if hasattr(b, "compiler_for"):  # AMD: hiprtc or the offline clang route, depending on the arch
+        comp, why = b.compiler_for(arch)
+        return None if comp else why
+    ok, why = b.compiler_available()
+    return None if ok else why
 
 
 def compile_one(arch: str, root: str, inst) -> tuple:

@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass
 
 from .device_array import DeviceArray
-from .runtime.backend import capture_guard
+from .runtime.types import capture_guard
 
 
 @dataclass

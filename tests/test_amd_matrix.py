@@ -23,11 +23,12 @@ from pathlib import Path
 
 import pytest
 
-from jitgemm import cli, config, dispatch, precompile
+from jitgemm import config, dispatch, precompile
 from jitgemm.runtime import amd_offline
-from jitgemm.runtime.backend import CompileOptions, get_backend
+from jitgemm.runtime.backend import get_backend
+from jitgemm.runtime.types import CompileOptions
 from jitgemm.runtime.cache import CodeCache, default_cache
-from jitgemm.runtime.hip import hip_flags
+from jitgemm.runtime.amd_flags import hip_flags
 from jitgemm.runtime.jit import compile_instance
 from jitgemm.runtime.source import kernels_dir
 
@@ -233,7 +234,7 @@ def test_aot_pack_for_gfx942(matrix, matrix_root, monkeypatch):
     """`aot --out DIR` fills DIR/gfx942*/; a second aot compiles nothing; DIR works as JITGEMM_CACHE_DIR.
     DIR is the matrix's cache, so the first aot builds only what the matrix did not (the scale kernels)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    n = len(cli.instances_for("gfx942"))
+    n = len(precompile.instances_for("gfx942"))
     outs = []
     for _ in range(2):
         p = subprocess.run([sys.executable, "-m", "jitgemm", "aot", "--arch", "gfx942", "--out", matrix_root,

@@ -16,7 +16,7 @@ import pytest
 from jitgemm import config
 from jitgemm.runtime import cache as cache_mod
 from jitgemm.runtime import jit, source
-from jitgemm.runtime.backend import CompileOptions, CompileResult
+from jitgemm.runtime.types import CompileOptions, CompileResult
 from jitgemm.runtime.cache import CacheWarning, CodeCache, decode_entry, encode_entry, make_key
 from jitgemm.runtime.jit import KernelInstance, cache_key
 
@@ -274,7 +274,7 @@ def test_cache_key_ignores_where_the_kernels_live(monkeypatch):
 # ---- several processes, one build ---------------------------------------------------------------------
 WORKER = r'''
 import json, os, sys, time
-from jitgemm.runtime.backend import CompileResult
+from jitgemm.runtime.types import CompileResult
 from jitgemm.runtime.cache import CodeCache
 root, counter, start, key = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
 def build():

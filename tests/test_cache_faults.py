@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from jitgemm.runtime import cache as cache_mod
-from jitgemm.runtime.backend import CompileResult
+from jitgemm.runtime.types import CompileResult
 from jitgemm.runtime.cache import CacheWarning, CodeCache, decode_entry, encode_entry, make_key
 
 REPO = Path(__file__).resolve().parent.parent
@@ -200,7 +200,7 @@ class _LoadOnce:
         self.loads, self.compiles = [], 0
 
     def device_info(self, device):
-        from jitgemm.runtime.backend import DeviceInfo
+        from jitgemm.runtime.types import DeviceInfo
         return DeviceInfo(device, "fake", ARCH, 132, 32, 232448, 50 << 20, 80 << 30)
 
     def compiler_identity(self):
@@ -314,7 +314,7 @@ def test_cache_dir_deleted_between_processes_with_entries_in_memory(tmp_path):
 KILLED_WRITER = r'''
 import os, sys
 from jitgemm.runtime import cache as cache_mod
-from jitgemm.runtime.backend import CompileResult
+from jitgemm.runtime.types import CompileResult
 root, key = sys.argv[1], sys.argv[2]
 def stall(src, dst):   # the entry is written to its temp file; stop just before the rename
     print("publishing", src, flush=True)

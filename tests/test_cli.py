@@ -91,7 +91,7 @@ def test_cache_commands_on_empty_dir(tmp_path):
 def test_aot_then_cache_size_list_clear(tmp_path):
     """aot for sm_90a (~9 s): every instance reported with its registers, one cache entry each."""
     cache = tmp_path / "cache"
-    from jitgemm.cli import instances_for
+    from jitgemm.precompile import instances_for
     insts = instances_for("sm_90a")  # the scale kernel, the 16-bit and the fp8 families
     assert len(insts) > len(scale.instances() + dispatch.all_instances("cuda"))
     p = run(["aot", "--arch", "sm_90a", "--out", str(cache)], cache)
@@ -145,12 +145,12 @@ def test_aot_then_cache_size_list_clear(tmp_path):
 def test_aot_report_has_one_row_per_instance():
     import contextlib
     import io
-    from jitgemm import cli
+    from jitgemm import registers
     rows = [("sm_90a", "jg_scale<jg_f16>", "_Z8jg_scaleI6jg_f16EvPtPKtfx", {"registers": 8}),
             ("sm_90a", "jg_scale<jg_f16>", "_Z12jg_scale_f32PfPKffx", {"registers": 10})]
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        cli._print_resources(rows)
+        registers.print_resources(rows)
     assert len([l for l in buf.getvalue().splitlines() if "jg_scale<jg_f16>" in l]) == 1, buf.getvalue()
 
 
@@ -217,23 +217,23 @@ def test_import_and_validation_do_not_import_torch(tmp_path):
 
 def test_aot_for_pre_hopper_skips_what_needs_clusters_and_fp8_mma():
     """sm_80 has no thread-block clusters and no e4m3 mma: aot must not list (and fail on) them."""
-    from jitgemm import cli, dispatch
-    names = [i.name for i in cli.instances_for("sm_80")]
-    assert names and not any("clusters" in i.requires for i in cli.instances_for("sm_80"))
+    from jitgemm import precompile
+    names = [i.name for i in precompile.instances_for("sm_80")]
+    assert names and not any("clusters" in i.requires for i in precompile.instances_for("sm_80"))
     assert not any(n.startswith("jg_fp8_nv<") for n in names)
     assert any(n.startswith("jg_moderate_nv<") and n.endswith(", 2, 1>") for n in names)  # workspace variant
-    assert any("clusters" in i.requires for i in cli.instances_for("sm_90a"))
+    assert any("clusters" in i.requires for i in precompile.instances_for("sm_90a"))
 
 
 def test_aot_lists_wgmma_tiles_only_for_sm90a(monkeypatch):
-    from jitgemm import cli, dispatch
+    from jitgemm import dispatch, precompile
     from jitgemm.kernels import moderate
     wg = moderate.ModerateConfig(moderate.NvTile(64, 64, 1, moderate.WGMMA), 4, moderate.RED_CLUSTER)
     orig = dispatch.every_row
     monkeypatch.setattr(dispatch, "every_row", lambda family: [(640, 2880, {64: moderate.to_entry(wg, 1.2)})]
                         if family == "moderate" else orig(family))
-    assert any("wgmma" in i.requires for i in cli.instances_for("sm_90a"))
+    assert any("wgmma" in i.requires for i in precompile.instances_for("sm_90a"))
     for arch in ("sm_90", "sm_100a", "sm_80"):
-        insts = cli.instances_for(arch)
+        insts = precompile.instances_for(arch)
         assert not any("wgmma" in i.requires for i in insts)
         assert any(i.name.startswith("jg_moderate_nv<") for i in insts)  # the stand-in mma.sync tiles

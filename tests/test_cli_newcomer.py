@@ -7,8 +7,9 @@ import types
 
 import pytest
 
-from jitgemm import cli, precompile
-from jitgemm.runtime.backend import CompileResult, get_backend
+from jitgemm import cli, precompile, registers
+from jitgemm.runtime.backend import get_backend
+from jitgemm.runtime.types import CompileResult
 from jitgemm.runtime.cache import CodeCache
 
 from test_cli import REPO, TRACEBACK, _compiles, _has_gpu, run
@@ -91,8 +92,8 @@ def test_aot_for_gfx942_without_its_toolchain_says_how_to_get_it(tmp_path):
 def fake_aot(monkeypatch, total, spilling):
     """aot's instance list and compile step replaced: `total` instances, those in `spilling` spill."""
     names = [f"jg_fake<jg_f16, {i}>" for i in range(total)]
-    monkeypatch.setattr(cli, "instances_for", lambda arch: [types.SimpleNamespace(name=n) for n in names])
-    monkeypatch.setattr(cli, "compiler_problem", lambda arch: None)
+    monkeypatch.setattr(precompile, "instances_for", lambda arch: [types.SimpleNamespace(name=n) for n in names])
+    monkeypatch.setattr(precompile, "compiler_problem", lambda arch: None)
 
     def results(arch, root, insts, jobs):
         for i, inst in enumerate(insts):
@@ -234,7 +235,7 @@ def test_demo_options_header_summary_and_toolchain_hint(tmp_path):
     lines = p.stdout.splitlines()
     assert lines[0] == "no GPU found: compiling a few kernels for sm_80 instead (no GPU needed for that)"
     assert lines[1].startswith("  why no GPU: ") and depth(lines[1]) <= 1, lines[1]
-    assert lines[2] == cli.RESOURCE_HEADER
+    assert lines[2] == registers.RESOURCE_HEADER
     rows = [l for l in lines if l.startswith("sm_80 ")]
     assert rows and not any("jg_f16" in l for l in rows), rows
     assert re.fullmatch(r"sm_80: max \d+ registers \(jg_\w+<.*>\); 0 instances spill", lines[-2]), lines[-2]

@@ -16,9 +16,10 @@ from jitgemm import dispatch
 from jitgemm.errors import CompileError
 from jitgemm.kernels import scale, skinny
 from jitgemm.runtime import resources
-from jitgemm.runtime.backend import CompileOptions, backend_for_arch, get_backend
+from jitgemm.runtime.backend import backend_for_arch, get_backend
+from jitgemm.runtime.types import CompileOptions
 from jitgemm.runtime.cache import CodeCache
-from jitgemm.runtime.hip import hip_flags
+from jitgemm.runtime.amd_flags import hip_flags
 from jitgemm.runtime.jit import KernelInstance, compile_instance
 from jitgemm.runtime.source import kernels_dir
 
@@ -409,7 +410,8 @@ REFUSE_SCRIPT = r'''
 import sys, tempfile
 from jitgemm.errors import BackendUnavailable
 from jitgemm.kernels import scale
-from jitgemm.runtime.backend import CompileOptions, get_backend
+from jitgemm.runtime.backend import get_backend
+from jitgemm.runtime.types import CompileOptions
 from jitgemm.runtime.cache import CodeCache
 from jitgemm.runtime.jit import compile_instance
 b = get_backend("hip")

@@ -100,7 +100,7 @@ def test_blas_call_maps_row_major_operands_to_column_major_cublas(monkeypatch):
 
     class FakeBackend:
         name = "cuda"
-        def _make_current(self, device):
+        def make_current(self, device):
             calls.append(("current", (device,)))
         def alloc(self, nbytes, device):
             calls.append(("alloc", (nbytes, device)))

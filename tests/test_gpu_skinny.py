@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 import jitgemm
-from jitgemm.arrays import numpy_dtype
 from reference import NP, assert_close, random
 from gpu_helpers import empty_device, run_gemm, sync, to_device
 

@@ -10,7 +10,7 @@ import pytest
 
 from jitgemm import api, config, pipeline, scaled
 from jitgemm.arrays import View
-from jitgemm.runtime.backend import ArgPack, DeviceInfo
+from jitgemm.runtime.types import ArgPack, DeviceInfo
 
 
 class FakeKernel:
@@ -255,7 +255,7 @@ def test_forced_config_applies_inside_and_restores_after(fake):
 
 def test_allocation_refused_during_capture_says_what_to_do():
     from jitgemm.errors import JitgemmError, VendorError
-    from jitgemm.runtime.backend import capture_guard
+    from jitgemm.runtime.types import capture_guard
     with pytest.raises(JitgemmError, match="cannot be allocated during graph capture .* once on that stream"):
         with capture_guard("the split-K workspace", 0x1234):
             raise VendorError("cuMemAlloc", "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED")

@@ -7,7 +7,7 @@ in PREFIX/usr/include and ROCm 6.0 device bitcode (plus a generated gfx950 ISA-v
 PREFIX/devlibs. PREFIX is JITGEMM_AMD_TOOLCHAIN, else <jitgemm cache dir>/amd-toolchain, else
 /opt/jitgemm-amd.
 
-clang sees the source and the flags hiprtc sees (`hip.hip_flags`), plus only what a driver needs
+clang sees the source and the flags hiprtc sees (`amd_flags.hip_flags`), plus only what a driver needs
 that hiprtc supplies by itself (see `_driver_flags`), and a block appended to the source that does
 hiprtcAddNameExpression's job (see `instantiation_block`)."""
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Sequence
 
 from .. import config
 from ..errors import BackendUnavailable, CompileError
-from .backend import CompileOptions, CompileResult
+from .types import CompileOptions, CompileResult
 from .resources import amdgpu_kernel_resources
 
 TOOLCHAIN_ENV = "JITGEMM_AMD_TOOLCHAIN"
@@ -139,7 +139,7 @@ def _path_flags(tc: Toolchain) -> list[str]:
 def key_flags(options: CompileOptions) -> list[str]:
     """Everything that shapes the code object besides source and compiler identity, without machine
     paths: hiprtc's flags, then the driver flags."""
-    from .hip import hip_flags
+    from .amd_flags import hip_flags
     hf = hip_flags(options)
     return [*hf, *_driver_flags(_wave(hf))]
 

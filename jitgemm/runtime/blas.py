@@ -19,7 +19,7 @@ import os
 import threading
 
 from ..errors import BackendUnavailable, VendorError
-from .backend import capture_guard
+from .types import capture_guard
 
 WORKSPACE_BYTES = 32 << 20  # what torch gives cuBLAS on Hopper (CUBLAS_WORKSPACE_CONFIG :4096:8)
 _OP_N, _OP_T = 0, 1
@@ -132,7 +132,7 @@ def gemm(backend, device: int, stream: int, dtype: str, n: int, m: int, k: int, 
     c = cublas()
     t = _DATA_TYPE[dtype]
     with c.lock:  # one handle per device: its stream and workspace are set and used as one step
-        backend._make_current(device)  # a handle is bound to its device's context: use it there only
+        backend.make_current(device)  # a handle is bound to its device's context: use it there only
         h = c.handle(device)
         ws = c.workspace(backend, device, stream)
         c.check("cublasSetStream_v2", c.lib.cublasSetStream_v2(h, ctypes.c_void_p(stream)))

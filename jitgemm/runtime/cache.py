@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import config
-from .backend import CompileResult
+from .types import CompileResult
 
 CACHE_ABI = 1          # bump when the entry format or anything that shapes code changes meaning
 _MAGIC = b"JGC1"

@@ -5,7 +5,7 @@ import threading
 from typing import Sequence
 
 from ..errors import BackendUnavailable, CompileError, VendorError
-from .backend import ArgPack, CompileOptions, CompileResult, DeviceInfo, checked
+from .types import ArgPack, CompileOptions, CompileResult, DeviceInfo, checked
 from .resources import parse_ptxas_log
 
 
@@ -103,7 +103,7 @@ class CudaBackend:
         self._info[index] = info
         return info
 
-    def _make_current(self, device: int) -> None:
+    def make_current(self, device: int) -> None:
         """Make the device's primary context current (the one CuPy and torch use too)."""
         drv = self._drv()
         ctx = self._ctx.get(device)
@@ -137,7 +137,7 @@ class CudaBackend:
         want = int(ctx)
         for dev in range(self.device_count()):
             if dev not in self._ctx:
-                self._make_current(dev)  # retains the primary context
+                self.make_current(dev)  # retains the primary context
             if int(self._ctx[dev]) == want:
                 return dev
         raise ValueError(f"pointer {ptr:#x} is not memory of any CUDA device's primary context "
@@ -184,7 +184,7 @@ class CudaBackend:
     # ---- modules and launches --------------------------------------------------------------------
     def load(self, code: bytes, device: int):
         drv = self._drv()
-        self._make_current(device)
+        self.make_current(device)
         return self._check("cuModuleLoadData", drv.cuModuleLoadData(code))
 
     def function(self, module, symbol: str):
@@ -199,7 +199,7 @@ class CudaBackend:
     def launch(self, func, grid, block, shared: int, stream: int, args: ArgPack, device: int,
                pdl: bool = False) -> None:
         drv = self._driver
-        self._make_current(device)
+        self.make_current(device)
         if pdl:
             # programmatic dependent launch: this kernel may start while the previous one in the
             # stream drains; it orders itself with griddepcontrol.wait before reading its inputs
@@ -220,7 +220,7 @@ class CudaBackend:
         if pdl:
             return lambda stream: self.launch(func, grid, block, shared, stream, args, device, True)
         drv = self._drv()
-        self._make_current(device)
+        self.make_current(device)
         ctx = self._ctx[device]
         ctx_id, get_current, launch, success = int(ctx), drv.cuCtxGetCurrent, drv.cuLaunchKernel, drv.CUresult.CUDA_SUCCESS
         (gx, gy, gz), (bx, by, bz), address = grid, block, args.address
@@ -253,44 +253,44 @@ class CudaBackend:
     # ---- memory, streams, events (numpy path, tests, benchmarks) ---------------------------------
     def alloc(self, nbytes: int, device: int) -> int:
         drv = self._drv()
-        self._make_current(device)
+        self.make_current(device)
         return int(self._check("cuMemAlloc", drv.cuMemAlloc(max(int(nbytes), 1))))
 
     def free(self, ptr: int, device: int) -> None:
         drv = self._drv()
-        self._make_current(device)
+        self.make_current(device)
         self._check("cuMemFree", drv.cuMemFree(ptr))
 
     def copy_htod(self, dst: int, src_host_ptr: int, nbytes: int, device: int) -> None:
         drv = self._drv()
-        self._make_current(device)
+        self.make_current(device)
         self._check("cuMemcpyHtoD", drv.cuMemcpyHtoD(dst, src_host_ptr, nbytes))
 
     def copy_dtoh(self, dst_host_ptr: int, src: int, nbytes: int, device: int) -> None:
         drv = self._drv()
-        self._make_current(device)
+        self.make_current(device)
         self._check("cuMemcpyDtoH", drv.cuMemcpyDtoH(dst_host_ptr, src, nbytes))
 
     def memset(self, ptr: int, byte: int, nbytes: int, stream: int, device: int) -> None:
         drv = self._drv()
-        self._make_current(device)
+        self.make_current(device)
         self._check("cuMemsetD8Async", drv.cuMemsetD8Async(ptr, byte, nbytes, stream))
 
     def synchronize(self, device: int) -> None:
         drv = self._drv()
-        self._make_current(device)
+        self.make_current(device)
         self._check("cuCtxSynchronize", drv.cuCtxSynchronize())
 
     def stream_synchronize(self, stream: int, device: int) -> None:
         drv = self._drv()
-        self._make_current(device)
+        self.make_current(device)
         self._check("cuStreamSynchronize", drv.cuStreamSynchronize(stream))
 
     def stream_capturing(self, stream: int, device: int) -> bool:
         """Whether `stream` is capturing a graph (or cannot be asked: the legacy stream while another
         stream captures in global mode answers with an error, and counts as capturing)."""
         drv = self._drv()
-        self._make_current(device)
+        self.make_current(device)
         err, status = drv.cuStreamIsCapturing(stream)
         if int(err) != 0:
             return True

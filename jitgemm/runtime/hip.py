@@ -6,23 +6,13 @@ from typing import Sequence
 
 from ..arch import parse
 from ..errors import BackendUnavailable, CompileError, VendorError
-from .backend import ArgPack, CompileOptions, CompileResult, DeviceInfo, checked
+from .amd_flags import OFFLINE_ARCHS, hip_flags
+from .types import ArgPack, CompileOptions, CompileResult, DeviceInfo, checked
 from .resources import amdgpu_kernel_resources
 
 # HIP 5.x's hiprtc hands gfx94x/gfx11 to a comgr that rejects them and then aborts the whole
 # process (uncatchable). Only these targets are safe to give an old hiprtc.
 _OLD_HIPRTC_SAFE = ("gfx906", "gfx908", "gfx90a")
-# What the offline clang-22 route (amd_offline) builds when hiprtc cannot: the CDNA3/CDNA4 parts,
-# whose ISA-version bitcode the toolchain script provides.
-_OFFLINE_ARCHS = ("gfx940", "gfx941", "gfx942", "gfx950")
-
-
-def hip_flags(options: CompileOptions) -> list[str]:
-    """Flags shared by hiprtc and the offline clang route, so both see the same source."""
-    wave = 32 if parse(options.arch).has("wave32") else 64
-    return [f"--offload-arch={options.arch}", "-O3", f"-std={options.std}", "-DJG_AMD=1",
-            f"-DJG_WAVE={wave}", *options.define_flags(), *(f"-I{d}" for d in options.include_dirs),
-            *options.extra]
 
 
 def _shim_debian_hip() -> None:
@@ -147,7 +137,7 @@ class HipBackend:
         self._info[index] = info
         return info
 
-    def _make_current(self, device: int) -> None:
+    def make_current(self, device: int) -> None:
         hip = self._hip
         err, cur = hip.hipGetDevice()
         if int(err) != 0 or int(cur) != device:
@@ -171,7 +161,7 @@ class HipBackend:
 
     def _offline(self, arch: str) -> bool:
         """Compile `arch` with clang-22 (amd_offline): only where hiprtc cannot and the toolchain is there."""
-        if parse(arch).base not in _OFFLINE_ARCHS or self._hiprtc_safe(arch):
+        if parse(arch).base not in OFFLINE_ARCHS or self._hiprtc_safe(arch):
             return False
         from . import amd_offline
         return amd_offline.available()[0]
@@ -233,7 +223,7 @@ class HipBackend:
     def _refusal(self, base_arch: str) -> str:
         from . import amd_offline
         offline = (f"the offline clang route is not set up ({amd_offline.available()[1]})"
-                   if base_arch in _OFFLINE_ARCHS else f"the offline clang route covers only {', '.join(_OFFLINE_ARCHS)}")
+                   if base_arch in OFFLINE_ARCHS else f"the offline clang route covers only {', '.join(OFFLINE_ARCHS)}")
         hip = f"HIP {self.runtime_version()}" if self.compiler_available()[0] else "no hiprtc"
         return (f"this hiprtc ({hip}) cannot compile for {base_arch} without aborting "
                 f"the process; it is safe only for {', '.join(_OLD_HIPRTC_SAFE)}. Use ROCm >= 6 or the "
@@ -246,7 +236,7 @@ class HipBackend:
     # ---- modules and launches --------------------------------------------------------------------
     def load(self, code: bytes, device: int):
         hip = self._mod()
-        self._make_current(device)
+        self.make_current(device)
         return self._check("hipModuleLoadData", hip.hipModuleLoadData(code))
 
     def function(self, module, symbol: str):
@@ -258,7 +248,7 @@ class HipBackend:
     def launch(self, func, grid, block, shared: int, stream: int, args: ArgPack, device: int,
                pdl: bool = False) -> None:  # HIP has no programmatic dependent launch
         hip = self._hip
-        self._make_current(device)
+        self.make_current(device)
         (err,) = hip.hipModuleLaunchKernel(func, grid[0], grid[1], grid[2], block[0], block[1], block[2],
                                            shared, stream or None, args.address, None)
         if int(err) != 0:
@@ -271,31 +261,31 @@ class HipBackend:
     # ---- memory -----------------------------------------------------------------------------------
     def alloc(self, nbytes: int, device: int) -> int:
         hip = self._mod()
-        self._make_current(device)
+        self.make_current(device)
         return int(self._check("hipMalloc", hip.hipMalloc(max(int(nbytes), 1))))
 
     def free(self, ptr: int, device: int) -> None:
-        self._make_current(device)
+        self.make_current(device)
         self._check("hipFree", self._hip.hipFree(ptr))
 
     def copy_htod(self, dst: int, src_host_ptr: int, nbytes: int, device: int) -> None:
-        self._make_current(device)
+        self.make_current(device)
         self._check("hipMemcpyHtoD", self._hip.hipMemcpyHtoD(dst, src_host_ptr, nbytes))
 
     def copy_dtoh(self, dst_host_ptr: int, src: int, nbytes: int, device: int) -> None:
-        self._make_current(device)
+        self.make_current(device)
         self._check("hipMemcpyDtoH", self._hip.hipMemcpyDtoH(dst_host_ptr, src, nbytes))
 
     def memset(self, ptr: int, byte: int, nbytes: int, stream: int, device: int) -> None:
-        self._make_current(device)
+        self.make_current(device)
         self._check("hipMemsetD8Async", self._hip.hipMemsetD8Async(ptr, byte, nbytes, stream or None))
 
     def synchronize(self, device: int) -> None:
-        self._make_current(device)
+        self.make_current(device)
         self._check("hipDeviceSynchronize", self._hip.hipDeviceSynchronize())
 
     def stream_synchronize(self, stream: int, device: int) -> None:
-        self._make_current(device)
+        self.make_current(device)
         self._check("hipStreamSynchronize", self._hip.hipStreamSynchronize(stream or None))
 
     def versions(self) -> dict:

@@ -9,7 +9,8 @@ from typing import Sequence
 
 from .. import config
 from ..errors import VendorError
-from .backend import ArgPack, Backend, CompileOptions, CompileResult, backend_for_arch
+from .backend import Backend, backend_for_arch
+from .types import ArgPack, CompileOptions, CompileResult
 from .cache import CodeCache, default_cache, make_key
 from .source import kernels_dir, load_source
 
