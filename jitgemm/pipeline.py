@@ -22,6 +22,7 @@ from . import config, validate
 from .validate import stream_handle
 from .arrays import View, signature_fn
 from .device_array import DeviceArray
+from .runtime import backend as backend_registry
 from .runtime.backend import default_backend, get_backend
 
 _SIGNATURES: dict[type, Callable] = {}   # type -> its hot-path adapter
@@ -107,6 +108,9 @@ def store(key: tuple | None, entry: Entry) -> None:
 def clear() -> None:
     """Forget every cached entry (the next call of each signature plans again)."""
     _ENTRIES.clear()
+
+
+backend_registry.on_swap.append(clear)  # entries hold launches bound to a backend
 
 
 # ---- placement: which backend/device, which stream -----------------------------------------------------

@@ -23,6 +23,10 @@ class Workspace:
     floats: int
     tiles: int
 
+    @property
+    def backend(self):
+        return self.partials.backend
+
 
 _spaces: dict[tuple, Workspace] = {}
 _retired: list[Workspace] = []
@@ -35,7 +39,7 @@ def _pow2(v: int) -> int:
 
 def get(backend, device: int, stream: int, floats: int, tiles: int) -> Workspace:
     """A workspace with room for `floats` partial values and `tiles` counters on this stream."""
-    key = (backend.name, device, int(stream))
+    key = (id(backend), device, int(stream))  # per backend object (a test's stand-in has its own)
     ws = _spaces.get(key)
     if ws is not None and ws.floats >= floats and ws.tiles >= tiles:
         return ws
@@ -55,6 +59,7 @@ def get(backend, device: int, stream: int, floats: int, tiles: int) -> Workspace
         return new
 
 
-def held_bytes() -> int:
-    """Device bytes the workspaces hold (current and outgrown)."""
-    return sum(w.floats * 4 + w.tiles * 4 for w in list(_spaces.values()) + _retired)
+def held_bytes(backend=None) -> int:
+    """Device bytes the workspaces hold (current and outgrown), of one backend or of all."""
+    return sum(w.floats * 4 + w.tiles * 4 for w in list(_spaces.values()) + _retired
+               if backend is None or w.backend is backend)

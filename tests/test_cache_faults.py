@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 
 from jitgemm.runtime import cache as cache_mod
-from jitgemm.runtime.types import CompileResult
+from jitgemm.runtime.backend import installed
+from jitgemm.runtime.null import NullBackend
+from jitgemm.runtime.types import CompileResult, DeviceInfo
 from jitgemm.runtime.cache import CacheWarning, CodeCache, decode_entry, encode_entry, make_key
 
 REPO = Path(__file__).resolve().parent.parent
@@ -192,22 +194,15 @@ def test_real_entry_of_another_arch_renamed_into_place_is_rebuilt(tmp_path):
     assert decode_entry(p80.read_bytes(), "sm_80").code == r80.code    # and the sm_80 one untouched
 
 
-class _LoadOnce:
+class _LoadOnce(NullBackend):
     """A backend whose driver refuses code it did not build (another driver's cubin, say)."""
-    name = "cuda"
 
     def __init__(self):
+        super().__init__(devices=[DeviceInfo(0, "fake", ARCH, 132, 32, 232448, 50 << 20, 80 << 30)])
         self.loads, self.compiles = [], 0
-
-    def device_info(self, device):
-        from jitgemm.runtime.types import DeviceInfo
-        return DeviceInfo(device, "fake", ARCH, 132, 32, 232448, 50 << 20, 80 << 30)
 
     def compiler_identity(self):
         return "fakecc-1"
-
-    def compile_flags(self, options):
-        return [f"--arch={options.arch}", *options.define_flags()]
 
     def compile(self, source, filename, names, options):
         self.compiles += 1
@@ -231,7 +226,6 @@ def test_entry_that_checks_out_but_does_not_load_is_rebuilt_once(tmp_path, monke
     from jitgemm.runtime import jit
     monkeypatch.setenv("JITGEMM_CACHE_DIR", str(tmp_path / "cache"))
     be = _LoadOnce()
-    monkeypatch.setattr(jit, "backend_for_arch", lambda arch: be)
     inst = scale.instance("float32")
     c = cache_mod.default_cache()
     k = jit.cache_key(inst, ARCH, be)
@@ -239,8 +233,7 @@ def test_entry_that_checks_out_but_does_not_load_is_rebuilt_once(tmp_path, monke
     path = c.path(k, ARCH)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(encode_entry(bad, ARCH))
-    monkeypatch.setattr(jit, "_loaded", {})
-    with Recorder() as rec:
+    with installed(be), Recorder() as rec:   # a backend object of its own: nothing loaded for it yet
         kern = jit.get_kernel(inst, be, 0, scale.ARG_KINDS)
         again = jit.get_kernel(inst, be, 0, scale.ARG_KINDS)
     assert again is kern and kern.func == ("function", "_Zk")

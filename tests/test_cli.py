@@ -225,13 +225,11 @@ def test_aot_for_pre_hopper_skips_what_needs_clusters_and_fp8_mma():
     assert any("clusters" in i.requires for i in precompile.instances_for("sm_90a"))
 
 
-def test_aot_lists_wgmma_tiles_only_for_sm90a(monkeypatch):
-    from jitgemm import dispatch, precompile
+def test_aot_lists_wgmma_tiles_only_for_sm90a(nv_tables):
+    from jitgemm import precompile
     from jitgemm.kernels import moderate
     wg = moderate.ModerateConfig(moderate.NvTile(64, 64, 1, moderate.WGMMA), 4, moderate.RED_CLUSTER)
-    orig = dispatch.every_row
-    monkeypatch.setattr(dispatch, "every_row", lambda family: [(640, 2880, {64: moderate.to_entry(wg, 1.2)})]
-                        if family == "moderate" else orig(family))
+    nv_tables(moderate=[(640, 2880, {64: moderate.to_entry(wg, 1.2)})])
     assert any("wgmma" in i.requires for i in precompile.instances_for("sm_90a"))
     for arch in ("sm_90", "sm_100a", "sm_80"):
         insts = precompile.instances_for(arch)

@@ -165,10 +165,8 @@ class _FakeBackend:
         self.memsets.append((ptr, byte, nbytes, stream))
 
 
-def test_workspace_is_per_stream_grows_and_zeroes_counters_once(monkeypatch):
-    monkeypatch.setattr(workspace, "_spaces", {})
-    monkeypatch.setattr(workspace, "_retired", [])
-    b = _FakeBackend()
+def test_workspace_is_per_stream_grows_and_zeroes_counters_once():
+    b = _FakeBackend()   # workspaces are per backend object: this one starts with none
     a1 = workspace.get(b, 0, 7, 5000, 10)
     assert a1.floats == 8192 and a1.tiles == 256          # next power of two, at least 1024 / 256
     assert b.memsets == [(a1.counters.ptr, 0, 256 * 4, 7)]  # counters zeroed on the stream that uses them
@@ -177,10 +175,8 @@ def test_workspace_is_per_stream_grows_and_zeroes_counters_once(monkeypatch):
     assert other is not a1 and len(b.memsets) == 2          # another stream: its own
     a2 = workspace.get(b, 0, 7, 9000, 10)
     assert a2 is not a1 and a2.floats == 16384 and len(b.memsets) == 3
-    assert a1 in workspace._retired and not b.freed         # outgrown, kept: a queued kernel may read it
-    assert workspace.held_bytes() == sum(w.floats * 4 + w.tiles * 4 for w in (a1, a2, other))
-    monkeypatch.setattr(workspace, "_spaces", {})
-    monkeypatch.setattr(workspace, "_retired", [])
+    assert not b.freed                                      # outgrown, kept: a queued kernel may read it
+    assert workspace.held_bytes(b) == sum(w.floats * 4 + w.tiles * 4 for w in (a1, a2, other))
 
 
 def test_table_entries_old_and_new_format():

@@ -44,10 +44,11 @@ from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
 import jitgemm
-from jitgemm import api, pipeline
 from jitgemm.kernels import skinny
 from jitgemm.arrays import ITEMSIZE, View, as_view
 from jitgemm.errors import BackendUnavailable
+from jitgemm.runtime.backend import installed
+from jitgemm.runtime.null import NullBackend
 
 HALF = ("float16", "bfloat16")
 FP8 = ("float8_e4m3fn", "float8_e4m3fnuz")
@@ -92,29 +93,13 @@ RAN: set = set()
 OUTCOMES: collections.Counter = collections.Counter()  # (api, valid/bad/bug/huge, outcome type)
 
 
-# ---- a stand-in for the backend lookups (no fake pointer can reach a GPU) --------------------------------------
-class _NoDevice:
-    """Every attribute use raises BackendUnavailable, like the CUDA backend on a machine without a driver."""
-
-    def __getattr__(self, name):
-        raise BackendUnavailable(f"fuzz: no device ({name})")
-
-
-def _unavailable(*a, **k):
-    raise BackendUnavailable("fuzz: no device")
-
-
+# ---- no device: every device method of the installed stand-in backend raises BackendUnavailable ---------------------
 @pytest.fixture
 def _no_device():
     """Per test function (with @given: once for all its examples), so that the GPU tests below see the real backend."""
-    with pytest.MonkeyPatch.context() as mp:
-        for mod in (api, pipeline):  # placement lives in the pipeline; Linear's host path in api
-            mp.setattr(mod, "default_backend", _unavailable)
-            mp.setattr(mod, "get_backend", lambda *a, **k: _NoDevice())
-        mp.setattr(api, "get_kernel", _unavailable)
-        from jitgemm import scaled
-        mp.setattr(scaled, "get_kernel", _unavailable)
-        mp.setattr(api.DeviceArray, "__init__", _unavailable)
+    def unavailable(what):
+        return BackendUnavailable(f"fuzz: no device ({what})")
+    with installed(NullBackend(fail=unavailable)):
         yield
 
 

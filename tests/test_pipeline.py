@@ -10,49 +10,20 @@ import pytest
 
 from jitgemm import api, config, pipeline, scaled
 from jitgemm.arrays import View
-from jitgemm.runtime.types import ArgPack, DeviceInfo
+from jitgemm.runtime.backend import installed
+from jitgemm.runtime.null import NullBackend
+from jitgemm.runtime.types import DeviceInfo
 
 
-class FakeKernel:
-    def __init__(self, kinds):
-        self.func, self.arg_kinds, self.resources = object(), tuple(kinds), {}
-
-    def ensure_shared(self, shared):
-        pass
-
-
-class FakeBackend:
-    """Records every launch's grid and packed argument words; no GPU."""
-    name = "cuda"
-
-    def __init__(self):
-        self.launches = []
-
-    def device_info(self, device):
-        if device not in (0, 1):
-            raise ValueError(f"no device {device}")
-        return DeviceInfo(device, "fake H100", "sm_90a", 132, 32, 227 << 10, 50 << 20, 80 << 30)
-
-    def current_device(self):
-        return 0
-
-    def launch(self, func, grid, block, shared, stream, args: ArgPack, device, pdl=False):
-        self.launches.append((grid, stream, device, list(args.words())))
-
-    def launcher(self, func, grid, block, shared, args: ArgPack, device, pdl=False):
-        return lambda stream: self.launch(func, grid, block, shared, stream, args, device, pdl)
+def null_devices():
+    return [DeviceInfo(d, "fake H100", "sm_90a", 132, 32, 227 << 10, 50 << 20, 80 << 30) for d in (0, 1)]
 
 
 @pytest.fixture
-def fake(monkeypatch):
-    be = FakeBackend()
-    monkeypatch.setattr(pipeline, "get_backend", lambda name: be)
-    monkeypatch.setattr(pipeline, "default_backend", lambda: be)
-    monkeypatch.setattr(api, "get_kernel", lambda inst, b, d, kinds: FakeKernel(kinds))
-    monkeypatch.setattr(scaled, "get_kernel", lambda inst, b, d, kinds: FakeKernel(kinds))
-    pipeline.clear()
-    yield be
-    pipeline.clear()
+def fake():
+    """The whole call path on a recording stand-in backend (runtime.null): no GPU, no patched internals."""
+    with installed(NullBackend(devices=null_devices())) as be:
+        yield be
 
 
 def dv(shape, ptr=0x100000, strides=None, dtype="bfloat16", device=0):
@@ -125,14 +96,14 @@ def test_cached_signature_never_lets_an_invalid_call_through(fake, entry, name, 
     run(valid)  # and the valid call still runs after the refused one
 
 
-def test_repeated_call_is_served_from_the_cache(fake, monkeypatch):
+def test_repeated_call_is_served_from_the_cache(fake):
     x, w, o = dv((N, K), 0x10000), dv((M, K), 0x40000), dv((N, M), 0x80000)
     api.gemm(x, w, out=o)
-    planned = []
-    monkeypatch.setattr(api, "_plan", lambda *a: planned.append(a))  # the cold path would call it
+    asked = fake.calls["device_info"]
+    assert asked, "the cold path plans for the device's arch"
     x2, o2 = dv((N, K), 0x20000), dv((N, M), 0xA0000)
     api.gemm(x2, w, out=o2)
-    assert not planned, "a known signature was planned again"
+    assert fake.calls["device_info"] == asked, "a known signature was planned again"
     words = fake.launches[-1][3]
     assert (words[0], words[2], words[4]) == (0xA0000, 0x20000, 0x40000), "the new pointers were not written"
     assert fake.launches[-2][3][1:] == words[1:] or words[0] != fake.launches[-2][3][0]
@@ -148,11 +119,10 @@ def test_settings_snapshot_and_reload(fake, monkeypatch):
     gen = config.settings().generation
     config.reload()
     assert config.settings().pdl is True and config.settings().generation > gen
-    planned = []
-    real = api._plan
-    monkeypatch.setattr(api, "_plan", lambda *a: planned.append(a) or real(*a))
+    asked = fake.calls["device_info"]
     api.gemm(x, w, out=o)
-    assert planned, "a plan made under the old settings was reused after reload()"
+    assert fake.calls["device_info"] > asked, "a plan made under the old settings was reused after reload()"
+    assert fake.launches[-1][0] == fake.launches[0][0]
 
 
 def test_scaled_gemm_scale_values_checked_every_call(fake):
@@ -200,11 +170,14 @@ def test_prepared_and_prepared_scaled_are_one_class(fake):
         p.launch("stream 0")
 
 
-def test_host_operands_are_never_cached(fake, monkeypatch):
-    monkeypatch.setattr(api, "_run_host", lambda *a: "host path")
+def test_host_operands_are_never_cached(fake):
     x = np.ones((N, K), np.float16)
     w = np.ones((M, K), np.float16)
-    assert api.gemm(x, w) == "host path"
+    for _ in range(2):
+        launches, uploads = len(fake.launches), fake.calls["copy_htod"]
+        y = api.gemm(x, w)   # numpy in: uploaded, launched, downloaded (the stand-in computes nothing)
+        assert isinstance(y, np.ndarray) and y.shape == (N, M) and y.dtype == np.float16
+        assert len(fake.launches) == launches + 1 and fake.calls["copy_htod"] == uploads + 2
     assert not pipeline._ENTRIES
 
 
@@ -274,3 +247,15 @@ def test_forced_config_is_not_hidden_by_plan_cached_keys_of_the_caller(fake):
         with forced_config(cfg):
             plan = api._plan_cached("cuda", "sm_90a", 132, "bfloat16", 117, 661, 3080, 50 << 20, 227 << 10, True, ())
             assert plan.instance == cfg.instance("bfloat16")
+
+
+def test_an_installed_backend_is_used_then_forgotten():
+    """The test seam itself: inside installed(), the registry and the default backend are the stand-in's, and
+    no cached launch bound to it survives the block (nor one bound to the real backend enters it)."""
+    from jitgemm.runtime import backend as registry
+    before = registry._BACKENDS.get("cuda")
+    with installed(NullBackend()) as be:
+        assert registry.get_backend("cuda") is be and registry.default_backend() is be
+        api.gemm(dv((N, K)), dv((M, K), 0x40000), out=dv((N, M), 0x80000))
+        assert pipeline._ENTRIES and len(be.launches) == 1
+    assert not pipeline._ENTRIES and registry._BACKENDS.get("cuda") is before

@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 
 import jitgemm
-from jitgemm import api, config, dispatch, pipeline, validate
+from jitgemm import config, dispatch, validate
 from jitgemm.arrays import View, _from_dlpack, as_view, dtype_name
 from jitgemm.errors import BackendUnavailable
 from jitgemm.kernels import skinny
+from jitgemm.runtime.backend import installed
+from jitgemm.runtime.null import NullBackend
 
 BF16, F16 = ml_dtypes.bfloat16, np.float16
 
@@ -26,15 +28,12 @@ class GpuTouched(Exception):
 
 
 @pytest.fixture
-def tripwire(monkeypatch):
-    def boom(*a, **k):
-        raise GpuTouched(f"GPU work reached with {a}")
-    for mod in (api, pipeline):  # placement lives in the pipeline; Linear's host path in api
-        monkeypatch.setattr(mod, "default_backend", boom)
-        monkeypatch.setattr(mod, "get_backend", boom)
-    monkeypatch.setattr(api, "get_kernel", boom)
-    monkeypatch.setattr(api.DeviceArray, "__init__", boom)
-    return boom
+def tripwire():
+    """Both vendors' backends replaced by stand-ins whose every device method raises GpuTouched."""
+    def touched(what):
+        return GpuTouched(f"GPU work reached: {what}")
+    with installed(NullBackend("hip", fail=touched)), installed(NullBackend("cuda", fail=touched)):
+        yield
 
 
 def _has_gpu() -> bool:
@@ -560,8 +559,8 @@ def test_plan_cuda_instance_and_token_tiles(n, nt):
             assert p.instance.name in str(p)
 
 
-def test_plan_cuda_heuristic_without_table(monkeypatch):
-    monkeypatch.setattr(dispatch, "load_table", lambda family="skinny", **kw: [])
+def test_plan_cuda_heuristic_without_table(nv_tables):
+    nv_tables(skinny=[], fp8=[], moderate=[])
     p = dispatch.plan_gemm("cuda", "sm_90a", 132, "bfloat16", 4, 4096, 4096)
     assert "heuristic" in p.reason
     # what won almost every decode shape on the H100: 16 warps split K, 2 steps; 32-row blocks for large M
@@ -571,8 +570,8 @@ def test_plan_cuda_heuristic_without_table(monkeypatch):
     assert dispatch.heuristic_nv(64, 64, 132) in skinny.NV_CONFIGS  # aot compiles what it picks
 
 
-def test_heuristic_choices_are_in_the_aot_set(monkeypatch):
-    monkeypatch.setattr(dispatch, "every_row", lambda family: [])
+def test_heuristic_choices_are_in_the_aot_set(nv_tables):
+    nv_tables(skinny=[], fp8=[], moderate=[])
     names = {i.name for i in dispatch.all_instances("cuda")}
     for m in (64, 4096, 8192, 28672, 128256):
         for k in (64, 512, 4096, 28672):
@@ -605,11 +604,10 @@ def test_pdl_on_archs_newer_than_sm90(monkeypatch, arch):
     assert dispatch.plan_gemm("cuda", arch, 148, "bfloat16", 1, 4096, 4096).extra["pdl"] is True
 
 
-def test_cuda_dispatch_before_sm90_is_covered_by_aot(monkeypatch):
+def test_cuda_dispatch_before_sm90_is_covered_by_aot(nv_tables):
     # a measured row whose K split uses a 2-block cluster, in the dispatcher's (M, K, (WK, U, SK), {bucket: MT}) form
     row = (4096, 4096, (8, 2, 2), {1: 1, 4: 1, 8: 1, 16: 1})
-    monkeypatch.setattr(dispatch, "load_table", lambda family="skinny", **kw: [row] if family == "skinny" else [])
-    monkeypatch.setattr(dispatch, "every_row", lambda family: [row] if family == "skinny" else [])
+    nv_tables(skinny=[row], fp8=[], moderate=[])
     insts = set(dispatch.all_instances("cuda"))
     assert dispatch.plan_gemm("cuda", "sm_90a", 132, "bfloat16", 1, 4096, 4096).instance in insts
     assert dispatch.plan_gemm("cuda", "sm_80", 108, "bfloat16", 1, 4096, 4096).instance in insts

@@ -6,7 +6,8 @@ arguments and offers the little memory/stream/event service the numpy path and b
 """
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+import contextlib
+from typing import Callable, Protocol, Sequence
 
 from .. import config
 from ..errors import BackendUnavailable
@@ -55,6 +56,10 @@ class Backend(Protocol):
 
 
 _BACKENDS: dict[str, Backend] = {}
+_installed: Backend | None = None
+#: called whenever installed() swaps a backend in or out: whatever holds objects bound to a backend
+#: (the pipeline's cached launches) forgets them
+on_swap: list[Callable[[], None]] = []
 
 
 def get_backend(name: str) -> Backend:
@@ -72,6 +77,27 @@ def get_backend(name: str) -> Backend:
     return _BACKENDS[name]
 
 
+@contextlib.contextmanager
+def installed(backend: Backend):
+    """Inside, `backend` (a runtime.null.NullBackend in tests) is the registry's backend for its vendor
+    and the default one: every jitgemm call goes through it, and nothing bound to it outlives the block."""
+    global _installed
+    saved = _BACKENDS.get(backend.name), _installed
+    _BACKENDS[backend.name], _installed = backend, backend
+    for forget in on_swap:
+        forget()
+    try:
+        yield backend
+    finally:
+        if saved[0] is None:
+            _BACKENDS.pop(backend.name, None)
+        else:
+            _BACKENDS[backend.name] = saved[0]
+        _installed = saved[1]
+        for forget in on_swap:
+            forget()
+
+
 def backend_for_arch(arch: str) -> Backend:
     """Compile-only work: the target decides (sm_* -> NVRTC, gfx* -> hiprtc)."""
     from ..arch import parse
@@ -82,7 +108,9 @@ def backend_for_arch(arch: str) -> Backend:
 
 
 def default_backend() -> Backend:
-    """JITGEMM_BACKEND if set, else the first vendor with a usable device."""
+    """The installed one (tests), JITGEMM_BACKEND if set, else the first vendor with a usable device."""
+    if _installed is not None:
+        return _installed
     forced = config.backend_override()
     if forced:
         return get_backend(forced)
