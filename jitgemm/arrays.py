@@ -122,17 +122,17 @@ def _from_cai(obj: Any, kind: str) -> View:
 
 
 # ---- DLPack, read with ctypes ------------------------------------------------------------------
-class _DLDevice(ctypes.Structure):
+class DLDevice(ctypes.Structure):
     _fields_ = [("device_type", ctypes.c_int32), ("device_id", ctypes.c_int32)]
 
 
-class _DLDataType(ctypes.Structure):
+class DLDataType(ctypes.Structure):
     _fields_ = [("code", ctypes.c_uint8), ("bits", ctypes.c_uint8), ("lanes", ctypes.c_uint16)]
 
 
-class _DLTensor(ctypes.Structure):
-    _fields_ = [("data", ctypes.c_void_p), ("device", _DLDevice), ("ndim", ctypes.c_int32),
-                ("dtype", _DLDataType), ("shape", ctypes.POINTER(ctypes.c_int64)),
+class DLTensor(ctypes.Structure):
+    _fields_ = [("data", ctypes.c_void_p), ("device", DLDevice), ("ndim", ctypes.c_int32),
+                ("dtype", DLDataType), ("shape", ctypes.POINTER(ctypes.c_int64)),
                 ("strides", ctypes.POINTER(ctypes.c_int64)), ("byte_offset", ctypes.c_uint64)]
 
 
@@ -146,7 +146,7 @@ def _from_dlpack(obj: Any) -> View:
     get = ctypes.pythonapi.PyCapsule_GetPointer
     get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
     addr = get(capsule, b"dltensor")
-    t = _DLTensor.from_address(addr)
+    t = DLTensor.from_address(addr)
     if t.dtype.lanes != 1:
         raise TypeError(f"DLPack tensors with {t.dtype.lanes} lanes are not supported")
     dt = _DL_TYPES.get((t.dtype.code, t.dtype.bits))

@@ -78,3 +78,34 @@ def nv_tables(tmp_path, monkeypatch):
         config.reload()
         return path
     return use
+
+
+@pytest.fixture
+def no_device():
+    """A machine without a GPU, whatever this one has: the installed stand-in backend raises BackendUnavailable
+    from every device method, as the real backends do with no driver (fake pointers never reach a kernel)."""
+    from jitgemm.errors import BackendUnavailable
+    from jitgemm.runtime.backend import installed
+    from jitgemm.runtime.null import NullBackend
+
+    def unavailable(what):
+        return BackendUnavailable(f"fuzz: no device ({what})")
+    with installed(NullBackend(fail=unavailable)):
+        yield
+
+
+class GpuTouched(Exception):
+    """Raised by the tripwire fixture's stand-in backends: a call reached GPU work."""
+
+
+@pytest.fixture
+def tripwire():
+    """Both vendors' backends replaced by stand-ins whose every device method raises GpuTouched: a rule that
+    fires first raises its own ValueError/TypeError; the same call with the rule satisfied raises GpuTouched."""
+    from jitgemm.runtime.backend import installed
+    from jitgemm.runtime.null import NullBackend
+
+    def touched(what):
+        return GpuTouched(f"GPU work reached: {what}")
+    with installed(NullBackend("hip", fail=touched)), installed(NullBackend("cuda", fail=touched)):
+        yield

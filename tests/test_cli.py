@@ -11,6 +11,8 @@ from jitgemm import dispatch
 from jitgemm.kernels import scale
 from jitgemm.runtime.backend import get_backend
 
+from conftest import GPU
+
 REPO = Path(__file__).resolve().parent.parent
 TRACEBACK = "Traceback (most recent call last)"
 
@@ -24,15 +26,6 @@ def run(args, cache_dir, extra_env=None, timeout=300, code=None):
     cmd = [sys.executable, "-c", code] if code else [sys.executable, "-m", "jitgemm", *args]
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=str(cache_dir.parent))
     return p
-
-
-def _has_gpu():
-    try:
-        from jitgemm.runtime.backend import default_backend
-        default_backend()
-        return True
-    except Exception:
-        return False
 
 
 def _compiles(name):
@@ -59,7 +52,7 @@ def test_info_names_backends_and_cache(tmp_path):
         assert re.search(r"gfx942, gfx950 where hiprtc cannot: clang 22\.\d+\.\d+ at /", route.group(1)), route.group(1)
     else:
         assert "unavailable" in route.group(1)
-    if not _has_gpu():
+    if not GPU:
         # the line after "backend cuda" says why the CUDA runtime cannot be used here
         lines = out.splitlines()
         i = next(i for i, l in enumerate(lines) if l.startswith("backend cuda"))
@@ -154,7 +147,7 @@ def test_aot_report_has_one_row_per_instance():
     assert len([l for l in buf.getvalue().splitlines() if "jg_scale<jg_f16>" in l]) == 1, buf.getvalue()
 
 
-@pytest.mark.skipif(_has_gpu(), reason="checks the no-GPU path of the demo")
+@pytest.mark.skipif(GPU, reason="checks the no-GPU path of the demo")
 def test_demo_on_a_machine_without_a_device(tmp_path):
     cache = tmp_path / "cache"
     p = run(["demo"], cache)

@@ -12,10 +12,11 @@ from jitgemm.runtime.backend import get_backend
 from jitgemm.runtime.types import CompileResult
 from jitgemm.runtime.cache import CodeCache
 
-from test_cli import REPO, TRACEBACK, _compiles, _has_gpu, run
+from conftest import GPU
+from test_cli import REPO, TRACEBACK, _compiles, run
 
 SUPPORTED = "supported: sm_80, sm_86, sm_89, sm_90, sm_90a, sm_100a, gfx90a, gfx942, gfx950"
-no_gpu_only = pytest.mark.skipif(_has_gpu(), reason="checks what a machine without a GPU shows")
+no_gpu_only = pytest.mark.skipif(GPU, reason="checks what a machine without a GPU shows")
 
 
 def one_line_refusal(p, *fragments):

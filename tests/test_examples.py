@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import GPU
+
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -22,16 +24,6 @@ SCRIPTS = ["numpy_quickstart.py", "cupy_quickstart.py", "fp8_linear.py", "smollm
 TRACEBACK = "Traceback (most recent call last)"
 
 
-def _has_gpu() -> bool:
-    try:
-        from jitgemm.runtime.backend import default_backend
-        default_backend()
-        return True
-    except Exception:
-        return False
-
-
-GPU = _has_gpu()
 
 
 def run_example(script, *args, cache_dir, timeout=300):
