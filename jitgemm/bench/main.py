@@ -135,7 +135,8 @@ def main(args) -> int:
         return 0
     if args.group == "model":  # whole decode steps of public models: their own shapes
         from . import model
-        model.run(names, ns, args.out, baselines=not args.no_baselines, dtype=_dtypes(args.dtype)[0])
+        model.run(names, ns, args.out, baselines=not args.no_baselines, dtype=_dtypes(args.dtype)[0],
+                  name=args.name or "model")
         return 0
     shapes, ns = suite.load(args.shapes, args.group)
     if args.only:

@@ -98,25 +98,25 @@ def step_bytes(name: str, n: int) -> int:
                for layer in models.step(name, n))
 
 
-def run(names, ns, out_dir, baselines=True, dtype="bfloat16") -> list[dict]:
+def run(names, ns, out_dir, baselines=True, dtype="bfloat16", name="model") -> list[dict]:
     import cupy as cp
     meta = runner.meta(cp)
     ceiling = runner.ceiling_tbs(cp)
     print(f"streaming-read ceiling: {ceiling:.3f} TB/s", flush=True)
     stream = cp.cuda.Stream(non_blocking=True)
     rows = []
-    for name in names:
-        ops = StepOperands(cp, name, ns, dtype)
+    for model_name in names:
+        ops = StepOperands(cp, model_name, ns, dtype)
         for n in ns:
             t = time_step(ops, n, stream, baselines)
-            tbs = step_bytes(name, n) / (t["jitgemm_ms"] * 1e-3) / 1e12
-            row = {"model": name, "N": n, "dtype": dtype, "calls": t["calls"], "jitgemm_ms": t["jitgemm_ms"],
+            tbs = step_bytes(model_name, n) / (t["jitgemm_ms"] * 1e-3) / 1e12
+            row = {"model": model_name, "N": n, "dtype": dtype, "calls": t["calls"], "jitgemm_ms": t["jitgemm_ms"],
                    "torch_ms": t.get("torch_ms"), "tbs": tbs, "pct_ceiling": 100 * tbs / ceiling,
-                   "step_gb": step_bytes(name, n) / 1e9, "routes": t["routes"]}
+                   "step_gb": step_bytes(model_name, n) / 1e9, "routes": t["routes"]}
             if row["torch_ms"]:
                 row["x_torch"] = row["torch_ms"] / row["jitgemm_ms"]
             rows.append(row)
-            print(f"{name:20s} N={n:3d} jitgemm {row['jitgemm_ms']:7.3f} ms  torch {_fmt(row['torch_ms'], 3):>7s} ms  "
+            print(f"{model_name:20s} N={n:3d} jitgemm {row['jitgemm_ms']:7.3f} ms  torch {_fmt(row['torch_ms'], 3):>7s} ms  "
                   f"x{_fmt(row.get('x_torch'), 3)}  {tbs:.2f} TB/s ({row['pct_ceiling']:.1f} % of ceiling)", flush=True)
         del ops
         cp.get_default_memory_pool().free_all_blocks()
@@ -125,9 +125,9 @@ def run(names, ns, out_dir, baselines=True, dtype="bfloat16") -> list[dict]:
     if out_dir:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "model.json").write_text(json.dumps({"meta": meta, "ceiling_tbs": ceiling, "rows": rows,
-                                                    "summary": summary(rows)}, indent=1))
-        (out / "model.md").write_text(text)
+        (out / f"{name}.json").write_text(json.dumps({"meta": meta, "ceiling_tbs": ceiling, "rows": rows,
+                                                      "summary": summary(rows)}, indent=1))
+        (out / f"{name}.md").write_text(text)
     return rows
 
 

@@ -18,6 +18,7 @@ class Backend(Protocol):
     """Every method jitgemm calls on a backend (CudaBackend, HipBackend, and runtime.null.NullBackend
     for tests). Compiling needs no device; everything from `load` down needs one."""
     name: str  # "cuda" | "hip": the vendor the dispatcher plans for
+    portable_code: bool  # whether a code object serves whichever of the vendor's compilers built it (AMD: yes)
 
     # ---- what is here
     def available(self) -> tuple[bool, str]: ...

@@ -17,6 +17,7 @@ def _arch_for(major: int, minor: int) -> str:
 
 class CudaBackend:
     name = "cuda"
+    portable_code = False  # a cubin is NVRTC-version specific: keyed on the compiler that built it
 
     def __init__(self):
         self._lock = threading.Lock()

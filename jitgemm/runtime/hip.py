@@ -53,6 +53,7 @@ def _shim_debian_hip() -> None:
 
 class HipBackend:
     name = "hip"
+    portable_code = True  # an AMD code object is the arch's ISA whichever compiler built it: AOT packs share it
 
     def __init__(self):
         self._lock = threading.Lock()

@@ -50,7 +50,7 @@ def compile_instance(inst: KernelInstance, arch: str, cache: CodeCache | None = 
     cache = cache or default_cache()
     key = cache_key(inst, arch, backend)
 
-    share = backend.name == "hip" and not config.aot_strict()
+    share = backend.portable_code and not config.aot_strict()
     pkey = cache_key(inst, arch, backend, portable=True) if share else None
 
     def build() -> CompileResult:

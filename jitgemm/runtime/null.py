@@ -23,6 +23,8 @@ DEFAULT_DEVICE = DeviceInfo(0, "null H100", "sm_90a", 132, 32, 227 << 10, 50 << 
 
 
 class NullBackend:
+    portable_code = False
+
     def __init__(self, vendor: str = "cuda", devices: Sequence[DeviceInfo] | None = None,
                  fail: Callable[[str], Exception] | None = None):
         self.name = vendor
