@@ -78,17 +78,17 @@ def every_row(family: str) -> list:
 
 def lookup(family: str, m: int, k: int, device: str = "", arch: str = "sm_90a", usable=None):
     """(row, why) of the measured row a shape takes, or None without any: the user's tuning of this
-    exact (M, K) on this device first (where `usable(row)` holds, if given), else the nearest tuned
-    shape in log(M), log(K) of the table."""
+    exact (M, K) on this device first, else the nearest tuned shape in log(M), log(K) of the table;
+    of the rows where `usable(row)` holds, if given (a moderate row measured at the N buckets asked for)."""
     row = tuned.exact(device, family, m, k)
     if row is not None and (usable is None or usable(row)):
         return row, f"tuned on this GPU ({tuned.describe(device)})"
-    table = load_table(family, device=device, arch=arch)
-    if not table:
-        return None
-    row = nearest_row(table, m, k)
     t = _table_file(device, arch, family)
-    return row, f"measured table: nearest tuned shape M={row[0]} K={row[1]} ({t.device if t else 'a test table'})"
+    rows = [r for r in (t.family(family) if t else []) if usable is None or usable(r)]
+    if not rows:
+        return None
+    row = nearest_row(rows, m, k)
+    return row, f"measured table: nearest tuned shape M={row[0]} K={row[1]} ({t.device})"
 
 
 def nearest_row(table: list, m: int, k: int):
