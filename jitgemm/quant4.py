@@ -1,0 +1,169 @@
+"""4-bit weight formats (issue #19, the host side): each format's exact decode rule, a numpy reference, and
+converters from the packed layouts checkpoints ship (GGUF Q4_0 / Q4_1 / MXFP4 blocks; GPTQ int32 tensors)
+into jitgemm's layout. The kernels that read this layout are not written yet.
+
+jitgemm's layout of a weight [M, K], chosen for 16-byte weight loads (16 bytes = 32 consecutive k of a row):
+  q       uint8 [M, K / 2]: k = 2j in the low nibble of byte j, k = 2j + 1 in the high nibble
+  scales  [M, K / group]: float16 (the int4 formats) or uint8 e8m0 (mxfp4)
+  mins    float16 [M, K / group]   (q4_min only)
+  zeros   uint8 [M, K / group], 0..15   (q4_zp only)
+The value of the code c = nibble(m, k) in group g = k // group:
+  "mxfp4"   e2m1(c) * 2^(scales[m, g] - 127)   (OCP MX: group 32; e2m1 = sign bit 3, then 0, 0.5, 1, 1.5,
+            2, 3, 4, 6; scale 255 is NaN, as OCP says: ggml reads it as 2^128)
+  "q4_sym"  (c - 8) * scales[m, g]             (GGUF Q4_0; GPTQ symmetric)
+  "q4_min"  c * scales[m, g] + mins[m, g]      (GGUF Q4_1)
+  "q4_zp"   (c - zeros[m, g]) * scales[m, g]   (GPTQ / AWQ with zero points)
+each computed in float32 from the stored values (what a kernel computes before it multiplies)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+FORMATS = ("mxfp4", "q4_sym", "q4_min", "q4_zp")
+GROUPS = (32, 64, 128)
+E2M1 = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0], np.float32)
+GGUF_BLOCK = 32   # values per GGUF block of Q4_0, Q4_1 and MXFP4
+
+
+@dataclass(frozen=True)
+class Q4Weight:
+    """A 4-bit weight [M, K] in jitgemm's layout (see the module's doc)."""
+    format: str
+    q: np.ndarray
+    scales: np.ndarray
+    group: int
+    mins: np.ndarray | None = None
+    zeros: np.ndarray | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.q.shape[0], 2 * self.q.shape[1]
+
+
+def check(w: Q4Weight) -> Q4Weight:
+    """The weight, or a ValueError/TypeError that names the field and the rule."""
+    if w.format not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {w.format!r}")
+    if w.group not in GROUPS or (w.format == "mxfp4" and w.group != 32):
+        allowed = "32 (OCP MX)" if w.format == "mxfp4" else ", ".join(map(str, GROUPS))
+        raise ValueError(f"group must be {allowed} for {w.format}, got {w.group!r}")
+    if not isinstance(w.q, np.ndarray) or w.q.dtype != np.uint8 or w.q.ndim != 2:
+        raise TypeError(f"q must be a 2-D uint8 array [M, K / 2] (two 4-bit codes a byte), got "
+                        f"{getattr(w.q, 'dtype', type(w.q).__name__)} {getattr(w.q, 'shape', '')}")
+    m, k = w.shape
+    if m < 1 or k % w.group or k % 32:
+        raise ValueError(f"K must be a multiple of the group ({w.group}) and of 32 (16-byte weight loads), and M >= 1; "
+                         f"got M={m}, K={k}")
+    want = (m, k // w.group)
+    sdt = np.uint8 if w.format == "mxfp4" else np.float16
+    _field(w.scales, "scales", want, sdt)
+    if w.format == "q4_min":
+        _field(w.mins, "mins", want, np.float16)
+    if w.format == "q4_zp":
+        _field(w.zeros, "zeros", want, np.uint8)
+        if (w.zeros > 15).any():
+            raise ValueError("zeros must be 4-bit codes, 0..15")
+    for name in ("mins", "zeros"):
+        if getattr(w, name) is not None and not (name == "mins" and w.format == "q4_min") \
+                and not (name == "zeros" and w.format == "q4_zp"):
+            raise ValueError(f"{name} is only for format {'q4_min' if name == 'mins' else 'q4_zp'}, not {w.format}")
+    return w
+
+
+def _field(a, name: str, shape: tuple, dtype) -> None:
+    if not isinstance(a, np.ndarray) or a.dtype != dtype or a.shape != shape:
+        raise ValueError(f"{name} must be {np.dtype(dtype).name} of shape [M, K / group] = {list(shape)}, got "
+                         f"{getattr(a, 'dtype', type(a).__name__)} {list(getattr(a, 'shape', ()))}")
+
+
+def unpack(q: np.ndarray) -> np.ndarray:
+    """The 4-bit codes [M, K] of packed bytes [M, K / 2] (low nibble first)."""
+    out = np.empty((q.shape[0], 2 * q.shape[1]), np.uint8)
+    out[:, 0::2] = q & 0x0F
+    out[:, 1::2] = q >> 4
+    return out
+
+
+def pack(codes: np.ndarray) -> np.ndarray:
+    """Codes [M, K] (0..15, K even) as bytes [M, K / 2], low nibble first."""
+    c = np.asarray(codes, np.uint8)
+    return (c[:, 0::2] & 0x0F) | (c[:, 1::2] << 4)
+
+
+def dequantize(w: Q4Weight) -> np.ndarray:
+    """float32 [M, K]: each value by its format's rule (see the module's doc)."""
+    check(w)
+    codes = unpack(w.q)
+    per = lambda a: np.repeat(a, w.group, axis=1)  # noqa: E731 - one group's value for each of its k
+    if w.format == "mxfp4":
+        e = per(w.scales).astype(np.int32)
+        scale = np.where(e == 255, np.float32(np.nan), np.ldexp(np.float32(1), np.minimum(e, 254) - 127))
+        return E2M1[codes] * scale
+    s = per(w.scales).astype(np.float32)
+    if w.format == "q4_sym":
+        return (codes.astype(np.float32) - 8) * s
+    if w.format == "q4_min":
+        return codes.astype(np.float32) * s + per(w.mins).astype(np.float32)
+    return (codes.astype(np.float32) - per(w.zeros).astype(np.float32)) * s
+
+
+# ---- GGUF ----------------------------------------------------------------------------------------------
+_GGUF = {"Q4_0": ("q4_sym", 18), "Q4_1": ("q4_min", 20), "MXFP4": ("mxfp4", 17)}
+
+
+def from_gguf(data, qtype: str, shape: tuple[int, int]) -> Q4Weight:
+    """A GGUF tensor of type Q4_0, Q4_1 or MXFP4 (its raw bytes, e.g. gguf's ReaderTensor.data) of logical
+    shape [M, K] (ggml's ne = [K, M]) in jitgemm's layout, values unchanged. A GGUF block holds 32
+    consecutive k of a row: its scale (fp16 d; Q4_1 also an fp16 min; MXFP4 one e8m0 byte), then 16 bytes
+    whose low nibbles are k = 0..15 and high nibbles k = 16..31."""
+    if qtype not in _GGUF:
+        raise ValueError(f"qtype must be one of {', '.join(_GGUF)}, got {qtype!r}")
+    fmt, block_bytes = _GGUF[qtype]
+    m, k = (int(v) for v in shape)
+    if m < 1 or k < 1 or k % GGUF_BLOCK:
+        raise ValueError(f"shape must be [M, K] with K a multiple of {GGUF_BLOCK}, got {tuple(shape)}")
+    raw = np.frombuffer(np.ascontiguousarray(data).tobytes(), np.uint8)
+    if raw.size != m * (k // GGUF_BLOCK) * block_bytes:
+        raise ValueError(f"a {qtype} tensor [{m}, {k}] has {m * (k // GGUF_BLOCK) * block_bytes} bytes, got {raw.size}")
+    blocks = raw.reshape(m, k // GGUF_BLOCK, block_bytes)
+    head = 1 if fmt == "mxfp4" else 2 if fmt == "q4_sym" else 4
+    nib = blocks[:, :, head:]
+    codes = np.concatenate([nib & 0x0F, nib >> 4], axis=2).reshape(m, k)   # k = 0..15, then 16..31, per block
+    if fmt == "mxfp4":
+        return check(Q4Weight(fmt, pack(codes), np.ascontiguousarray(blocks[:, :, 0]), 32))
+    d = np.ascontiguousarray(blocks[:, :, 0:2]).view(np.float16).reshape(m, k // GGUF_BLOCK)
+    if fmt == "q4_sym":
+        return check(Q4Weight(fmt, pack(codes), d, 32))
+    mins = np.ascontiguousarray(blocks[:, :, 2:4]).view(np.float16).reshape(m, k // GGUF_BLOCK)
+    return check(Q4Weight(fmt, pack(codes), d, 32, mins=mins))
+
+
+# ---- GPTQ ----------------------------------------------------------------------------------------------
+def from_gptq(qweight: np.ndarray, scales: np.ndarray, qzeros: np.ndarray | None = None, g_idx=None, *,
+              group: int, zero_offset: int = 1) -> Q4Weight:
+    """A 4-bit GPTQ linear layer (qweight int32 [K / 8, M]: eight consecutive k of column m, k = 8i + j in bits
+    4j..4j+3; scales float16 [K / group, M]; qzeros int32 [K / group, M / 8]: eight consecutive m in bits 4j;
+    None: symmetric, zero 8) as a Q4Weight [M, K]. zero_offset: what the checkpoint's stored zeros are off
+    by (1: the original GPTQ format stores zero - 1; 0: GPTQ v2 / GPTQModel's). A g_idx that is not
+    k // group (act-order) is refused: its groups are not contiguous in K."""
+    qw = np.asarray(qweight)
+    if qw.dtype != np.int32 or qw.ndim != 2:
+        raise TypeError(f"qweight must be a 2-D int32 array [K / 8, M], got {qw.dtype} {qw.shape}")
+    k, m = 8 * qw.shape[0], qw.shape[1]
+    if g_idx is not None and not np.array_equal(np.asarray(g_idx), np.arange(k) // group):
+        raise ValueError("g_idx is not k // group (an act-order checkpoint): its groups are not contiguous in K, "
+                         "which jitgemm's layout needs; re-export it without act-order (desc_act=False)")
+    codes = ((qw.view(np.uint32)[:, None, :] >> (4 * np.arange(8, dtype=np.uint32))[None, :, None]) & 0xF)
+    codes = codes.reshape(k, m).T.astype(np.uint8)
+    sc = np.ascontiguousarray(np.asarray(scales, np.float16).T)
+    if qzeros is None:
+        return check(Q4Weight("q4_sym", pack(codes), sc, group))
+    qz = np.asarray(qzeros)
+    if qz.dtype != np.int32 or qz.shape != (k // group, m // 8):
+        raise ValueError(f"qzeros must be int32 [K / group, M / 8] = {[k // group, m // 8]}, got {qz.dtype} {list(qz.shape)}")
+    z = ((qz.view(np.uint32)[:, :, None] >> (4 * np.arange(8, dtype=np.uint32))[None, None, :]) & 0xF)
+    z = z.reshape(k // group, m).T.astype(np.int32) + zero_offset
+    if (z > 15).any() or (z < 0).any():
+        raise ValueError(f"zeros + zero_offset ({zero_offset}) leave 0..15: is this checkpoint's format the other one?")
+    return check(Q4Weight("q4_zp", pack(codes), sc, group, zeros=z.astype(np.uint8)))

