@@ -1,6 +1,6 @@
 """4-bit weight formats (issue #19, the host side): each format's exact decode rule, a numpy reference, and
-converters from the packed layouts checkpoints ship (GGUF Q4_0 / Q4_1 / MXFP4 blocks; GPTQ int32 tensors)
-into jitgemm's layout. The kernels that read this layout are not written yet.
+converters from the packed layouts checkpoints ship (GGUF Q4_0 / Q4_1 / MXFP4 blocks; GPTQ and AWQ int32
+tensors) into jitgemm's layout. The kernels that read this layout are not written yet.
 
 jitgemm's layout of a weight [M, K], chosen for 16-byte weight loads (16 bytes = 32 consecutive k of a row):
   q       uint8 [M, K / 2]: k = 2j in the low nibble of byte j, k = 2j + 1 in the high nibble
@@ -167,3 +167,33 @@ def from_gptq(qweight: np.ndarray, scales: np.ndarray, qzeros: np.ndarray | None
     if (z > 15).any() or (z < 0).any():
         raise ValueError(f"zeros + zero_offset ({zero_offset}) leave 0..15: is this checkpoint's format the other one?")
     return check(Q4Weight("q4_zp", pack(codes), sc, group, zeros=z.astype(np.uint8)))
+
+
+# ---- AWQ (the GEMM packing of llm-awq / AutoAWQ checkpoints) ----------------------------------------------
+#: which of 8 consecutive output columns each nibble of an AWQ int32 holds (nibble i: column AWQ_ORDER[i])
+AWQ_ORDER = (0, 2, 4, 6, 1, 3, 5, 7)
+
+
+def _awq_columns(packed: np.ndarray) -> np.ndarray:
+    """int32 [R, C / 8] packed the AWQ way -> uint8 codes [R, C] in column order."""
+    p = packed.view(np.uint32)
+    nib = (p[:, :, None] >> (4 * np.arange(8, dtype=np.uint32))[None, None, :]) & 0xF   # [R, C/8, nibble]
+    cols = np.empty_like(nib)
+    cols[:, :, list(AWQ_ORDER)] = nib   # column AWQ_ORDER[i] is nibble i
+    return cols.reshape(p.shape[0], -1).astype(np.uint8)
+
+
+def from_awq(qweight: np.ndarray, scales: np.ndarray, qzeros: np.ndarray, *, group: int) -> Q4Weight:
+    """An AWQ linear layer (qweight int32 [K, M / 8]; qzeros int32 [K / group, M / 8], both with eight
+    output columns an int32 in AWQ's interleaved nibble order, AWQ_ORDER; scales float16 [K / group, M]) as a
+    Q4Weight [M, K] of format q4_zp: value = (code - zero) * scale."""
+    qw, qz = np.asarray(qweight), np.asarray(qzeros)
+    if qw.dtype != np.int32 or qw.ndim != 2:
+        raise TypeError(f"qweight must be a 2-D int32 array [K, M / 8], got {qw.dtype} {qw.shape}")
+    k, m = qw.shape[0], 8 * qw.shape[1]
+    if qz.dtype != np.int32 or qz.shape != (k // group, m // 8):
+        raise ValueError(f"qzeros must be int32 [K / group, M / 8] = {[k // group, m // 8]}, got {qz.dtype} {list(qz.shape)}")
+    codes = np.ascontiguousarray(_awq_columns(qw).T)
+    zeros = np.ascontiguousarray(_awq_columns(qz).T)
+    return check(Q4Weight("q4_zp", pack(codes), np.ascontiguousarray(np.asarray(scales, np.float16).T), group,
+                          zeros=zeros))

@@ -93,6 +93,30 @@ def test_gptq_symmetric_and_act_order_refused():
         quant4.from_gptq(qweight, sc, None, shuffled, group=32)
 
 
+def _awq(codes_t: np.ndarray) -> np.ndarray:
+    """AWQ's packing of a [R, C] code matrix, written here from its definition: nibble i of each int32 holds
+    column AWQ_ORDER[i] of its 8."""
+    r, c = codes_t.shape
+    out = np.zeros((r, c // 8), np.uint32)
+    for i, col in enumerate(quant4.AWQ_ORDER):
+        out |= codes_t[:, col::8].astype(np.uint32) << np.uint32(4 * i)
+    return out.view(np.int32)
+
+
+def test_awq_interleaved_packing():
+    rng = np.random.default_rng(7)
+    m, k, group = 16, 256, 128
+    codes = rng.integers(0, 16, (m, k), dtype=np.uint8)
+    zeros = rng.integers(0, 16, (m, k // group), dtype=np.uint8)
+    scales = (rng.random((m, k // group)) * 0.01 + 1e-3).astype(np.float16)
+    w = quant4.from_awq(_awq(codes.T), scales.T, _awq(zeros.T), group=group)
+    assert np.array_equal(quant4.unpack(w.q), codes) and np.array_equal(w.zeros, zeros)
+    ref = (codes.astype(np.float32) - np.repeat(zeros, group, 1)) * np.repeat(scales.astype(np.float32), group, 1)
+    assert np.array_equal(quant4.dequantize(w), ref)
+    with pytest.raises(ValueError, match="qzeros must be int32"):
+        quant4.from_awq(_awq(codes.T), scales.T, _awq(zeros.T)[:, :1], group=group)
+
+
 def test_mxfp4_decode_rule():
     q = quant4.pack(np.arange(32, dtype=np.uint8).reshape(1, 32) % 16)
     w = Q4Weight("mxfp4", q, np.array([[127]], np.uint8), 32)
