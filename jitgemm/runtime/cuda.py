@@ -4,9 +4,10 @@ from __future__ import annotations
 import threading
 from typing import Sequence
 
-from ..errors import BackendUnavailable, CompileError, VendorError
+from ..errors import BackendUnavailable, VendorError
 from .types import ArgPack, CompileOptions, CompileResult, DeviceInfo, checked
 from .resources import parse_ptxas_log
+from .rtc import Nvrtc
 
 
 def _arch_for(major: int, minor: int) -> str:
@@ -156,29 +157,7 @@ class CudaBackend:
             from cuda.bindings import nvrtc
         except ImportError as e:
             raise BackendUnavailable(f"NVRTC unavailable ({e}); pip install 'jitgemm[cuda]'") from None
-        prog = self._check("nvrtcCreateProgram", nvrtc.nvrtcCreateProgram(source.encode(), filename.encode(), 0, [], []))
-        try:
-            for n in names:
-                self._check("nvrtcAddNameExpression", nvrtc.nvrtcAddNameExpression(prog, n.encode()))
-            flags = [f.encode() for f in self.compile_flags(options)]
-            (status,) = nvrtc.nvrtcCompileProgram(prog, len(flags), flags)
-            # NVRTC writes into the buffer it is given: a bytearray, never bytes. `b" " * 1` is
-            # CPython's shared one-byte object b" ", and an empty log (size 1: the NUL) turned every
-            # b" " in the process into b"\0" (torch's later import failed on it).
-            size = self._check("nvrtcGetProgramLogSize", nvrtc.nvrtcGetProgramLogSize(prog))
-            buf = bytearray(size)
-            self._check("nvrtcGetProgramLog", nvrtc.nvrtcGetProgramLog(prog, buf))
-            log = bytes(buf).rstrip(b"\0 ").decode(errors="replace")
-            if int(status) != 0:
-                raise CompileError(f"{filename} [{', '.join(names)}] for {options.arch}", status.name, log)
-            lowered = {n: self._check("nvrtcGetLoweredName", nvrtc.nvrtcGetLoweredName(prog, n.encode())).decode()
-                       for n in names}
-            size = self._check("nvrtcGetCUBINSize", nvrtc.nvrtcGetCUBINSize(prog))
-            out = bytearray(size)
-            self._check("nvrtcGetCUBIN", nvrtc.nvrtcGetCUBIN(prog, out))
-            cubin = bytes(out)
-        finally:
-            nvrtc.nvrtcDestroyProgram(prog)
+        cubin, lowered, log = Nvrtc(nvrtc).compile(source, filename, names, self.compile_flags(options), options.arch)
         return CompileResult(code=cubin, lowered=lowered, log=log, compiler=self.compiler_identity(),
                              resources=parse_ptxas_log(log))
 

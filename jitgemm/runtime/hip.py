@@ -5,10 +5,11 @@ import threading
 from typing import Sequence
 
 from ..arch import parse
-from ..errors import BackendUnavailable, CompileError, VendorError
+from ..errors import BackendUnavailable, VendorError
 from .amd_flags import OFFLINE_ARCHS, hip_flags
 from .types import ArgPack, CompileOptions, CompileResult, DeviceInfo, checked
 from .resources import amdgpu_kernel_resources
+from .rtc import Hiprtc
 
 # HIP 5.x's hiprtc hands gfx94x/gfx11 to a comgr that rejects them and then aborts the whole
 # process (uncatchable). Only these targets are safe to give an old hiprtc.
@@ -198,26 +199,7 @@ class HipBackend:
         base_arch = parse(options.arch).base
         if self.runtime_version() < 60000000 and base_arch not in _OLD_HIPRTC_SAFE:
             raise BackendUnavailable(self._refusal(base_arch))
-        prog = self._check("hiprtcCreateProgram", hiprtc.hiprtcCreateProgram(source.encode(), filename.encode(), 0, [], []))
-        try:
-            for n in names:
-                self._check("hiprtcAddNameExpression", hiprtc.hiprtcAddNameExpression(prog, n.encode()))
-            flags = [f.encode() for f in self.compile_flags(options)]
-            (status,) = hiprtc.hiprtcCompileProgram(prog, len(flags), flags)
-            size = self._check("hiprtcGetProgramLogSize", hiprtc.hiprtcGetProgramLogSize(prog))
-            buf = bytearray(size)
-            if size:
-                self._check("hiprtcGetProgramLog", hiprtc.hiprtcGetProgramLog(prog, buf))
-            log = bytes(buf).rstrip(b"\0 ").decode(errors="replace")
-            if int(status) != 0:
-                raise CompileError(f"{filename} [{', '.join(names)}] for {options.arch}", status.name, log)
-            lowered = {n: self._lowered(hiprtc, prog, n) for n in names}
-            size = self._check("hiprtcGetCodeSize", hiprtc.hiprtcGetCodeSize(prog))
-            code = bytearray(size)
-            self._check("hiprtcGetCode", hiprtc.hiprtcGetCode(prog, code))
-        finally:
-            hiprtc.hiprtcDestroyProgram(prog.createRef())  # passing prog itself segfaults (HIP 5.2)
-        code = bytes(code)
+        code, lowered, log = Hiprtc(hiprtc).compile(source, filename, names, self.compile_flags(options), options.arch)
         return CompileResult(code=code, lowered=lowered, log=log, compiler=self.compiler_identity(),
                              resources=amdgpu_kernel_resources(code))
 
@@ -229,10 +211,6 @@ class HipBackend:
         return (f"this hiprtc ({hip}) cannot compile for {base_arch} without aborting "
                 f"the process; it is safe only for {', '.join(_OLD_HIPRTC_SAFE)}. Use ROCm >= 6 or the "
                 f"offline clang route (jitgemm.runtime.amd_offline); {offline}")
-
-    def _lowered(self, hiprtc, prog, name: str) -> str:
-        sym = self._check("hiprtcGetLoweredName", hiprtc.hiprtcGetLoweredName(prog, name.encode()))
-        return sym.decode() if isinstance(sym, bytes) else str(sym)
 
     # ---- modules and launches --------------------------------------------------------------------
     def load(self, code: bytes, device: int):
