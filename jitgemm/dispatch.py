@@ -280,23 +280,33 @@ def plan_moderate(vendor: str, arch: str, cus: int, dtype: str, n: int, m: int, 
 
 def plan_fp8(vendor: str, arch: str, cus: int, out_dtype: str, mode: int, fmt: str, n: int, m: int, k: int,
              device: str = "") -> Plan:
+    """The plan of a checked scaled_gemm (N = 1..128): the fp8 family's kernel for the vendor, arch,
+    mode and format; N beyond one block's token tile repeats the tile over blockIdx.z."""
     from .kernels import fp8
     if vendor == "cuda":
         cfg, why = nv_config(out_dtype, n, m, k, cus, arch, family="fp8", device=device)
         grid, block, shared = cfg.geometry(m, n)
-        return Plan("fp8", f"{fp8.MODE_NAMES[mode]}; {cfg.describe()}; {why}", cfg,
+        return Plan("fp8", f"{fp8.MODE_NAMES[mode]}; {cfg.describe()}{_token_tiles(grid, n)}; {why}", cfg,
                     fp8.nv_instance(cfg, out_dtype, mode, n), grid, block, shared, {"pdl": False})
     if fp8.mfma_applies(arch, mode, fmt):
         cfg = fp8.mfma_config(n)
         grid, block, shared = cfg.geometry(n, m, k, cus, skinny.amd_lds_bytes(arch))
         return Plan("fp8", f"{fp8.MODE_NAMES[mode]}; amd mfma_f32_16x16x32_fp8_fp8 diagonal trick, {cfg.WAVES} waves, "
-                           f"{cfg.YT} rows/wave, tokens in groups of {cfg.NMAX}, {shared} B of tokens in LDS",
+                           f"{cfg.YT} rows/wave, tokens in groups of {cfg.NMAX}, {shared} B of tokens in LDS"
+                           f"{_token_tiles(grid, n)}",
                     cfg, cfg.instance(out_dtype), grid, block, shared, {"pdl": False, "lds_bytes": shared})
     cfg = fp8.amd_config(n, arch)
     grid, block, shared = cfg.geometry(m, cus, n)
     return Plan("fp8", f"{fp8.MODE_NAMES[mode]}; amd {cfg.YT} rows/wave, {cfg.WAVES} waves, {fmt} decoded exactly "
-                       f"in software (no fp8 MFMA for this arch/format)",
+                       f"in software (no fp8 MFMA for this arch/format){_token_tiles(grid, n)}",
                 cfg, cfg.instance(out_dtype, mode, fmt, n), grid, block, shared, {"pdl": False})
+
+
+def _token_tiles(grid: tuple, n: int) -> str:
+    """What explain says when the tokens take more than one tile (N > 16): each tile reads the weights."""
+    if n <= skinny.MAX_N or grid[2] <= 1:
+        return ""
+    return f"; {n} tokens in {grid[2]} tiles over blockIdx.z, each reading the weights (from L2 where they fit)"
 
 
 def all_fp8_instances(vendor: str, arch: str | None = None) -> list[KernelInstance]:

@@ -122,7 +122,8 @@ def _check(x, w, scale_x, scale_w, bias, out_dtype, fp8_format) -> _Scaled:
     if mode != fp8.W8A8 and out_dtype != xv.dtype:
         raise TypeError(f"with 16-bit x the output dtype is x's ({xv.dtype}), got out_dtype={out_dtype!r}")
     if not 1 <= n <= fp8.MAX_N:
-        raise ValueError(f"scaled_gemm supports N (tokens) in 1..{fp8.MAX_N}, got {n}")
+        raise ValueError(f"scaled_gemm supports N (tokens) in 1..{fp8.MAX_N}, got N={n}; split larger batches "
+                         f"into chunks of at most {fp8.MAX_N} rows")
     if m < 1 or k < 1 or k % 16:
         raise ValueError(f"K must be a positive multiple of 16 (16-byte fp8 slices) and M >= 1, got M={m}, K={k}")
     sx = _scale(scale_x, "scale_x", n, "N")

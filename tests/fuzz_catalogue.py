@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
 import jitgemm
-from jitgemm.kernels import skinny
+from jitgemm.kernels import fp8, skinny
 from jitgemm.arrays import ITEMSIZE, View, as_view
 from jitgemm.errors import BackendUnavailable
 
@@ -41,8 +41,10 @@ NP = {"float16": np.float16, "bfloat16": ml_dtypes.bfloat16, "float32": np.float
 NOT_HALF = ("float32", "float64", "int8", "uint8", "int16", "bool", "float8_e4m3fn", "float8_e4m3fnuz", "complex64")
 
 
-# gemm's token limit (16, or more where the NVIDIA kernel tiles tokens); scaled_gemm's is 16
+# gemm's token limit (16, or more where the NVIDIA kernel tiles tokens); scaled_gemm's (its token tiles
+# repeated over blockIdx.z)
 GEMM_MAX_N = getattr(skinny, "MAX_N_MODERATE", skinny.MAX_N)
+SCALED_MAX_N = fp8.MAX_N
 
 
 BASE_PTR = 0x7F00_0000_0000  # fake device addresses: 256-byte aligned base + the case's offset
@@ -557,7 +559,8 @@ def scaled_case(draw, mutate=True, fmts=FP8):
     host = draw(st.booleans())
     mode = draw(st.sampled_from(["w8a8", "w8a16", "w8q"]))
     fmt = draw(st.sampled_from(fmts))
-    dims = Dims(draw(st.integers(1, 16)), draw(st.integers(1, 200)), 16 * draw(st.integers(1, 24)))
+    n = draw(st.integers(1, 16)) if draw(st.integers(0, 7)) else draw(st.integers(17, SCALED_MAX_N))
+    dims = Dims(n, draw(st.integers(1, 200)), 16 * draw(st.integers(1, 24)))
     w_u8 = draw(st.booleans())
     x_u8 = mode == "w8a8" and draw(st.booleans())
     xdt = ("uint8" if x_u8 else fmt) if mode == "w8a8" else draw(st.sampled_from(HALF))
@@ -657,8 +660,8 @@ def _s_out_dtype(draw, case):
 
 
 def _s_n(draw, case):
-    case.dims.n = draw(st.sampled_from([0, 17, 33] + ([] if case.meta["host"] else [-2])))
-    case.bad.append(Bad(("N",), r"N \(tokens\)|1\.\.16"))
+    case.dims.n = draw(st.sampled_from([0, SCALED_MAX_N + 1, 2 * SCALED_MAX_N + 3] + ([] if case.meta["host"] else [-2])))
+    case.bad.append(Bad(("N",), rf"N \(tokens\)|1\.\.{SCALED_MAX_N}"))
 
 
 def _s_k16(draw, case):

@@ -153,3 +153,45 @@ def test_fnuz_refused_on_nvidia_with_the_rule():
     x8 = np.ones((1, 32), dtype=FMT["float8_e4m3fnuz"])
     with pytest.raises(ValueError, match="e4m3fnuz"):
         jitgemm.scaled_gemm(x8, x8)
+
+
+@pytest.mark.parametrize("n", [17, 24, 33, 64, 100, 128])
+def test_every_mode_at_n_17_to_128(n):
+    """N beyond one token tile: every mode, per-token and per-channel scales and an [N, M] bias, against
+    float64; odd M and a K that is no multiple of the kernels' K steps."""
+    fmt = native_fmt()
+    rng = np.random.default_rng(100 + n)
+    m, k = 1000 + n % 7, 2048 + 48
+    x = rng.standard_normal((n, k)) * (2.0 / k) ** 0.5
+    w = rng.standard_normal((m, k))
+    sw = (np.abs(w).max(axis=1) / 448).astype(np.float32)
+    w8 = quantize(w, sw, fmt)
+    bias = rng.standard_normal((n, m)).astype(NP["bfloat16"])
+    # W8A8 with per-token scales
+    sx = (np.abs(x).max(axis=1) / 448).astype(np.float32)
+    x8 = quantize(x, sx, fmt)
+    out = jitgemm.scaled_gemm(x8, w8, sx, sw, bias, out_dtype="bfloat16")
+    ref, mag = reference(x8, w8, sx, sw, bias)
+    check(out, ref, mag, k, "bfloat16")
+    # W8A16 and the in-kernel quantization, 16-bit tokens
+    xb = x.astype(NP["bfloat16"])
+    out = jitgemm.scaled_gemm(xb, w8, None, sw, bias)
+    ref, mag = reference(xb, w8, 1.0, sw, bias)
+    check(out, ref, mag, k, "bfloat16")
+    s1 = float(np.abs(xb.astype(np.float64)).max() / 448)
+    out = jitgemm.scaled_gemm(xb, w8, s1, sw)
+    ref, mag = reference(quantize(xb, s1, fmt), w8, s1, sw)
+    check(out, ref, mag, k, "bfloat16")
+
+
+def test_token_tiles_are_batch_invariant():
+    """A token's bits at N = 128 (8 token tiles) are its bits alone and at N = 16."""
+    fmt = native_fmt()
+    rng = np.random.default_rng(14)
+    x8 = quantize(rng.standard_normal((128, 4096)), 0.01, fmt)
+    w8 = quantize(rng.standard_normal((1500, 4096)), 0.01, fmt)
+    full = jitgemm.scaled_gemm(x8, w8, 0.01, 0.01).view(np.uint16)
+    for t in (0, 15, 16, 77, 127):
+        alone = jitgemm.scaled_gemm(x8[t:t + 1], w8, 0.01, 0.01).view(np.uint16)
+        assert np.array_equal(alone[0], full[t]), f"token {t}"
+    assert np.array_equal(jitgemm.scaled_gemm(x8[16:32], w8, 0.01, 0.01).view(np.uint16), full[16:32])

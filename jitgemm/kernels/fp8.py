@@ -21,12 +21,15 @@ MODE_NAMES = {W8A8: "W8A8 (fp8 tokens)", W8A16: "W8A16 (16-bit tokens, no token 
 FORMATS = ("float8_e4m3fn", "float8_e4m3fnuz")
 FP8_MAX = {"float8_e4m3fn": 448.0, "float8_e4m3fnuz": 240.0}
 # kernel arguments: out, ldo, x, ldx, w, ldw, sx*, sx_per_token, sx_val, sw*, sw_per_row, sw_val,
-# bias*, bias_ld, bias_rows, N, M, K
 # bias*, bias_ld, bias_rows, N, M, K, extra (the AMD MFMA kernel's LDS bytes; ignored by the others)
 ARG_KINDS = ("ptr", "i64", "ptr", "i64", "ptr", "i64", "ptr", "i32", "f32", "ptr", "i32", "f32",
              "ptr", "i64", "i32", "i32", "i32", "i32", "i32")
 QUANT_ARG_KINDS = ("ptr", "i64", "ptr", "ptr", "i64", "i32", "i32")
-MAX_N = 16
+MAX_N = 128
+# N = 17..128 (small batches, prefill chunks): the same kernels with their token tiles (16 on NVIDIA,
+# NMAX on AMD) repeated over blockIdx.z, each tile reading the weights again (from L2 where they fit).
+# A token's K order is the shape's, never the batch's, so its bits do not depend on N here either.
+TILE_N = 16
 
 
 def native_format(vendor: str, arch: str) -> str | None:
