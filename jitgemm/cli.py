@@ -315,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(fn=cmd_demo)
     b = sub.add_parser("bench", help="the decode benchmark suite (GPU + CuPy)")
     b.add_argument("--dtype", default="bf16,fp16",
-                   help="comma-separated: bf16, fp16, or an fp8 mode (fp8, fp8-channel, w8a16, fp8-static); default bf16,fp16")
+                   help="comma-separated: bf16, fp16, or an fp8 mode (fp8, fp8-channel, w8a16, fp8-static); default bf16,fp16. "
+                        "--group model: one 16-bit step (the first given) and the fp8 modes fp8, fp8-channel, w8a16")
     b.add_argument("--n", default=None, help="comma-separated token counts (default: the suite's)")
     b.add_argument("--shapes", default=None, help="a JSON shape file like jitgemm/data/decode_suite.json")
     b.add_argument("--group", default="decode",
@@ -324,7 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "public models, each step one CUDA graph, or overhead: wall-clock cost per call of each public "
                         "entry and an eager Llama-3.1-8B decode step, beside torch and CuPy")
     b.add_argument("--models", default=None, help="--group model: comma-separated model names (default: all of "
-                                                  "jitgemm/data/models.json)")
+                                                  "jitgemm/data/models.json; with fp8 modes only, Llama-3.1-8B "
+                                                  "and the Llama-3.1-70B TP-8 shard)")
     b.add_argument("--only", default=None, help="substring filter on shape names")
     b.add_argument("--out", default=None, help="directory for JSON, markdown and PNG")
     b.add_argument("--compare", default=None, help="an earlier JSON: print new/old time per case")
@@ -341,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--model", default=None, help="the weights of a model's decode step: " + ", ".join(_model_names()))
     t.add_argument("--shapes", default=None, help='a JSON file: {"shapes": [{"name": ..., "m": M, "k": K}, ...]}')
     t.add_argument("--shape", action="append", default=None, help="one weight as MxK (e.g. 4096x14336); repeat it")
-    t.add_argument("--dtype", default="bf16", help="bf16 or fp16 (default bf16)")
+    t.add_argument("--dtype", default="bf16", help="bf16, fp16, or fp8 (scaled_gemm's family, every mode; default bf16)")
     t.add_argument("--n", default=None, help="comma-separated token counts 1..128; each tunes its N bucket "
                                             "(default: every bucket, 1,4,8,16,32,64,128)")
     t.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="compile the candidates in this many processes")

@@ -7,7 +7,10 @@ float64 check of each candidate:
     the 16-token tiles of the moderate family, adopted for every N <= 16 where their worst bucket is
     nearer the fastest than the skinny family's is;
   - N > 16: the moderate family's tiles x K slices at 32, 64, 128, and cuBLAS through jitgemm's own
-    route (what runs when it wins).
+    route (what runs when it wins);
+  - dtype "fp8" (scaled_gemm's family, timed as W8A8 e4m3fn with per-tensor scales, bf16 out): every
+    skinny-core config at N = 1, 4, 8, 16, one K order for all (every fp8 mode runs the chosen row; N > 16
+    repeats bucket 16's token tile, so it needs no bucket of its own).
 The winners go to this device's tuning file (jitgemm.tuned), which the dispatcher reads before the
 shipped tables, for exactly these shapes. Needs an NVIDIA GPU and CuPy (the timers and buffers)."""
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 SMALL_BUCKETS = (1, 4, 8, 16)      # the skinny family's N buckets
 LARGE_BUCKETS = (32, 64, 128)      # the moderate family's
 DEFAULT_NS = SMALL_BUCKETS + LARGE_BUCKETS
-DTYPES = {"bf16": "bfloat16", "fp16": "float16", "bfloat16": "bfloat16", "float16": "float16"}
+DTYPES = {"bf16": "bfloat16", "fp16": "float16", "bfloat16": "bfloat16", "float16": "float16", "fp8": "fp8"}
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,11 @@ def check_request(shapes, dtype: str, ns) -> tuple[list[Shape], str, tuple[int, 
     bad = [n for n in ns if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 128]
     if not ns or bad:
         raise ValueError(f"n must be token counts in 1..128, got {list(ns)!r}")
+    if DTYPES[dtype] == "fp8":
+        odd = [s for s in shapes if s.k % 16]
+        if odd:
+            raise ValueError(f"fp8 weights need K a multiple of 16 (16-byte fp8 slices): {odd[0].name} has K={odd[0].k}")
+        return shapes, "fp8", tuple(sorted({_bucket(min(n, 16)) for n in ns}))  # N > 16 runs bucket 16's row
     return shapes, DTYPES[dtype], tuple(sorted({_bucket(n) for n in ns}))
 
 
@@ -150,21 +158,26 @@ def _run(cp, info, shapes, dtype, buckets, progress, jobs, t0) -> "Result":
             cp.get_default_memory_pool().free_all_blocks()
     key = tuned.machine_key(info.name)
     old = tuned.current(info.name)
-    tuned_buckets = ([16] if any(b <= 16 for b in buckets) else []) + [b for b in buckets if b > 16]
+    if dtype == "fp8":  # the fp8 family's rows only; the 16-bit families' stay as they were
+        families = {"skinny": _merge_skinny(old, []), "moderate": _merge_moderate(old, [], set(), []),
+                    "fp8": _merge_skinny(old, rows_s, "fp8")}
+    else:
+        tuned_buckets = ([16] if any(b <= 16 for b in buckets) else []) + [b for b in buckets if b > 16]
+        families = {"skinny": _merge_skinny(old, rows_s),
+                    "moderate": _merge_moderate(old, rows_m, {(s.m, s.k) for s in shapes}, tuned_buckets),
+                    "fp8": _merge_skinny(old, [], "fp8")}
     doc = tables.document("cuda", info.name, info.arch,
                           {"date": datetime.date.today().isoformat(), "dtype": dtype, "how": "jitgemm tune"},
-                          {"skinny": _merge_skinny(old, rows_s),
-                           "moderate": _merge_moderate(old, rows_m, {(s.m, s.k) for s in shapes}, tuned_buckets)},
-                          key)
+                          families, key)
     path = tuned.save(info.name, doc)
     return Result(path, info.name, report, time.perf_counter() - t0)
 
 
-def _merge_skinny(old, rows: list) -> list:
-    """This run's skinny rows, and the earlier file's rows of shapes this run did not tune at N <= 16 (a
-    K order is chosen over the buckets tuned together, so a new row replaces the old one whole)."""
+def _merge_skinny(old, rows: list, family: str = "skinny") -> list:
+    """This run's skinny (or fp8) rows, and the earlier file's rows of shapes this run did not tune at
+    N <= 16 (a K order is chosen over the buckets tuned together, so a new row replaces the old one whole)."""
     mine = {(r["m"], r["k"]) for r in rows}
-    return [r for r in (old.doc.get("skinny", []) if old else []) if (r["m"], r["k"]) not in mine] + rows
+    return [r for r in (old.doc.get(family, []) if old else []) if (r["m"], r["k"]) not in mine] + rows
 
 
 def _merge_moderate(old, rows: list, shapes: set, tuned_buckets: list) -> list:
@@ -188,6 +201,7 @@ class _Sweep:
         from .arch import parse
         from .kernels import skinny
         self.cp, self.info, self.dtype = cp, info, dtype
+        self.fp8 = dtype == "fp8"
         self.small = [b for b in buckets if b in SMALL_BUCKETS]
         self.large = [b for b in buckets if b in LARGE_BUCKETS]
         self.cluster_ok = parse(info.arch).has("clusters")
@@ -197,7 +211,7 @@ class _Sweep:
     def small_tiles(self, sh: Shape) -> list:
         """The moderate family's 16-token tiles for N <= 16 (wgmma: sm_90a only)."""
         from .bench.tune_moderate import candidates
-        if not self.small:
+        if not self.small or self.fp8:
             return []
         return [c for c in candidates(16, sh.m, sh.k, self.info.multiprocessors, self.cluster_ok, self.info.arch)
                 if c.tile.BN == 16]
@@ -207,9 +221,11 @@ class _Sweep:
         return candidates(n, sh.m, sh.k, self.info.multiprocessors, self.cluster_ok, self.info.arch)
 
     def instances(self, shapes) -> list:
+        from .kernels import fp8
         out = []
         for n in self.small:
-            out += [c.instance(self.dtype, n) for c in self.skinny]
+            out += [fp8.nv_instance(c, "bfloat16", fp8.W8A8, n) if self.fp8 else c.instance(self.dtype, n)
+                    for c in self.skinny]
         for sh in shapes:
             out += [c.instance(self.dtype) for c in self.small_tiles(sh)]
             for n in self.large:
@@ -230,12 +246,19 @@ class _Sweep:
         from .bench.tune_moderate import adopt_small_n
         from .dispatch import n_bucket
         from .kernels import moderate
-        ops = runner.Operands(self.cp, suite.Shape(sh.name, sh.m, sh.k), self.dtype,
-                              max(self.small + self.large), self.info.l2_bytes)
+        from .bench import fp8_runner
+        shape = suite.Shape(sh.name, sh.m, sh.k)
+        if self.fp8:
+            ops = fp8_runner.Fp8Operands(self.cp, shape, self.info.l2_bytes, with_bf16=False)
+        else:
+            ops = runner.Operands(self.cp, shape, self.dtype, max(self.small + self.large), self.info.l2_bytes)
         srow = mrow = None
         buckets, summary = {}, []
 
         def timed(n, cfg, **kw):
+            if self.fp8:  # W8A8 per tensor with the config forced, checked against float64
+                kw = dict(make=lambda: runner.forced(cfg, lambda: ops.prepared("fp8", n)),
+                          check=lambda p: ops.check("fp8", n, p))
             us, _why = runner.time_config(ops, n, cfg, self.stream, **kw)
             advance()
             return us
@@ -244,9 +267,10 @@ class _Sweep:
                      if (us := timed(n, c)) is not None}
             if not times:
                 raise RuntimeError(f"tune: no skinny config ran correctly for {sh.name} [{sh.m}x{sh.k}]")
-            best = tune_skinny.select(suite.Shape(sh.name, sh.m, sh.k), times)
+            best = tune_skinny.select(shape, times)
             srow = tables.skinny_row_doc(sh.name, sh.m, sh.k, best["k_order"], best["mt"], best["us"])
-            summary.append(f"N<=16 skinny K order {tuple(best['k_order'])}, MT {best['mt']}, us {best['us']}")
+            summary.append(f"N<=16 {'fp8' if self.fp8 else 'skinny'} K order {tuple(best['k_order'])}, MT {best['mt']}, "
+                           f"us {best['us']}")
             tiles = {c: {n: us for n in self.small if (us := timed(n, c)) is not None} for c in self.small_tiles(sh)}
             full = {c: v for c, v in tiles.items() if len(v) == len(self.small)}
             if full:

@@ -96,3 +96,37 @@ def test_tune_refuses_a_bad_request_in_one_line(argv, message, capsys):
     err = capsys.readouterr()
     lines = (err.out + err.err).strip().splitlines()
     assert len(lines) == 1 and message in lines[0], lines
+
+
+def test_fp8_step_modes_bytes_targets_and_tables():
+    """Issue #21's step: fp8 weights a byte an element (tokens too for W8A8), each mode against its own
+    baseline and target, and its own table beside the bf16 cuBLAS step."""
+    llama = [(6144, 4096), (4096, 4096), (28672, 4096), (4096, 14336)]
+    assert model.step_bytes("llama-3.1-8b", 4, "fp8") == sum(32 * (m * k + 4 * (k + 2 * m)) for m, k in llama)
+    assert model.step_bytes("llama-3.1-8b", 4, "w8a16") == sum(32 * (m * k + 4 * (2 * k + 2 * m)) for m, k in llama)
+    rows = [{"model": "llama-3.1-8b", "N": 1, "dtype": "bfloat16", "x_torch": 1.12, "pct_ceiling": 94.0},
+            {"model": "llama-3.1-8b", "N": 1, "dtype": "fp8", "x_torch": 1.30, "pct_ceiling": 80.0},
+            {"model": "llama-3.1-70b-tp8", "N": 1, "dtype": "fp8", "x_torch": 1.20, "pct_ceiling": 80.0},
+            {"model": "llama-3.1-8b", "N": 16, "dtype": "w8a16", "x_torch": 1.05, "pct_ceiling": 70.0}]
+    s = model.summary(rows)
+    assert s["N=1"]["met"] and s["N=1"]["target"] == 1.10
+    assert s["fp8 N=1"]["worst_model"] == "llama-3.1-70b-tp8" and s["fp8 N=1"]["target"] == 1.25 and not s["fp8 N=1"]["met"]
+    assert math.isclose(s["fp8 N=1"]["geomean"], math.sqrt(1.30 * 1.20))
+    assert s["w8a16 N=16"]["met"] and s["llama-3.1-8b N<=4 % of ceiling"]["min"] == 94.0  # fp8 rows left out
+    full = [dict(r, calls=128, jitgemm_ms=1.0, torch_ms=r["x_torch"], tbs=4.0, step_gb=7.0, bf16_ms=2.0, x_bf16=2.0)
+            for r in rows]
+    text = model.markdown(full, 4.2, {"device": "GPU"})
+    assert "fp8 mode fp8 (W8A8, per-tensor scales), against _scaled_mm" in text
+    assert "| llama-3.1-70b-tp8 | 1 | 128 | 7.00 | 1.000 | 1.200 | 1.200 | 2.000 | 2.000 |" in text
+    assert "| fp8 1 | 1.249 | 1.200 (llama-3.1-70b-tp8) | 1.25 | NO |" in text
+    assert "against bf16 cuBLAS" in text
+
+
+def test_model_modes_and_fp8_defaults():
+    from jitgemm.bench.main import model_modes
+    assert model_modes(_args(dtype="bf16,fp16")) == ["bfloat16"]            # the default: one 16-bit step
+    assert model_modes(_args(dtype="fp8,bf16,w8a16,fp8")) == ["bfloat16", "fp8", "w8a16"]
+    assert model_request(_args(dtype="fp8,fp8-channel"))[0] == list(model.FP8_MODELS)
+    assert model_request(_args(dtype="bf16,fp8"))[0] == models.names()
+    with pytest.raises(ValueError, match="bf16, fp16 or the fp8 modes fp8, fp8-channel, w8a16; got fp8-static"):
+        model_modes(_args(dtype="fp8-static"))

@@ -179,3 +179,24 @@ def test_a_failed_autotune_warns_and_leaves_the_default_rule(monkeypatch):
         warnings.simplefilter("always")
         assert autotune.maybe_tune(_fake_backend(False), 0, "bfloat16", 4, 4400, 3584, 0) == "failed"
     assert any(issubclass(w.category, autotune.AutotuneWarning) and "no CuPy" in str(w.message) for w in rec)
+
+
+def test_fp8_tuning_requests_rows_and_merges():
+    """`jitgemm tune --dtype fp8`: the request (N > 16 tunes bucket 16's row, K % 16), the dispatcher
+    reading a tuned fp8 row for every mode and N, and a run of one family keeping the other's rows."""
+    from jitgemm.kernels import fp8
+    shapes, dtype, buckets = tuning.check_request([(4096, 4096)], "fp8", tuning.DEFAULT_NS)
+    assert dtype == "fp8" and buckets == (1, 4, 8, 16)
+    assert tuning.check_request([(4096, 4096)], "fp8", [64, 128])[2] == (16,)
+    with pytest.raises(ValueError, match="fp8 weights need K a multiple of 16.*K=4104"):
+        tuning.check_request([(4096, 4104)], "fp8", [1])
+    save(fp8=[(4096, 4096, (8, 4, 1), {1: 1, 4: 2, 8: 2, 16: 2})])
+    for mode in (fp8.W8A8, fp8.W8A16, fp8.W8Q):
+        for n, mt in ((1, 1), (4, 2), (64, 2)):
+            p = dispatch.plan_fp8("cuda", "sm_90a", 132, "bfloat16", mode, "float8_e4m3fn", n, 4096, 4096, GPU)
+            assert p.config == skinny.NvConfig(mt, 8, 4, 1) and "tuned on this GPU" in p.reason
+    old = tuned.current(GPU)
+    row = tables.skinny_row_doc("x", 4096, 4096, (16, 2, 1), {1: 1})
+    assert tuning._merge_skinny(old, [], "fp8") == old.doc["fp8"]
+    assert tuning._merge_skinny(old, [row], "fp8") == [row]
+    assert tuning._merge_skinny(old, []) == old.doc.get("skinny", [])

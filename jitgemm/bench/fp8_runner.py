@@ -1,7 +1,8 @@
 """fp8 benchmark cases: W8A8 per-tensor (fp8), per-token x per-channel (fp8-channel), W8A16 (w8a16)
 and in-kernel static quantization (fp8-static), each against its torch baseline in the same run.
-torch._scaled_mm needs 16-row operands, so its baselines run the 16-token GEMM (what a caller of
-it must do for N < 16)."""
+torch._scaled_mm needs operands of a multiple of 16 rows, so its baselines run the tokens padded to that
+(what a caller of it must do). K must be a multiple of 16 (16-byte fp8 slices): shapes of a suite that break
+the rule are skipped, and said so."""
 from __future__ import annotations
 
 import numpy as np
@@ -16,27 +17,35 @@ from .runner import Case
 
 FMT = "float8_e4m3fn"
 MODES = ("fp8", "fp8-channel", "w8a16", "fp8-static")
+DESCRIBE = {"fp8": "W8A8, per-tensor scales", "fp8-channel": "W8A8, per-token x per-channel scales",
+            "w8a16": "fp8 weights, bf16 tokens", "fp8-static": "bf16 tokens quantized in the kernel, static scale"}
 
 
 _view = operands.view
 
 
-def _random_fp8(cp, shape):
+def padded(n: int) -> int:
+    """Rows torch._scaled_mm is given for n tokens: a multiple of 16 (what a caller of it must pad to)."""
+    return -(-n // 16) * 16
+
+
+def random_fp8(cp, shape):
     b = cp.random.randint(0, 256, shape, dtype=cp.int32).astype(cp.uint8)
     return cp.where((b & 0x7F) == 0x7F, b - 1, b).astype(cp.uint8)  # no NaN codes
 
 
 class Fp8Operands:
-    def __init__(self, cp, shape, l2: int, with_bf16: bool):
+    def __init__(self, cp, shape, l2: int, with_bf16: bool, n_max: int = 16):
         self.cp, self.shape = cp, shape
         m, k = shape.m, shape.k
+        rows = padded(n_max)
         self.copies = operands.n_copies(m * k, l2)
-        self.w = [_random_fp8(cp, (m, k)) for _ in range(self.copies)]
-        self.x8 = _random_fp8(cp, (16, k))
-        self.x16 = operands.random_16bit(cp, (16, k), "bfloat16")
-        self.sx = (cp.random.random(16, dtype=cp.float32) + 0.5) * cp.float32(1e-2)
+        self.w = [random_fp8(cp, (m, k)) for _ in range(self.copies)]
+        self.x8 = random_fp8(cp, (rows, k))
+        self.x16 = operands.random_16bit(cp, (rows, k), "bfloat16")
+        self.sx = (cp.random.random(rows, dtype=cp.float32) + 0.5) * cp.float32(1e-2)
         self.sw = (cp.random.random(m, dtype=cp.float32) + 0.5) * cp.float32(1e-2)
-        self.out = [cp.empty((16, m), dtype=cp.uint16) for _ in range(self.copies)]
+        self.out = [cp.empty((rows, m), dtype=cp.uint16) for _ in range(self.copies)]
         self.wb16 = None
         if with_bf16:  # cold bf16 weights of the same shape for the W8A16 baseline
             nb = operands.n_copies(2 * m * k, l2)
@@ -44,15 +53,7 @@ class Fp8Operands:
 
     def args(self, mode: str, n: int, i: int):
         """(x, w, scale_x, scale_w, out) Views for copy i."""
-        w = _view(self.w[i], FMT)
-        out = _view(self.out[i][:n], "bfloat16")
-        if mode == "fp8":
-            return _view(self.x8[:n], FMT), w, 0.01, 0.02, out
-        if mode == "fp8-channel":
-            return _view(self.x8[:n], FMT), w, _view(self.sx[:n], "float32"), _view(self.sw, "float32"), out
-        if mode == "w8a16":
-            return _view(self.x16[:n], "bfloat16"), w, None, _view(self.sw, "float32"), out
-        return _view(self.x16[:n], "bfloat16"), w, 0.05, _view(self.sw, "float32"), out  # fp8-static
+        return mode_args(mode, n, self.x8, self.x16, self.w[i], self.sx, self.sw, self.out[i])
 
     def prepared(self, mode: str, n: int):
         out = []
@@ -62,34 +63,59 @@ class Fp8Operands:
         return out
 
     def check(self, mode: str, n: int, prep) -> float:
-        import ml_dtypes
-        cp = self.cp
         self.out[0].fill(0xFFFF)
         prep.launch(0)
-        cp.cuda.runtime.deviceSynchronize()
-        m, k = self.shape.m, self.shape.k
-        rows = np.unique(np.concatenate([np.random.default_rng(n).integers(0, m, 128), np.arange(max(0, m - 32), m)]))
-        w = self.w[0][cp.asarray(rows)].get().view(ml_dtypes.float8_e4m3fn).astype(np.float64)
-        sw = self.sw.get().astype(np.float64)[rows] if mode != "fp8" else np.float64(np.float32(0.02))
-        if mode in ("fp8", "fp8-channel"):
-            x = self.x8[:n].get().view(ml_dtypes.float8_e4m3fn).astype(np.float64)
-            sx = self.sx[:n].get().astype(np.float64)[:, None] if mode == "fp8-channel" else np.float64(np.float32(0.01))
+        self.cp.cuda.runtime.deviceSynchronize()
+        return check_rows(self.cp, mode, n, self.x8, self.x16, self.w[0], self.sx, self.sw, self.out[0],
+                          f"{self.shape.name} N={n} {mode}")
+
+
+# the scales of each mode: per tensor (numbers, passed by value) or per token x per channel (device vectors)
+SX, SW, SX_STATIC = 0.01, 0.02, 0.05
+
+
+def mode_args(mode: str, n: int, x8, x16, w, sx, sw, out):
+    """(x, w, scale_x, scale_w, out) Views of a mode's call at n tokens: x8 fp8 and x16 bf16 tokens
+    (>= n rows), w fp8 bytes, sx [>= n] and sw [M] float32 scales, out bf16 bits (>= n rows)."""
+    wv, ov = _view(w, FMT), _view(out[:n], "bfloat16")
+    if mode == "fp8":
+        return _view(x8[:n], FMT), wv, SX, SW, ov
+    if mode == "fp8-channel":
+        return _view(x8[:n], FMT), wv, _view(sx[:n], "float32"), _view(sw, "float32"), ov
+    if mode == "w8a16":
+        return _view(x16[:n], "bfloat16"), wv, None, _view(sw, "float32"), ov
+    if mode == "fp8-static":
+        return _view(x16[:n], "bfloat16"), wv, SX_STATIC, _view(sw, "float32"), ov
+    raise ValueError(f"fp8 mode must be one of {', '.join(MODES)}, got {mode!r}")
+
+
+def check_rows(cp, mode: str, n: int, x8, x16, w, sx, sw, out, label: str) -> float:
+    """Relative error of a mode's finished output (mode_args' operands) on 128 random rows and the last
+    32 against float64 of the operands it multiplies; raises AssertionError past the rounding bound."""
+    import ml_dtypes
+    m, k = w.shape
+    rows = np.unique(np.concatenate([np.random.default_rng(n).integers(0, m, 128), np.arange(max(0, m - 32), m)]))
+    wh = w[cp.asarray(rows)].get().view(ml_dtypes.float8_e4m3fn).astype(np.float64)
+    swh = sw.get().astype(np.float64)[rows] if mode != "fp8" else np.float64(np.float32(SW))
+    if mode in ("fp8", "fp8-channel"):
+        x = x8[:n].get().view(ml_dtypes.float8_e4m3fn).astype(np.float64)
+        sxh = sx[:n].get().astype(np.float64)[:, None] if mode == "fp8-channel" else np.float64(np.float32(SX))
+    else:
+        xb = x16[:n].get().view(ml_dtypes.bfloat16)
+        if mode == "w8a16":
+            x, sxh = xb.astype(np.float64), 1.0
         else:
-            x16 = self.x16[:n].get().view(ml_dtypes.bfloat16)
-            if mode == "w8a16":
-                x, sx = x16.astype(np.float64), 1.0
-            else:
-                inv = np.float32(1) / np.float32(0.05)
-                x = np.clip(x16.astype(np.float32) * inv, -448, 448).astype(ml_dtypes.float8_e4m3fn).astype(np.float64)
-                sx = np.float64(np.float32(0.05))
-        ref = (x @ w.T) * sx * sw
-        mag = (np.abs(x) @ np.abs(w).T) * np.abs(sx) * np.abs(sw)
-        got = self.out[0][:n].get().view(ml_dtypes.bfloat16).astype(np.float64)[:, rows]
-        bound = 2.0 ** -7 * np.abs(ref) + k * 2.0 ** -23 * mag + 1e-30
-        err = np.abs(got - ref)
-        if np.isnan(got).any() or (err > bound).any():
-            raise AssertionError(f"{self.shape.name} N={n} {mode}: wrong result (max err {err.max():.3g})")
-        return float(np.linalg.norm(got - ref) / max(np.linalg.norm(ref), 1e-30))
+            inv = np.float32(1) / np.float32(SX_STATIC)
+            x = np.clip(xb.astype(np.float32) * inv, -448, 448).astype(ml_dtypes.float8_e4m3fn).astype(np.float64)
+            sxh = np.float64(np.float32(SX_STATIC))
+    ref = (x @ wh.T) * sxh * swh
+    mag = (np.abs(x) @ np.abs(wh).T) * np.abs(sxh) * np.abs(swh)
+    got = out[:n].get().view(ml_dtypes.bfloat16).astype(np.float64)[:, rows]
+    bound = 2.0 ** -7 * np.abs(ref) + k * 2.0 ** -23 * mag + 1e-30
+    err = np.abs(got - ref)
+    if np.isnan(got).any() or (err > bound).any():
+        raise AssertionError(f"{label}: wrong result (max err {err.max():.3g})")
+    return float(np.linalg.norm(got - ref) / max(np.linalg.norm(ref), 1e-30))
 
 
 def time_torch(ops: Fp8Operands, mode: str, n: int) -> dict | None:
@@ -98,16 +124,16 @@ def time_torch(ops: Fp8Operands, mode: str, n: int) -> dict | None:
     except ImportError:
         return None
     f8 = [torch.from_dlpack(w).view(torch.float8_e4m3fn) for w in ops.w]
-    m = ops.shape.m
-    a8 = torch.from_dlpack(ops.x8).view(torch.float8_e4m3fn)  # 16 rows: what _scaled_mm accepts
-    outs = [torch.empty((16, m), dtype=torch.bfloat16, device=a8.device) for _ in f8]
+    m, rows = ops.shape.m, padded(n)
+    a8 = torch.from_dlpack(ops.x8).view(torch.float8_e4m3fn)[:rows]  # rows padded to 16: what _scaled_mm accepts
+    outs = [torch.empty((rows, m), dtype=torch.bfloat16, device=a8.device) for _ in f8]
     if mode in ("fp8", "fp8-static"):
-        sa, sb = torch.tensor(0.01, device=a8.device), torch.tensor(0.02, device=a8.device)
+        sa, sb = torch.tensor(SX, device=a8.device), torch.tensor(SW, device=a8.device)
         def launch(i):
             j = i % len(f8)
             torch._scaled_mm(a8, f8[j].t(), scale_a=sa, scale_b=sb, out_dtype=torch.bfloat16, out=outs[j])
     elif mode == "fp8-channel":
-        sa = torch.from_dlpack(ops.sx).view(16, 1)
+        sa = torch.from_dlpack(ops.sx)[:rows].view(rows, 1)
         sb = torch.from_dlpack(ops.sw).view(1, m)
         def launch(i):
             j = i % len(f8)
@@ -144,8 +170,13 @@ def time_unfused(ops: Fp8Operands, n: int, stream) -> dict:
 def run(cp, modes, ns, shapes, l2: int, baselines: bool, log) -> list[Case]:
     stream = cp.cuda.Stream(non_blocking=True)
     cases = []
+    skipped = [sh.name for sh in shapes if sh.k % 16]
+    if skipped:
+        print(f"fp8: skipping {len(skipped)} shape(s) whose K is no multiple of 16: {', '.join(skipped)}", flush=True)
     for sh in shapes:
-        ops = Fp8Operands(cp, sh, l2, with_bf16=baselines and "w8a16" in modes)
+        if sh.k % 16:
+            continue
+        ops = Fp8Operands(cp, sh, l2, with_bf16=baselines and "w8a16" in modes, n_max=max(ns))
         for mode in modes:
             for n in ns:
                 c = Case(sh.name, sh.m, sh.k, n, mode, w_bytes=1, x_bytes=1 if mode.startswith("fp8") and mode != "fp8-static" else 2)

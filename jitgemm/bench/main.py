@@ -104,9 +104,15 @@ def _dtypes(text: str) -> list[str]:
 
 
 def model_request(args) -> tuple[list[str], list[int]]:
-    """--group model's models and token counts, or a ValueError naming the rule (checked before the GPU)."""
+    """--group model's models and token counts, or a ValueError naming the rule (checked before the GPU).
+    Without --models: every model for 16-bit steps, the fp8 geometries (model.FP8_MODELS) when every
+    mode asked for is an fp8 one."""
     from . import model
-    names = [v.strip() for v in args.models.split(",")] if args.models else models.names()
+    modes = model_modes(args)
+    if args.models:
+        names = [v.strip() for v in args.models.split(",")]
+    else:
+        names = list(model.FP8_MODELS) if all(m in model.FP8_MODES for m in modes) else models.names()
     for name in names:
         models.config(name)  # raises for an unknown name, listing the known ones
     try:
@@ -116,6 +122,19 @@ def model_request(args) -> tuple[list[str], list[int]]:
     if any(not 1 <= n <= skinny.MAX_N_MODERATE for n in ns):
         raise ValueError(f"--n must be token counts in 1..{skinny.MAX_N_MODERATE}, got {args.n}")
     return names, ns
+
+
+def model_modes(args) -> list[str]:
+    """--group model's step modes from --dtype: the first 16-bit dtype given (one 16-bit step is the
+    headline), then each fp8 mode of model.FP8_MODES given, in order; a ValueError for anything else."""
+    from . import model
+    asked = _dtypes(getattr(args, "dtype", None) or "bf16")
+    bad = [d for d in asked if d not in ("bfloat16", "float16") + model.FP8_MODES]
+    if bad:
+        raise ValueError(f"--dtype for --group model must be bf16, fp16 or the fp8 modes {', '.join(model.FP8_MODES)}; "
+                         f"got {', '.join(bad)}")
+    sixteen = [d for d in asked if d in ("bfloat16", "float16")][:1]
+    return sixteen + [d for d in dict.fromkeys(asked) if d in model.FP8_MODES]
 
 
 def main(args) -> int:
@@ -135,7 +154,7 @@ def main(args) -> int:
         return 0
     if args.group == "model":  # whole decode steps of public models: their own shapes
         from . import model
-        model.run(names, ns, args.out, baselines=not args.no_baselines, dtype=_dtypes(args.dtype)[0],
+        model.run(names, ns, args.out, baselines=not args.no_baselines, dtypes=model_modes(args),
                   name=args.name or "model")
         return 0
     shapes, ns = suite.load(args.shapes, args.group)

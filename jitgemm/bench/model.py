@@ -12,36 +12,100 @@ import math
 import statistics
 from pathlib import Path
 
-from .. import api, models
-from . import operands, runner, timing
+from .. import api, models, scaled
+from . import fp8_runner, operands, runner, timing
 
 NS = (1, 4, 16, 64)
 TARGETS = {1: 1.10, 4: 1.10, 16: 1.0, 64: 1.0}   # issue #17: ratio to torch cuBLAS per N
 CEILING_TARGET = 0.93                            # of the streaming-read ceiling, Llama-3.1-8B at N <= 4
+# The fp8 modes of a step (issue #21): W8A8 per tensor and per token x per channel against torch._scaled_mm
+# (per-tensor / row-wise scales) with the tokens padded to 16 rows (what _scaled_mm accepts), W8A16 against
+# bf16 cuBLAS; every fp8 step also against the bf16 cuBLAS step of the same model.
+FP8_MODES = ("fp8", "fp8-channel", "w8a16")
+FP8_MODELS = ("llama-3.1-8b", "llama-3.1-70b-tp8")
+FP8_TARGETS = {"fp8": {1: 1.25, 4: 1.25, 16: 1.0, 64: 1.0}, "fp8-channel": {1: 1.25, 4: 1.25, 16: 1.0, 64: 1.0},
+               "w8a16": {1: 1.7, 4: 1.7, 16: 1.0}}
+BASELINE = {"fp8": "_scaled_mm", "fp8-channel": "_scaled_mm row-wise", "w8a16": "bf16 cuBLAS"}
+
+
+def _padded(n: int) -> int:
+    return -(-n // 16) * 16
 
 
 class StepOperands:
-    """Weights (one per layer instance), tokens and outputs of a model's step at up to n_max tokens."""
+    """Weights (one per layer instance), tokens and outputs of a model's step at up to n_max tokens, in
+    a 16-bit dtype or an fp8 mode (fp8 weights with per-channel scales, fp8 and bf16 tokens with per-token
+    scales; rows padded to 16 for torch._scaled_mm)."""
 
     def __init__(self, cp, name: str, ns, dtype: str):
         self.cp, self.name, self.dtype = cp, name, dtype
+        self.fp8 = dtype in FP8_MODES
         most = {}
         for n in ns:
             for layer in models.step(name, n):
                 key = (layer.name, layer.m, layer.k)
                 count, tokens = most.get(key, (0, 0))
                 most[key] = (max(count, layer.count), max(tokens, layer.n))
-        self.w, self.x, self.out = {}, {}, {}
+        self.w, self.x, self.out, self.x8, self.sx, self.sw = {}, {}, {}, {}, {}, {}
         for (lname, m, k), (count, tokens) in most.items():
-            self.w[lname] = [operands.random_16bit(cp, (m, k), dtype, (2.0 / k) ** 0.5) for _ in range(count)]
-            self.x[lname] = operands.random_16bit(cp, (tokens, k), dtype)
-            self.out[lname] = [cp.empty((tokens, m), dtype=cp.uint16) for _ in range(count)]
+            rows = _padded(tokens) if self.fp8 else tokens
+            if self.fp8:
+                self.w[lname] = [fp8_runner.random_fp8(cp, (m, k)) for _ in range(count)]
+                self.x8[lname] = fp8_runner.random_fp8(cp, (rows, k))
+                self.sx[lname] = (cp.random.random(rows, dtype=cp.float32) + 0.5) * cp.float32(1e-2)
+                self.sw[lname] = (cp.random.random(m, dtype=cp.float32) + 0.5) * cp.float32(1e-2)
+            else:
+                self.w[lname] = [operands.random_16bit(cp, (m, k), dtype, (2.0 / k) ** 0.5) for _ in range(count)]
+            self.x[lname] = operands.random_16bit(cp, (rows, k), "bfloat16" if self.fp8 else dtype)
+            self.out[lname] = [cp.empty((rows, m), dtype=cp.uint16) for _ in range(count)]
 
     def calls(self, n: int):
-        """(layer, [(x, w, out) bits arrays per instance]) of the step at n tokens."""
+        """(layer, [instance index]) of the step at n tokens."""
         for layer in models.step(self.name, n):
-            yield layer, [(self.x[layer.name][:layer.n], self.w[layer.name][i], self.out[layer.name][i][:layer.n])
-                          for i in range(layer.count)]
+            yield layer, range(layer.count)
+
+    def prepare(self, layer, i: int):
+        """jitgemm's prepared call of instance i of a layer kind."""
+        lname, n = layer.name, layer.n
+        if self.fp8:
+            x, w, sx, sw, o = fp8_runner.mode_args(self.dtype, n, self.x8[lname], self.x[lname], self.w[lname][i],
+                                                   self.sx[lname], self.sw[lname], self.out[lname][i])
+            return scaled.prepare_scaled(x, w, sx, sw, out=o, out_dtype="bfloat16")
+        return api.prepare(operands.view(self.x[lname][:n], self.dtype), operands.view(self.w[lname][i], self.dtype),
+                           out=operands.view(self.out[lname][i][:n], self.dtype))
+
+    def check(self, layer) -> None:
+        """Instance 0 of a layer kind (just run) against float64."""
+        lname, n = layer.name, layer.n
+        label = f"{self.name}.{lname} N={n} {self.dtype}"
+        if self.fp8:
+            fp8_runner.check_rows(self.cp, self.dtype, n, self.x8[lname], self.x[lname], self.w[lname][0],
+                                  self.sx[lname], self.sw[lname], self.out[lname][0], label)
+        else:
+            operands.check_rows(self.cp, self.w[lname][0], self.x[lname][:n], self.out[lname][0][:n], self.dtype, label)
+
+    def torch_call(self, layer, i: int):
+        """The baseline's call of instance i: torch.mm (16-bit), torch._scaled_mm on 16-row-padded tokens
+        (fp8, fp8-channel); None for w8a16, whose baseline is the bf16 step."""
+        import torch
+        lname, n = layer.name, layer.n
+        o = operands.torch_view(self.out[lname][i], "bfloat16" if self.fp8 else self.dtype)
+        if not self.fp8:
+            x = operands.torch_view(self.x[lname], self.dtype)[:n]
+            w = operands.torch_view(self.w[lname][i], self.dtype)
+            return lambda: torch.mm(x, w.t(), out=o[:n])
+        if self.dtype == "w8a16":
+            return None
+        rows = _padded(n)
+        a8 = torch.from_dlpack(self.x8[lname]).view(torch.float8_e4m3fn)[:rows]
+        b8 = torch.from_dlpack(self.w[lname][i]).view(torch.float8_e4m3fn)
+        if self.dtype == "fp8":
+            sa = torch.tensor(fp8_runner.SX, device=a8.device)
+            sb = torch.tensor(fp8_runner.SW, device=a8.device)
+        else:
+            sa = torch.from_dlpack(self.sx[lname])[:rows].view(rows, 1)
+            sb = torch.from_dlpack(self.sw[lname]).view(1, -1)
+        return lambda: torch._scaled_mm(a8, b8.t(), scale_a=sa, scale_b=sb, out_dtype=torch.bfloat16, out=o[:rows])
 
 
 def _jitgemm_launches(ops: StepOperands, n: int) -> tuple[list, list[str]]:
@@ -49,32 +113,19 @@ def _jitgemm_launches(ops: StepOperands, n: int) -> tuple[list, list[str]]:
     what the dispatcher chose for each kind."""
     preps, routes = [], []
     for layer, insts in ops.calls(n):
-        kind = []
-        for x, w, out in insts:
-            kind.append(api.prepare(operands.view(x, ops.dtype), operands.view(w, ops.dtype),
-                                    out=operands.view(out, ops.dtype)))
-        x, w, out = insts[0]
-        out.fill(0xFFFF)
+        kind = [ops.prepare(layer, i) for i in insts]
+        ops.out[layer.name][0].fill(0xFFFF)
         kind[0].launch(0)
         ops.cp.cuda.runtime.deviceSynchronize()
-        operands.check_rows(ops.cp, w, x, out, ops.dtype, f"{ops.name}.{layer.name} N={layer.n}")
+        ops.check(layer)
         routes.append(f"{layer.name} [{layer.m}x{layer.k}] N={layer.n} x{layer.count}: {kind[0].plan.family} "
                       f"{kind[0].plan.instance.name if kind[0].plan.instance else ''}")
         preps += kind
     return preps, routes
 
 
-def _torch_launches(ops: StepOperands, n: int):
-    calls = []
-    for _layer, insts in ops.calls(n):
-        for x, w, out in insts:
-            calls.append((operands.torch_view(x, ops.dtype), operands.torch_view(w, ops.dtype),
-                          operands.torch_view(out, ops.dtype)))
-    return calls
-
-
 def time_step(ops: StepOperands, n: int, stream, baselines: bool) -> dict:
-    """ms per step through jitgemm (and torch), each the whole step replayed as one graph."""
+    """ms per step through jitgemm (and its baseline), each the whole step replayed as one graph."""
     preps, routes = _jitgemm_launches(ops, n)
     s = stream.ptr
     for p in preps:  # each launch once on this stream before the capture: a split-K workspace is sized then
@@ -84,45 +135,45 @@ def time_step(ops: StepOperands, n: int, stream, baselines: bool) -> dict:
     res = {"jitgemm_ms": per_call * len(preps) / 1e3, "calls": len(preps), "routes": routes}
     if baselines:
         try:
-            import torch
+            import torch  # noqa: F401
         except ImportError:
             return res
-        calls = _torch_launches(ops, n)
-        def launch(i):
-            x, w, out = calls[i]
-            torch.mm(x, w.t(), out=out)
-        res["torch_ms"] = timing.torch_graph_replay(launch, calls=len(calls)) * len(calls) / 1e3
+        calls = [ops.torch_call(layer, i) for layer, insts in ops.calls(n) for i in insts]
+        if calls and calls[0] is not None:
+            res["torch_ms"] = timing.torch_graph_replay(lambda i: calls[i](), calls=len(calls)) * len(calls) / 1e3
     return res
 
 
-def step_bytes(name: str, n: int) -> int:
-    """Bytes a step must move at least: every weight once, and each call's tokens and outputs."""
-    return sum(layer.count * (2 * layer.m * layer.k + 2 * layer.n * (layer.k + layer.m))
+def step_bytes(name: str, n: int, mode: str = "bfloat16") -> int:
+    """Bytes a step must move at least: every weight once, and each call's tokens and outputs (fp8
+    weights a byte an element, fp8 tokens of the W8A8 modes too)."""
+    wb = 1 if mode in FP8_MODES else 2
+    xb = 1 if mode in ("fp8", "fp8-channel") else 2
+    return sum(layer.count * (wb * layer.m * layer.k + layer.n * (xb * layer.k + 2 * layer.m))
                for layer in models.step(name, n))
 
 
-def run(names, ns, out_dir, baselines=True, dtype="bfloat16", name="model") -> list[dict]:
+def run(names, ns, out_dir, baselines=True, dtypes=("bfloat16",), name="model") -> list[dict]:
+    """Time each mode's step (a 16-bit dtype, or an fp8 mode of FP8_MODES) for each model and N; write
+    name.json and name.md to out_dir."""
     import cupy as cp
     meta = runner.meta(cp)
     ceiling = runner.ceiling_tbs(cp)
     print(f"streaming-read ceiling: {ceiling:.3f} TB/s", flush=True)
     stream = cp.cuda.Stream(non_blocking=True)
-    rows = []
-    for model_name in names:
-        ops = StepOperands(cp, model_name, ns, dtype)
-        for n in ns:
-            t = time_step(ops, n, stream, baselines)
-            tbs = step_bytes(model_name, n) / (t["jitgemm_ms"] * 1e-3) / 1e12
-            row = {"model": model_name, "N": n, "dtype": dtype, "calls": t["calls"], "jitgemm_ms": t["jitgemm_ms"],
-                   "torch_ms": t.get("torch_ms"), "tbs": tbs, "pct_ceiling": 100 * tbs / ceiling,
-                   "step_gb": step_bytes(model_name, n) / 1e9, "routes": t["routes"]}
-            if row["torch_ms"]:
-                row["x_torch"] = row["torch_ms"] / row["jitgemm_ms"]
-            rows.append(row)
-            print(f"{model_name:20s} N={n:3d} jitgemm {row['jitgemm_ms']:7.3f} ms  torch {_fmt(row['torch_ms'], 3):>7s} ms  "
-                  f"x{_fmt(row.get('x_torch'), 3)}  {tbs:.2f} TB/s ({row['pct_ceiling']:.1f} % of ceiling)", flush=True)
-        del ops
-        cp.get_default_memory_pool().free_all_blocks()
+    rows, bf16_ms = [], {}  # (model, N) -> the bf16 cuBLAS step, every fp8 step's second baseline
+    for mode in dtypes:
+        for model_name in names:
+            ops = StepOperands(cp, model_name, ns, mode)
+            for n in ns:
+                rows.append(_row(ops, n, stream, baselines, ceiling))
+                if mode == "bfloat16" and rows[-1]["torch_ms"]:
+                    bf16_ms[(model_name, n)] = rows[-1]["torch_ms"]
+            del ops
+            cp.get_default_memory_pool().free_all_blocks()
+            if baselines and mode in FP8_MODES:
+                _add_bf16_baseline([r for r in rows if r["model"] == model_name and r["dtype"] == mode], cp, stream,
+                                   bf16_ms)
     text = markdown(rows, ceiling, meta)
     print(text)
     if out_dir:
@@ -134,21 +185,64 @@ def run(names, ns, out_dir, baselines=True, dtype="bfloat16", name="model") -> l
     return rows
 
 
+def _row(ops: StepOperands, n: int, stream, baselines: bool, ceiling: float) -> dict:
+    t = time_step(ops, n, stream, baselines)
+    nbytes = step_bytes(ops.name, n, ops.dtype)
+    tbs = nbytes / (t["jitgemm_ms"] * 1e-3) / 1e12
+    row = {"model": ops.name, "N": n, "dtype": ops.dtype, "baseline": BASELINE.get(ops.dtype, "torch cuBLAS"),
+           "calls": t["calls"], "jitgemm_ms": t["jitgemm_ms"], "torch_ms": t.get("torch_ms"), "tbs": tbs,
+           "pct_ceiling": 100 * tbs / ceiling, "step_gb": nbytes / 1e9, "routes": t["routes"]}
+    if row["torch_ms"]:
+        row["x_torch"] = row["torch_ms"] / row["jitgemm_ms"]
+    print(f"{ops.name:20s} {ops.dtype:11s} N={n:3d} jitgemm {row['jitgemm_ms']:7.3f} ms  {row['baseline']} "
+          f"{_fmt(row['torch_ms'], 3):>7s} ms  x{_fmt(row.get('x_torch'), 3)}  {tbs:.2f} TB/s "
+          f"({row['pct_ceiling']:.1f} % of ceiling)", flush=True)
+    return row
+
+
+def _add_bf16_baseline(rows: list[dict], cp, stream, bf16_ms: dict) -> None:
+    """The bf16 cuBLAS step of each row's model and N (timed once a run): `bf16_ms` and `x_bf16` of fp8
+    rows; for W8A16 it is the baseline itself."""
+    todo = sorted({r["N"] for r in rows if (r["model"], r["N"]) not in bf16_ms})
+    if todo:
+        import torch  # noqa: F401  (baselines need it; time_step returned none without it)
+        ops = StepOperands(cp, rows[0]["model"], todo, "bfloat16")
+        for n in todo:
+            calls = [ops.torch_call(layer, i) for layer, insts in ops.calls(n) for i in insts]
+            bf16_ms[(ops.name, n)] = timing.torch_graph_replay(lambda i: calls[i](), calls=len(calls)) * len(calls) / 1e3
+        del ops
+        cp.get_default_memory_pool().free_all_blocks()
+    for r in rows:
+        r["bf16_ms"] = bf16_ms[(r["model"], r["N"])]
+        r["x_bf16"] = r["bf16_ms"] / r["jitgemm_ms"]
+        if r["dtype"] == "w8a16":
+            r["torch_ms"], r["x_torch"] = r["bf16_ms"], r["x_bf16"]
+
+
 def _fmt(v, nd=2) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{nd}f}"
 
 
+def _targets(mode: str) -> dict:
+    return FP8_TARGETS[mode] if mode in FP8_MODES else TARGETS
+
+
 def summary(rows: list[dict]) -> dict:
-    """Geomean ratio per N, the worst case, and each target of issue #17 met or not."""
+    """Geomean ratio per mode and N, the worst case, and each target (issues #17 and #21) met or not.
+    16-bit rows are keyed "N=n", an fp8 mode's "mode N=n"."""
     out = {}
-    for n in sorted({r["N"] for r in rows}):
-        xs = [r["x_torch"] for r in rows if r["N"] == n and r.get("x_torch")]
-        if xs:
-            worst = min((r for r in rows if r["N"] == n and r.get("x_torch")), key=lambda r: r["x_torch"])
-            out[f"N={n}"] = {"geomean": math.exp(statistics.fmean(math.log(x) for x in xs)),
-                             "worst": worst["x_torch"], "worst_model": worst["model"],
-                             "target": TARGETS.get(n), "met": TARGETS.get(n) is None or worst["x_torch"] >= TARGETS[n]}
-    llama = [r for r in rows if r["model"] == "llama-3.1-8b" and r["N"] <= 4]
+    for mode in dict.fromkeys(r.get("dtype", "bfloat16") for r in rows):
+        of_mode = [r for r in rows if r.get("dtype", "bfloat16") == mode]
+        prefix = f"{mode} " if mode in FP8_MODES else ""
+        for n in sorted({r["N"] for r in of_mode}):
+            timed = [r for r in of_mode if r["N"] == n and r.get("x_torch")]
+            if timed:
+                worst = min(timed, key=lambda r: r["x_torch"])
+                target = _targets(mode).get(n)
+                out[f"{prefix}N={n}"] = {"geomean": math.exp(statistics.fmean(math.log(r["x_torch"]) for r in timed)),
+                                         "worst": worst["x_torch"], "worst_model": worst["model"], "target": target,
+                                         "met": target is None or worst["x_torch"] >= target}
+    llama = [r for r in rows if r["model"] == "llama-3.1-8b" and r["N"] <= 4 and r.get("dtype", "bfloat16") not in FP8_MODES]
     if llama:
         out["llama-3.1-8b N<=4 % of ceiling"] = {"min": min(r["pct_ceiling"] for r in llama),
                                                  "target": 100 * CEILING_TARGET,
@@ -159,16 +253,29 @@ def summary(rows: list[dict]) -> dict:
 def markdown(rows: list[dict], ceiling: float, meta: dict) -> str:
     lines = [f"Model decode steps (the linear layers of one step, each step one CUDA graph; torch = torch.mm, i.e. "
              f"cuBLAS, captured the same way). {meta.get('device')} · driver {meta.get('driver')} · {meta.get('date')} · "
-             f"streaming-read ceiling {ceiling:.2f} TB/s (same run). x torch = torch ms / jitgemm ms.", "",
-             "| model | N | layers | GB read | jitgemm ms | torch ms | x torch | TB/s | % of ceiling |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['model']} | {r['N']} | {r['calls']} | {r['step_gb']:.2f} | {r['jitgemm_ms']:.3f} | "
-                     f"{_fmt(r['torch_ms'], 3)} | {_fmt(r.get('x_torch'), 3)} | {r['tbs']:.2f} | {r['pct_ceiling']:.1f} |")
-    lines += ["", "| N | geomean x torch | worst (model) | target | met |", "|---|---|---|---|---|"]
+             f"streaming-read ceiling {ceiling:.2f} TB/s (same run). x torch = torch ms / jitgemm ms."]
+    sixteen = [r for r in rows if r.get("dtype", "bfloat16") not in FP8_MODES]
+    if sixteen:
+        lines += ["", "| model | N | layers | GB read | jitgemm ms | torch ms | x torch | TB/s | % of ceiling |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in sixteen:
+            lines.append(f"| {r['model']} | {r['N']} | {r['calls']} | {r['step_gb']:.2f} | {r['jitgemm_ms']:.3f} | "
+                         f"{_fmt(r['torch_ms'], 3)} | {_fmt(r.get('x_torch'), 3)} | {r['tbs']:.2f} | {r['pct_ceiling']:.1f} |")
+    for mode in FP8_MODES:
+        of_mode = [r for r in rows if r.get("dtype") == mode]
+        if not of_mode:
+            continue
+        lines += ["", f"fp8 mode {mode} ({fp8_runner.DESCRIBE[mode]}), against {BASELINE[mode]} and the bf16 cuBLAS step:", "",
+                  f"| model | N | layers | GB read | jitgemm ms | {BASELINE[mode]} ms | x {BASELINE[mode]} | bf16 cuBLAS ms "
+                  f"| x bf16 | TB/s | % of ceiling |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in of_mode:
+            lines.append(f"| {r['model']} | {r['N']} | {r['calls']} | {r['step_gb']:.2f} | {r['jitgemm_ms']:.3f} | "
+                         f"{_fmt(r['torch_ms'], 3)} | {_fmt(r.get('x_torch'), 3)} | {_fmt(r.get('bf16_ms'), 3)} | "
+                         f"{_fmt(r.get('x_bf16'), 3)} | {r['tbs']:.2f} | {r['pct_ceiling']:.1f} |")
+    lines += ["", "| N | geomean x baseline | worst (model) | target | met |", "|---|---|---|---|---|"]
     for key, v in summary(rows).items():
-        if key.startswith("N="):
-            lines.append(f"| {key[2:]} | {v['geomean']:.3f} | {v['worst']:.3f} ({v['worst_model']}) | "
+        if "N=" in key:
+            lines.append(f"| {key.replace('N=', '')} | {v['geomean']:.3f} | {v['worst']:.3f} ({v['worst_model']}) | "
                          f"{_fmt(v['target'])} | {'yes' if v['met'] else 'NO'} |")
         else:
             lines.append(f"| {key} | min {v['min']:.1f} % | | {v['target']:.0f} % | {'yes' if v['met'] else 'NO'} |")
