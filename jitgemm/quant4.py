@@ -1,6 +1,6 @@
 """4-bit weight formats (issue #19, the host side): each format's exact decode rule, a numpy reference, and
 converters from the packed layouts checkpoints ship (GGUF Q4_0 / Q4_1 / MXFP4 blocks; GPTQ and AWQ int32
-tensors) into jitgemm's layout. The kernels that read this layout are not written yet.
+tensors) into jitgemm's layout, and device_layout: the byte order the kernels (kernels_src/w4.hip) read.
 
 jitgemm's layout of a weight [M, K], chosen for 16-byte weight loads (16 bytes = 32 consecutive k of a row):
   q       uint8 [M, K / 2]: k = 2j in the low nibble of byte j, k = 2j + 1 in the high nibble
@@ -89,6 +89,41 @@ def pack(codes: np.ndarray) -> np.ndarray:
     """Codes [M, K] (0..15, K even) as bytes [M, K / 2], low nibble first."""
     c = np.asarray(codes, np.uint8)
     return (c[:, 0::2] & 0x0F) | (c[:, 1::2] << 4)
+
+
+#: nibble position p of a device word holds element NIBBLE_ELEMENT[p] of its 8 codes (kernels_src/w4.hip)
+NIBBLE_ELEMENT = (0, 2, 4, 6, 1, 3, 5, 7)
+
+
+def device_layout(q: np.ndarray, k: int | None = None) -> np.ndarray:
+    """Packed codes [M, K / 2] (jitgemm's layout) as the kernels read them, uint8 [M, ceil(K / 128) * 64]:
+    each row in 128-k blocks of 64 bytes (zero codes pad the last), block b four 16-byte slices t, slice t
+    four 32-bit words w, word w the codes of k = 128 b + 32 w + 8 t + e (e = 0..7), element e in nibble
+    NIBBLE_ELEMENT.index(e) (so nibbles p and p + 4 are elements 2p and 2p + 1). See kernels_src/w4.hip."""
+    codes = unpack(np.asarray(q, np.uint8))
+    m, kk = codes.shape
+    if k is not None and k != kk:
+        raise ValueError(f"q holds K = {kk} codes a row, not {k}")
+    blocks = -(-kk // 128)
+    full = np.zeros((m, blocks * 128), np.uint8)
+    full[:, :kk] = codes
+    # [m, b, w, t, e] -> [m, b, t, w, nibble position]
+    c = full.reshape(m, blocks, 4, 4, 8).transpose(0, 1, 3, 2, 4)[..., list(NIBBLE_ELEMENT)]
+    nib = c.reshape(m, blocks * 128)
+    return np.ascontiguousarray(nib[:, 0::2] | (nib[:, 1::2] << 4))
+
+
+def from_device_layout(dev: np.ndarray, k: int) -> np.ndarray:
+    """The packed codes [M, K / 2] (jitgemm's layout) of device-layout bytes: device_layout's inverse."""
+    d = np.asarray(dev, np.uint8)
+    m, blocks = d.shape[0], -(-k // 128)
+    if k % 32 or d.shape[1] != blocks * 64:
+        raise ValueError(f"device-layout bytes of K = {k} (a multiple of 32) are [M, {blocks * 64}], got {list(d.shape)}")
+    nib = np.empty((m, blocks * 128), np.uint8)
+    nib[:, 0::2], nib[:, 1::2] = d & 0x0F, d >> 4
+    c = np.empty((m, blocks, 4, 4, 8), np.uint8)   # [m, b, t, w, e]
+    c[..., list(NIBBLE_ELEMENT)] = nib.reshape(m, blocks, 4, 4, 8)
+    return pack(c.transpose(0, 1, 3, 2, 4).reshape(m, blocks * 128)[:, :k])
 
 
 def dequantize(w: Q4Weight) -> np.ndarray:

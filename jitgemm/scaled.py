@@ -129,10 +129,7 @@ def _check(x, w, scale_x, scale_w, bias, out_dtype, fp8_format) -> _Scaled:
     sx = _scale(scale_x, "scale_x", n, "N")
     sw = _scale(scale_w, "scale_w", m, "M")
     validate.require_int32_dims(M=m, K=k)
-    bv = as_view(bias, "bias") if bias is not None else None
-    if bv is not None:
-        validate.bias_layout(bv, n, m, out_dtype)
-        validate.require_aligned(bv, "bias", 2)
+    bv = validate.optional_bias(bias, n, m, out_dtype)
     return _Scaled(xv, wv, bv, sx, sw, wfmt, mode, out_dtype, n, m, k)
 
 

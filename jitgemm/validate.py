@@ -1,7 +1,7 @@
 """Input rules, checked before any GPU work. Each failure names the argument, the rule and the values."""
 from __future__ import annotations
 
-from .arrays import View
+from .arrays import View, as_view
 
 
 def require_2d(v: View, arg: str, dims: str) -> None:
@@ -65,6 +65,16 @@ def bias_layout(bias: View, n: int, m: int, dtype: str) -> tuple[int, int]:
             raise ValueError(f"bias must have unit stride along M, got element strides {bias.strides}")
         return (1, m) if bias.shape[0] == 1 else (n, bias.strides[0] if n > 1 else m)
     raise ValueError(f"bias of shape {bias.shape} does not match N={n}, M={m}: expected [M], [1, M] or [N, M]")
+
+
+def optional_bias(bias, n: int, m: int, dtype: str) -> View | None:
+    """A call's bias as a View (None for none), checked: [M], [1, M] or [N, M] of `dtype`, 2-byte aligned."""
+    if bias is None:
+        return None
+    bv = as_view(bias, "bias")
+    bias_layout(bv, n, m, dtype)
+    require_aligned(bv, "bias", 2)
+    return bv
 
 
 def require_same_device(views: list[tuple[str, View]]) -> tuple[str | None, int | None]:

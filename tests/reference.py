@@ -37,3 +37,28 @@ def assert_close(out, x, w, bias, dtype):
     bad = err > tol
     assert not bad.any(), (f"{bad.sum()} of {bad.size} elements out of bound; worst err {err.max():.3g} "
                            f"at {np.unravel_index(np.argmax(err - tol), err.shape)}")
+
+
+def check_bound(out, ref, mag, k, dtype):
+    """|out - ref| <= 1 ulp(ref) + K * 2^-23 * mag elementwise (mag: the sum of the terms' magnitudes, so
+    fp32 accumulation in any order fits); NaN fails (an element never written)."""
+    out = np.asarray(out).astype(np.float64)
+    assert not np.isnan(out).any(), "NaN in output (an element never written?)"
+    tol = ulp(ref, dtype) + k * 2.0 ** -23 * mag
+    err = np.abs(out - ref)
+    assert (err <= tol).all(), f"max err {err.max():.3g}; {int((err > tol).sum())} of {err.size} out of bound"
+
+
+def q4_weight(fmt, group, m, k, seed, scale=0.05):
+    """A random jitgemm.quant4.Q4Weight: codes 0..15, fp16 scales in [scale / 10, 1.1 scale) (e8m0 around
+    2^-6), mins near 0, zero points 0..15."""
+    from jitgemm import quant4
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, 16, (m, k)).astype(np.uint8)
+    g = k // group
+    if fmt == "mxfp4":
+        return quant4.Q4Weight(fmt, quant4.pack(codes), rng.integers(118, 128, (m, g)).astype(np.uint8), group)
+    scales = (rng.random((m, g)) * scale + scale / 10).astype(np.float16)
+    mins = (rng.standard_normal((m, g)) * scale).astype(np.float16) if fmt == "q4_min" else None
+    zeros = rng.integers(0, 16, (m, g)).astype(np.uint8) if fmt == "q4_zp" else None
+    return quant4.Q4Weight(fmt, quant4.pack(codes), scales, group, mins=mins, zeros=zeros)

@@ -37,7 +37,8 @@ ARCHS = ("gfx90a", "gfx942", "gfx950")
 EF_MACH = {"gfx90a": 0x3F, "gfx942": 0x4C, "gfx950": 0x4F}  # e_flags & 0xff of an AMDGPU ELF
 # the 16-bit family is arch-independent; fp8 instances depend on the arch (its MFMA path exists
 # only for the native format of gfx942 / gfx950)
-INSTANCES = {a: dispatch.all_instances("hip") + dispatch.all_fp8_instances("hip", a) for a in ARCHS}
+INSTANCES = {a: dispatch.all_instances("hip") + dispatch.all_fp8_instances("hip", a) + dispatch.all_w4_instances("hip", a)
+             for a in ARCHS}
 BUDGET = json.loads((REPO / "jitgemm" / "data" / "amd_register_budget.json").read_text())
 
 

@@ -493,3 +493,20 @@ def test_nvrtc_compile_leaves_shared_bytes_objects_alone(monkeypatch):
     res = b.compile((kernels_dir() / inst.source).read_text(), inst.source, [inst.name], inst.options("sm_90a"))
     assert res.log == "" and res.code[:4] == b"\x7fELF"
     assert bytes([32]) == b" " and b" ".join([b"a", b"b"]) == b"a b" and b" "[0] == 32
+
+
+@needs_nvrtc
+def test_every_w4_instance_compiles_without_spills(tmp_path):
+    """The 4-bit family: every instance `aot` builds for sm_90a (each format and group, both dtypes, the
+    heuristic's configs, both token tiles), and one per format on sm_80 (bf16 mma.sync, fma.rn.bf16x2,
+    prmt: nothing newer), compiled in parallel, with no spill, no stack frame and registers within 255."""
+    from jitgemm import precompile
+    jobs = [("sm_90a", i) for i in dispatch.all_w4_instances("cuda")]
+    jobs += [("sm_80", i) for i in dispatch.all_w4_instances("cuda") if ", 32, 1, 1, 16, 2, 1>" in i.name]
+    assert len({a for a, _ in jobs}) == 2 and len(jobs) > len(dispatch.all_w4_instances("cuda"))
+    for arch in ("sm_90a", "sm_80"):
+        insts = [i for a, i in jobs if a == arch]
+        for name, _sym, res, _fresh, err in precompile.results(arch, str(tmp_path), insts, os.cpu_count() or 2):
+            assert err is None, f"{name} ({arch}): {err}"
+            assert res["spill_stores"] == 0 and res["spill_loads"] == 0 and res["stack_frame"] == 0, (name, arch, res)
+            assert res["registers"] <= 255

@@ -125,6 +125,24 @@ def test_smollm2_chunked_prefill_matches_token_by_token(gguf_model):
 
 
 @needs_model
+def test_smollm2_q4_keeps_the_files_blocks_and_its_reference_the_exact_values(gguf_model):
+    """--weights q4: every linear matrix of the file (all Q4_1) read as 4-bit blocks without requantizing;
+    the numpy reference then multiplies by their exactly dequantized values (gguf's), not 16-bit roundings,
+    and the jitgemm path (the layers w4_gemm runs, on a GPU) receives the blocks themselves."""
+    cfg, tensors, tok = gguf_model
+    q4 = smollm2.read_q4(smollm2.find_gguf())
+    assert len(q4) == 7 * cfg.layers and {w.format for w in q4.values()} == {"q4_min"}
+    name = "blk.0.ffn_down.weight"
+    assert q4[name].shape == tensors[name].shape == (cfg.dim, cfg.ffn)
+    import jitgemm
+    assert np.array_equal(jitgemm.quant4.dequantize(q4[name]), tensors[name])
+    m = smollm2.build_model(dataclasses.replace(cfg, layers=1), tensors, tok, "numpy", "bfloat16", "q4", q4=q4)
+    assert np.array_equal(m.layers[0]["wd"].w, tensors[name])            # exact, not rounded to bf16
+    plain = smollm2.build_model(dataclasses.replace(cfg, layers=1), tensors, tok, "numpy", "bfloat16", "16bit")
+    assert not np.array_equal(plain.layers[0]["wd"].w, tensors[name])    # the 16-bit path rounds
+
+
+@needs_model
 def test_smollm2_tokenizer(gguf_model):
     _, _, tok = gguf_model
     # ids from the `tokenizers` package (byte-level BPE + individual digits) over the same vocab and merges

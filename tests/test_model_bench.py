@@ -128,5 +128,21 @@ def test_model_modes_and_fp8_defaults():
     assert model_modes(_args(dtype="fp8,bf16,w8a16,fp8")) == ["bfloat16", "fp8", "w8a16"]
     assert model_request(_args(dtype="fp8,fp8-channel"))[0] == list(model.FP8_MODELS)
     assert model_request(_args(dtype="bf16,fp8"))[0] == models.names()
-    with pytest.raises(ValueError, match="bf16, fp16 or the fp8 modes fp8, fp8-channel, w8a16; got fp8-static"):
+    assert model_modes(_args(dtype="w4-q4_sym,bf16")) == ["bfloat16", "w4-q4_sym"]
+    assert model_request(_args(dtype="w4-mxfp4"))[0] == list(model.FP8_MODELS)
+    with pytest.raises(ValueError, match="the fp8 modes fp8, fp8-channel, w8a16 or the 4-bit modes w4-mxfp4, .*; got fp8-static"):
         model_modes(_args(dtype="fp8-static"))
+
+
+def test_w4_step_bytes_targets_and_table():
+    from jitgemm.bench import w4_runner
+    assert w4_runner.weight_bytes("w4-q4_sym") == 0.5 + 2 / 128 and w4_runner.weight_bytes("w4-mxfp4") == 0.5 + 1 / 32
+    llama = [(6144, 4096), (4096, 4096), (28672, 4096), (4096, 14336)]
+    assert model.step_bytes("llama-3.1-8b", 1, "w4-q4_min") == int(sum(32 * (0.625 * m * k + (2 * k + 2 * m))
+                                                                       for m, k in llama))
+    rows = [{"model": "llama-3.1-8b", "N": 1, "dtype": "w4-q4_sym", "x_torch": 2.7, "pct_ceiling": 80.0, "calls": 128,
+             "jitgemm_ms": 1.0, "torch_ms": 2.7, "tbs": 4.0, "step_gb": 3.7, "bf16_ms": 2.7, "x_bf16": 2.7}]
+    s = model.summary(rows)
+    assert s["w4-q4_sym N=1"] == {"geomean": 2.7, "worst": 2.7, "worst_model": "llama-3.1-8b", "target": 2.5, "met": True}
+    assert "4-bit mode w4-q4_sym (q4_sym weights, groups of 128, bf16 tokens), against bf16 cuBLAS" in \
+        model.markdown(rows, 4.2, {"device": "GPU"})

@@ -161,3 +161,82 @@ def test_gguf_and_gptq_inputs_are_checked():
         quant4.from_gguf(bytes(18), "Q4_0", (1, 16))
     with pytest.raises(TypeError, match="qweight must be a 2-D int32"):
         quant4.from_gptq(np.zeros((4, 8), np.int64), np.zeros((1, 8), np.float16), group=32)
+
+
+# ---- the device layout and the kernels' widening, modelled bit for bit ------------------------------------
+def _prmt(a: int, b: int, sel: int) -> int:
+    """PTX prmt.b32 (default mode): output byte i is byte (sel nibble i & 7) of the 8 bytes {b, a};
+    nibble bit 3 replicates that byte's sign bit instead."""
+    src, out = a | (b << 32), 0
+    for i in range(4):
+        s = (sel >> (4 * i)) & 0xF
+        byte = (src >> (8 * (s & 7))) & 0xFF
+        out |= ((0xFF if byte & 0x80 else 0) if s & 8 else byte) << (8 * i)
+    return out
+
+
+def _halves(r: int, dtype) -> list[float]:
+    return [float(np.array([r & 0xFFFF, r >> 16], np.uint16).view(dtype)[i]) for i in range(2)]
+
+
+def _widen(word: int, fmt: str, zero: int, dtype) -> list[float]:
+    """kernels_src/nv/w4.h jg_w4_widen, op for op (the subtraction is exact, so float arithmetic models it)."""
+    import ml_dtypes
+    magic = 0x6400 if dtype == np.float16 else 0x4300
+    base = float(np.array([magic], np.uint16).view(dtype)[0])
+    vals = []
+    for j in range(4):
+        if fmt == "mxfp4":
+            lo = _prmt(0x03020100, 0x0C080604, word & 0x7777)
+            hi = _prmt(0x03020100, 0x0C080604, (word >> 16) & 0x7777)
+            b = _prmt(lo, hi, j | ((4 + j) << 8))
+            h = (b & 0x00FF00FF) | (magic * 0x10001)
+            pair = [v - base for v in _halves(h, dtype)]
+            signs = ((word << (12 - 4 * j)) & 0x80008000) & 0xFFFFFFFF
+            pair = [-v if signs & (0x8000 << (16 * i)) else v for i, v in enumerate(pair)]
+        else:
+            h = ((word >> (4 * j)) & 0x000F000F) | (magic * 0x10001)
+            pair = [v - (base + zero) for v in _halves(h, dtype)]
+        vals += pair
+    assert ml_dtypes  # bf16 views need the module loaded
+    return vals   # elements e0 .. e7 in order: pair j is (e_2j, e_2j+1)
+
+
+@pytest.mark.parametrize("fmt", quant4.FORMATS)
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_device_layout_and_widening_give_each_k_its_value(fmt, dtype):
+    """Every code of the device layout lands, through the NVIDIA widening, on its k as the kernel's value v
+    (kernels_src/w4.hip: the integer code minus its zero, or 2 x e2m1), and the AMD table gives the same."""
+    import ml_dtypes
+    npdt = np.float16 if dtype == "float16" else ml_dtypes.bfloat16
+    rng = np.random.default_rng(3)
+    m, k = 2, 160                                  # a partial last 128-k block
+    codes = rng.integers(0, 16, (m, k)).astype(np.uint8)
+    dev = quant4.device_layout(quant4.pack(codes))
+    assert dev.shape == (m, 128)
+    assert all(not dev[:, 64 + 16 * t + 4:64 + 16 * t + 16].any() for t in range(4))  # k >= 160: zero codes
+    zero = {"q4_sym": 8, "q4_zp": 5}.get(fmt, 0)
+    want_v = (2 * quant4.E2M1[codes]).astype(np.float64) if fmt == "mxfp4" else codes.astype(np.float64) - zero
+    got = np.full((m, 256), np.nan)
+    for r in range(m):
+        for b in range(2):
+            for t in range(4):
+                for w in range(4):
+                    at = 64 * b + 16 * t + 4 * w
+                    word = int.from_bytes(dev[r, at:at + 4].tobytes(), "little")
+                    got[r, 128 * b + 32 * w + 8 * t:128 * b + 32 * w + 8 * t + 8] = _widen(word, fmt, zero, npdt)
+    np.testing.assert_array_equal(got[:, :k], want_v)
+    if fmt == "mxfp4":   # the AMD body's table: 2|v| from a packed nibble constant (JG_E2M1_X2)
+        table = [(0xC8643210 >> (4 * c)) & 15 for c in range(8)]
+        assert table == list(2 * quant4.E2M1[:8])
+
+
+def test_device_layout_round_trips_and_refuses_a_wrong_width():
+    rng = np.random.default_rng(4)
+    for k in (32, 96, 128, 160, 2880):
+        q = quant4.pack(rng.integers(0, 16, (3, k)).astype(np.uint8))
+        dev = quant4.device_layout(q)
+        assert dev.shape == (3, -(-k // 128) * 64)
+        assert np.array_equal(quant4.from_device_layout(dev, k), q)
+    with pytest.raises(ValueError, match=r"\[M, 128\], got \[3, 64\]"):
+        quant4.from_device_layout(np.zeros((3, 64), np.uint8), 160)

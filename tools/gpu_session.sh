@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# The measurements issues #15, #17 and #21 wait for, in steps that each fit one device call (<= 10 min), for a
+# The measurements issues #15, #17, #19 and #21 wait for, in steps that each fit one device call (<= 10 min), for a
 # session with a lent GPU. Run from the repository root on the GPU machine, wheels carried in .whl/:
 #   bash tools/gpu_session.sh suite   # the GPU test suite (its summary line goes in the closing note)
 #   bash tools/gpu_session.sh bench   # bench --group model and --group broad with the shipped tables
 #   bash tools/gpu_session.sh tune    # jitgemm tune --model (timed: issue #17 says < 3 min), then the model step again
 #   bash tools/gpu_session.sh hf      # tools/hf_profile.py: why the patched HF model lost at batch 8
 #   bash tools/gpu_session.sh fp8     # issue #21: the fp8 model steps and the broad suite's fp8 modes
+#   bash tools/gpu_session.sh w4      # issue #19: the 4-bit GPU tests first, then the decode suite and model steps
 # Results go to $OUT (the device tool brings them back).
 set -euo pipefail
-case "${1:-}" in suite|bench|tune|hf|fp8) ;; *) echo "usage: bash tools/gpu_session.sh suite|bench|tune|hf|fp8" >&2; exit 2 ;; esac
+case "${1:-}" in suite|bench|tune|hf|fp8|w4) ;; *) echo "usage: bash tools/gpu_session.sh suite|bench|tune|hf|fp8|w4" >&2; exit 2 ;; esac
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 export PYTHONPATH=/tmp/site:. JITGEMM_CACHE_DIR=${JITGEMM_CACHE_DIR:-/tmp/jgcache} PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}
@@ -30,4 +31,10 @@ case "${1:-}" in
       2>&1 | tee "$OUT/model-fp8.log" | tail -40
     timeout -s INT 280 python3 -m jitgemm bench --group broad --dtype fp8,fp8-channel,w8a16 --n 1,4,16 --name broad-fp8 \
       --no-plot --out "$OUT" 2>&1 | tee "$OUT/broad-fp8.log" | tail -30 ;;
+  w4)
+    timeout -s INT 200 python3 -m pytest -q -m gpu tests/test_gpu_w4.py 2>&1 | tee "$OUT/gpu-w4.log" | tail -15
+    timeout -s INT 200 python3 -m jitgemm bench --dtype w4-q4_sym,w4-mxfp4,w4-q4_min --n 1,4,16 --name decode-w4 \
+      --no-plot --out "$OUT" 2>&1 | tee "$OUT/decode-w4.log" | tail -30
+    timeout -s INT 180 python3 -m jitgemm bench --group model --dtype bf16,w4-q4_sym,w4-mxfp4 --models llama-3.1-8b \
+      --n 1,4,16 --name model-w4 --out "$OUT" 2>&1 | tee "$OUT/model-w4.log" | tail -30 ;;
 esac

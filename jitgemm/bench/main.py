@@ -20,15 +20,18 @@ def run_suite(dtypes, ns, shapes, out_dir, baselines=True, title="decode suite",
     print(f"streaming-read ceiling: {ceiling:.3f} TB/s", flush=True)
     cases = []
     stream = cp.cuda.Stream(non_blocking=True)
-    from . import fp8_runner
+    from . import fp8_runner, w4_runner
     fp8_modes = [d for d in dtypes if d in fp8_runner.MODES]
-    dtypes = [d for d in dtypes if d not in fp8_runner.MODES]
+    w4_modes = [d for d in dtypes if d in w4_runner.MODES]
+    dtypes = [d for d in dtypes if d not in fp8_runner.MODES and d not in w4_runner.MODES]
+    def log(c):
+        print(f"{c.shape:22s} N={c.n:2d} {c.dtype:11s} graph {c.us_graph:7.2f} us  b2b {c.us_b2b:7.2f} us  "
+              f"{runner.tbs(c, c.us_graph):.2f} TB/s  " +
+              "  ".join(f"{k} {v.get('us_graph', float('nan')):.2f}" for k, v in c.baselines.items()), flush=True)
     if fp8_modes:
-        def log(c):
-            print(f"{c.shape:22s} N={c.n:2d} {c.dtype:11s} graph {c.us_graph:7.2f} us  b2b {c.us_b2b:7.2f} us  "
-                  f"{runner.tbs(c, c.us_graph):.2f} TB/s  " +
-                  "  ".join(f"{k} {v.get('us_graph', float('nan')):.2f}" for k, v in c.baselines.items()), flush=True)
         cases += fp8_runner.run(cp, fp8_modes, ns, shapes, meta["l2_bytes"], baselines, log)
+    if w4_modes:
+        cases += w4_runner.run(cp, w4_modes, ns, shapes, meta["l2_bytes"], baselines, log)
     for dtype in dtypes:
         for sh in shapes:
             ops = runner.Operands(cp, sh, dtype, max(ns), meta["l2_bytes"])
@@ -105,14 +108,14 @@ def _dtypes(text: str) -> list[str]:
 
 def model_request(args) -> tuple[list[str], list[int]]:
     """--group model's models and token counts, or a ValueError naming the rule (checked before the GPU).
-    Without --models: every model for 16-bit steps, the fp8 geometries (model.FP8_MODELS) when every
-    mode asked for is an fp8 one."""
+    Without --models: every model for 16-bit steps, the Llama geometries (model.FP8_MODELS) when every
+    mode asked for is an fp8 or 4-bit one."""
     from . import model
     modes = model_modes(args)
     if args.models:
         names = [v.strip() for v in args.models.split(",")]
     else:
-        names = list(model.FP8_MODELS) if all(m in model.FP8_MODES for m in modes) else models.names()
+        names = list(model.FP8_MODELS) if all(m in model.QUANT_MODES for m in modes) else models.names()
     for name in names:
         models.config(name)  # raises for an unknown name, listing the known ones
     try:
@@ -126,15 +129,15 @@ def model_request(args) -> tuple[list[str], list[int]]:
 
 def model_modes(args) -> list[str]:
     """--group model's step modes from --dtype: the first 16-bit dtype given (one 16-bit step is the
-    headline), then each fp8 mode of model.FP8_MODES given, in order; a ValueError for anything else."""
+    headline), then each fp8 or 4-bit mode given (model.QUANT_MODES), in order; a ValueError for anything else."""
     from . import model
     asked = _dtypes(getattr(args, "dtype", None) or "bf16")
-    bad = [d for d in asked if d not in ("bfloat16", "float16") + model.FP8_MODES]
+    bad = [d for d in asked if d not in ("bfloat16", "float16") + model.QUANT_MODES]
     if bad:
-        raise ValueError(f"--dtype for --group model must be bf16, fp16 or the fp8 modes {', '.join(model.FP8_MODES)}; "
-                         f"got {', '.join(bad)}")
+        raise ValueError(f"--dtype for --group model must be bf16, fp16, the fp8 modes {', '.join(model.FP8_MODES)} or "
+                         f"the 4-bit modes {', '.join(model.W4_MODES)}; got {', '.join(bad)}")
     sixteen = [d for d in asked if d in ("bfloat16", "float16")][:1]
-    return sixteen + [d for d in dict.fromkeys(asked) if d in model.FP8_MODES]
+    return sixteen + [d for d in dict.fromkeys(asked) if d in model.QUANT_MODES]
 
 
 def main(args) -> int:

@@ -13,7 +13,8 @@ import statistics
 from pathlib import Path
 
 from .. import api, models, scaled
-from . import fp8_runner, operands, runner, timing
+from ..w4gemm import prepare_w4
+from . import fp8_runner, operands, runner, timing, w4_runner
 
 NS = (1, 4, 16, 64)
 TARGETS = {1: 1.10, 4: 1.10, 16: 1.0, 64: 1.0}   # issue #17: ratio to torch cuBLAS per N
@@ -25,7 +26,13 @@ FP8_MODES = ("fp8", "fp8-channel", "w8a16")
 FP8_MODELS = ("llama-3.1-8b", "llama-3.1-70b-tp8")
 FP8_TARGETS = {"fp8": {1: 1.25, 4: 1.25, 16: 1.0, 64: 1.0}, "fp8-channel": {1: 1.25, 4: 1.25, 16: 1.0, 64: 1.0},
                "w8a16": {1: 1.7, 4: 1.7, 16: 1.0}}
-BASELINE = {"fp8": "_scaled_mm", "fp8-channel": "_scaled_mm row-wise", "w8a16": "bf16 cuBLAS"}
+# 4-bit weights (issue #19): each format as checkpoints ship it (bench/w4_runner.MODES), against the bf16 step
+W4_MODES = tuple(w4_runner.MODES)
+W4_TARGETS = {1: 2.5, 4: 2.5}
+QUANT_MODES = FP8_MODES + W4_MODES
+BASELINE = {"fp8": "_scaled_mm", "fp8-channel": "_scaled_mm row-wise", "w8a16": "bf16 cuBLAS",
+            **{m: "bf16 cuBLAS" for m in W4_MODES}}
+DESCRIBE = {**fp8_runner.DESCRIBE, **{m: f"{f} weights, groups of {g}, bf16 tokens" for m, (f, g) in w4_runner.MODES.items()}}
 
 
 def _padded(n: int) -> int:
@@ -39,7 +46,7 @@ class StepOperands:
 
     def __init__(self, cp, name: str, ns, dtype: str):
         self.cp, self.name, self.dtype = cp, name, dtype
-        self.fp8 = dtype in FP8_MODES
+        self.fp8, self.w4 = dtype in FP8_MODES, dtype in W4_MODES
         most = {}
         for n in ns:
             for layer in models.step(name, n):
@@ -54,10 +61,16 @@ class StepOperands:
                 self.x8[lname] = fp8_runner.random_fp8(cp, (rows, k))
                 self.sx[lname] = (cp.random.random(rows, dtype=cp.float32) + 0.5) * cp.float32(1e-2)
                 self.sw[lname] = (cp.random.random(m, dtype=cp.float32) + 0.5) * cp.float32(1e-2)
+            elif self.w4:
+                self.w[lname] = [w4_runner.random_q4(cp, m, k, dtype) for _ in range(count)]
             else:
                 self.w[lname] = [operands.random_16bit(cp, (m, k), dtype, (2.0 / k) ** 0.5) for _ in range(count)]
-            self.x[lname] = operands.random_16bit(cp, (rows, k), "bfloat16" if self.fp8 else dtype)
+            self.x[lname] = operands.random_16bit(cp, (rows, k), self.token_dtype)
             self.out[lname] = [cp.empty((rows, m), dtype=cp.uint16) for _ in range(count)]
+
+    @property
+    def token_dtype(self) -> str:
+        return "bfloat16" if self.fp8 or self.w4 else self.dtype
 
     def calls(self, n: int):
         """(layer, [instance index]) of the step at n tokens."""
@@ -71,6 +84,9 @@ class StepOperands:
             x, w, sx, sw, o = fp8_runner.mode_args(self.dtype, n, self.x8[lname], self.x[lname], self.w[lname][i],
                                                    self.sx[lname], self.sw[lname], self.out[lname][i])
             return scaled.prepare_scaled(x, w, sx, sw, out=o, out_dtype="bfloat16")
+        if self.w4:
+            return prepare_w4(operands.view(self.x[lname][:n], "bfloat16"), self.w[lname][i],
+                              out=operands.view(self.out[lname][i][:n], "bfloat16"))
         return api.prepare(operands.view(self.x[lname][:n], self.dtype), operands.view(self.w[lname][i], self.dtype),
                            out=operands.view(self.out[lname][i][:n], self.dtype))
 
@@ -81,6 +97,8 @@ class StepOperands:
         if self.fp8:
             fp8_runner.check_rows(self.cp, self.dtype, n, self.x8[lname], self.x[lname], self.w[lname][0],
                                   self.sx[lname], self.sw[lname], self.out[lname][0], label)
+        elif self.w4:
+            w4_runner.check_rows(self.cp, self.w[lname][0], self.x[lname][:n], self.out[lname][0][:n], "bfloat16", label)
         else:
             operands.check_rows(self.cp, self.w[lname][0], self.x[lname][:n], self.out[lname][0][:n], self.dtype, label)
 
@@ -89,6 +107,8 @@ class StepOperands:
         (fp8, fp8-channel); None for w8a16, whose baseline is the bf16 step."""
         import torch
         lname, n = layer.name, layer.n
+        if self.w4:
+            return None
         o = operands.torch_view(self.out[lname][i], "bfloat16" if self.fp8 else self.dtype)
         if not self.fp8:
             x = operands.torch_view(self.x[lname], self.dtype)[:n]
@@ -146,11 +166,11 @@ def time_step(ops: StepOperands, n: int, stream, baselines: bool) -> dict:
 
 def step_bytes(name: str, n: int, mode: str = "bfloat16") -> int:
     """Bytes a step must move at least: every weight once, and each call's tokens and outputs (fp8
-    weights a byte an element, fp8 tokens of the W8A8 modes too)."""
-    wb = 1 if mode in FP8_MODES else 2
+    weights a byte an element, fp8 tokens of the W8A8 modes too; 4-bit weights their codes and group data)."""
+    wb = 1 if mode in FP8_MODES else w4_runner.weight_bytes(mode) if mode in W4_MODES else 2
     xb = 1 if mode in ("fp8", "fp8-channel") else 2
-    return sum(layer.count * (wb * layer.m * layer.k + layer.n * (xb * layer.k + 2 * layer.m))
-               for layer in models.step(name, n))
+    return int(sum(layer.count * (wb * layer.m * layer.k + layer.n * (xb * layer.k + 2 * layer.m))
+                   for layer in models.step(name, n)))
 
 
 def run(names, ns, out_dir, baselines=True, dtypes=("bfloat16",), name="model") -> list[dict]:
@@ -171,7 +191,7 @@ def run(names, ns, out_dir, baselines=True, dtypes=("bfloat16",), name="model") 
                     bf16_ms[(model_name, n)] = rows[-1]["torch_ms"]
             del ops
             cp.get_default_memory_pool().free_all_blocks()
-            if baselines and mode in FP8_MODES:
+            if baselines and mode in QUANT_MODES:
                 _add_bf16_baseline([r for r in rows if r["model"] == model_name and r["dtype"] == mode], cp, stream,
                                    bf16_ms)
     text = markdown(rows, ceiling, meta)
@@ -215,7 +235,7 @@ def _add_bf16_baseline(rows: list[dict], cp, stream, bf16_ms: dict) -> None:
     for r in rows:
         r["bf16_ms"] = bf16_ms[(r["model"], r["N"])]
         r["x_bf16"] = r["bf16_ms"] / r["jitgemm_ms"]
-        if r["dtype"] == "w8a16":
+        if BASELINE[r["dtype"]] == "bf16 cuBLAS":  # W8A16 and the 4-bit modes: the bf16 step is the baseline
             r["torch_ms"], r["x_torch"] = r["bf16_ms"], r["x_bf16"]
 
 
@@ -224,7 +244,7 @@ def _fmt(v, nd=2) -> str:
 
 
 def _targets(mode: str) -> dict:
-    return FP8_TARGETS[mode] if mode in FP8_MODES else TARGETS
+    return FP8_TARGETS[mode] if mode in FP8_MODES else W4_TARGETS if mode in W4_MODES else TARGETS
 
 
 def summary(rows: list[dict]) -> dict:
@@ -233,7 +253,7 @@ def summary(rows: list[dict]) -> dict:
     out = {}
     for mode in dict.fromkeys(r.get("dtype", "bfloat16") for r in rows):
         of_mode = [r for r in rows if r.get("dtype", "bfloat16") == mode]
-        prefix = f"{mode} " if mode in FP8_MODES else ""
+        prefix = f"{mode} " if mode in QUANT_MODES else ""
         for n in sorted({r["N"] for r in of_mode}):
             timed = [r for r in of_mode if r["N"] == n and r.get("x_torch")]
             if timed:
@@ -242,7 +262,7 @@ def summary(rows: list[dict]) -> dict:
                 out[f"{prefix}N={n}"] = {"geomean": math.exp(statistics.fmean(math.log(r["x_torch"]) for r in timed)),
                                          "worst": worst["x_torch"], "worst_model": worst["model"], "target": target,
                                          "met": target is None or worst["x_torch"] >= target}
-    llama = [r for r in rows if r["model"] == "llama-3.1-8b" and r["N"] <= 4 and r.get("dtype", "bfloat16") not in FP8_MODES]
+    llama = [r for r in rows if r["model"] == "llama-3.1-8b" and r["N"] <= 4 and r.get("dtype", "bfloat16") not in QUANT_MODES]
     if llama:
         out["llama-3.1-8b N<=4 % of ceiling"] = {"min": min(r["pct_ceiling"] for r in llama),
                                                  "target": 100 * CEILING_TARGET,
@@ -254,18 +274,19 @@ def markdown(rows: list[dict], ceiling: float, meta: dict) -> str:
     lines = [f"Model decode steps (the linear layers of one step, each step one CUDA graph; torch = torch.mm, i.e. "
              f"cuBLAS, captured the same way). {meta.get('device')} · driver {meta.get('driver')} · {meta.get('date')} · "
              f"streaming-read ceiling {ceiling:.2f} TB/s (same run). x torch = torch ms / jitgemm ms."]
-    sixteen = [r for r in rows if r.get("dtype", "bfloat16") not in FP8_MODES]
+    sixteen = [r for r in rows if r.get("dtype", "bfloat16") not in QUANT_MODES]
     if sixteen:
         lines += ["", "| model | N | layers | GB read | jitgemm ms | torch ms | x torch | TB/s | % of ceiling |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for r in sixteen:
             lines.append(f"| {r['model']} | {r['N']} | {r['calls']} | {r['step_gb']:.2f} | {r['jitgemm_ms']:.3f} | "
                          f"{_fmt(r['torch_ms'], 3)} | {_fmt(r.get('x_torch'), 3)} | {r['tbs']:.2f} | {r['pct_ceiling']:.1f} |")
-    for mode in FP8_MODES:
+    for mode in QUANT_MODES:
         of_mode = [r for r in rows if r.get("dtype") == mode]
         if not of_mode:
             continue
-        lines += ["", f"fp8 mode {mode} ({fp8_runner.DESCRIBE[mode]}), against {BASELINE[mode]} and the bf16 cuBLAS step:", "",
+        kind = "fp8 mode" if mode in FP8_MODES else "4-bit mode"
+        lines += ["", f"{kind} {mode} ({DESCRIBE[mode]}), against {BASELINE[mode]} and the bf16 cuBLAS step:", "",
                   f"| model | N | layers | GB read | jitgemm ms | {BASELINE[mode]} ms | x {BASELINE[mode]} | bf16 cuBLAS ms "
                   f"| x bf16 | TB/s | % of ceiling |", "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in of_mode:

@@ -184,6 +184,63 @@ JG_DEVICE void jg_store(typename P::Out*, jg_u16* out, jg_i64 ldo, const jg_epil
   out[(jg_i64)n * ldo + m] = jg_from_f32<T>(s);
 }
 
+// The end of a block's work (the skinny and 4-bit cores): each warp's MT x NT accumulator fragments
+// into shared memory, summed over the block's warps in a fixed order, then (SK > 1) over the cluster's
+// blocks in rank order through distributed shared memory, and stored through the epilogue.
+template <class P, int NT, int MT, int WK, int SK>
+JG_DEVICE void jg_reduce_store(float (&acc)[MT][NT][4], jg_u16* __restrict__ out, jg_i64 ldo, const jg_epilogue& epi,
+                               int N, int M, jg_i64 m0, int n0, unsigned split) {
+  constexpr int ROWS = 16 * MT, COLS = 8 * NT;
+  __shared__ float partial[WK][COLS][ROWS];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int i = 0; i < MT; ++i)
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+      partial[warp][8 * j + 2 * t][16 * i + g] = acc[i][j][0];
+      partial[warp][8 * j + 2 * t + 1][16 * i + g] = acc[i][j][1];
+      partial[warp][8 * j + 2 * t][16 * i + g + 8] = acc[i][j][2];
+      partial[warp][8 * j + 2 * t + 1][16 * i + g + 8] = acc[i][j][3];
+    }
+  __syncthreads();
+  for (int e = threadIdx.x; e < ROWS * COLS; e += 32 * WK) {
+    const int c = e / ROWS, r = e % ROWS;  // c: token within this block's tile
+    const jg_i64 m = m0 + r;
+    if (n0 + c >= N || m >= M) continue;
+    float s = partial[0][c][r];
+#pragma unroll
+    for (int q = 1; q < WK; ++q) s += partial[q][c][r];
+    if constexpr (SK > 1) {
+      partial[0][c][r] = s;  // this block's share, read by the cluster's first block
+    } else {
+      jg_store<P>(nullptr, out, ldo, epi, s, n0 + c, m);
+    }
+  }
+  if constexpr (SK > 1) {
+    jg_cluster_sync();
+    if (split == 0) {
+      for (int e = threadIdx.x; e < ROWS * COLS; e += 32 * WK) {
+        const int c = e / ROWS, r = e % ROWS;
+        const jg_i64 m = m0 + r;
+        if (n0 + c >= N || m >= M) continue;
+        float s = partial[0][c][r];
+        const unsigned local = (unsigned)__cvta_generic_to_shared(&partial[0][c][r]);
+#pragma unroll
+        for (int q = 1; q < SK; ++q) {
+          unsigned remote;
+          float v;
+          asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(local), "r"(q));
+          asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(remote) : "memory");
+          s += v;
+        }
+        jg_store<P>(nullptr, out, ldo, epi, s, n0 + c, m);
+      }
+    }
+    jg_cluster_sync();  // the other blocks' shared memory must outlive the first block's reads
+  }
+}
+
 // ldx, ldw, ldo are row pitches in elements. xinv_* give the reciprocal token scales for policies
 // that quantize tokens in registers (jg_op_w8q); others ignore them.
 template <class P, int NT, int MT, int WK, int U, int SK>
@@ -191,7 +248,6 @@ JG_DEVICE void jg_skinny_core(jg_u16* __restrict__ out, jg_i64 ldo, const unsign
                               const unsigned char* __restrict__ w, jg_i64 ldw, const jg_epilogue& epi, int N, int M,
                               int K) {
   constexpr int ROWS = 16 * MT, COLS = 8 * NT;
-  __shared__ float partial[WK][COLS][ROWS];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
   const jg_i64 m0 = (jg_i64)blockIdx.x * ROWS;
@@ -244,49 +300,5 @@ JG_DEVICE void jg_skinny_core(jg_u16* __restrict__ out, jg_i64 ldo, const unsign
         for (int j = 0; j < NT; ++j) P::mma(acc[i][j], wv[u][i][0], wv[u][i][1], xv[u][j]);
   }
 
-#pragma unroll
-  for (int i = 0; i < MT; ++i)
-#pragma unroll
-    for (int j = 0; j < NT; ++j) {
-      partial[warp][8 * j + 2 * t][16 * i + g] = acc[i][j][0];
-      partial[warp][8 * j + 2 * t + 1][16 * i + g] = acc[i][j][1];
-      partial[warp][8 * j + 2 * t][16 * i + g + 8] = acc[i][j][2];
-      partial[warp][8 * j + 2 * t + 1][16 * i + g + 8] = acc[i][j][3];
-    }
-  __syncthreads();
-  for (int e = threadIdx.x; e < ROWS * COLS; e += 32 * WK) {
-    const int c = e / ROWS, r = e % ROWS;  // c: token within this block's tile
-    const jg_i64 m = m0 + r;
-    if (n0 + c >= N || m >= M) continue;
-    float s = partial[0][c][r];
-#pragma unroll
-    for (int q = 1; q < WK; ++q) s += partial[q][c][r];
-    if constexpr (SK > 1) {
-      partial[0][c][r] = s;  // this block's share, read by the cluster's first block
-    } else {
-      jg_store<P>(nullptr, out, ldo, epi, s, n0 + c, m);
-    }
-  }
-  if constexpr (SK > 1) {
-    jg_cluster_sync();
-    if (split == 0) {
-      for (int e = threadIdx.x; e < ROWS * COLS; e += 32 * WK) {
-        const int c = e / ROWS, r = e % ROWS;
-        const jg_i64 m = m0 + r;
-        if (n0 + c >= N || m >= M) continue;
-        float s = partial[0][c][r];
-        const unsigned local = (unsigned)__cvta_generic_to_shared(&partial[0][c][r]);
-#pragma unroll
-        for (int q = 1; q < SK; ++q) {
-          unsigned remote;
-          float v;
-          asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(local), "r"(q));
-          asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(remote) : "memory");
-          s += v;
-        }
-        jg_store<P>(nullptr, out, ldo, epi, s, n0 + c, m);
-      }
-    }
-    jg_cluster_sync();  // the other blocks' shared memory must outlive the first block's reads
-  }
+  jg_reduce_store<P, NT, MT, WK, SK>(acc, out, ldo, epi, N, M, m0, n0, split);
 }

@@ -1,0 +1,62 @@
+"""The 4-bit family (kernels_src/w4.hip, issue #19): formats, instances, launch geometry.
+
+NVIDIA: the skinny core's organisation (kernels/skinny.NvConfig: MT weight tiles of 16 rows a block, WK
+warps and SK cluster blocks splitting K, U 128-k slices in flight a warp) with the codes widened exactly
+in registers for mma.sync and each 32-k group scaled in fp32. AMD: the fp8 software kernel's organisation
+(YT rows a wave, WAVES waves, tokens in groups of NMAX over blockIdx.z), codes widened to fp32."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..arch import parse
+from ..runtime.jit import KernelInstance
+from .skinny import TAG, NvConfig
+
+FMT_ID = {"mxfp4": 0, "q4_sym": 1, "q4_min": 2, "q4_zp": 3}
+# out, ldo, x, ldx, w, ldw (bytes), scales, lds, aux (mins / zeros), lda, bias, bias_ld, bias_rows, N, M, K
+ARG_KINDS = ("ptr", "i64", "ptr", "i64", "ptr", "i64", "ptr", "i64", "ptr", "i64", "ptr", "i64", "i32", "i32",
+             "i32", "i32")
+MAX_N = 128        # beyond one block's token tile (16 on NVIDIA, NMAX on AMD) the tile repeats over blockIdx.z
+BLOCK_K = 128      # k a row's 64-byte block of the device layout holds (quant4.device_layout)
+
+
+def nv_heuristic(m: int, k: int) -> NvConfig:
+    """No table is measured for 4-bit weights yet: 2 slices in flight a warp, as many warps (4..16) as K
+    has 256-k steps for, 32 rows a block for large M. The K order depends on (M, K) only, so a token's bits
+    never depend on N."""
+    wk = 16 if k >= 16 * 256 else 8 if k >= 8 * 256 else 4
+    return NvConfig(2 if m >= 8192 else 1, wk, 2, 1)
+
+
+def nv_instance(cfg: NvConfig, dtype: str, fmt: str, group: int, n: int) -> KernelInstance:
+    return KernelInstance("w4.hip", f"jg_w4_nv<{TAG[dtype]}, {FMT_ID[fmt]}, {group}, {cfg.nt(n)}, {cfg.MT}, "
+                                    f"{cfg.WK}, {cfg.U}, {cfg.SK}>", requires=cfg.requires)
+
+
+@dataclass(frozen=True)
+class AmdW4Config:
+    NMAX: int = 4
+    YT: int = 2
+    WAVES: int = 16
+
+    def instance(self, dtype: str, fmt: str, group: int) -> KernelInstance:
+        return KernelInstance("w4.hip", f"jg_w4_amd<{TAG[dtype]}, {FMT_ID[fmt]}, {group}, {self.NMAX}, {self.YT}, "
+                                        f"{self.WAVES}>")
+
+    def geometry(self, m: int, cus: int, n: int):
+        tiles = -(-m // (self.WAVES * self.YT))
+        return (max(min(cus, tiles), 1), 1, -(-n // self.NMAX)), (64, self.WAVES, 1), 0
+
+    def describe(self) -> str:
+        return (f"amd {self.YT} rows/wave, {self.WAVES} waves, tokens in groups of {self.NMAX}, codes widened to "
+                f"fp32 in registers (software decode)")
+
+
+def amd_config(n: int, arch: str = "gfx942", fmt: str = "q4_sym") -> AmdW4Config:
+    """Tokens in groups of up to 4 (2 on gfx90a, whose HIP 5.2 compiler needs more registers for the same
+    code). A format with a second per-group value (q4_min's min, q4_zp's zero point) costs registers too: with
+    4 tokens it takes one row a wave (the compile matrix at 2 rows, gfx942/gfx950: q4_min 128 VGPRs, q4_zp
+    122, over the budget of 120)."""
+    cap = 2 if parse(arch).base == "gfx90a" else 4
+    nmax = min(1 if n == 1 else 2 if n == 2 else 4, cap)
+    return AmdW4Config(nmax, 1 if fmt in ("q4_min", "q4_zp") and nmax == 4 else 2)

@@ -1,0 +1,44 @@
+// 4-bit weights, 16-bit tokens (issue #19): out[n, m] = round( sum_g S[m, g] * sum_{k in g} v(m, k) * x[n, k]
+// (+ O[m, g] * sum_{k in g} x[n, k]) + bias ), fp32 sums, one rounding, where per FMT (jitgemm/quant4.py):
+//   JG_MXFP4  v = 2 * e2m1(code)       S = 2^(e8m0 - 128)   (the halving keeps every v an integer)
+//   JG_Q4_SYM v = code - 8             S = fp16 scale
+//   JG_Q4_MIN v = code                 S = fp16 scale, O = fp16 min
+//   JG_Q4_ZP  v = code - zero          S = fp16 scale   (zero: a byte 0..15 per group)
+// Every v is a small integer, exact in fp16 and bf16, so the tensor cores (NVIDIA) or fp32 FMAs (AMD) see
+// the codes exactly and each group's scale multiplies its fp32 partial sum.
+//
+// The device layout of w (quant4.device_layout): each row in blocks of 128 k (64 bytes, the row zero-padded
+// to whole blocks); block b holds four 16-byte slices t = 0..3, slice t four 32-bit words q = 0..3, and word q
+// the eight codes of k = 128 b + 32 q + 8 t + e (e = 0..7) in nibble order e0 e2 e4 e6 e1 e3 e5 e7 (nibble p
+// at bits 4p..4p+3). So the four slices of a block split each 32-k group evenly (one group per word: the
+// scale of a group is one value for all four lanes that share an mma), and nibbles p and p + 4 are the
+// consecutive pair (e_2p, e_2p+1) one 16-bit register of two values needs, 16 bits apart.
+// scales: [M, K / GROUP] with row pitch lds (fp16; uint8 e8m0 for MXFP4); aux: mins (fp16) or zeros (uint8),
+// [M, K / GROUP] with pitch lda, null for the other formats. K % 32 == 0, K % GROUP == 0 (checked on the host).
+#include "jg_platform.h"
+
+#define JG_MXFP4 0
+#define JG_Q4_SYM 1
+#define JG_Q4_MIN 2
+#define JG_Q4_ZP 3
+
+// S of a group: fp16 -> fp32; e8m0 e -> 2^(e - 128) (the v = 2 * e2m1 halving folded in), 255 NaN (OCP)
+template <int FMT>
+JG_DEVICE float jg_w4_scale(const void* scales, jg_i64 at) {
+  if constexpr (FMT == JG_MXFP4) {
+    const unsigned e = ((const unsigned char*)scales)[at];
+    if (e == 255u) return __uint_as_float(0x7fc00000u);
+    return e >= 2u ? __uint_as_float((e - 1u) << 23) : __uint_as_float(0x00200000u << e);  // 2^-128, 2^-127: subnormal
+  } else {
+    return jg_f16_to_f32(((const jg_u16*)scales)[at]);
+  }
+}
+
+// 2 * |e2m1| for the magnitude codes 0..7 (0, 0.5, 1, 1.5, 2, 3, 4, 6 doubled), one nibble each
+#define JG_E2M1_X2 0xC8643210u
+
+#if defined(JG_NV)
+#include "nv/w4.h"
+#else
+#include "amd/w4.h"
+#endif

@@ -1,0 +1,107 @@
+"""GPU correctness of the 4-bit family (w4_gemm) against float64 of the dequantized weights: every format and
+group, both dtypes, N across one and several token tiles, odd M, K with a partial last 128-k block, every
+bias form; bits that do not depend on the batch; graph capture."""
+import numpy as np
+import pytest
+
+import jitgemm
+from jitgemm import quant4
+from jitgemm.w4gemm import Q4Device
+from gpu_helpers import empty_device, sync, to_device
+from reference import NP, check_bound, q4_weight
+
+pytestmark = pytest.mark.gpu
+
+KINDS = [("mxfp4", 32), ("q4_sym", 32), ("q4_sym", 128), ("q4_min", 32), ("q4_zp", 64), ("q4_zp", 128)]
+
+
+def weight(fmt, group, m, k, seed):
+    return q4_weight(fmt, group, m, k, seed)
+
+
+def reference(x, w: quant4.Q4Weight, bias):
+    """(float64 reference, magnitude bound of the terms) of x . dequant(w).T + bias."""
+    xd = x.astype(np.float64)
+    deq = quant4.dequantize(w).astype(np.float64)
+    ref = xd @ deq.T + (0 if bias is None else np.asarray(bias).astype(np.float64).reshape(-1, deq.shape[0]))
+    part = np.abs(deq)
+    if w.format == "q4_min":  # the kernel sums s * sum(c x) and min * sum(x) separately
+        part = np.abs(deq - np.repeat(w.mins, w.group, axis=1)) + np.abs(np.repeat(w.mins, w.group, axis=1))
+    return ref, np.abs(xd) @ part.T
+
+
+check = check_bound
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("fmt,group", KINDS)
+def test_formats_groups_n_and_bias_forms(fmt, group, dtype):
+    m = 1003
+    k = 2880 if group < 128 else 3072     # 2880: a partial last 128-k block (K % 128 == 0 where the group is 128)
+    w = weight(fmt, group, m, k, KINDS.index((fmt, group)))
+    dw = Q4Device.upload(w)
+    rng = np.random.default_rng(7)
+    for n in (1, 3, 8, 9, 16, 17, 40):
+        x = (rng.standard_normal((n, k)) * 0.5).astype(NP[dtype])
+        for bias_form in ("none", "m", "nm"):
+            bias = None if bias_form == "none" else \
+                (rng.standard_normal(m if bias_form == "m" else (n, m))).astype(NP[dtype])
+            _, xv = to_device(x, dtype, pad=8)                # padded rows: ldx != K
+            bv = None
+            if bias is not None:
+                _, bv = to_device(bias.reshape(-1, m), dtype)
+                if bias.ndim == 1:
+                    bv.shape, bv.strides = (m,), (1,)
+            owner, ov = empty_device((n, m), dtype)
+            jitgemm.w4_gemm(xv, dw, bv, out=ov)
+            sync()
+            ref, mag = reference(x, w, bias)
+            check(owner.to_numpy(), ref, mag, k, dtype)
+
+
+def test_numpy_tokens_and_the_linear_layer():
+    w = weight("q4_min", 32, 300, 2048, 5)
+    x = np.random.default_rng(8).standard_normal((4, 2048)).astype(np.float16)
+    bias = np.linspace(-1, 1, 300).astype(np.float16)
+    layer = jitgemm.Linear.from_quantized(w, bias)
+    ref, mag = reference(x, w, bias)
+    check(layer(x), ref, mag, 2048, "float16")
+    check(jitgemm.w4_gemm(x, layer.weight), ref - bias.astype(np.float64), mag, 2048, "float16")
+
+
+def test_deterministic_and_batch_invariant():
+    w = weight("q4_zp", 128, 3000, 8192, 9)
+    dw = Q4Device.upload(w)
+    x = np.random.default_rng(10).standard_normal((40, 8192)).astype(NP["bfloat16"])
+    _, xv = to_device(x, "bfloat16")
+    full_owner, full = empty_device((40, 3000), "bfloat16")
+    jitgemm.w4_gemm(xv, dw, out=full)
+    sync()
+    a = full_owner.to_numpy().view(np.uint16)
+    for _ in range(3):
+        jitgemm.w4_gemm(xv, dw, out=full)
+        sync()
+        assert np.array_equal(full_owner.to_numpy().view(np.uint16), a)
+    for t in (0, 15, 16, 39):
+        alone = jitgemm.w4_gemm(x[t:t + 1], dw).view(np.uint16)
+        assert np.array_equal(alone[0], a[t]), f"token {t}"
+
+
+def test_graph_capture_replays_the_call():
+    cp = pytest.importorskip("cupy")
+    w = weight("mxfp4", 32, 2048, 4096, 11)
+    dw = Q4Device.upload(w)
+    x = cp.asarray(np.random.default_rng(12).standard_normal((4, 4096)).astype(np.float16))
+    out = cp.empty((4, 2048), dtype=cp.float16)
+    s = cp.cuda.Stream(non_blocking=True)
+    with s:
+        jitgemm.w4_gemm(x, dw, out=out)       # the cold path (plan, compile) before the capture
+        s.synchronize()
+        out.fill(0)
+        s.begin_capture()
+        jitgemm.w4_gemm(x, dw, out=out)       # stream=None: CuPy's current stream, the capturing one
+        g = s.end_capture()
+        g.launch(s)
+        s.synchronize()
+    ref, mag = reference(cp.asnumpy(x), w, None)
+    check(cp.asnumpy(out), ref, mag, 4096, "float16")

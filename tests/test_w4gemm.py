@@ -1,0 +1,137 @@
+"""w4_gemm, Q4Device and Linear.from_quantized on the CPU (a null backend: the whole path runs, launches are
+recorded, nothing reaches a driver): the arguments the kernel gets, the plan per vendor, the cached entry,
+and every refusal before any GPU work. The numbers themselves are tests/test_gpu_w4.py's (GPU)."""
+import numpy as np
+import pytest
+
+import jitgemm
+from jitgemm import dispatch, quant4
+from jitgemm.device_array import DeviceArray
+from jitgemm.kernels import w4
+from jitgemm.runtime.backend import installed
+from jitgemm.runtime.null import NullBackend
+from jitgemm.w4gemm import Q4Device
+from reference import q4_weight
+
+
+def weight(fmt="q4_zp", m=40, k=160, group=32, seed=0) -> quant4.Q4Weight:
+    return q4_weight(fmt, group, m, k, seed)
+
+
+@pytest.fixture
+def null():
+    with installed(NullBackend()) as b:
+        yield b
+
+
+def device_x(b, n, k, dtype="bfloat16"):
+    import ml_dtypes
+    host = np.ones((n, k), dtype=np.float16 if dtype == "float16" else ml_dtypes.bfloat16)
+    d = DeviceArray.from_numpy(b, 0, host, dtype)
+    return d
+
+
+@pytest.mark.parametrize("fmt", quant4.FORMATS)
+def test_upload_and_launch_arguments(null, fmt):
+    group = 32 if fmt == "mxfp4" else 64
+    w = Q4Device.upload(weight(fmt, 40, 320, group))
+    assert w.q.shape == (40, 3 * 64) and w.scales.shape == (40, 320 // group) and (w.aux is None) == (fmt in ("mxfp4", "q4_sym"))
+    assert np.array_equal(w.q.to_numpy(), quant4.device_layout(weight(fmt, 40, 320, group).q))
+    x = device_x(null, 3, 320)
+    out = DeviceArray(null, 0, (3, 40), "bfloat16")
+    jitgemm.w4_gemm(x, w, out=out)
+    grid, stream, device, words = null.launches[-1]
+    # out, ldo, x, ldx, w, ldw (bytes), scales, lds, aux, lda, bias, bias_ld, bias_rows, N, M, K
+    assert words[0] == out.ptr and words[1] == 40 and words[2] == x.ptr and words[3] == 320
+    assert words[4] == w.q.ptr and words[5] == 3 * 64 and words[6] == w.scales.ptr and words[7] == 320 // group
+    assert words[8] == (w.aux.ptr if w.aux is not None else 0) and words[10] == 0
+    assert [words[i] & 0xFFFFFFFF for i in (13, 14, 15)] == [3, 40, 320]
+    plan = dispatch.plan_w4("cuda", "sm_90a", 132, "bfloat16", fmt, group, 3, 40, 320)
+    assert grid == plan.grid and plan.instance.name.startswith(f"jg_w4_nv<jg_bf16, {w4.FMT_ID[fmt]}, {group}, 1,")
+
+
+def test_the_second_call_is_a_cached_entry_and_bias_rows(null):
+    w = Q4Device.upload(weight("q4_sym", 40, 128, 128))
+    x = device_x(null, 17, 128)
+    bias = DeviceArray.from_numpy(null, 0, np.zeros((17, 40), np.float16), "bfloat16")
+    out = jitgemm.w4_gemm(x, w, bias)          # N = 17: two 16-token tiles over blockIdx.z
+    assert out.shape == (17, 40) and null.launches[-1][0][2] == 2
+    words = null.launches[-1][3]
+    assert words[10] == bias.ptr and words[11] == 40 and words[12] & 0xFFFFFFFF == 17
+    jitgemm.w4_gemm(x, w, bias, out=out)
+    before = dict(null.calls)
+    jitgemm.w4_gemm(x, w, bias, out=out)       # the same signature: the cached entry, one launch and nothing else
+    assert {k: v - before.get(k, 0) for k, v in null.calls.items() if v != before.get(k, 0)} == {"launch": 1}
+
+
+def test_amd_plans_take_token_groups():
+    p = dispatch.plan_w4("hip", "gfx942", 304, "float16", "mxfp4", 32, 40, 5000, 2880)
+    assert p.instance.name == "jg_w4_amd<jg_f16, 0, 32, 4, 2, 16>" and p.grid == (157, 1, 10) and p.block == (64, 16, 1)
+    assert dispatch.plan_w4("hip", "gfx90a", 104, "float16", "q4_min", 32, 9, 5000, 2880).config.NMAX == 2
+    assert "40 tokens in 10 tiles" in p.reason
+
+
+def test_every_aot_instance_names_a_kernel_and_the_k_order_ignores_n():
+    for vendor, arch in (("cuda", None), ("hip", "gfx942")):
+        insts = dispatch.all_w4_instances(vendor, arch)
+        assert insts and all(i.source == "w4.hip" for i in insts)
+        for n in (1, 5, 16, 40, 128):
+            for m, k in ((1, 32), (4096, 2880), (8192, 4096), (151936, 2048)):
+                plan = dispatch.plan_w4(vendor, arch or "sm_90a", 132, "bfloat16", "q4_sym", 32, n, m, k)
+                assert plan.instance in insts, plan.instance.name
+    a = dispatch.plan_w4("cuda", "sm_90a", 132, "bfloat16", "q4_sym", 32, 1, 4096, 4096).config
+    b = dispatch.plan_w4("cuda", "sm_90a", 132, "bfloat16", "q4_sym", 32, 100, 4096, 4096).config
+    assert a.k_order == b.k_order
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda w, x: jitgemm.w4_gemm(x, np.zeros((40, 160), np.uint8)), "w must be a jitgemm Q4Device"),
+    (lambda w, x: jitgemm.w4_gemm(x[:, :128], w), r"agree on K: x is \[N, K\] = \(3, 128\), w is \[M, K\] = \(40, 160\)"),
+    (lambda w, x: jitgemm.w4_gemm(x.astype(np.float32), w), "x dtype must be one of float16, bfloat16, got float32"),
+    (lambda w, x: jitgemm.w4_gemm(np.zeros((129, 160), np.float16), w), r"N \(tokens\) in 1..128, got N=129"),
+    (lambda w, x: jitgemm.w4_gemm(x, w, np.zeros(39, np.float16)), "bias of shape"),
+    (lambda w, x: jitgemm.w4_gemm(x, w, np.zeros(40, np.float32)), "bias dtype must equal the output dtype"),
+    (lambda w, x: jitgemm.w4_gemm(x, w, out=np.zeros((3, 41), np.float16)), r"out must be \[N, M\] = \(3, 40\)"),
+    (lambda w, x: jitgemm.w4_gemm(x, w, stream="s"), "stream"),
+    (lambda w, x: Q4Device.upload(w), "must be a jitgemm.quant4.Q4Weight"),
+    (lambda w, x: Q4Device.upload(quant4.Q4Weight("q4_sym", np.zeros((4, 16), np.uint8), np.zeros((4, 1), np.float16), 128)),
+     "K must be a multiple of the group"),
+    (lambda w, x: jitgemm.Linear.from_quantized(weight(), np.zeros(40, np.float32)), "bias must be a 1-D float16"),
+])
+def test_refusals_name_the_rule_before_any_gpu_work(call, message):
+    with installed(NullBackend()) as b:
+        w = Q4Device.upload(weight("q4_zp", 40, 160, 32))
+    x = np.zeros((3, 160), np.float16)
+    with installed(NullBackend(fail=lambda what: AssertionError(f"reached the device: {what}"))):
+        with pytest.raises((ValueError, TypeError), match=message):
+            call(w, x)
+    assert b.launches == []
+
+
+def test_linear_from_quantized_host_tokens(null):
+    layer = jitgemm.Linear.from_quantized(weight("q4_min", 40, 160, 32), np.zeros(40, np.float16))
+    assert (layer.out_features, layer.in_features) == (40, 160)
+    y = layer(np.ones((2, 160), np.float16))     # numpy in, numpy out (the null device computes nothing)
+    assert isinstance(y, np.ndarray) and y.shape == (2, 40) and y.dtype == np.float16
+    words = null.launches[-1][3]
+    assert words[10] == layer.bias.ptr and words[8] == layer.weight.aux.ptr
+
+
+def test_explain_names_the_4bit_plan(null):
+    w = Q4Device.upload(weight("mxfp4", 64, 256, 32))
+    text = jitgemm.explain(np.zeros((2, 256), np.float16), w)
+    assert text.startswith("w4 jg_w4_nv<jg_f16, 0, 32, 1,") and "mxfp4 weights, groups of 32" in text
+    assert "jg_w4_amd<" in jitgemm.explain(np.zeros((2, 256), np.float16), w, arch="gfx942")
+    assert jitgemm.explain(np.zeros((2, 128), np.float16), w).startswith("w4_gemm would refuse this: x and w must agree on K")
+
+
+def test_prepared_call_launches_with_its_own_values(null):
+    from jitgemm.w4gemm import prepare_w4
+    w = Q4Device.upload(weight("q4_sym", 40, 256, 128))
+    x, out = device_x(null, 4, 256), DeviceArray(null, 0, (4, 40), "bfloat16")
+    p = prepare_w4(x, w, out=out)
+    p.launch(7)
+    grid, stream, _dev, words = null.launches[-1]
+    assert stream == 7 and words[0] == out.ptr and words[2] == x.ptr and words[4] == w.q.ptr
+    with pytest.raises(ValueError, match="prepare_w4 needs device arrays"):
+        prepare_w4(np.zeros((4, 256), np.float16), w, out=np.zeros((4, 40), np.float16))
