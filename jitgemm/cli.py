@@ -323,8 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--group", default="decode",
                    help="a shape group of the suite (decode: N 1..16; moderate-n: N 16..128; broad: 60+ weights of public "
                         "models and odd tails, unseen by the tuner), model: the linear layers of whole decode steps of "
-                        "public models, each step one CUDA graph, or overhead: wall-clock cost per call of each public "
-                        "entry and an eager Llama-3.1-8B decode step, beside torch and CuPy")
+                        "public models, each step one CUDA graph, overhead: wall-clock cost per call of each public "
+                        "entry and an eager Llama-3.1-8B decode step, beside torch and CuPy, or tp: a Llama-3.1-70B "
+                        "layer's linears tensor-parallel over every GPU of the host, eager and graph, against torch "
+                        "+ NCCL")
     b.add_argument("--models", default=None, help="--group model: comma-separated model names (default: all of "
                                                   "jitgemm/data/models.json; with fp8 modes only, Llama-3.1-8B "
                                                   "and the Llama-3.1-70B TP-8 shard)")

@@ -146,3 +146,22 @@ def test_w4_step_bytes_targets_and_table():
     assert s["w4-q4_sym N=1"] == {"geomean": 2.7, "worst": 2.7, "worst_model": "llama-3.1-8b", "target": 2.5, "met": True}
     assert "4-bit mode w4-q4_sym (q4_sym weights, groups of 128, bf16 tokens), against bf16 cuBLAS" in \
         model.markdown(rows, 4.2, {"device": "GPU"})
+
+
+def test_tp_bench_layer_request_and_table(capsys):
+    """`bench --group tp` (issue #20): a Llama-3.1-70B layer's unsharded linears, its request checked
+    before the GPU, its table with both modes and the targets."""
+    from jitgemm.bench import tp
+    from jitgemm.bench.main import tp_request
+    assert tp.layer_shapes() == {"qkv": (10240, 8192), "o": (8192, 8192), "gate_up": (57344, 8192),
+                                 "down": (8192, 28672)}
+    assert tp_request(_args(group="tp")) == [1, 4, 16] and tp_request(_args(group="tp", n="2,128")) == [2, 128]
+    with pytest.raises(ValueError, match="token counts in 1..128"):
+        tp_request(_args(group="tp", n="0"))
+    assert cli.main(["bench", "--group", "tp", "--n", "1,y"]) == 2
+    assert "comma-separated integers" in capsys.readouterr().out
+    rows = [{"G": 2, "N": 1, "jitgemm_eager_us": 200.0, "torch_eager_us": 240.0, "x_eager": 1.2,
+             "jitgemm_graph_us": 100.0, "torch_graph_error": "RuntimeError: no capture"}]
+    text = tp.markdown(rows, {"device": "GPU"})
+    assert "| 2 | 1 | 200.0 | 240.0 | 1.20 | 100.0 | - | - |" in text
+    assert "torch graph not measured: RuntimeError: no capture" in text and "graph >= 1.05" in text

@@ -77,3 +77,107 @@ def test_multi_gpu_column_and_row_parallel_match_float64(dtype):
         eps = 2.0 ** (-8 if dtype == "bfloat16" else -11)
         assert (err <= (g + 1) * eps * np.abs(ref) + k * 2.0 ** -23 * (np.abs(x.astype(np.float64)) @ np.abs(w.astype(np.float64)).T) + 1e-3).all()
         assert np.array_equal(o.to_numpy().view(np.uint16), outs[0].to_numpy().view(np.uint16))  # same sum everywhere
+
+
+# ---- at launch speed, on a null backend with two devices (issue #20's CPU side) ---------------------------
+def _two_null_gpus():
+    import dataclasses
+    from jitgemm.runtime.null import DEFAULT_DEVICE, NullBackend
+    return NullBackend(devices=[DEFAULT_DEVICE, dataclasses.replace(DEFAULT_DEVICE, index=1)])
+
+
+class _Recorder:
+    """A stand-in all-reduce: what it was asked to sum, on which streams."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, buffers, dtype, streams):
+        self.calls.append((list(buffers), dtype, list(streams)))
+
+
+def test_forward_is_a_cached_launch_per_gpu_with_its_collective_on_the_same_stream():
+    from jitgemm.device_array import DeviceArray
+    from jitgemm.parallel import ColumnParallelLinear, RowParallelLinear
+    from jitgemm.runtime.backend import installed
+    rng = np.random.default_rng(2)
+    w = random((512, 1024), "bfloat16", rng)
+    with installed(_two_null_gpus()) as b:
+        col = ColumnParallelLinear(w, devices=[0, 1])
+        reduce = _Recorder()
+        row = RowParallelLinear(w, devices=[0, 1], all_reduce=reduce)
+        xs = [DeviceArray.from_numpy(b, d, random((4, 1024), "bfloat16", rng), "bfloat16") for d in (0, 1)]
+        parts = row.split_input(random((4, 1024), "bfloat16", rng))
+        first = col.forward(xs, streams=[5, 6])
+        assert [(l[1], l[2]) for l in b.launches[-2:]] == [(5, 0), (6, 1)]   # (stream, device) of each GPU's GEMM
+        loads = b.calls["load"]
+        before = dict(b.calls)
+        again = col.forward(xs, streams=[5, 6])
+        assert again is first or all(a is f for a, f in zip(again, first))     # the layer's own buffers, reused
+        assert {k: v - before.get(k, 0) for k, v in b.calls.items() if v != before.get(k, 0)} == {"launch": 2}
+        assert loads == 2   # one module load per instance and GPU (both GPUs run the same instance)
+        outs = row.forward(parts, streams=[7, 8])
+        assert [(l[1], l[2]) for l in b.launches[-2:]] == [(7, 0), (8, 1)]
+        assert reduce.calls == [([(o.ptr, 4 * 512) for o in outs], "bfloat16", [7, 8])]
+        with pytest.raises(ValueError, match=r"streams must be one per GPU \(2\), got 1"):
+            col.forward(xs, streams=[5])
+
+
+def test_prepared_tp_call_is_one_launch_per_gpu_then_the_reduce():
+    from jitgemm.parallel import RowParallelLinear
+    from jitgemm.runtime.backend import installed
+    rng = np.random.default_rng(3)
+    w = random((256, 2048), "float16", rng)
+    with installed(_two_null_gpus()) as b:
+        reduce = _Recorder()
+        row = RowParallelLinear(w, random((256,), "float16", rng), devices=[0, 1], all_reduce=reduce)
+        call = row.prepare(8, streams=[3, 4])
+        assert [x.shape for x in call.x] == [(8, 1024), (8, 1024)] and call.out == row.outputs(8)
+        n_launch, before = len(b.launches), dict(b.calls)
+        call.launch()
+        assert {k: v - before.get(k, 0) for k, v in b.calls.items() if v != before.get(k, 0)} == {"launch": 2}
+        assert [(l[1], l[2]) for l in b.launches[n_launch:]] == [(3, 0), (4, 1)]
+        assert reduce.calls[-1] == ([(o.ptr, 8 * 256) for o in call.out], "float16", [3, 4])
+        assert b.launches[n_launch][3][6] != 0 and b.launches[n_launch + 1][3][6] == 0   # the bias on GPU 0 only
+
+
+@pytest.mark.gpu
+def test_multi_gpu_prepared_step_and_its_graphs_equal_forward():
+    """The launch-speed path on 2+ GPUs: a prepared row-parallel call (GEMM then all-reduce on each GPU's
+    stream) gives forward's bits, and one CUDA graph per GPU of it replays them."""
+    g = _gpus()
+    if g < 2:
+        pytest.skip(f"needs 2 or more GPUs, found {g}")
+    import cupy as cp
+    from jitgemm.bench.tp import _capture
+    from jitgemm.parallel import RowParallelLinear
+    rng = np.random.default_rng(4)
+    devs = list(range(g))
+    n, k, m = 4, 4096, 2048
+    x, w = random((n, k), "float16", rng), random((m, k), "float16", rng, (1 / k) ** 0.5)
+    row = RowParallelLinear(w, devices=devs)
+    want = [o.to_numpy().view(np.uint16) for o in row.forward(row.split_input(x))]
+    streams = []
+    for d in devs:
+        with cp.cuda.Device(d):
+            streams.append(cp.cuda.Stream(non_blocking=True))
+    call = row.prepare(n, streams=streams)
+    for d, xb, part in zip(devs, call.x, row.split_input(x)):
+        with cp.cuda.Device(d):
+            cp.cuda.runtime.memcpy(xb.ptr, part.ptr, part.nbytes, cp.cuda.runtime.memcpyDeviceToDevice)
+    call.launch()
+    for d in devs:
+        with cp.cuda.Device(d):
+            cp.cuda.runtime.deviceSynchronize()
+    assert all(np.array_equal(o.to_numpy().view(np.uint16), w0) for o, w0 in zip(call.out, want))
+    graphs = _capture(cp, devs, streams, call.launch)
+    for o in call.out:
+        with cp.cuda.Device(o.device):
+            cp.cuda.runtime.memset(o.ptr, 0, o.nbytes)
+    for d, gr, s in zip(devs, graphs, streams):
+        with cp.cuda.Device(d):
+            gr.launch(s)
+    for d in devs:
+        with cp.cuda.Device(d):
+            cp.cuda.runtime.deviceSynchronize()
+    assert all(np.array_equal(o.to_numpy().view(np.uint16), w0) for o, w0 in zip(call.out, want))

@@ -7,9 +7,10 @@
 #   bash tools/gpu_session.sh hf      # tools/hf_profile.py: why the patched HF model lost at batch 8
 #   bash tools/gpu_session.sh fp8     # issue #21: the fp8 model steps and the broad suite's fp8 modes
 #   bash tools/gpu_session.sh w4      # issue #19: the 4-bit GPU tests first, then the decode suite and model steps
+#   bash tools/gpu_session.sh tp      # issue #20, on a two-GPU kind: the parallel GPU tests, then bench --group tp
 # Results go to $OUT (the device tool brings them back).
 set -euo pipefail
-case "${1:-}" in suite|bench|tune|hf|fp8|w4) ;; *) echo "usage: bash tools/gpu_session.sh suite|bench|tune|hf|fp8|w4" >&2; exit 2 ;; esac
+case "${1:-}" in suite|bench|tune|hf|fp8|w4|tp) ;; *) echo "usage: bash tools/gpu_session.sh suite|bench|tune|hf|fp8|w4|tp" >&2; exit 2 ;; esac
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 export PYTHONPATH=/tmp/site:. JITGEMM_CACHE_DIR=${JITGEMM_CACHE_DIR:-/tmp/jgcache} PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}
@@ -37,4 +38,8 @@ case "${1:-}" in
       --no-plot --out "$OUT" 2>&1 | tee "$OUT/decode-w4.log" | tail -30
     timeout -s INT 180 python3 -m jitgemm bench --group model --dtype bf16,w4-q4_sym,w4-mxfp4 --models llama-3.1-8b \
       --n 1,4,16 --name model-w4 --out "$OUT" 2>&1 | tee "$OUT/model-w4.log" | tail -30 ;;
+  tp)
+    export NCCL_NVLS_ENABLE=0
+    timeout -s INT 200 python3 -m pytest -q -m gpu tests/test_parallel.py 2>&1 | tee "$OUT/gpu-parallel.log" | tail -15
+    timeout -s INT 300 python3 -m jitgemm bench --group tp --out "$OUT" 2>&1 | tee "$OUT/tp.log" | tail -20 ;;
 esac

@@ -118,13 +118,18 @@ def model_request(args) -> tuple[list[str], list[int]]:
         names = list(model.FP8_MODELS) if all(m in model.QUANT_MODES for m in modes) else models.names()
     for name in names:
         models.config(name)  # raises for an unknown name, listing the known ones
+    return names, token_counts(args.n, model.NS)
+
+
+def token_counts(text: str | None, default) -> list[int]:
+    """--n's token counts (default: `default`), or a ValueError naming the rule."""
     try:
-        ns = [int(v) for v in args.n.split(",")] if args.n else list(model.NS)
+        ns = [int(v) for v in text.split(",")] if text else list(default)
     except ValueError:
-        raise ValueError(f"--n must be comma-separated integers, got {args.n!r}") from None
+        raise ValueError(f"--n must be comma-separated integers, got {text!r}") from None
     if any(not 1 <= n <= skinny.MAX_N_MODERATE for n in ns):
-        raise ValueError(f"--n must be token counts in 1..{skinny.MAX_N_MODERATE}, got {args.n}")
-    return names, ns
+        raise ValueError(f"--n must be token counts in 1..{skinny.MAX_N_MODERATE}, got {text}")
+    return ns
 
 
 def model_modes(args) -> list[str]:
@@ -140,10 +145,16 @@ def model_modes(args) -> list[str]:
     return sixteen + [d for d in dict.fromkeys(asked) if d in model.QUANT_MODES]
 
 
+def tp_request(args) -> list[int]:
+    """--group tp's token counts (default tp.NS), or a ValueError naming the rule (checked before the GPU)."""
+    from . import tp
+    return token_counts(args.n, tp.NS)
+
+
 def main(args) -> int:
-    if args.group == "model":
+    if args.group in ("model", "tp"):
         try:
-            names, ns = model_request(args)
+            names, ns = model_request(args) if args.group == "model" else (None, tp_request(args))
         except ValueError as e:
             print(f"jitgemm bench: {e}")
             return 2
@@ -154,6 +165,10 @@ def main(args) -> int:
     if args.group == "overhead" or args.overhead:  # per-call cost: its own sizes, not the suite's shapes
         from . import overhead
         overhead.run(args.out, args.label, args.compare, args.name or "overhead")
+        return 0
+    if args.group == "tp":  # a tensor-parallel layer over every GPU of the host, against torch + NCCL
+        from . import tp
+        tp.run(ns, args.out, baselines=not args.no_baselines, name=args.name or "tp")
         return 0
     if args.group == "model":  # whole decode steps of public models: their own shapes
         from . import model
