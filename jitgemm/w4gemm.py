@@ -26,7 +26,23 @@ class Q4Device:
 
     def __init__(self, fmt: str, group: int, shape: tuple[int, int], q: DeviceArray, scales: DeviceArray,
                  aux: DeviceArray | None):
-        self.format, self.group, self.shape = fmt, group, shape
+        m, k = shape
+        if fmt not in quant4.FORMATS or group not in quant4.GROUPS or (fmt == "mxfp4" and group != 32):
+            raise ValueError(f"format/group must be one of quant4's ({', '.join(quant4.FORMATS)}; groups "
+                             f"{quant4.GROUPS}, mxfp4 32), got {fmt!r} / {group!r}")
+        if m < 1 or k < 1 or k % 32 or k % group:
+            raise ValueError(f"shape must be [M, K] with K a multiple of 32 and of the group ({group}), got {shape}")
+        want = {"q": (q, (m, -(-k // 128) * 64), "uint8"),
+                "scales": (scales, (m, k // group), "uint8" if fmt == "mxfp4" else "float16")}
+        if fmt in ("q4_min", "q4_zp"):
+            want["aux"] = (aux, (m, k // group), "float16" if fmt == "q4_min" else "uint8")
+        elif aux is not None:
+            raise ValueError(f"aux is only for q4_min (mins) and q4_zp (zero points), not {fmt}")
+        for name, (a, shp, dt) in want.items():
+            if not isinstance(a, DeviceArray) or a.shape != shp or a.dtype != dt or a.device != q.device:
+                raise ValueError(f"{name} must be a DeviceArray {dt} {list(shp)} on q's device, got "
+                                 f"{getattr(a, 'dtype', type(a).__name__)} {list(getattr(a, 'shape', ()))}")
+        self.format, self.group, self.shape = fmt, group, (m, k)
         self.q, self.scales, self.aux = q, scales, aux
         self.device, self.backend = q.device, q.backend
 

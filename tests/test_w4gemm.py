@@ -135,3 +135,15 @@ def test_prepared_call_launches_with_its_own_values(null):
     assert stream == 7 and words[0] == out.ptr and words[2] == x.ptr and words[4] == w.q.ptr
     with pytest.raises(ValueError, match="prepare_w4 needs device arrays"):
         prepare_w4(np.zeros((4, 256), np.float16), w, out=np.zeros((4, 40), np.float16))
+
+
+def test_a_hand_made_device_weight_is_checked(null):
+    w = Q4Device.upload(weight("q4_zp", 40, 160, 32))
+    with pytest.raises(ValueError, match=r"scales must be a DeviceArray float16 \[40, 5\]"):
+        Q4Device("q4_zp", 32, (40, 160), w.q, DeviceArray(null, 0, (40, 4), "float16"), w.aux)
+    with pytest.raises(ValueError, match="aux must be a DeviceArray uint8"):
+        Q4Device("q4_zp", 32, (40, 160), w.q, w.scales, None)
+    with pytest.raises(ValueError, match="aux is only for q4_min"):
+        Q4Device("q4_sym", 32, (40, 160), w.q, w.scales, w.aux)
+    with pytest.raises(ValueError, match="format/group"):
+        Q4Device("mxfp4", 64, (40, 160), w.q, w.scales, None)
