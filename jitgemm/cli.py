@@ -32,8 +32,8 @@ def _info() -> dict:
            "backends": {}, "devices": [], "compilers": {}, "blas": {}}
     for name in ("cuda", "hip"):
         b = get_backend(name)
-        ok, why = b.compiler_available()
-        out["compilers"][name] = {"available": ok, "identity": b.compiler_identity() if ok else None,
+        ok, why = b.compiler.available()
+        out["compilers"][name] = {"available": ok, "identity": b.compiler.identity() if ok else None,
                                   "reason": None if ok else why}
         ok, why = b.available()
         n = b.device_count() if ok else 0

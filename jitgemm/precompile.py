@@ -22,11 +22,11 @@ def compiler_problem(arch: str) -> str | None:
     """Why nothing can compile for `arch` on this machine (NVRTC, hiprtc, or the offline clang route
     missing), or None."""
     from .runtime.backend import backend_for_arch
-    b = backend_for_arch(arch)
-    if hasattr(b, "compiler_for"):  # AMD: hiprtc or the offline clang route, depending on the arch
-        comp, why = b.compiler_for(arch)
-        return None if comp else why
-    ok, why = b.compiler_available()
+    c = backend_for_arch(arch).compiler
+    if hasattr(c, "route"):  # AMD: hiprtc or the offline clang route, depending on the arch
+        tool, why = c.route(arch)
+        return None if tool else why
+    ok, why = c.available()
     return None if ok else why
 
 

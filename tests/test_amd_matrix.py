@@ -67,7 +67,7 @@ def violations(res: dict, budget: dict) -> list[str]:
 def route(arch: str) -> tuple[str | None, str]:
     """The compiler jitgemm's hip backend uses for arch, or (None, why it has none)."""
     try:
-        return get_backend("hip").compiler_for(arch)
+        return get_backend("hip").compiler.route(arch)
     except Exception as e:  # hip-python missing altogether
         return None, f"{type(e).__name__}: {e}"
 
@@ -172,7 +172,7 @@ def test_the_check_catches_a_spilling_kernel(arch):
     why = _skip_reason(arch)
     if why:
         pytest.skip(why)
-    r = get_backend("hip").compile(SPILL_SRC, "spill.hip", ["jg_spill"], CompileOptions(arch=arch))
+    r = get_backend("hip").compiler.compile(SPILL_SRC, "spill.hip", ["jg_spill"], CompileOptions(arch=arch))
     problems = violations(r.resources["jg_spill"], budget_for("default", arch))
     assert any("spill" in p or "scratch" in p for p in problems), r.resources
 
@@ -301,10 +301,10 @@ def test_aot_pack_serves_a_node_with_another_amd_compiler(tmp_path, monkeypatch)
     assert built.compiler.startswith("clang-")
     import shutil
     shutil.copytree(tmp_path / "pack", tmp_path / "pack-copy")  # an untouched pack for the strict case
-    hip = get_backend("hip")
+    hip = get_backend("hip").compiler
     # the node: a ROCm 6 hiprtc (another identity, hiprtc's own flags) that must not need to compile
-    monkeypatch.setattr(hip, "compiler_identity", lambda: "hiprtc-6.2/hip-60200000")
-    monkeypatch.setattr(hip, "compile_flags", lambda options: hip_flags(options))
+    monkeypatch.setattr(hip, "identity", lambda: "hiprtc-6.2/hip-60200000")
+    monkeypatch.setattr(hip, "flags", lambda options: hip_flags(options))
     def no_compile(*a, **k):
         raise AssertionError("compiled although the pack had the entry")
     monkeypatch.setattr(hip, "compile", no_compile)

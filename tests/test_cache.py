@@ -15,6 +15,8 @@ import pytest
 
 from jitgemm import config
 from jitgemm.runtime import cache as cache_mod
+from jitgemm.runtime import compiler
+from jitgemm.runtime.compiler import Compiler
 from jitgemm.runtime import jit, source
 from jitgemm.runtime.types import CompileOptions, CompileResult
 from jitgemm.runtime.cache import CacheWarning, CodeCache, decode_entry, encode_entry, make_key
@@ -226,21 +228,28 @@ def test_an_edit_on_one_vendors_side_leaves_the_others_keys(tmp_path):
     assert all(now[k] != base[k] for k in base), "the shared header is in every closure"
 
 
-class FakeBackend:
-    name = "fake"
+class FakeCompiler(Compiler):
+    vendor = "cuda"
 
     def __init__(self, ident="fakecc-1"):
         self.ident = ident
 
-    def compiler_identity(self):
+    def identity(self):
         return self.ident
 
-    def compile_flags(self, options: CompileOptions):
+    def flags(self, options: CompileOptions):
         return [f"--arch={options.arch}", *options.define_flags(), *(f"-I{d}" for d in options.include_dirs)]
 
 
+class FakeBackend:
+    name = "fake"
+
+    def __init__(self, ident="fakecc-1"):
+        self.compiler = FakeCompiler(ident)
+
+
 def test_cache_key_follows_headers_defines_arch_compiler(kdir, monkeypatch):
-    monkeypatch.setattr(jit, "load_source", functools.partial(source.load_source, root=kdir))
+    monkeypatch.setattr(compiler, "load_source", functools.partial(source.load_source, root=kdir))
     be = FakeBackend()
     inst = KernelInstance("a.hip", "k")
     k1 = cache_key(inst, ARCH, be)
@@ -262,12 +271,12 @@ def test_cache_key_ignores_where_the_kernels_live(monkeypatch):
     """-I paths are machine paths; the key must be the same on every machine (real NVRTC backend)."""
     from jitgemm.runtime.backend import get_backend
     be = get_backend("cuda")
-    if not be.compiler_available()[0]:
+    if not be.compiler.available()[0]:
         pytest.skip("NVRTC unavailable")
     inst = KernelInstance("scale.hip", "jg_scale_f32")
     k1 = cache_key(inst, ARCH, be)
     monkeypatch.setattr(jit, "kernels_dir", lambda: Path("/somewhere/else/kernels_src"))
-    assert "-I/somewhere/else/kernels_src" in be.compile_flags(inst.options(ARCH))
+    assert "-I/somewhere/else/kernels_src" in be.compiler.flags(inst.options(ARCH))
     assert cache_key(inst, ARCH, be) == k1
 
 

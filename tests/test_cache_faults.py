@@ -19,7 +19,7 @@ import pytest
 
 from jitgemm.runtime import cache as cache_mod
 from jitgemm.runtime.backend import installed
-from jitgemm.runtime.null import NullBackend
+from jitgemm.runtime.null import NullBackend, NullCompiler
 from jitgemm.runtime.types import CompileResult, DeviceInfo
 from jitgemm.runtime.cache import CacheWarning, CodeCache, decode_entry, encode_entry, make_key
 
@@ -71,7 +71,7 @@ def tmp_files(root: Path):
 def _nvrtc_available() -> bool:
     from jitgemm.runtime.backend import get_backend
     try:
-        return get_backend("cuda").compiler_available()[0]
+        return get_backend("cuda").compiler.available()[0]
     except Exception:
         return False
 
@@ -194,20 +194,29 @@ def test_real_entry_of_another_arch_renamed_into_place_is_rebuilt(tmp_path):
     assert decode_entry(p80.read_bytes(), "sm_80").code == r80.code    # and the sm_80 one untouched
 
 
-class _LoadOnce(NullBackend):
-    """A backend whose driver refuses code it did not build (another driver's cubin, say)."""
+class _GoodCompiler(NullCompiler):
+    """Builds code the _LoadOnce driver accepts, and counts the builds."""
 
     def __init__(self):
-        super().__init__(devices=[DeviceInfo(0, "fake", ARCH, 132, 32, 232448, 50 << 20, 80 << 30)])
-        self.loads, self.compiles = [], 0
+        super().__init__("cuda")
+        self.compiles = 0
 
-    def compiler_identity(self):
+    def identity(self):
         return "fakecc-1"
 
     def compile(self, source, filename, names, options):
         self.compiles += 1
         return CompileResult(code=b"GOOD" + hashlib.sha256(source.encode()).digest(), lowered={n: "_Zk" for n in names},
                              log="", compiler="fakecc-1")
+
+
+class _LoadOnce(NullBackend):
+    """A backend whose driver refuses code it did not build (another driver's cubin, say)."""
+
+    def __init__(self):
+        super().__init__(devices=[DeviceInfo(0, "fake", ARCH, 132, 32, 232448, 50 << 20, 80 << 30)])
+        self.compiler = _GoodCompiler()
+        self.loads = []
 
     def load(self, code, device):
         from jitgemm.errors import VendorError
@@ -237,7 +246,7 @@ def test_entry_that_checks_out_but_does_not_load_is_rebuilt_once(tmp_path, monke
         kern = jit.get_kernel(inst, be, 0, scale.ARG_KINDS)
         again = jit.get_kernel(inst, be, 0, scale.ARG_KINDS)
     assert again is kern and kern.func == ("function", "_Zk")
-    assert be.loads == [b"EVIL", b"GOOD"] and be.compiles == 1
+    assert be.loads == [b"EVIL", b"GOOD"] and be.compiler.compiles == 1
     assert len(rec.cache) <= 1
     assert decode_entry(path.read_bytes(), ARCH).code.startswith(b"GOOD")
 

@@ -29,7 +29,7 @@ def run(args, cache_dir, extra_env=None, timeout=300, code=None):
 
 
 def _compiles(name):
-    return get_backend(name).compiler_available()[0]
+    return get_backend(name).compiler.available()[0]
 
 
 def test_info_names_backends_and_cache(tmp_path):

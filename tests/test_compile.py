@@ -30,11 +30,11 @@ EF_AMDGPU_MACH_GFX90A = 0x3F
 
 
 def _nvrtc_ok():
-    return get_backend("cuda").compiler_available()
+    return get_backend("cuda").compiler.available()
 
 
 def _hiprtc_ok():
-    return get_backend("hip").compiler_available()
+    return get_backend("hip").compiler.available()
 
 
 needs_nvrtc = pytest.mark.skipif(not _nvrtc_ok()[0], reason=f"NVRTC: {_nvrtc_ok()[1]}")
@@ -237,7 +237,7 @@ BROKEN = '__global__ void k(float* y) { y[0] = jg_undefined_symbol_xyz; }\n'
 
 @needs_nvrtc
 def test_nvrtc_compile_error_carries_log():
-    b = get_backend("cuda")
+    b = get_backend("cuda").compiler
     with pytest.raises(CompileError) as ei:
         b.compile(BROKEN, "bad.hip", ["k"], CompileOptions(arch="sm_90a"))
     e = ei.value
@@ -250,7 +250,7 @@ def test_nvrtc_compile_error_carries_log():
 
 @needs_hiprtc
 def test_hiprtc_compile_error_carries_log():
-    b = get_backend("hip")
+    b = get_backend("hip").compiler
     with pytest.raises(CompileError) as ei:
         b.compile(BROKEN, "bad.hip", ["k"], CompileOptions(arch="gfx90a"))
     e = ei.value
@@ -264,8 +264,8 @@ def test_nvrtc_compile_error_is_not_cached(tmp_path, monkeypatch):
     """A failing build publishes nothing; the next call tries again (and fails again)."""
     (tmp_path / "bad.hip").write_text(BROKEN)
     import functools
-    from jitgemm.runtime import jit, source
-    monkeypatch.setattr(jit, "load_source", functools.partial(source.load_source, root=tmp_path))
+    from jitgemm.runtime import compiler, source
+    monkeypatch.setattr(compiler, "load_source", functools.partial(source.load_source, root=tmp_path))
     c = CodeCache(tmp_path / "cache")
     inst = KernelInstance("bad.hip", "k")
     for _ in range(2):
@@ -291,7 +291,7 @@ extern "C" __global__ void k(float* y) { y[0] = JG_TEST_FLAG; }
 
 @pytest.mark.parametrize("arch", [pytest.param("sm_90a", marks=needs_nvrtc), pytest.param("gfx90a", marks=needs_hiprtc)])
 def test_defines_and_include_dirs_reach_the_compiler(arch):
-    b = backend_for_arch(arch)
+    b = backend_for_arch(arch).compiler
     good = CompileOptions(arch=arch, defines=(("JG_TEST_FLAG", "3"),), include_dirs=(str(kernels_dir()),))
     r = b.compile(DEFINE_SRC, "flags.hip", ["k"], good)
     assert r.code[:4] == b"\x7fELF" and r.lowered == {"k": "k"}
@@ -418,7 +418,7 @@ b = get_backend("hip")
 print("version", b.runtime_version())
 for arch in sys.argv[1:]:
     try:
-        b.compile("extern \"C\" __global__ void k() {}", "t.hip", ["k"], CompileOptions(arch=arch))
+        b.compiler.compile("extern \"C\" __global__ void k() {}", "t.hip", ["k"], CompileOptions(arch=arch))
         print("COMPILED", arch)
     except BackendUnavailable as e:
         print("REFUSED", arch, "|", e)
@@ -483,12 +483,12 @@ def test_nvrtc_compile_leaves_shared_bytes_objects_alone(monkeypatch):
     """NVRTC fills the buffers it is handed. With `b" " * size`, an empty log (size 1: the NUL, what
     NVRTC 13.0 returns, and any NVRTC without -v) overwrote CPython's shared one-byte object b" " with
     b"\0" for the whole process, and torch then failed to import. Compile with an empty log and check."""
-    b = get_backend("cuda")
-    ok, why = b.compiler_available()
+    b = get_backend("cuda").compiler
+    ok, why = b.available()
     if not ok:
         pytest.skip(why)
-    flags = b.compile_flags
-    monkeypatch.setattr(b, "compile_flags", lambda o: [f for f in flags(o) if "ptxas-options" not in f])
+    flags = b.flags
+    monkeypatch.setattr(b, "flags", lambda o: [f for f in flags(o) if "ptxas-options" not in f])
     inst = scale.instance("float16")
     res = b.compile((kernels_dir() / inst.source).read_text(), inst.source, [inst.name], inst.options("sm_90a"))
     assert res.log == "" and res.code[:4] == b"\x7fELF"

@@ -35,7 +35,7 @@ PROCS = 8
 def _nvrtc_available() -> bool:
     from jitgemm.runtime.backend import get_backend
     try:
-        return get_backend("cuda").compiler_available()[0]
+        return get_backend("cuda").compiler.available()[0]
     except Exception:
         return False
 
@@ -66,7 +66,7 @@ from jitgemm.runtime.jit import KernelInstance, compile_instance
 root, jobs = sys.argv[1], json.loads(sys.argv[2])
 compiled = []
 for arch in {a for _, _, a in jobs}:  # record what the compiler is really asked to build
-    be = backend_for_arch(arch)
+    be = backend_for_arch(arch).compiler
     if not getattr(be, "_recording", False):
         orig = be.compile
         def rec(source, filename, names, options, orig=orig):

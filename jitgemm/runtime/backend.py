@@ -1,24 +1,27 @@
 """The Backend protocol (the only interface through which vendor APIs are reached) and the registry
 that hands out one backend per vendor. The values they exchange live in runtime.types.
 
-A backend compiles (with no GPU present), loads code per device, launches with pre-packed
-arguments and offers the little memory/stream/event service the numpy path and benchmarks need.
+A backend owns its vendor's compiler (runtime.compiler: compiles with no GPU present), loads code per
+device, launches with pre-packed arguments and offers the little memory/stream/event service the numpy
+path and benchmarks need.
 """
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Protocol
 
 from .. import config
 from ..errors import BackendUnavailable
-from .types import ArgPack, CompileOptions, CompileResult, DeviceInfo
+from .compiler import Compiler
+from .types import ArgPack, DeviceInfo
 
 
 class Backend(Protocol):
-    """Every method jitgemm calls on a backend (CudaBackend, HipBackend, and runtime.null.NullBackend
-    for tests). Compiling needs no device; everything from `load` down needs one."""
+    """Every method jitgemm calls on a device backend (CudaBackend, HipBackend, and runtime.null.NullBackend
+    for tests). Compiling is its compiler's (runtime.compiler.Compiler: needs no device); everything here
+    from `load` down needs one."""
     name: str  # "cuda" | "hip": the vendor the dispatcher plans for
-    portable_code: bool  # whether a code object serves whichever of the vendor's compilers built it (AMD: yes)
+    compiler: "Compiler"  # the vendor's compiler (NVRTC; hiprtc or offline clang; the null one)
 
     # ---- what is here
     def available(self) -> tuple[bool, str]: ...
@@ -28,13 +31,6 @@ class Backend(Protocol):
     def current_device(self) -> int: ...
     def device_of_pointer(self, ptr: int) -> int: ...
     def make_current(self, device: int) -> None: ...   # the device's primary context on this thread
-
-    # ---- compiling (no device needed)
-    def compiler_available(self) -> tuple[bool, str]: ...
-    def compiler_identity(self) -> str: ...
-    def compile_flags(self, options: CompileOptions) -> list[str]: ...   # cache-key material
-    def compile(self, source: str, filename: str, names: Sequence[str],
-                options: CompileOptions) -> CompileResult: ...
 
     # ---- code on a device
     def load(self, code: bytes, device: int): ...
@@ -100,7 +96,7 @@ def installed(backend: Backend):
 
 
 def backend_for_arch(arch: str) -> Backend:
-    """Compile-only work: the target decides (sm_* -> NVRTC, gfx* -> hiprtc)."""
+    """The vendor's backend for an arch (sm_* -> cuda, gfx* -> hip); its `.compiler` does compile-only work."""
     from ..arch import parse
     try:
         return get_backend(parse(arch).vendor)

@@ -1,10 +1,12 @@
-"""NVIDIA backend: cuda-python's driver API (cuda.bindings.driver) and NVRTC."""
+"""NVIDIA: NvrtcCompiler (NVRTC through cuda-python, no device needed) and CudaBackend (the driver API,
+cuda.bindings.driver: devices, modules, launches, memory), which owns one."""
 from __future__ import annotations
 
 import threading
 from typing import Sequence
 
 from ..errors import BackendUnavailable, VendorError
+from .compiler import Compiler
 from .types import ArgPack, CompileOptions, CompileResult, DeviceInfo, checked
 from .resources import parse_ptxas_log
 from .rtc import Nvrtc
@@ -16,11 +18,44 @@ def _arch_for(major: int, minor: int) -> str:
     return f"sm_{major}{minor}{suffix}"
 
 
-class CudaBackend:
-    name = "cuda"
+class NvrtcCompiler(Compiler):
+    vendor = "cuda"
     portable_code = False  # a cubin is NVRTC-version specific: keyed on the compiler that built it
 
+    def available(self) -> tuple[bool, str]:
+        try:
+            from cuda.bindings import nvrtc
+            nvrtc.nvrtcVersion()
+            return True, "ok"
+        except Exception as e:
+            return False, f"NVRTC unavailable ({type(e).__name__}: {e}); pip install 'jitgemm[cuda]'"
+
+    def identity(self) -> str:
+        from cuda.bindings import nvrtc
+        major, minor = checked("nvrtcVersion", nvrtc.nvrtcVersion())
+        return f"nvrtc-{major}.{minor}"
+
+    def flags(self, options: CompileOptions) -> list[str]:
+        # NVRTC rejects -O3 (it always optimises); registers/spills come from ptxas -v
+        return [f"--gpu-architecture={options.arch}", f"--std={options.std}", "--ptxas-options=-v",
+                "-DJG_NV=1", *options.define_flags(), *(f"-I{d}" for d in options.include_dirs),
+                *options.extra]
+
+    def compile(self, source: str, filename: str, names: Sequence[str], options: CompileOptions) -> CompileResult:
+        try:
+            from cuda.bindings import nvrtc
+        except ImportError as e:
+            raise BackendUnavailable(f"NVRTC unavailable ({e}); pip install 'jitgemm[cuda]'") from None
+        cubin, lowered, log = Nvrtc(nvrtc).compile(source, filename, names, self.flags(options), options.arch)
+        return CompileResult(code=cubin, lowered=lowered, log=log, compiler=self.identity(),
+                             resources=parse_ptxas_log(log))
+
+
+class CudaBackend:
+    name = "cuda"
+
     def __init__(self):
+        self.compiler = NvrtcCompiler()
         self._lock = threading.Lock()
         self._driver = None
         self._driver_error: str | None = None
@@ -59,19 +94,6 @@ class CudaBackend:
             return True, "ok"
         except BackendUnavailable as e:
             return False, str(e)
-
-    def compiler_available(self) -> tuple[bool, str]:
-        try:
-            from cuda.bindings import nvrtc
-            nvrtc.nvrtcVersion()
-            return True, "ok"
-        except Exception as e:
-            return False, f"NVRTC unavailable ({type(e).__name__}: {e}); pip install 'jitgemm[cuda]'"
-
-    def compiler_identity(self) -> str:
-        from cuda.bindings import nvrtc
-        major, minor = self._check("nvrtcVersion", nvrtc.nvrtcVersion())
-        return f"nvrtc-{major}.{minor}"
 
     # ---- devices ---------------------------------------------------------------------------
     def device_count(self) -> int:
@@ -144,22 +166,6 @@ class CudaBackend:
                 return dev
         raise ValueError(f"pointer {ptr:#x} is not memory of any CUDA device's primary context "
                          f"(memory of a non-primary context cannot be used)")
-
-    # ---- compile (no device needed) -------------------------------------------------------------
-    def compile_flags(self, options: CompileOptions) -> list[str]:
-        # NVRTC rejects -O3 (it always optimises); registers/spills come from ptxas -v
-        return [f"--gpu-architecture={options.arch}", f"--std={options.std}", "--ptxas-options=-v",
-                "-DJG_NV=1", *options.define_flags(), *(f"-I{d}" for d in options.include_dirs),
-                *options.extra]
-
-    def compile(self, source: str, filename: str, names: Sequence[str], options: CompileOptions) -> CompileResult:
-        try:
-            from cuda.bindings import nvrtc
-        except ImportError as e:
-            raise BackendUnavailable(f"NVRTC unavailable ({e}); pip install 'jitgemm[cuda]'") from None
-        cubin, lowered, log = Nvrtc(nvrtc).compile(source, filename, names, self.compile_flags(options), options.arch)
-        return CompileResult(code=cubin, lowered=lowered, log=log, compiler=self.compiler_identity(),
-                             resources=parse_ptxas_log(log))
 
     # ---- modules and launches --------------------------------------------------------------------
     def load(self, code: bytes, device: int):
@@ -284,7 +290,7 @@ class CudaBackend:
         except Exception as e:
             out["driver"] = f"unavailable: {e}"
         try:
-            out["nvrtc"] = self.compiler_identity()
+            out["nvrtc"] = self.compiler.identity()
         except Exception as e:
             out["nvrtc"] = f"unavailable: {e}"
         return out

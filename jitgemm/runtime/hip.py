@@ -1,4 +1,5 @@
-"""AMD backend: hip-python's HIP runtime and hiprtc."""
+"""AMD: HipCompiler (hiprtc through hip-python, or the offline clang route; no device needed) and
+HipBackend (hip-python's HIP runtime: devices, modules, launches, memory), which owns one."""
 from __future__ import annotations
 
 import threading
@@ -7,6 +8,7 @@ from typing import Sequence
 from ..arch import parse
 from ..errors import BackendUnavailable, VendorError
 from .amd_flags import OFFLINE_ARCHS, hip_flags
+from .compiler import Compiler
 from .types import ArgPack, CompileOptions, CompileResult, DeviceInfo, checked
 from .resources import amdgpu_kernel_resources
 from .rtc import Hiprtc
@@ -52,17 +54,15 @@ def _shim_debian_hip() -> None:
             continue
 
 
-class HipBackend:
-    name = "hip"
-    portable_code = True  # an AMD code object is the arch's ISA whichever compiler built it: AOT packs share it
+class _HipLibrary:
+    """hip-python's HIP runtime module, loaded once (the compiler and the device backend share it: Debian's
+    hiprtc lives inside libamdhip64)."""
 
     def __init__(self):
-        self._lock = threading.Lock()
         self._hip = None
         self._error: str | None = None
-        self._info: dict[int, DeviceInfo] = {}
 
-    def _mod(self):
+    def mod(self):
         if self._hip is not None:
             return self._hip
         if self._error:
@@ -81,6 +81,107 @@ class HipBackend:
         self._hip = hip
         return hip
 
+    def runtime_version(self) -> int:
+        return int(checked("hipRuntimeGetVersion", self.mod().hipRuntimeGetVersion()))
+
+
+class HipCompiler(Compiler):
+    """hiprtc where it is safe for the arch, else the offline clang route (amd_offline); no device needed."""
+    vendor = "hip"
+    portable_code = True  # an AMD code object is the arch's ISA whichever compiler built it: AOT packs share it
+
+    def __init__(self, lib: _HipLibrary):
+        self._lib = lib
+
+    def available(self) -> tuple[bool, str]:
+        try:
+            self._lib.mod()
+            from hip import hiprtc
+            hiprtc.hiprtcVersion()
+            return True, "ok"
+        except Exception as e:
+            return False, f"hiprtc unavailable ({type(e).__name__}: {e}); pip install 'jitgemm[rocm]' and a HIP runtime"
+
+    def identity(self) -> str:
+        try:
+            self._lib.mod()
+            from hip import hiprtc
+        except (ImportError, BackendUnavailable):
+            # keys an entry that hiprtc cannot build anyway; offline builds carry their own identity
+            return "hiprtc-unavailable"
+        major, minor = checked("hiprtcVersion", hiprtc.hiprtcVersion())
+        return f"hiprtc-{major}.{minor}/hip-{self._lib.runtime_version()}"
+
+    def _hiprtc_safe(self, arch: str) -> bool:
+        """hiprtc is loadable and will not abort on `arch` (any arch from ROCm 6 on)."""
+        if not self.available()[0]:
+            return False
+        return parse(arch).base in _OLD_HIPRTC_SAFE or self._lib.runtime_version() >= 60000000
+
+    def _offline(self, arch: str) -> bool:
+        """Compile `arch` with clang-22 (amd_offline): only where hiprtc cannot and the toolchain is there."""
+        if parse(arch).base not in OFFLINE_ARCHS or self._hiprtc_safe(arch):
+            return False
+        from . import amd_offline
+        return amd_offline.available()[0]
+
+    def route(self, arch: str) -> tuple[str | None, str]:
+        """Which tool `compile` uses for `arch`: ("hiprtc" | "clang", ""), or (None, why neither can)."""
+        if self._hiprtc_safe(arch):
+            return "hiprtc", ""
+        if self._offline(arch):
+            return "clang", ""
+        ok, why = self.available()
+        if not ok and parse(arch).base in _OLD_HIPRTC_SAFE:
+            return None, why
+        return None, self._refusal(parse(arch).base)
+
+    def flags(self, options: CompileOptions) -> list[str]:
+        """Cache-key material. Compiler.key keys on identity(), which names hiprtc, so an
+        offline build adds its own compiler identity here: a clang entry never poses as a hiprtc one."""
+        if self._offline(options.arch):
+            from . import amd_offline
+            return [*amd_offline.key_flags(options), f"--jitgemm-compiler={amd_offline.find_toolchain().identity}"]
+        return hip_flags(options)
+
+    def compile(self, source: str, filename: str, names: Sequence[str], options: CompileOptions) -> CompileResult:
+        if self._offline(options.arch):
+            from . import amd_offline
+            return amd_offline.compile(source, filename, names, options)
+        try:
+            self._lib.mod()
+            from hip import hiprtc
+        except (ImportError, BackendUnavailable) as e:
+            raise BackendUnavailable(f"hiprtc unavailable: {e}") from None
+        base_arch = parse(options.arch).base
+        if self._lib.runtime_version() < 60000000 and base_arch not in _OLD_HIPRTC_SAFE:
+            raise BackendUnavailable(self._refusal(base_arch))
+        code, lowered, log = Hiprtc(hiprtc).compile(source, filename, names, self.flags(options), options.arch)
+        return CompileResult(code=code, lowered=lowered, log=log, compiler=self.identity(),
+                             resources=amdgpu_kernel_resources(code))
+
+    def _refusal(self, base_arch: str) -> str:
+        from . import amd_offline
+        offline = (f"the offline clang route is not set up ({amd_offline.available()[1]})"
+                   if base_arch in OFFLINE_ARCHS else f"the offline clang route covers only {', '.join(OFFLINE_ARCHS)}")
+        hip = f"HIP {self._lib.runtime_version()}" if self.available()[0] else "no hiprtc"
+        return (f"this hiprtc ({hip}) cannot compile for {base_arch} without aborting "
+                f"the process; it is safe only for {', '.join(_OLD_HIPRTC_SAFE)}. Use ROCm >= 6 or the "
+                f"offline clang route (jitgemm.runtime.amd_offline); {offline}")
+
+
+class HipBackend:
+    name = "hip"
+
+    def __init__(self):
+        self._lib = _HipLibrary()
+        self.compiler = HipCompiler(self._lib)
+        self._lock = threading.Lock()
+        self._info: dict[int, DeviceInfo] = {}
+
+    def _mod(self):
+        return self._lib.mod()
+
     _check = staticmethod(checked)
 
     def available(self) -> tuple[bool, str]:
@@ -94,26 +195,7 @@ class HipBackend:
         return True, "ok"
 
     def runtime_version(self) -> int:
-        return int(self._check("hipRuntimeGetVersion", self._mod().hipRuntimeGetVersion()))
-
-    def compiler_available(self) -> tuple[bool, str]:
-        try:
-            self._mod()
-            from hip import hiprtc
-            hiprtc.hiprtcVersion()
-            return True, "ok"
-        except Exception as e:
-            return False, f"hiprtc unavailable ({type(e).__name__}: {e}); pip install 'jitgemm[rocm]' and a HIP runtime"
-
-    def compiler_identity(self) -> str:
-        try:
-            self._mod()
-            from hip import hiprtc
-        except (ImportError, BackendUnavailable):
-            # keys an entry that hiprtc cannot build anyway; offline builds carry their own identity
-            return "hiprtc-unavailable"
-        major, minor = self._check("hiprtcVersion", hiprtc.hiprtcVersion())
-        return f"hiprtc-{major}.{minor}/hip-{self.runtime_version()}"
+        return self._lib.runtime_version()
 
     # ---- devices ---------------------------------------------------------------------------
     def device_count(self) -> int:
@@ -140,7 +222,7 @@ class HipBackend:
         return info
 
     def make_current(self, device: int) -> None:
-        hip = self._hip
+        hip = self._mod()
         err, cur = hip.hipGetDevice()
         if int(err) != 0 or int(cur) != device:
             self._check("hipSetDevice", hip.hipSetDevice(device))
@@ -153,64 +235,6 @@ class HipBackend:
         hip = self._mod()
         attrs = self._check("hipPointerGetAttributes", hip.hipPointerGetAttributes(ptr))
         return int(attrs.device)
-
-    # ---- compile (no device needed) -------------------------------------------------------------
-    def _hiprtc_safe(self, arch: str) -> bool:
-        """hiprtc is loadable and will not abort on `arch` (any arch from ROCm 6 on)."""
-        if not self.compiler_available()[0]:
-            return False
-        return parse(arch).base in _OLD_HIPRTC_SAFE or self.runtime_version() >= 60000000
-
-    def _offline(self, arch: str) -> bool:
-        """Compile `arch` with clang-22 (amd_offline): only where hiprtc cannot and the toolchain is there."""
-        if parse(arch).base not in OFFLINE_ARCHS or self._hiprtc_safe(arch):
-            return False
-        from . import amd_offline
-        return amd_offline.available()[0]
-
-    def compiler_for(self, arch: str) -> tuple[str | None, str]:
-        """Which compiler `compile` uses for `arch`: ("hiprtc" | "clang", ""), or (None, why neither can)."""
-        if self._hiprtc_safe(arch):
-            return "hiprtc", ""
-        if self._offline(arch):
-            return "clang", ""
-        ok, why = self.compiler_available()
-        if not ok and parse(arch).base in _OLD_HIPRTC_SAFE:
-            return None, why
-        return None, self._refusal(parse(arch).base)
-
-    def compile_flags(self, options: CompileOptions) -> list[str]:
-        """Cache-key material. jit.cache_key keys on compiler_identity(), which names hiprtc, so an
-        offline build adds its own compiler identity here: a clang entry never poses as a hiprtc one."""
-        if self._offline(options.arch):
-            from . import amd_offline
-            return [*amd_offline.key_flags(options), f"--jitgemm-compiler={amd_offline.find_toolchain().identity}"]
-        return hip_flags(options)
-
-    def compile(self, source: str, filename: str, names: Sequence[str], options: CompileOptions) -> CompileResult:
-        if self._offline(options.arch):
-            from . import amd_offline
-            return amd_offline.compile(source, filename, names, options)
-        try:
-            self._mod()
-            from hip import hiprtc
-        except (ImportError, BackendUnavailable) as e:
-            raise BackendUnavailable(f"hiprtc unavailable: {e}") from None
-        base_arch = parse(options.arch).base
-        if self.runtime_version() < 60000000 and base_arch not in _OLD_HIPRTC_SAFE:
-            raise BackendUnavailable(self._refusal(base_arch))
-        code, lowered, log = Hiprtc(hiprtc).compile(source, filename, names, self.compile_flags(options), options.arch)
-        return CompileResult(code=code, lowered=lowered, log=log, compiler=self.compiler_identity(),
-                             resources=amdgpu_kernel_resources(code))
-
-    def _refusal(self, base_arch: str) -> str:
-        from . import amd_offline
-        offline = (f"the offline clang route is not set up ({amd_offline.available()[1]})"
-                   if base_arch in OFFLINE_ARCHS else f"the offline clang route covers only {', '.join(OFFLINE_ARCHS)}")
-        hip = f"HIP {self.runtime_version()}" if self.compiler_available()[0] else "no hiprtc"
-        return (f"this hiprtc ({hip}) cannot compile for {base_arch} without aborting "
-                f"the process; it is safe only for {', '.join(_OLD_HIPRTC_SAFE)}. Use ROCm >= 6 or the "
-                f"offline clang route (jitgemm.runtime.amd_offline); {offline}")
 
     # ---- modules and launches --------------------------------------------------------------------
     def load(self, code: bytes, device: int):
@@ -226,7 +250,7 @@ class HipBackend:
 
     def launch(self, func, grid, block, shared: int, stream: int, args: ArgPack, device: int,
                pdl: bool = False) -> None:  # HIP has no programmatic dependent launch
-        hip = self._hip
+        hip = self._mod()
         self.make_current(device)
         (err,) = hip.hipModuleLaunchKernel(func, grid[0], grid[1], grid[2], block[0], block[1], block[2],
                                            shared, stream or None, args.address, None)
@@ -245,30 +269,30 @@ class HipBackend:
 
     def free(self, ptr: int, device: int) -> None:
         self.make_current(device)
-        self._check("hipFree", self._hip.hipFree(ptr))
+        self._check("hipFree", self._mod().hipFree(ptr))
 
     def copy_htod(self, dst: int, src_host_ptr: int, nbytes: int, device: int) -> None:
         self.make_current(device)
-        self._check("hipMemcpyHtoD", self._hip.hipMemcpyHtoD(dst, src_host_ptr, nbytes))
+        self._check("hipMemcpyHtoD", self._mod().hipMemcpyHtoD(dst, src_host_ptr, nbytes))
 
     def copy_dtoh(self, dst_host_ptr: int, src: int, nbytes: int, device: int) -> None:
         self.make_current(device)
-        self._check("hipMemcpyDtoH", self._hip.hipMemcpyDtoH(dst_host_ptr, src, nbytes))
+        self._check("hipMemcpyDtoH", self._mod().hipMemcpyDtoH(dst_host_ptr, src, nbytes))
 
     def memset(self, ptr: int, byte: int, nbytes: int, stream: int, device: int) -> None:
         self.make_current(device)
-        self._check("hipMemsetD8Async", self._hip.hipMemsetD8Async(ptr, byte, nbytes, stream or None))
+        self._check("hipMemsetD8Async", self._mod().hipMemsetD8Async(ptr, byte, nbytes, stream or None))
 
     def synchronize(self, device: int) -> None:
         self.make_current(device)
-        self._check("hipDeviceSynchronize", self._hip.hipDeviceSynchronize())
+        self._check("hipDeviceSynchronize", self._mod().hipDeviceSynchronize())
 
     def stream_synchronize(self, stream: int, device: int) -> None:
         self.make_current(device)
-        self._check("hipStreamSynchronize", self._hip.hipStreamSynchronize(stream or None))
+        self._check("hipStreamSynchronize", self._mod().hipStreamSynchronize(stream or None))
 
     def versions(self) -> dict:
         try:
-            return {"hip_runtime": self.runtime_version(), "hiprtc": self.compiler_identity()}
+            return {"hip_runtime": self.runtime_version(), "hiprtc": self.compiler.identity()}
         except Exception as e:
             return {"hip": f"unavailable: {e}"}

@@ -2,17 +2,15 @@
 load once per device, look the symbol up."""
 from __future__ import annotations
 
-import sys
 import threading
 from dataclasses import dataclass
 from typing import Sequence
 
-from .. import config
 from ..errors import VendorError
 from .backend import Backend, backend_for_arch
 from .types import ArgPack, CompileOptions, CompileResult
-from .cache import CodeCache, default_cache, make_key
-from .source import kernels_dir, load_source
+from .cache import CodeCache, default_cache
+from .source import kernels_dir
 
 
 @dataclass(frozen=True)
@@ -29,50 +27,13 @@ class KernelInstance:
 
 
 def cache_key(inst: KernelInstance, arch: str, backend: Backend, portable: bool = False) -> str:
-    """The entry's key. `portable` leaves the compiler out: an AMD code object for an arch is the
-    same ISA whichever compiler built it, so an AOT pack built off-node (clang) serves a node whose
-    hiprtc differs. The builder stays recorded in the entry (CompileResult.compiler)."""
-    src = load_source(inst.source, vendor=backend.name)
-    opts = inst.options(arch)
-    # include dirs are machine paths; the closure digest already covers what they contribute
-    flags = [f for f in backend.compile_flags(opts) if not f.startswith("-I")]
-    if portable:
-        # only what every AMD route compiles the same: the source closure, the instance, its defines
-        return make_key({"source": src.digest, "name": inst.name, "arch": arch, "portable": 1,
-                         "defines": list(inst.defines)})
-    return make_key({"source": src.digest, "name": inst.name, "flags": flags, "arch": arch,
-                     "compiler": backend.compiler_identity()})
+    """The entry's key (Compiler.key of the backend's compiler)."""
+    return backend.compiler.key(inst, arch, portable)
 
 
 def compile_instance(inst: KernelInstance, arch: str, cache: CodeCache | None = None) -> CompileResult:
-    """Compile (or fetch) one instance for `arch`; needs no GPU."""
-    backend = backend_for_arch(arch)
-    cache = cache or default_cache()
-    key = cache_key(inst, arch, backend)
-
-    share = backend.portable_code and not config.aot_strict()
-    pkey = cache_key(inst, arch, backend, portable=True) if share else None
-
-    def build() -> CompileResult:
-        if share:
-            hit = cache.peek(pkey, arch)  # an AOT pack's entry, built by another AMD compiler
-            if hit is not None:
-                if config.debug():
-                    print(f"[jitgemm] {inst.name} for {arch}: using the entry built by {hit.compiler}", file=sys.stderr)
-                return hit
-        src = load_source(inst.source, vendor=backend.name)
-        opts = inst.options(arch)
-        if config.debug():
-            print(f"[jitgemm] compile {inst.name} for {arch} with {backend.compile_flags(opts)}\n"
-                  f"[jitgemm] source closure {src.closure} digest {src.digest[:16]}", file=sys.stderr)
-        result = backend.compile(src.text, src.filename, [inst.name], opts)
-        if config.debug():
-            print(f"[jitgemm] -> {cache.path(key, arch)} ({len(result.code)} bytes)", file=sys.stderr)
-        if share:
-            cache.put(pkey, arch, result)
-        return result
-
-    return cache.get_or_build(key, arch, build)
+    """Compile (or fetch) one instance for `arch` with its vendor's compiler; needs no GPU."""
+    return backend_for_arch(arch).compiler.compile_cached(inst, arch, cache or default_cache())
 
 
 class LoadedKernel:

@@ -4,7 +4,8 @@ argument packing, launch) with nothing reaching a driver.
 
 - It plans as the vendor it names ('cuda' by default) on the devices it is given (an H100-like sm_90a
   one by default).
-- `compile` makes no code: a code object that names the instance, so the cache, keys and symbols work.
+- Its compiler (NullCompiler) makes no code: a code object that names the instance, so the cache, keys and
+  symbols work.
 - "Device" memory is host memory (ctypes buffers), so DeviceArray uploads and downloads round-trip.
 - Every launch is recorded in `launches` as (grid, stream, device, the packed argument words), and
   every device method's use counted in `calls` (a cached call asks nothing of the device but a launch).
@@ -17,17 +18,38 @@ import collections
 import ctypes
 from typing import Callable, Sequence
 
+from .compiler import Compiler
 from .types import ArgPack, CompileOptions, CompileResult, DeviceInfo
 
 DEFAULT_DEVICE = DeviceInfo(0, "null H100", "sm_90a", 132, 32, 227 << 10, 50 << 20, 80 << 30)
 
 
-class NullBackend:
+class NullCompiler(Compiler):
+    """No code, but a result the cache, the keys and the symbol lookup accept."""
     portable_code = False
 
+    def __init__(self, vendor: str):
+        self.vendor = vendor
+
+    def available(self) -> tuple[bool, str]:
+        return True, "ok"
+
+    def identity(self) -> str:
+        return "null"
+
+    def flags(self, options: CompileOptions) -> list[str]:
+        return [f"--arch={options.arch}", *options.define_flags()]
+
+    def compile(self, source: str, filename: str, names: Sequence[str], options: CompileOptions) -> CompileResult:
+        return CompileResult(code=f"null:{filename}:{','.join(names)}".encode(), lowered={n: n for n in names},
+                             log="", compiler="null", resources={n: {} for n in names})
+
+
+class NullBackend:
     def __init__(self, vendor: str = "cuda", devices: Sequence[DeviceInfo] | None = None,
                  fail: Callable[[str], Exception] | None = None):
         self.name = vendor
+        self.compiler = NullCompiler(vendor)
         self.devices = list(devices if devices is not None else [DEFAULT_DEVICE])
         self.fail = fail
         self.launches: list[tuple] = []
@@ -66,20 +88,6 @@ class NullBackend:
 
     def make_current(self, device: int) -> None:
         self._device("make_current", device)
-
-    # ---- compiling: no code, but a result the cache, the keys and the symbol lookup accept
-    def compiler_available(self) -> tuple[bool, str]:
-        return True, "ok"
-
-    def compiler_identity(self) -> str:
-        return "null"
-
-    def compile_flags(self, options: CompileOptions) -> list[str]:
-        return [f"--arch={options.arch}", *options.define_flags()]
-
-    def compile(self, source: str, filename: str, names: Sequence[str], options: CompileOptions) -> CompileResult:
-        return CompileResult(code=f"null:{filename}:{','.join(names)}".encode(), lowered={n: n for n in names},
-                             log="", compiler="null", resources={n: {} for n in names})
 
     # ---- code on a device
     def load(self, code: bytes, device: int):
