@@ -147,3 +147,21 @@ def test_a_hand_made_device_weight_is_checked(null):
         Q4Device("q4_sym", 32, (40, 160), w.q, w.scales, w.aux)
     with pytest.raises(ValueError, match="format/group"):
         Q4Device("mxfp4", 64, (40, 160), w.q, w.scales, None)
+
+
+def test_a_cached_signature_never_lets_an_invalid_call_through(null):
+    """Valid, invalid (the same signature, a misaligned pointer: only the per-call check sees it), valid
+    again: the invalid one is refused with the rule, the others launch."""
+    w = Q4Device.upload(weight("q4_min", 40, 256, 32))
+    x = device_x(null, 4, 264)
+    good = x.view()
+    good.shape, good.strides = (4, 256), (264, 1)
+    bad = x.view()
+    bad.shape, bad.strides, bad.ptr = (4, 256), (264, 1), x.ptr + 2
+    out = DeviceArray(null, 0, (4, 40), "bfloat16")
+    for _ in range(2):
+        jitgemm.w4_gemm(good, w, out=out)
+        n = len(null.launches)
+        with pytest.raises(ValueError, match="16-byte aligned"):
+            jitgemm.w4_gemm(bad, w, out=out)
+        assert len(null.launches) == n
