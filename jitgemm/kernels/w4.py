@@ -17,7 +17,6 @@ FMT_ID = {"mxfp4": 0, "q4_sym": 1, "q4_min": 2, "q4_zp": 3}
 ARG_KINDS = ("ptr", "i64", "ptr", "i64", "ptr", "i64", "ptr", "i64", "ptr", "i64", "ptr", "i64", "i32", "i32",
              "i32", "i32")
 MAX_N = 128        # beyond one block's token tile (16 on NVIDIA, NMAX on AMD) the tile repeats over blockIdx.z
-BLOCK_K = 128      # k a row's 64-byte block of the device layout holds (quant4.device_layout)
 
 
 def nv_heuristic(m: int, k: int) -> NvConfig:
