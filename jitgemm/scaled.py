@@ -191,11 +191,7 @@ def _scale_value_of(sc: _Scale):
 
 
 def _check_out(out: Any, s: _Scaled) -> View:
-    ov = as_view(out, "out")
-    validate.require_2d(ov, "out", "N, M")
-    if ov.shape != (s.n, s.m) or ov.dtype != s.out_dtype:
-        raise ValueError(f"out must be [N, M] = {(s.n, s.m)} of {s.out_dtype}, got {ov.shape} {ov.raw_dtype}")
-    return ov
+    return validate.out_view(out, s.n, s.m, s.out_dtype)
 
 
 def _views(s: _Scaled, ov: View | None) -> list[tuple[str, View]]:

@@ -77,6 +77,15 @@ def optional_bias(bias, n: int, m: int, dtype: str) -> View | None:
     return bv
 
 
+def out_view(out, n: int, m: int, dtype: str) -> View:
+    """A call's out as a View, checked: 2-D [N, M] of `dtype` (scaled_gemm's and w4_gemm's rule)."""
+    ov = as_view(out, "out")
+    require_2d(ov, "out", "N, M")
+    if ov.shape != (n, m) or ov.dtype != dtype:
+        raise ValueError(f"out must be [N, M] = {(n, m)} of {dtype}, got {ov.shape} {ov.raw_dtype}")
+    return ov
+
+
 def require_same_device(views: list[tuple[str, View]]) -> tuple[str | None, int | None]:
     """All device operands on one vendor and device; host (numpy) operands may not be mixed in."""
     dev = [(n, v) for n, v in views if v.device is not None]

@@ -92,12 +92,7 @@ def _check(x, w, bias, out) -> tuple[View, View | None, View | None]:
                          f"chunks of at most {w4.MAX_N} rows")
     validate.require_int32_dims(M=m, K=k)
     bv = validate.optional_bias(bias, n, m, xv.dtype)
-    ov = None
-    if out is not None:
-        ov = as_view(out, "out")
-        validate.require_2d(ov, "out", "N, M")
-        if ov.shape != (n, m) or ov.dtype != xv.dtype:
-            raise ValueError(f"out must be [N, M] = {(n, m)} of {xv.dtype}, got {ov.shape} {ov.raw_dtype}")
+    ov = validate.out_view(out, n, m, xv.dtype) if out is not None else None
     return xv, bv, ov
 
 

@@ -158,10 +158,19 @@ def time_step(ops: StepOperands, n: int, stream, baselines: bool) -> dict:
             import torch  # noqa: F401
         except ImportError:
             return res
-        calls = [ops.torch_call(layer, i) for layer, insts in ops.calls(n) for i in insts]
-        if calls and calls[0] is not None:
-            res["torch_ms"] = timing.torch_graph_replay(lambda i: calls[i](), calls=len(calls)) * len(calls) / 1e3
+        ms = torch_step_ms(ops, n)
+        if ms is not None:
+            res["torch_ms"] = ms
     return res
+
+
+def torch_step_ms(ops: StepOperands, n: int) -> float | None:
+    """ms of the baseline's step (its calls replayed as one torch CUDA graph); None where the mode's
+    baseline is another step (W8A16 and 4-bit: the bf16 one)."""
+    calls = [ops.torch_call(layer, i) for layer, insts in ops.calls(n) for i in insts]
+    if not calls or calls[0] is None:
+        return None
+    return timing.torch_graph_replay(lambda i: calls[i](), calls=len(calls)) * len(calls) / 1e3
 
 
 def step_bytes(name: str, n: int, mode: str = "bfloat16") -> int:
@@ -228,8 +237,7 @@ def _add_bf16_baseline(rows: list[dict], cp, stream, bf16_ms: dict) -> None:
         import torch  # noqa: F401  (baselines need it; time_step returned none without it)
         ops = StepOperands(cp, rows[0]["model"], todo, "bfloat16")
         for n in todo:
-            calls = [ops.torch_call(layer, i) for layer, insts in ops.calls(n) for i in insts]
-            bf16_ms[(ops.name, n)] = timing.torch_graph_replay(lambda i: calls[i](), calls=len(calls)) * len(calls) / 1e3
+            bf16_ms[(ops.name, n)] = torch_step_ms(ops, n)
         del ops
         cp.get_default_memory_pool().free_all_blocks()
     for r in rows:
