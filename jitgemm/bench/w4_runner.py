@@ -28,10 +28,15 @@ def weight_bytes(mode: str) -> float:
     return 0.5 + extra / group
 
 
+def _cupy(cp, d: DeviceArray):
+    """A jitgemm DeviceArray (uint8 or float16) as a CuPy array over the same memory."""
+    return cp.ndarray(d.shape, cp.uint8 if d.dtype == "uint8" else cp.float16,
+                      cp.cuda.MemoryPointer(cp.cuda.UnownedMemory(d.ptr, d.nbytes, d), 0))
+
+
 def _fill(cp, d: DeviceArray, values) -> None:
-    """Copy a CuPy array's bytes into a jitgemm DeviceArray (same size)."""
-    dst = cp.ndarray(d.nbytes, cp.uint8, cp.cuda.MemoryPointer(cp.cuda.UnownedMemory(d.ptr, d.nbytes, d), 0))
-    dst[...] = values.reshape(-1).view(cp.uint8)
+    """Copy a CuPy array of d's shape and dtype into a jitgemm DeviceArray."""
+    _cupy(cp, d)[...] = values
 
 
 def random_q4(cp, m: int, k: int, mode: str) -> Q4Device:
@@ -58,18 +63,13 @@ def random_q4(cp, m: int, k: int, mode: str) -> Q4Device:
     return Q4Device(fmt, group, (m, k), q, scales, aux)
 
 
-def _bytes(cp, d: DeviceArray):
-    return cp.ndarray(d.shape, cp.uint8 if d.dtype == "uint8" else cp.float16,
-                      cp.cuda.MemoryPointer(cp.cuda.UnownedMemory(d.ptr, d.nbytes, d), 0))
-
-
 def host_weight(cp, w: Q4Device, rows) -> quant4.Q4Weight:
     """Rows of a device weight as a host Q4Weight (to dequantize for a check)."""
     m, k = w.shape
     pick = cp.asarray(rows)
-    q = quant4.from_device_layout(_bytes(cp, w.q)[pick].get(), k)
-    scales = _bytes(cp, w.scales)[pick].get()
-    aux = _bytes(cp, w.aux)[pick].get() if w.aux is not None else None
+    q = quant4.from_device_layout(_cupy(cp, w.q)[pick].get(), k)
+    scales = _cupy(cp, w.scales)[pick].get()
+    aux = _cupy(cp, w.aux)[pick].get() if w.aux is not None else None
     return quant4.Q4Weight(w.format, q, scales, w.group, mins=aux if w.format == "q4_min" else None,
                            zeros=aux if w.format == "q4_zp" else None)
 
