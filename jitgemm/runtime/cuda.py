@@ -7,7 +7,7 @@ from typing import Sequence
 
 from ..errors import BackendUnavailable, VendorError
 from .compiler import Compiler
-from .types import ArgPack, CompileOptions, CompileResult, DeviceInfo, checked
+from .types import ArgPack, CompileOptions, CompileResult, DeviceInfo, DeviceInfos, checked
 from .resources import parse_ptxas_log
 from .rtc import Nvrtc
 
@@ -60,7 +60,7 @@ class CudaBackend:
         self._driver = None
         self._driver_error: str | None = None
         self._ctx: dict[int, object] = {}
-        self._info: dict[int, DeviceInfo] = {}
+        self.device_info = DeviceInfos("CUDA", self.device_count, self._read_info)
         self._configs: dict[tuple, object] = {}
 
     # ---- loading the vendor pieces -------------------------------------------------------
@@ -105,16 +105,11 @@ class CudaBackend:
         attr = getattr(drv.CUdevice_attribute, "CU_DEVICE_ATTRIBUTE_" + name)
         return self._check("cuDeviceGetAttribute", drv.cuDeviceGetAttribute(attr, dev))
 
-    def device_info(self, index: int) -> DeviceInfo:
-        if index in self._info:
-            return self._info[index]
+    def _read_info(self, index: int) -> DeviceInfo:
         drv = self._drv()
-        n = self.device_count()
-        if not 0 <= index < n:
-            raise ValueError(f"device index {index} out of range: {n} CUDA device(s)")
         dev = self._check("cuDeviceGet", drv.cuDeviceGet(index))
         raw = self._check("cuDeviceGetName", drv.cuDeviceGetName(256, dev))
-        info = DeviceInfo(
+        return DeviceInfo(
             index=index,
             name=raw.split(b"\0", 1)[0].decode(errors="replace"),
             arch=_arch_for(self._attr(dev, "COMPUTE_CAPABILITY_MAJOR"), self._attr(dev, "COMPUTE_CAPABILITY_MINOR")),
@@ -124,8 +119,6 @@ class CudaBackend:
             l2_bytes=self._attr(dev, "L2_CACHE_SIZE"),
             memory_bytes=self._check("cuDeviceTotalMem", drv.cuDeviceTotalMem(dev)),
         )
-        self._info[index] = info
-        return info
 
     def make_current(self, device: int) -> None:
         """Make the device's primary context current (the one CuPy and torch use too)."""

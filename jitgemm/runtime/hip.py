@@ -9,7 +9,7 @@ from ..arch import parse
 from ..errors import BackendUnavailable, VendorError
 from .amd_flags import OFFLINE_ARCHS, hip_flags
 from .compiler import Compiler
-from .types import ArgPack, CompileOptions, CompileResult, DeviceInfo, checked
+from .types import ArgPack, CompileOptions, CompileResult, DeviceInfo, DeviceInfos, checked
 from .resources import amdgpu_kernel_resources
 from .rtc import Hiprtc
 
@@ -177,7 +177,7 @@ class HipBackend:
         self._lib = _HipLibrary()
         self.compiler = HipCompiler(self._lib)
         self._lock = threading.Lock()
-        self._info: dict[int, DeviceInfo] = {}
+        self.device_info = DeviceInfos("HIP", self.device_count, self._read_info)
 
     def _mod(self):
         return self._lib.mod()
@@ -203,23 +203,16 @@ class HipBackend:
         err, n = hip.hipGetDeviceCount()
         return int(n) if int(err) == 0 else 0
 
-    def device_info(self, index: int) -> DeviceInfo:
-        if index in self._info:
-            return self._info[index]
+    def _read_info(self, index: int) -> DeviceInfo:
         hip = self._mod()
-        n = self.device_count()
-        if not 0 <= index < n:
-            raise ValueError(f"device index {index} out of range: {n} HIP device(s)")
         props = hip.hipDeviceProp_t()
         self._check("hipGetDeviceProperties", hip.hipGetDeviceProperties(props, index))
-        info = DeviceInfo(
+        return DeviceInfo(
             index=index, name=props.name.decode(errors="replace"),
             arch=props.gcnArchName.decode(errors="replace"),
             multiprocessors=int(props.multiProcessorCount), warp_size=int(props.warpSize),
             shared_per_block=int(props.sharedMemPerBlock), l2_bytes=int(props.l2CacheSize),
             memory_bytes=int(props.totalGlobalMem))
-        self._info[index] = info
-        return info
 
     def make_current(self, device: int) -> None:
         hip = self._mod()

@@ -23,6 +23,24 @@ class DeviceInfo:
     memory_bytes: int
 
 
+class DeviceInfos:
+    """Each device's DeviceInfo, read from the vendor once: an index is checked against the device count on
+    its first use, then answered from memory (the dispatcher asks for it on every planned call)."""
+
+    def __init__(self, vendor: str, count, read):
+        self._vendor, self._count, self._read = vendor, count, read  # count() -> int, read(index) -> DeviceInfo
+        self._known: dict[int, DeviceInfo] = {}
+
+    def __call__(self, index: int) -> DeviceInfo:
+        info = self._known.get(index)
+        if info is None:
+            n = self._count()
+            if not 0 <= index < n:
+                raise ValueError(f"device index {index} out of range: {n} {self._vendor} device(s)")
+            info = self._known[index] = self._read(index)
+        return info
+
+
 @dataclass(frozen=True)
 class CompileOptions:
     """Everything that shapes a code object besides the source text."""

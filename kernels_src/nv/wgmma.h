@@ -5,7 +5,6 @@
 // jg_swz's layout (nv/moderate.h), so cp.async fills the tiles wgmma reads, with no TMA.
 // Accumulator layout (PTX ISA, "wgmma .m64nNk16 D fragment"): warp w of the warpgroup, g = lane / 4,
 // t = lane % 4; register i holds row 16 w + g + 8 ((i % 4) / 2), column 8 (i / 4) + 2 t + (i % 2).
-// The operand lists below are long (N / 2 registers); they were written out by a script, not by hand.
 #pragma once
 #include "jg_platform.h"
 
@@ -64,44 +63,31 @@ struct jg_wgmma;  // m64nNk16, both operands K-major, D += A * B
     }                                                                                                   \
   };
 
+// The accumulator lists grow by appending: N = 2 n holds N = n's registers and then as many again.
+#define JG_WG_OUT8(d, i)                                                       \
+    "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), \
+    "+f"(d[i + 5]), "+f"(d[i + 6]), "+f"(d[i + 7])
+
 #define JG_WG_REGS_16 "%0, %1, %2, %3, %4, %5, %6, %7"
-#define JG_WG_OUTS_16(d) \
-    "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
+#define JG_WG_OUTS_16(d) JG_WG_OUT8(d, 0)
 #define JG_WG_OPS_16 "8", "9", "10"
 JG_WG_SPEC(16)
 
-#define JG_WG_REGS_32 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15"
-#define JG_WG_OUTS_32(d) \
-    "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),  \
-    "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+#define JG_WG_REGS_32 JG_WG_REGS_16 ", %8, %9, %10, %11, %12, %13, %14, %15"
+#define JG_WG_OUTS_32(d) JG_WG_OUTS_16(d), JG_WG_OUT8(d, 8)
 #define JG_WG_OPS_32 "16", "17", "18"
 JG_WG_SPEC(32)
 
-#define JG_WG_REGS_64 \
-    "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
-    "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
-#define JG_WG_OUTS_64(d) \
-    "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),  \
-    "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),  \
-    "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),  \
-    "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+#define JG_WG_REGS_64 JG_WG_REGS_32 ", %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+#define JG_WG_OUTS_64(d) JG_WG_OUTS_32(d), JG_WG_OUT8(d, 16), JG_WG_OUT8(d, 24)
 #define JG_WG_OPS_64 "32", "33", "34"
 JG_WG_SPEC(64)
 
 #define JG_WG_REGS_128 \
-    "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
-    "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
-    "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
-    "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+    JG_WG_REGS_64 ", %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+                  "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
 #define JG_WG_OUTS_128(d) \
-    "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),  \
-    "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),  \
-    "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),  \
-    "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),  \
-    "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),  \
-    "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),  \
-    "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),  \
-    "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+    JG_WG_OUTS_64(d), JG_WG_OUT8(d, 32), JG_WG_OUT8(d, 40), JG_WG_OUT8(d, 48), JG_WG_OUT8(d, 56)
 #define JG_WG_OPS_128 "64", "65", "66"
 JG_WG_SPEC(128)
 
