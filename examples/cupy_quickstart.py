@@ -23,10 +23,9 @@ M, K = 6144, 4096  # Llama-3-8B's fused QKV projection
 
 
 def gpu_notice() -> str | None:
-    try:
-        jitgemm.explain(np.zeros((1, 16), np.float16), np.zeros((16, 16), np.float16))
-    except jitgemm.BackendUnavailable as e:
-        return f"{str(e).splitlines()[0]}; this example needs a GPU"
+    why = jitgemm.why_unavailable()
+    if why:
+        return f"{why}; this example needs a GPU"
     try:
         import cupy  # noqa: F401
     except ImportError:

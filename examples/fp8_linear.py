@@ -29,14 +29,6 @@ BF16 = np.dtype(ml_dtypes.bfloat16)
 M, K, N = 4096, 4096, 4
 
 
-def gpu_notice() -> str | None:
-    try:
-        jitgemm.explain(np.zeros((1, 16), np.float16), np.zeros((16, 16), np.float16))
-        return None
-    except jitgemm.BackendUnavailable as e:
-        return str(e).splitlines()[0]
-
-
 def rel_err(got, ref) -> float:
     """Relative Frobenius error ||got - ref|| / ||ref||: for quantized weights the per-element error
     is a few percent by design, so a norm over the output says more than the worst element."""
@@ -45,7 +37,7 @@ def rel_err(got, ref) -> float:
 
 
 def main() -> int:
-    why = gpu_notice()
+    why = jitgemm.why_unavailable()
     if why:
         print(f"{why}; this example needs a GPU")
         return 0

@@ -149,16 +149,6 @@ def _jitgemm():
     return jitgemm
 
 
-def gpu_notice() -> str | None:
-    """None with a GPU, else a one-line reason (jitgemm raises BackendUnavailable without one)."""
-    jitgemm = _jitgemm()
-    try:
-        jitgemm.explain(np.zeros((1, 16), np.float16), np.zeros((16, 16), np.float16))
-        return None
-    except jitgemm.BackendUnavailable as e:
-        return str(e).splitlines()[0]
-
-
 def missing_requirements() -> str | None:
     """None when torch, transformers and jitgemm.torch are importable, else what is missing (one line)."""
     missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
@@ -420,7 +410,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     a = parse_args(argv)
-    why = gpu_notice()
+    why = _jitgemm().why_unavailable()
     missing = missing_requirements()
     if why:
         print(f"{why}; this example needs a GPU" + (f", and {missing}" if missing else ""))

@@ -338,16 +338,6 @@ def time_ms(fn, sync=lambda: None, reps: int = 5) -> float:
     return float(np.median(times)) * 1e3
 
 
-def gpu_notice() -> str | None:
-    """None with a GPU, else a one-line reason (jitgemm raises BackendUnavailable without one)."""
-    jitgemm = _jitgemm()
-    try:
-        jitgemm.explain(np.zeros((1, 16), np.float16), np.zeros((16, 16), np.float16))
-        return None
-    except jitgemm.BackendUnavailable as e:
-        return str(e).splitlines()[0]
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="jitgemm", choices=["jitgemm", "cupy", "cupy-matmul", "numpy"],
@@ -362,7 +352,7 @@ def main(argv=None) -> int:
         p.error("--device cupy-matmul is the fp16 cuBLAS baseline; --weights fp8 needs jitgemm")
 
     if a.device != "numpy":
-        why = gpu_notice()
+        why = _jitgemm().why_unavailable()
         if why:
             print(f"{why}; `--device numpy` runs the float32 reference on the CPU")
             return 0

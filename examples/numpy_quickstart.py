@@ -26,15 +26,6 @@ BF16 = np.dtype(ml_dtypes.bfloat16)
 SHAPES = [("llama8b.qkv", 6144, 4096), ("llama8b.down", 4096, 14336)]
 
 
-def gpu_notice() -> str | None:
-    """None with a GPU; otherwise the first line of why not (jitgemm raises BackendUnavailable)."""
-    try:
-        jitgemm.explain(np.zeros((1, 16), np.float16), np.zeros((16, 16), np.float16))
-        return None
-    except jitgemm.BackendUnavailable as e:
-        return str(e).splitlines()[0]
-
-
 def error_vs_float64(got: np.ndarray, x: np.ndarray, w: np.ndarray, bias=None) -> tuple[float, float]:
     """(max |got - exact|, that over max |exact|): exact = the float64 product of the same 16-bit inputs,
     so what remains is jitgemm's fp32 accumulation plus the one final rounding to 16 bits."""
@@ -46,7 +37,7 @@ def error_vs_float64(got: np.ndarray, x: np.ndarray, w: np.ndarray, bias=None) -
 
 
 def main() -> int:
-    why = gpu_notice()
+    why = jitgemm.why_unavailable()
     if why:
         print(f"{why}; this example needs a GPU")
         return 0

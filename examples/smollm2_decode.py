@@ -540,17 +540,6 @@ def compare(ref_tokens, ref_logits, tokens, logits) -> str:
     return f"same greedy tokens as the float32 reference for all {n} steps; max |logit diff| at step 1: {d0:.4f}"
 
 
-def gpu_notice() -> str | None:
-    """None with a GPU, else a one-line reason (jitgemm raises BackendUnavailable without one)."""
-    jitgemm = _jitgemm()
-    try:
-        x = np.zeros((1, 16), np.float16)
-        jitgemm.explain(x, np.zeros((16, 16), np.float16))
-        return None
-    except jitgemm.BackendUnavailable as e:
-        return str(e).splitlines()[0]
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="jitgemm", choices=["jitgemm", "cupy", "cupy-matmul", "numpy"],
@@ -575,7 +564,7 @@ def main(argv=None) -> int:
     dtype = {"bf16": "bfloat16", "fp16": "float16"}[a.dtype]
 
     if a.device != "numpy":
-        why = gpu_notice()
+        why = _jitgemm().why_unavailable()
         if why:
             print(f"{why}; `--device numpy` runs the float32 reference on the CPU")
             return 0

@@ -116,7 +116,7 @@ class _Sharded:
         n = as_view(xs[0], "x").shape[0]
         outs = self.outputs(n)
         for layer, x, o, s in zip(self.layers, xs, outs, ss):  # each through the pipeline: a cached launch
-            gemm(x, layer._w, layer._b, out=o, stream=s)
+            gemm(x, layer.weight, layer.bias, out=o, stream=s)
         return outs, ss
 
 
@@ -221,7 +221,7 @@ class ParallelCall:
         self.streams, self._reduce, self.dtype = streams, all_reduce, layer.dtype
         self.out = layer.outputs(n)
         self.x = [DeviceArray(b, dev, (n, lin.in_features), layer.dtype) for dev, lin in zip(layer.devices, layer.layers)]
-        self._prepared = [prepare(x.view(), lin._w, lin._b, out=o.view())
+        self._prepared = [prepare(x.view(), lin.weight, lin.bias, out=o.view())
                           for x, lin, o in zip(self.x, layer.layers, self.out)]
         self._buffers = [(o.ptr, int(np.prod(o.shape))) for o in self.out]
 

@@ -121,3 +121,27 @@ def test_readme_and_package_say_the_token_range_gemm_takes():
     readme = (REPO / "README.md").read_text()
     for term in ("*ceiling*", "*fp8-static*", "*moderate-n suite*", "*decode suite*"):
         assert term in readme, f"README uses {term} without defining it"
+
+
+def test_why_unavailable_is_none_with_a_device_and_the_reason_without_one():
+    from jitgemm.runtime.backend import installed
+    from jitgemm.runtime.null import NullBackend
+    with installed(NullBackend()) as b:
+        assert jitgemm.why_unavailable() is None
+        assert b.calls["launch"] == 0 and b.calls["alloc"] == 0  # it asks, and runs nothing
+    with installed(NullBackend(devices=[])):
+        assert jitgemm.why_unavailable() == "no GPU found (cuda: no device)"
+    with installed(NullBackend(fail=lambda what: AssertionError(f"{what} called"))):
+        assert jitgemm.why_unavailable() == "no GPU found (cuda: null backend: no device)"
+
+
+def test_why_unavailable_names_each_vendor_on_a_machine_without_a_gpu():
+    from jitgemm.runtime.backend import default_backend
+    try:
+        default_backend()
+    except jitgemm.BackendUnavailable:
+        pass
+    else:
+        pytest.skip("this machine has a GPU")
+    why = jitgemm.why_unavailable()
+    assert why.startswith("no GPU found (cuda: ") and "; hip: " in why and "\n" not in why

@@ -119,3 +119,19 @@ def default_backend() -> Backend:
             return b
         reasons.append(f"{name}: {why if not ok else 'no device'}")
     raise BackendUnavailable("no GPU found (" + "; ".join(reasons) + ")")
+
+
+def why_unavailable() -> str | None:
+    """None when jitgemm has a GPU to run on here; otherwise why not, in one line (no driver, no device,
+    the vendor's Python bindings missing, JITGEMM_BACKEND naming an unusable vendor). Asks the driver,
+    allocates nothing and compiles nothing: what a script or notebook checks before its GPU part."""
+    try:
+        b = default_backend()
+        ok, why = b.available()
+        if not ok:
+            return f"no GPU found ({b.name}: {why})"
+        if b.device_count() < 1:
+            return f"no GPU found ({b.name}: no device)"
+    except BackendUnavailable as e:
+        return str(e).splitlines()[0]
+    return None
