@@ -116,6 +116,7 @@ backend_registry.on_swap.append(clear)  # entries hold launches bound to a backe
 # ---- placement: which backend/device, which stream -----------------------------------------------------
 def placement(views: list[tuple[str, View]]):
     """(backend, device, host) of a call's operands: all on one device, or all on the host."""
+    validate.require_addressable(views)
     for _, v in views:
         if v.device == -1:  # __cuda_array_interface__ without a device attribute: ask the driver
             v.device = get_backend(v.vendor or "cuda").device_of_pointer(v.ptr)

@@ -103,6 +103,19 @@ def require_same_device(views: list[tuple[str, View]]) -> tuple[str | None, int 
     return first.vendor, first.device
 
 
+def require_addressable(views: list[tuple[str, View]]) -> None:
+    """Every device operand's farthest element within a signed 64-bit byte offset of its base: what the
+    kernels' 64-bit offset arithmetic (and a launch's int64 pitch arguments) can hold. No array in memory
+    is that large; only a made-up __cuda_array_interface__ can claim it, and it would wrap silently."""
+    for name, v in views:
+        if v.device is None:
+            continue
+        span = 1 + sum((s - 1) * abs(st) for s, st in zip(v.shape, v.strides) if s > 0)
+        if span * max(v.itemsize, 1) >= 2**63:
+            raise ValueError(f"{name} of shape {v.shape} with element strides {v.strides} spans {span} elements: "
+                             f"past what a 64-bit byte offset can address (no array in memory is this large)")
+
+
 INT32_MAX = 2**31 - 1
 
 

@@ -93,6 +93,12 @@ def _check(x, w, bias, out) -> tuple[View, View | None, View | None]:
     validate.require_int32_dims(M=m, K=k)
     bv = validate.optional_bias(bias, n, m, xv.dtype)
     ov = validate.out_view(out, n, m, xv.dtype) if out is not None else None
+    # the device layouts the kernel reads and writes, before anything asks the device (host operands are
+    # copied into fresh arrays, so only device ones can break them)
+    if xv.device is not None:
+        validate.require_rows(xv, "x", k, 8)
+    if ov is not None and ov.device is not None:
+        validate.require_out_rows(ov, "out")
     return xv, bv, ov
 
 

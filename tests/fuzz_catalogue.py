@@ -1,6 +1,6 @@
 """The fuzz catalogue (issue 8): operand specs, the mutations that break one rule each (and know which argument
-and rule they broke), the case generators of every public entry (gemm, scaled_gemm, quantize_fp8, matmul, Linear,
-Linear.from_float) and the outcome check. The tests that drive them: test_fuzz.py (CPU), test_gpu_fuzz.py (GPU);
+and rule they broke), the case generators of every public entry (gemm, scaled_gemm, w4_gemm, quantize_fp8, matmul,
+Linear, Linear.from_float) and the outcome check. The tests that drive them: test_fuzz.py (CPU), test_gpu_fuzz.py (GPU);
 the bugs they found: test_fuzz_regressions.py."""
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
 import jitgemm
-from jitgemm.kernels import fp8, skinny
+from jitgemm.kernels import fp8, skinny, w4
 from jitgemm.arrays import ITEMSIZE, View, as_view
 from jitgemm.errors import BackendUnavailable
 
@@ -71,6 +71,11 @@ KNOWN_BUGS = {
                       "shape has an extent >= 2^64, instead of a ValueError",
     "matmul-out": "matmul's numpy fallback writes out[...] = result unchecked: a wrong shape raises numpy's "
                   "broadcast error (no 'out' in it), a list raises 'list indices ...', a wrong dtype is cast",
+    "w4-late-layout": "w4_gemm checks x's rows (unit stride, pitch, 16-byte alignment) and out's alignment only "
+                      "after planning, which asks the device (and compiles the kernel on a GPU)",
+    "pitch-past-int64": "a device operand whose extent passes 2^63 bytes (a row pitch only a made-up "
+                        "__cuda_array_interface__ can claim) is accepted, and its pitch wraps in the int64 "
+                        "kernel argument (2^69 arrives as 0)",
 }
 
 
@@ -173,7 +178,7 @@ class Case:
     huge: bool = False
 
     def args(self):
-        return {name: (o.make(self.dims) if isinstance(o, Op) else o) for name, o in self.ops.items()}
+        return {name: (o.make(self.dims) if isinstance(o, (Op, W4Spec)) else o) for name, o in self.ops.items()}
 
     def describe(self):
         parts = []
@@ -524,6 +529,193 @@ GEMM_MUTATIONS = {"dtype": _g_dtype, "mixed-half": _g_mixed_half, "ndim": _g_ndi
 def call_gemm(case: Case):
     a = case.args()
     return outcome_of(lambda: jitgemm.gemm(a["x"], a["w"], a["bias"], out=a["out"], stream=a["stream"]), "gemm")
+
+
+# ---- w4_gemm --------------------------------------------------------------------------------------------------------
+W4_FORMS = (("mxfp4", 32), ("q4_sym", 32), ("q4_sym", 128), ("q4_min", 32), ("q4_zp", 128))
+W4_MAX_N = w4.MAX_N
+_W4_WEIGHTS: dict = {}
+
+
+@dataclass
+class W4Spec:
+    """w4_gemm's weight: a Q4Device of (format, group) at the case's M and K. Its memory is real (a working
+    null device 0, kept for the session); the call itself runs under the fuzz's no-device backend, so a
+    device-token call that passes every rule ends in BackendUnavailable, and host tokens, copied next to
+    the weight, run on that null device."""
+    fmt: str
+    group: int
+
+    def make(self, d: Dims):
+        from jitgemm.runtime.backend import installed
+        from jitgemm.runtime.null import NullBackend
+        from jitgemm.w4gemm import Q4Device
+        key = (self.fmt, self.group, d.m, d.k)
+        if key not in _W4_WEIGHTS:
+            if "null" not in _W4_WEIGHTS:
+                _W4_WEIGHTS["null"] = NullBackend()
+            with installed(_W4_WEIGHTS["null"]):
+                _W4_WEIGHTS[key] = Q4Device.upload(_zero_q4(self.fmt, self.group, d.m, d.k))
+        return _W4_WEIGHTS[key]
+
+
+def _zero_q4(fmt: str, group: int, m: int, k: int):
+    from jitgemm import quant4
+    g = (m, k // group)
+    scales = np.zeros(g, np.uint8 if fmt == "mxfp4" else np.float16)
+    return quant4.Q4Weight(fmt, np.zeros((m, k // 2), np.uint8), scales, group,
+                           mins=np.zeros(g, np.float16) if fmt == "q4_min" else None,
+                           zeros=np.zeros(g, np.uint8) if fmt == "q4_zp" else None)
+
+
+@st.composite
+def w4_case(draw, mutate=True):
+    """A w4_gemm call (x fp16/bf16 [N, K], a Q4Device [M, K], bias, out, stream), then up to two mutations."""
+    host = draw(st.booleans())
+    dt = draw(st.sampled_from(HALF))
+    fmt, group = draw(st.sampled_from(W4_FORMS))
+    n = draw(st.integers(1, 16)) if draw(st.integers(0, 3)) else draw(st.integers(1, W4_MAX_N))
+    dims = Dims(n, draw(st.integers(1, 96)), group * draw(st.integers(1, 512 // group)))
+    x = Op(lambda d: (d.n, d.k), dt, host)
+    out = Op(lambda d: (d.n, d.m), dt, host) if draw(st.booleans()) else None
+    if not host:
+        x.pad, x.offset = 8 * draw(st.integers(0, 3)), 16 * draw(st.integers(0, 2))
+        if out is not None:
+            out.pad, out.offset = draw(st.integers(0, 5)), 2 * draw(st.integers(0, 3))
+    bias = _bias_op(draw(st.sampled_from(["none", "m", "1m", "nm"])), dt, host, draw)
+    case = Case("w4_gemm", dims, {"x": x, "w": W4Spec(fmt, group), "bias": bias, "out": out,
+                                  "stream": draw(_stream_values(host))})
+    if mutate:
+        for mut in draw(_mutations(W4_MUTATIONS)):
+            W4_MUTATIONS[mut](draw, case, dt, host)
+    return case
+
+
+def _w_dtype(draw, case, dt, host):
+    case.ops["x"].dtype = draw(st.sampled_from(NOT_HALF))
+    case.bad.append(Bad(("x",), r"dtype"))
+
+
+def _w_ndim(draw, case, dt, host):
+    _ndim_change(case.ops["x"], draw, case.ops["x"].shape)
+    case.bad.append(Bad(("x",), r"2-D"))
+
+
+def _w_k_mismatch(draw, case, dt, host):
+    delta = draw(st.sampled_from([-8, 8, 32, -32]))
+    if case.dims.k + delta < 8:
+        delta = 8
+    case.ops["x"].shape = lambda d, dl=delta: (d.n, d.k + dl)
+    case.bad.append(Bad(("x", "w", "K"), r"agree on K"))
+
+
+def _w_n(draw, case, dt, host):
+    case.dims.n = draw(st.sampled_from([0, W4_MAX_N + 1, 4 * W4_MAX_N] + ([] if host else [-1])))
+    case.bad.append(Bad(("N", "x"), r"N \(tokens\)"))
+
+
+def _w_weight(draw, case, dt, host):
+    """Not a Q4Device: a 16-bit or packed uint8 array, or junk."""
+    kind = draw(st.sampled_from(["half", "packed", "junk"]))
+    if kind == "junk":
+        op = Op(lambda d: (), dt, host)
+        _set_junk(op, draw(st.sampled_from(JUNK)))
+    else:
+        op = Op((lambda d: (d.m, d.k)) if kind == "half" else (lambda d: (d.m, d.k // 2)),
+                dt if kind == "half" else "uint8", host)
+    case.ops["w"] = op
+    case.bad.append(Bad(("w",), r"Q4Device"))
+
+
+def _w_junk(draw, case, dt, host):
+    name = draw(st.sampled_from(["x", "bias", "out"]))
+    op = Op(lambda d: (), dt, host)
+    _set_junk(op, draw(st.sampled_from(JUNK_NOT_NONE if name in ("bias", "out") else JUNK)))
+    case.ops[name] = op
+    case.bad.append(Bad((name,), r"must be a numpy array|__cuda_array_interface__"))
+
+
+def _w_layout(draw, case, dt, host):
+    x = case.ops["x"]
+    if x.is_junk:
+        return
+    if x.host:  # (where x is now: a placement mutation may have moved it)
+        x.inner = 2  # numpy tokens are copied: still a valid call
+        return
+    d = case.dims
+    if draw(st.booleans()):
+        b = _layout_mutation(draw, x, "x", 8, d.n, d.k)
+    else:
+        if case.ops["out"] is None:
+            case.ops["out"] = Op(lambda d: (d.n, d.m), dt, host, device=x.device)
+        case.ops["out"].offset = 1
+        b = Bad(("out",), r"aligned")
+    if b is not None:
+        case.bad.append(b)
+
+
+def _w_placement(draw, case, dt, host):
+    """bias or out on the other side of x (host/device), or the device operands on another device than the
+    weight's. (A device bias with host tokens is valid: it is read where the weight is, device 0.)"""
+    names = [n for n in ("x", "bias", "out") if isinstance(case.ops.get(n), Op) and not case.ops[n].is_junk]
+    others = [n for n in names if n != "x" and not (n == "bias" and host)]
+    if others and draw(st.booleans()):
+        case.ops[draw(st.sampled_from(others))].host = not host
+        case.bad.append(Bad(tuple(names), r"host.*device|device.*host"))
+    else:
+        for nm in names:
+            if case.ops[nm].host:
+                case.ops[nm].inner = 1  # a strided host x is valid (copied); on a device it would break a second rule
+            case.ops[nm].host = False
+            case.ops[nm].device = 1
+        case.bad.append(Bad(tuple(names) + ("w",), r"same device|device"))
+
+
+def _w_out(draw, case, dt, host):
+    """out of the wrong shape, dtype or rank (validate.out_view's one message names all three)."""
+    kind = draw(st.sampled_from(["shape", "dtype", "ndim"]))
+    op = Op(lambda d: (d.n, d.m + 1), dt, host)
+    if kind == "dtype":
+        op = Op(lambda d: (d.n, d.m), draw(st.sampled_from([t for t in NOT_HALF + HALF if t != dt])), host)
+    elif kind == "ndim":
+        op = Op(lambda d: (d.n, d.m), dt, host)
+        _ndim_change(op, draw, lambda d: (d.n, d.m))
+    case.ops["out"] = op
+    case.bad.append(Bad(("out",), r"out must be|2-D"))
+
+
+def _w_stream(draw, case, dt, host):
+    case.ops["stream"] = draw(st.sampled_from(BAD_STREAMS))
+    case.bad.append(Bad(("stream",), r"stream"))
+
+
+def _w_huge(draw, case, dt, host):
+    """A huge N or row pitch: a clean answer, whatever it is."""
+    case.ops["x"].host = False
+    if draw(st.booleans()):
+        case.dims.n = 2 ** draw(st.integers(31, 70))
+    else:
+        case.ops["x"].pitch = 8 * 2 ** draw(st.integers(40, 66))
+    case.huge = True
+
+
+W4_MUTATIONS = {"dtype": _w_dtype, "ndim": _w_ndim, "k-mismatch": _w_k_mismatch, "n": _w_n, "weight": _w_weight,
+                "bias-shape": _g_bias_shape, "bias-dtype": _g_bias_dtype, "bias-strided": _g_bias_strided,
+                "out": _w_out, "junk": _w_junk, "layout": _w_layout, "placement": _w_placement, "stream": _w_stream,
+                "huge": _w_huge}
+
+
+def call_w4(case: Case):
+    a = case.args()
+    return outcome_of(lambda: jitgemm.w4_gemm(a["x"], a["w"], a["bias"], out=a["out"], stream=a["stream"]), "w4_gemm")
+
+
+def check_w4_result(case: Case, got):
+    """A valid call with host tokens ran on the null device: out's shape and x's dtype come back (the null
+    device computes nothing, so the values are not checked here: tests/test_gpu_w4.py does that)."""
+    d = case.dims
+    assert isinstance(got, np.ndarray) and got.shape == (d.n, d.m), f"{type(got)} {getattr(got, 'shape', '')}"
+    assert got.dtype == NP[case.ops["x"].dtype], f"{got.dtype} -- {case.describe()}"
 
 
 # ---- scaled_gemm --------------------------------------------------------------------------------------------------------

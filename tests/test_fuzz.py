@@ -1,4 +1,4 @@
-"""Fuzzed API input (issue 8, part 1): hypothesis drives >= 10,000 calls to gemm, scaled_gemm, matmul,
+"""Fuzzed API input (issue 8, part 1): hypothesis drives >= 10,000 calls to gemm, scaled_gemm, w4_gemm, matmul,
 quantize_fp8 and Linear (+ Linear.from_float).
 
 How the CPU tests decide what is right. Each generated case starts from a call that breaks no rule
@@ -38,9 +38,9 @@ import jitgemm
 from jitgemm.errors import BackendUnavailable
 
 from conftest import GPU
-from fuzz_catalogue import (CALLS, OUTCOMES, RAN, SETTINGS, anything, call_gemm, call_scaled, check_matmul_result,
-                            check_outcome, dev, from_float_case, gemm_case, linear_case, matmul_case, outcome_of,
-                            quantize_case, scaled_case, takes_skinny)
+from fuzz_catalogue import (CALLS, OUTCOMES, RAN, SETTINGS, anything, call_gemm, call_scaled, call_w4,
+                            check_matmul_result, check_outcome, check_w4_result, dev, from_float_case, gemm_case,
+                            linear_case, matmul_case, outcome_of, quantize_case, scaled_case, takes_skinny, w4_case)
 
 
 @pytest.mark.usefixtures("no_device")
@@ -57,6 +57,14 @@ def test_fuzz_gemm(case):
 def test_fuzz_scaled_gemm(case):
     RAN.add("scaled_gemm")
     check_outcome(case, call_scaled(case))
+
+
+@pytest.mark.usefixtures("no_device")
+@settings(max_examples=1500, **SETTINGS)
+@given(case=w4_case())
+def test_fuzz_w4_gemm(case):
+    RAN.add("w4_gemm")
+    check_outcome(case, call_w4(case), lambda got: check_w4_result(case, got))
 
 
 @pytest.mark.usefixtures("no_device")
@@ -177,15 +185,15 @@ def test_valid_calls_through_the_real_stack(call):
 
 def test_zz_fuzz_made_at_least_10000_calls():
     """Runs last in this file: the generated calls of the tests above add up to >= 10,000."""
-    everything = {"gemm", "scaled_gemm", "quantize_fp8", "matmul", "Linear", "from_float", "chaos"}
+    everything = {"gemm", "scaled_gemm", "w4_gemm", "quantize_fp8", "matmul", "Linear", "from_float", "chaos"}
     if RAN != everything:
         pytest.skip(f"only part of the fuzz ran ({sorted(RAN)})")
     total = sum(CALLS.values())
     assert total >= 10_000, dict(CALLS)
-    for name in ("gemm", "scaled_gemm", "quantize_fp8", "matmul", "Linear"):
+    for name in ("gemm", "scaled_gemm", "w4_gemm", "quantize_fp8", "matmul", "Linear"):
         assert CALLS[name] >= 500, dict(CALLS)
     # the generators really produce both sides of every rule set
-    for name in ("gemm", "scaled_gemm", "quantize_fp8", "Linear"):
+    for name in ("gemm", "scaled_gemm", "w4_gemm", "quantize_fp8", "Linear"):
         valid = OUTCOMES[(name, "valid", "BackendUnavailable")]
         rejected = OUTCOMES[(name, "bad", "ValueError")] + OUTCOMES[(name, "bad", "TypeError")]
         assert valid >= 100 and rejected >= 100, (name, valid, rejected, sorted(OUTCOMES.items()))

@@ -134,3 +134,43 @@ def test_prepare_refuses_numpy_operands_before_device_work():
     x, w = np.ones((2, 64), np.float16), np.ones((32, 64), np.float16)
     with pytest.raises(ValueError, match="device arrays"):
         jitgemm.prepare(x, w, out=np.zeros((2, 32), np.float16))
+
+
+def _q4_weight(m=32, k=64):
+    from fuzz_catalogue import Dims, W4Spec
+    return W4Spec("q4_sym", 32).make(Dims(1, m, k))
+
+
+@pytest.mark.usefixtures("no_device")
+@pytest.mark.parametrize("which,name,rule", [
+    ("x-misaligned", "x", "aligned"), ("x-inner", "x", "unit stride"), ("x-pitch", "x", "multiple of 8"),
+    ("out-misaligned", "out", "aligned"), ("out-inner", "out", "unit stride")])
+def test_w4_gemm_checks_layouts_before_device_work(which, name, rule):
+    """KNOWN_BUGS w4-late-layout: these reached the planner (a device query) first."""
+    w = _q4_weight()
+    x = {"x-misaligned": dev((2, 64), "float16", offset=4), "x-inner": dev((2, 64), "float16", strides=(128, 2)),
+         "x-pitch": dev((2, 64), "float16", strides=(68, 1))}.get(which, dev((2, 64), "float16"))
+    out = {"out-misaligned": dev((2, 32), "float16", offset=1),
+           "out-inner": dev((2, 32), "float16", strides=(64, 2))}.get(which)
+    with pytest.raises(ValueError, match=rule) as e:
+        jitgemm.w4_gemm(x, w, out=out)
+    assert_names(e, name)
+
+
+@pytest.mark.usefixtures("no_device")
+@pytest.mark.parametrize("which", ["gemm-x", "gemm-w", "gemm-out", "scaled-x", "w4-x"])
+@pytest.mark.parametrize("pitch", [2**63, 2**69])
+def test_an_extent_past_a_64_bit_offset_is_refused(which, pitch):
+    """KNOWN_BUGS pitch-past-int64: the pitch wrapped in the kernel's int64 argument."""
+    api, name = which.split("-")
+    far = (pitch, 1)
+    with pytest.raises(ValueError, match="64-bit byte offset") as e:
+        if api == "gemm":
+            jitgemm.gemm(dev((2, 64), strides=far if name == "x" else None),
+                         dev((32, 64), strides=far if name == "w" else None),
+                         out=dev((2, 32), strides=far if name == "out" else None))
+        elif api == "scaled":
+            jitgemm.scaled_gemm(dev((2, 64), "float8_e4m3fn", strides=far), dev((32, 64), "float8_e4m3fn"))
+        else:
+            jitgemm.w4_gemm(dev((2, 64), "float16", strides=far), _q4_weight())
+    assert_names(e, name)
