@@ -155,9 +155,14 @@ def from_gguf(data, qtype: str, shape: tuple[int, int]) -> Q4Weight:
     if qtype not in _GGUF:
         raise ValueError(f"qtype must be one of {', '.join(_GGUF)}, got {qtype!r}")
     fmt, block_bytes = _GGUF[qtype]
-    m, k = (int(v) for v in shape)
-    if m < 1 or k < 1 or k % GGUF_BLOCK:
-        raise ValueError(f"shape must be [M, K] with K a multiple of {GGUF_BLOCK}, got {tuple(shape)}")
+    dims = tuple(shape) if isinstance(shape, (tuple, list)) else ()
+    if len(dims) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in dims) \
+            or dims[0] < 1 or dims[1] < 1 or dims[1] % GGUF_BLOCK:
+        raise ValueError(f"shape must be [M, K], two positive ints with K a multiple of {GGUF_BLOCK}, got {shape!r}")
+    m, k = int(dims[0]), int(dims[1])
+    if not isinstance(data, (bytes, bytearray, memoryview, np.ndarray)):
+        raise TypeError(f"data must be the tensor's raw bytes (bytes or a numpy array, e.g. gguf's "
+                        f"ReaderTensor.data), got {type(data).__name__}")
     raw = np.frombuffer(np.ascontiguousarray(data).tobytes(), np.uint8)
     if raw.size != m * (k // GGUF_BLOCK) * block_bytes:
         raise ValueError(f"a {qtype} tensor [{m}, {k}] has {m * (k // GGUF_BLOCK) * block_bytes} bytes, got {raw.size}")

@@ -159,6 +159,11 @@ def test_gguf_and_gptq_inputs_are_checked():
         quant4.from_gguf(bytes(17), "Q4_0", (1, 32))
     with pytest.raises(ValueError, match="K a multiple of 32"):
         quant4.from_gguf(bytes(18), "Q4_0", (1, 16))
+    for shape in ("ab", (1, 32, 1), (1.0, 32), (True, 32), 32):  # each once reached int() or unpacking first
+        with pytest.raises(ValueError, match=r"shape must be \[M, K\], two positive ints"):
+            quant4.from_gguf(bytes(18), "Q4_0", shape)
+    with pytest.raises(TypeError, match="data must be the tensor's raw bytes .* got NoneType"):
+        quant4.from_gguf(None, "Q4_0", (1, 32))  # once read as the 8 bytes of a pointer-sized object
     with pytest.raises(TypeError, match="qweight must be a 2-D int32"):
         quant4.from_gptq(np.zeros((4, 8), np.int64), np.zeros((1, 8), np.float16), group=32)
 
