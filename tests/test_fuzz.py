@@ -130,7 +130,7 @@ def test_fuzz_linear_from_float(case):
 
 @pytest.mark.usefixtures("no_device")
 @settings(max_examples=1200, **SETTINGS)
-@given(fn=st.sampled_from(["gemm", "scaled_gemm", "quantize_fp8", "matmul", "Linear"]),
+@given(fn=st.sampled_from(["gemm", "linear", "scaled_gemm", "w4_gemm", "quantize_fp8", "matmul", "Linear"]),
        args=st.lists(anything(), min_size=5, max_size=5),
        opt=st.sampled_from([None, "e4m3fn", "bf16", "xx", 0, 2.0]))
 def test_fuzz_anything_anywhere(fn, args, opt):
@@ -140,6 +140,10 @@ def test_fuzz_anything_anywhere(fn, args, opt):
     a, b, c, d, e = args
     if fn == "gemm":
         call = lambda: jitgemm.gemm(a, b, c, out=d)
+    elif fn == "linear":
+        call = lambda: jitgemm.linear(a, b, c, out=d, stream=e)
+    elif fn == "w4_gemm":
+        call = lambda: jitgemm.w4_gemm(a, b, c, out=d, stream=e)
     elif fn == "scaled_gemm":
         call = lambda: jitgemm.scaled_gemm(a, b, c, d, e, out_dtype=opt if opt != "e4m3fn" else None,
                                            fp8_format=opt if opt != "bf16" else None)
