@@ -166,27 +166,8 @@ def test_all_cuda_instances_compile_sm90a(nv_sm90_all):
                     assert moderate.ModerateConfig(c.tile, c.S, moderate.RED_WORKSPACE).instance(dt).name in names
 
 
-# Instances of all_instances('cuda') that spill on sm_90a with NVRTC 13.5 and skinny.hip as of this
-# writing (package issue, see the report). Spill counts are compiler output and skinny.hip is still
-# changing, so these are non-strict xfails: an instance that stops spilling passes quietly, and any
-# instance NOT listed here that spills fails the test.
-KNOWN_NV_SM90_SPILLS = {
-    "jg_skinny_nv<jg_f16, 1, 2, 4, 4, 1>", "jg_skinny_nv<jg_f16, 2, 1, 16, 4, 1>", "jg_skinny_nv<jg_f16, 2, 1, 4, 4, 1>",
-    "jg_skinny_nv<jg_f16, 2, 1, 8, 4, 1>", "jg_skinny_nv<jg_f16, 2, 2, 1, 2, 1>", "jg_skinny_nv<jg_f16, 2, 2, 16, 4, 2>",
-    "jg_skinny_nv<jg_f16, 2, 2, 16, 4, 4>", "jg_skinny_nv<jg_f16, 2, 2, 2, 2, 1>", "jg_skinny_nv<jg_f16, 2, 2, 4, 2, 1>",
-    "jg_skinny_nv<jg_bf16, 1, 1, 8, 4, 1>", "jg_skinny_nv<jg_bf16, 1, 2, 2, 4, 1>", "jg_skinny_nv<jg_bf16, 2, 1, 16, 4, 1>",
-    "jg_skinny_nv<jg_bf16, 2, 1, 2, 4, 1>", "jg_skinny_nv<jg_bf16, 2, 1, 4, 4, 1>", "jg_skinny_nv<jg_bf16, 2, 2, 1, 2, 1>",
-    "jg_skinny_nv<jg_bf16, 2, 2, 16, 4, 2>", "jg_skinny_nv<jg_bf16, 2, 2, 16, 4, 4>", "jg_skinny_nv<jg_bf16, 2, 2, 2, 2, 1>",
-}
-
-
 def _nv_spill_params():
-    out = []
-    for inst in dispatch.all_instances("cuda"):
-        marks = [pytest.mark.xfail(strict=False, raises=AssertionError, reason="package issue: known to spill on sm_90a")] \
-            if inst.name in KNOWN_NV_SM90_SPILLS else []
-        out.append(pytest.param(inst.name, marks=marks, id=inst.name))
-    return out
+    return [pytest.param(inst.name, id=inst.name) for inst in dispatch.all_instances("cuda")]
 
 
 @pytest.mark.parametrize("name", _nv_spill_params())
@@ -510,3 +491,27 @@ def test_every_w4_instance_compiles_without_spills(tmp_path):
             assert err is None, f"{name} ({arch}): {err}"
             assert res["spill_stores"] == 0 and res["spill_loads"] == 0 and res["stack_frame"] == 0, (name, arch, res)
             assert res["registers"] <= 255
+
+
+# The fp8 instances that spill, each a known defect (NVRTC 13.5). ptxas caps these at 128 registers (its
+# occupancy heuristic for 128-thread cluster blocks); __launch_bounds__(32 * WK, 1) lifts the cap (172
+# registers, no spill) but changes the registers of every fp8 and many skinny cubins (e.g. 52 -> 86 for
+# 512-thread skinny blocks, halving the blocks an SM holds), so it waits for a measurement on a GPU.
+KNOWN_FP8_SPILLS = {("sm_90a", "jg_fp8_nv<jg_f16, 2, 2, 2, 4, 2, 2>"), ("sm_90a", "jg_fp8_nv<jg_bf16, 2, 2, 2, 4, 2, 2>")}
+
+
+@needs_nvrtc
+def test_every_fp8_instance_compiles_and_only_the_known_ones_spill(tmp_path):
+    """Every fp8 instance aot builds for sm_90a and sm_89 (the fp8 mma archs): compiled, within 255
+    registers, and spilling exactly where KNOWN_FP8_SPILLS says (a fix shows up as a stale entry)."""
+    from jitgemm import precompile
+    spills = set()
+    for arch in ("sm_90a", "sm_89"):
+        insts = [i for i in precompile.instances_for(arch) if i.source == "fp8.hip"]  # what runs there
+        assert len(insts) > 50
+        for name, _sym, res, _fresh, err in precompile.results(arch, str(tmp_path), insts, os.cpu_count() or 2):
+            assert err is None, f"{name} ({arch}): {err}"
+            assert res["registers"] <= 255, (name, arch, res)
+            if res["spill_stores"] or res["spill_loads"] or res["stack_frame"]:
+                spills.add((arch, name))
+    assert spills == KNOWN_FP8_SPILLS
