@@ -9,12 +9,17 @@
 #   bash tools/gpu_session.sh fp8     # issue #21: the fp8 model steps and the broad suite's fp8 modes
 #   bash tools/gpu_session.sh w4      # issue #19: the 4-bit GPU tests first, then the decode suite and model steps
 #   bash tools/gpu_session.sh tp      # issue #20, on a two-GPU kind: the parallel GPU tests, then bench --group tp
-# Results go to $OUT (the device tool brings them back).
+#   bash tools/gpu_session.sh minblocks  # experiment: the skinny/fp8 kernels with __launch_bounds__(32 * WK, 1)
+#                                     # (no ptxas register cap: no fp8 spill, more registers) against today's
+# Results go to $OUT (the device tool brings them back). A session's device time (30 min, machine start
+# included) holds about three of these calls: suite first (correctness decides everything else), then the one
+# benchmark the issue at hand needs; the rest waits for the next lease.
 set -euo pipefail
-case "${1:-}" in suite|bench|tune|hf|fp8|w4|tp) ;; *) echo "usage: bash tools/gpu_session.sh suite|bench|tune|hf|fp8|w4|tp" >&2; exit 2 ;; esac
+case "${1:-}" in suite|bench|tune|hf|fp8|w4|tp|minblocks) ;;
+  *) echo "usage: bash tools/gpu_session.sh suite|bench|tune|hf|fp8|w4|tp|minblocks" >&2; exit 2 ;; esac
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 export PYTHONPATH=/tmp/site:. JITGEMM_CACHE_DIR=${JITGEMM_CACHE_DIR:-/tmp/jgcache} PYTHONUNBUFFERED=1
-OUT=${OUT:-/tmp/out}
+OUT=$(realpath -m "${OUT:-/tmp/out}")  # absolute: the minblocks step runs from another folder
 mkdir -p "$OUT"
 case "${1:-}" in
   suite)
@@ -46,4 +51,20 @@ case "${1:-}" in
     export NCCL_NVLS_ENABLE=0
     timeout -s INT 200 python3 -m pytest -q -m gpu tests/test_parallel.py 2>&1 | tee "$OUT/gpu-parallel.log" | tail -15
     timeout -s INT 300 python3 -m jitgemm bench --group tp --out "$OUT" 2>&1 | tee "$OUT/tp.log" | tail -20 ;;
+  minblocks)
+    # the same benchmarks from a copy of the tree whose skinny and fp8 kernels carry a minimum of one block
+    # per SM (its own cache): if it wins, the change goes into kernels_src with these numbers
+    rm -rf /tmp/mb && mkdir -p /tmp/mb && cp -r jitgemm kernels_src /tmp/mb/
+    sed -i 's/__launch_bounds__(32 \* WK) JG_CLUSTER_K/__launch_bounds__(32 * WK, 1) JG_CLUSTER_K/' \
+      /tmp/mb/kernels_src/nv/skinny.h /tmp/mb/kernels_src/nv/fp8.h
+    grep -c "32 \* WK, 1)" /tmp/mb/kernels_src/nv/skinny.h /tmp/mb/kernels_src/nv/fp8.h
+    for tree in base mb; do
+      dir=$PWD cache=$JITGEMM_CACHE_DIR
+      if [ $tree = mb ]; then dir=/tmp/mb cache=/tmp/jgcache-mb; fi
+      ( cd "$dir" && export PYTHONPATH=/tmp/site:. JITGEMM_CACHE_DIR=$cache
+        timeout -s INT 130 python3 -m jitgemm bench --group model --models llama-3.1-8b --n 1,4,16 \
+          --name model-$tree --out "$OUT" 2>&1 | tee "$OUT/model-$tree.log" | tail -12
+        timeout -s INT 130 python3 -m jitgemm bench --group model --dtype fp8,fp8-channel --models llama-3.1-8b \
+          --n 1,16 --name model-fp8-$tree --out "$OUT" 2>&1 | tee "$OUT/model-fp8-$tree.log" | tail -12 )
+    done ;;
 esac
