@@ -62,3 +62,18 @@ def q4_weight(fmt, group, m, k, seed, scale=0.05):
     mins = (rng.standard_normal((m, g)) * scale).astype(np.float16) if fmt == "q4_min" else None
     zeros = rng.integers(0, 16, (m, g)).astype(np.uint8) if fmt == "q4_zp" else None
     return quant4.Q4Weight(fmt, quant4.pack(codes), scales, group, mins=mins, zeros=zeros)
+
+
+def w4_reference(x, w, bias):
+    """(float64 reference, magnitude bound of the terms) of x . dequant(w).T + bias for a 4-bit weight
+    (jitgemm.quant4.Q4Weight); q4_min's bound counts the scaled codes and the min terms apart, as the
+    kernels sum them (s * sum(c x) + min * sum(x))."""
+    from jitgemm import quant4
+    xd = np.asarray(x).astype(np.float64)
+    deq = quant4.dequantize(w).astype(np.float64)
+    ref = xd @ deq.T + (0 if bias is None else np.asarray(bias).astype(np.float64).reshape(-1, deq.shape[0]))
+    part = np.abs(deq)
+    if w.format == "q4_min":
+        mins = np.repeat(w.mins, w.group, axis=1)
+        part = np.abs(deq - mins) + np.abs(mins)
+    return ref, np.abs(xd) @ part.T

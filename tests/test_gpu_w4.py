@@ -5,10 +5,9 @@ import numpy as np
 import pytest
 
 import jitgemm
-from jitgemm import quant4
 from jitgemm.w4gemm import Q4Device
 from gpu_helpers import empty_device, sync, to_device
-from reference import NP, check_bound, q4_weight
+from reference import NP, check_bound, q4_weight, w4_reference as reference
 
 pytestmark = pytest.mark.gpu
 
@@ -17,17 +16,6 @@ KINDS = [("mxfp4", 32), ("q4_sym", 32), ("q4_sym", 128), ("q4_min", 32), ("q4_zp
 
 def weight(fmt, group, m, k, seed):
     return q4_weight(fmt, group, m, k, seed)
-
-
-def reference(x, w: quant4.Q4Weight, bias):
-    """(float64 reference, magnitude bound of the terms) of x . dequant(w).T + bias."""
-    xd = x.astype(np.float64)
-    deq = quant4.dequantize(w).astype(np.float64)
-    ref = xd @ deq.T + (0 if bias is None else np.asarray(bias).astype(np.float64).reshape(-1, deq.shape[0]))
-    part = np.abs(deq)
-    if w.format == "q4_min":  # the kernel sums s * sum(c x) and min * sum(x) separately
-        part = np.abs(deq - np.repeat(w.mins, w.group, axis=1)) + np.abs(np.repeat(w.mins, w.group, axis=1))
-    return ref, np.abs(xd) @ part.T
 
 
 check = check_bound

@@ -11,14 +11,15 @@
 #   bash tools/gpu_session.sh tp      # issue #20, on a two-GPU kind: the parallel GPU tests, then bench --group tp
 #   bash tools/gpu_session.sh smollm2  # issue #19's example: SmolLM2 with its own Q4_1 weights (the GGUF comes
 #                                     # in two carried parts: tools/carry_gguf.sh says how), then 16-bit
+#   bash tools/gpu_session.sh sanitize  # compute-sanitizer memcheck over every 4-bit and fp8 instance (tail shapes)
 #   bash tools/gpu_session.sh minblocks  # experiment: the skinny/fp8 kernels with __launch_bounds__(32 * WK, 1)
 #                                     # (no ptxas register cap: no fp8 spill, more registers) against today's
 # Results go to $OUT (the device tool brings them back). A session's device time (30 min, machine start
 # included) holds about three of these calls: suite first (correctness decides everything else), then the one
 # benchmark the issue at hand needs; the rest waits for the next lease.
 set -euo pipefail
-case "${1:-}" in suite|bench|tune|hf|fp8|w4|tp|smollm2|minblocks) ;;
-  *) echo "usage: bash tools/gpu_session.sh suite|bench|tune|hf|fp8|w4|tp|smollm2|minblocks" >&2; exit 2 ;; esac
+case "${1:-}" in suite|bench|tune|hf|fp8|w4|tp|smollm2|sanitize|minblocks) ;;
+  *) echo "usage: bash tools/gpu_session.sh suite|bench|tune|hf|fp8|w4|tp|smollm2|sanitize|minblocks" >&2; exit 2 ;; esac
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 export PYTHONPATH=/tmp/site:. JITGEMM_CACHE_DIR=${JITGEMM_CACHE_DIR:-/tmp/jgcache} PYTHONUNBUFFERED=1
 OUT=$(realpath -m "${OUT:-/tmp/out}")  # absolute: the minblocks step runs from another folder
@@ -61,6 +62,9 @@ case "${1:-}" in
       timeout -s INT 250 python3 examples/smollm2_decode.py --gguf /tmp/smollm2.gguf --weights $w --tokens 32 2>&1 \
         | tee "$OUT/smollm2-$w.log" | tail -25
     done ;;
+  sanitize)
+    SANITIZE_LOGS="$OUT/sanitize" TOOLS=memcheck timeout -s INT 560 bash tools/sanitize.sh --only w4 --only fp8 \
+      --launches 2 2>&1 | tail -20 ;;
   minblocks)
     # the same benchmarks from a copy of the tree whose skinny and fp8 kernels carry a minimum of one block
     # per SM (its own cache): if it wins, the change goes into kernels_src with these numbers

@@ -11,6 +11,9 @@ NVIDIA dispatcher can choose:
   * fp8: every config of the fp8 tuning table (and its pre-sm_90 SK=1 variant) x output dtype x
     mode (W8A8, W8A16, W8Q) x token tile (N <= 8, 9..16);
   * quantize_fp8: both dtypes x per-token/per-tensor x both e4m3 formats;
+  * 4-bit weights: every jg_w4_nv instance (each format and group, both dtypes, token tiles, the configs
+    kernels.w4.nv_heuristic picks), K at group edges with a partial last 128-k block, N over one and
+    several token tiles (blockIdx.z), the weights as Q4Device.upload lays them out;
 on tail shapes (M, N, K at and just past tile edges: M in {1, 15, 16, 17, 33}, N in {1, 8, 9, 16},
 K in {16, 48, 528} for fp8 and {8, 24, 264} for 16-bit), padded row pitches, every bias and scale
 form, and the smallest shapes. The kernel instance each call really fetched is checked against the
@@ -45,7 +48,7 @@ from jitgemm.runtime.backend import default_backend  # noqa: E402
 from jitgemm.dispatch import every_row  # noqa: E402
 
 from fp8_reference import MAX, quantize, reference as fp8_reference  # noqa: E402
-from reference import NP, reference as ref16, ulp  # noqa: E402
+from reference import NP, q4_weight, reference as ref16, ulp, w4_reference  # noqa: E402
 
 M_TAILS = [1, 15, 16, 17, 33]
 K_TAILS = {"16bit": [8, 24, 264], "fp8": [16, 48, 528]}
@@ -64,8 +67,8 @@ def _record(get_kernel):
 
 
 def install_recorder():
-    from jitgemm import api, scaled
-    for mod in (api, scaled):
+    from jitgemm import api, scaled, w4gemm
+    for mod in (api, scaled, w4gemm):
         mod.get_kernel = _record(mod.get_kernel)
 
 
@@ -339,14 +342,79 @@ def run_quantize(dev: Device, tally: Tally, rng):
                         dev.release()
 
 
+# ---- 4-bit weights -----------------------------------------------------------------------------------------------
+W4_NAME = re.compile(r"jg_w4_nv<(jg_f16|jg_bf16), (\d), (\d+), (\d+), (\d+), (\d+), (\d+), (\d+)>")
+W4_K = {32: [32, 160, 288], 64: [64, 192, 320], 128: [128, 384, 640]}   # group edges, partial 128-k blocks
+
+
+@contextlib.contextmanager
+def forced_w4(cfg, want):
+    """kernels.w4.nv_heuristic returns `cfg` for every shape (no cached entry survives); on exit, checks that
+    the call fetched the kernel instance `want`."""
+    from jitgemm import pipeline
+    from jitgemm.kernels import w4
+    orig = w4.nv_heuristic
+    w4.nv_heuristic = lambda m, k: cfg
+    pipeline.clear()
+    LAUNCHED.clear()
+    try:
+        yield
+    finally:
+        w4.nv_heuristic = orig
+        pipeline.clear()
+    if LAUNCHED != [want]:
+        raise AssertionError(f"forcing {cfg} launched {[i.name for i in LAUNCHED]}, not {want.name}")
+
+
+def run_w4(dev: Device, tally: Tally, rng, launches_per_instance: int):
+    from jitgemm.kernels import w4
+    from jitgemm.w4gemm import Q4Device
+    fmt_of = {v: k for k, v in w4.FMT_ID.items()}
+    for j, inst in enumerate(dispatch.all_w4_instances("cuda")):
+        mt = W4_NAME.fullmatch(inst.name)
+        if mt is None:
+            raise SystemExit(f"unexpected instance name {inst.name!r}: update tools/sanitize_driver.py")
+        dtype, fmt, group = TAG_DTYPE[mt.group(1)], fmt_of[int(mt.group(2))], int(mt.group(3))
+        nt, cfg = int(mt.group(4)), skinny.NvConfig(*(int(v) for v in mt.groups()[4:]))
+        ns = [1, 8] if nt == 1 else [9, 16, 40]   # 40: three 16-token tiles over blockIdx.z
+        for i in range(launches_per_instance):
+            if i == 0:   # the smallest shape this instance takes
+                n, m, k, padded, bias_kind = ns[0], 1, group, False, 0
+            else:
+                n, m = ns[i % len(ns)], M_TAILS[(i + j) % len(M_TAILS)]
+                k = W4_K[group][(i + 2 * j) % 3]
+                padded, bias_kind = bool((i + j) % 2), (i + j) % 3
+            what = f"{inst.name} N={n} M={m} K={k} padded={padded} bias={bias_kind}"
+            try:
+                w = q4_weight(fmt, group, m, k, seed=i + 100 * j)
+                dw = Q4Device.upload(w)
+                dev.keep.append(dw)
+                x = (rng.standard_normal((n, k)) * 0.5).astype(NP[dtype])
+                xv = dev.put(x, dtype, k + (24 if padded else 0))
+                bias = None if bias_kind == 0 else rng.standard_normal((m,) if bias_kind == 1 else (n, m)).astype(NP[dtype])
+                bv = None if bias is None else dev.put(bias, dtype, m + (3 if padded and bias.ndim == 2 else 0))
+                ldo = m + (5 if padded else 0)
+                owner, ov = dev.out(n, m, dtype, ldo)
+                with forced_w4(cfg, inst):
+                    jitgemm.w4_gemm(xv, dw, bv, out=ov)
+                tally.ran("w4", inst.name)
+                got = dev.read_out(owner, n, m, ldo).view(NP[dtype])
+                ref, mag = w4_reference(x, w, bias)
+                close_enough(got, ref, mag, k, dtype)
+            except Exception as e:  # noqa: BLE001
+                tally.fail(what, e)
+            finally:
+                dev.release()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", choices=["16bit", "moderate", "fp8", "quantize"], action="append",
+    ap.add_argument("--only", choices=["16bit", "moderate", "fp8", "quantize", "w4"], action="append",
                     help="run only these families (repeatable; default: all)")
     ap.add_argument("--launches", type=int, default=4, help="launches per kernel instance (default 4)")
     ap.add_argument("--seed", type=int, default=8)
     args = ap.parse_args()
-    only = set(args.only or ["16bit", "moderate", "fp8", "quantize"])
+    only = set(args.only or ["16bit", "moderate", "fp8", "quantize", "w4"])
     dev = Device()
     if dev.b.name != "cuda":
         print("driver: NVIDIA only", flush=True)
@@ -362,6 +430,8 @@ def main() -> int:
         run_fp8(dev, tally, rng, max(2, args.launches - 2))
     if "quantize" in only:
         run_quantize(dev, tally, rng)
+    if "w4" in only:
+        run_w4(dev, tally, rng, args.launches)
     parts = [f"{fam} {tally.launches[fam]} launches / {len(tally.instances[fam])} instances" for fam in tally.launches]
     total = sum(tally.launches.values())
     verdict = "all results correct" if not tally.failures else f"{len(tally.failures)} WRONG"
