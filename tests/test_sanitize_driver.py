@@ -26,3 +26,21 @@ def test_every_w4_instance_is_reached_as_forced(monkeypatch):
     assert tally.instances["w4"] == want and tally.launches["w4"] == len(want)
     assert len(tally.failures) == len(want)
     assert all("NaN (an unwritten output?)" in f for f in tally.failures), tally.failures[:3]
+
+
+def test_the_other_families_reach_their_forced_instances(monkeypatch):
+    """16-bit, moderate N and fp8: a launch whose forced config fetched another instance would fail with
+    'forcing ... launched'; here every launch fails only because the null device wrote nothing."""
+    from jitgemm import api, scaled, w4gemm
+    for mod in (api, scaled, w4gemm):
+        monkeypatch.setattr(mod, "get_kernel", mod.get_kernel)
+    runs = {"16bit": lambda d, t, r: sd.run_16bit(d, t, r, 1), "moderate": sd.run_moderate,
+            "fp8": lambda d, t, r: sd.run_fp8(d, t, r, 1)}
+    with installed(NullBackend()):
+        dev = sd.Device()
+        sd.install_recorder()
+        for family, run in runs.items():
+            tally = sd.Tally()
+            run(dev, tally, np.random.default_rng(0))
+            assert len(tally.failures) > 10, family
+            assert all("NaN (an unwritten output?)" in f for f in tally.failures), (family, tally.failures[:3])
