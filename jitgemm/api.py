@@ -250,7 +250,10 @@ def explain(x: Any, w: Any = None, bias: Any = None, *, scale_x: Any = None, sca
         return target.explain(dispatch.plan_gemm(target.vendor, target.arch, target.sms, g.dtype, g.n, g.m, g.k,
                                                    target.l2_bytes, target.shared_per_block, g.bias is not None,
                                                    blas_present=True, device=target.part))
-    backend, device, _ = pipeline.placement([("x", g.x), ("w", g.w)])
+    try:
+        backend, device, _ = pipeline.placement([("x", g.x), ("w", g.w)])
+    except ValueError as e:  # operands no call could take together (devices, extents): say so, like the others
+        return f"gemm would refuse this: {e}"
     why = str(_plan(backend, device, g))
     if AUTOTUNE:
         why += AUTOTUNE.status(backend.device_info(device).name, g.n, g.m, g.k)

@@ -155,15 +155,21 @@ def from_gguf(data, qtype: str, shape: tuple[int, int]) -> Q4Weight:
     if qtype not in _GGUF:
         raise ValueError(f"qtype must be one of {', '.join(_GGUF)}, got {qtype!r}")
     fmt, block_bytes = _GGUF[qtype]
-    dims = tuple(shape) if isinstance(shape, (tuple, list)) else ()
+    # a tuple, a list or an integer array (gguf's ReaderTensor.shape is one, in ggml's order: reverse it)
+    dims = tuple(shape.tolist()) if isinstance(shape, np.ndarray) and shape.dtype.kind in "iu" else \
+        tuple(shape) if isinstance(shape, (tuple, list)) else ()
     if len(dims) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in dims) \
             or dims[0] < 1 or dims[1] < 1 or dims[1] % GGUF_BLOCK:
         raise ValueError(f"shape must be [M, K], two positive ints with K a multiple of {GGUF_BLOCK}, got {shape!r}")
     m, k = int(dims[0]), int(dims[1])
-    if not isinstance(data, (bytes, bytearray, memoryview, np.ndarray)):
-        raise TypeError(f"data must be the tensor's raw bytes (bytes or a numpy array, e.g. gguf's "
-                        f"ReaderTensor.data), got {type(data).__name__}")
-    raw = np.frombuffer(np.ascontiguousarray(data).tobytes(), np.uint8)
+    if isinstance(data, np.ndarray):
+        raw = np.frombuffer(np.ascontiguousarray(data).tobytes(), np.uint8)
+    else:
+        try:  # bytes, bytearray, memoryview, mmap: anything with the buffer protocol
+            raw = np.frombuffer(memoryview(data).tobytes(), np.uint8)
+        except TypeError:
+            raise TypeError(f"data must be the tensor's raw bytes (a numpy array such as gguf's ReaderTensor.data, "
+                            f"or any buffer), got {type(data).__name__}") from None
     if raw.size != m * (k // GGUF_BLOCK) * block_bytes:
         raise ValueError(f"a {qtype} tensor [{m}, {k}] has {m * (k // GGUF_BLOCK) * block_bytes} bytes, got {raw.size}")
     blocks = raw.reshape(m, k // GGUF_BLOCK, block_bytes)

@@ -99,6 +99,8 @@ def _check(x, w, bias, out) -> tuple[View, View | None, View | None]:
         validate.require_rows(xv, "x", k, 8)
     if ov is not None and ov.device is not None:
         validate.require_out_rows(ov, "out")
+    # (pipeline.placement checks this too, but host tokens with a device bias never reach it)
+    validate.require_addressable([(name, v) for name, v in (("x", xv), ("bias", bv), ("out", ov)) if v is not None])
     return xv, bv, ov
 
 

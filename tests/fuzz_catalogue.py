@@ -659,6 +659,9 @@ def _w_placement(draw, case, dt, host):
     weight's. (A device bias with host tokens is valid: it is read where the weight is, device 0.)"""
     names = [n for n in ("x", "bias", "out") if isinstance(case.ops.get(n), Op) and not case.ops[n].is_junk]
     others = [n for n in names if n != "x" and not (n == "bias" and host)]
+    if host and "bias" in names and draw(st.integers(0, 2)) == 0:
+        case.ops["bias"].host = False  # valid: a device bias is read where the weight is, with host tokens
+        return
     if others and draw(st.booleans()):
         case.ops[draw(st.sampled_from(others))].host = not host
         case.bad.append(Bad(tuple(names), r"host.*device|device.*host"))
@@ -705,14 +708,17 @@ W4_MUTATIONS = {"dtype": _w_dtype, "ndim": _w_ndim, "k-mismatch": _w_k_mismatch,
                 "huge": _w_huge}
 
 
-def call_w4(case: Case):
-    a = case.args()
+def call_w4(case: Case, a: dict | None = None):
+    a = case.args() if a is None else a
     return outcome_of(lambda: jitgemm.w4_gemm(a["x"], a["w"], a["bias"], out=a["out"], stream=a["stream"]), "w4_gemm")
 
 
-def check_w4_result(case: Case, got):
-    """A valid call with host tokens ran on the null device: out's shape and x's dtype come back (the null
-    device computes nothing, so the values are not checked here: tests/test_gpu_w4.py does that)."""
+def check_w4_result(case: Case, got, out=None):
+    """A valid call with host tokens ran on the null device: the given out itself, else a new array of out's
+    shape and x's dtype, comes back (the null device computes nothing, so the values are not checked here:
+    tests/test_gpu_w4.py does that)."""
+    if out is not None:
+        assert got is out, f"returned {type(got).__name__}, not the out given -- {case.describe()}"
     d = case.dims
     assert isinstance(got, np.ndarray) and got.shape == (d.n, d.m), f"{type(got)} {getattr(got, 'shape', '')}"
     assert got.dtype == NP[case.ops["x"].dtype], f"{got.dtype} -- {case.describe()}"

@@ -64,7 +64,8 @@ def test_fuzz_scaled_gemm(case):
 @given(case=w4_case())
 def test_fuzz_w4_gemm(case):
     RAN.add("w4_gemm")
-    check_outcome(case, call_w4(case), lambda got: check_w4_result(case, got))
+    a = case.args()
+    check_outcome(case, call_w4(case, a), lambda got: check_w4_result(case, got, a["out"]))
 
 
 @pytest.mark.usefixtures("no_device")

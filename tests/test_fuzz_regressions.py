@@ -158,7 +158,7 @@ def test_w4_gemm_checks_layouts_before_device_work(which, name, rule):
 
 
 @pytest.mark.usefixtures("no_device")
-@pytest.mark.parametrize("which", ["gemm-x", "gemm-w", "gemm-out", "scaled-x", "w4-x"])
+@pytest.mark.parametrize("which", ["gemm-x", "gemm-w", "gemm-out", "scaled-x", "w4-x", "w4-bias"])
 @pytest.mark.parametrize("pitch", [2**63, 2**69])
 def test_an_extent_past_a_64_bit_offset_is_refused(which, pitch):
     """KNOWN_BUGS pitch-past-int64: the pitch wrapped in the kernel's int64 argument."""
@@ -171,6 +171,8 @@ def test_an_extent_past_a_64_bit_offset_is_refused(which, pitch):
                          out=dev((2, 32), strides=far if name == "out" else None))
         elif api == "scaled":
             jitgemm.scaled_gemm(dev((2, 64), "float8_e4m3fn", strides=far), dev((32, 64), "float8_e4m3fn"))
-        else:
+        elif name == "x":
             jitgemm.w4_gemm(dev((2, 64), "float16", strides=far), _q4_weight())
+        else:  # host tokens with a device bias: a path that never reaches pipeline.placement
+            jitgemm.w4_gemm(np.zeros((2, 64), np.float16), _q4_weight(), dev((2, 32), "float16", strides=far))
     assert_names(e, name)

@@ -145,3 +145,15 @@ def test_why_unavailable_names_each_vendor_on_a_machine_without_a_gpu():
         pytest.skip("this machine has a GPU")
     why = jitgemm.why_unavailable()
     assert why.startswith("no GPU found (cuda: ") and "; hip: " in why and "\n" not in why
+
+
+def test_why_unavailable_names_a_bad_jitgemm_backend(monkeypatch):
+    monkeypatch.setenv("JITGEMM_BACKEND", "bogus")
+    assert jitgemm.why_unavailable() == "JITGEMM_BACKEND must be 'cuda', 'hip', 'auto' or unset, got 'bogus'"
+
+
+def test_explain_answers_for_operands_no_call_could_take(no_device):
+    from jitgemm.arrays import View
+    far = View(0x7F00_0000_0000, (2, 64), (2**69, 1), "float16", "float16", 0, "fuzz", None, vendor="cuda")
+    w = View(0x7F10_0000_0000, (32, 64), (64, 1), "float16", "float16", 0, "fuzz", None, vendor="cuda")
+    assert jitgemm.explain(far, w).startswith("gemm would refuse this: x of shape (2, 64)")

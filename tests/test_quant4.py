@@ -164,6 +164,10 @@ def test_gguf_and_gptq_inputs_are_checked():
             quant4.from_gguf(bytes(18), "Q4_0", shape)
     with pytest.raises(TypeError, match="data must be the tensor's raw bytes .* got NoneType"):
         quant4.from_gguf(None, "Q4_0", (1, 32))  # once read as the 8 bytes of a pointer-sized object
+    # what gguf hands out, and any buffer: an integer array shape (ReaderTensor.shape, reversed), bytearray
+    for data, shape in ((np.zeros(18, np.uint8), np.array([1, 32], np.uint64)), (bytearray(18), [1, 32]),
+                        (memoryview(bytes(18)), (np.int64(1), 32))):
+        assert quant4.from_gguf(data, "Q4_0", shape).shape == (1, 32)
     with pytest.raises(TypeError, match="qweight must be a 2-D int32"):
         quant4.from_gptq(np.zeros((4, 8), np.int64), np.zeros((1, 8), np.float16), group=32)
 

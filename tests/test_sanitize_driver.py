@@ -21,10 +21,10 @@ def test_every_w4_instance_is_reached_as_forced(monkeypatch):
     with installed(NullBackend()):
         dev, tally = sd.Device(), sd.Tally()
         sd.install_recorder()
-        sd.run_w4(dev, tally, np.random.default_rng(0), 1)
+        sd.run_w4(dev, tally, np.random.default_rng(0), 3)
     want = {i.name for i in dispatch.all_w4_instances("cuda")}
-    assert tally.instances["w4"] == want and tally.launches["w4"] == len(want)
-    assert len(tally.failures) == len(want)
+    assert tally.instances["w4"] == want and tally.launches["w4"] == 3 * len(want)
+    assert len(tally.failures) == 3 * len(want)
     assert all("NaN (an unwritten output?)" in f for f in tally.failures), tally.failures[:3]
 
 
@@ -34,6 +34,9 @@ def test_the_other_families_reach_their_forced_instances(monkeypatch):
     from jitgemm import api, scaled, w4gemm
     for mod in (api, scaled, w4gemm):
         monkeypatch.setattr(mod, "get_kernel", mod.get_kernel)
+    moderate = {i.name for i in dispatch.all_instances("cuda") if sd.MODERATE_NAME.fullmatch(i.name)}
+    expected = {"16bit": {i.name for i in dispatch.all_instances("cuda")} - moderate, "moderate": moderate,
+                "fp8": {i.name for i in dispatch.all_fp8_instances("cuda") if i.name.startswith("jg_fp8_nv<")}}
     runs = {"16bit": lambda d, t, r: sd.run_16bit(d, t, r, 1), "moderate": sd.run_moderate,
             "fp8": lambda d, t, r: sd.run_fp8(d, t, r, 1)}
     with installed(NullBackend()):
@@ -42,5 +45,6 @@ def test_the_other_families_reach_their_forced_instances(monkeypatch):
         for family, run in runs.items():
             tally = sd.Tally()
             run(dev, tally, np.random.default_rng(0))
-            assert len(tally.failures) > 10, family
+            assert tally.launches[family] > 10 and len(tally.failures) == tally.launches[family], family
+            assert tally.instances[family] == expected[family], family
             assert all("NaN (an unwritten output?)" in f for f in tally.failures), (family, tally.failures[:3])

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Split SmolLM2's GGUF (93 MB) into two parts under .carry/ (git-ignored) so that two device calls can carry
 # it (a call carries at most 64 MiB): carry [".whl", ".carry/smollm2.gguf.a"] in the first call, then
-# [".whl", ".carry/smollm2.gguf.b", ".carry/smollm2.gguf.sha256"] in the next (within the machine's idle
+# [".carry/smollm2.gguf.b", ".carry/smollm2.gguf.sha256"] in the next (within the machine's idle
 # window), whose command is `bash tools/gpu_session.sh smollm2`. Run here, on the development machine:
 #   bash tools/carry_gguf.sh [path/to/SmolLM2-135M-Instruct.Q4_1.gguf]
 set -euo pipefail

@@ -17,17 +17,29 @@
 # Results go to $OUT (the device tool brings them back). A session's device time (30 min, machine start
 # included) holds about three of these calls: suite first (correctness decides everything else), then the one
 # benchmark the issue at hand needs; the rest waits for the next lease.
-set -euo pipefail
+# Not `set -e`: a failed or timed-out step reports its status and the next step still runs (one call's
+# results must not be lost to one failure). $OUT brings back at most 8 files: each step stays within that.
+set -uo pipefail
 case "${1:-}" in suite|bench|tune|hf|fp8|w4|tp|smollm2|sanitize|minblocks) ;;
   *) echo "usage: bash tools/gpu_session.sh suite|bench|tune|hf|fp8|w4|tp|smollm2|sanitize|minblocks" >&2; exit 2 ;; esac
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+  || { echo "installing the carried wheels (.whl/) failed" >&2; exit 1; }
 export PYTHONPATH=/tmp/site:. JITGEMM_CACHE_DIR=${JITGEMM_CACHE_DIR:-/tmp/jgcache} PYTHONUNBUFFERED=1
 OUT=$(realpath -m "${OUT:-/tmp/out}")  # absolute: the minblocks step runs from another folder
 mkdir -p "$OUT"
+# every kernel the dispatcher can choose on this GPU, compiled in parallel before the steps that would
+# otherwise compile them one at a time (the step after it gets what is left of the call's 10 minutes)
+precompile() {
+  local arch
+  arch=$(python3 -c 'import jitgemm.runtime.backend as b; d = b.default_backend(); print(d.device_info(d.current_device()).arch)')
+  timeout -s INT 180 python3 -m jitgemm aot --arch "${arch%%:*}" --jobs "$(nproc)" --out "$JITGEMM_CACHE_DIR" >/dev/null \
+    || echo "precompile for $arch: rc=$? (the steps compile what they need)"
+}
 case "${1:-}" in
   suite)
     shift
-    timeout -s INT 560 python3 -m pytest -q -m gpu --maxfail=10 --durations=15 "${@:-tests}" 2>&1 \
+    precompile
+    timeout -s INT $((570 - SECONDS)) python3 -m pytest -q -m gpu --maxfail=10 --durations=15 "${@:-tests}" 2>&1 \
       | tee -a "$OUT/gpu-suite.log" | tail -60 ;;
   bench)
     timeout -s INT 280 python3 -m jitgemm bench --group model --out "$OUT" 2>&1 | tee "$OUT/model.log" | tail -30
@@ -58,12 +70,14 @@ case "${1:-}" in
     cat .carry/smollm2.gguf.a .carry/smollm2.gguf.b > /tmp/smollm2.gguf
     [ "$(sha256sum < /tmp/smollm2.gguf | cut -d' ' -f1)" = "$(cat .carry/smollm2.gguf.sha256)" ] \
       || { echo "the reassembled GGUF does not match its sha256: carry both parts again" >&2; exit 1; }
+    python3 -c 'import gguf' || { echo "no gguf package: carry its wheel in .whl/" >&2; exit 1; }
     for w in q4 16bit; do
       timeout -s INT 250 python3 examples/smollm2_decode.py --gguf /tmp/smollm2.gguf --weights $w --tokens 32 2>&1 \
         | tee "$OUT/smollm2-$w.log" | tail -25
     done ;;
   sanitize)
-    SANITIZE_LOGS="$OUT/sanitize" TOOLS=memcheck timeout -s INT 560 bash tools/sanitize.sh --only w4 --only fp8 \
+    precompile
+    SANITIZE_LOGS="$OUT/sanitize" TOOLS=memcheck timeout -s INT $((570 - SECONDS)) bash tools/sanitize.sh --only w4 --only fp8 \
       --launches 2 2>&1 | tail -20 ;;
   minblocks)
     # the same benchmarks from a copy of the tree whose skinny and fp8 kernels carry a minimum of one block
@@ -71,14 +85,16 @@ case "${1:-}" in
     rm -rf /tmp/mb && mkdir -p /tmp/mb && cp -r jitgemm kernels_src /tmp/mb/
     sed -i 's/__launch_bounds__(32 \* WK) JG_CLUSTER_K/__launch_bounds__(32 * WK, 1) JG_CLUSTER_K/' \
       /tmp/mb/kernels_src/nv/skinny.h /tmp/mb/kernels_src/nv/fp8.h
-    grep -c "32 \* WK, 1)" /tmp/mb/kernels_src/nv/skinny.h /tmp/mb/kernels_src/nv/fp8.h
+    grep -c "32 \* WK, 1)" /tmp/mb/kernels_src/nv/skinny.h /tmp/mb/kernels_src/nv/fp8.h \
+      || { echo "the launch-bounds patch did not apply: kernels_src changed" >&2; exit 1; }
     for tree in base mb; do
       dir=$PWD cache=$JITGEMM_CACHE_DIR
       if [ $tree = mb ]; then dir=/tmp/mb cache=/tmp/jgcache-mb; fi
       ( cd "$dir" && export PYTHONPATH=/tmp/site:. JITGEMM_CACHE_DIR=$cache
+        # 4 benches x (.json, .md): the 8 files a call brings back, so no logs (the tails come back as output)
         timeout -s INT 130 python3 -m jitgemm bench --group model --models llama-3.1-8b --n 1,4,16 \
-          --name model-$tree --out "$OUT" 2>&1 | tee "$OUT/model-$tree.log" | tail -12
+          --name model-$tree --out "$OUT" 2>&1 | tail -12 || echo "model-$tree: rc=$?"
         timeout -s INT 130 python3 -m jitgemm bench --group model --dtype fp8,fp8-channel --models llama-3.1-8b \
-          --n 1,16 --name model-fp8-$tree --out "$OUT" 2>&1 | tee "$OUT/model-fp8-$tree.log" | tail -12 )
+          --n 1,16 --name model-fp8-$tree --out "$OUT" 2>&1 | tail -12 || echo "model-fp8-$tree: rc=$?" )
     done ;;
 esac

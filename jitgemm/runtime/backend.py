@@ -132,6 +132,6 @@ def why_unavailable() -> str | None:
             return f"no GPU found ({b.name}: {why})"
         if b.device_count() < 1:
             return f"no GPU found ({b.name}: no device)"
-    except BackendUnavailable as e:
+    except (BackendUnavailable, ValueError) as e:  # ValueError: JITGEMM_BACKEND names no vendor
         return str(e).splitlines()[0]
     return None
