@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from jitgemm import dispatch
 from jitgemm.runtime.backend import installed
@@ -14,10 +15,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 import sanitize_driver as sd  # noqa: E402
 
 
-def test_every_w4_instance_is_reached_as_forced(monkeypatch):
+@pytest.fixture(autouse=True)
+def _recorder_undone(monkeypatch):
+    """The driver wraps the entries' get_kernel for good: undone after each test."""
     from jitgemm import api, scaled, w4gemm
-    for mod in (api, scaled, w4gemm):  # the driver wraps them for good: undone after this test
+    for mod in (api, scaled, w4gemm):
         monkeypatch.setattr(mod, "get_kernel", mod.get_kernel)
+
+
+def test_every_w4_instance_is_reached_as_forced():
     with installed(NullBackend()):
         dev, tally = sd.Device(), sd.Tally()
         sd.install_recorder()
@@ -28,12 +34,9 @@ def test_every_w4_instance_is_reached_as_forced(monkeypatch):
     assert all("NaN (an unwritten output?)" in f for f in tally.failures), tally.failures[:3]
 
 
-def test_the_other_families_reach_their_forced_instances(monkeypatch):
+def test_the_other_families_reach_their_forced_instances():
     """16-bit, moderate N and fp8: a launch whose forced config fetched another instance would fail with
     'forcing ... launched'; here every launch fails only because the null device wrote nothing."""
-    from jitgemm import api, scaled, w4gemm
-    for mod in (api, scaled, w4gemm):
-        monkeypatch.setattr(mod, "get_kernel", mod.get_kernel)
     moderate = {i.name for i in dispatch.all_instances("cuda") if sd.MODERATE_NAME.fullmatch(i.name)}
     expected = {"16bit": {i.name for i in dispatch.all_instances("cuda")} - moderate, "moderate": moderate,
                 "fp8": {i.name for i in dispatch.all_fp8_instances("cuda") if i.name.startswith("jg_fp8_nv<")}}

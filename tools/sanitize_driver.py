@@ -72,15 +72,21 @@ def install_recorder():
 
 
 @contextlib.contextmanager
-def forced(cfg, want):
-    """The dispatcher returns `cfg` whatever the shape (jitgemm.bench.runner.forced_config); on exit,
-    checks that the call inside really fetched the kernel instance `want`."""
-    from jitgemm.bench.runner import forced_config
+def fetches(cfg, want):
+    """On exit, checks that the call inside fetched exactly the kernel instance `want` (forcing `cfg`)."""
     LAUNCHED.clear()
-    with forced_config(cfg, "forced by tools/sanitize_driver.py"):
-        yield
+    yield
     if LAUNCHED != [want]:
         raise AssertionError(f"forcing {cfg} launched {[i.name for i in LAUNCHED]}, not {want.name}")
+
+
+@contextlib.contextmanager
+def forced(cfg, want):
+    """The dispatcher returns `cfg` whatever the shape (jitgemm.bench.runner.forced_config), and the call
+    inside must fetch `want`."""
+    from jitgemm.bench.runner import forced_config
+    with fetches(cfg, want), forced_config(cfg, "forced by tools/sanitize_driver.py"):
+        yield
 
 
 class Device:
@@ -348,21 +354,19 @@ W4_K = {32: [32, 160, 288], 64: [64, 192, 320], 128: [128, 384, 640]}   # group 
 
 @contextlib.contextmanager
 def forced_w4(cfg, want):
-    """kernels.w4.nv_heuristic returns `cfg` for every shape (no cached entry survives); on exit, checks that
-    the call fetched the kernel instance `want`."""
+    """kernels.w4.nv_heuristic returns `cfg` for every shape (no cached entry survives), and the call inside
+    must fetch `want`."""
     from jitgemm import pipeline
     from jitgemm.kernels import w4
     orig = w4.nv_heuristic
     w4.nv_heuristic = lambda m, k: cfg
     pipeline.clear()
-    LAUNCHED.clear()
     try:
-        yield
+        with fetches(cfg, want):
+            yield
     finally:
         w4.nv_heuristic = orig
         pipeline.clear()
-    if LAUNCHED != [want]:
-        raise AssertionError(f"forcing {cfg} launched {[i.name for i in LAUNCHED]}, not {want.name}")
 
 
 def run_w4(dev: Device, tally: Tally, rng, launches_per_instance: int):
