@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The measurements issues #15, #17, #19 and #21 wait for, in steps that each fit one device call (<= 10 min), for a
 # session with a lent GPU. Run from the repository root on the GPU machine, wheels carried in .whl/:
-#   [MAXFAIL=n] bash tools/gpu_session.sh suite [test files]  # the GPU test suite (stops after n failures, 10) (its summary line goes in the closing note);
+#   [MAXFAIL=n] bash tools/gpu_session.sh suite [test files]  # the GPU test suite, stopping after n failures
+#                                     # (default 10); its summary line goes in the closing note;
 #                                     # if all of tests/ overruns one call, name the files in two calls
 #   bash tools/gpu_session.sh bench   # bench --group model and --group broad with the shipped tables
 #   bash tools/gpu_session.sh tune    # jitgemm tune --model (timed: issue #17 says < 3 min), then the model step again
