@@ -183,3 +183,73 @@ def test_weight_past_2_31_elements():
     for r0 in range(0, m, 8192):
         sl = slice(r0, r0 + 8192)
         assert_close(out[:, sl], x, w[sl], None, "float16")
+
+
+
+def _chain(dtype: str, n: int, widths: list[int], seed: int = 11):
+    """Operands of dependent gemm calls, each one's output the next one's tokens: (x, weights, outputs),
+    jitgemm DeviceArrays (bf16 needs no array library); the outputs start poisoned (NaN bits)."""
+    from jitgemm.device_array import DeviceArray
+    from gpu_helpers import backend_device
+    b, d = backend_device()
+    rng = np.random.default_rng(seed)
+    x = DeviceArray.from_numpy(b, d, random((n, widths[0]), dtype, rng), dtype)
+    ws = [DeviceArray.from_numpy(b, d, random((m, k), dtype, rng, 1.0 / np.sqrt(k)), dtype)
+          for k, m in zip(widths, widths[1:])]
+    outs = [empty_device((n, m), dtype)[0] for m in widths[1:]]
+    return x, ws, outs
+
+
+@pytest.mark.skipif("not __import__('importlib').util.find_spec('cupy')")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 4, 16])
+def test_programmatic_dependent_launch_chain(dtype, n, monkeypatch):
+    """JITGEMM_PDL=1 (sm_90+): a chain of dependent calls, each kernel launched while the one before
+    drains, gives the bits of plain launches, eagerly and replayed from a captured graph, and every
+    stage matches float64 of its own input (a stage that read its tokens before the previous kernel
+    wrote them would not)."""
+    import cupy as cp
+    from jitgemm import config
+    from jitgemm.arch import parse
+    from gpu_helpers import backend_device
+    b, d = backend_device()
+    if parse(b.device_info(d).arch).sm < 90:
+        pytest.skip("programmatic dependent launch needs sm_90 or later")
+    widths = [1024, 2056, 1032, 4096, 1024, 776]  # M not a multiple of 16 at two stages
+    s = cp.cuda.Stream(non_blocking=True)
+
+    def run(pdl: bool, graph: bool):
+        monkeypatch.setenv("JITGEMM_PDL", "1" if pdl else "0")
+        config.reload()
+        x, ws, outs = _chain(dtype, n, widths)
+        plans = [jitgemm.explain(t, w) for t, w in zip([x, *outs], ws)]
+        assert any(p.startswith("skinny") for p in plans), plans
+        assert all(("programmatic dependent launch" in p) == pdl for p in plans if p.startswith("skinny")), plans
+
+        def step():
+            t = x
+            for w, o in zip(ws, outs):
+                jitgemm.gemm(t, w, out=o, stream=s)
+                t = o
+        if graph:
+            step()  # plans and compiles outside the capture
+            s.synchronize()
+            for o in outs:
+                b.memset(o.ptr, 0xFF, o.nbytes, 0, d)
+            sync()
+            s.begin_capture()
+            step()
+            s.end_capture().launch(s)
+        else:
+            step()
+        s.synchronize()
+        return [a.to_numpy() for a in (x, *outs)], [w.to_numpy() for w in ws]
+
+    plain, ws = run(False, False)
+    for i, w in enumerate(ws):
+        assert_close(plain[i + 1], plain[i], w, None, dtype)
+    for graph in (False, True):
+        got, _ = run(True, graph)
+        for i, w in enumerate(ws):
+            assert_close(got[i + 1], got[i], w, None, dtype)
+            assert np.array_equal(got[i + 1].view(np.uint16), plain[i + 1].view(np.uint16)), (graph, i)

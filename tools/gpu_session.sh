@@ -15,14 +15,16 @@
 #   bash tools/gpu_session.sh sanitize  # compute-sanitizer memcheck over every 4-bit and fp8 instance (tail shapes)
 #   bash tools/gpu_session.sh minblocks  # experiment: the skinny/fp8 kernels with __launch_bounds__(32 * WK, 1)
 #                                     # (no ptxas register cap: no fp8 spill, more registers) against today's
+#   bash tools/gpu_session.sh pdl     # issue #17's chain experiment: the 8B and Qwen2.5-7B steps (one graph each) with plain
+#                                     # launches, programmatic dependent launch, and PDL + L2 prefetch
 # Results go to $OUT (the device tool brings them back). A session's device time (30 min, machine start
 # included) holds about three of these calls: suite first (correctness decides everything else), then the one
 # benchmark the issue at hand needs; the rest waits for the next lease.
 # Not `set -e`: a failed or timed-out step reports its status and the next step still runs (one call's
 # results must not be lost to one failure). $OUT brings back at most 8 files: each step stays within that.
 set -uo pipefail
-case "${1:-}" in suite|bench|tune|hf|fp8|w4|tp|smollm2|sanitize|minblocks) ;;
-  *) echo "usage: bash tools/gpu_session.sh suite|bench|tune|hf|fp8|w4|tp|smollm2|sanitize|minblocks" >&2; exit 2 ;; esac
+case "${1:-}" in suite|bench|tune|hf|fp8|w4|tp|smollm2|sanitize|minblocks|pdl) ;;
+  *) echo "usage: bash tools/gpu_session.sh suite|bench|tune|hf|fp8|w4|tp|smollm2|sanitize|minblocks|pdl" >&2; exit 2 ;; esac
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
   || { echo "installing the carried wheels (.whl/) failed" >&2; exit 1; }
 export PYTHONPATH=/tmp/site:. JITGEMM_CACHE_DIR=${JITGEMM_CACHE_DIR:-/tmp/jgcache} PYTHONUNBUFFERED=1
@@ -80,6 +82,13 @@ case "${1:-}" in
     precompile
     SANITIZE_LOGS="$OUT/sanitize" TOOLS=memcheck timeout -s INT $((570 - SECONDS)) bash tools/sanitize.sh --only w4 --only fp8 \
       --launches 2 2>&1 | tail -20 ;;
+  pdl)
+    # the same process settings but for the launch flags: each run its own bench (NOTES.md compares them)
+    for v in plain:0:0 pdl:1:0 pdl-prefetch:1:1; do
+      IFS=: read -r name p f <<< "$v"
+      JITGEMM_PDL=$p JITGEMM_PREFETCH=$f timeout -s INT 170 python3 -m jitgemm bench --group model \
+        --models llama-3.1-8b,qwen2.5-7b --n 1,4,16 --name model-$name --out "$OUT" 2>&1 | tail -14 || echo "$name: rc=$?"
+    done ;;
   minblocks)
     # the same benchmarks from a copy of the tree whose skinny and fp8 kernels carry a minimum of one block
     # per SM (its own cache): if it wins, the change goes into kernels_src with these numbers

@@ -242,8 +242,11 @@ JG_DEVICE void jg_reduce_store(float (&acc)[MT][NT][4], jg_u16* __restrict__ out
 }
 
 // ldx, ldw, ldo are row pitches in elements. xinv_* give the reciprocal token scales for policies
-// that quantize tokens in registers (jg_op_w8q); others ignore them.
-template <class P, int NT, int MT, int WK, int U, int SK>
+// that quantize tokens in registers (jg_op_w8q); others ignore them. TRIGGER (sm_90, the kernels that
+// support programmatic dependent launch): let the next kernel in the stream launch once this block's
+// loads are done, so its launch and prologue overlap this block's reduction and store rather than
+// its main loop (a dependent launched earlier holds SM slots this grid's later blocks need).
+template <class P, int NT, int MT, int WK, int U, int SK, bool TRIGGER = false>
 JG_DEVICE void jg_skinny_core(jg_u16* __restrict__ out, jg_i64 ldo, const unsigned char* __restrict__ x, jg_i64 ldx,
                               const unsigned char* __restrict__ w, jg_i64 ldw, const jg_epilogue& epi, int N, int M,
                               int K) {
@@ -299,6 +302,9 @@ JG_DEVICE void jg_skinny_core(jg_u16* __restrict__ out, jg_i64 ldo, const unsign
 #pragma unroll
         for (int j = 0; j < NT; ++j) P::mma(acc[i][j], wv[u][i][0], wv[u][i][1], xv[u][j]);
   }
+#if __CUDA_ARCH__ >= 900
+  if constexpr (TRIGGER) asm volatile("griddepcontrol.launch_dependents;");
+#endif
 
   jg_reduce_store<P, NT, MT, WK, SK>(acc, out, ldo, epi, N, M, m0, n0, split);
 }
