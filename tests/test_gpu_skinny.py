@@ -6,7 +6,7 @@ import pytest
 
 import jitgemm
 from reference import NP, assert_close, random
-from gpu_helpers import empty_device, run_gemm, sync, to_device
+from gpu_helpers import backend_device, empty_device, run_gemm, sync, to_device
 
 pytestmark = pytest.mark.gpu
 DTYPES = ["float16", "bfloat16"]
@@ -185,12 +185,10 @@ def test_weight_past_2_31_elements():
         assert_close(out[:, sl], x, w[sl], None, "float16")
 
 
-
 def _chain(dtype: str, n: int, widths: list[int], seed: int = 11):
     """Operands of dependent gemm calls, each one's output the next one's tokens: (x, weights, outputs),
     jitgemm DeviceArrays (bf16 needs no array library); the outputs start poisoned (NaN bits)."""
     from jitgemm.device_array import DeviceArray
-    from gpu_helpers import backend_device
     b, d = backend_device()
     rng = np.random.default_rng(seed)
     x = DeviceArray.from_numpy(b, d, random((n, widths[0]), dtype, rng), dtype)
@@ -211,7 +209,6 @@ def test_programmatic_dependent_launch_chain(dtype, n, monkeypatch):
     import cupy as cp
     from jitgemm import config
     from jitgemm.arch import parse
-    from gpu_helpers import backend_device
     b, d = backend_device()
     if parse(b.device_info(d).arch).sm < 90:
         pytest.skip("programmatic dependent launch needs sm_90 or later")
