@@ -17,14 +17,28 @@
 #                                     # (no ptxas register cap: no fp8 spill, more registers) against today's
 #   bash tools/gpu_session.sh pdl     # issue #17's chain experiment: the 8B and Qwen2.5-7B steps (one graph each) with plain
 #                                     # launches, programmatic dependent launch, and PDL + L2 prefetch
+# Several steps can share one call, e.g. `SUITE_S=330 bash tools/gpu_session.sh suite w4 tests/test_gpu_w4.py`:
+# the call has one deadline (DEADLINE, 585 s of the script), each step's timeouts are clipped to what is left
+# of it, a step that would start with under a minute left is skipped, and SUITE_S caps the suite's share.
 # Results go to $OUT (the device tool brings them back). A session's device time (30 min, machine start
 # included) holds about three of these calls: suite first (correctness decides everything else), then the one
 # benchmark the issue at hand needs; the rest waits for the next lease.
 # Not `set -e`: a failed or timed-out step reports its status and the next step still runs (one call's
-# results must not be lost to one failure). $OUT brings back at most 8 files: each step stays within that.
+# results must not be lost to one failure). $OUT brings back at most 8 files: each step stays within that, steps
+# chained in one call may not (suite 1, bench 6, fp8 6, w4 7, pdl 6, minblocks 8 files).
 set -uo pipefail
-case "${1:-}" in suite|bench|tune|hf|fp8|w4|tp|smollm2|sanitize|minblocks|pdl) ;;
-  *) echo "usage: bash tools/gpu_session.sh suite|bench|tune|hf|fp8|w4|tp|smollm2|sanitize|minblocks|pdl" >&2; exit 2 ;; esac
+STEPS="suite|bench|tune|hf|fp8|w4|tp|smollm2|sanitize|minblocks|pdl"
+steps=() files=()
+for a in "$@"; do
+  if [[ $a =~ ^($STEPS)$ ]]; then steps+=("$a"); else files+=("$a"); fi
+done
+if [ ${#steps[@]} -eq 0 ] || { [ ${#files[@]} -gt 0 ] && [[ " ${steps[*]} " != *" suite "* ]]; }; then
+  echo "usage: bash tools/gpu_session.sh STEP [STEP ...] [test files for suite]; STEP: ${STEPS//|/, }" >&2; exit 2
+fi
+# One deadline for the whole call, so that steps can share it: each step's timeout is what it asks for or
+# what is left, and a step that would start with under a minute left is skipped (and says so).
+DEADLINE=${DEADLINE:-585}
+budget() { local left=$(( DEADLINE - SECONDS )); echo $(( $1 < left ? $1 : (left > 1 ? left : 1) )); }
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
   || { echo "installing the carried wheels (.whl/) failed" >&2; exit 1; }
 export PYTHONPATH=/tmp/site:. JITGEMM_CACHE_DIR=${JITGEMM_CACHE_DIR:-/tmp/jgcache} PYTHONUNBUFFERED=1
@@ -35,58 +49,60 @@ mkdir -p "$OUT"
 precompile() {
   local arch
   arch=$(python3 -c 'import jitgemm.runtime.backend as b; d = b.default_backend(); print(d.device_info(d.current_device()).arch)')
-  timeout -s INT 180 python3 -m jitgemm aot --arch "${arch%%:*}" --jobs "$(nproc)" --out "$JITGEMM_CACHE_DIR" >/dev/null \
+  timeout -s INT $(budget 180) python3 -m jitgemm aot --arch "${arch%%:*}" --jobs "$(nproc)" --out "$JITGEMM_CACHE_DIR" >/dev/null \
     || echo "precompile for $arch: rc=$? (the steps compile what they need)"
 }
-case "${1:-}" in
+run_step() {
+case "$1" in
   suite)
-    shift
     precompile
-    timeout -s INT $((570 - SECONDS)) python3 -m pytest -q -m gpu --maxfail=${MAXFAIL:-10} --durations=15 "${@:-tests}" 2>&1 \
+    timeout -s INT $(budget ${SUITE_S:-570}) python3 -m pytest -q -m gpu --maxfail=${MAXFAIL:-10} --durations=15 "${files[@]:-tests}" 2>&1 \
       | tee -a "$OUT/gpu-suite.log" | tail -60 ;;
   bench)
-    timeout -s INT 280 python3 -m jitgemm bench --group model --out "$OUT" 2>&1 | tee "$OUT/model.log" | tail -30
-    timeout -s INT 280 python3 -m jitgemm bench --group broad --dtype bf16 --no-plot --out "$OUT" 2>&1 \
+    timeout -s INT $(budget 280) python3 -m jitgemm bench --group model --out "$OUT" 2>&1 | tee "$OUT/model.log" | tail -30
+    timeout -s INT $(budget 280) python3 -m jitgemm bench --group broad --dtype bf16 --no-plot --out "$OUT" 2>&1 \
       | tee "$OUT/broad.log" | tail -30 ;;
   tune)
-    /usr/bin/time -v python3 -m jitgemm tune --model llama-3.1-8b 2>&1 | tee "$OUT/tune.log" | tail -30
+    timeout -s INT $(budget 300) /usr/bin/time -v python3 -m jitgemm tune --model llama-3.1-8b 2>&1 | tee "$OUT/tune.log" | tail -30
     cp "$JITGEMM_CACHE_DIR"/tuned/*.json "$OUT/" 2>/dev/null || true
-    timeout -s INT 200 python3 -m jitgemm bench --group model --models llama-3.1-8b --name model-tuned --out "$OUT" 2>&1 \
+    timeout -s INT $(budget 200) python3 -m jitgemm bench --group model --models llama-3.1-8b --name model-tuned --out "$OUT" 2>&1 \
       | tail -20 ;;
-  hf) timeout -s INT 560 python3 tools/hf_profile.py 2>&1 | tee "$OUT/hf-profile.log" | tail -80 ;;
+  hf) timeout -s INT $(budget 560) python3 tools/hf_profile.py 2>&1 | tee "$OUT/hf-profile.log" | tail -80 ;;
   fp8)
-    timeout -s INT 280 python3 -m jitgemm bench --group model --dtype fp8,fp8-channel,w8a16 --name model-fp8 --out "$OUT" \
+    timeout -s INT $(budget 280) python3 -m jitgemm bench --group model --dtype fp8,fp8-channel,w8a16 --name model-fp8 --out "$OUT" \
       2>&1 | tee "$OUT/model-fp8.log" | tail -40
-    timeout -s INT 280 python3 -m jitgemm bench --group broad --dtype fp8,fp8-channel,w8a16 --n 1,4,16 --name broad-fp8 \
+    timeout -s INT $(budget 280) python3 -m jitgemm bench --group broad --dtype fp8,fp8-channel,w8a16 --n 1,4,16 --name broad-fp8 \
       --no-plot --out "$OUT" 2>&1 | tee "$OUT/broad-fp8.log" | tail -30 ;;
   w4)
-    timeout -s INT 200 python3 -m pytest -q -m gpu tests/test_gpu_w4.py 2>&1 | tee "$OUT/gpu-w4.log" | tail -15
-    timeout -s INT 200 python3 -m jitgemm bench --dtype w4-q4_sym,w4-mxfp4,w4-q4_min --n 1,4,16 --name decode-w4 \
+    # the 4-bit tests, unless the suite in this call ran them already
+    [[ " ${steps[*]} ${files[*]} " == *" suite "*test_gpu_w4* ]] \
+      || timeout -s INT $(budget 200) python3 -m pytest -q -m gpu tests/test_gpu_w4.py 2>&1 | tee "$OUT/gpu-w4.log" | tail -15
+    timeout -s INT $(budget 200) python3 -m jitgemm bench --dtype w4-q4_sym,w4-mxfp4,w4-q4_min --n 1,4,16 --name decode-w4 \
       --no-plot --out "$OUT" 2>&1 | tee "$OUT/decode-w4.log" | tail -30
-    timeout -s INT 180 python3 -m jitgemm bench --group model --dtype bf16,w4-q4_sym,w4-mxfp4 --models llama-3.1-8b \
+    timeout -s INT $(budget 180) python3 -m jitgemm bench --group model --dtype bf16,w4-q4_sym,w4-mxfp4 --models llama-3.1-8b \
       --n 1,4,16 --name model-w4 --out "$OUT" 2>&1 | tee "$OUT/model-w4.log" | tail -30 ;;
   tp)
     export NCCL_NVLS_ENABLE=0
-    timeout -s INT 200 python3 -m pytest -q -m gpu tests/test_parallel.py 2>&1 | tee "$OUT/gpu-parallel.log" | tail -15
-    timeout -s INT 300 python3 -m jitgemm bench --group tp --out "$OUT" 2>&1 | tee "$OUT/tp.log" | tail -20 ;;
+    timeout -s INT $(budget 200) python3 -m pytest -q -m gpu tests/test_parallel.py 2>&1 | tee "$OUT/gpu-parallel.log" | tail -15
+    timeout -s INT $(budget 300) python3 -m jitgemm bench --group tp --out "$OUT" 2>&1 | tee "$OUT/tp.log" | tail -20 ;;
   smollm2)
     cat .carry/smollm2.gguf.a .carry/smollm2.gguf.b > /tmp/smollm2.gguf
     [ "$(sha256sum < /tmp/smollm2.gguf | cut -d' ' -f1)" = "$(cat .carry/smollm2.gguf.sha256)" ] \
       || { echo "the reassembled GGUF does not match its sha256: carry both parts again" >&2; exit 1; }
     python3 -c 'import gguf' || { echo "no gguf package: carry its wheel in .whl/" >&2; exit 1; }
     for w in q4 16bit; do
-      timeout -s INT 250 python3 examples/smollm2_decode.py --gguf /tmp/smollm2.gguf --weights $w --tokens 32 2>&1 \
+      timeout -s INT $(budget 250) python3 examples/smollm2_decode.py --gguf /tmp/smollm2.gguf --weights $w --tokens 32 2>&1 \
         | tee "$OUT/smollm2-$w.log" | tail -25
     done ;;
   sanitize)
     precompile
-    SANITIZE_LOGS="$OUT/sanitize" TOOLS=memcheck timeout -s INT $((570 - SECONDS)) bash tools/sanitize.sh --only w4 --only fp8 \
+    SANITIZE_LOGS="$OUT/sanitize" TOOLS=memcheck timeout -s INT $(budget 570) bash tools/sanitize.sh --only w4 --only fp8 \
       --launches 2 2>&1 | tail -20 ;;
   pdl)
     # the same process settings but for the launch flags: each run its own bench (NOTES.md compares them)
     for v in plain:0:0 pdl:1:0 pdl-prefetch:1:1; do
       IFS=: read -r name p f <<< "$v"
-      JITGEMM_PDL=$p JITGEMM_PREFETCH=$f timeout -s INT 170 python3 -m jitgemm bench --group model \
+      JITGEMM_PDL=$p JITGEMM_PREFETCH=$f timeout -s INT $(budget 170) python3 -m jitgemm bench --group model \
         --models llama-3.1-8b,qwen2.5-7b --n 1,4,16 --name model-$name --out "$OUT" 2>&1 | tail -14 || echo "$name: rc=$?"
     done ;;
   minblocks)
@@ -102,9 +118,15 @@ case "${1:-}" in
       if [ $tree = mb ]; then dir=/tmp/mb cache=/tmp/jgcache-mb; fi
       ( cd "$dir" && export PYTHONPATH=/tmp/site:. JITGEMM_CACHE_DIR=$cache
         # 4 benches x (.json, .md): the 8 files a call brings back, so no logs (the tails come back as output)
-        timeout -s INT 130 python3 -m jitgemm bench --group model --models llama-3.1-8b --n 1,4,16 \
+        timeout -s INT $(budget 130) python3 -m jitgemm bench --group model --models llama-3.1-8b --n 1,4,16 \
           --name model-$tree --out "$OUT" 2>&1 | tail -12 || echo "model-$tree: rc=$?"
-        timeout -s INT 130 python3 -m jitgemm bench --group model --dtype fp8,fp8-channel --models llama-3.1-8b \
+        timeout -s INT $(budget 130) python3 -m jitgemm bench --group model --dtype fp8,fp8-channel --models llama-3.1-8b \
           --n 1,16 --name model-fp8-$tree --out "$OUT" 2>&1 | tail -12 || echo "model-fp8-$tree: rc=$?" )
     done ;;
 esac
+}
+for step in "${steps[@]}"; do
+  if [ $(( DEADLINE - SECONDS )) -lt 60 ]; then echo "== $step: skipped, $(( DEADLINE - SECONDS )) s left of the call"; continue; fi
+  echo "== $step (at ${SECONDS} s)"
+  run_step "$step"
+done
