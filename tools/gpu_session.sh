@@ -75,7 +75,7 @@ case "$1" in
       --no-plot --out "$OUT" 2>&1 | tee "$OUT/broad-fp8.log" | tail -30 ;;
   w4)
     # the 4-bit tests, unless the suite in this call ran them already
-    [[ " ${steps[*]} ${files[*]} " == *" suite "*test_gpu_w4* ]] \
+    [[ " ${steps[*]} " == *" suite "* && ( ${#files[@]} -eq 0 || " ${files[*]} " == *test_gpu_w4* ) ]] \
       || timeout -s INT $(budget 200) python3 -m pytest -q -m gpu tests/test_gpu_w4.py 2>&1 | tee "$OUT/gpu-w4.log" | tail -15
     timeout -s INT $(budget 200) python3 -m jitgemm bench --dtype w4-q4_sym,w4-mxfp4,w4-q4_min --n 1,4,16 --name decode-w4 \
       --no-plot --out "$OUT" 2>&1 | tee "$OUT/decode-w4.log" | tail -30
