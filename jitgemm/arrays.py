@@ -4,8 +4,9 @@ Everything becomes a `View`: pointer, shape, element strides, dtype name, device
 touches the GPU.
 
 `signature_fn(type)` is the hot path's adapter: for the array types jitgemm meets in decode loops
-(CuPy arrays, torch tensors, jitgemm's DeviceArray and View) a function that reads the pointer and a
-hashable signature (type, shape, strides, dtype, device) straight off the object."""
+(CuPy arrays, torch tensors, jitgemm's DeviceArray and View, other __cuda_array_interface__ objects
+that name their device) a function that reads the pointer and a hashable signature (type, shape,
+strides, dtype, device) straight off the object."""
 from __future__ import annotations
 
 import ctypes
@@ -87,6 +88,18 @@ def _from_numpy(a: np.ndarray) -> View:
 _CAI_TYPES = {"<f2": F16, "<f4": F32, "|u1": U8, "<u1": U8}
 
 
+def _cai_device(dev_attr: Any) -> int | None:
+    """The device an array's `device` attribute names: an int (jitgemm's DeviceArray), `.id` (CuPy's
+    Device) or `.index` (torch's device); None if it names none (bools and int subclasses included)."""
+    if type(dev_attr) is int:
+        return dev_attr
+    for name in ("id", "index"):
+        i = getattr(dev_attr, name, None)
+        if type(i) is int:
+            return i
+    return None
+
+
 def _from_cai(obj: Any, kind: str) -> View:
     cai = obj.__cuda_array_interface__
     shape = tuple(int(s) for s in cai["shape"])
@@ -110,14 +123,9 @@ def _from_cai(obj: Any, kind: str) -> View:
             raise ValueError(f"array strides {bstr} (bytes) are not multiples of the element size {isz}")
         strides = tuple(s // isz for s in bstr)
     ptr = int(cai["data"][0])
-    device = -1  # device memory on a device found later from the pointer
-    dev_attr = getattr(obj, "device", None)
-    if isinstance(dev_attr, int) and not isinstance(dev_attr, bool):
-        device = dev_attr  # jitgemm's DeviceArray
-    elif dev_attr is not None and isinstance(getattr(dev_attr, "id", None), int):
-        device = int(dev_attr.id)  # CuPy
-    elif dev_attr is not None and isinstance(getattr(dev_attr, "index", None), int):
-        device = int(dev_attr.index)  # torch
+    device = _cai_device(getattr(obj, "device", None))
+    if device is None:
+        device = -1  # device memory on a device found later from the pointer (placement asks the driver)
     return View(ptr, shape, strides, dt, typestr if dt is None else dt, device, kind, obj, vendor="cuda")
 
 
@@ -244,6 +252,26 @@ def _view_signature(v):
     return v.ptr, (View, v.shape, v.strides, v.dtype, v.device, v.vendor, v.kind)
 
 
+
+
+def _cai_signature(o):
+    """Other objects with __cuda_array_interface__ (a wrapper that gives CuPy's uint16 bits a bfloat16
+    dtype, arrays of other libraries): the interface's dict as _from_cai reads it, plus the `dtype` and
+    `device` attributes that it honours. An object whose device only the driver can name, whose dtype
+    attribute is not a plain numpy dtype or name, or whose interface cannot be read takes the cold path."""
+    dev = _cai_device(getattr(o, "device", None))
+    dt = getattr(o, "dtype", None)
+    if dev is None or not (dt is None or type(dt) is str or isinstance(dt, np.dtype)):
+        return None
+    try:
+        cai = o.__cuda_array_interface__
+        strides = cai.get("strides")
+        key = (type(o), tuple(cai["shape"]), None if strides is None else tuple(strides), cai["typestr"], dt, dev)
+        return int(cai["data"][0]), key
+    except (TypeError, RuntimeError, KeyError, IndexError, ValueError, AttributeError):
+        return None
+
+
 def _scalar_signature(s):
     return float(s), type(s)  # a scale passed by value: its value goes into the launch, its type in the key
 
@@ -263,4 +291,6 @@ def signature_fn(tp: type):
         return _torch_signature
     if tp.__module__.startswith("cupy") and tp.__name__ == "ndarray":
         return _cupy_signature
+    if hasattr(tp, "__cuda_array_interface__"):
+        return _cai_signature
     return None

@@ -233,3 +233,37 @@ def test_overhead_runs_before_the_suite_is_loaded(monkeypatch, flags):
     args = build_parser().parse_args(["bench", *flags, "--out", "d", "--label", "new", "--compare", "old.json"])
     assert bench_main.main(args) == 0
     assert calls == [("d", "new", "old.json", "overhead")]
+
+
+class FakeCupyArray:
+    """What Wrapped reads of a CuPy array: shape, dtype, device (with an id), the interface, get()."""
+
+    def __init__(self, ptr, shape):
+        self.shape, self.dtype, self.device = shape, np.dtype(np.float16), types.SimpleNamespace(id=0)
+        self.__cuda_array_interface__ = {"shape": shape, "strides": None, "typestr": "<f2", "data": (ptr, False),
+                                         "version": 3}
+
+    def get(self):
+        return np.zeros(self.shape, np.float16)
+
+
+def test_the_cupy_wrapper_row_times_the_interface_objects_hot_path():
+    """CuPy users pass bf16 bits in a wrapper (CuPy has no bfloat16): the row wraps the fp16 operands the
+    same way, and after its first call each call is one launch from the cache, no planning."""
+    from jitgemm.runtime.backend import installed
+    from jitgemm.runtime.null import NullBackend
+    from jitgemm import pipeline
+    n, m, k = 2, 64, 128
+    ops = oh.Operands(n, FakeCupyArray(0x10000, (n, k)), FakeCupyArray(0x40000, (m, k)), None,
+                      FakeCupyArray(0x80000, (n, m)), None, None, {})
+    [(call, ref, make)] = oh.CupyLib.extra_rows(None, ops)
+    assert "__cuda_array_interface__" in call and ref == "16"
+    pipeline.clear()
+    with installed(NullBackend()) as be:
+        fn = make()
+        got = fn()
+        planned = be.calls["device_info"]
+        assert isinstance(got, oh.Wrapped) and got.a is ops.o and oh.host(got).shape == (n, m)
+        for _ in range(3):
+            fn()
+        assert be.calls["device_info"] == planned and len(be.launches) == 4

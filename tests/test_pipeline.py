@@ -33,6 +33,48 @@ def dv(shape, ptr=0x100000, strides=None, dtype="bfloat16", device=0):
     return View(ptr, tuple(shape), tuple(strides), dtype, dtype, device, "device", None, vendor="cuda")
 
 
+class Dev:
+    """CuPy's Device as a __cuda_array_interface__ wrapper exposes it: an `id`."""
+
+    def __init__(self, i):
+        self.id = i
+
+
+# both 16-bit types as uint16 bits: only the dtype attribute tells them apart, so the hot path's signature
+# must hold it
+_TYPESTR = {"float16": "<u2", "bfloat16": "<u2", "float32": "<f4", "float8_e4m3fn": "|u1"}
+
+
+class CaiArray:
+    """What the CuPy examples pass for bf16 (CuPy has no bfloat16): the interface of uint16 bits, a numpy
+    `dtype` attribute that names the real type, and CuPy's `device`. `device=None`: no device attribute
+    (the driver names the pointer's device)."""
+
+    def __init__(self, ptr, shape, strides, dtype, device):
+        import ml_dtypes
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(dtype if dtype in ("float16", "float32") else getattr(ml_dtypes, dtype))
+        if device is not None:
+            self.device = Dev(device)
+        self._cai = {"shape": self.shape, "strides": tuple(st * self.dtype.itemsize for st in strides),
+                     "typestr": _TYPESTR[dtype], "data": (ptr, False), "version": 3}
+        self._spec = (ptr, shape, strides, dtype, device)
+
+    @property
+    def __cuda_array_interface__(self):
+        return self._cai
+
+    @property
+    def T(self):
+        ptr, shape, strides, dtype, device = self._spec
+        return CaiArray(ptr, shape[::-1], strides[::-1], dtype, device)
+
+
+def as_cai(v):
+    """A test View as a CaiArray on the same (fake) memory."""
+    return v if v is None or not isinstance(v, View) else CaiArray(v.ptr, v.shape, v.strides, v.dtype, v.device)
+
+
 def cold_error(fn):
     """The error a call raises with no cached entry."""
     pipeline.clear()
@@ -81,8 +123,14 @@ _NOT_FOR = {"linear": {"w misaligned", "w inner stride", "device", "K mismatch",
 _CASES = [(entry, *v) for entry in ("gemm", "matmul", "linear") for v in _gemm_variants() if v[0] not in _NOT_FOR[entry]]
 
 
+@pytest.mark.parametrize("operands", ["View", "cai"])
 @pytest.mark.parametrize("entry,name,valid,bad", _CASES, ids=[f"{c[0]}-{c[1]}" for c in _CASES])
-def test_cached_signature_never_lets_an_invalid_call_through(fake, entry, name, valid, bad):
+def test_cached_signature_never_lets_an_invalid_call_through(fake, entry, name, valid, bad, operands):
+    """Also for __cuda_array_interface__ objects that name their device (the CuPy bf16 wrapper): they
+    have a hot path of their own, whose signature must hold everything the cold path reads."""
+    if operands == "cai":
+        valid, bad = ({k: as_cai(v) for k, v in kw.items()} for kw in (valid, bad))
+
     def run(kw):
         if entry == "gemm":
             return api.gemm(kw["x"], kw["w"], kw.get("bias"), out=kw["out"])
@@ -107,6 +155,31 @@ def test_repeated_call_is_served_from_the_cache(fake):
     words = fake.launches[-1][3]
     assert (words[0], words[2], words[4]) == (0xA0000, 0x20000, 0x40000), "the new pointers were not written"
     assert fake.launches[-2][3][1:] == words[1:] or words[0] != fake.launches[-2][3][0]
+
+
+def test_cai_operands_naming_their_device_are_served_from_the_cache(fake):
+    """The CuPy bf16 wrapper of the examples: planned once, then one launch a call with its new pointers;
+    without a device attribute every call takes the cold path (the driver names the pointer's device)."""
+    mk = lambda shape, ptr, dev=0: CaiArray(ptr, shape, (shape[1], 1), "bfloat16", dev)  # noqa: E731
+    w = mk((M, K), 0x40000)
+    api.gemm(mk((N, K), 0x10000), w, out=mk((N, M), 0x80000))
+    asked = fake.calls["device_info"]
+    api.gemm(mk((N, K), 0x20000), w, out=mk((N, M), 0xA0000))
+    assert fake.calls["device_info"] == asked, "a known signature was planned again"
+    words = fake.launches[-1][3]
+    assert (words[0], words[2], words[4]) == (0xA0000, 0x20000, 0x40000)
+    assert fake.launches[-1][2] == 0
+    # the same memory read as float16 (another dtype attribute) is another signature, planned anew
+    api.gemm(CaiArray(0x20000, (N, K), (K, 1), "float16", 0), CaiArray(0x40000, (M, K), (K, 1), "float16", 0),
+             out=CaiArray(0xA0000, (N, M), (M, 1), "float16", 0))
+    assert fake.calls["device_info"] > asked
+    # no device attribute: the driver is asked every call, and nothing is cached for it
+    pipeline.clear()
+    for _ in range(2):
+        before = fake.calls["device_of_pointer"]
+        api.gemm(mk((N, K), 0x10000, None), mk((M, K), 0x40000, None), out=mk((N, M), 0x80000, None))
+        assert fake.calls["device_of_pointer"] == before + 3
+    assert not pipeline._ENTRIES
 
 
 def test_settings_snapshot_and_reload(fake, monkeypatch):
