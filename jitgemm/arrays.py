@@ -277,8 +277,8 @@ def _scalar_signature(s):
 
 
 def signature_fn(tp: type):
-    """The hot-path adapter for objects of type `tp`, or None (numpy, unknown types: the cold path,
-    which adapts through as_view every call). A function returns (pointer or value, signature), or
+    """The hot-path adapter for objects of type `tp`, or None (numpy, DLPack-only and other types: the
+    cold path, which adapts through as_view every call). A function returns (pointer or value, signature), or
     None for an object of that type that must take the cold path (host memory)."""
     if tp is View:
         return _view_signature

@@ -1,7 +1,8 @@
 """The call pipeline every device call runs through: gemm, matmul, Linear, scaled_gemm, Fp8Linear
 (and, through them, jitgemm.torch and jitgemm.parallel).
 
-A call is: adapt each operand once (by type: CuPy, torch, DeviceArray, View), build the call's
+A call is: adapt each operand once (by type: CuPy, torch, DeviceArray, View, and other
+__cuda_array_interface__ objects that name their device), build the call's
 signature (entry, settings generation, and each operand's type, shape, strides, dtype and device),
 look it up in a cache of entries, check what the signature does not fix (pointer alignment, scale
 values), write the pointers into the entry's packed arguments and launch.
