@@ -160,7 +160,8 @@ def gemm(x: Any, w: Any, bias: Any = None, *, out: Any = None, stream: Any = Non
     x, w, bias, out: numpy (copied to the GPU and back, synchronously), CuPy, torch tensors (read
     directly; torch is never imported), or any object with __cuda_array_interface__ / __dlpack__.
     bias: [M], [1, M] or [N, M] in the input dtype. Device calls do not synchronise; stream=None
-    is the current stream of the operands' library (torch's or CuPy's), else the default stream.
+    is the current stream of the operands' library (torch's or CuPy's), else the stream x's
+    __cuda_array_interface__ names, else the default stream.
     The dispatcher picks the skinny or moderate-N kernel, or cuBLAS for a bias-free N > 16 shape
     where it measured cuBLAS faster (JITGEMM_BLAS=0: never); `explain` says which and why."""
     return pipeline.call(_GEMM, (x, w, bias, out), stream, _gemm_cold)

@@ -38,7 +38,9 @@ class Entry:
     __slots__ = ("launch", "checks", "stream_of", "new_out")
 
     def __init__(self, launch, checks: tuple, stream_of: Callable[[], int], new_out: Callable | None):
-        self.launch, self.checks, self.stream_of, self.new_out = launch, checks, stream_of, new_out
+        # x's own interface stream is read from each call's x (None here), not from the first call's
+        self.stream_of = None if isinstance(stream_of, InterfaceStream) else stream_of
+        self.launch, self.checks, self.new_out = launch, checks, new_out
 
     def accepts(self, values) -> bool:
         for v, c in zip(values, self.checks):
@@ -52,7 +54,7 @@ class Entry:
     def run(self, operands: tuple, values: list, stream: Any):
         """Launch on the stream (None: the operands' library's current one); returns the output."""
         if stream is None:
-            s = self.stream_of()
+            s = self.stream_of() if self.stream_of is not None else interface_stream(operands[0])
         elif type(stream) is int:
             s = stream
         else:
@@ -130,14 +132,41 @@ def placement(views: list[tuple[str, View]]):
 
 def current_stream_rule(views: list[View], device: int) -> Callable[[], int]:
     """What stream=None means: the current stream of the operands' library on their device (torch's
-    for torch tensors, CuPy's for CuPy arrays: the first operand of either decides), else the
-    default stream. Read through the library's module object: jitgemm never imports torch."""
+    for torch tensors, CuPy's for CuPy arrays: the first operand of either decides); else, where x
+    (views[0]) is another __cuda_array_interface__ object, the stream its interface names (a CuPy
+    bf16 wrapper passes on CuPy's current stream that way); else the default stream. Read through the
+    library's module object: jitgemm never imports torch."""
     for v in views:
         if v.kind == "torch":
             return _torch_current_stream(sys.modules["torch"], device)
         if v.kind == "cupy":
             return _cupy_current_stream(sys.modules["cupy"], device)
+    if views and views[0].kind == "cai":
+        return InterfaceStream(views[0].obj)
     return _default_stream
+
+
+def interface_stream(obj: Any) -> int:
+    """The stream an __cuda_array_interface__ (version 3) names for its data: its handle, which the
+    driver takes as it is (1: the legacy default stream, 2: the per-thread one); 0 (the default stream)
+    where it names none. Work launched there is ordered after what the producer enqueued."""
+    try:
+        st = obj.__cuda_array_interface__.get("stream")
+    except (AttributeError, TypeError, RuntimeError):
+        return 0
+    return st if type(st) is int and st > 0 else 0
+
+
+class InterfaceStream:
+    """stream=None when x is an interface object: the stream x's interface names. Called by the cold
+    path for its own launch; a cached Entry reads each call's x instead (see Entry.__init__)."""
+    __slots__ = ("x",)
+
+    def __init__(self, x: Any):
+        self.x = x
+
+    def __call__(self) -> int:
+        return interface_stream(self.x)
 
 
 def _default_stream() -> int:

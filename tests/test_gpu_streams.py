@@ -158,6 +158,49 @@ def test_cupy_current_stream_orders_with_cupy_work():
     assert wrong == 0, f"{wrong} of 10 calls did not see CuPy's write on the current stream"
 
 
+class _Bf16Bits:
+    """What CuPy's bf16 users pass (CuPy has no bfloat16): uint16 bits, a dtype, CuPy's device."""
+
+    def __init__(self, bits):
+        import ml_dtypes
+        self.bits, self.shape, self.device = bits, bits.shape, bits.device
+        self.dtype = np.dtype(ml_dtypes.bfloat16)
+
+    @property
+    def __cuda_array_interface__(self):
+        return self.bits.__cuda_array_interface__
+
+
+def test_cupy_bf16_wrapper_orders_with_cupy_work_on_the_stream_its_interface_names():
+    """stream=None with interface objects: the stream the interface names (CuPy's current one), on the
+    cached path too (each call is the same signature), bf16 against float64."""
+    cp = pytest.importorskip("cupy")
+    import ml_dtypes
+    rng = np.random.default_rng(1)
+    w_h = (rng.standard_normal((2048, 4096)) * 0.05).astype(ml_dtypes.bfloat16)
+    w = _Bf16Bits(cp.asarray(w_h.view(np.uint16)))
+    x_bits = cp.zeros((4, 4096), dtype=cp.uint16)
+    big = cp.ones(1 << 26, dtype=cp.float32)
+    jitgemm.gemm(_Bf16Bits(x_bits), w)
+    cp.cuda.Device().synchronize()
+    wrong = 0
+    with cp.cuda.Stream(non_blocking=True):
+        for _ in range(10):
+            src = rng.standard_normal((4, 4096)).astype(ml_dtypes.bfloat16)
+            src_d = cp.asarray(src.view(np.uint16))
+            o = cp.full((4, 2048), 0x7FC0, dtype=cp.uint16)  # bf16 NaN
+            cp.cuda.get_current_stream().synchronize()
+            for _ in range(20):
+                big *= 1.0000001  # keeps the stream busy, so a launch elsewhere would run first
+            x_bits[...] = src_d
+            jitgemm.gemm(_Bf16Bits(x_bits), w, out=_Bf16Bits(o))
+            cp.cuda.get_current_stream().synchronize()
+            ref = src.astype(np.float64) @ w_h.astype(np.float64).T
+            got = cp.asnumpy(o).view(ml_dtypes.bfloat16).astype(np.float64)
+            wrong += not (np.linalg.norm(got - ref) / np.linalg.norm(ref) < 2e-2)
+    assert wrong == 0, f"{wrong} of 10 calls did not see CuPy's write on the current stream"
+
+
 def test_patch_linears_matches_torch_and_unpatches():
     torch = _torch()
     import jitgemm.torch as jt

@@ -50,7 +50,7 @@ class CaiArray:
     `dtype` attribute that names the real type, and CuPy's `device`. `device=None`: no device attribute
     (the driver names the pointer's device)."""
 
-    def __init__(self, ptr, shape, strides, dtype, device):
+    def __init__(self, ptr, shape, strides, dtype, device, stream=None):
         import ml_dtypes
         self.shape = tuple(shape)
         self.dtype = np.dtype(dtype if dtype in ("float16", "float32") else getattr(ml_dtypes, dtype))
@@ -58,6 +58,8 @@ class CaiArray:
             self.device = Dev(device)
         self._cai = {"shape": self.shape, "strides": tuple(st * self.dtype.itemsize for st in strides),
                      "typestr": _TYPESTR[dtype], "data": (ptr, False), "version": 3}
+        if stream is not None:
+            self._cai["stream"] = stream
         self._spec = (ptr, shape, strides, dtype, device)
 
     @property
@@ -180,6 +182,24 @@ def test_cai_operands_naming_their_device_are_served_from_the_cache(fake):
         api.gemm(mk((N, K), 0x10000, None), mk((M, K), 0x40000, None), out=mk((N, M), 0x80000, None))
         assert fake.calls["device_of_pointer"] == before + 3
     assert not pipeline._ENTRIES
+
+
+def test_stream_none_with_interface_operands_is_the_stream_x_names(fake):
+    """stream=None and x an interface object: the launch goes on the stream its interface (v3) names,
+    read from each call's x (a cached entry must not keep the first call's), 0 where it names none;
+    an explicit stream wins."""
+    def mk(shape, ptr, stream=None):
+        return CaiArray(ptr, shape, (shape[1], 1), "bfloat16", 0, stream)
+    w = mk((M, K), 0x40000)
+    layer = api.Linear(w)
+    for call in (lambda x, o, **kw: api.gemm(x, w, out=o, **kw), lambda x, o, **kw: layer(x, out=o, **kw)):
+        pipeline.clear()
+        for named in (0x5000, 0x6000, 1, 2, None):  # the first call plans; the others are cached launches
+            call(mk((N, K), 0x10000, named), mk((N, M), 0x80000))
+            assert fake.launches[-1][1] == (named or 0)
+        call(mk((N, K), 0x10000, 0x5000), mk((N, M), 0x80000), stream=0x7000)
+        assert fake.launches[-1][1] == 0x7000
+    assert len(pipeline._ENTRIES) == 1
 
 
 def test_settings_snapshot_and_reload(fake, monkeypatch):
