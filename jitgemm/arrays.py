@@ -252,8 +252,6 @@ def _view_signature(v):
     return v.ptr, (View, v.shape, v.strides, v.dtype, v.device, v.vendor, v.kind)
 
 
-
-
 def _cai_signature(o):
     """Other objects with __cuda_array_interface__ (a wrapper that gives CuPy's uint16 bits a bfloat16
     dtype, arrays of other libraries): the interface's dict as _from_cai reads it, plus the `dtype` and

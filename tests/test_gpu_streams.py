@@ -158,24 +158,14 @@ def test_cupy_current_stream_orders_with_cupy_work():
     assert wrong == 0, f"{wrong} of 10 calls did not see CuPy's write on the current stream"
 
 
-class _Bf16Bits:
-    """What CuPy's bf16 users pass (CuPy has no bfloat16): uint16 bits, a dtype, CuPy's device."""
-
-    def __init__(self, bits):
-        import ml_dtypes
-        self.bits, self.shape, self.device = bits, bits.shape, bits.device
-        self.dtype = np.dtype(ml_dtypes.bfloat16)
-
-    @property
-    def __cuda_array_interface__(self):
-        return self.bits.__cuda_array_interface__
-
-
 def test_cupy_bf16_wrapper_orders_with_cupy_work_on_the_stream_its_interface_names():
-    """stream=None with interface objects: the stream the interface names (CuPy's current one), on the
-    cached path too (each call is the same signature), bf16 against float64."""
+    """stream=None with interface objects (the bf16 wrapper CuPy users write, CuPy having no bfloat16:
+    the quickstart example's): the stream the interface names (CuPy's current one), on the cached path
+    too (each call is the same signature), bf16 against float64."""
     cp = pytest.importorskip("cupy")
     import ml_dtypes
+    from test_examples import load_example
+    _Bf16Bits = load_example("cupy_quickstart").Bf16
     rng = np.random.default_rng(1)
     w_h = (rng.standard_normal((2048, 4096)) * 0.05).astype(ml_dtypes.bfloat16)
     w = _Bf16Bits(cp.asarray(w_h.view(np.uint16)))
