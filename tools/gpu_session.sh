@@ -88,8 +88,8 @@ case "$1" in
   smollm2)
     cat .carry/smollm2.gguf.a .carry/smollm2.gguf.b > /tmp/smollm2.gguf
     [ "$(sha256sum < /tmp/smollm2.gguf | cut -d' ' -f1)" = "$(cat .carry/smollm2.gguf.sha256)" ] \
-      || { echo "the reassembled GGUF does not match its sha256: carry both parts again" >&2; exit 1; }
-    python3 -c 'import gguf' || { echo "no gguf package: carry its wheel in .whl/" >&2; exit 1; }
+      || { echo "the reassembled GGUF does not match its sha256: carry both parts again" >&2; return 1; }
+    python3 -c 'import gguf' || { echo "no gguf package: carry its wheel in .whl/" >&2; return 1; }
     for w in q4 16bit; do
       timeout -s INT $(budget 250) python3 examples/smollm2_decode.py --gguf /tmp/smollm2.gguf --weights $w --tokens 32 2>&1 \
         | tee "$OUT/smollm2-$w.log" | tail -25
@@ -112,7 +112,7 @@ case "$1" in
     sed -i 's/__launch_bounds__(32 \* WK) JG_CLUSTER_K/__launch_bounds__(32 * WK, 1) JG_CLUSTER_K/' \
       /tmp/mb/kernels_src/nv/skinny.h /tmp/mb/kernels_src/nv/fp8.h
     grep -c "32 \* WK, 1)" /tmp/mb/kernels_src/nv/skinny.h /tmp/mb/kernels_src/nv/fp8.h \
-      || { echo "the launch-bounds patch did not apply: kernels_src changed" >&2; exit 1; }
+      || { echo "the launch-bounds patch did not apply: kernels_src changed" >&2; return 1; }
     for tree in base mb; do
       dir=$PWD cache=$JITGEMM_CACHE_DIR
       if [ $tree = mb ]; then dir=/tmp/mb cache=/tmp/jgcache-mb; fi
@@ -128,5 +128,5 @@ esac
 for step in "${steps[@]}"; do
   if [ $(( DEADLINE - SECONDS )) -lt 60 ]; then echo "== $step: skipped, $(( DEADLINE - SECONDS )) s left of the call"; continue; fi
   echo "== $step (at ${SECONDS} s)"
-  run_step "$step"
+  run_step "$step" || echo "== $step: stopped, rc=$?"
 done
