@@ -128,6 +128,7 @@ def _gemm_cold(key, x: Any, w: Any, bias: Any, out: Any, stream: Any, g: _Gemm |
 
 def _check_out(out: Any, n: int, m: int, dtype: str) -> View:
     ov = as_view(out, "out")
+    validate.require_writable(ov, "out")
     validate.require_2d(ov, "out", "N, M")
     if ov.shape != (n, m):
         raise ValueError(f"out must have shape [N, M] = {(n, m)}, got {ov.shape}")
@@ -208,7 +209,7 @@ def _as_rows(v: View, arg: str) -> View:
     pitch = lead[-1][1] if lead else max(v.shape[-1], 1)
     inner = v.strides[-1] if v.ndim else 1
     return View(v.ptr, (n, v.shape[-1]), (pitch, inner), v.dtype, v.raw_dtype, v.device, v.kind, v.obj,
-                v.vendor, v.keep)
+                v.vendor, v.keep, v.readonly)
 
 
 _GEMM, _MATMUL, _LINEAR, _LINEAR_ND = ("gemm",), ("matmul",), ("Linear",), ("linear",)
@@ -318,6 +319,7 @@ def _blas(a: Any, b: Any, av: View, out: Any):
             r = np.matmul(a, b)  # numpy's own promotion rules for everything else
         if out is not None:
             ov = as_view(out, "out")
+            validate.require_writable(ov, "out")
             if ov.shape != r.shape or (ov.dtype or ov.raw_dtype) != (dtype_name(r.dtype) or str(r.dtype)):
                 raise ValueError(f"out must have shape {r.shape} and dtype {r.dtype}, got {ov.shape} {ov.raw_dtype}")
         return pipeline.deliver(r, out)

@@ -62,6 +62,7 @@ class View:
     obj: Any                   # keeps the memory alive
     vendor: str | None = None  # "cuda" | "hip" for device memory
     keep: Any = None           # extra owner (a DLPack capsule)
+    readonly: bool = False     # its producer forbids writes (numpy's writeable flag, the interface's data[1])
 
     @property
     def ndim(self) -> int:
@@ -75,14 +76,15 @@ class View:
     def T(self) -> "View":
         """The transposed view (same memory), as numpy's .T: matmul(x, w.T) works on Views too."""
         return View(self.ptr, self.shape[::-1], self.strides[::-1], self.dtype, self.raw_dtype, self.device,
-                    self.kind, self.obj, self.vendor, self.keep)
+                    self.kind, self.obj, self.vendor, self.keep, self.readonly)
 
 
 def _from_numpy(a: np.ndarray) -> View:
     dt = dtype_name(a.dtype)
     isz = a.dtype.itemsize
     strides = tuple(s // isz if isz else 0 for s in a.strides)
-    return View(a.ctypes.data, tuple(a.shape), strides, dt, str(a.dtype), None, "numpy", a)
+    return View(a.ctypes.data, tuple(a.shape), strides, dt, str(a.dtype), None, "numpy", a,
+                readonly=not a.flags.writeable)
 
 
 _CAI_TYPES = {"<f2": F16, "<f4": F32, "|u1": U8, "<u1": U8}
@@ -102,6 +104,9 @@ def _cai_device(dev_attr: Any) -> int | None:
 
 def _from_cai(obj: Any, kind: str) -> View:
     cai = obj.__cuda_array_interface__
+    if cai.get("mask") is not None:
+        raise ValueError(f"{type(obj).__name__}'s __cuda_array_interface__ has a mask: masked arrays are not "
+                         f"supported (every element is read and written); pass the data without a mask")
     shape = tuple(int(s) for s in cai["shape"])
     typestr = cai["typestr"]
     dt = None
@@ -126,7 +131,8 @@ def _from_cai(obj: Any, kind: str) -> View:
     device = _cai_device(getattr(obj, "device", None))
     if device is None:
         device = -1  # device memory on a device found later from the pointer (placement asks the driver)
-    return View(ptr, shape, strides, dt, typestr if dt is None else dt, device, kind, obj, vendor="cuda")
+    return View(ptr, shape, strides, dt, typestr if dt is None else dt, device, kind, obj, vendor="cuda",
+                readonly=bool(cai["data"][1]))
 
 
 # ---- DLPack, read with ctypes ------------------------------------------------------------------
@@ -249,23 +255,27 @@ def _cupy_signature(a):
 def _view_signature(v):
     if v.device is None or v.device < 0:
         return None  # host memory, or a device only the driver can name (asked on the cold path)
-    return v.ptr, (View, v.shape, v.strides, v.dtype, v.device, v.vendor, v.kind)
+    return v.ptr, (View, v.shape, v.strides, v.dtype, v.device, v.vendor, v.kind, v.readonly)
 
 
 def _cai_signature(o):
     """Other objects with __cuda_array_interface__ (a wrapper that gives CuPy's uint16 bits a bfloat16
     dtype, arrays of other libraries): the interface's dict as _from_cai reads it, plus the `dtype` and
     `device` attributes that it honours. An object whose device only the driver can name, whose dtype
-    attribute is not a plain numpy dtype or name, or whose interface cannot be read takes the cold path."""
+    attribute is not a plain numpy dtype or name, whose interface has a mask or cannot be read takes the cold
+    path (which refuses a mask). The read-only flag is in the key: a read-only `out` never meets a cached entry."""
     dev = _cai_device(getattr(o, "device", None))
     dt = getattr(o, "dtype", None)
     if dev is None or not (dt is None or type(dt) is str or isinstance(dt, np.dtype)):
         return None
     try:
         cai = o.__cuda_array_interface__
-        strides = cai.get("strides")
-        key = (type(o), tuple(cai["shape"]), None if strides is None else tuple(strides), cai["typestr"], dt, dev)
-        return int(cai["data"][0]), key
+        if cai.get("mask") is not None:
+            return None
+        strides, data = cai.get("strides"), cai["data"]
+        key = (type(o), tuple(cai["shape"]), None if strides is None else tuple(strides), cai["typestr"], dt, dev,
+               bool(data[1]))
+        return int(data[0]), key
     except (TypeError, RuntimeError, KeyError, IndexError, ValueError, AttributeError):
         return None
 

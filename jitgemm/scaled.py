@@ -358,6 +358,7 @@ class Fp8Linear:
         validate.require_dtype(xv, "x", SKINNY_DTYPES)
         if out is not None:
             ov = as_view(out, "out")
+            validate.require_writable(ov, "out")
             if ov.shape != (xv.shape[0], self.w8.shape[0]) or ov.dtype != xv.dtype:
                 raise ValueError(f"out must be [N, M] = {(xv.shape[0], self.w8.shape[0])} of {xv.dtype}, "
                                  f"got {ov.shape} {ov.raw_dtype}")

@@ -77,9 +77,18 @@ def optional_bias(bias, n: int, m: int, dtype: str) -> View | None:
     return bv
 
 
+def require_writable(v: View, arg: str) -> None:
+    """The result is written into `arg`: refuse memory its producer marks read-only (a numpy array with
+    writeable=False, a __cuda_array_interface__ whose data is (ptr, True)) before any GPU work."""
+    if v.readonly:
+        raise ValueError(f"{arg} is read-only (its {type(v.obj).__name__} says so), and jitgemm writes the result "
+                         f"into {arg}; pass a writable array, or no {arg} to get a new one")
+
+
 def out_view(out, n: int, m: int, dtype: str) -> View:
-    """A call's out as a View, checked: 2-D [N, M] of `dtype` (scaled_gemm's and w4_gemm's rule)."""
+    """A call's out as a View, checked: 2-D [N, M] of `dtype`, writable (scaled_gemm's and w4_gemm's rule)."""
     ov = as_view(out, "out")
+    require_writable(ov, "out")
     require_2d(ov, "out", "N, M")
     if ov.shape != (n, m) or ov.dtype != dtype:
         raise ValueError(f"out must be [N, M] = {(n, m)} of {dtype}, got {ov.shape} {ov.raw_dtype}")

@@ -26,11 +26,12 @@ def fake():
         yield be
 
 
-def dv(shape, ptr=0x100000, strides=None, dtype="bfloat16", device=0):
+def dv(shape, ptr=0x100000, strides=None, dtype="bfloat16", device=0, readonly=False):
     """A device View (fake pointer): what CuPy/torch/DeviceArray operands become."""
     if strides is None:
         strides = (shape[1], 1) if len(shape) == 2 else (1,)
-    return View(ptr, tuple(shape), tuple(strides), dtype, dtype, device, "device", None, vendor="cuda")
+    return View(ptr, tuple(shape), tuple(strides), dtype, dtype, device, "device", None, vendor="cuda",
+                readonly=readonly)
 
 
 class Dev:
@@ -50,14 +51,16 @@ class CaiArray:
     `dtype` attribute that names the real type, and CuPy's `device`. `device=None`: no device attribute
     (the driver names the pointer's device)."""
 
-    def __init__(self, ptr, shape, strides, dtype, device, stream=None):
+    def __init__(self, ptr, shape, strides, dtype, device, stream=None, readonly=False, mask=None):
         import ml_dtypes
         self.shape = tuple(shape)
         self.dtype = np.dtype(dtype if dtype in ("float16", "float32") else getattr(ml_dtypes, dtype))
         if device is not None:
             self.device = Dev(device)
         self._cai = {"shape": self.shape, "strides": tuple(st * self.dtype.itemsize for st in strides),
-                     "typestr": _TYPESTR[dtype], "data": (ptr, False), "version": 3}
+                     "typestr": _TYPESTR[dtype], "data": (ptr, readonly), "version": 3}
+        if mask is not None:
+            self._cai["mask"] = mask
         if stream is not None:
             self._cai["stream"] = stream
         self._spec = (ptr, shape, strides, dtype, device)
@@ -74,7 +77,8 @@ class CaiArray:
 
 def as_cai(v):
     """A test View as a CaiArray on the same (fake) memory."""
-    return v if v is None or not isinstance(v, View) else CaiArray(v.ptr, v.shape, v.strides, v.dtype, v.device)
+    return v if v is None or not isinstance(v, View) else CaiArray(v.ptr, v.shape, v.strides, v.dtype, v.device,
+                                                                   readonly=v.readonly)
 
 
 def cold_error(fn):
@@ -106,6 +110,7 @@ def _gemm_variants():
         ("x misaligned", ok(), ok(x=dv((N, K), 0x10008))),
         ("w misaligned", ok(), ok(w=dv((M, K), 0x40002))),
         ("out misaligned", ok(), ok(out=dv((N, M), 0x80001))),
+        ("out read-only", ok(), ok(out=dv((N, M), 0x80000, readonly=True))),
         ("bias misaligned", ok(bias=b), ok(bias=dv((M,), 0x90001))),
         ("x pitch", ok(), ok(x=dv((N, K), 0x10000, strides=(K + 4, 1)))),
         ("w inner stride", ok(), ok(w=dv((M, K), 0x40000, strides=(1, M)))),
@@ -261,6 +266,42 @@ def test_prepared_and_prepared_scaled_are_one_class(fake):
     assert type(ps) is type(p) is api.Prepared is scaled.PreparedScaled
     with pytest.raises(TypeError, match="stream must be None, an int handle"):
         p.launch("stream 0")
+
+
+def test_read_only_out_is_refused_before_any_gpu_work(fake):
+    """jitgemm writes into `out`: memory its producer marks read-only is refused, for a numpy out (host path:
+    nothing uploaded) and for every entry's device out, cold and after a cached call with a writable one.
+    The producer's word is the only one: a read-only x or w is read as before."""
+    x, w = np.ones((N, K), np.float16), np.ones((M, K), np.float16)
+    frozen = np.zeros((N, M), np.float16)
+    frozen.flags.writeable = False
+    for call in (lambda: api.gemm(x, w, out=frozen), lambda: api.matmul(x, w.T, out=frozen),
+                 lambda: api.linear(x, w, out=frozen)):
+        with pytest.raises(ValueError, match=r"out is read-only \(its ndarray says so\)"):
+            call()
+    assert not fake.launches and not fake.calls["copy_htod"], "a refused call touched the GPU"
+    xr, wr = np.ones((N, K), np.float16), np.ones((M, K), np.float16)
+    xr.flags.writeable = wr.flags.writeable = False
+    assert api.gemm(xr, wr).shape == (N, M)
+
+    o8 = dv((N, M), 0x80000)
+    x8, w8 = dv((N, K), 0x10000, dtype="float8_e4m3fn"), dv((M, K), 0x40000, dtype="float8_e4m3fn")
+    ro = CaiArray(0x80000, (N, M), (M, 1), "bfloat16", 0, readonly=True)
+    cold = cold_error(lambda: scaled.scaled_gemm(x8, w8, 0.5, 0.5, out=ro))
+    assert cold[0] is ValueError and "out is read-only (its CaiArray says so)" in cold[1]
+    assert warm_error(lambda: scaled.scaled_gemm(x8, w8, 0.5, 0.5, out=ro),
+                      lambda: scaled.scaled_gemm(x8, w8, 0.5, 0.5, out=as_cai(o8))) == cold
+
+
+def test_masked_interface_operands_are_refused(fake):
+    """A __cuda_array_interface__ with a mask says some elements are not data; jitgemm reads and writes
+    them all, so it refuses the mask, also when an unmasked twin's call is cached."""
+    mk = lambda ptr, shape, mask=None: CaiArray(ptr, shape, (shape[1], 1), "bfloat16", 0, mask=mask)  # noqa: E731
+    w, o = mk(0x40000, (M, K)), mk(0x80000, (N, M))
+    masked = mk(0x10000, (N, K), mask=mk(0x20000, (N, K)))
+    cold = cold_error(lambda: api.gemm(masked, w, out=o))
+    assert cold[0] is ValueError and "has a mask: masked arrays are not supported" in cold[1]
+    assert warm_error(lambda: api.gemm(masked, w, out=o), lambda: api.gemm(mk(0x10000, (N, K)), w, out=o)) == cold
 
 
 def test_host_operands_are_never_cached(fake):
