@@ -28,3 +28,25 @@ def test_device_infos_reads_each_device_once_and_refuses_an_index_out_of_range()
         with pytest.raises(ValueError, match=rf"device index {bad} out of range: 2 CUDA device\(s\)"):
             infos(bad)
     assert read == [1, 0]
+
+
+def test_every_backend_has_every_method_of_the_protocol():
+    """jitgemm calls a backend only through the Backend protocol's methods; one a vendor's class lacks
+    fails only on that vendor's machines (HipBackend had no stream_capturing, which autotune and output
+    allocation ask). Checked on fresh objects: none loads its driver before a method needs it."""
+    import inspect
+
+    from jitgemm.runtime.backend import Backend
+    from jitgemm.runtime.cuda import CudaBackend
+    from jitgemm.runtime.hip import HipBackend
+    from jitgemm.runtime.null import NullBackend
+    wanted = {n for n, f in vars(Backend).items() if inspect.isfunction(f) and not n.startswith("_")}
+    assert {"launch", "alloc", "free", "stream_capturing"} <= wanted
+    for be in (CudaBackend(), HipBackend(), NullBackend()):
+        name = type(be).__name__
+        missing = sorted(n for n in wanted if not callable(getattr(be, n, None)))
+        assert not missing, f"{name} lacks {missing}"
+        for n in wanted:  # the same parameters, so a call written against the protocol binds
+            want = list(inspect.signature(getattr(Backend, n)).parameters)[1:]  # less self
+            got = list(inspect.signature(getattr(be, n)).parameters)
+            assert got[:len(want)] == want, f"{name}.{n}{got} against the protocol's {want}"

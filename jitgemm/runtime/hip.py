@@ -284,6 +284,16 @@ class HipBackend:
         self.make_current(device)
         self._check("hipStreamSynchronize", self._mod().hipStreamSynchronize(stream or None))
 
+    def stream_capturing(self, stream: int, device: int) -> bool:
+        """Whether `stream` is capturing a graph (an error answer, as for the null stream while another
+        stream captures in global mode, counts as capturing): CudaBackend's rule."""
+        hip = self._mod()
+        self.make_current(device)
+        err, status = hip.hipStreamIsCapturing(stream or None)
+        if int(err) != 0:
+            return True
+        return int(status) != int(hip.hipStreamCaptureStatus.hipStreamCaptureStatusNone)
+
     def versions(self) -> dict:
         try:
             return {"hip_runtime": self.runtime_version(), "hiprtc": self.compiler.identity()}
