@@ -2,8 +2,11 @@
 around. It frees its memory when collected and speaks __cuda_array_interface__."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from . import stream_pool
 from .arrays import ITEMSIZE, View, numpy_dtype
 
 _TYPESTR = {"float16": "<f2", "float32": "<f4", "uint8": "|u1", "bfloat16": "<V2",
@@ -11,10 +14,18 @@ _TYPESTR = {"float16": "<f2", "float32": "<f4", "uint8": "|u1", "bfloat16": "<V2
 
 
 class DeviceArray:
-    def __init__(self, backend, device: int, shape: tuple[int, ...], dtype: str):
+    """`stream`: an output made for work on that stream; its memory comes from and goes back to that
+    stream's blocks in stream_pool (no device-wide wait when it is dropped). None: the driver's own
+    allocation, freed when collected (buffers that live long or that the host path synchronises)."""
+
+    def __init__(self, backend, device: int, shape: tuple[int, ...], dtype: str, stream: int | None = None):
         self.backend, self.device, self.shape, self.dtype = backend, device, tuple(shape), dtype
-        self.nbytes = int(np.prod(self.shape, dtype=np.int64)) * ITEMSIZE[dtype]
-        self.ptr = backend.alloc(self.nbytes, device)
+        self.nbytes = math.prod(self.shape) * ITEMSIZE[dtype]
+        if stream is None:
+            self.ptr = backend.alloc(self.nbytes, device)
+        else:
+            self.ptr = stream_pool.take(backend, device, stream, stream_pool.rounded(self.nbytes))
+        self.stream = stream
 
     @classmethod
     def from_numpy(cls, backend, device: int, a: np.ndarray, dtype: str) -> "DeviceArray":
@@ -52,7 +63,10 @@ class DeviceArray:
         ptr, self.ptr = getattr(self, "ptr", 0), 0
         if ptr:
             try:
-                self.backend.free(ptr, self.device)
+                if getattr(self, "stream", None) is None:
+                    self.backend.free(ptr, self.device)
+                else:
+                    stream_pool.give_back(self.backend, self.device, self.stream, stream_pool.rounded(self.nbytes), ptr)
             except Exception:
                 pass  # interpreter shutdown or a dead context: nothing useful to do
 

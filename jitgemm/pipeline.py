@@ -61,7 +61,7 @@ class Entry:
             s = stream_handle(stream)
         out = operands[-1]
         if out is None:
-            out, values[-1] = self.new_out(operands[0])
+            out, values[-1] = self.new_out(operands[0], s)
         self.launch.run(s, values)
         return out
 
@@ -191,17 +191,18 @@ def _cupy_current_stream(cupy, device: int) -> Callable[[], int]:
 
 # ---- outputs of the input's kind ------------------------------------------------------------------------
 def output_factory(like: View, backend, device: int, shape: tuple[int, int], dtype: str) -> Callable:
-    """A function like_obj -> (new output, its pointer): a torch tensor for torch inputs, a CuPy array
-    for CuPy inputs (where CuPy has the dtype), else a jitgemm DeviceArray."""
+    """A function (like_obj, stream) -> (new output, its pointer): a torch tensor for torch inputs, a CuPy
+    array for CuPy inputs (where CuPy has the dtype; their allocators know the current stream), else a
+    jitgemm DeviceArray whose memory is that stream's (stream_pool: no device-wide wait when dropped)."""
     if like.kind == "torch":
         tdtype = getattr(sys.modules["torch"], dtype)
-        return lambda t: _torch_empty(t, shape, tdtype)
+        return lambda t, _stream: _torch_empty(t, shape, tdtype)
     if like.kind == "cupy":
         cupy = sys.modules["cupy"]
         npdt = _cupy_dtype(cupy, dtype)
         if npdt is not None:
-            return lambda a: _cupy_empty(cupy, device, shape, npdt)
-    return lambda _: _device_array(backend, device, shape, dtype)
+            return lambda a, _stream: _cupy_empty(cupy, device, shape, npdt)
+    return lambda _, stream: _device_array(backend, device, shape, dtype, stream)
 
 
 def _torch_empty(like, shape, tdtype):
@@ -229,8 +230,8 @@ def _cupy_dtype(cupy, dtype: str):
     return dt
 
 
-def _device_array(backend, device: int, shape, dtype: str):
-    d = DeviceArray(backend, device, shape, dtype)
+def _device_array(backend, device: int, shape, dtype: str, stream: int):
+    d = DeviceArray(backend, device, shape, dtype, stream)
     return d, d.ptr
 
 

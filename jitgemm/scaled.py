@@ -307,8 +307,8 @@ def quantize_fp8(x: Any, per_token: bool = True, fp8_format: str | None = None, 
     ldx = xv.strides[0] if n > 1 else k
     st = pipeline.current_stream_rule([xv], device)() if stream is None else validate.stream_handle(stream)
     # outputs of x's kind: torch fp8 and float32 tensors, CuPy uint8 (it has no fp8) and float32 arrays
-    q, qptr = pipeline.output_factory(xv, backend, device, (n, k), U8 if xv.kind == "cupy" else fmt)(x)
-    sc, sptr = pipeline.output_factory(xv, backend, device, (nscales,), "float32")(x)
+    q, qptr = pipeline.output_factory(xv, backend, device, (n, k), U8 if xv.kind == "cupy" else fmt)(x, st)
+    sc, sptr = pipeline.output_factory(xv, backend, device, (nscales,), "float32")(x, st)
     kern.launch((nscales, 1, 1), (1024, 1, 1), 0, st, qptr, k, sptr, xv.ptr, ldx, n, k)
     return q, sc
 

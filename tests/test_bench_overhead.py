@@ -256,8 +256,9 @@ def test_the_cupy_wrapper_row_times_the_interface_objects_hot_path():
     n, m, k = 2, 64, 128
     ops = oh.Operands(n, FakeCupyArray(0x10000, (n, k)), FakeCupyArray(0x40000, (m, k)), None,
                       FakeCupyArray(0x80000, (n, m)), None, None, {})
-    [(call, ref, make)] = oh.CupyLib.extra_rows(None, ops)
-    assert "__cuda_array_interface__" in call and ref == "16"
+    [(call, ref, make), (call_new, ref_new, make_new)] = oh.CupyLib.extra_rows(None, ops)
+    assert "__cuda_array_interface__" in call and "out=o" in call and ref == ref_new == "16"
+    assert "__cuda_array_interface__" in call_new and "out=" not in call_new
     pipeline.clear()
     with installed(NullBackend()) as be:
         fn = make()
@@ -267,3 +268,12 @@ def test_the_cupy_wrapper_row_times_the_interface_objects_hot_path():
         for _ in range(3):
             fn()
         assert be.calls["device_info"] == planned and len(be.launches) == 4
+        # without out=: a DeviceArray on the stream, its block reused once the previous result is dropped
+        fn = make_new()
+        got = fn()
+        assert oh.host(got).shape == (n, m) and got.stream == 0
+        first, allocs = got.ptr, be.calls["alloc"]
+        del got
+        for _ in range(3):
+            assert fn().ptr == first
+        assert be.calls["alloc"] == allocs

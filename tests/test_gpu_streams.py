@@ -191,6 +191,41 @@ def test_cupy_bf16_wrapper_orders_with_cupy_work_on_the_stream_its_interface_nam
     assert wrong == 0, f"{wrong} of 10 calls did not see CuPy's write on the current stream"
 
 
+def test_outputs_jitgemm_allocates_reuse_their_streams_block_in_order():
+    """gemm(x, w) with bf16 wrappers makes jitgemm DeviceArray outputs on the stream x's interface names;
+    each is copied out on that stream and dropped at once, while the copy may still be queued: the next
+    call on the stream takes the same block (no driver free, which would wait for the device), and stream
+    order must still put the copy before the overwrite. Busy work ahead of every call widens the race."""
+    cp = pytest.importorskip("cupy")
+    import ml_dtypes
+    from test_examples import load_example
+    Bf16 = load_example("cupy_quickstart").Bf16
+    rng = np.random.default_rng(2)
+    w_h = (rng.standard_normal((2048, 4096)) * 0.05).astype(ml_dtypes.bfloat16)
+    w = Bf16(cp.asarray(w_h.view(np.uint16)))
+    x_bits = cp.zeros((4, 4096), dtype=cp.uint16)
+    big = cp.ones(1 << 26, dtype=cp.float32)
+    srcs, copies, blocks = [], [], set()
+    with cp.cuda.Stream(non_blocking=True):
+        for _ in range(10):
+            src = rng.standard_normal((4, 4096)).astype(ml_dtypes.bfloat16)
+            srcs.append(src)
+            for _ in range(20):
+                big *= 1.0000001
+            x_bits.set(src.view(np.uint16), stream=cp.cuda.get_current_stream())
+            y = jitgemm.gemm(Bf16(x_bits), w)
+            assert y.stream == cp.cuda.get_current_stream().ptr
+            blocks.add(y.ptr)
+            mem = cp.cuda.MemoryPointer(cp.cuda.UnownedMemory(y.ptr, y.nbytes, y), 0)
+            copies.append(cp.ndarray(y.shape, cp.uint16, mem).copy())
+            del y, mem  # the block goes back while the copy above may still wait on the stream
+        cp.cuda.get_current_stream().synchronize()
+    assert len(blocks) == 1, f"{len(blocks)} blocks for 10 outputs dropped in turn: the block was not reused"
+    for src, got in zip(srcs, copies):
+        ref = src.astype(np.float64) @ w_h.astype(np.float64).T
+        _close(cp.asnumpy(got).view(ml_dtypes.bfloat16).astype(np.float64), ref)
+
+
 def test_patch_linears_matches_torch_and_unpatches():
     torch = _torch()
     import jitgemm.torch as jt

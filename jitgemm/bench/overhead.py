@@ -96,10 +96,13 @@ class CupyLib:
 
     def extra_rows(self, ops) -> list:
         """CuPy has no bfloat16: its users pass bf16 bits in a wrapper that gives them a dtype (the
-        examples' Bf16). The same wrapper around the fp16 operands times that path: its own hot path."""
+        examples' Bf16). The same wrapper around the fp16 operands times that path: its own hot path, and
+        without out= a jitgemm DeviceArray result whose memory the stream reuses (stream_pool)."""
         wrap = [Wrapped(a) for a in (ops.x, ops.w, ops.o)]
         return [("gemm(x, w, out=o), __cuda_array_interface__ wrappers", "16",
-                 lambda: partial(jitgemm.gemm, wrap[0], wrap[1], out=wrap[2]))]
+                 lambda: partial(jitgemm.gemm, wrap[0], wrap[1], out=wrap[2])),
+                ("gemm(x, w), __cuda_array_interface__ wrappers", "16",
+                 lambda: partial(jitgemm.gemm, wrap[0], wrap[1]))]
 
 
 class Wrapped:

@@ -1,0 +1,108 @@
+"""Outputs jitgemm allocates itself (no out=, operands its own DeviceArrays or interface wrappers) take their
+memory from per-stream blocks (jitgemm.stream_pool), on the recording stand-in backend: a dropped output's
+block is reused by the next output of its stream without a driver allocation or free (the driver's free
+waits for the whole device), never by another stream's, never while the stream captures a graph, and
+blocks past the idle limit go back to the driver."""
+import gc
+
+import pytest
+
+import jitgemm
+from jitgemm import pipeline, stream_pool
+from jitgemm.device_array import DeviceArray
+from jitgemm.errors import JitgemmError
+from jitgemm.runtime.backend import installed
+from jitgemm.runtime.null import NullBackend
+
+N, M, K = 4, 64, 128
+
+
+@pytest.fixture
+def fake():
+    with installed(NullBackend()) as be:
+        yield be
+
+
+def operands(be):
+    return DeviceArray(be, 0, (N, K), "bfloat16"), DeviceArray(be, 0, (M, K), "bfloat16")
+
+
+def out_pointer(be):
+    return be.launches[-1][3][0]  # the packed arguments start with the output's pointer
+
+
+def test_a_dropped_output_is_reused_by_its_stream_without_driver_calls(fake):
+    x, w = operands(fake)
+    y = jitgemm.gemm(x, w, stream=0x5000)
+    assert isinstance(y, DeviceArray) and y.stream == 0x5000 and y.shape == (N, M)
+    first, allocs = y.ptr, fake.calls["alloc"]
+    del y
+    gc.collect()
+    assert stream_pool.idle_bytes(fake, 0) == stream_pool.rounded(N * M * 2)
+    for _ in range(3):  # each output dropped before the next call: one block serves them all
+        y = jitgemm.gemm(x, w, stream=0x5000)
+        assert y.ptr == first and out_pointer(fake) == first
+        del y
+    assert fake.calls["alloc"] == allocs, "a reused block still asked the driver"
+    assert len(fake._buffers) == 3, "x, w and the one output block"
+
+
+def test_blocks_are_not_shared_between_streams(fake):
+    x, w = operands(fake)
+    y = jitgemm.gemm(x, w, stream=0x5000)
+    a = y.ptr
+    del y
+    z = jitgemm.gemm(x, w, stream=0x6000)  # an idle block of another stream: its old work may still run
+    assert z.ptr != a and z.stream == 0x6000
+    y = jitgemm.gemm(x, w, stream=0x5000)
+    assert y.ptr == a
+
+
+def test_live_outputs_never_share_a_block(fake):
+    x, w = operands(fake)
+    ys = [jitgemm.gemm(x, w, stream=0) for _ in range(4)]
+    assert len({y.ptr for y in ys}) == 4
+
+
+def test_no_block_is_handed_out_while_the_stream_captures(fake, monkeypatch):
+    x, w = operands(fake)
+    y = jitgemm.gemm(x, w, stream=0x5000)
+    del y  # an idle block the capture must not take
+    monkeypatch.setattr(fake, "stream_capturing", lambda stream, device: stream == 0x5000)
+    launches = len(fake.launches)
+    with pytest.raises(JitgemmError, match="stream 0x5000 captures a graph .* pass out="):
+        jitgemm.gemm(x, w, stream=0x5000)
+    assert len(fake.launches) == launches
+    o = DeviceArray(fake, 0, (N, M), "bfloat16")
+    assert jitgemm.gemm(x, w, out=o, stream=0x5000) is o  # with out= the capture goes on
+
+
+def test_idle_blocks_past_the_limit_go_back_to_the_driver(fake, monkeypatch):
+    monkeypatch.setattr(stream_pool, "IDLE_LIMIT", 2 * stream_pool.rounded(N * M * 2))
+    x, w = operands(fake)
+    ys = [jitgemm.gemm(x, w, stream=0) for _ in range(5)]
+    held = len(fake._buffers)
+    del ys
+    gc.collect()
+    assert stream_pool.idle_bytes(fake, 0) == 2 * stream_pool.rounded(N * M * 2)
+    assert len(fake._buffers) == held - 3, "three blocks past the limit were not freed"
+
+
+def test_swapping_the_backend_releases_idle_blocks():
+    with installed(NullBackend()) as be:
+        x, w = operands(be)
+        del x, w  # buffers made without a stream: freed at once
+        y = jitgemm.gemm(*operands(be), stream=0)
+        del y
+        gc.collect()
+        assert len(be._buffers) == 1 and stream_pool.idle_bytes(be, 0)
+    assert not be._buffers and not stream_pool.idle_bytes(be, 0)
+    pipeline.clear()
+
+
+def test_host_path_buffers_are_the_drivers_own(fake):
+    """numpy calls upload, launch, synchronise and download: their buffers are freed at once, not kept."""
+    import numpy as np
+    jitgemm.gemm(np.ones((N, K), np.float16), np.ones((M, K), np.float16))
+    gc.collect()
+    assert not fake._buffers and not stream_pool.idle_bytes(fake, 0)
