@@ -52,20 +52,6 @@ def time_us(cp, fn, stream, calls: int = 200) -> float:
     return cp.cuda.get_elapsed_time(start, end) * 1e3 / calls
 
 
-class Bf16:
-    """CuPy has no bfloat16 dtype: keep the bits in a uint16 array and tell jitgemm the element type
-    through `dtype` (it reads memory from __cuda_array_interface__, so this is zero-copy)."""
-
-    def __init__(self, bits):
-        import ml_dtypes
-        self.bits, self.shape, self.device = bits, bits.shape, bits.device
-        self.dtype = np.dtype(ml_dtypes.bfloat16)
-
-    @property
-    def __cuda_array_interface__(self):
-        return self.bits.__cuda_array_interface__
-
-
 def main() -> int:
     why = gpu_notice()
     if why:
@@ -118,13 +104,13 @@ def main() -> int:
     s.synchronize()
     print(f"\nCUDA graph of 8 launches replayed: rel err {rel_err(o.get(), x_host[:1], w_host):.2e}")
 
-    # 5. bf16: uint16 bits on the device, presented as bf16 (round-to-nearest-even done on the host here)
+    # 5. bf16: CuPy has no bfloat16, so the bits live in uint16 arrays; jitgemm.CupyBf16 wraps one (no copy)
+    #    and results come back wrapped (.bits is the CuPy uint16 array, .get() the host bf16 values)
     wb_host, xb_host = w_host.astype(ml_dtypes.bfloat16), x_host[:4].astype(ml_dtypes.bfloat16)
-    wb, xb = Bf16(cp.asarray(wb_host.view(np.uint16))), Bf16(cp.asarray(xb_host.view(np.uint16)))
-    ob = Bf16(cp.empty((4, M), dtype=cp.uint16))
-    jitgemm.gemm(xb, wb, out=ob, stream=cp.cuda.get_current_stream())
-    yb = ob.bits.get().view(ml_dtypes.bfloat16)
-    print(f"bf16 gemm through __cuda_array_interface__: rel err {rel_err(yb, xb_host, wb_host):.2e}")
+    wb, xb = jitgemm.CupyBf16.from_host(wb_host), jitgemm.CupyBf16.from_host(xb_host)
+    yb = jitgemm.gemm(xb, wb)
+    print(f"bf16 gemm, jitgemm.CupyBf16 operands -> {type(yb).__name__} {yb.shape}: "
+          f"rel err {rel_err(yb.get(), xb_host, wb_host):.2e}")
     print("  " + jitgemm.explain(xb, wb))
     return 0
 

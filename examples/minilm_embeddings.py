@@ -144,20 +144,6 @@ class NumpyLinear:
         return x @ self.w.T + self.b
 
 
-class Bf16:
-    """CuPy has no bfloat16 dtype: the bits live in a uint16 array, and `dtype` tells jitgemm the element
-    type (jitgemm reads the memory through __cuda_array_interface__, so this wraps without copying)."""
-
-    def __init__(self, bits):
-        import ml_dtypes
-        self.bits, self.shape, self.device = bits, bits.shape, bits.device
-        self.dtype = np.dtype(ml_dtypes.bfloat16)
-
-    @property
-    def __cuda_array_interface__(self):
-        return self.bits.__cuda_array_interface__
-
-
 _CONVERT: dict = {}
 
 
@@ -191,11 +177,11 @@ class JitgemmLinear:
             for i in range(0, n, CHUNK):
                 self.layer(x16[i:i + CHUNK], out=out[i:i + CHUNK])
             return out.astype(np.float32)
-        cp = self.xp
+        cp, bf16 = self.xp, _jitgemm().CupyBf16  # bf16 bits in CuPy uint16 arrays (CuPy has no bfloat16)
         x16, out = _convert(cp, "to_bf16")(x), cp.empty((n, self.m), cp.uint16)
         stream = cp.cuda.get_current_stream()  # where the conversions run
         for i in range(0, n, CHUNK):  # row slices of C-contiguous arrays: no copies
-            self.layer(Bf16(x16[i:i + CHUNK]), out=Bf16(out[i:i + CHUNK]), stream=stream)
+            self.layer(bf16(x16[i:i + CHUNK]), out=bf16(out[i:i + CHUNK]), stream=stream)
         return _convert(cp, "to_f32")(out)
 
 

@@ -263,20 +263,6 @@ class JitgemmHostLinear:
         return self.layer(x.astype(self.dtype)).astype(np.float32)
 
 
-class _Bf16Bits:
-    """A CuPy uint16 array presented to jitgemm as bfloat16 (CuPy has no bf16 dtype): jitgemm reads
-    __cuda_array_interface__ for the memory and `dtype` for the element type."""
-
-    def __init__(self, bits):
-        import ml_dtypes
-        self.bits, self.shape, self.device = bits, bits.shape, bits.device
-        self.dtype = np.dtype(ml_dtypes.bfloat16)
-
-    @property
-    def __cuda_array_interface__(self):
-        return self.bits.__cuda_array_interface__
-
-
 _KERNELS: dict = {}
 
 
@@ -313,7 +299,7 @@ class CupyJitgemmLinear:
             self.layer = jitgemm.Linear(self.w)
 
     def _wrap16(self, a):
-        return a.view(self.cp.float16) if self.dtype == "float16" else _Bf16Bits(a)
+        return a.view(self.cp.float16) if self.dtype == "float16" else self.jitgemm.CupyBf16(a)
 
     def _plan(self, n: int):
         if n not in self._prepared:
@@ -325,7 +311,8 @@ class CupyJitgemmLinear:
     def __call__(self, x):
         cp = self.cp
         if not self.use_prepared:
-            x16 = x.astype(cp.float16) if self.dtype == "float16" else _Bf16Bits(_convert(cp, "f32_to_bf16")(x))
+            x16 = x.astype(cp.float16) if self.dtype == "float16" else \
+                self.jitgemm.CupyBf16(_convert(cp, "f32_to_bf16")(x))
             out = cp.empty((x.shape[0], self.m), dtype=cp.uint16)
             self.layer(x16, out=self._wrap16(out))
         else:

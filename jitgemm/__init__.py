@@ -2,6 +2,7 @@
 from .api import Linear, Prepared, explain, gemm, linear, matmul, prepare
 from .scaled import prepare_scaled, quantize_fp8, scaled_gemm
 from .w4gemm import Q4Device, w4_gemm
+from .cupy_bf16 import CupyBf16
 from . import quant4
 from .errors import BackendUnavailable, CompileError, JitgemmError, VendorError
 from .runtime.backend import why_unavailable
@@ -18,5 +19,5 @@ def tune(shapes, *, dtype: str = "bfloat16", n=None, progress: bool = True,
     from .tuning import tune as run
     return run(shapes, dtype=dtype, n=n, progress=progress, jobs=jobs, device=device)
 
-__all__ = ["gemm", "tune", "linear", "scaled_gemm", "quantize_fp8", "prepare_scaled", "w4_gemm", "Q4Device", "quant4", "matmul", "Linear", "explain", "prepare", "Prepared", "why_unavailable", "JitgemmError", "CompileError", "VendorError",
+__all__ = ["gemm", "tune", "linear", "scaled_gemm", "quantize_fp8", "prepare_scaled", "w4_gemm", "Q4Device", "quant4", "CupyBf16", "matmul", "Linear", "explain", "prepare", "Prepared", "why_unavailable", "JitgemmError", "CompileError", "VendorError",
            "BackendUnavailable", "__version__"]

@@ -192,8 +192,9 @@ def _cupy_current_stream(cupy, device: int) -> Callable[[], int]:
 # ---- outputs of the input's kind ------------------------------------------------------------------------
 def output_factory(like: View, backend, device: int, shape: tuple[int, int], dtype: str) -> Callable:
     """A function (like_obj, stream) -> (new output, its pointer): a torch tensor for torch inputs, a CuPy
-    array for CuPy inputs (where CuPy has the dtype; their allocators know the current stream), else a
-    jitgemm DeviceArray whose memory is that stream's (stream_pool: no device-wide wait when dropped)."""
+    array for CuPy inputs (where CuPy has the dtype; their allocators know the current stream), what an
+    interface wrapper's `jitgemm_empty` makes (CupyBf16: CuPy arrays), else a jitgemm DeviceArray whose
+    memory is that stream's (stream_pool: no device-wide wait when dropped)."""
     if like.kind == "torch":
         tdtype = getattr(sys.modules["torch"], dtype)
         return lambda t, _stream: _torch_empty(t, shape, tdtype)
@@ -202,6 +203,9 @@ def output_factory(like: View, backend, device: int, shape: tuple[int, int], dty
         npdt = _cupy_dtype(cupy, dtype)
         if npdt is not None:
             return lambda a, _stream: _cupy_empty(cupy, device, shape, npdt)
+    make = getattr(type(like.obj), "jitgemm_empty", None) if like.kind == "cai" else None
+    if make is not None:  # a wrapper that makes its own kind of output (jitgemm.CupyBf16)
+        return lambda _like, _stream: make(shape, dtype, device)
     return lambda _, stream: _device_array(backend, device, shape, dtype, stream)
 
 

@@ -132,98 +132,99 @@ def test_fast_path_bits_equal_cold_path_and_prepared():
         _close(cold, _ref(x, w))
 
 
+def _wrong_on_a_busy_cupy_stream(cp, step, calls: int = 10) -> int:
+    """How many of `calls` steps gave a wrong result, each run on a non-blocking CuPy stream kept busy just
+    before it (so a launch on any other stream would run first and read stale x). step(i) writes x on
+    the current stream, calls jitgemm and returns (result on the host, float64 reference)."""
+    big = cp.ones(1 << 26, dtype=cp.float32)
+    wrong = 0
+    with cp.cuda.Stream(non_blocking=True):
+        for i in range(calls):
+            cp.cuda.get_current_stream().synchronize()
+            for _ in range(20):
+                big *= 1.0000001
+            got, ref = step(i)
+            wrong += not (np.linalg.norm(got - ref) / np.linalg.norm(ref) < 2e-2)
+    return wrong
+
+
 def test_cupy_current_stream_orders_with_cupy_work():
     cp = pytest.importorskip("cupy")
     rng = np.random.default_rng(0)
     w = cp.asarray(rng.standard_normal((2048, 4096)).astype(np.float16) * 0.05)
+    w64 = cp.asnumpy(w).astype(np.float64)
     x = cp.zeros((4, 4096), dtype=cp.float16)
-    big = cp.ones(1 << 26, dtype=cp.float32)
     jitgemm.gemm(x, w)
     cp.cuda.Device().synchronize()
-    wrong = 0
-    with cp.cuda.Stream(non_blocking=True):
-        for _ in range(10):
-            src = rng.standard_normal((4, 4096)).astype(np.float16)
-            src_d = cp.asarray(src)
-            o = cp.full((4, 2048), cp.nan, dtype=cp.float16)
-            cp.cuda.get_current_stream().synchronize()
-            for _ in range(20):
-                big *= 1.0000001  # keeps the stream busy, so a launch elsewhere would run first
-            x[...] = src_d
-            jitgemm.gemm(x, w, out=o)
-            cp.cuda.get_current_stream().synchronize()
-            ref = src.astype(np.float64) @ cp.asnumpy(w).astype(np.float64).T
-            got = cp.asnumpy(o).astype(np.float64)
-            wrong += not (np.linalg.norm(got - ref) / np.linalg.norm(ref) < 2e-2)
+
+    def step(_i):
+        src = rng.standard_normal((4, 4096)).astype(np.float16)
+        o = cp.full((4, 2048), cp.nan, dtype=cp.float16)
+        x.set(src, stream=cp.cuda.get_current_stream())
+        jitgemm.gemm(x, w, out=o)
+        return o.get().astype(np.float64), src.astype(np.float64) @ w64.T  # get() waits for the stream
+    wrong = _wrong_on_a_busy_cupy_stream(cp, step)
     assert wrong == 0, f"{wrong} of 10 calls did not see CuPy's write on the current stream"
 
 
-def test_cupy_bf16_wrapper_orders_with_cupy_work_on_the_stream_its_interface_names():
-    """stream=None with interface objects (the bf16 wrapper CuPy users write, CuPy having no bfloat16:
-    the quickstart example's): the stream the interface names (CuPy's current one), on the cached path
-    too (each call is the same signature), bf16 against float64."""
+def test_cupy_bf16_orders_with_cupy_work_on_the_stream_its_interface_names():
+    """stream=None with jitgemm.CupyBf16 operands (bf16 bits in CuPy uint16 arrays, CuPy having no
+    bfloat16): the stream their interface names (CuPy's current one), on the cached path too (each call is
+    the same signature), bf16 against float64; without out= the result is a CupyBf16 of the same values."""
     cp = pytest.importorskip("cupy")
     import ml_dtypes
-    from test_examples import load_example
-    _Bf16Bits = load_example("cupy_quickstart").Bf16
     rng = np.random.default_rng(1)
     w_h = (rng.standard_normal((2048, 4096)) * 0.05).astype(ml_dtypes.bfloat16)
-    w = _Bf16Bits(cp.asarray(w_h.view(np.uint16)))
-    x_bits = cp.zeros((4, 4096), dtype=cp.uint16)
-    big = cp.ones(1 << 26, dtype=cp.float32)
-    jitgemm.gemm(_Bf16Bits(x_bits), w)
+    w, w64 = jitgemm.CupyBf16.from_host(w_h), w_h.astype(np.float64)
+    x = jitgemm.CupyBf16.empty((4, 4096))
+    jitgemm.gemm(x, w)
     cp.cuda.Device().synchronize()
-    wrong = 0
-    with cp.cuda.Stream(non_blocking=True):
-        for _ in range(10):
-            src = rng.standard_normal((4, 4096)).astype(ml_dtypes.bfloat16)
-            src_d = cp.asarray(src.view(np.uint16))
-            o = cp.full((4, 2048), 0x7FC0, dtype=cp.uint16)  # bf16 NaN
-            cp.cuda.get_current_stream().synchronize()
-            for _ in range(20):
-                big *= 1.0000001  # keeps the stream busy, so a launch elsewhere would run first
-            x_bits[...] = src_d
-            jitgemm.gemm(_Bf16Bits(x_bits), w, out=_Bf16Bits(o))
-            cp.cuda.get_current_stream().synchronize()
-            ref = src.astype(np.float64) @ w_h.astype(np.float64).T
-            got = cp.asnumpy(o).view(ml_dtypes.bfloat16).astype(np.float64)
-            wrong += not (np.linalg.norm(got - ref) / np.linalg.norm(ref) < 2e-2)
+
+    def step(i):
+        src = rng.standard_normal((4, 4096)).astype(ml_dtypes.bfloat16)
+        x.bits.set(src.view(np.uint16), stream=cp.cuda.get_current_stream())
+        if i % 2:
+            o = jitgemm.CupyBf16(cp.full((4, 2048), 0x7FC0, dtype=cp.uint16))  # bf16 NaN
+            assert jitgemm.gemm(x, w, out=o) is o
+        else:
+            o = jitgemm.gemm(x, w)
+            assert isinstance(o, jitgemm.CupyBf16)
+        return o.get().astype(np.float64), src.astype(np.float64) @ w64.T  # get() waits for the stream
+    wrong = _wrong_on_a_busy_cupy_stream(cp, step)
     assert wrong == 0, f"{wrong} of 10 calls did not see CuPy's write on the current stream"
 
 
 def test_outputs_jitgemm_allocates_reuse_their_streams_block_in_order():
-    """gemm(x, w) with bf16 wrappers makes jitgemm DeviceArray outputs on the stream x's interface names;
-    each is copied out on that stream and dropped at once, while the copy may still be queued: the next
-    call on the stream takes the same block (no driver free, which would wait for the device), and stream
-    order must still put the copy before the overwrite. Busy work ahead of every call widens the race."""
+    """gemm(x, w) with interface wrappers of fp16 CuPy arrays (the bench's Wrapped: no kind of their own
+    for results) makes jitgemm DeviceArray outputs on the stream the interface names; each is copied out on
+    that stream and dropped at once, while the copy may still be queued: the next call on the stream takes
+    the same block (no driver free, which would wait for the device), and stream order must still put the
+    copy before the overwrite. Busy work ahead of every call widens the race."""
     cp = pytest.importorskip("cupy")
-    import ml_dtypes
-    from test_examples import load_example
-    Bf16 = load_example("cupy_quickstart").Bf16
+    from jitgemm.bench.overhead import Wrapped
     rng = np.random.default_rng(2)
-    w_h = (rng.standard_normal((2048, 4096)) * 0.05).astype(ml_dtypes.bfloat16)
-    w = Bf16(cp.asarray(w_h.view(np.uint16)))
-    x_bits = cp.zeros((4, 4096), dtype=cp.uint16)
+    w_h = (rng.standard_normal((2048, 4096)) * 0.05).astype(np.float16)
+    w = Wrapped(cp.asarray(w_h))
+    x_d = cp.zeros((4, 4096), dtype=cp.float16)
     big = cp.ones(1 << 26, dtype=cp.float32)
     srcs, copies, blocks = [], [], set()
     with cp.cuda.Stream(non_blocking=True):
         for _ in range(10):
-            src = rng.standard_normal((4, 4096)).astype(ml_dtypes.bfloat16)
+            src = rng.standard_normal((4, 4096)).astype(np.float16)
             srcs.append(src)
             for _ in range(20):
                 big *= 1.0000001
-            x_bits.set(src.view(np.uint16), stream=cp.cuda.get_current_stream())
-            y = jitgemm.gemm(Bf16(x_bits), w)
+            x_d.set(src, stream=cp.cuda.get_current_stream())
+            y = jitgemm.gemm(Wrapped(x_d), w)
             assert y.stream == cp.cuda.get_current_stream().ptr
             blocks.add(y.ptr)
-            mem = cp.cuda.MemoryPointer(cp.cuda.UnownedMemory(y.ptr, y.nbytes, y), 0)
-            copies.append(cp.ndarray(y.shape, cp.uint16, mem).copy())
-            del y, mem  # the block goes back while the copy above may still wait on the stream
+            view = cp.asarray(y)  # zero-copy through y's interface; keeps y alive until dropped
+            copies.append(view.copy())
+            del y, view  # the block goes back while the copy above may still wait on the stream
         cp.cuda.get_current_stream().synchronize()
     assert len(blocks) == 1, f"{len(blocks)} blocks for 10 outputs dropped in turn: the block was not reused"
     for src, got in zip(srcs, copies):
-        ref = src.astype(np.float64) @ w_h.astype(np.float64).T
-        _close(cp.asnumpy(got).view(ml_dtypes.bfloat16).astype(np.float64), ref)
+        _close(cp.asnumpy(got), src.astype(np.float64) @ w_h.astype(np.float64).T)
 
 
 def test_patch_linears_matches_torch_and_unpatches():
