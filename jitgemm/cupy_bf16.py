@@ -62,6 +62,21 @@ class CupyBf16:
     def __repr__(self) -> str:
         return f"CupyBf16(shape={self.shape}, device={self.device.id})"
 
+    # ---- what the call pipeline asks of this type (found on the type: no import of this module there)
+    @staticmethod
+    def jitgemm_signature(a: "CupyBf16"):
+        """(pointer, signature) for the hot path, read from the CuPy array's attributes: what its
+        __cuda_array_interface__ says, without building that dict (twice) per call."""
+        b = a.bits
+        mem = b.data
+        return mem.ptr, (CupyBf16, b.shape, b.strides, mem.device_id)
+
+    @staticmethod
+    def jitgemm_stream_rule(device: int):
+        """stream=None: CuPy's current stream on `device` (what the interface would name), read per call."""
+        get = sys.modules["cupy"].cuda.get_current_stream
+        return lambda: get(device).ptr
+
     @staticmethod
     def jitgemm_empty(shape: tuple, dtype: str, device: int):
         """(new output, its pointer) for a call whose x is a CupyBf16 (pipeline.output_factory): CuPy

@@ -142,7 +142,8 @@ def current_stream_rule(views: list[View], device: int) -> Callable[[], int]:
         if v.kind == "cupy":
             return _cupy_current_stream(sys.modules["cupy"], device)
     if views and views[0].kind == "cai":
-        return InterfaceStream(views[0].obj)
+        own = getattr(type(views[0].obj), "jitgemm_stream_rule", None)  # jitgemm.CupyBf16: CuPy's rule
+        return own(device) if own is not None else InterfaceStream(views[0].obj)
     return _default_stream
 
 

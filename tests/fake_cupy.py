@@ -7,6 +7,7 @@ import types
 import numpy as np
 
 CURRENT_STREAM = 0x7000
+current = types.SimpleNamespace(ptr=CURRENT_STREAM)  # the current stream: set .ptr to switch streams
 
 
 class Device:
@@ -31,7 +32,7 @@ class ndarray:  # noqa: N801  (CuPy's name: jitgemm recognises CuPy arrays by it
     def __cuda_array_interface__(self) -> dict:
         strides = None if self._h.flags.c_contiguous else self._h.strides
         return {"shape": self.shape, "strides": strides, "typestr": self._h.dtype.str,
-                "data": (self._h.ctypes.data, False), "version": 3, "stream": CURRENT_STREAM}
+                "data": (self._h.ctypes.data, False), "version": 3, "stream": current.ptr}
 
     def get(self) -> np.ndarray:
         return self._h.copy()
@@ -55,7 +56,7 @@ def module() -> types.ModuleType:
     m.ndarray = ndarray
     m.empty = lambda shape, dtype=np.float64: ndarray(np.zeros(shape, dtype))
     m.asarray = lambda a: ndarray(np.array(a))
-    stream = types.SimpleNamespace(ptr=CURRENT_STREAM)
+    current.ptr = CURRENT_STREAM
     m.cuda = types.SimpleNamespace(Device=Device, runtime=types.SimpleNamespace(getDevice=lambda: 0),
-                                   get_current_stream=lambda *device: stream)
+                                   get_current_stream=lambda *device: current)
     return m

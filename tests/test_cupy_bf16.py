@@ -52,6 +52,36 @@ def test_gemm_returns_cupy_bf16_on_cupys_stream_from_the_cache(cp):
     assert isinstance(jitgemm.matmul(x, w.T), jitgemm.CupyBf16)
 
 
+def test_cached_calls_follow_cupys_current_stream(cp):
+    """The hot path reads CuPy's current stream per call (a CupyBf16 has its own signature and stream rule,
+    not the interface dict), and a layout or device the first call did not have is planned anew."""
+    be = cp.backend
+    x, w, o = (jitgemm.CupyBf16(bits(cp, s)) for s in ((N, K), (M, K), (N, M)))
+    for ptr in (0x7000, 0x8000, 0):
+        fake_cupy.current.ptr = ptr
+        jitgemm.gemm(x, w, out=o)
+        assert be.launches[-1][1] == ptr
+    assert len(pipeline._ENTRIES) == 1
+    jitgemm.gemm(x, w, out=o, stream=0x9000)
+    assert be.launches[-1][1] == 0x9000, "an explicit stream= wins"
+    padded = jitgemm.CupyBf16(cp.asarray(np.zeros((N, K + 8), np.uint16)))[:, :K]
+    jitgemm.gemm(padded, w, out=o)
+    assert len(pipeline._ENTRIES) == 2, "another row pitch is another signature"
+    with pytest.raises(ValueError, match="x row pitch must be a multiple of 8 elements"):
+        jitgemm.gemm(jitgemm.CupyBf16(cp.asarray(np.zeros((N, K + 1), np.uint16)))[:, :K], w, out=o)
+    # the same signature as x, but 2 bytes past a 16-byte boundary: the per-call alignment check refuses it
+    base = np.zeros(N * K + 8, np.uint16)
+    assert base.ctypes.data % 16 == 0
+    shifted = jitgemm.CupyBf16(fake_cupy.ndarray(base[1:N * K + 1].reshape(N, K)))
+    assert signature_of(shifted)[1] == signature_of(x)[1]
+    with pytest.raises(ValueError, match="x data pointer must be 16-byte aligned"):
+        jitgemm.gemm(shifted, w, out=o)
+
+
+def signature_of(a):
+    return jitgemm.CupyBf16.jitgemm_signature(a)
+
+
 def test_fp8_results_for_cupy_bf16_tokens_are_cupy_arrays(cp):
     x = jitgemm.CupyBf16(bits(cp, (N, K)))
     q, s = jitgemm.quantize_fp8(x)
