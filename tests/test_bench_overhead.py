@@ -256,7 +256,9 @@ def test_the_cupy_wrapper_row_times_the_interface_objects_hot_path():
     n, m, k = 2, 64, 128
     ops = oh.Operands(n, FakeCupyArray(0x10000, (n, k)), FakeCupyArray(0x40000, (m, k)), None,
                       FakeCupyArray(0x80000, (n, m)), None, None, {})
-    [(call, ref, make), (call_new, ref_new, make_new)] = oh.CupyLib.extra_rows(None, ops)
+    (call, ref, make), (call_new, ref_new, make_new), *bf16_rows = oh.CupyLib.extra_rows(None, ops)
+    assert [c for c, _, _ in bf16_rows] == ["gemm(x, w, out=o), jitgemm.CupyBf16 (bf16)",
+                                            "gemm(x, w), jitgemm.CupyBf16 (bf16)"]
     assert "__cuda_array_interface__" in call and "out=o" in call and ref == ref_new == "16"
     assert "__cuda_array_interface__" in call_new and "out=" not in call_new
     pipeline.clear()

@@ -96,13 +96,25 @@ class CupyLib:
 
     def extra_rows(self, ops) -> list:
         """CuPy has no bfloat16: its users pass bf16 bits in a wrapper that gives them a dtype (the
-        examples' Bf16). The same wrapper around the fp16 operands times that path: its own hot path, and
-        without out= a jitgemm DeviceArray result whose memory the stream reuses (stream_pool)."""
+        examples' Bf16 before jitgemm.CupyBf16). The same wrapper around the fp16 operands times that path:
+        its own hot path, and without out= a jitgemm DeviceArray result whose memory the stream reuses
+        (stream_pool). jitgemm.CupyBf16 rows: bf16 bits in CuPy uint16 arrays, the way CuPy users pass bf16."""
         wrap = [Wrapped(a) for a in (ops.x, ops.w, ops.o)]
+
+        made: list = []
+
+        def bf16() -> list:  # the same values rounded to bf16 (within TOL of the fp16 reference), made once
+            if not made:
+                made.extend([jitgemm.CupyBf16.from_host(a.get()) for a in (ops.x, ops.w)])
+                made.append(jitgemm.CupyBf16.empty(ops.o.shape))
+            return made
         return [("gemm(x, w, out=o), __cuda_array_interface__ wrappers", "16",
                  lambda: partial(jitgemm.gemm, wrap[0], wrap[1], out=wrap[2])),
                 ("gemm(x, w), __cuda_array_interface__ wrappers", "16",
-                 lambda: partial(jitgemm.gemm, wrap[0], wrap[1]))]
+                 lambda: partial(jitgemm.gemm, wrap[0], wrap[1])),
+                ("gemm(x, w, out=o), jitgemm.CupyBf16 (bf16)", "16",
+                 lambda: partial(jitgemm.gemm, bf16()[0], bf16()[1], out=bf16()[2])),
+                ("gemm(x, w), jitgemm.CupyBf16 (bf16)", "16", lambda: partial(jitgemm.gemm, bf16()[0], bf16()[1]))]
 
 
 class Wrapped:
