@@ -267,8 +267,10 @@ def run_batch(model, jt, ids, a) -> dict:
     ref_steps = teacher_forced_logits(model, seq, 1)
 
     res["patched_layers"] = jt.patch_linears(model, max_tokens=a.max_tokens)
+    jt.routing(reset=True)
     try:
         pat = time_runs(generate_fn(model, ids, a.new_tokens, a.loop), a.runs)
+        res["routes"] = jt.routing(reset=True)  # the warm-up and timed runs: where each linear call went
         pat_chunks = teacher_forced_logits(model, seq, chunk)
         pat_steps = teacher_forced_logits(model, seq, 1)
     finally:
@@ -307,6 +309,15 @@ def _divergences(agree: dict, most: int = 4) -> str:
     return text + (f", +{len(rows) - most} rows" if len(rows) > most else "")
 
 
+def routes_text(routes: dict, decode_calls: int) -> str:
+    """The patched runs' routing counts in one line, biggest first, with what a steady decode loop should
+    show: every decode-step call on jitgemm, cold-path calls (planning) only in the first run."""
+    if not routes:
+        return "no routed call was counted"
+    parts = [f"{why} {n:,}" for why, n in sorted(routes.items(), key=lambda kv: -kv[1])]
+    return "; ".join(parts) + f" (decode-step calls expected on jitgemm: {decode_calls:,})"
+
+
 def print_report(rep: dict) -> None:
     g, s = rep["model"], rep["settings"]
     print(f"model: LlamaForCausalLM from LlamaConfig, random weights (seed {s['seed']}, initializer_range "
@@ -329,6 +340,11 @@ def print_report(rep: dict) -> None:
         same = f"{ag['identical']}/{ag['tokens']} ({100 * ag['fraction']:.0f}%)"
         print(f"{r['batch']:>5}  {r['torch']['tokens_per_s']:>11.1f}  {r['jitgemm']['tokens_per_s']:>13.1f}  "
               f"{r['ratio']:>5.2f}x  {same:>18}  {_divergences(ag)}")
+    print()
+    runs = s["runs"] + 1  # the warm-up run counts too
+    for r in rep["results"]:
+        decode = runs * (s["new_tokens"] - 1) * rep["patched_layers"]
+        print(f"batch {r['batch']} routing over {runs} patched runs: {routes_text(r.get('routes', {}), decode)}")
     print()
     print(f"teacher-forced logits over prompt + torch's {s['new_tokens']} tokens (every position):")
     print(f"{'batch':>5}  {'compared':<44}  {'max|diff|':>9}  {'rel err':>8}  {'top-1 agree':>13}  "

@@ -14,6 +14,7 @@ checked on every call, or is run again on the cold path. Host (numpy) operands a
 path: they are copied per call anyway."""
 from __future__ import annotations
 
+import collections
 import functools
 import math
 import sys
@@ -29,6 +30,9 @@ from .runtime.backend import default_backend, get_backend
 _SIGNATURES: dict[type, Callable] = {}   # type -> its hot-path adapter
 _ENTRIES: dict[tuple, "Entry"] = {}
 MAX_ENTRIES = 4096                  # a model has a few hundred signatures; past this, start over
+#: calls that took the cold path, by why (counted there only, so the hot path pays nothing): a model whose
+#: "new signature" count keeps growing step after step plans every call (see jitgemm.torch.routing)
+COLD_CALLS: collections.Counter = collections.Counter()
 
 
 class Entry:
@@ -80,12 +84,14 @@ def call(tag: tuple, operands: tuple, stream: Any, cold: Callable):
         f = adapter(type(o))
         r = f(o) if f is not None else _learn(type(o))(o)
         if r is None:
+            COLD_CALLS["no fast-path signature (host arrays, other types)"] += 1
             return cold(None, *operands, stream)
         values.append(r[0])
         key.append(r[1])
     key = tuple(key)
     e = _ENTRIES.get(key)
     if e is None or not e.accepts(values):
+        COLD_CALLS["new signature" if e is None else "a per-call check failed (alignment, scale value)"] += 1
         return cold(key, *operands, stream)
     return e.run(operands, values, stream)
 

@@ -4,7 +4,7 @@
 - `Fp8Linear`: e4m3 weights with per-output-channel scales (`Fp8Linear.from_linear`), through
   `jitgemm.scaled_gemm` (W8A16, a static token scale, or per-token dynamic quantization).
 - `patch_linears(model)` / `unpatch(model)`: route every `nn.Linear` of a model (HF transformers,
-  sentence-transformers, your own) through jitgemm, and back.
+  sentence-transformers, your own) through jitgemm, and back; `routing()` counts where the calls went.
 
 What is routed: inference calls (no autograd graph is being recorded: under `torch.no_grad()` /
 `torch.inference_mode()`, or no operand requires grad) with fp16/bf16 CUDA tensors, tokens (all
@@ -14,16 +14,34 @@ jitgemm does not apply (prefill chunks past 128 tokens, training, CPU tensors). 
 current stream, so they order with the surrounding torch work and are captured by `torch.cuda.graph`."""
 from __future__ import annotations
 
+import collections
 import types
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import api, scaled
+from . import api, pipeline, scaled
 from .kernels import fp8, skinny
 
 _SIXTEEN_BIT = (torch.float16, torch.bfloat16)
+
+
+#: where the routed layers' calls went since the last routing(reset=True): "jitgemm", or "torch: <why>"
+ROUTES: collections.Counter = collections.Counter()
+
+
+def routing(reset: bool = False) -> dict:
+    """Where patched / jitgemm.torch layers' calls went, with the call pipeline's cold-path counts: e.g.
+    {"jitgemm": 12288, "torch: more tokens than max_tokens or K % 8 != 0": 64, "cold path: new signature":
+    96}. A decode loop should show "jitgemm" growing and the cold path fixed after the first step; reset
+    clears both counters after reading them."""
+    out = dict(ROUTES)
+    out.update({f"cold path: {why}": n for why, n in pipeline.COLD_CALLS.items()})
+    if reset:
+        ROUTES.clear()
+        pipeline.COLD_CALLS.clear()
+    return out
 
 
 def _linear16(x: torch.Tensor, weight: torch.Tensor, bias, max_tokens: int):
@@ -34,9 +52,16 @@ def _linear16(x: torch.Tensor, weight: torch.Tensor, bias, max_tokens: int):
         k = weight.shape[1]
         if k and k % 8 == 0 and 1 <= x.numel() // k <= max_tokens:
             try:
-                return api.linear(x, weight, bias)
-            except (ValueError, TypeError):
-                pass  # what jitgemm does not take (another dtype, rows it cannot read): torch's own
+                y = api.linear(x, weight, bias)
+            except (ValueError, TypeError) as e:  # another dtype, rows it cannot read: torch's own
+                ROUTES[f"torch: jitgemm refused ({str(e).splitlines()[0][:120]})"] += 1
+            else:
+                ROUTES["jitgemm"] += 1
+                return y
+        else:
+            ROUTES["torch: more tokens than max_tokens or K % 8 != 0"] += 1
+    else:
+        ROUTES["torch: not a 16-bit CUDA inference call"] += 1
     return F.linear(x, weight, bias)
 
 

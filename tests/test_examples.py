@@ -325,6 +325,14 @@ def test_hf_decode_logit_comparison():
     assert "batch 1: 32 tokens -> jitgemm" in hf_decode.prefill_note([1, 8], 32, 128)
 
 
+def test_hf_decode_routing_line():
+    line = hf_decode.routes_text({"jitgemm": 1200, "cold path: new signature": 7,
+                                  "torch: more tokens than max_tokens or K % 8 != 0": 40}, 1240)
+    assert line == ("jitgemm 1,200; torch: more tokens than max_tokens or K % 8 != 0 40; cold path: new signature 7 "
+                    "(decode-step calls expected on jitgemm: 1,240)")
+    assert hf_decode.routes_text({}, 5) == "no routed call was counted"
+
+
 # ---- the notebook ------------------------------------------------------------------------------------------
 NOTEBOOK = EXAMPLES / "tour.ipynb"
 

@@ -240,12 +240,17 @@ def test_patch_linears_matches_torch_and_unpatches():
         calls = []
         real = jitgemm.api.linear
         jitgemm.api.linear = lambda *a, **k: calls.append(1) or real(*a, **k)
+        jt.routing(reset=True)
         try:
             got = model(x)
             big = model(torch.randn(2, 100, 512, device="cuda", dtype=torch.bfloat16))  # 200 tokens: torch's
+            model(x)  # again: every signature is known now
         finally:
             jitgemm.api.linear = real
-        assert len(calls) == 3, "every linear of a 10-token call ran on jitgemm; the 200-token call on torch"
+        assert len(calls) == 6, "every linear of a 10-token call ran on jitgemm; the 200-token call on torch"
+        routes = jt.routing(reset=True)
+        assert routes["jitgemm"] == 6 and routes["torch: more tokens than max_tokens or K % 8 != 0"] == 3
+        assert routes.get("cold path: new signature", 0) <= 3 and jt.routing() == {}
         assert big.shape == (2, 100, 250)
         assert got.shape == ref.shape
         _close(got, ref.double().cpu().numpy(), tol=3e-2)

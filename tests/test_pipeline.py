@@ -304,6 +304,21 @@ def test_masked_interface_operands_are_refused(fake):
     assert warm_error(lambda: api.gemm(masked, w, out=o), lambda: api.gemm(mk(0x10000, (N, K)), w, out=o)) == cold
 
 
+def test_cold_calls_are_counted_by_why(fake):
+    """pipeline.COLD_CALLS (read by jitgemm.torch.routing): a repeated signature plans once; a pointer the
+    entry's checks refuse, host operands and new signatures each count under their reason."""
+    x, w, o = dv((N, K), 0x10000), dv((M, K), 0x40000), dv((N, M), 0x80000)
+    pipeline.COLD_CALLS.clear()
+    for _ in range(5):
+        api.gemm(x, w, out=o)
+    assert pipeline.COLD_CALLS == {"new signature": 1}
+    with pytest.raises(ValueError):
+        api.gemm(dv((N, K), 0x10002), w, out=o)
+    api.gemm(np.ones((N, K), np.float16), np.ones((M, K), np.float16))
+    assert pipeline.COLD_CALLS == {"new signature": 1, "a per-call check failed (alignment, scale value)": 1,
+                                   "no fast-path signature (host arrays, other types)": 1}
+
+
 def test_host_operands_are_never_cached(fake):
     x = np.ones((N, K), np.float16)
     w = np.ones((M, K), np.float16)
