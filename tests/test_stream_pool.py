@@ -106,3 +106,39 @@ def test_host_path_buffers_are_the_drivers_own(fake):
     jitgemm.gemm(np.ones((N, K), np.float16), np.ones((M, K), np.float16))
     gc.collect()
     assert not fake._buffers and not stream_pool.idle_bytes(fake, 0)
+
+
+def test_threads_never_hold_the_same_block(fake):
+    """Eight threads, each on its own stream (two share one), make and drop outputs at once; at each barrier
+    every output alive across all threads has a block of its own."""
+    import threading
+    x, w = operands(fake)
+    jitgemm.gemm(x, w, stream=0)  # planned once, outside the race
+    rounds, threads = 4, 8
+    barrier = threading.Barrier(threads)
+    live: list[list] = [[] for _ in range(threads)]
+    seen_dupes, errors = [], []
+
+    def worker(i):
+        try:
+            stream = 0x1000 * (1 + i // 2)  # threads 2j and 2j + 1 share a stream
+            for _ in range(rounds):
+                for _ in range(20):  # churn: blocks go back and come out again
+                    jitgemm.gemm(x, w, stream=stream)
+                live[i] = [jitgemm.gemm(x, w, stream=stream) for _ in range(3)]
+                if barrier.wait() == 0:
+                    ptrs = [y.ptr for held in live for y in held]
+                    if len(ptrs) != len(set(ptrs)):
+                        seen_dupes.append(len(ptrs) - len(set(ptrs)))
+                barrier.wait()
+                live[i] = []
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+            barrier.abort()
+
+    ts = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors and not seen_dupes
