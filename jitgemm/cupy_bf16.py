@@ -31,6 +31,9 @@ class CupyBf16:
     def from_host(cls, a: Any) -> "CupyBf16":
         """A host array (any float dtype, ml_dtypes' bfloat16 included) rounded to bf16 (to nearest even)
         and uploaded to CuPy's current device."""
+        if is_cupy(a) or hasattr(a, "__cuda_array_interface__"):
+            raise TypeError(f"CupyBf16.from_host takes a host array; {type(a).__name__} is on the device: wrap "
+                            f"CuPy uint16 bits with CupyBf16(bits)")
         import cupy
         bf16 = numpy_dtype("bfloat16")
         h = np.ascontiguousarray(np.asarray(a).astype(bf16, copy=False))

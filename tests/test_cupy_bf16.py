@@ -116,3 +116,8 @@ def test_from_host_rounds_to_nearest_even_and_get_returns_the_values(cp):
 def test_only_cupy_uint16_arrays_are_wrapped(cp, bad, what):
     with pytest.raises(TypeError, match=rf"CupyBf16 wraps a CuPy uint16 array \(the bf16 bits\), got {what}"):
         jitgemm.CupyBf16(bad(cp))
+
+
+def test_from_host_refuses_device_arrays(cp):
+    with pytest.raises(TypeError, match="CupyBf16.from_host takes a host array; ndarray is on the device"):
+        jitgemm.CupyBf16.from_host(cp.asarray(np.zeros((2, 2), np.float32)))
