@@ -120,7 +120,8 @@ def _gemm_cold(key, x: Any, w: Any, bias: Any, out: Any, stream: Any, g: _Gemm |
                             stream_rule() if stream is None else validate.stream_handle(stream))
     plan = _plan(backend, device, g)
     entry = pipeline.Entry(_gemm_launch(backend, device, plan, g, lay), _GEMM_CHECKS, stream_rule,
-                           pipeline.output_factory(g.x, backend, device, out_shape or (g.n, g.m), g.dtype))
+                           pipeline.output_factory(g.x, backend, device, out_shape or (g.n, g.m), g.dtype),
+                           pipeline.extents([g.x, g.w, g.bias, ov]))
     pipeline.store(key, entry)
     values = [g.x.ptr, g.w.ptr, g.bias.ptr if g.bias is not None else 0, ov.ptr if ov is not None else 0]
     return entry.run((x, w, bias, out), values, stream)

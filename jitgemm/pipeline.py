@@ -37,14 +37,22 @@ COLD_CALLS: collections.Counter = collections.Counter()
 
 class Entry:
     """What a cached signature runs. checks[i] for value i: > 0, the pointer's required alignment in
-    bytes; -1, a scale passed by value (finite and >= 0); 0, nothing (the signature fixes the rest)."""
+    bytes; -1, a scale passed by value (finite and >= 0); 0, nothing (the signature fixes the rest).
+    extents[i]: value i's bytes [lo, hi) relative to its pointer (validate.byte_extent; None: not memory),
+    so each call's out (the last value) is checked apart from the inputs; the check is by extent only, so
+    a call whose out interleaves with an input (column blocks of one buffer) takes the cold path, whose
+    rule (validate.require_out_apart) tells them apart."""
 
-    __slots__ = ("launch", "checks", "stream_of", "new_out")
+    __slots__ = ("launch", "checks", "stream_of", "new_out", "out_extent", "input_extents")
 
-    def __init__(self, launch, checks: tuple, stream_of: Callable[[], int], new_out: Callable | None):
+    def __init__(self, launch, checks: tuple, stream_of: Callable[[], int], new_out: Callable | None,
+                 extents: list | None = None):
         # x's own interface stream is read from each call's x (None here), not from the first call's
         self.stream_of = None if isinstance(stream_of, InterfaceStream) else stream_of
         self.launch, self.checks, self.new_out = launch, checks, new_out
+        self.out_extent = extents[-1] if extents else None
+        self.input_extents = tuple((i, *e) for i, e in enumerate(extents[:-1]) if e) \
+            if extents and extents[-1] else ()
 
     def accepts(self, values) -> bool:
         for v, c in zip(values, self.checks):
@@ -53,6 +61,15 @@ class Entry:
                     return False
             elif c < 0 and not 0.0 <= v < math.inf:
                 return False
+        out = values[-1]
+        if out and self.input_extents:
+            olo, ohi = self.out_extent
+            olo += out
+            ohi += out
+            for i, lo, hi in self.input_extents:
+                v = values[i]
+                if v + lo < ohi and olo < v + hi:
+                    return False
         return True
 
     def run(self, operands: tuple, values: list, stream: Any):
@@ -124,16 +141,23 @@ backend_registry.on_swap.append(clear)  # entries hold launches bound to a backe
 
 # ---- placement: which backend/device, which stream -----------------------------------------------------
 def placement(views: list[tuple[str, View]]):
-    """(backend, device, host) of a call's operands: all on one device, or all on the host."""
+    """(backend, device, host) of a call's operands: all on one device, or all on the host; a device out
+    apart from the inputs."""
     validate.require_addressable(views)
     for _, v in views:
         if v.device == -1:  # __cuda_array_interface__ without a device attribute: ask the driver
             v.device = get_backend(v.vendor or "cuda").device_of_pointer(v.ptr)
     vendor, device = validate.require_same_device(views)
+    validate.require_out_apart(views)
     if vendor is None:
         backend = default_backend()
         return backend, backend.current_device(), True
     return get_backend(vendor), device, False
+
+
+def extents(views: list) -> list:
+    """Entry's extents for a call's values in order: each View's byte_extent, None where no View."""
+    return [validate.byte_extent(v) if isinstance(v, View) else None for v in views]
 
 
 def current_stream_rule(views: list[View], device: int) -> Callable[[], int]:

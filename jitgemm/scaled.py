@@ -228,7 +228,8 @@ def _scaled_cold(key, out_dtype, fp8_format, x, w, scale_x, scale_w, bias, out, 
     checks = (16, 16, _scale_check(s.sx), _scale_check(s.sw), 2, 2)
     entry = pipeline.Entry(_scaled_launch(backend, device, plan, s, lay), checks,
                            pipeline.current_stream_rule([s.x, ov or s.x, s.w], device),
-                           pipeline.output_factory(s.x, backend, device, (s.n, s.m), s.out_dtype))
+                           pipeline.output_factory(s.x, backend, device, (s.n, s.m), s.out_dtype),
+                           pipeline.extents([s.x, s.w, s.sx.view, s.sw.view, s.bias, ov]))
     pipeline.store(key, entry)
     return entry.run((x, w, scale_x, scale_w, bias, out), _values(s, ov), stream)
 

@@ -125,6 +125,51 @@ def require_addressable(views: list[tuple[str, View]]) -> None:
                              f"past what a 64-bit byte offset can address (no array in memory is this large)")
 
 
+def byte_extent(v: View) -> tuple[int, int]:
+    """[lo, hi): the bytes, relative to v.ptr, that v's elements lie in (empty for an empty array)."""
+    lo = hi = 0
+    for size, stride in zip(v.shape, v.strides):
+        if size == 0:
+            return 0, 0
+        reach = (size - 1) * stride
+        if reach < 0:
+            lo += reach
+        else:
+            hi += reach
+    isz = max(v.itemsize, 1)
+    return lo * isz, (hi + 1) * isz
+
+
+def _shares_memory(a: View, b: View) -> bool:
+    """Whether any element of a is in b's bytes: their extents intersect, unless both are row layouts of one
+    row pitch whose columns fall apart in every row (two column blocks of one buffer)."""
+    alo, ahi = byte_extent(a)
+    blo, bhi = byte_extent(b)
+    if not (a.ptr + alo < b.ptr + bhi and b.ptr + blo < a.ptr + ahi):
+        return False
+    if a.ndim == b.ndim == 2 and min(a.shape[0], b.shape[0]) > 1 and a.strides[0] * a.itemsize == \
+            b.strides[0] * b.itemsize > 0 and a.strides[1] == b.strides[1] == 1:
+        pitch = a.strides[0] * a.itemsize
+        at = (a.ptr - b.ptr) % pitch  # where a's columns start within b's row period
+        return not (b.shape[1] * b.itemsize <= at and at + a.shape[1] * a.itemsize <= pitch)
+    return True
+
+
+def require_out_apart(views: list[tuple[str, View]]) -> None:
+    """A device `out` shares no memory with an input: the kernels' blocks read the inputs while other
+    blocks write out, so a result written over its own inputs would be wrong (and vary run to run)."""
+    out = next((v for name, v in views if name == "out"), None)
+    if out is None or out.device is None:
+        return
+    for name, v in views:
+        if name != "out" and v.device is not None and _shares_memory(out, v):
+            lo, hi = byte_extent(v)
+            olo, ohi = byte_extent(out)
+            raise ValueError(f"out shares memory with {name} (out: bytes {out.ptr + olo:#x}..{out.ptr + ohi:#x}, "
+                             f"{name}: {v.ptr + lo:#x}..{v.ptr + hi:#x}): the kernel's blocks would read {name} while "
+                             f"others write out; pass an out apart from the inputs")
+
+
 INT32_MAX = 2**31 - 1
 
 

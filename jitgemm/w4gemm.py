@@ -169,7 +169,9 @@ def _w4_cold(key, x, w, bias, out, stream):
     checks = (16, 16, 2 if w.format != "mxfp4" else 1, 2 if w.format == "q4_min" else 0, 2, 2)
     entry = pipeline.Entry(_launch(backend, device, plan, w, xv, bv, ov), checks,
                            pipeline.current_stream_rule([xv, ov or xv], device),
-                           pipeline.output_factory(xv, backend, device, (n, m), xv.dtype))
+                           pipeline.output_factory(xv, backend, device, (n, m), xv.dtype),
+                           pipeline.extents([xv, w.q.view(), w.scales.view(), w.aux.view() if w.aux is not None else None,
+                                             bv, ov]))
     pipeline.store(key, entry)
     values = _values(w, xv.ptr, bv.ptr if bv is not None else 0, ov.ptr if ov is not None else 0)
     return entry.run((x, w.q, w.scales, w.aux, bias, out), values, stream)

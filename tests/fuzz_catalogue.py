@@ -5,6 +5,7 @@ the bugs they found: test_fuzz_regressions.py."""
 from __future__ import annotations
 
 import collections
+import itertools
 import math
 import os
 import re
@@ -48,6 +49,8 @@ SCALED_MAX_N = fp8.MAX_N
 
 
 BASE_PTR = 0x7F00_0000_0000  # fake device addresses: 256-byte aligned base + the case's offset
+REGION = 1 << 44              # each operand made at its own base (an out over an input is refused): a
+_REGIONS = itertools.count()  # layer's weights and its calls' operands too
 
 
 # Package bugs this file found, all fixed since; each keeps a regression test below, and the
@@ -116,7 +119,7 @@ class Op:
     is_junk: bool = False
     huge_host: bool = False  # host: zero strides (no memory behind the shape)
 
-    def make(self, d: Dims):
+    def make(self, d: Dims, region: int = 0):
         if self.is_junk:
             return self.junk
         shape = tuple(self.shape(d))
@@ -143,9 +146,10 @@ class Op:
             strides[0] = self.pitch if self.pitch is not None else shape[1] * self.inner + self.pad
         name = self.dtype if self.dtype in ITEMSIZE else None
         if self.host:
-            return View(BASE_PTR + self.offset, shape, tuple(strides), name, self.dtype, None, "numpy", None)
-        return View(BASE_PTR + self.offset, shape, tuple(strides), name, self.dtype, self.device, "fuzz", None,
-                    vendor=self.vendor)
+            return View(BASE_PTR + region * REGION + self.offset, shape, tuple(strides), name, self.dtype, None,
+                        "numpy", None)
+        return View(BASE_PTR + region * REGION + self.offset, shape, tuple(strides), name, self.dtype, self.device,
+                    "fuzz", None, vendor=self.vendor)
 
 
 class FakeStream:
@@ -178,7 +182,8 @@ class Case:
     huge: bool = False
 
     def args(self):
-        return {name: (o.make(self.dims) if isinstance(o, (Op, W4Spec)) else o) for name, o in self.ops.items()}
+        return {name: (o.make(self.dims, next(_REGIONS) % 2048) if isinstance(o, (Op, W4Spec)) else o)
+                for name, o in self.ops.items()}
 
     def describe(self):
         parts = []
@@ -546,7 +551,7 @@ class W4Spec:
     fmt: str
     group: int
 
-    def make(self, d: Dims):
+    def make(self, d: Dims, region: int = 0):  # region: unused (the weight's memory is real)
         from jitgemm.runtime.backend import installed
         from jitgemm.runtime.null import NullBackend
         from jitgemm.w4gemm import Q4Device
@@ -1331,7 +1336,8 @@ def anything(draw):
 # ---- the package bugs this fuzz found, one deterministic repro each (strict xfail: a fix shows as XPASS) ----------
 def dev(shape, dtype="bfloat16", strides=None, offset=0, device=0):
     return Op(lambda d, s=tuple(shape): s, dtype, False, pitch=None if strides is None else strides[0],
-              inner=1 if strides is None else strides[-1], offset=offset, device=device).make(Dims(0, 0, 0))
+              inner=1 if strides is None else strides[-1], offset=offset,
+              device=device).make(Dims(0, 0, 0), next(_REGIONS) % 2048)
 
 
 def assert_names(exc_info, name):

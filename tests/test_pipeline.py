@@ -111,6 +111,8 @@ def _gemm_variants():
         ("w misaligned", ok(), ok(w=dv((M, K), 0x40002))),
         ("out misaligned", ok(), ok(out=dv((N, M), 0x80001))),
         ("out read-only", ok(), ok(out=dv((N, M), 0x80000, readonly=True))),
+        ("out over x", ok(), ok(out=dv((N, M), 0x10000 + 2 * K))),  # from x's second row on
+        ("out over w", ok(), ok(out=dv((N, M), 0x40000 + 2 * M * K - 16))),  # its first bytes on w's last
         ("bias misaligned", ok(bias=b), ok(bias=dv((M,), 0x90001))),
         ("x pitch", ok(), ok(x=dv((N, K), 0x10000, strides=(K + 4, 1)))),
         ("w inner stride", ok(), ok(w=dv((M, K), 0x40000, strides=(1, M)))),
@@ -291,6 +293,38 @@ def test_read_only_out_is_refused_before_any_gpu_work(fake):
     assert cold[0] is ValueError and "out is read-only (its CaiArray says so)" in cold[1]
     assert warm_error(lambda: scaled.scaled_gemm(x8, w8, 0.5, 0.5, out=ro),
                       lambda: scaled.scaled_gemm(x8, w8, 0.5, 0.5, out=as_cai(o8))) == cold
+
+
+def test_out_sharing_memory_with_an_input_is_refused(fake):
+    """The kernel's blocks read the inputs while others write out: an out over an input would give a wrong
+    result that varies run to run. Refused cold and after a cached call; column blocks of one buffer (one row
+    pitch, columns apart in every row) share no element and run, though each such call takes the cold path
+    (the cached check compares extents only)."""
+    from jitgemm import validate
+    wide = 2 * K  # a [N, 2K] buffer: x in columns 0..K-1, out in columns K..K+M-1 (M <= K)
+    x = dv((N, K), 0x10000, strides=(wide, 1))
+    w, o = dv((M, K), 0x40000), dv((N, M), 0x80000)
+    beside = dv((N, M), 0x10000 + 2 * K, strides=(wide, 1))
+    pipeline.clear()
+    for _ in range(2):
+        api.gemm(x, w, out=o)
+        api.gemm(x, w, out=beside)
+    assert fake.launches[-1][3][0] == 0x10000 + 2 * K
+    over = dv((N, M), 0x10000 + 2 * (K - 8), strides=(wide, 1))  # its first 8 columns are x's last 8
+    cold = cold_error(lambda: api.gemm(x, w, out=over))
+    assert cold[0] is ValueError and re.search(r"out shares memory with x \(out: bytes 0x10.*\): the kernel's "
+                                               r"blocks would read x while others write out", cold[1])
+    assert warm_error(lambda: api.gemm(x, w, out=over), lambda: api.gemm(x, w, out=o)) == cold
+    # scaled_gemm: a scale vector counts as an input too
+    x8, w8 = dv((N, K), 0x10000, dtype="float8_e4m3fn"), dv((M, K), 0x40000, dtype="float8_e4m3fn")
+    sw = dv((M,), 0x90000, dtype="float32")
+    cold = cold_error(lambda: scaled.scaled_gemm(x8, w8, 0.5, sw, out=dv((N, M), 0x90000 + 4 * M - 2)))
+    assert cold[0] is ValueError and "out shares memory with scale_w" in cold[1]
+    # the rule itself: extents apart, interleaved columns, the same pitch with touching columns, other pitches
+    assert not validate._shares_memory(dv((2, 8), 0x1000), dv((2, 8), 0x1000 + 32))
+    assert not validate._shares_memory(dv((2, 8), 0x1000, strides=(16, 1)), dv((2, 8), 0x1010, strides=(16, 1)))
+    assert validate._shares_memory(dv((2, 8), 0x1000, strides=(16, 1)), dv((2, 9), 0x1010 - 2, strides=(16, 1)))
+    assert validate._shares_memory(dv((2, 8), 0x1000, strides=(16, 1)), dv((2, 8), 0x1010, strides=(24, 1)))
 
 
 def test_masked_interface_operands_are_refused(fake):

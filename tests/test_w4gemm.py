@@ -165,3 +165,18 @@ def test_a_cached_signature_never_lets_an_invalid_call_through(null):
         with pytest.raises(ValueError, match="16-byte aligned"):
             jitgemm.w4_gemm(bad, w, out=out)
         assert len(null.launches) == n
+
+
+def test_out_over_the_tokens_is_refused_cold_and_cached(null):
+    from jitgemm import pipeline
+    from jitgemm.arrays import View
+    w = Q4Device.upload(weight("q4_sym", 40, 320, 64))
+    x = device_x(null, 3, 320)
+    at = lambda ptr: View(ptr, (3, 40), (40, 1), "bfloat16", "bfloat16", 0, "device", None, vendor="cuda")  # noqa: E731
+    apart = DeviceArray(null, 0, (3, 40), "bfloat16")
+    for warm in (False, True):
+        pipeline.clear()
+        if warm:
+            jitgemm.w4_gemm(x, w, out=at(apart.ptr))
+        with pytest.raises(ValueError, match="out shares memory with x"):
+            jitgemm.w4_gemm(x, w, out=at(x.ptr + 64))
