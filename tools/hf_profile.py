@@ -45,11 +45,14 @@ def main() -> None:
                 run()
                 torch.cuda.synchronize()
                 cold.clear()
+                jt.routing(reset=True)
                 best = min(_timed(run, torch) for _ in range(3))
                 print(f"batch {batch} {loop:8s} {label:8s} {best / 64 * 1e3:.3f} ms/step; cold-path calls in 3 runs: "
                       f"{sum(cold.values())}", flush=True)
                 for k, v in cold.most_common(5):
                     print("    cold", v, k)
+                if label == "jitgemm":  # where the patched calls went (refusals included), with the cold path's reasons
+                    print(f"    routing: {jt.routing(reset=True)}")
                 jt.unpatch(model)
         for label in ("torch", "jitgemm"):
             if label == "jitgemm":
