@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from .arrays import is_cupy, numpy_dtype
+from .pipeline import cupy_empty
 
 
 class CupyBf16:
@@ -84,8 +85,6 @@ class CupyBf16:
     def jitgemm_empty(shape: tuple, dtype: str, device: int):
         """(new output, its pointer) for a call whose x is a CupyBf16 (pipeline.output_factory): CuPy
         arrays made by CuPy's allocator on `device`, bf16 ones wrapped, fp8 as uint8 bytes."""
-        cupy = sys.modules["cupy"]
         np_dtype = {"bfloat16": np.uint16, "float8_e4m3fn": np.uint8, "float8_e4m3fnuz": np.uint8}.get(dtype, dtype)
-        with cupy.cuda.Device(device):
-            a = cupy.empty(shape, dtype=np_dtype)
-        return (CupyBf16(a) if dtype == "bfloat16" else a), a.data.ptr
+        a, ptr = cupy_empty(sys.modules["cupy"], device, shape, np_dtype)
+        return (CupyBf16(a) if dtype == "bfloat16" else a), ptr

@@ -233,7 +233,7 @@ def output_factory(like: View, backend, device: int, shape: tuple[int, int], dty
         cupy = sys.modules["cupy"]
         npdt = _cupy_dtype(cupy, dtype)
         if npdt is not None:
-            return lambda a, _stream: _cupy_empty(cupy, device, shape, npdt)
+            return lambda a, _stream: cupy_empty(cupy, device, shape, npdt)
     make = getattr(type(like.obj), "jitgemm_empty", None) if like.kind == "cai" else None
     if make is not None:  # a wrapper that makes its own kind of output (jitgemm.CupyBf16)
         return lambda _like, _stream: make(shape, dtype, device)
@@ -245,7 +245,8 @@ def _torch_empty(like, shape, tdtype):
     return t, t.data_ptr()
 
 
-def _cupy_empty(cupy, device: int, shape, dtype):
+def cupy_empty(cupy, device: int, shape, dtype):
+    """(a new CuPy array on `device`, its pointer); no device switch when it is already current."""
     if cupy.cuda.runtime.getDevice() == device:
         a = cupy.empty(shape, dtype=dtype)
     else:
