@@ -56,8 +56,14 @@ class DeviceArray:
 
     @property
     def __cuda_array_interface__(self) -> dict:
-        return {"shape": self.shape, "typestr": _TYPESTR[self.dtype], "data": (self.ptr, False),
-                "strides": None, "version": 3}
+        """Version 3, with the stream an output was made on (0, the legacy default stream, as 1: the
+        interface forbids 0), so a consumer orders its reads after the kernel that writes it: CuPy and
+        Numba synchronise on it, and jitgemm runs a stream=None call on x's stream."""
+        cai = {"shape": self.shape, "typestr": _TYPESTR[self.dtype], "data": (self.ptr, False), "strides": None,
+               "version": 3}
+        if self.stream is not None:
+            cai["stream"] = self.stream or 1
+        return cai
 
     def __del__(self):
         ptr, self.ptr = getattr(self, "ptr", 0), 0

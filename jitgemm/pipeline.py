@@ -181,6 +181,8 @@ def interface_stream(obj: Any) -> int:
     """The stream an __cuda_array_interface__ (version 3) names for its data: its handle, which the
     driver takes as it is (1: the legacy default stream, 2: the per-thread one); 0 (the default stream)
     where it names none. Work launched there is ordered after what the producer enqueued."""
+    if type(obj) is DeviceArray:  # jitgemm's own (an output of an earlier call): no interface dict per call
+        return obj.stream or 0
     try:
         st = obj.__cuda_array_interface__.get("stream")
     except (AttributeError, TypeError, RuntimeError):

@@ -227,6 +227,32 @@ def test_outputs_jitgemm_allocates_reuse_their_streams_block_in_order():
         _close(cp.asnumpy(got), src.astype(np.float64) @ w_h.astype(np.float64).T)
 
 
+def test_chained_outputs_stay_on_the_stream_they_were_made_on():
+    """y = gemm(wrapped x, w1) is a jitgemm DeviceArray made on CuPy's (busy, non-blocking) stream; gemm(y, w2)
+    with stream=None must run there too (y's interface names it), and CuPy reading y through its interface
+    must wait for it: both would read y unwritten on another stream."""
+    cp = pytest.importorskip("cupy")
+    from jitgemm.bench.overhead import Wrapped
+    rng = np.random.default_rng(3)
+    w1_h = (rng.standard_normal((1024, 4096)) * 0.03).astype(np.float16)
+    w2_h = (rng.standard_normal((512, 1024)) * 0.03).astype(np.float16)
+    w1, w2 = Wrapped(cp.asarray(w1_h)), Wrapped(cp.asarray(w2_h))  # no CuPy operand decides the stream
+    x_d = cp.zeros((4, 4096), dtype=cp.float16)
+    jitgemm.gemm(jitgemm.gemm(Wrapped(x_d), w1), w2)
+    cp.cuda.Device().synchronize()
+
+    def step(_i):
+        src = rng.standard_normal((4, 4096)).astype(np.float16)
+        x_d.set(src, stream=cp.cuda.get_current_stream())
+        y = jitgemm.gemm(Wrapped(x_d), w1)
+        z = jitgemm.gemm(y, w2)
+        y64 = src.astype(np.float64) @ w1_h.astype(np.float64).T
+        ref = y64.astype(np.float16).astype(np.float64) @ w2_h.astype(np.float64).T
+        return cp.asnumpy(cp.asarray(z)).astype(np.float64), ref
+    wrong = _wrong_on_a_busy_cupy_stream(cp, step)
+    assert wrong == 0, f"{wrong} of 10 chained calls read an output before it was written"
+
+
 def test_patch_linears_matches_torch_and_unpatches():
     torch = _torch()
     import jitgemm.torch as jt

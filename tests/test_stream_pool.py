@@ -142,3 +142,21 @@ def test_threads_never_hold_the_same_block(fake):
     for t in ts:
         t.join()
     assert not errors and not seen_dupes
+
+
+def test_an_output_names_its_stream_and_the_next_call_runs_there(fake):
+    """A DeviceArray output carries the stream it was made on in its __cuda_array_interface__ (v3: 0, the
+    legacy default stream, exported as 1), so CuPy or Numba order their reads after the kernel, and a
+    stream=None call that takes it as x runs on that stream too (on stream 0 it could read it unwritten)."""
+    x, w = operands(fake)
+    w2 = DeviceArray(fake, 0, (M, M), "bfloat16")
+    assert "stream" not in x.__cuda_array_interface__  # uploaded synchronously: nothing to wait for
+    y = jitgemm.gemm(x, w, stream=0x5000)
+    assert y.__cuda_array_interface__["stream"] == 0x5000
+    for _ in range(2):  # cold, then the cached entry
+        z = jitgemm.gemm(y, w2)
+        assert fake.launches[-1][1] == 0x5000 and z.stream == 0x5000
+    assert jitgemm.gemm(x, w, stream=0).__cuda_array_interface__["stream"] == 1
+    y0 = jitgemm.gemm(x, w, stream=0)
+    jitgemm.gemm(y0, w2)
+    assert fake.launches[-1][1] == 0
