@@ -19,5 +19,14 @@ def tune(shapes, *, dtype: str = "bfloat16", n=None, progress: bool = True,
     from .tuning import tune as run
     return run(shapes, dtype=dtype, n=n, progress=progress, jobs=jobs, device=device)
 
-__all__ = ["gemm", "tune", "linear", "scaled_gemm", "quantize_fp8", "prepare_scaled", "w4_gemm", "Q4Device", "quant4", "CupyBf16", "matmul", "Linear", "explain", "prepare", "Prepared", "why_unavailable", "JitgemmError", "CompileError", "VendorError",
+def free_idle_memory() -> int:
+    """Free the device memory jitgemm keeps for reuse: blocks of dropped outputs it allocated itself (calls
+    without out= whose operands' library cannot hold the result), kept per stream so the next output takes
+    one without a driver call; at most 256 MiB a device. Returns the bytes freed (each free waits for its
+    device, so call it between steps, not in a loop)."""
+    from .stream_pool import release
+    return release()
+
+
+__all__ = ["gemm", "tune", "linear", "scaled_gemm", "quantize_fp8", "prepare_scaled", "w4_gemm", "Q4Device", "quant4", "CupyBf16", "free_idle_memory", "matmul", "Linear", "explain", "prepare", "Prepared", "why_unavailable", "JitgemmError", "CompileError", "VendorError",
            "BackendUnavailable", "__version__"]

@@ -59,15 +59,19 @@ def idle_bytes(backend, device: int) -> int:
     return _idle_bytes[backend, device]
 
 
-def release() -> None:
-    """Give every idle block back to its driver (the free waits for the device)."""
+def release() -> int:
+    """Give every idle block back to its driver (each free waits for its device); returns the bytes freed.
+    Public as jitgemm.free_idle_memory()."""
     with _lock:
         held = list(_idle.items())
         _idle.clear()
         _idle_bytes.clear()
-    for (backend, device, _stream, _nbytes), ptrs in held:
+    freed = 0
+    for (backend, device, _stream, nbytes), ptrs in held:
         for ptr in ptrs:
             backend.free(ptr, device)
+            freed += nbytes
+    return freed
 
 
 backend_registry.on_swap.append(release)  # blocks belong to the backend that made them

@@ -88,6 +88,17 @@ def test_idle_blocks_past_the_limit_go_back_to_the_driver(fake, monkeypatch):
     assert len(fake._buffers) == held - 3, "three blocks past the limit were not freed"
 
 
+def test_free_idle_memory_frees_what_is_idle_only(fake):
+    x, w = operands(fake)
+    keep = jitgemm.gemm(x, w, stream=0)
+    drop = [jitgemm.gemm(x, w, stream=s) for s in (0, 0x5000)]
+    held = len(fake._buffers)
+    del drop
+    assert jitgemm.free_idle_memory() == 2 * stream_pool.rounded(N * M * 2)
+    assert len(fake._buffers) == held - 2 and not stream_pool.idle_bytes(fake, 0)
+    assert jitgemm.free_idle_memory() == 0 and keep.ptr in fake._buffers
+
+
 def test_swapping_the_backend_releases_idle_blocks():
     with installed(NullBackend()) as be:
         x, w = operands(be)
