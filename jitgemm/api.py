@@ -159,9 +159,11 @@ def _launch_once(backend, device, g: _Gemm, x: View, w: View, bias: View | None,
 def gemm(x: Any, w: Any, bias: Any = None, *, out: Any = None, stream: Any = None):
     """out[N, M] = x[N, K] @ w[M, K].T (+ bias), fp16/bf16, N = 1..128, fp32 accumulation.
 
-    x, w, bias, out: numpy (copied to the GPU and back, synchronously), CuPy, torch tensors (read
-    directly; torch is never imported), or any object with __cuda_array_interface__ / __dlpack__.
-    bias: [M], [1, M] or [N, M] in the input dtype. Device calls do not synchronise; stream=None
+    x, w, bias, out: numpy (copied to the GPU and back, synchronously), CuPy (bf16: jitgemm.CupyBf16),
+    torch tensors (read directly; torch is never imported), or any object with __cuda_array_interface__ /
+    __dlpack__. bias: [M], [1, M] or [N, M] in the input dtype. A device out must be writable and share no
+    memory with the inputs (refused: the kernel would read them while writing). Device calls do not
+    synchronise; stream=None
     is the current stream of the operands' library (torch's or CuPy's), else the stream x's
     __cuda_array_interface__ names, else the default stream.
     The dispatcher picks the skinny or moderate-N kernel, or cuBLAS for a bias-free N > 16 shape
