@@ -36,7 +36,11 @@ class DeviceArray:
         return d
 
     def to_numpy(self) -> np.ndarray:
+        """A host copy, after the work of the stream this array was made on (the driver's copy runs on the
+        legacy default stream, which a non-blocking stream does not order with)."""
         out = np.empty(self.shape, dtype=numpy_dtype(self.dtype))
+        if self.stream:  # 0: the legacy default stream, which the copy follows anyway
+            self.backend.stream_synchronize(self.stream, self.device)
         if self.nbytes:
             self.backend.copy_dtoh(out.ctypes.data, self.ptr, self.nbytes, self.device)
         return out

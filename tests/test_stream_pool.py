@@ -171,3 +171,14 @@ def test_an_output_names_its_stream_and_the_next_call_runs_there(fake):
     y0 = jitgemm.gemm(x, w, stream=0)
     jitgemm.gemm(y0, w2)
     assert fake.launches[-1][1] == 0
+
+
+def test_to_numpy_waits_for_the_stream_the_output_was_made_on(fake):
+    x, w = operands(fake)
+    y = jitgemm.gemm(x, w, stream=0x5000)
+    synced = fake.calls["stream_synchronize"]
+    assert y.to_numpy().shape == (N, M)
+    assert fake.calls["stream_synchronize"] == synced + 1
+    y0 = jitgemm.gemm(x, w, stream=0)  # the legacy default stream: the copy follows it already
+    y0.to_numpy()
+    assert fake.calls["stream_synchronize"] == synced + 1
