@@ -369,3 +369,6 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # `... | head`: the reader has gone, and nothing is left to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: what was kept was said already (tune); no traceback, the shell's code
+        print(f"jitgemm {args.cmd}: interrupted", file=sys.stderr)
+        return 130

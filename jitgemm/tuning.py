@@ -136,7 +136,7 @@ def tune(shapes, *, dtype: str = "bfloat16", n=None, progress: bool = True, jobs
 
 def _run(cp, info, shapes, dtype, buckets, progress, jobs, t0) -> "Result":
     import time
-    from . import precompile, tables, tuned
+    from . import precompile
     from .runtime.cache import default_cache
     plan = _Sweep(cp, info, dtype, buckets)
     insts = plan.instances(shapes)
@@ -146,16 +146,32 @@ def _run(cp, info, shapes, dtype, buckets, progress, jobs, t0) -> "Result":
             if err and progress:
                 print(f"tune: {name} does not compile here ({err.splitlines()[0]}); it is not a candidate", flush=True)
             advance()
-    rows_s, rows_m, report = [], [], []
-    with precompile.Progress("tune: timing", plan.count(shapes), "configs", quiet=not progress) as advance:
-        for sh in shapes:
-            srow, mrow, summary = plan.shape(sh, advance)
-            if srow:
-                rows_s.append(srow)
-            if mrow:
-                rows_m.append(mrow)
-            report.append({"name": sh.name, "m": sh.m, "k": sh.k, "summary": summary})
-            cp.get_default_memory_pool().free_all_blocks()
+    rows_s, rows_m, report, done = [], [], [], []
+    try:
+        with precompile.Progress("tune: timing", plan.count(shapes), "configs", quiet=not progress) as advance:
+            for sh in shapes:
+                srow, mrow, summary = plan.shape(sh, advance)
+                if srow:
+                    rows_s.append(srow)
+                if mrow:
+                    rows_m.append(mrow)
+                report.append({"name": sh.name, "m": sh.m, "k": sh.k, "summary": summary})
+                done.append(sh)
+                cp.get_default_memory_pool().free_all_blocks()
+    except KeyboardInterrupt:  # Ctrl-C: keep the shapes timed so far (minutes of work), then stop
+        if done:
+            path = _store(info, dtype, buckets, done, rows_s, rows_m,
+                          f"jitgemm tune, interrupted after {len(done)} of {len(shapes)} shapes")
+            print(f"tune interrupted: the {len(done)} of {len(shapes)} shape(s) timed so far are stored in {path}; "
+                  f"run the same command again for the rest", flush=True)
+        raise
+    path = _store(info, dtype, buckets, shapes, rows_s, rows_m, "jitgemm tune")
+    return Result(path, info.name, report, time.perf_counter() - t0)
+
+
+def _store(info, dtype: str, buckets, shapes, rows_s: list, rows_m: list, how: str) -> Path:
+    """This run's rows for `shapes`, merged with the earlier tuning file's others, written atomically."""
+    from . import tables, tuned
     key = tuned.machine_key(info.name)
     old = tuned.current(info.name)
     if dtype == "fp8":  # the fp8 family's rows only; the 16-bit families' stay as they were
@@ -167,10 +183,8 @@ def _run(cp, info, shapes, dtype, buckets, progress, jobs, t0) -> "Result":
                     "moderate": _merge_moderate(old, rows_m, {(s.m, s.k) for s in shapes}, tuned_buckets),
                     "fp8": _merge_skinny(old, [], "fp8")}
     doc = tables.document("cuda", info.name, info.arch,
-                          {"date": datetime.date.today().isoformat(), "dtype": dtype, "how": "jitgemm tune"},
-                          families, key)
-    path = tuned.save(info.name, doc)
-    return Result(path, info.name, report, time.perf_counter() - t0)
+                          {"date": datetime.date.today().isoformat(), "dtype": dtype, "how": how}, families, key)
+    return tuned.save(info.name, doc)
 
 
 def _merge_skinny(old, rows: list, family: str = "skinny") -> list:

@@ -228,3 +228,14 @@ def test_aot_lists_wgmma_tiles_only_for_sm90a(nv_tables):
         insts = precompile.instances_for(arch)
         assert not any("wgmma" in i.requires for i in insts)
         assert any(i.name.startswith("jg_moderate_nv<") for i in insts)  # the stand-in mma.sync tiles
+
+
+def test_ctrl_c_ends_a_command_with_130_and_one_line(monkeypatch, capsys):
+    """No traceback for an interrupt (tune says what it kept before this); the shell's code for SIGINT."""
+    from jitgemm import cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "cmd_info", interrupted)
+    assert cli.main(["info"]) == 130
+    assert capsys.readouterr().err == "jitgemm info: interrupted\n"

@@ -200,3 +200,39 @@ def test_fp8_tuning_requests_rows_and_merges():
     assert tuning._merge_skinny(old, [], "fp8") == old.doc["fp8"]
     assert tuning._merge_skinny(old, [row], "fp8") == [row]
     assert tuning._merge_skinny(old, []) == old.doc.get("skinny", [])
+
+
+def test_an_interrupted_tune_keeps_the_shapes_timed_so_far(monkeypatch, capsys):
+    """Ctrl-C during the timing (minutes of work) stores the rows of the shapes already timed, says where,
+    and still stops; the shape it was timing is not written."""
+    from jitgemm import precompile
+    from jitgemm.runtime.types import DeviceInfo
+
+    class Sweep:  # tuning._Sweep's interface: one skinny row per shape, Ctrl-C on the third
+        def __init__(self, *args):
+            self.timed = 0
+
+        def instances(self, shapes):
+            return []
+
+        def count(self, shapes):
+            return len(shapes)
+
+        def shape(self, sh, advance):
+            if self.timed == 2:
+                raise KeyboardInterrupt
+            self.timed += 1
+            advance()
+            return tables.skinny_row_doc(sh.name, sh.m, sh.k, (4, 2, 1), {1: 1}), None, ["skinny (4, 2, 1)"]
+
+    monkeypatch.setattr(tuning, "_Sweep", Sweep)
+    monkeypatch.setattr(precompile, "results", lambda *a: iter(()))
+    cp = types.SimpleNamespace(get_default_memory_pool=lambda: types.SimpleNamespace(free_all_blocks=lambda: None))
+    info = DeviceInfo(0, GPU, "sm_90a", 132, 32, 227 << 10, 50 << 20, 80 << 30)
+    shapes, dtype, buckets = tuning.check_request([(1024, 512), (2048, 512), (4096, 512)], "bfloat16", [1])
+    with pytest.raises(KeyboardInterrupt):
+        tuning._run(cp, info, shapes, dtype, buckets, False, 1, 0.0)
+    assert "the 2 of 3 shape(s) timed so far are stored in" in capsys.readouterr().out
+    kept = tuned.current(GPU)
+    assert sorted((r["m"], r["k"]) for r in kept.doc["skinny"]) == [(1024, 512), (2048, 512)]
+    assert "interrupted after 2 of 3" in kept.doc["measured"]["how"]
