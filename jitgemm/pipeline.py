@@ -33,6 +33,7 @@ MAX_ENTRIES = 4096                  # a model has a few hundred signatures; past
 #: calls that took the cold path, by why (counted there only, so the hot path pays nothing): a model whose
 #: "new signature" count keeps growing step after step plans every call (see jitgemm.torch.routing)
 COLD_CALLS: collections.Counter = collections.Counter()
+_CHECK_FAILED = "a per-call check failed (alignment, scale value, out over an input)"
 
 
 class Entry:
@@ -108,7 +109,7 @@ def call(tag: tuple, operands: tuple, stream: Any, cold: Callable):
     key = tuple(key)
     e = _ENTRIES.get(key)
     if e is None or not e.accepts(values):
-        COLD_CALLS["new signature" if e is None else "a per-call check failed (alignment, scale value)"] += 1
+        COLD_CALLS["new signature" if e is None else _CHECK_FAILED] += 1
         return cold(key, *operands, stream)
     return e.run(operands, values, stream)
 
