@@ -24,7 +24,7 @@ class DeviceArray:
         if stream is None:
             self.ptr = backend.alloc(self.nbytes, device)
         else:
-            self.ptr = stream_pool.take(backend, device, stream, stream_pool.rounded(self.nbytes))
+            self.ptr = stream_pool.take(backend, device, stream, self.nbytes)
         self.stream = stream
 
     @classmethod
@@ -76,7 +76,7 @@ class DeviceArray:
                 if getattr(self, "stream", None) is None:
                     self.backend.free(ptr, self.device)
                 else:
-                    stream_pool.give_back(self.backend, self.device, self.stream, stream_pool.rounded(self.nbytes), ptr)
+                    stream_pool.give_back(self.backend, self.device, self.stream, self.nbytes, ptr)
             except Exception:
                 pass  # interpreter shutdown or a dead context: nothing useful to do
 

@@ -32,7 +32,8 @@ def rounded(nbytes: int) -> int:
 
 
 def take(backend, device: int, stream: int, nbytes: int) -> int:
-    """A block of `nbytes` (a rounded() size) for work on `stream`: an idle one of that stream, else new."""
+    """A block of at least `nbytes` for work on `stream`: an idle one of that stream, else new."""
+    nbytes = rounded(nbytes)
     if backend.stream_capturing(stream, device):
         raise JitgemmError(f"a call without out= allocates its output, which cannot be done while stream "
                            f"{stream:#x} captures a graph (the graph would keep writing memory that is freed "
@@ -46,7 +47,9 @@ def take(backend, device: int, stream: int, nbytes: int) -> int:
 
 
 def give_back(backend, device: int, stream: int, nbytes: int, ptr: int) -> None:
-    """A dropped output's block: idle for its stream's next output, or freed past IDLE_LIMIT."""
+    """A dropped output's block (what take gave for `nbytes`): idle for its stream's next output, or freed
+    past IDLE_LIMIT."""
+    nbytes = rounded(nbytes)
     with _lock:
         if _idle_bytes[backend, device] + nbytes <= IDLE_LIMIT:
             _idle.setdefault((backend, device, stream, nbytes), []).append(ptr)
