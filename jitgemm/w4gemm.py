@@ -105,7 +105,10 @@ def _check(x, w, bias, out) -> tuple[View, View | None, View | None]:
 
 
 def _views(w: Q4Device, xv: View, bv: View | None, ov: View | None) -> list[tuple[str, View]]:
-    views = [("x", xv), ("w", w.q.view())]
+    """Every operand the kernel reads or writes (the weight's scales and mins / zeros included: an out over
+    them is refused like one over x)."""
+    views = [("x", xv), ("w", w.q.view()), ("w's scales", w.scales.view())]
+    views += [("w's mins / zeros", w.aux.view())] if w.aux is not None else []
     return views + ([("bias", bv)] if bv is not None else []) + ([("out", ov)] if ov is not None else [])
 
 
@@ -171,7 +174,7 @@ def _w4_cold(key, x, w, bias, out, stream):
                            pipeline.current_stream_rule([xv, ov or xv], device),
                            pipeline.output_factory(xv, backend, device, (n, m), xv.dtype),
                            pipeline.extents([xv, w.q.view(), w.scales.view(), w.aux.view() if w.aux is not None else None,
-                                             bv, ov]))
+                                             bv, ov]))  # in the order of _values
     pipeline.store(key, entry)
     values = _values(w, xv.ptr, bv.ptr if bv is not None else 0, ov.ptr if ov is not None else 0)
     return entry.run((x, w.q, w.scales, w.aux, bias, out), values, stream)

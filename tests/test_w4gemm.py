@@ -180,3 +180,5 @@ def test_out_over_the_tokens_is_refused_cold_and_cached(null):
             jitgemm.w4_gemm(x, w, out=at(apart.ptr))
         with pytest.raises(ValueError, match="out shares memory with x"):
             jitgemm.w4_gemm(x, w, out=at(x.ptr + 64))
+        with pytest.raises(ValueError, match="out shares memory with w's scales"):
+            jitgemm.w4_gemm(x, w, out=at(w.scales.ptr))
