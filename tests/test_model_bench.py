@@ -165,3 +165,46 @@ def test_tp_bench_layer_request_and_table(capsys):
     text = tp.markdown(rows, {"device": "GPU"})
     assert "| 2 | 1 | 200.0 | 240.0 | 1.20 | 100.0 | - | - |" in text
     assert "torch graph not measured: RuntimeError: no capture" in text and "graph >= 1.05" in text
+
+
+def test_an_interrupted_suite_writes_the_cases_it_measured(tmp_path, monkeypatch, capsys):
+    """Ctrl-C during `bench` (a broad run takes minutes): the cases measured so far go to the JSON and the
+    Markdown, which say the table is partial, and the interrupt still stops the run."""
+    import json
+    import sys
+    import types
+
+    from jitgemm.bench import main as bench_main
+    from jitgemm.bench import runner
+
+    fake_cp = types.SimpleNamespace(cuda=types.SimpleNamespace(Stream=lambda non_blocking: object()),
+                                    get_default_memory_pool=lambda: types.SimpleNamespace(free_all_blocks=lambda: None))
+    monkeypatch.setitem(sys.modules, "cupy", fake_cp)
+    monkeypatch.setattr(runner, "meta", lambda cp: {"device": "stand-in", "l2_bytes": 50 << 20})
+    monkeypatch.setattr(runner, "ceiling_tbs", lambda cp: 3.0)
+
+    class Ops:
+        def __init__(self, *a):
+            pass
+
+        def check(self, n, prep):
+            return 0.0
+    monkeypatch.setattr(runner, "Operands", Ops)
+    monkeypatch.setattr(runner, "prepared_calls", lambda ops, n: [types.SimpleNamespace(
+        plan=types.SimpleNamespace(family="skinny", __str__=lambda self: "skinny"))])
+    timed = []
+
+    def time_ours(preps, stream, modes=None):
+        if len(timed) == 3:
+            raise KeyboardInterrupt
+        timed.append(1)
+        return {"us_b2b": 10.0, "us_graph": 9.0}
+    monkeypatch.setattr(runner, "time_ours", time_ours)
+    shapes = [suite.Shape("a", 1024, 1024), suite.Shape("b", 2048, 1024)]
+    with pytest.raises(KeyboardInterrupt):
+        bench_main.run_suite(["bf16"], [1, 4], shapes, str(tmp_path), baselines=False, name="partial")
+    assert "the 3 cases measured so far are in" in capsys.readouterr().out
+    doc = json.loads((tmp_path / "partial.json").read_text())
+    assert [(c["shape"], c["n"]) for c in doc["cases"]] == [("a", 1), ("a", 4), ("b", 1)]
+    assert doc["meta"]["interrupted"] == "after 3 cases (Ctrl-C)"
+    assert "Interrupted after 3 cases (Ctrl-C): a partial table." in (tmp_path / "partial.md").read_text()

@@ -28,6 +28,26 @@ def run_suite(dtypes, ns, shapes, out_dir, baselines=True, title="decode suite",
         print(f"{c.shape:22s} N={c.n:2d} {c.dtype:11s} graph {c.us_graph:7.2f} us  b2b {c.us_b2b:7.2f} us  "
               f"{runner.tbs(c, c.us_graph):.2f} TB/s  " +
               "  ".join(f"{k} {v.get('us_graph', float('nan')):.2f}" for k, v in c.baselines.items()), flush=True)
+    try:
+        _measure(cp, cases, stream, dtypes, fp8_modes, w4_modes, ns, shapes, meta, baselines, log)
+    except KeyboardInterrupt:  # Ctrl-C: the cases measured so far still go to the files (minutes of work)
+        if out_dir and cases:
+            meta["interrupted"] = f"after {len(cases)} cases (Ctrl-C)"
+            report.write(out_dir, name, [runner.as_dict(c) for c in cases], report.rows(cases, ceiling), ceiling,
+                         meta, plot=False)
+            print(f"bench interrupted: the {len(cases)} cases measured so far are in {out_dir}/{name}.json", flush=True)
+        raise
+    table = report.rows(cases, ceiling)
+    if out_dir:
+        report.write(out_dir, name, [runner.as_dict(c) for c in cases], table, ceiling, meta, plot=plot)
+    report.print_table(table, ceiling, title)
+    print(json.dumps(report.summary(table), indent=1))
+    return {"table": table, "ceiling": ceiling}
+
+
+def _measure(cp, cases: list, stream, dtypes, fp8_modes, w4_modes, ns, shapes, meta, baselines, log) -> None:
+    """Every case of the suite, appended to `cases` as it is measured (so an interrupt keeps them)."""
+    from . import fp8_runner, w4_runner
     if fp8_modes:
         cases += fp8_runner.run(cp, fp8_modes, ns, shapes, meta["l2_bytes"], baselines, log)
     if w4_modes:
@@ -61,12 +81,6 @@ def run_suite(dtypes, ns, shapes, out_dir, baselines=True, title="decode suite",
                       "  ".join(f"{k} {v.get('us_graph', float('nan')):.2f}" for k, v in c.baselines.items()), flush=True)
             del ops
             cp.get_default_memory_pool().free_all_blocks()
-    table = report.rows(cases, ceiling)
-    if out_dir:
-        report.write(out_dir, name, [runner.as_dict(c) for c in cases], table, ceiling, meta, plot=plot)
-    report.print_table(table, ceiling, title)
-    print(json.dumps(report.summary(table), indent=1))
-    return {"table": table, "ceiling": ceiling}
 
 
 _COLD = ("import time, numpy as np, ml_dtypes; t=time.perf_counter(); import jitgemm; "

@@ -64,7 +64,8 @@ def markdown(table: list[dict], ceiling: float, meta: dict) -> str:
     lines = [f"Device: {meta.get('device')} · driver {meta.get('driver')} · {meta.get('date')} · "
              f"ceiling {ceiling:.2f} TB/s (streaming read, same run). `x_torch_*` = torch time / jitgemm time; "
              f"route = what jitgemm's dispatcher ran (blas: cuBLAS, where the table measured it faster); "
-             f"`*_kernel_only` = torch time / jitgemm's own kernel's time (JITGEMM_BLAS=0).",
+             f"`*_kernel_only` = torch time / jitgemm's own kernel's time (JITGEMM_BLAS=0)."
+             + (f" **Interrupted {meta['interrupted']}: a partial table.**" if meta.get("interrupted") else ""),
              "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table:
         lines.append("| " + " | ".join([r["shape"], str(r["N"]), r["dtype"], r.get("route", ""), _fmt(r["us_graph"], 2), _fmt(r["us_b2b"], 2),
