@@ -358,11 +358,7 @@ class Fp8Linear:
         validate.require_2d(xv, "x", "N, K")
         validate.require_dtype(xv, "x", SKINNY_DTYPES)
         if out is not None:
-            ov = as_view(out, "out")
-            validate.require_writable(ov, "out")
-            if ov.shape != (xv.shape[0], self.w8.shape[0]) or ov.dtype != xv.dtype:
-                raise ValueError(f"out must be [N, M] = {(xv.shape[0], self.w8.shape[0])} of {xv.dtype}, "
-                                 f"got {ov.shape} {ov.raw_dtype}")
+            validate.out_view(out, xv.shape[0], self.w8.shape[0], xv.dtype)
         backend, device = get_backend(self.w8.vendor), self.w8.device
         xd = DeviceArray.from_numpy(backend, device, np.asarray(x), xv.dtype)
         od = DeviceArray(backend, device, (xv.shape[0], self.w8.shape[0]), xv.dtype)
