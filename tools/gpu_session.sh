@@ -4,6 +4,8 @@
 #   [MAXFAIL=n] bash tools/gpu_session.sh suite [test files]  # the GPU test suite, stopping after n failures
 #                                     # (default 10); its summary line goes in the closing note;
 #                                     # if all of tests/ overruns one call, name the files in two calls
+#   bash tools/gpu_session.sh overhead  # issue #15's per-call table (bench --group overhead), before -> after against
+#                                     # the last one measured (docs/benchmarks/h200-overhead.json)
 #   bash tools/gpu_session.sh bench   # bench --group model and --group broad with the shipped tables
 #   bash tools/gpu_session.sh tune    # jitgemm tune --model (timed: issue #17 says < 3 min), then the model step again
 #   bash tools/gpu_session.sh hf      # tools/hf_profile.py: why the patched HF model lost at batch 8
@@ -27,7 +29,7 @@
 # results must not be lost to one failure). $OUT brings back at most 8 files: each step stays within that, steps
 # chained in one call may not (suite 1, bench 6, fp8 6, w4 7, pdl 6, minblocks 8 files).
 set -uo pipefail
-STEPS="suite|bench|tune|hf|fp8|w4|tp|smollm2|sanitize|minblocks|pdl"
+STEPS="suite|overhead|bench|tune|hf|fp8|w4|tp|smollm2|sanitize|minblocks|pdl"
 steps=() files=()
 for a in "$@"; do
   if [[ $a =~ ^($STEPS)$ ]]; then steps+=("$a"); else files+=("$a"); fi
@@ -58,6 +60,9 @@ case "$1" in
     precompile
     timeout -s INT $(budget ${SUITE_S:-570}) python3 -m pytest -q -m gpu --maxfail=${MAXFAIL:-10} --durations=15 "${files[@]:-tests}" 2>&1 \
       | tee -a "$OUT/gpu-suite.log" | tail -60 ;;
+  overhead)
+    timeout -s INT $(budget 240) python3 -m jitgemm bench --group overhead --label session12 \
+      --compare docs/benchmarks/h200-overhead.json --out "$OUT" 2>&1 | tee "$OUT/overhead.log" | tail -70 ;;
   bench)
     timeout -s INT $(budget 280) python3 -m jitgemm bench --group model --out "$OUT" 2>&1 | tee "$OUT/model.log" | tail -30
     timeout -s INT $(budget 280) python3 -m jitgemm bench --group broad --dtype bf16 --no-plot --out "$OUT" 2>&1 \
