@@ -106,7 +106,7 @@ def _gemm_cold(key, x: Any, w: Any, bias: Any, out: Any, stream: Any, g: _Gemm |
     validate.require_stream_type(stream)
     g = g or _check_gemm(x, w, bias)
     if ov is None and out is not None:
-        ov = _check_out(out, g.n, g.m, g.dtype)
+        ov = validate.out_view(out, g.n, g.m, g.dtype)
     views = [("x", g.x), ("w", g.w)] + ([("bias", g.bias)] if g.bias is not None else [])
     if ov is not None:
         views.append(("out", ov))
@@ -125,17 +125,6 @@ def _gemm_cold(key, x: Any, w: Any, bias: Any, out: Any, stream: Any, g: _Gemm |
     pipeline.store(key, entry)
     values = [g.x.ptr, g.w.ptr, g.bias.ptr if g.bias is not None else 0, ov.ptr if ov is not None else 0]
     return entry.run((x, w, bias, out), values, stream)
-
-
-def _check_out(out: Any, n: int, m: int, dtype: str) -> View:
-    ov = as_view(out, "out")
-    validate.require_writable(ov, "out")
-    validate.require_2d(ov, "out", "N, M")
-    if ov.shape != (n, m):
-        raise ValueError(f"out must have shape [N, M] = {(n, m)}, got {ov.shape}")
-    if ov.dtype != dtype:
-        raise TypeError(f"out dtype must be {dtype} (the input dtype), got {ov.raw_dtype}")
-    return ov
 
 
 def _run_host(backend, device, g: _Gemm, ov: View | None, out: Any):
@@ -191,7 +180,7 @@ def _linear_cold(key, x: Any, w: Any, bias: Any, out: Any, stream: Any):
         ov = as_view(out, "out")
         if ov.shape != shape:
             raise ValueError(f"out must have shape [..., M] = {shape}, got {ov.shape}")
-        ov = _check_out(_as_rows(ov, "out"), g.n, g.m, g.dtype)
+        ov = validate.out_view(_as_rows(ov, "out"), g.n, g.m, g.dtype)
     if xv.device is None:  # numpy: gemm's copying path on the 2-D rows
         y = gemm(np.reshape(np.asarray(x), (g.n, g.k)), w, bias).reshape(shape)
         return pipeline.deliver(y, out)
@@ -436,7 +425,7 @@ class Linear:
         if rule:
             raise ValueError(f"Linear: {rule}")
         if out is not None:
-            _check_out(out, n, self.out_features, self.dtype)
+            validate.out_view(out, n, self.out_features, self.dtype)
         backend, device = get_backend(self.weight.vendor), self.weight.device
         dx = DeviceArray.from_numpy(backend, device, x, self.dtype)
         g = _Gemm(dx.view(), self.weight, self.bias, n, self.out_features, k, self.dtype)
@@ -454,7 +443,7 @@ def prepare(x: Any, w: Any, bias: Any = None, *, out: Any) -> Prepared:
     """Validate and plan once; returns a Prepared whose launch(stream) only enqueues the kernel
     (one driver call): decode loops, benchmarks, CUDA graph capture."""
     g = _check_gemm(x, w, bias)
-    ov = _check_out(out, g.n, g.m, g.dtype)
+    ov = validate.out_view(out, g.n, g.m, g.dtype)
     views = [("x", g.x), ("w", g.w), ("out", ov)] + ([("bias", g.bias)] if g.bias is not None else [])
     if any(v.device is None for _, v in views):
         raise ValueError("prepare needs device arrays (numpy operands are copied per call; use gemm)")

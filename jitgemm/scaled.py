@@ -191,7 +191,7 @@ def _scale_value_of(sc: _Scale):
 
 
 def _check_out(out: Any, s: _Scaled) -> View:
-    return validate.out_view(out, s.n, s.m, s.out_dtype)
+    return validate.out_view(out, s.n, s.m, s.out_dtype, "out_dtype")
 
 
 def _views(s: _Scaled, ov: View | None) -> list[tuple[str, View]]:

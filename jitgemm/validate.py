@@ -85,13 +85,16 @@ def require_writable(v: View, arg: str) -> None:
                          f"into {arg}; pass a writable array, or no {arg} to get a new one")
 
 
-def out_view(out, n: int, m: int, dtype: str) -> View:
-    """A call's out as a View, checked: 2-D [N, M] of `dtype`, writable (scaled_gemm's and w4_gemm's rule)."""
+def out_view(out, n: int, m: int, dtype: str, dtype_rule: str = "the input dtype") -> View:
+    """A call's out as a View, checked: writable, 2-D [N, M] (ValueError) of `dtype` (TypeError; `dtype_rule`
+    says where that dtype comes from). Every entry's rule: gemm, matmul, scaled_gemm, w4_gemm."""
     ov = as_view(out, "out")
     require_writable(ov, "out")
     require_2d(ov, "out", "N, M")
-    if ov.shape != (n, m) or ov.dtype != dtype:
-        raise ValueError(f"out must be [N, M] = {(n, m)} of {dtype}, got {ov.shape} {ov.raw_dtype}")
+    if ov.shape != (n, m):
+        raise ValueError(f"out must have shape [N, M] = {(n, m)}, got {ov.shape}")
+    if ov.dtype != dtype:
+        raise TypeError(f"out dtype must be {dtype} ({dtype_rule}), got {ov.raw_dtype}")
     return ov
 
 

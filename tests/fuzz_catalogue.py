@@ -680,7 +680,7 @@ def _w_placement(draw, case, dt, host):
 
 
 def _w_out(draw, case, dt, host):
-    """out of the wrong shape, dtype or rank (validate.out_view's one message names all three)."""
+    """out of the wrong shape, dtype or rank (validate.out_view: its shape or its dtype message, or the rank's)."""
     kind = draw(st.sampled_from(["shape", "dtype", "ndim"]))
     op = Op(lambda d: (d.n, d.m + 1), dt, host)
     if kind == "dtype":
@@ -689,7 +689,7 @@ def _w_out(draw, case, dt, host):
         op = Op(lambda d: (d.n, d.m), dt, host)
         _ndim_change(op, draw, lambda d: (d.n, d.m))
     case.ops["out"] = op
-    case.bad.append(Bad(("out",), r"out must be|2-D"))
+    case.bad.append(Bad(("out",), r"out must have shape|out dtype must be|2-D"))
 
 
 def _w_stream(draw, case, dt, host):
@@ -936,11 +936,11 @@ def _s_out(draw, case):
     kind = draw(st.sampled_from(["shape", "dtype", "ndim", "junk"]))
     if kind == "shape":
         case.ops["out"] = Op(lambda d: (d.n + 1, d.m), m["odt"], m["host"])
-        case.bad.append(Bad(("out",), r"out must be"))
+        case.bad.append(Bad(("out",), r"out must have shape"))
     elif kind == "dtype":
         dt = draw(st.sampled_from([t for t in ("float16", "bfloat16", "float32", "uint8") if t != m["odt"]]))
         case.ops["out"] = Op(lambda d: (d.n, d.m), dt, m["host"])
-        case.bad.append(Bad(("out",), r"out must be"))
+        case.bad.append(Bad(("out",), r"out dtype must be"))
     elif kind == "ndim":
         op = Op(lambda d: (d.n, d.m), m["odt"], m["host"])
         _ndim_change(op, draw, lambda d: (d.n, d.m))

@@ -91,7 +91,7 @@ def test_every_aot_instance_names_a_kernel_and_the_k_order_ignores_n():
     (lambda w, x: jitgemm.w4_gemm(np.zeros((129, 160), np.float16), w), r"N \(tokens\) in 1..128, got N=129"),
     (lambda w, x: jitgemm.w4_gemm(x, w, np.zeros(39, np.float16)), "bias of shape"),
     (lambda w, x: jitgemm.w4_gemm(x, w, np.zeros(40, np.float32)), "bias dtype must equal the output dtype"),
-    (lambda w, x: jitgemm.w4_gemm(x, w, out=np.zeros((3, 41), np.float16)), r"out must be \[N, M\] = \(3, 40\)"),
+    (lambda w, x: jitgemm.w4_gemm(x, w, out=np.zeros((3, 41), np.float16)), r"out must have shape \[N, M\] = \(3, 40\)"),
     (lambda w, x: jitgemm.w4_gemm(x, w, stream="s"), "stream"),
     (lambda w, x: Q4Device.upload(w), "must be a jitgemm.quant4.Q4Weight"),
     (lambda w, x: Q4Device.upload(quant4.Q4Weight("q4_sym", np.zeros((4, 16), np.uint8), np.zeros((4, 1), np.float16), 128)),
