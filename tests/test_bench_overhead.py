@@ -279,3 +279,38 @@ def test_the_cupy_wrapper_row_times_the_interface_objects_hot_path():
         for _ in range(3):
             assert fn().ptr == first
         assert be.calls["alloc"] == allocs
+
+
+def test_an_interrupted_run_writes_the_rows_measured_so_far_and_says_it_is_partial(tmp_path, monkeypatch, capsys):
+    """Ctrl-C (or the SIGINT of a call's timeout) during the per-call part: the rows measured before it are
+    in overhead.json/.md, marked partial, and the interrupt still ends the run."""
+    monkeypatch.setitem(sys.modules, "cupy", types.ModuleType("cupy"))
+    monkeypatch.setattr(oh, "_torch", lambda: None)
+    monkeypatch.setattr(oh, "meta", lambda cp, torch, label: {"label": label, "device": "NVIDIA H200"})
+    monkeypatch.setattr(oh, "CupyLib", lambda cp: object())
+    monkeypatch.setattr(oh, "decode_step", lambda torch: pytest.fail("the decode step ran after the interrupt"))
+
+    def per_call(libs, records):
+        records += fake_records()[:2]
+        raise KeyboardInterrupt
+    monkeypatch.setattr(oh, "per_call", per_call)
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(result("old", 2.0)))
+    with pytest.raises(KeyboardInterrupt):
+        oh.run(str(tmp_path / "o"), "new", str(old))
+    got = json.loads((tmp_path / "o" / "overhead.json").read_text())
+    assert got["per_call"] == fake_records()[:2]
+    assert got["meta"]["interrupted"] == "after 2 per-call rows (Ctrl-C)"
+    md = (tmp_path / "o" / "overhead.md").read_text()
+    assert "**Partial: interrupted after 2 per-call rows (Ctrl-C).**" in md and "before → after" in md
+    assert "rows measured so far are in" in capsys.readouterr().out
+
+
+def test_a_missing_compare_file_fails_before_any_measurement(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", types.ModuleType("cupy"))
+    monkeypatch.setattr(oh, "_torch", lambda: None)
+    monkeypatch.setattr(oh, "meta", lambda cp, torch, label: {"label": label})
+    monkeypatch.setattr(oh, "CupyLib", lambda cp: object())
+    monkeypatch.setattr(oh, "per_call", lambda *a: pytest.fail("measured before reading --compare"))
+    with pytest.raises(FileNotFoundError):
+        oh.run(str(tmp_path / "o"), "new", str(tmp_path / "nope.json"))

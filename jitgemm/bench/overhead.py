@@ -251,8 +251,9 @@ def column(r: dict) -> str:
     return f"{r['lib']} {r['m']}x{r['k']} N={r['n']}"
 
 
-def per_call(libs) -> list[dict]:
-    records = []
+def per_call(libs, records: list | None = None) -> list[dict]:
+    """Every row of every size; appended to `records` as measured (an interrupt keeps them)."""
+    records = [] if records is None else records
     for lib in libs:
         for m, k in SIZES:
             for n in NS:
@@ -386,6 +387,8 @@ def markdown(meta: dict, tables: list) -> str:
              f"Per call: best of {REPS} loops of {CALLS} calls after {WARMUP} warm-up calls, a device sync in "
              f"each timed loop; torch columns bf16, CuPy columns fp16. `/ baseline` = jitgemm's time over "
              f"F.linear's (torch) or cupy.matmul(out=)'s (CuPy): below 1 is faster."]
+    if meta.get("interrupted"):
+        lines[0] += f" **Partial: interrupted {meta['interrupted']}.**"
     for title, header, rows in tables:
         lines += ["", f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
@@ -448,14 +451,23 @@ def run(out_dir: str | None = None, label: str = "", compare: str | None = None,
     import cupy as cp
     torch = _torch()
     libs = [CupyLib(cp)] + ([TorchLib(torch)] if torch else [])
-    result = {"meta": meta(cp, torch, label), "per_call": per_call(libs)}
-    result["ratios"] = ratios(result["per_call"])
+    old = json.loads(Path(compare).read_text()) if compare else None  # a bad path fails before minutes of work
+    result = {"meta": meta(cp, torch, label), "per_call": [], "ratios": {}, "decode_step": []}
     try:
-        result["decode_step"] = decode_step(torch) if torch else []
-    except Exception as e:  # e.g. no room for the 14 GB of weights: part 1 is still reported
-        print(f"decode step skipped: {type(e).__name__}: {e}", flush=True)
-        result["decode_step"] = []
-    tables = tables_of(result, json.loads(Path(compare).read_text()) if compare else None)
+        per_call(libs, result["per_call"])
+        result["ratios"] = ratios(result["per_call"])
+        try:
+            result["decode_step"] = decode_step(torch) if torch else []
+        except Exception as e:  # e.g. no room for the 14 GB of weights: part 1 is still reported
+            print(f"decode step skipped: {type(e).__name__}: {e}", flush=True)
+    except KeyboardInterrupt:  # Ctrl-C (or a timeout's SIGINT): the rows measured so far still go to the files
+        result["ratios"] = ratios(result["per_call"])
+        result["meta"]["interrupted"] = f"after {len(result['per_call'])} per-call rows (Ctrl-C)"
+        if out_dir and result["per_call"]:
+            write(out_dir, name, result, tables_of(result, old))
+            print(f"bench interrupted: the rows measured so far are in {out_dir}/{name}.json", flush=True)
+        raise
+    tables = tables_of(result, old)
     for t in tables:
         print_rich(*t)
     if out_dir:
