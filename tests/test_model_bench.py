@@ -208,3 +208,35 @@ def test_an_interrupted_suite_writes_the_cases_it_measured(tmp_path, monkeypatch
     assert [(c["shape"], c["n"]) for c in doc["cases"]] == [("a", 1), ("a", 4), ("b", 1)]
     assert doc["meta"]["interrupted"] == "after 3 cases (Ctrl-C)"
     assert "Interrupted after 3 cases (Ctrl-C): a partial table." in (tmp_path / "partial.md").read_text()
+
+
+def test_an_interrupted_model_bench_writes_the_steps_it_timed(tmp_path, monkeypatch, capsys):
+    """Ctrl-C (or a call's timeout, which sends SIGINT) during `bench --group model`: the steps timed so far
+    go to the JSON and the Markdown, marked partial, and the interrupt still stops the run."""
+    import json
+    import sys
+    import types
+
+    from jitgemm.bench import runner
+
+    fake_cp = types.SimpleNamespace(cuda=types.SimpleNamespace(Stream=lambda non_blocking: object()),
+                                    get_default_memory_pool=lambda: types.SimpleNamespace(free_all_blocks=lambda: None))
+    monkeypatch.setitem(sys.modules, "cupy", fake_cp)
+    monkeypatch.setattr(runner, "meta", lambda cp: {"device": "stand-in"})
+    monkeypatch.setattr(runner, "ceiling_tbs", lambda cp: 4.0)
+    monkeypatch.setattr(model, "StepOperands", lambda cp, name, ns, mode: types.SimpleNamespace(name=name, dtype=mode))
+    timed = []
+
+    def time_step(ops, n, stream, baselines):
+        if len(timed) == 2:
+            raise KeyboardInterrupt
+        timed.append(n)
+        return {"jitgemm_ms": 2.0, "torch_ms": 2.2, "calls": 128, "routes": {}}
+    monkeypatch.setattr(model, "time_step", time_step)
+    with pytest.raises(KeyboardInterrupt):
+        model.run(["llama-3.1-8b"], [1, 4, 16], str(tmp_path), name="partial")
+    assert "the 2 steps timed so far are in" in capsys.readouterr().out
+    doc = json.loads((tmp_path / "partial.json").read_text())
+    assert [r["N"] for r in doc["rows"]] == [1, 4] and doc["meta"]["interrupted"] == "after 2 steps (Ctrl-C)"
+    assert math.isclose(doc["summary"]["N=1"]["geomean"], 1.1)
+    assert "**Partial: interrupted after 2 steps (Ctrl-C).**" in (tmp_path / "partial.md").read_text()

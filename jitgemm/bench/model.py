@@ -190,7 +190,25 @@ def run(names, ns, out_dir, baselines=True, dtypes=("bfloat16",), name="model") 
     ceiling = runner.ceiling_tbs(cp)
     print(f"streaming-read ceiling: {ceiling:.3f} TB/s", flush=True)
     stream = cp.cuda.Stream(non_blocking=True)
-    rows, bf16_ms = [], {}  # (model, N) -> the bf16 cuBLAS step, every fp8 step's second baseline
+    rows = []
+    try:
+        _measure(cp, rows, names, ns, dtypes, stream, baselines, ceiling)
+    except KeyboardInterrupt:  # Ctrl-C or a timeout's SIGINT: the steps timed so far still go to the files
+        meta["interrupted"] = f"after {len(rows)} steps (Ctrl-C)"
+        if out_dir and rows:
+            _write(out_dir, name, rows, ceiling, meta, markdown(rows, ceiling, meta))
+            print(f"bench interrupted: the {len(rows)} steps timed so far are in {out_dir}/{name}.json", flush=True)
+        raise
+    text = markdown(rows, ceiling, meta)
+    print(text)
+    if out_dir:
+        _write(out_dir, name, rows, ceiling, meta, text)
+    return rows
+
+
+def _measure(cp, rows: list, names, ns, dtypes, stream, baselines: bool, ceiling: float) -> None:
+    """Every (mode, model, N) step, appended to `rows` as it is timed (so an interrupt keeps them)."""
+    bf16_ms = {}  # (model, N) -> the bf16 cuBLAS step, every fp8 step's second baseline
     for mode in dtypes:
         for model_name in names:
             ops = StepOperands(cp, model_name, ns, mode)
@@ -203,15 +221,14 @@ def run(names, ns, out_dir, baselines=True, dtypes=("bfloat16",), name="model") 
             if baselines and mode in QUANT_MODES:
                 _add_bf16_baseline([r for r in rows if r["model"] == model_name and r["dtype"] == mode], cp, stream,
                                    bf16_ms)
-    text = markdown(rows, ceiling, meta)
-    print(text)
-    if out_dir:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / f"{name}.json").write_text(json.dumps({"meta": meta, "ceiling_tbs": ceiling, "rows": rows,
-                                                      "summary": summary(rows)}, indent=1))
-        (out / f"{name}.md").write_text(text)
-    return rows
+
+
+def _write(out_dir, name: str, rows: list[dict], ceiling: float, meta: dict, text: str) -> None:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps({"meta": meta, "ceiling_tbs": ceiling, "rows": rows,
+                                                  "summary": summary(rows)}, indent=1))
+    (out / f"{name}.md").write_text(text)
 
 
 def _row(ops: StepOperands, n: int, stream, baselines: bool, ceiling: float) -> dict:
@@ -282,6 +299,8 @@ def markdown(rows: list[dict], ceiling: float, meta: dict) -> str:
     lines = [f"Model decode steps (the linear layers of one step, each step one CUDA graph; torch = torch.mm, i.e. "
              f"cuBLAS, captured the same way). {meta.get('device')} · driver {meta.get('driver')} · {meta.get('date')} · "
              f"streaming-read ceiling {ceiling:.2f} TB/s (same run). x torch = torch ms / jitgemm ms."]
+    if meta.get("interrupted"):
+        lines[0] += f" **Partial: interrupted {meta['interrupted']}.**"
     sixteen = [r for r in rows if r.get("dtype", "bfloat16") not in QUANT_MODES]
     if sixteen:
         lines += ["", "| model | N | layers | GB read | jitgemm ms | torch ms | x torch | TB/s | % of ceiling |",
