@@ -122,10 +122,11 @@ def require_addressable(views: list[tuple[str, View]]) -> None:
     for name, v in views:
         if v.device is None:
             continue
-        span = 1 + sum((s - 1) * abs(st) for s, st in zip(v.shape, v.strides) if s > 0)
-        if span * max(v.itemsize, 1) >= 2**63:
-            raise ValueError(f"{name} of shape {v.shape} with element strides {v.strides} spans {span} elements: "
-                             f"past what a 64-bit byte offset can address (no array in memory is this large)")
+        lo, hi = byte_extent(v)  # an empty array spans nothing: it addresses no memory
+        if hi - lo >= 2**63:
+            raise ValueError(f"{name} of shape {v.shape} with element strides {v.strides} spans "
+                             f"{(hi - lo) // max(v.itemsize, 1)} elements: past what a 64-bit byte offset can "
+                             f"address (no array in memory is this large)")
 
 
 def byte_extent(v: View) -> tuple[int, int]:
