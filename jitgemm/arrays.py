@@ -258,12 +258,14 @@ def _view_signature(v):
     return v.ptr, (View, v.shape, v.strides, v.dtype, v.device, v.vendor, v.kind, v.readonly)
 
 
-def _cai_signature(o):
+def cai_signature(o):
     """Other objects with __cuda_array_interface__ (a wrapper that gives CuPy's uint16 bits a bfloat16
     dtype, arrays of other libraries): the interface's dict as _from_cai reads it, plus the `dtype` and
     `device` attributes that it honours. An object whose device only the driver can name, whose dtype
     attribute is not a plain numpy dtype or name, whose interface has a mask or cannot be read takes the cold
-    path (which refuses a mask). The read-only flag is in the key: a read-only `out` never meets a cached entry."""
+    path (which refuses a mask). The read-only flag is in the key: a read-only `out` never meets a cached entry;
+    so is the stream the interface names (pipeline.named_streams: the call waits for it where it is not the
+    launch's)."""
     dev = _cai_device(getattr(o, "device", None))
     dt = getattr(o, "dtype", None)
     if dev is None or not (dt is None or type(dt) is str or isinstance(dt, np.dtype)):
@@ -274,7 +276,7 @@ def _cai_signature(o):
             return None
         strides, data = cai.get("strides"), cai["data"]
         key = (type(o), tuple(cai["shape"]), None if strides is None else tuple(strides), cai["typestr"], dt, dev,
-               bool(data[1]))
+               bool(data[1]), cai.get("stream"))  # the stream: a cached entry orders after the same ones
         return int(data[0]), key
     except (TypeError, RuntimeError, KeyError, IndexError, ValueError, AttributeError):
         return None
@@ -300,5 +302,5 @@ def signature_fn(tp: type):
     if tp.__module__.startswith("cupy") and tp.__name__ == "ndarray":
         return _cupy_signature
     if hasattr(tp, "__cuda_array_interface__"):
-        return _cai_signature
+        return cai_signature
     return None

@@ -56,7 +56,7 @@ class DeviceArray:
     @staticmethod
     def jitgemm_signature(d: "DeviceArray"):
         """(pointer, signature) for the call pipeline's hot path (arrays.signature_fn)."""
-        return d.ptr, (DeviceArray, d.shape, d.dtype, d.device, d.backend.name)
+        return d.ptr, (DeviceArray, d.shape, d.dtype, d.device, d.backend.name, d.stream)  # stream: as cai_signature
 
     @property
     def __cuda_array_interface__(self) -> dict:

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from . import config, validate
 from .validate import stream_handle
-from .arrays import View, signature_fn
+from .arrays import View, cai_signature, signature_fn
 from .device_array import DeviceArray
 from .runtime import backend as backend_registry
 from .runtime.backend import default_backend, get_backend
@@ -44,7 +44,7 @@ class Entry:
     a call whose out interleaves with an input (column blocks of one buffer) takes the cold path, whose
     rule (validate.require_out_apart) tells them apart."""
 
-    __slots__ = ("launch", "checks", "stream_of", "new_out", "out_extent", "input_extents")
+    __slots__ = ("launch", "checks", "stream_of", "new_out", "out_extent", "input_extents", "named")
 
     def __init__(self, launch, checks: tuple, stream_of: Callable[[], int], new_out: Callable | None,
                  extents: list | None = None):
@@ -54,6 +54,7 @@ class Entry:
         self.out_extent = extents[-1] if extents else None
         self.input_extents = tuple((i, *e) for i, e in enumerate(extents[:-1]) if e) \
             if extents and extents[-1] else ()
+        self.named = None  # the streams the operands' interfaces name: read at the first run (the key fixes them)
 
     def accepts(self, values) -> bool:
         for v, c in zip(values, self.checks):
@@ -81,11 +82,30 @@ class Entry:
             s = stream
         else:
             s = stream_handle(stream)
+        named = self.named
+        if named is None:
+            named = self.named = named_streams(operands)
+        if named:
+            self._order_after(named, s)
         out = operands[-1]
         if out is None:
             out, values[-1] = self.new_out(operands[0], s)
         self.launch.run(s, values)
         return out
+
+    def _order_after(self, named: tuple, s: int) -> None:
+        """The launch stream waits for each other stream an operand's interface names (the interface's rule
+        for its consumers: the data is ready in that stream's order, not in ours); the host does not wait."""
+        launch = self.launch
+        for st in named:
+            if st == s or (st == 1 and s == 0):  # the same stream (1: the legacy one, which jitgemm calls 0)
+                continue
+            if launch.backend.stream_capturing(s, launch.device):
+                raise ValueError(f"an operand's __cuda_array_interface__ names stream {st:#x}, and the call is "
+                                 f"captured on stream {s:#x}: jitgemm orders the two with an event, which a "
+                                 f"graph capture cannot take from outside it; make {s:#x} wait for {st:#x} "
+                                 f"before the capture, or give the operands the capturing stream")
+            launch.backend.stream_wait(s, st, launch.device)
 
 
 def call(tag: tuple, operands: tuple, stream: Any, cold: Callable):
@@ -189,6 +209,24 @@ def interface_stream(obj: Any) -> int:
     except (AttributeError, TypeError, RuntimeError):
         return 0
     return st if type(st) is int and st > 0 else 0
+
+
+def named_streams(operands) -> tuple:
+    """The streams other than "none" that the operands' interfaces name (jitgemm's DeviceArray outputs and
+    other __cuda_array_interface__ objects: the types whose signature holds that stream), each once. CuPy,
+    torch and jitgemm.CupyBf16 operands follow their library's current-stream rule instead, and name none."""
+    out = []
+    for o in operands:
+        tp = type(o)
+        if tp is DeviceArray:
+            st = None if o.stream is None else o.stream or 1  # made on the legacy stream: its interface says 1
+        elif o is not None and signature_fn(tp) is cai_signature:
+            st = o.__cuda_array_interface__.get("stream")
+        else:
+            continue
+        if type(st) is int and st > 0 and st not in out:
+            out.append(st)
+    return tuple(out)
 
 
 class InterfaceStream:

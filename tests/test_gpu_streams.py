@@ -194,6 +194,41 @@ def test_cupy_bf16_orders_with_cupy_work_on_the_stream_its_interface_names():
     assert wrong == 0, f"{wrong} of 10 calls did not see CuPy's write on the current stream"
 
 
+class _OnStream:
+    """A CuPy array behind an interface that names `stream` (as a producer on that stream exports it)."""
+
+    def __init__(self, a, stream):
+        self.a, self.shape, self.dtype, self.device, self.stream = a, a.shape, a.dtype, a.device, stream
+
+    @property
+    def __cuda_array_interface__(self):
+        return dict(self.a.__cuda_array_interface__, stream=self.stream.ptr or 1, version=3)
+
+
+def test_an_operand_named_on_another_stream_is_waited_for():
+    """x's interface names an idle stream A (the launch goes there: stream=None), w's the busy current
+    stream B where w is rewritten before each call: the interface's rule makes A wait for B's work first,
+    or the kernel reads the old weights. Cold on the first call, cached after."""
+    cp = pytest.importorskip("cupy")
+    rng = np.random.default_rng(4)
+    x_h = rng.standard_normal((4, 4096)).astype(np.float16)
+    x, w_d = cp.asarray(x_h), cp.zeros((2048, 4096), dtype=cp.float16)
+    srcs = [cp.asarray((rng.standard_normal((2048, 4096)) * 0.05).astype(np.float16)) for _ in range(10)]
+    a = cp.cuda.Stream(non_blocking=True)
+
+    def step(i):
+        b = cp.cuda.get_current_stream()
+        w_d[...] = srcs[i]  # on the busy stream B
+        o = cp.full((4, 2048), cp.nan, dtype=cp.float16)
+        jitgemm.gemm(_OnStream(x, a), _OnStream(w_d, b), out=_OnStream(o, b))
+        assert a.ptr != b.ptr
+        a.synchronize()
+        b.synchronize()
+        return cp.asnumpy(o).astype(np.float64), x_h.astype(np.float64) @ cp.asnumpy(srcs[i]).astype(np.float64).T
+    wrong = _wrong_on_a_busy_cupy_stream(cp, step)
+    assert wrong == 0, f"{wrong} of 10 calls read w before the stream its interface names had written it"
+
+
 def test_outputs_jitgemm_allocates_reuse_their_streams_block_in_order():
     """gemm(x, w) with interface wrappers of fp16 CuPy arrays (the bench's Wrapped: no kind of their own
     for results) makes jitgemm DeviceArray outputs on the stream the interface names; each is copied out on

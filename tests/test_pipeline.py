@@ -194,7 +194,7 @@ def test_cai_operands_naming_their_device_are_served_from_the_cache(fake):
 def test_stream_none_with_interface_operands_is_the_stream_x_names(fake):
     """stream=None and x an interface object: the launch goes on the stream its interface (v3) names,
     read from each call's x (a cached entry must not keep the first call's), 0 where it names none;
-    an explicit stream wins."""
+    an explicit stream wins (and waits for x's, test_operands_naming_other_streams_are_waited_for)."""
     def mk(shape, ptr, stream=None):
         return CaiArray(ptr, shape, (shape[1], 1), "bfloat16", 0, stream)
     w = mk((M, K), 0x40000)
@@ -206,7 +206,42 @@ def test_stream_none_with_interface_operands_is_the_stream_x_names(fake):
             assert fake.launches[-1][1] == (named or 0)
         call(mk((N, K), 0x10000, 0x5000), mk((N, M), 0x80000), stream=0x7000)
         assert fake.launches[-1][1] == 0x7000
-    assert len(pipeline._ENTRIES) == 1
+    assert len(pipeline._ENTRIES) == 5  # the named stream is in the signature: one entry for each
+
+
+def test_operands_naming_other_streams_are_waited_for(fake):
+    """__cuda_array_interface__ v3: a consumer must order its work after the stream an operand names. The
+    launch stream waits (an event, no host wait) for every other stream w, bias or out name, and for x's
+    when an explicit stream is given; on the cold call and on the cached one alike; none where all name the
+    launch stream or none; the legacy stream named 1 is jitgemm's 0. Inside a capture the wait cannot be
+    taken: refused with what to do, before the launch."""
+    def mk(shape, ptr, stream=None):
+        return CaiArray(ptr, shape, (shape[1], 1), "bfloat16", 0, stream)
+    w_on = {st: mk((M, K), 0x40000, st) for st in (0x5000, 0x6000, 1, None)}
+    for _ in range(2):  # cold, then cached
+        del fake.waits[:]
+        api.gemm(mk((N, K), 0x10000, 0x5000), w_on[0x6000], out=mk((N, M), 0x80000))
+        assert fake.launches[-1][1] == 0x5000 and fake.waits == [(0x5000, 0x6000, 0)]
+        del fake.waits[:]
+        api.gemm(mk((N, K), 0x10000, 0x5000), w_on[0x5000], out=mk((N, M), 0x80000, 0x5000))
+        api.gemm(mk((N, K), 0x10000), w_on[None], out=mk((N, M), 0x80000))
+        api.gemm(mk((N, K), 0x10000, 1), w_on[1])  # the legacy stream, as the interface names it
+        assert fake.launches[-1][1] == 1
+        api.gemm(mk((N, K), 0x10000), w_on[1], stream=0)  # and as jitgemm names it: the same stream
+        assert fake.waits == [] and fake.launches[-1][1] == 0
+        api.gemm(mk((N, K), 0x10000, 0x5000), w_on[0x6000], out=mk((N, M), 0x80000, 0x6000), stream=0x7000)
+        assert fake.launches[-1][1] == 0x7000 and fake.waits == [(0x7000, 0x5000, 0), (0x7000, 0x6000, 0)]
+    # jitgemm's own outputs name the stream they were made on
+    y = api.gemm(mk((N, K), 0x10000, 0x5000), w_on[0x5000])
+    assert y.stream == 0x5000
+    del fake.waits[:]
+    api.gemm(y, mk((M, M), 0x40000, 0x6000), out=mk((N, M), 0x90000))
+    assert fake.launches[-1][1] == 0x5000 and fake.waits == [(0x5000, 0x6000, 0)]
+    launches = len(fake.launches)
+    fake.stream_capturing = lambda stream, device: True
+    with pytest.raises(ValueError, match=r"names stream 0x6000, and the call is captured on stream 0x5000"):
+        api.gemm(mk((N, K), 0x10000, 0x5000), w_on[0x6000], out=mk((N, M), 0x80000))
+    assert len(fake.launches) == launches
 
 
 def test_settings_snapshot_and_reload(fake, monkeypatch):

@@ -62,6 +62,7 @@ class CudaBackend:
         self._ctx: dict[int, object] = {}
         self.device_info = DeviceInfos("CUDA", self.device_count, self._read_info)
         self._configs: dict[tuple, object] = {}
+        self._events: dict[int, object] = {}  # device -> the event stream_wait records (under _lock)
 
     # ---- loading the vendor pieces -------------------------------------------------------
     def _drv(self):
@@ -264,6 +265,20 @@ class CudaBackend:
         drv = self._drv()
         self.make_current(device)
         self._check("cuStreamSynchronize", drv.cuStreamSynchronize(stream))
+
+    def stream_wait(self, stream: int, on: int, device: int) -> None:
+        """Make `stream` wait for the work enqueued on `on` so far (an event recorded there; the host does
+        not wait). One event a device, recorded and waited on under the lock: a wait takes the event's
+        latest record, so another thread's record between the two would be waited on instead."""
+        drv = self._drv()
+        self.make_current(device)
+        with self._lock:
+            ev = self._events.get(device)
+            if ev is None:
+                ev = self._events[device] = self._check(
+                    "cuEventCreate", drv.cuEventCreate(drv.CUevent_flags.CU_EVENT_DISABLE_TIMING))
+            self._check("cuEventRecord", drv.cuEventRecord(ev, on))
+            self._check("cuStreamWaitEvent", drv.cuStreamWaitEvent(stream, ev, 0))
 
     def stream_capturing(self, stream: int, device: int) -> bool:
         """Whether `stream` is capturing a graph (or cannot be asked: the legacy stream while another

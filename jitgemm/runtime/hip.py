@@ -177,6 +177,7 @@ class HipBackend:
         self._lib = _HipLibrary()
         self.compiler = HipCompiler(self._lib)
         self._lock = threading.Lock()
+        self._events: dict[int, object] = {}  # device -> the event stream_wait records (under _lock)
         self.device_info = DeviceInfos("HIP", self.device_count, self._read_info)
 
     def _mod(self):
@@ -283,6 +284,19 @@ class HipBackend:
     def stream_synchronize(self, stream: int, device: int) -> None:
         self.make_current(device)
         self._check("hipStreamSynchronize", self._mod().hipStreamSynchronize(stream or None))
+
+    def stream_wait(self, stream: int, on: int, device: int) -> None:
+        """Make `stream` wait for the work enqueued on `on` so far: CudaBackend's rule (one event a device,
+        recorded and waited on under the lock)."""
+        hip = self._mod()
+        self.make_current(device)
+        with self._lock:
+            ev = self._events.get(device)
+            if ev is None:
+                ev = self._events[device] = self._check(
+                    "hipEventCreateWithFlags", hip.hipEventCreateWithFlags(hip.hipEventDisableTiming))
+            self._check("hipEventRecord", hip.hipEventRecord(ev, on or None))
+            self._check("hipStreamWaitEvent", hip.hipStreamWaitEvent(stream or None, ev, 0))
 
     def stream_capturing(self, stream: int, device: int) -> bool:
         """Whether `stream` is capturing a graph (an error answer, as for the null stream while another

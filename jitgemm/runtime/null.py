@@ -7,7 +7,8 @@ argument packing, launch) with nothing reaching a driver.
 - Its compiler (NullCompiler) makes no code: a code object that names the instance, so the cache, keys and
   symbols work.
 - "Device" memory is host memory (ctypes buffers), so DeviceArray uploads and downloads round-trip.
-- Every launch is recorded in `launches` as (grid, stream, device, the packed argument words), and
+- Every launch is recorded in `launches` as (grid, stream, device, the packed argument words), every
+  stream_wait in `waits` as (stream, on, device), and
   every device method's use counted in `calls` (a cached call asks nothing of the device but a launch).
 - `fail`: a function of the method name returning an exception; given, every device method (not the
   compile ones) raises it instead: a tripwire that proves a call was refused before any GPU work, or
@@ -53,6 +54,7 @@ class NullBackend:
         self.devices = list(devices if devices is not None else [DEFAULT_DEVICE])
         self.fail = fail
         self.launches: list[tuple] = []
+        self.waits: list[tuple] = []  # stream_wait's (stream, on, device), in order with `launches`
         self.calls: collections.Counter = collections.Counter()   # device methods called, by name
         self._buffers: dict[int, ctypes.Array] = {}
 
@@ -135,6 +137,10 @@ class NullBackend:
 
     def stream_synchronize(self, stream: int, device: int) -> None:
         self._device("stream_synchronize", device)
+
+    def stream_wait(self, stream: int, on: int, device: int) -> None:
+        self._device("stream_wait", device)
+        self.waits.append((stream, on, device))
 
     def stream_capturing(self, stream: int, device: int) -> bool:
         self._device("stream_capturing", device)
