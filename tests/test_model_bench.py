@@ -240,3 +240,48 @@ def test_an_interrupted_model_bench_writes_the_steps_it_timed(tmp_path, monkeypa
     assert [r["N"] for r in doc["rows"]] == [1, 4] and doc["meta"]["interrupted"] == "after 2 steps (Ctrl-C)"
     assert math.isclose(doc["summary"]["N=1"]["geomean"], 1.1)
     assert "**Partial: interrupted after 2 steps (Ctrl-C).**" in (tmp_path / "partial.md").read_text()
+
+
+@pytest.mark.parametrize("mode", ["fp8", "w4-q4_sym"])
+def test_an_interrupted_fp8_or_4bit_suite_writes_the_cases_it_measured(tmp_path, monkeypatch, capsys, mode):
+    """The fp8 and 4-bit runners append each case to the suite's list as it is measured: an interrupt in
+    their third case keeps the first two in the files (they returned their list only at the end)."""
+    import json
+    import sys
+    import types
+
+    from jitgemm.bench import fp8_runner, runner, timing, w4_runner
+    from jitgemm.bench import main as bench_main
+
+    fake_cp = types.SimpleNamespace(cuda=types.SimpleNamespace(Stream=lambda non_blocking: types.SimpleNamespace(ptr=7)),
+                                    get_default_memory_pool=lambda: types.SimpleNamespace(free_all_blocks=lambda: None))
+    monkeypatch.setitem(sys.modules, "cupy", fake_cp)
+    monkeypatch.setattr(runner, "meta", lambda cp: {"device": "stand-in", "l2_bytes": 50 << 20})
+    monkeypatch.setattr(runner, "ceiling_tbs", lambda cp: 3.0)
+
+    class Ops:
+        def __init__(self, *a, **kw):
+            pass
+
+        def prepared(self, *a):
+            return [types.SimpleNamespace(plan="plan", launch=lambda s: None)]
+
+        def check(self, *a):
+            return 0.0
+    monkeypatch.setattr(fp8_runner, "Fp8Operands", Ops)
+    monkeypatch.setattr(w4_runner, "W4Operands", Ops)
+    timed = []
+
+    def back_to_back(launch, stream):
+        if len(timed) == 2:
+            raise KeyboardInterrupt
+        timed.append(1)
+        return 10.0
+    monkeypatch.setattr(timing, "back_to_back", back_to_back)
+    monkeypatch.setattr(timing, "graph_replay", lambda launch, stream: 9.0)
+    shapes = [suite.Shape("a", 1024, 1024), suite.Shape("b", 2048, 1024)]
+    with pytest.raises(KeyboardInterrupt):
+        bench_main.run_suite([mode], [1, 4], shapes, str(tmp_path), baselines=False, name="partial")
+    assert "the 2 cases measured so far are in" in capsys.readouterr().out
+    doc = json.loads((tmp_path / "partial.json").read_text())
+    assert [(c["shape"], c["n"], c["dtype"]) for c in doc["cases"]] == [("a", 1, mode), ("a", 4, mode)]

@@ -167,9 +167,10 @@ def time_unfused(ops: Fp8Operands, n: int, stream) -> dict:
     return {"us_b2b": timing.back_to_back(launch, stream), "us_graph": timing.graph_replay(launch, stream)}
 
 
-def run(cp, modes, ns, shapes, l2: int, baselines: bool, log) -> list[Case]:
+def run(cp, modes, ns, shapes, l2: int, baselines: bool, log, cases: list | None = None) -> list[Case]:
+    """Each case, appended to `cases` as it is measured (so an interrupt keeps them); returns the list."""
     stream = cp.cuda.Stream(non_blocking=True)
-    cases = []
+    cases = [] if cases is None else cases
     skipped = [sh.name for sh in shapes if sh.k % 16]
     if skipped:
         print(f"fp8: skipping {len(skipped)} shape(s) whose K is no multiple of 16: {', '.join(skipped)}", flush=True)

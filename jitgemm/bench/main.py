@@ -49,9 +49,9 @@ def _measure(cp, cases: list, stream, dtypes, fp8_modes, w4_modes, ns, shapes, m
     """Every case of the suite, appended to `cases` as it is measured (so an interrupt keeps them)."""
     from . import fp8_runner, w4_runner
     if fp8_modes:
-        cases += fp8_runner.run(cp, fp8_modes, ns, shapes, meta["l2_bytes"], baselines, log)
+        fp8_runner.run(cp, fp8_modes, ns, shapes, meta["l2_bytes"], baselines, log, cases)
     if w4_modes:
-        cases += w4_runner.run(cp, w4_modes, ns, shapes, meta["l2_bytes"], baselines, log)
+        w4_runner.run(cp, w4_modes, ns, shapes, meta["l2_bytes"], baselines, log, cases)
     for dtype in dtypes:
         for sh in shapes:
             ops = runner.Operands(cp, sh, dtype, max(ns), meta["l2_bytes"])

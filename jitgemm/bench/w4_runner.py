@@ -133,9 +133,10 @@ def time_bf16(ops: W4Operands, n: int) -> dict | None:
     return runner.time_torch_launch(launch)
 
 
-def run(cp, modes, ns, shapes, l2: int, baselines: bool, log) -> list[Case]:
+def run(cp, modes, ns, shapes, l2: int, baselines: bool, log, cases: list | None = None) -> list[Case]:
+    """Each case, appended to `cases` as it is measured (so an interrupt keeps them); returns the list."""
     stream = cp.cuda.Stream(non_blocking=True)
-    cases = []
+    cases = [] if cases is None else cases
     for mode in modes:
         group = MODES[mode][1]
         skipped = [sh.name for sh in shapes if sh.k % group or sh.k % 32]
