@@ -285,3 +285,34 @@ def test_an_interrupted_fp8_or_4bit_suite_writes_the_cases_it_measured(tmp_path,
     assert "the 2 cases measured so far are in" in capsys.readouterr().out
     doc = json.loads((tmp_path / "partial.json").read_text())
     assert [(c["shape"], c["n"], c["dtype"]) for c in doc["cases"]] == [("a", 1, mode), ("a", 4, mode)]
+
+
+def test_an_interrupted_tp_bench_writes_the_rows_it_measured(tmp_path, monkeypatch, capsys):
+    """Ctrl-C (or a call's timeout) during `bench --group tp`: the rows measured so far go to the JSON and
+    the Markdown, marked partial, and the interrupt still stops the run."""
+    import json
+    import sys
+    import types
+
+    from jitgemm.bench import runner, tp
+
+    fake_cp = types.SimpleNamespace(cuda=types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 2)))
+    monkeypatch.setitem(sys.modules, "cupy", fake_cp)
+    monkeypatch.setattr(runner, "meta", lambda cp: {"device": "stand-in"})
+    monkeypatch.setattr(tp, "layer_shapes", lambda: {k: (64, 32) for k in ("qkv", "o", "gate_up", "down")})
+    monkeypatch.setattr(tp, "_ours", lambda cp, devices, n, w, rng: (lambda: None, lambda: None))
+    walls = []
+
+    def wall(step, cp, devices):
+        if len(walls) == 4:  # the third N's first timing
+            raise KeyboardInterrupt
+        walls.append(1)
+        return 100.0
+    monkeypatch.setattr(tp, "_wall", wall)
+    monkeypatch.setattr(tp, "_theirs", lambda devices, n, w, bounds: (None, lambda: None))
+    with pytest.raises(KeyboardInterrupt):
+        tp.run([1, 4, 16], str(tmp_path), baselines=False, name="partial")
+    assert "the 2 rows measured so far are in" in capsys.readouterr().out
+    doc = json.loads((tmp_path / "partial.json").read_text())
+    assert [r["N"] for r in doc["rows"]] == [1, 4] and doc["meta"]["interrupted"] == "after 2 rows (Ctrl-C)"
+    assert "**Partial: interrupted after 2 rows (Ctrl-C).**" in (tmp_path / "partial.md").read_text()

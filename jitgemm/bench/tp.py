@@ -145,6 +145,23 @@ def run(ns, out_dir, baselines=True, name="tp") -> list[dict]:
     w = {k: (rng.standard_normal(s, dtype=np.float32) * 0.02).astype(ml_dtypes.bfloat16) for k, s in layer_shapes().items()}
     bounds = {k: shard_bounds(v.shape[0] if k in ("qkv", "gate_up") else v.shape[1], len(devices)) for k, v in w.items()}
     rows = []
+    try:
+        _measure(cp, rows, ns, devices, w, bounds, rng, baselines)
+    except KeyboardInterrupt:  # Ctrl-C or a timeout's SIGINT: the rows measured so far still go to the files
+        meta["interrupted"] = f"after {len(rows)} rows (Ctrl-C)"
+        if out_dir and rows:
+            _write(out_dir, name, rows, meta, markdown(rows, meta))
+            print(f"bench interrupted: the {len(rows)} rows measured so far are in {out_dir}/{name}.json", flush=True)
+        raise
+    text = markdown(rows, meta)
+    print(text)
+    if out_dir:
+        _write(out_dir, name, rows, meta, text)
+    return rows
+
+
+def _measure(cp, rows: list, ns, devices, w, bounds, rng, baselines: bool) -> None:
+    """One row per N, appended as it is measured (so an interrupt keeps it)."""
     for n in ns:
         ours_eager, ours_graph = _ours(cp, devices, n, w, rng)
         row = {"G": len(devices), "N": n, "jitgemm_eager_us": _wall(ours_eager, cp, devices),
@@ -161,14 +178,13 @@ def run(ns, out_dir, baselines=True, name="tp") -> list[dict]:
                     row[f"x_{mode}"] = row[f"torch_{mode}_us"] / row[f"jitgemm_{mode}_us"]
         rows.append(row)
         print(json.dumps(row), flush=True)
-    text = markdown(rows, meta)
-    print(text)
-    if out_dir:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-        (out / f"{name}.md").write_text(text)
-    return rows
+
+
+def _write(out_dir, name: str, rows: list[dict], meta: dict, text: str) -> None:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    (out / f"{name}.md").write_text(text)
 
 
 def markdown(rows: list[dict], meta: dict) -> str:
@@ -179,6 +195,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
              f"targets: eager >= {TARGETS['eager']}, graph >= {TARGETS['graph']}.", "",
              "| G | N | jitgemm eager µs | torch eager µs | x eager | jitgemm graph µs | torch graph µs | x graph |",
              "|---|---|---|---|---|---|---|---|"]
+    if meta.get("interrupted"):
+        lines[0] += f" **Partial: interrupted {meta['interrupted']}.**"
     for row in rows:
         lines.append(f"| {row['G']} | {row['N']} | {f(row.get('jitgemm_eager_us'))} | {f(row.get('torch_eager_us'))} | "
                      f"{r(row.get('x_eager'))} | {f(row.get('jitgemm_graph_us'))} | {f(row.get('torch_graph_us'))} | "
