@@ -276,7 +276,7 @@ class CudaBackend:
             ev = self._events.get(device)
             if ev is None:
                 ev = self._events[device] = self._check(
-                    "cuEventCreate", drv.cuEventCreate(drv.CUevent_flags.CU_EVENT_DISABLE_TIMING))
+                    "cuEventCreate", drv.cuEventCreate(int(drv.CUevent_flags.CU_EVENT_DISABLE_TIMING)))
             self._check("cuEventRecord", drv.cuEventRecord(ev, on))
             self._check("cuStreamWaitEvent", drv.cuStreamWaitEvent(stream, ev, 0))
 
