@@ -60,7 +60,6 @@ class KernelLaunch:
             self._bind_workspace(stream)
         self._launch(stream)
 
-
     def _bind_workspace(self, stream: int) -> None:
         ws = workspace.get(self.backend, self.device, stream, self.ws_floats, self.ws_tiles)
         words = self.pack.words()
