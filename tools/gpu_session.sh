@@ -61,7 +61,7 @@ case "$1" in
     timeout -s INT $(budget ${SUITE_S:-570}) python3 -m pytest -q -m gpu --maxfail=${MAXFAIL:-10} --durations=15 "${files[@]:-tests}" 2>&1 \
       | tee -a "$OUT/gpu-suite.log" | tail -60 ;;
   overhead)
-    timeout -s INT $(budget 240) python3 -m jitgemm bench --group overhead --label session12 \
+    timeout -s INT $(budget 240) python3 -m jitgemm bench --group overhead --label "${LABEL:-after}" \
       --compare docs/benchmarks/h200-overhead.json --out "$OUT" 2>&1 | tee "$OUT/overhead.log" | tail -70 ;;
   bench)
     timeout -s INT $(budget 280) python3 -m jitgemm bench --group model --out "$OUT" 2>&1 | tee "$OUT/model.log" | tail -30

@@ -1,0 +1,77 @@
+"""Why a patched HF model's decode step costs more host time than torch's (issue #15, hf_profile batch 1:
+18.2 against 12.0 ms a step, with the GPU kernel time equal): per-call host time of one bf16 linear in the
+forms a model meets (a 3-D [1, 1, K] input, an nn.Parameter weight, under inference_mode), alone and
+interleaved with torch's own elementwise kernels (as in a decoder layer), against F.linear. On a GPU machine:
+    PYTHONPATH=. python tools/torch_call_probe.py"""
+import cProfile
+import pstats
+import time
+
+import torch
+import torch.nn.functional as F
+
+import jitgemm
+import jitgemm.torch as jt
+
+CALLS, REPS = 2000, 5
+
+
+def per_call(fn) -> float:
+    for _ in range(200):
+        fn()
+    torch.cuda.synchronize()
+    best = float("inf")
+    for _ in range(REPS):
+        t0 = time.perf_counter()
+        for _ in range(CALLS):
+            fn()
+        torch.cuda.synchronize()
+        best = min(best, (time.perf_counter() - t0) / CALLS * 1e6)
+    return best
+
+
+def main() -> None:
+    torch.manual_seed(0)
+    k = m = 2048
+    lin = torch.nn.Linear(k, m, bias=False, device="cuda", dtype=torch.bfloat16)
+    w = lin.weight  # a Parameter that requires grad, as in a model
+    x3 = torch.randn(1, 1, k, device="cuda", dtype=torch.bfloat16)
+    x2 = x3.view(1, k)
+    wd = w.detach()
+    patched = torch.nn.Linear(k, m, bias=False, device="cuda", dtype=torch.bfloat16)
+    patched.weight = w
+    jt.patch_linears(patched)
+    rows = {
+        "F.linear(x3, w)": lambda: F.linear(x3, w),
+        "lin(x3) (nn.Linear, torch)": lambda: lin(x3),
+        "patched lin(x3) (jitgemm.torch)": lambda: patched(x3),
+        "jt._linear16(x3, w)": lambda: jt._linear16(x3, w, None, 128),
+        "jitgemm.linear(x3, w)": lambda: jitgemm.linear(x3, w),
+        "jitgemm.linear(x3, w.detach())": lambda: jitgemm.linear(x3, wd),
+        "jitgemm.gemm(x2, w.detach())": lambda: jitgemm.gemm(x2, wd),
+        "x3 * 1.0 (a torch elementwise op)": lambda: x3 * 1.0,
+        "F.linear + 3 elementwise": lambda: ((F.linear(x3, w) * 1.0) + 1.0).float(),
+        "patched + 3 elementwise": lambda: ((patched(x3) * 1.0) + 1.0).float(),
+    }
+    print(f"{torch.cuda.get_device_name()} · torch {torch.__version__} · per call, best of {REPS} x {CALLS}")
+    for mode in ("inference_mode", "no_grad"):
+        ctx = torch.inference_mode if mode == "inference_mode" else torch.no_grad
+        with ctx():
+            for name, fn in rows.items():
+                print(f"| {mode} | {name} | {per_call(fn):.2f} us |", flush=True)
+    with torch.inference_mode():
+        ref = F.linear(x3, w).float()
+        got = patched(x3).float()
+        print("max |patched - F.linear| / max|F.linear|:", float((got - ref).abs().max() / ref.abs().max()))
+        print("routing:", jt.routing())
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(CALLS):
+            patched(x3)
+        prof.disable()
+        torch.cuda.synchronize()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(18)
+
+
+if __name__ == "__main__":
+    main()
