@@ -50,3 +50,52 @@ def test_every_backend_has_every_method_of_the_protocol():
             want = list(inspect.signature(getattr(Backend, n)).parameters)[1:]  # less self
             got = list(inspect.signature(getattr(be, n)).parameters)
             assert got[:len(want)] == want, f"{name}.{n}{got} against the protocol's {want}"
+
+
+def _vendor_stand_in(calls: list, new: str, record: str, wait: str):
+    """A driver module with the three event calls stream_wait makes, each logged as (name, args) and
+    answering success (status 0); `new` hands out "event100", "event101", ..."""
+    import itertools
+    import types
+    events = (f"event{i}" for i in itertools.count(100))
+
+    def logged(call, answer=None):
+        def f(*args):
+            calls.append((call, args))
+            return (0, next(answer)) if answer is not None else (0,)
+        return f
+    return types.SimpleNamespace(**{new: logged(new, events), record: logged(record), wait: logged(wait)})
+
+
+@pytest.mark.parametrize("vendor", ["cuda", "hip"])
+def test_stream_wait_records_on_the_producer_and_waits_on_the_consumer_with_one_event_a_device(vendor):
+    """Backend.stream_wait (an operand's interface names another stream): an event recorded on that stream,
+    waited on by the launch stream, never the host; one event a device, made once. Both vendors' real
+    classes, their driver modules stood in for (the GPU test checks the ordering itself)."""
+    import types
+
+    from jitgemm.runtime.cuda import CudaBackend
+    from jitgemm.runtime.hip import HipBackend
+    calls: list = []
+    if vendor == "cuda":
+        be = CudaBackend()
+        names = ("cuEventCreate", "cuEventRecord", "cuStreamWaitEvent")
+        drv = _vendor_stand_in(calls, *names)
+        drv.CUevent_flags = types.SimpleNamespace(CU_EVENT_DISABLE_TIMING=2)
+        be._driver = drv
+    else:
+        be = HipBackend()
+        names = ("hipEventCreateWithFlags", "hipEventRecord", "hipStreamWaitEvent")
+        hip = _vendor_stand_in(calls, *names)
+        hip.hipEventDisableTiming = 2
+        be._mod = lambda: hip
+    current = []
+    be.make_current = current.append
+    be.stream_wait(0x10, 0x20, 0)
+    be.stream_wait(0x30, 0x40, 0)
+    be.stream_wait(0x10, 0x20, 1)
+    new, record, wait = names
+    assert current == [0, 0, 1]
+    assert calls == [(new, (2,)), (record, ("event100", 0x20)), (wait, (0x10, "event100", 0)),
+                     (record, ("event100", 0x40)), (wait, (0x30, "event100", 0)),
+                     (new, (2,)), (record, ("event101", 0x20)), (wait, (0x10, "event101", 0))]

@@ -28,15 +28,10 @@ def run_suite(dtypes, ns, shapes, out_dir, baselines=True, title="decode suite",
         print(f"{c.shape:22s} N={c.n:2d} {c.dtype:11s} graph {c.us_graph:7.2f} us  b2b {c.us_b2b:7.2f} us  "
               f"{runner.tbs(c, c.us_graph):.2f} TB/s  " +
               "  ".join(f"{k} {v.get('us_graph', float('nan')):.2f}" for k, v in c.baselines.items()), flush=True)
-    try:
+    keep = lambda: report.write(out_dir, name, [runner.as_dict(c) for c in cases], report.rows(cases, ceiling),  # noqa: E731
+                                ceiling, meta, plot=False)
+    with runner.kept_on_interrupt(meta, cases, "cases", "measured", out_dir, name, keep):
         _measure(cp, cases, stream, dtypes, fp8_modes, w4_modes, ns, shapes, meta, baselines, log)
-    except KeyboardInterrupt:  # Ctrl-C: the cases measured so far still go to the files (minutes of work)
-        if out_dir and cases:
-            meta["interrupted"] = f"after {len(cases)} cases (Ctrl-C)"
-            report.write(out_dir, name, [runner.as_dict(c) for c in cases], report.rows(cases, ceiling), ceiling,
-                         meta, plot=False)
-            print(f"bench interrupted: the {len(cases)} cases measured so far are in {out_dir}/{name}.json", flush=True)
-        raise
     table = report.rows(cases, ceiling)
     if out_dir:
         report.write(out_dir, name, [runner.as_dict(c) for c in cases], table, ceiling, meta, plot=plot)

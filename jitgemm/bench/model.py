@@ -191,14 +191,9 @@ def run(names, ns, out_dir, baselines=True, dtypes=("bfloat16",), name="model") 
     print(f"streaming-read ceiling: {ceiling:.3f} TB/s", flush=True)
     stream = cp.cuda.Stream(non_blocking=True)
     rows = []
-    try:
+    keep = lambda: _write(out_dir, name, rows, ceiling, meta, markdown(rows, ceiling, meta))  # noqa: E731
+    with runner.kept_on_interrupt(meta, rows, "steps", "timed", out_dir, name, keep):
         _measure(cp, rows, names, ns, dtypes, stream, baselines, ceiling)
-    except KeyboardInterrupt:  # Ctrl-C or a timeout's SIGINT: the steps timed so far still go to the files
-        meta["interrupted"] = f"after {len(rows)} steps (Ctrl-C)"
-        if out_dir and rows:
-            _write(out_dir, name, rows, ceiling, meta, markdown(rows, ceiling, meta))
-            print(f"bench interrupted: the {len(rows)} steps timed so far are in {out_dir}/{name}.json", flush=True)
-        raise
     text = markdown(rows, ceiling, meta)
     print(text)
     if out_dir:

@@ -21,6 +21,8 @@ import numpy as np
 
 import jitgemm
 
+from . import runner
+
 SIZES = ((1024, 1024), (4096, 4096))   # M x K: host-bound, and a weight whose read takes a while
 NS = (1, 16)
 WARMUP, CALLS, REPS = 200, 2000, 5
@@ -453,20 +455,16 @@ def run(out_dir: str | None = None, label: str = "", compare: str | None = None,
     libs = [CupyLib(cp)] + ([TorchLib(torch)] if torch else [])
     old = json.loads(Path(compare).read_text()) if compare else None  # a bad path fails before minutes of work
     result = {"meta": meta(cp, torch, label), "per_call": [], "ratios": {}, "decode_step": []}
-    try:
+    def keep() -> None:
+        result["ratios"] = ratios(result["per_call"])
+        write(out_dir, name, result, tables_of(result, old))
+    with runner.kept_on_interrupt(result["meta"], result["per_call"], "per-call rows", "measured", out_dir, name, keep):
         per_call(libs, result["per_call"])
         result["ratios"] = ratios(result["per_call"])
         try:
             result["decode_step"] = decode_step(torch) if torch else []
         except Exception as e:  # e.g. no room for the 14 GB of weights: part 1 is still reported
             print(f"decode step skipped: {type(e).__name__}: {e}", flush=True)
-    except KeyboardInterrupt:  # Ctrl-C (or a timeout's SIGINT): the rows measured so far still go to the files
-        result["ratios"] = ratios(result["per_call"])
-        result["meta"]["interrupted"] = f"after {len(result['per_call'])} per-call rows (Ctrl-C)"
-        if out_dir and result["per_call"]:
-            write(out_dir, name, result, tables_of(result, old))
-            print(f"bench interrupted: the rows measured so far are in {out_dir}/{name}.json", flush=True)
-        raise
     tables = tables_of(result, old)
     for t in tables:
         print_rich(*t)

@@ -44,6 +44,21 @@ def meta(cp) -> dict:
             **b.versions(), "date": datetime.date.today().isoformat()}
 
 
+@contextlib.contextmanager
+def kept_on_interrupt(meta: dict, done: list, unit: str, verb: str, out_dir, name: str, write):
+    """A bench's measuring loop: on Ctrl-C (or the SIGINT of a call's timeout) `meta` says after how many
+    `unit` the run stopped, write() puts what `done` holds into the files (minutes of work, marked partial by
+    the tables that read meta["interrupted"]), and the interrupt goes on."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        meta["interrupted"] = f"after {len(done)} {unit} (Ctrl-C)"
+        if out_dir and done:
+            write()
+            print(f"bench interrupted: the {len(done)} {unit} {verb} so far are in {out_dir}/{name}.json", flush=True)
+        raise
+
+
 def ceiling_tbs(cp, gib: float = 1.0) -> float:
     """Achievable streaming-read TB/s: 16-byte non-caching loads over a >= 1 GiB buffer."""
     nbytes = int(gib * (1 << 30))

@@ -145,14 +145,9 @@ def run(ns, out_dir, baselines=True, name="tp") -> list[dict]:
     w = {k: (rng.standard_normal(s, dtype=np.float32) * 0.02).astype(ml_dtypes.bfloat16) for k, s in layer_shapes().items()}
     bounds = {k: shard_bounds(v.shape[0] if k in ("qkv", "gate_up") else v.shape[1], len(devices)) for k, v in w.items()}
     rows = []
-    try:
+    with runner.kept_on_interrupt(meta, rows, "rows", "measured", out_dir, name,
+                                  lambda: _write(out_dir, name, rows, meta, markdown(rows, meta))):
         _measure(cp, rows, ns, devices, w, bounds, rng, baselines)
-    except KeyboardInterrupt:  # Ctrl-C or a timeout's SIGINT: the rows measured so far still go to the files
-        meta["interrupted"] = f"after {len(rows)} rows (Ctrl-C)"
-        if out_dir and rows:
-            _write(out_dir, name, rows, meta, markdown(rows, meta))
-            print(f"bench interrupted: the {len(rows)} rows measured so far are in {out_dir}/{name}.json", flush=True)
-        raise
     text = markdown(rows, meta)
     print(text)
     if out_dir:

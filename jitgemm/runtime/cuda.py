@@ -7,6 +7,7 @@ from typing import Sequence
 
 from ..errors import BackendUnavailable, VendorError
 from .compiler import Compiler
+from .events import StreamWaits
 from .types import ArgPack, CompileOptions, CompileResult, DeviceInfo, DeviceInfos, checked
 from .resources import parse_ptxas_log
 from .rtc import Nvrtc
@@ -62,7 +63,7 @@ class CudaBackend:
         self._ctx: dict[int, object] = {}
         self.device_info = DeviceInfos("CUDA", self.device_count, self._read_info)
         self._configs: dict[tuple, object] = {}
-        self._events: dict[int, object] = {}  # device -> the event stream_wait records (under _lock)
+        self._waits = StreamWaits(self)
 
     # ---- loading the vendor pieces -------------------------------------------------------
     def _drv(self):
@@ -268,17 +269,20 @@ class CudaBackend:
 
     def stream_wait(self, stream: int, on: int, device: int) -> None:
         """Make `stream` wait for the work enqueued on `on` so far (an event recorded there; the host does
-        not wait). One event a device, recorded and waited on under the lock: a wait takes the event's
-        latest record, so another thread's record between the two would be waited on instead."""
-        drv = self._drv()
+        not wait): jitgemm.runtime.events."""
+        self._drv()
         self.make_current(device)
-        with self._lock:
-            ev = self._events.get(device)
-            if ev is None:
-                ev = self._events[device] = self._check(
-                    "cuEventCreate", drv.cuEventCreate(int(drv.CUevent_flags.CU_EVENT_DISABLE_TIMING)))
-            self._check("cuEventRecord", drv.cuEventRecord(ev, on))
-            self._check("cuStreamWaitEvent", drv.cuStreamWaitEvent(stream, ev, 0))
+        self._waits(stream, on, device)
+
+    def _event_new(self):
+        drv = self._driver
+        return self._check("cuEventCreate", drv.cuEventCreate(int(drv.CUevent_flags.CU_EVENT_DISABLE_TIMING)))
+
+    def _event_record(self, ev, stream: int) -> None:
+        self._check("cuEventRecord", self._driver.cuEventRecord(ev, stream))
+
+    def _event_wait(self, stream: int, ev) -> None:
+        self._check("cuStreamWaitEvent", self._driver.cuStreamWaitEvent(stream, ev, 0))
 
     def stream_capturing(self, stream: int, device: int) -> bool:
         """Whether `stream` is capturing a graph (or cannot be asked: the legacy stream while another

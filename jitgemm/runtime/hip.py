@@ -2,13 +2,13 @@
 HipBackend (hip-python's HIP runtime: devices, modules, launches, memory), which owns one."""
 from __future__ import annotations
 
-import threading
 from typing import Sequence
 
 from ..arch import parse
 from ..errors import BackendUnavailable, VendorError
 from .amd_flags import OFFLINE_ARCHS, hip_flags
 from .compiler import Compiler
+from .events import StreamWaits
 from .types import ArgPack, CompileOptions, CompileResult, DeviceInfo, DeviceInfos, checked
 from .resources import amdgpu_kernel_resources
 from .rtc import Hiprtc
@@ -176,8 +176,7 @@ class HipBackend:
     def __init__(self):
         self._lib = _HipLibrary()
         self.compiler = HipCompiler(self._lib)
-        self._lock = threading.Lock()
-        self._events: dict[int, object] = {}  # device -> the event stream_wait records (under _lock)
+        self._waits = StreamWaits(self)
         self.device_info = DeviceInfos("HIP", self.device_count, self._read_info)
 
     def _mod(self):
@@ -286,17 +285,20 @@ class HipBackend:
         self._check("hipStreamSynchronize", self._mod().hipStreamSynchronize(stream or None))
 
     def stream_wait(self, stream: int, on: int, device: int) -> None:
-        """Make `stream` wait for the work enqueued on `on` so far: CudaBackend's rule (one event a device,
-        recorded and waited on under the lock)."""
-        hip = self._mod()
+        """Make `stream` wait for the work enqueued on `on` so far (the host does not wait):
+        jitgemm.runtime.events."""
         self.make_current(device)
-        with self._lock:
-            ev = self._events.get(device)
-            if ev is None:
-                ev = self._events[device] = self._check(
-                    "hipEventCreateWithFlags", hip.hipEventCreateWithFlags(hip.hipEventDisableTiming))
-            self._check("hipEventRecord", hip.hipEventRecord(ev, on or None))
-            self._check("hipStreamWaitEvent", hip.hipStreamWaitEvent(stream or None, ev, 0))
+        self._waits(stream, on, device)
+
+    def _event_new(self):
+        hip = self._mod()
+        return self._check("hipEventCreateWithFlags", hip.hipEventCreateWithFlags(hip.hipEventDisableTiming))
+
+    def _event_record(self, ev, stream: int) -> None:
+        self._check("hipEventRecord", self._mod().hipEventRecord(ev, stream or None))
+
+    def _event_wait(self, stream: int, ev) -> None:
+        self._check("hipStreamWaitEvent", self._mod().hipStreamWaitEvent(stream or None, ev, 0))
 
     def stream_capturing(self, stream: int, device: int) -> bool:
         """Whether `stream` is capturing a graph (an error answer, as for the null stream while another
