@@ -9,7 +9,8 @@ tokens, so they run through jitgemm; the prefill carries batch x prompt length t
 stays with torch, as patch_linears intends.
 
 It reports, per batch size:
-  - tokens/s of `model.generate` (greedy, KV cache) both ways, best of --runs after a warm-up, and the ratio;
+  - tokens/s of `model.generate` (greedy, KV cache) both ways, best of --runs after a warm-up, the two ways
+    alternating run by run, and the ratio;
   - token agreement: the fraction of generated tokens identical both ways, and each row's first divergence;
   - teacher-forced logits: the prompt plus torch's generated tokens fed to both models through the KV cache in
     chunks of 128 // batch tokens per row (at most 128 tokens per call, so that every linear layer runs
@@ -221,24 +222,34 @@ def generate_fn(model, ids, new_tokens: int, loop: str):
     return run
 
 
-def time_runs(fn, runs: int) -> dict:
-    """A warm-up call, then `runs` timed calls (synchronized); the tokens of every timed call."""
+def time_alternating(fn, ways: dict, runs: int) -> dict:
+    """A warm-up call of each way, then `runs` rounds of one timed (synchronized) call of each, alternating:
+    a host whose speed drifts between runs (±10 % seen on an H100 machine) then favours neither way, where
+    timing all of one way first decided a batch-1 ratio. ways: name -> (enter, leave), what switches the
+    model to that way and back. Per way: warmup_s, times_s, best_s, the first timed call's tokens, and
+    whether every timed call gave the same tokens."""
     import torch
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    fn()
-    torch.cuda.synchronize()
-    warm = time.perf_counter() - t0
-    times, tokens = [], []
-    for _ in range(runs):
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        out = fn()
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-        tokens.append(out.cpu().numpy())
-    return {"warmup_s": warm, "times_s": times, "best_s": min(times), "tokens": tokens[0],
-            "repeatable": all(np.array_equal(tokens[0], t) for t in tokens[1:])}
+    rec = {name: {"times_s": [], "all_tokens": []} for name in ways}
+    for rnd in range(runs + 1):
+        for name, (enter, leave) in ways.items():
+            enter()
+            try:
+                torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                out = fn()
+                torch.cuda.synchronize()
+                dt = time.perf_counter() - t0
+            finally:
+                leave()
+            if rnd == 0:
+                rec[name]["warmup_s"] = dt
+            else:
+                rec[name]["times_s"].append(dt)
+                rec[name]["all_tokens"].append(out.cpu().numpy())
+    for r in rec.values():
+        toks = r.pop("all_tokens")
+        r.update(best_s=min(r["times_s"]), tokens=toks[0], repeatable=all(np.array_equal(toks[0], t) for t in toks[1:]))
+    return rec
 
 
 def teacher_forced_logits(model, seq, chunk: int) -> np.ndarray:
@@ -255,22 +266,28 @@ def teacher_forced_logits(model, seq, chunk: int) -> np.ndarray:
 
 
 def run_batch(model, jt, ids, a) -> dict:
-    """Everything measured at one batch size: unpatched first, then patched (unpatched again at the end)."""
+    """Everything measured at one batch size: the decode timed both ways in alternation (the model patched
+    for jitgemm's runs, unpatched for torch's), then the logits of each way (unpatched again at the end)."""
     import torch
     b, prompt_len = ids.shape
     chunk = max(1, min(prompt_len + a.new_tokens, a.max_tokens // b))
     res = {"batch": b, "teacher_forced_chunk": chunk}
 
-    ref = time_runs(generate_fn(model, ids, a.new_tokens, a.loop), a.runs)
+    patched = []
+    ways = {"torch": (lambda: None, lambda: None),
+            "jitgemm": (lambda: patched.append(jt.patch_linears(model, max_tokens=a.max_tokens)),
+                        lambda: jt.unpatch(model))}
+    jt.routing(reset=True)
+    timed = time_alternating(generate_fn(model, ids, a.new_tokens, a.loop), ways, a.runs)
+    res["routes"] = jt.routing(reset=True)  # the patched warm-up and timed runs: where each linear call went
+    ref, pat = timed["torch"], timed["jitgemm"]
     seq = torch.cat([ids, torch.as_tensor(ref["tokens"], device=ids.device)], dim=1)
     ref_chunks = teacher_forced_logits(model, seq, chunk)
     ref_steps = teacher_forced_logits(model, seq, 1)
 
-    res["patched_layers"] = jt.patch_linears(model, max_tokens=a.max_tokens)
-    jt.routing(reset=True)
+    res["patched_layers"] = patched[0]
+    jt.patch_linears(model, max_tokens=a.max_tokens)
     try:
-        pat = time_runs(generate_fn(model, ids, a.new_tokens, a.loop), a.runs)
-        res["routes"] = jt.routing(reset=True)  # the warm-up and timed runs: where each linear call went
         pat_chunks = teacher_forced_logits(model, seq, chunk)
         pat_steps = teacher_forced_logits(model, seq, 1)
     finally:
@@ -331,7 +348,7 @@ def print_report(rep: dict) -> None:
           f"jitgemm.torch.patch_linears (max_tokens {s['max_tokens']}: {rep['patched_layers']} nn.Linear layers)")
     print(f"routing: {s['routing']}")
     print(f"tokens/s = batch x new tokens / wall time of one decode call (prefill included), best of {s['runs']} "
-          f"after a warm-up")
+          f"after a warm-up, the two ways alternating run by run")
     print()
     print(f"{'batch':>5}  {'torch tok/s':>11}  {'jitgemm tok/s':>13}  {'ratio':>6}  {'identical tokens':>18}  "
           f"first divergence (row @step, torch's top-2 margin there)")

@@ -309,6 +309,34 @@ def test_hf_decode_token_agreement_and_first_divergence():
     assert hf_decode.parse_batches("1, 8,1") == [1, 8]
 
 
+def test_hf_decode_times_the_two_ways_in_alternation(monkeypatch):
+    """tokens/s both ways: warm-up of each, then the timed runs alternate torch, jitgemm, torch, ... (an
+    H100 host drifted ±10 % between runs: timing all of one way first decided a batch-1 ratio); each way's
+    best and first tokens are its own, and the model is switched back after every run."""
+    import sys
+    import types
+    fake = types.ModuleType("torch")
+    fake.cuda = types.SimpleNamespace(synchronize=lambda: None)
+    monkeypatch.setitem(sys.modules, "torch", fake)
+    log, clock = [], iter(range(1000))
+    monkeypatch.setattr(hf_decode.time, "perf_counter", lambda: float(next(clock)) * 0.5)
+    state = {"way": "torch"}
+
+    def fn():
+        log.append(state["way"])
+        if state["way"] == "jitgemm":  # a slower run of jitgemm's: two clock ticks
+            next(clock)
+        return types.SimpleNamespace(cpu=lambda: types.SimpleNamespace(numpy=lambda: np.array([len(log)])))
+    ways = {"torch": (lambda: None, lambda: None),
+            "jitgemm": (lambda: state.update(way="jitgemm"), lambda: state.update(way="torch"))}
+    rec = hf_decode.time_alternating(fn, ways, 3)
+    assert log == ["torch", "jitgemm"] * 4 and state["way"] == "torch"
+    assert len(rec["torch"]["times_s"]) == len(rec["jitgemm"]["times_s"]) == 3
+    assert rec["torch"]["best_s"] == 0.5 and rec["jitgemm"]["best_s"] == 1.0
+    assert rec["torch"]["tokens"].tolist() == [3] and rec["jitgemm"]["tokens"].tolist() == [4]  # the first timed run's
+    assert rec["torch"]["repeatable"] is False  # each run here returns other tokens
+
+
 def test_hf_decode_logit_comparison():
     ref = np.array([[[0.0, 3.0, 1.0, 2.5], [4.0, 0.0, 4.0, 1.0]]], np.float32)   # [batch 1, 2 positions, vocab 4]
     test = ref.copy()
