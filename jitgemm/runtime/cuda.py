@@ -270,8 +270,7 @@ class CudaBackend:
     def stream_wait(self, stream: int, on: int, device: int) -> None:
         """Make `stream` wait for the work enqueued on `on` so far (an event recorded there; the host does
         not wait): jitgemm.runtime.events."""
-        self._drv()
-        self.make_current(device)
+        self.make_current(device)  # loads the driver first
         self._waits(stream, on, device)
 
     def _event_new(self):
