@@ -281,12 +281,13 @@ def plan_moderate(vendor: str, arch: str, cus: int, dtype: str, n: int, m: int, 
 def plan_fp8(vendor: str, arch: str, cus: int, out_dtype: str, mode: int, fmt: str, n: int, m: int, k: int,
              device: str = "") -> Plan:
     """The plan of a checked scaled_gemm (N = 1..128): the fp8 family's kernel for the vendor, arch,
-    mode and format; N beyond one block's token tile repeats the tile over blockIdx.z."""
+    mode and format; N beyond one block's token tile takes more blocks (_token_tiles says how)."""
     from .kernels import fp8
     if vendor == "cuda":
         cfg, why = nv_config(out_dtype, n, m, k, cus, arch, family="fp8", device=device)
         grid, block, shared = cfg.geometry(m, n)
-        return Plan("fp8", f"{fp8.MODE_NAMES[mode]}; {cfg.describe()}{_token_tiles(grid, n)}; {why}", cfg,
+        tiles = _token_tiles(grid, n, cfg.token_tiles(n))
+        return Plan("fp8", f"{fp8.MODE_NAMES[mode]}; {cfg.describe()}{tiles}; {why}", cfg,
                     fp8.nv_instance(cfg, out_dtype, mode, n), grid, block, shared, {"pdl": False})
     if fp8.mfma_applies(arch, mode, fmt):
         cfg = fp8.mfma_config(n)
@@ -302,8 +303,13 @@ def plan_fp8(vendor: str, arch: str, cus: int, out_dtype: str, mode: int, fmt: s
                 cfg, cfg.instance(out_dtype, mode, fmt, n), grid, block, shared, {"pdl": False})
 
 
-def _token_tiles(grid: tuple, n: int) -> str:
-    """What explain says when the tokens take more than one tile (N > 16): each tile reads the weights."""
+def _token_tiles(grid: tuple, n: int, tiles: int | None = None) -> str:
+    """What explain says when the tokens take more than one tile (N > 16). tiles: NVIDIA's count, whose tiles
+    of one row block run side by side in grid.x (one DRAM read of its weight rows, the other tiles' from
+    L2); None: AMD's, over grid.z, each tile sweeping the weights again (from L2 where they fit)."""
+    if tiles is not None:
+        return f"; {n} tokens in {tiles} tiles a row block, side by side: one weight read, L2 for the rest" \
+            if n > skinny.MAX_N and tiles > 1 else ""
     if n <= skinny.MAX_N or grid[2] <= 1:
         return ""
     return f"; {n} tokens in {grid[2]} tiles over blockIdx.z, each reading the weights (from L2 where they fit)"
@@ -320,7 +326,8 @@ def plan_w4(vendor: str, arch: str, cus: int, dtype: str, fmt: str, group: int, 
         grid, block, shared = cfg.geometry(m, n)
         return Plan("w4", f"{what}; nv mma.sync m16n8k16 on codes widened in registers, {16 * cfg.MT} rows/block, "
                           f"K split over {cfg.WK} warps, {cfg.U}x128-k slices in flight, each group scaled in fp32"
-                          f"{_token_tiles(grid, n)}; heuristic (no measured table for 4-bit weights yet)",
+                          f"{_token_tiles(grid, n, cfg.token_tiles(n))}; heuristic (no measured table for 4-bit "
+                          f"weights yet)",
                     cfg, w4.nv_instance(cfg, dtype, fmt, group, n), grid, block, shared, {"pdl": False})
     cfg = w4.amd_config(n, arch, fmt)
     grid, block, shared = cfg.geometry(m, cus, n)

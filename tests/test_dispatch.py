@@ -154,8 +154,9 @@ def test_cuda_dispatch_before_sm90_is_covered_by_aot(nv_tables):
 
 @pytest.mark.parametrize("arch", ["sm_90a", "sm_89", "gfx942", "gfx950", "gfx90a"])
 def test_fp8_token_tiles_cover_n_17_to_128(arch):
-    """scaled_gemm takes N up to fp8.MAX_N: the family's token tile repeated over blockIdx.z, enough tiles
-    for every token, the instance (so the K order) that of N = 16, and explain says the weights are re-read."""
+    """scaled_gemm takes N up to fp8.MAX_N: enough token tiles for every token, the instance (so the K order)
+    that of N = 16. NVIDIA: the tiles of a row block side by side in grid.x (one weight read, the kernel's
+    jg_block_origin); AMD: over grid.z, each re-reading the weights. explain says which."""
     from jitgemm.kernels import fp8
     vendor = "cuda" if arch.startswith("sm") else "hip"
     fmt = fp8.native_format(vendor, arch) or "float8_e4m3fn"
@@ -164,17 +165,21 @@ def test_fp8_token_tiles_cover_n_17_to_128(arch):
         for n in (17, 40, 64, 127, fp8.MAX_N):
             p = dispatch.plan_fp8(vendor, arch, 132, "bfloat16", mode, fmt, n, 5000, 4096)
             per_tile = {"cuda": 16}.get(vendor) or p.config.NMAX
-            assert p.grid[2] == -(-n // per_tile) and p.grid[2] * per_tile >= n
-            assert p.grid[:2] == at16.grid[:2] and p.block == at16.block
-            assert f"{n} tokens in {p.grid[2]} tiles" in p.reason
+            tiles = -(-n // per_tile)
+            assert tiles * per_tile >= n and p.block == at16.block
             if vendor == "cuda":
+                assert p.grid == (at16.grid[0] * tiles, at16.grid[1], 1)
+                assert f"{n} tokens in {tiles} tiles a row block, side by side" in p.reason
                 assert p.instance == at16.instance  # one K order: a token's bits do not depend on N
+            else:
+                assert p.grid == (*at16.grid[:2], tiles)
+                assert f"{n} tokens in {tiles} tiles over blockIdx.z" in p.reason
 
 
 def test_scaled_gemm_token_limit_names_the_rule():
     import jitgemm
     from jitgemm.kernels import fp8
     text = jitgemm.explain((fp8.MAX_N, 4096, 4096, "fp8"), arch="sm_90a")
-    assert "tiles over blockIdx.z" in text and "refuse" not in text
+    assert "8 tiles a row block, side by side" in text and "refuse" not in text
     text = jitgemm.explain((fp8.MAX_N + 1, 4096, 4096, "fp8"), arch="sm_90a")
     assert f"1..{fp8.MAX_N}, got N={fp8.MAX_N + 1}" in text and "chunks" in text

@@ -130,7 +130,7 @@ def test_dynamic_linear_and_from_float():
 
 
 def test_fp8_deterministic_and_batch_invariant():
-    """Bits run to run, and a token's bits alone, at N = 16 and at N = 128 (8 token tiles over blockIdx.z)."""
+    """Bits run to run, and a token's bits alone, at N = 16 and at N = 128 (8 token tiles a row block)."""
     fmt = native_fmt()
     rng = np.random.default_rng(13)
     x8 = quantize(rng.standard_normal((128, 8192)), 0.01, fmt)

@@ -54,8 +54,8 @@ def test_the_second_call_is_a_cached_entry_and_bias_rows(null):
     w = Q4Device.upload(weight("q4_sym", 40, 128, 128))
     x = device_x(null, 17, 128)
     bias = DeviceArray.from_numpy(null, 0, np.zeros((17, 40), np.float16), "bfloat16")
-    out = jitgemm.w4_gemm(x, w, bias)          # N = 17: two 16-token tiles over blockIdx.z
-    assert out.shape == (17, 40) and null.launches[-1][0][2] == 2
+    out = jitgemm.w4_gemm(x, w, bias)          # N = 17: two 16-token tiles, side by side in grid.x
+    assert out.shape == (17, 40) and null.launches[-1][0] == (2 * 3, 1, 1)  # 40 rows: 3 blocks of 16, 2 tiles each
     words = null.launches[-1][3]
     assert words[10] == bias.ptr and words[11] == 40 and words[12] & 0xFFFFFFFF == 17
     jitgemm.w4_gemm(x, w, bias, out=out)

@@ -27,7 +27,8 @@ ARG_KINDS = ("ptr", "i64", "ptr", "i64", "ptr", "i64", "ptr", "i32", "f32", "ptr
 QUANT_ARG_KINDS = ("ptr", "i64", "ptr", "ptr", "i64", "i32", "i32")
 MAX_N = 128
 # N = 17..128 (small batches, prefill chunks): the same kernels with their token tiles (16 on NVIDIA,
-# NMAX on AMD) repeated over blockIdx.z, each tile reading the weights again (from L2 where they fit).
+# NMAX on AMD) repeated: on NVIDIA the tiles of a row block side by side in grid.x (one DRAM read of its
+# weight rows, L2 for the other tiles), on AMD over blockIdx.z, each tile reading the weights again.
 # A token's K order is the shape's, never the batch's, so its bits do not depend on N here either.
 TILE_N = 16
 

@@ -41,9 +41,16 @@ class NvConfig:
         """Arch capabilities the config needs: a K split over cluster blocks needs clusters (sm_90+)."""
         return frozenset({"clusters"}) if self.SK > 1 else frozenset()
 
+    def token_tiles(self, n: int) -> int:
+        """Blocks a row block takes for N tokens (8 * NT tokens each)."""
+        return -(-n // (8 * self.nt(n)))
+
     def geometry(self, m: int, n: int = 1) -> tuple[tuple[int, int, int], tuple[int, int, int], int]:
-        rows, cols = 16 * self.MT, 8 * self.nt(n)
-        return ((m + rows - 1) // rows, self.SK, (n + cols - 1) // cols), (32 * self.WK, 1, 1), 0
+        """grid.x: the row blocks times their token tiles, the tiles of a row block adjacent (the kernel's
+        jg_block_origin), so they run together and share one read of the weight rows through L2;
+        grid.y: the cluster blocks splitting K."""
+        rows = 16 * self.MT
+        return (-(-m // rows) * self.token_tiles(n), self.SK, 1), (32 * self.WK, 1, 1), 0
 
     @property
     def k_order(self) -> tuple[int, int, int]:

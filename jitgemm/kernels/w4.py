@@ -16,7 +16,7 @@ FMT_ID = {"mxfp4": 0, "q4_sym": 1, "q4_min": 2, "q4_zp": 3}
 # out, ldo, x, ldx, w, ldw (bytes), scales, lds, aux (mins / zeros), lda, bias, bias_ld, bias_rows, N, M, K
 ARG_KINDS = ("ptr", "i64", "ptr", "i64", "ptr", "i64", "ptr", "i64", "ptr", "i64", "ptr", "i64", "i32", "i32",
              "i32", "i32")
-MAX_N = 128        # beyond one block's token tile (16 on NVIDIA, NMAX on AMD) the tile repeats over blockIdx.z
+MAX_N = 128        # beyond one block's token tile (16 on NVIDIA, NMAX on AMD) the tile repeats (fp8.py says how)
 
 
 def nv_heuristic(m: int, k: int) -> NvConfig:

@@ -2,7 +2,7 @@
 #pragma once
 #include "nv/core.h"
 
-// NT: 8-token tiles per block (1 or 2 for N <= 16; more tokens tile over blockIdx.z); MT: 16-row
+// NT: 8-token tiles per block (1 or 2 for N <= 16; more tokens take more blocks); MT: 16-row
 // weight tiles per block; WK: warps splitting K; U: 32-element K steps per warp iteration (bytes in
 // flight); SK: cluster blocks splitting K further (sm_90). The arithmetic is jg_skinny_core's with
 // 16-bit operands and no scales.
@@ -18,7 +18,10 @@ __global__ void __launch_bounds__(32 * WK) JG_CLUSTER_K(SK) jg_skinny_nv(
   // main loop. Without PDL griddepcontrol is a no-op. pf_bytes is sized on the host to fit half of L2.
   // (Letting the next kernel launch here, before the main loop, measured slower: NOTES.md.)
   if (pf_bytes > 0 && threadIdx.x < 16 * MT) {
-    const jg_i64 r = (jg_i64)blockIdx.x * 16 * MT + threadIdx.x;
+    jg_i64 m0;
+    int n0;
+    jg_block_origin<16 * MT, 8 * NT>(N, m0, n0);
+    const jg_i64 r = m0 + threadIdx.x;
     if (r < M) asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(w + r * ldw), "r"(pf_bytes) : "memory");
   }
   asm volatile("griddepcontrol.wait;" ::: "memory");

@@ -1,8 +1,9 @@
 // NVIDIA body of the 4-bit family (w4.hip): the skinny core's organisation (a warp owns 16 weight rows, MT
 // tiles of them a block; K split over WK warps and SK cluster blocks; tokens in 8-token tiles, NT a block,
-// more over blockIdx.z), with each lane's 16-byte weight slice holding 32 k of each of four consecutive
-// 32-k groups. Per group its codes are widened to T exactly in registers, two mma.sync m16n8k16 sum them
-// against the tokens in fp32, and the group's scale multiplies that partial sum into the accumulators. The
+// more take more blocks: jg_block_origin), with each lane's 16-byte weight slice holding 32 k of each of
+// four consecutive 32-k groups. Per group its codes are widened to T exactly in registers, two mma.sync
+// m16n8k16 sum them against the tokens in fp32, and the group's scale multiplies that partial sum into the
+// accumulators. The
 // order a row's terms are summed in depends on (WK, U, SK) only, never on N: a token's bits do not depend
 // on the batch.
 #pragma once
@@ -60,8 +61,9 @@ __global__ void __launch_bounds__(32 * WK, 1) JG_CLUSTER_K(SK) jg_w4_nv(
   constexpr unsigned ONE = T::id == jg_f16::id ? 0x3c003c00u : 0x3f803f80u;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
-  const jg_i64 m0 = (jg_i64)blockIdx.x * ROWS;
-  const int n0 = blockIdx.z * COLS;  // this block's first token
+  jg_i64 m0;
+  int n0;
+  jg_block_origin<ROWS, COLS>(N, m0, n0);
 
   jg_i64 row[MT][2];  // weight rows g and g + 8 of each tile; tail rows read a real row, never stored
 #pragma unroll
