@@ -185,33 +185,44 @@ def moderate_nv_config(n: int, m: int, k: int, sms: int, arch: str,
     return moderate.heuristic(n, m, k, sms, cluster_ok), "heuristic for moderate N (no measured table)"
 
 
+#: N > 16 at a shape no row measured: the nearest row's verdict (kernel or cuBLAS) carries only to small M.
+#: The H100 broad suite (2026-12-05, N = 64): every untuned shape with M <= 129 ran faster on the kernel
+#: (1.09-2.2x cuBLAS), while M = 896-1152 lost three of four on the nearest row's config (0.56-0.86x) -- the
+#: generalisation the exact-shape rule already removed for N <= 16. Above this M, cuBLAS runs (where it can)
+#: until `jitgemm tune` measures the shape.
+UNTUNED_KERNEL_MAX_M = 256
+
+
 def blas_choice(n: int, m: int, k: int, bias: bool, blas_present: bool | None = None, device: str = "",
                 arch: str = "sm_90a") -> tuple[bool, str]:
-    """(whether cuBLAS runs this shape, why the kernel runs although cuBLAS measured faster). cuBLAS
-    runs where the table measured it faster than the kernel (ratio < 1, N > 16), on NVIDIA, without a
-    bias (only the kernel fuses one), unless JITGEMM_BLAS=0 or the library does not load."""
-    ratio = blas_ratio(n, m, k, device, arch) if n > skinny.MAX_N else None
-    if ratio is None or ratio >= 1.0:
+    """(whether cuBLAS runs this shape, why the kernel runs although cuBLAS would). N > 16 on NVIDIA, without a
+    bias (only the kernel fuses one), unless JITGEMM_BLAS=0 or the library does not load, cuBLAS runs where the
+    shape's own row measured it faster, or where no row measured this shape and M > UNTUNED_KERNEL_MAX_M."""
+    if n <= skinny.MAX_N:
         return False, ""
+    found = moderate_entry(n, m, k, device, arch)
+    if not found:
+        return False, ""
+    ratio = moderate.from_entry(found[3])[1]
+    if (found[0], found[1]) == (m, k) or m <= UNTUNED_KERNEL_MAX_M:
+        if ratio is None or ratio >= 1.0:
+            return False, ""
+        what, faster = "cuBLAS measured faster", f"measured {1 / ratio:.2f}x faster than"
+    else:
+        what = f"cuBLAS is the default for an untuned shape with M > {UNTUNED_KERNEL_MAX_M}"
+        faster = (f"is the default for an untuned shape with M > {UNTUNED_KERNEL_MAX_M} (a tuned neighbour's verdict "
+                  f"does not carry; `jitgemm tune` measures this one) instead of")
     if bias:
-        return False, "; cuBLAS measured faster, but this call has a bias, which only the kernel fuses: the kernel runs"
+        return False, f"; {what}, but this call has a bias, which only the kernel fuses: the kernel runs"
     if not config.blas():
-        return False, "; cuBLAS measured faster, but JITGEMM_BLAS=0: the kernel runs"
+        return False, f"; {what}, but JITGEMM_BLAS=0: the kernel runs"
     if blas_present:  # explaining for another machine (explain(arch=)): assume it has the library
-        return True, f"cuBLAS (cublasGemmEx, fp32 accumulation, where libcublas loads) measured {1 / ratio:.2f}x faster than"
+        return True, f"cuBLAS (cublasGemmEx, fp32 accumulation, where libcublas loads) {faster}"
     from .runtime import blas
     ok, where = blas.available()
     if not ok:
-        return False, f"; cuBLAS measured faster, but it is not available ({where}): the kernel runs"
-    return True, f"cuBLAS (cublasGemmEx, fp32 accumulation, {where}) measured {1 / ratio:.2f}x faster than"
-
-
-def blas_ratio(n: int, m: int, k: int, device: str = "", arch: str = "sm_90a") -> float | None:
-    """cuBLAS time / moderate-kernel time measured at the shape's row and N bucket (None: not measured)."""
-    found = moderate_entry(n, m, k, device, arch)
-    if not found:
-        return None
-    return moderate.from_entry(found[3])[1]
+        return False, f"; {what}, but it is not available ({where}): the kernel runs"
+    return True, f"cuBLAS (cublasGemmEx, fp32 accumulation, {where}) {faster}"
 
 
 def fit_shared(cfg: moderate.ModerateConfig, limit: int) -> moderate.ModerateConfig:

@@ -85,6 +85,33 @@ def test_table_buckets_and_blas_routing(monkeypatch):
     assert host
 
 
+def test_an_untuned_shape_above_a_small_m_takes_cublas_not_a_neighbours_verdict(monkeypatch):
+    """N > 16 at a shape no row measured: below UNTUNED_KERNEL_MAX_M the nearest row's verdict (the kernel won
+    every such shape of the H100 broad run), above it cuBLAS (M = 896-1152 lost to 0.56x on a neighbour's
+    config), unless a bias, JITGEMM_BLAS=0 or a missing library keeps the kernel; tuned shapes keep their own."""
+    from jitgemm.runtime import blas
+    monkeypatch.setattr(blas, "available", lambda: (True, "libcublas (test)"))
+    api._plan_cached.cache_clear()
+    tuned = {(m, k) for m, k, _ in dispatch.load_table("moderate")}
+    for n in (17, 64, 128):
+        for m, k in [(1152, 896), (1000, 4096), (896, 4864), (3000, 2048)]:
+            assert (m, k) not in tuned
+            p = dispatch.plan_moderate("cuda", "sm_90a", 132, "bfloat16", n, m, k)
+            assert p.family == "blas" and "untuned shape with M > 256" in p.reason and "jitgemm tune" in p.reason, p
+            kept = dispatch.plan_moderate("cuda", "sm_90a", 132, "bfloat16", n, m, k, bias=True)
+            assert kept.family == "moderate" and "untuned shape with M > 256, but this call has a bias" in kept.reason
+        for m, k in [(129, 8192), (17, 4096), (256, 2880)]:  # small M: the nearest row's verdict, the kernel here
+            assert (m, k) not in tuned
+            assert dispatch.plan_moderate("cuda", "sm_90a", 132, "bfloat16", n, m, k).family == "moderate"
+    assert dispatch.plan_gemm("cuda", "sm_90a", 132, "bfloat16", 16, 1152, 896).family == "skinny"  # N <= 16
+    monkeypatch.setenv("JITGEMM_BLAS", "0")
+    config.reload()
+    p = dispatch.plan_moderate("cuda", "sm_90a", 132, "bfloat16", 64, 1152, 896)
+    assert p.family == "moderate" and "JITGEMM_BLAS=0" in p.reason
+    monkeypatch.delenv("JITGEMM_BLAS")
+    config.reload()
+
+
 def test_blas_call_maps_row_major_operands_to_column_major_cublas(monkeypatch):
     """out[N, M] = x[N, K] . w[M, K]^T reaches cublasGemmEx as outT = op_T(w) . x (column-major), pitches as
     leading dimensions, fp32 compute, the stream's own workspace set first."""
