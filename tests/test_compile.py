@@ -497,7 +497,10 @@ def test_every_w4_instance_compiles_without_spills(tmp_path):
 # occupancy heuristic for 128-thread cluster blocks); __launch_bounds__(32 * WK, 1) lifts the cap (172
 # registers, no spill) but changes the registers of every fp8 and many skinny cubins (e.g. 52 -> 86 for
 # 512-thread skinny blocks, halving the blocks an SM holds), so it waits for a measurement on a GPU.
-KNOWN_FP8_SPILLS = {("sm_90a", "jg_fp8_nv<jg_f16, 2, 2, 2, 4, 2, 2>"), ("sm_90a", "jg_fp8_nv<jg_bf16, 2, 2, 2, 4, 2, 2>")}
+# With the token tiles side by side (jg_block_origin's division) the two spill 16 bytes instead of 8, and the
+# W8Q bf16 config (2, 2, 8, 2, 1) 12 bytes: the same 128-register cap.
+KNOWN_FP8_SPILLS = {("sm_90a", "jg_fp8_nv<jg_f16, 2, 2, 2, 4, 2, 2>"), ("sm_90a", "jg_fp8_nv<jg_bf16, 2, 2, 2, 4, 2, 2>"),
+                    ("sm_90a", "jg_fp8_nv<jg_bf16, 2, 2, 2, 8, 2, 1>")}
 
 
 @needs_nvrtc

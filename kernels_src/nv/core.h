@@ -246,11 +246,11 @@ JG_DEVICE void jg_reduce_store(float (&acc)[MT][NT][4], jg_u16* __restrict__ out
 // and its weight rows come from DRAM once and from L2 for the other tiles. (With the tiles over blockIdx.z,
 // launched last, each tile swept the whole weight again: at N = 64 an fp8 step read its weights four
 // times, 0.25-0.5x cuBLASLt on an H100.) One tile (N <= 8 * NT): blockIdx.x is the row block, as before.
+// 32-bit division (grid.x < 2^31): a 64-bit one is a subroutine that cost registers (sm_89 fp8 spilled).
 template <int ROWS, int COLS>
 JG_DEVICE void jg_block_origin(int N, jg_i64& m0, int& n0) {
-  const int tiles = (N + COLS - 1) / COLS;
-  const jg_i64 b = blockIdx.x;
-  m0 = (b / tiles) * ROWS;
+  const unsigned tiles = (unsigned)(N + COLS - 1) / COLS, b = blockIdx.x;
+  m0 = (jg_i64)(b / tiles) * ROWS;
   n0 = (int)(b % tiles) * COLS;
 }
 
