@@ -231,7 +231,7 @@ def explain(x: Any, w: Any = None, bias: Any = None, *, scale_x: Any = None, sca
         try:
             s = scaled._check(xv, wv, scale_x, scale_w, bias, None, fp8_format)
             if target is not None:
-                return target.explain(scaled.plan_for(target.vendor, target.arch, target.sms, s))
+                return target.explain(scaled.plan_for(target.vendor, target.arch, target.sms, s, lt_present=True))
             backend, device, _ = pipeline.placement([("x", s.x), ("w", s.w)])
             return str(scaled._plan(backend, device, s))
         except (ValueError, TypeError) as e:

@@ -75,11 +75,13 @@ def _offline_route() -> dict:
 
 def _blas() -> dict:
     """The vendor BLAS the dispatcher may send a shape to (NVIDIA: cuBLAS; AMD: none yet)."""
-    from .runtime import blas
+    from .runtime import blas, blaslt
     ok, where = blas.available()
+    lt_ok, lt_where = blaslt.available()
+    lt = {"available": lt_ok, ("path" if lt_ok else "reason"): lt_where}
     if not ok:
-        return {"available": False, "reason": where}
-    return {"available": True, "library": "cuBLAS", "version": blas.version(), "path": where}
+        return {"available": False, "reason": where, "cublaslt": lt}
+    return {"available": True, "library": "cuBLAS", "version": blas.version(), "path": where, "cublaslt": lt}
 
 
 def _cache_info() -> dict:
@@ -132,6 +134,10 @@ def _print_info(info: dict) -> None:
         if r:
             what = f"cuBLAS {r['version']} ({r['path']})" if r["available"] else f"none: {r['reason']}"
             print(f"  vendor BLAS (for shapes measured faster there): {what}")
+            lt = r.get("cublaslt")
+            if lt:
+                print("  cuBLASLt (fp8 W8A8 per-tensor from 16 tokens): " +
+                      (lt["path"] if lt["available"] else f"none: {lt['reason']}"))
     c = info["cache"]
     cap = f"cap {c['max_bytes'] / 2**20:.0f} MiB" if c["max_bytes"] is not None else "cap: invalid JITGEMM_CACHE_MAX_BYTES"
     print(f"cache: {c['dir']}  {c['entries']} entries  {c['bytes'] / 2**20:.2f} MiB  ({cap})")

@@ -18,7 +18,7 @@ from .runtime.jit import KernelInstance
 
 @dataclass(frozen=True)
 class Plan:
-    family: str                   # "skinny" | "moderate" | "fp8" | "w4" | "blas" (cuBLAS: no kernel of ours)
+    family: str  # "skinny" | "moderate" | "fp8" | "w4" | "blas" / "blaslt" (cuBLAS / cuBLASLt: no kernel of ours)
     reason: str
     config: object = None
     instance: KernelInstance | None = None
@@ -29,10 +29,10 @@ class Plan:
     # "pdl" (programmatic dependent launch), and the family's last kernel argument: "prefetch_bytes"
     # (NVIDIA skinny: L2 prefetch per weight row), "lds_chunk" (AMD skinny: tokens' K-chunk in LDS), "kb"
     # (moderate: K blocks per slice, with "ws_floats" and "tiles" of its split-K workspace), "lds_bytes"
-    # (AMD fp8 MFMA: token bytes in LDS)
+    # (AMD fp8 MFMA: token bytes in LDS), "fallback" (blaslt: the kernel's plan, for calls cuBLASLt cannot take)
 
     def __str__(self) -> str:
-        if self.family == "blas":
+        if self.family in ("blas", "blaslt"):
             return f"vendor BLAS: {self.reason}"
         return (f"{self.family} {self.instance.name} grid={self.grid} block={self.block} "
                 f"shared={self.shared}B: {self.reason}")
@@ -289,10 +289,55 @@ def plan_moderate(vendor: str, arch: str, cus: int, dtype: str, n: int, m: int, 
                 (cfg.tile.threads, 1, 1), cfg.tile.shared_bytes(), extra)
 
 
+#: W8A8 with per-tensor scales from this many tokens on runs in cuBLASLt (NVIDIA, where it loads): the skinny
+#: fp8 kernel measured 0.67-1.2x (geomean 0.92) torch._scaled_mm at N = 16 over 58 unseen shapes and 0.37-0.44x
+#: at N = 64 in the 8B / 70B TP-8 steps (H100, 2026-12-05), while N <= 4 won (geomean 1.10-1.13).
+FP8_LT_MIN_N = 16
+
+
+def lt_choice(vendor: str, arch: str, mode: int, fmt: str, n: int, m: int, per_scale: bool, bias: bool,
+              lt_present: bool | None = None) -> tuple[bool, str]:
+    """(whether cuBLASLt runs this scaled_gemm, why the kernel runs although N alone would send it there).
+    cuBLASLt's fp8 path: W8A8 in e4m3fn on sm_89 and later, per-tensor scales (its scale pointers are
+    scalars), no bias (only the kernel fuses one), M a multiple of 16 (what its fp8 kernels and
+    torch._scaled_mm require), JITGEMM_BLAS not 0, and the library loads. The call's own pointers and
+    pitches are checked where the launch is made (scaled._launch_for)."""
+    from .kernels import fp8
+    if vendor != "cuda" or mode != fp8.W8A8 or n < FP8_LT_MIN_N or parse(arch).sm < 89:
+        return False, ""
+    why = f"cuBLASLt runs W8A8 from N = {FP8_LT_MIN_N} tokens on (the kernel measured slower there)"
+    for cond, but in ((fmt != "float8_e4m3fn", f"the weights are {fmt}, which cuBLASLt does not take"),
+                      (per_scale, "the scales are per token / per channel, not per tensor"),
+                      (bias, "this call has a bias, which only the kernel fuses"),
+                      (m % 16 != 0, f"M = {m} is no multiple of 16"),
+                      (not config.blas(), "JITGEMM_BLAS=0")):
+        if cond:
+            return False, f"; {why}, but {but}: the kernel runs"
+    if lt_present:  # explaining for another machine (explain(arch=)): assume it has the library
+        return True, "cuBLASLt (cublasLtMatmul, fp8 tensor cores, where libcublasLt loads)"
+    from .runtime import blaslt
+    ok, where = blaslt.available()
+    if not ok:
+        return False, f"; {why}, but it is not available ({where}): the kernel runs"
+    return True, f"cuBLASLt (cublasLtMatmul, fp8 tensor cores, {where})"
+
+
 def plan_fp8(vendor: str, arch: str, cus: int, out_dtype: str, mode: int, fmt: str, n: int, m: int, k: int,
-             device: str = "") -> Plan:
-    """The plan of a checked scaled_gemm (N = 1..128): the fp8 family's kernel for the vendor, arch,
-    mode and format; N beyond one block's token tile takes more blocks (_token_tiles says how)."""
+             device: str = "", per_scale: bool = False, bias: bool = False, lt_present: bool | None = None) -> Plan:
+    """The plan of a checked scaled_gemm (N = 1..128): cuBLASLt where lt_choice says so (the kernel's plan in
+    extra["fallback"], for calls whose pointers or pitches cuBLASLt cannot take), else the fp8 family's
+    kernel for the vendor, arch, mode and format; N beyond one block's token tile takes more blocks
+    (_token_tiles says how). per_scale: per-token or per-channel scales; bias: the call has one."""
+    kernel = _plan_fp8_kernel(vendor, arch, cus, out_dtype, mode, fmt, n, m, k, device)
+    use_lt, note = lt_choice(vendor, arch, mode, fmt, n, m, per_scale, bias, lt_present)
+    if use_lt:
+        return Plan("blaslt", f"{note} instead of the fp8 kernel ({kernel.reason}); JITGEMM_BLAS=0 runs the kernel",
+                    kernel.config, extra={"fallback": kernel})
+    return replace(kernel, reason=kernel.reason + note) if note else kernel
+
+
+def _plan_fp8_kernel(vendor: str, arch: str, cus: int, out_dtype: str, mode: int, fmt: str, n: int, m: int, k: int,
+                     device: str = "") -> Plan:
     from .kernels import fp8
     if vendor == "cuda":
         cfg, why = nv_config(out_dtype, n, m, k, cus, arch, family="fp8", device=device)

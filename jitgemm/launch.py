@@ -88,3 +88,29 @@ class BlasLaunch:
 
     def fire(self, stream: int) -> None:
         self.run(stream, self.values)
+
+
+class LtLaunch:
+    """cuBLASLt for an fp8 plan the dispatcher sent there (jitgemm.runtime.blaslt), from scaled_gemm's values
+    (x, w, scale_x, scale_w, bias, out). scale_kinds says what each scale's value is: "pointer" (a one-element
+    device array: cuBLASLt's scale pointer), "value" (a number: folded into alpha) or "none"."""
+
+    __slots__ = ("matmul", "sx_pointer", "sx_value", "sw_pointer", "sw_value", "values", "kernel")
+
+    def __init__(self, matmul, scale_kinds: tuple[str, str]):
+        self.matmul = matmul
+        sx, sw = scale_kinds
+        self.sx_pointer, self.sx_value = sx == "pointer", sx == "value"
+        self.sw_pointer, self.sw_value = sw == "pointer", sw == "value"
+        self.values, self.kernel = None, None
+
+    def run(self, stream: int, values) -> None:
+        x, w, sx, sw, _bias, out = values
+        alpha = (sx if self.sx_value else 1.0) * (sw if self.sw_value else 1.0)
+        self.matmul.run(stream, x, w, sx if self.sx_pointer else 0, sw if self.sw_pointer else 0, alpha, out)
+
+    def bind(self, values) -> None:
+        self.values = values
+
+    def fire(self, stream: int) -> None:
+        self.run(stream, self.values)

@@ -138,12 +138,15 @@ def _plan(backend, device, s: _Scaled) -> dispatch.Plan:
     return plan_for(backend.name, info.arch, info.multiprocessors, s, info.name)
 
 
-def plan_for(vendor: str, arch: str, sms: int, s: _Scaled, device: str = "") -> dispatch.Plan:
-    """The plan of a checked scaled_gemm call on a device of this arch (explain(arch=) needs no GPU)."""
+def plan_for(vendor: str, arch: str, sms: int, s: _Scaled, device: str = "", lt_present: bool | None = None
+             ) -> dispatch.Plan:
+    """The plan of a checked scaled_gemm call on a device of this arch (explain(arch=) needs no GPU, and
+    passes lt_present=True: the other machine's cuBLASLt is assumed)."""
     rule = fp8.format_rule(vendor, arch, s.fmt)
     if rule:
         raise ValueError(f"scaled_gemm: {rule}")
-    return dispatch.plan_fp8(vendor, arch, sms, s.out_dtype, s.mode, s.fmt, s.n, s.m, s.k, device)
+    return dispatch.plan_fp8(vendor, arch, sms, s.out_dtype, s.mode, s.fmt, s.n, s.m, s.k, device,
+                             per_scale=s.sx.per or s.sw.per, bias=s.bias is not None, lt_present=lt_present)
 
 
 def _layout(s: _Scaled, x: View, w: View, bias: View | None, out: View | None) -> tuple:
@@ -159,13 +162,43 @@ def _layout(s: _Scaled, x: View, w: View, bias: View | None, out: View | None) -
 # sw_val, bias*, bias_ld, bias_rows, N, M, K, lds_bytes (the AMD MFMA kernel's token bytes in LDS; unused by the
 # others). A scale is a pointer (slot 6 / 9) or a value (8 / 11).
 def _scaled_launch(backend, device: int, plan, s: _Scaled, lay: tuple) -> KernelLaunch:
-    """The plan's launch, its values written per call in scaled_gemm's order (x, w, scale_x, scale_w,
-    bias, out)."""
+    """The plan's kernel launch, its values written per call in scaled_gemm's order (x, w, scale_x,
+    scale_w, bias, out)."""
     ldx, ldw, ldo, bias_rows, bias_ld = lay
     args = [0, ldo, 0, ldx, 0, ldw, 0, int(s.sx.per), s.sx.value, 0, int(s.sw.per), s.sw.value, 0, bias_ld,
             bias_rows, s.n, s.m, s.k, plan.extra.get("lds_bytes", 0)]
     slots = (2, 4, _scale_slot(s.sx, 6, 8), _scale_slot(s.sw, 9, 11), 12 if s.bias is not None else None, 0)
     return KernelLaunch(backend, device, get_kernel(plan.instance, backend, device, fp8.ARG_KINDS), plan, args, slots)
+
+
+def _launch_for(backend, device: int, plan, s: _Scaled, lay: tuple, out: View | None):
+    """(launch, the plan it runs, the per-call checks of its values). A cuBLASLt plan runs there when this
+    call's out pitch and pointers suit it (16-byte rows and addresses; the algorithm is picked for the
+    addresses' alignment, which later calls of the signature must keep) and cuBLASLt has an algorithm;
+    else the kernel's plan runs, and explain-style reason says why."""
+    scale_checks = (_scale_check(s.sx), _scale_check(s.sw))
+    if plan.family == "blaslt":
+        from .launch import LtLaunch
+        from .runtime import blaslt
+        ldx, ldw, ldo = lay[:3]
+        aligns = (blaslt.alignment(s.w.ptr), blaslt.alignment(s.x.ptr), blaslt.alignment(out.ptr) if out else 256)
+        refused = (f"out's row pitch {ldo} is no multiple of 8 elements" if ldo % 8 else
+                   f"out's address {out.ptr:#x} is not 16-byte aligned" if out is not None and out.ptr % 16 else None)
+        if refused is None:
+            try:
+                mm = blaslt.Fp8Matmul(backend, device, s.out_dtype, s.n, s.m, s.k, ldx, ldw, ldo, aligns)
+                launch = LtLaunch(mm, (_scale_kind(s.sx), _scale_kind(s.sw)))
+                return launch, plan, (aligns[1], aligns[0], *scale_checks, 0, aligns[2])
+            except blaslt.Unsupported as e:
+                refused = str(e)
+        fallback = plan.extra["fallback"]
+        plan = replace(fallback, reason=f"{fallback.reason}; cuBLASLt would run this shape, but {refused}: the "
+                                        f"kernel runs")
+    return _scaled_launch(backend, device, plan, s, lay), plan, (16, 16, *scale_checks, 2, 2)
+
+
+def _scale_kind(sc: _Scale) -> str:
+    return "pointer" if sc.view is not None else "value" if sc.given else "none"
 
 
 def _scale_slot(sc: _Scale, pointer: int, value: int) -> int | None:
@@ -224,9 +257,8 @@ def _scaled_cold(key, out_dtype, fp8_format, x, w, scale_x, scale_w, bias, out, 
     if host:
         return _run_host(backend, device, _plan(backend, device, s), s, out)
     lay = _layout(s, s.x, s.w, s.bias, ov)
-    plan = _plan(backend, device, s)
-    checks = (16, 16, _scale_check(s.sx), _scale_check(s.sw), 2, 2)
-    entry = pipeline.Entry(_scaled_launch(backend, device, plan, s, lay), checks,
+    launch, _, checks = _launch_for(backend, device, _plan(backend, device, s), s, lay, ov)
+    entry = pipeline.Entry(launch, checks,
                            pipeline.current_stream_rule([s.x, ov or s.x, s.w], device),
                            pipeline.output_factory(s.x, backend, device, (s.n, s.m), s.out_dtype),
                            pipeline.extents([s.x, s.w, s.sx.view, s.sw.view, s.bias, ov]))
@@ -245,9 +277,8 @@ def prepare_scaled(x, w, scale_x=None, scale_w=None, bias=None, *, out, out_dtyp
     if host:
         raise ValueError("prepare_scaled needs device arrays (numpy operands are copied per call)")
     lay = _layout(s, s.x, s.w, s.bias, ov)
-    plan = _plan(backend, device, s)
-    return pipeline.Prepared(plan, _scaled_launch(backend, device, plan, s, lay), _values(s, ov),
-                             (x, w, scale_x, scale_w, bias, out))
+    launch, plan, _ = _launch_for(backend, device, _plan(backend, device, s), s, lay, ov)
+    return pipeline.Prepared(plan, launch, _values(s, ov), (x, w, scale_x, scale_w, bias, out))
 
 
 def _upload(backend, device, v: View | None, dtype: str):
@@ -267,7 +298,7 @@ def _run_host(backend, device, plan, s: _Scaled, out):
     on_device = replace(s, x=dx, w=dw, bias=bd.view() if bd else None,
                         sx=replace(s.sx, view=sxd.view() if sxd else None),
                         sw=replace(s.sw, view=swd.view() if swd else None))
-    launch = _scaled_launch(backend, device, plan, on_device, _layout(on_device, dx, dw, on_device.bias, dout))
+    launch = _launch_for(backend, device, plan, on_device, _layout(on_device, dx, dw, on_device.bias, dout), dout)[0]
     launch.run(0, _values(on_device, dout))
     backend.synchronize(device)
     return pipeline.deliver(od.to_numpy(), out)

@@ -134,7 +134,8 @@ def test_blas_call_maps_row_major_operands_to_column_major_cublas(monkeypatch):
             return 0xAB000 + device
 
     fake = blas._Cublas.__new__(blas._Cublas)
-    fake.lib, fake.path, fake.handles, fake.workspaces = FakeLib(), "fake", {0: "H"}, {}
+    fake.lib, fake.path, fake.handles = FakeLib(), "fake", {0: "H"}
+    monkeypatch.setattr(blas, "_workspaces", {})
     fake.lock = __import__("threading").Lock()
     fake.alpha, fake.beta = blas.ctypes.c_float(1.0), blas.ctypes.c_float(0.0)
     monkeypatch.setattr(blas, "_cublas", fake)

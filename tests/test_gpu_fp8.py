@@ -181,3 +181,114 @@ def test_every_mode_at_n_17_to_128(n):
     out = jitgemm.scaled_gemm(xb, w8, s1, sw)
     ref, mag = reference(quantize(xb, s1, fmt), w8, s1, sw)
     check(out, ref, mag, k, "bfloat16")
+
+
+def _cublaslt_or_skip():
+    from jitgemm.arch import parse
+    from jitgemm.runtime import blaslt
+    b, d = backend_device()
+    if b.name != "cuda" or parse(b.device_info(d).arch).sm < 89:
+        pytest.skip("cuBLASLt's fp8 route: NVIDIA sm_89 and later")
+    ok, why = blaslt.available()
+    if not ok:
+        pytest.skip(why)
+
+
+def _scalar_on_device(v: float):
+    owner, view = to_device(np.array([[v]], np.float32), "float32")
+    view.shape, view.strides = (1,), (1,)
+    return owner, view
+
+
+# Hopper's fp8 tensor cores add each k-block's products at reduced precision before cuBLASLt's fp32
+# accumulation: a bound of 2^-12 of the terms' magnitude (a wrong result is off by ~the magnitude itself)
+LT_BOUND = 2.0 ** -12
+
+
+def check_lt(out, ref, mag, dtype):
+    check(out, ref, mag, int(LT_BOUND * 2 ** 23), dtype)  # check_bound's K * 2^-23 * mag, with K * 2^-23 = LT_BOUND
+
+
+@pytest.mark.parametrize("n", [16, 17, 64, 128])
+def test_cublaslt_route_per_tensor_matches_float64(n):
+    """W8A8 per-tensor from 16 tokens runs in cuBLASLt: scales as numbers, as one-element device arrays and
+    mixed, padded weight rows, both output types; the cached call gives the prepared call's bits."""
+    _cublaslt_or_skip()
+    from jitgemm import scaled
+    fmt = "float8_e4m3fn"
+    rng = np.random.default_rng(300 + n)
+    m, k = 1024, 2048 + 16
+    x, w = rng.standard_normal((n, k)), rng.standard_normal((m, k))
+    sx, sw = float(np.abs(x).max() / 448), float(np.abs(w).max() / 448)
+    x8, w8 = quantize(x, sx, fmt), quantize(w, sw, fmt)
+    _, xv = fp8_device(x8)
+    _, wv = fp8_device(w8, 32)
+    keep = [_scalar_on_device(sx), _scalar_on_device(sw)]
+    sxd, swd = keep[0][1], keep[1][1]
+    ref, mag = reference(x8, w8, sx, sw)
+    for (scale_x, scale_w), out_dtype in zip(((sx, sw), (sxd, sw), (sx, swd), (sxd, swd)),
+                                             ("bfloat16", "float16", "bfloat16", "float16")):
+        owner, ov = empty_device((n, m), out_dtype)
+        p = scaled.prepare_scaled(xv, wv, scale_x, scale_w, out=ov, out_dtype=out_dtype)
+        assert p.plan.family == "blaslt", p.plan.reason
+        p.launch(0)
+        sync()
+        got = owner.to_numpy()
+        check_lt(got, ref, mag, out_dtype)
+        owner2, ov2 = empty_device((n, m), out_dtype)
+        jitgemm.scaled_gemm(xv, wv, scale_x, scale_w, out=ov2, out_dtype=out_dtype)
+        jitgemm.scaled_gemm(xv, wv, scale_x, scale_w, out=ov2, out_dtype=out_dtype)  # the cached entry
+        sync()
+        assert np.array_equal(owner2.to_numpy().view(np.uint16), got.view(np.uint16))
+
+
+def test_cublaslt_route_pitched_out_graph_and_the_kernel_where_it_cannot():
+    """An out with a row pitch of 8-element multiples stays on cuBLASLt, one with a pitch of 4 more takes the
+    kernel (and says so); a prepared cuBLASLt call replays in a CUDA graph with the same bits."""
+    _cublaslt_or_skip()
+    import cupy as cp
+    from jitgemm import scaled
+    from jitgemm.arrays import View
+    fmt = "float8_e4m3fn"
+    rng = np.random.default_rng(17)
+    n, m, k = 48, 2048, 4096
+    x8 = quantize(rng.standard_normal((n, k)), 0.01, fmt)
+    w8 = quantize(rng.standard_normal((m, k)), 0.02, fmt)
+    ref, mag = reference(x8, w8, 0.01, 0.02)
+    _, xv = fp8_device(x8)
+    _, wv = fp8_device(w8)
+    b, d = backend_device()
+    for pad, family in ((64, "blaslt"), (4, "fp8")):
+        owner, _ = empty_device((n, m + pad), "bfloat16")
+        ov = View(owner.ptr, (n, m), (m + pad, 1), "bfloat16", "bfloat16", d, "device", owner, vendor=b.name)
+        p = scaled.prepare_scaled(xv, wv, 0.01, 0.02, out=ov)
+        assert p.plan.family == family, p.plan.reason
+        if family == "fp8":
+            assert "no multiple of 8" in p.plan.reason
+        p.launch(0)
+        sync()
+        check_lt(owner.to_numpy()[:, :m], ref, mag, "bfloat16")
+    xd, wd = cp.asarray(x8.view(np.uint8)), cp.asarray(w8.view(np.uint8))
+    out = cp.empty((n, m), cp.uint16)
+    p = scaled.prepare_scaled(_as(xd, fmt), _as(wd, fmt), 0.01, 0.02, out=_as(out, "bfloat16"))
+    assert p.plan.family == "blaslt"
+    s = cp.cuda.Stream(non_blocking=True)
+    cp.cuda.Device().synchronize()  # the copies above ran on the legacy stream, which s does not wait for
+    p.launch(s.ptr)  # the stream's cuBLASLt workspace exists before the capture
+    s.synchronize()
+    first = cp.asnumpy(out).copy()
+    out.fill(0xFFFF)
+    cp.cuda.Device().synchronize()
+    s.begin_capture()
+    p.launch(s.ptr)
+    g = s.end_capture()
+    g.launch(s)
+    s.synchronize()
+    assert np.array_equal(cp.asnumpy(out), first)
+
+
+def _as(a, dtype):
+    """A CuPy array's memory as a jitgemm View of another dtype (CuPy has no fp8 or bf16)."""
+    from jitgemm.arrays import View
+    return View(a.data.ptr, a.shape, tuple(st // a.itemsize for st in a.strides), dtype, dtype, a.device.id, "device",
+                a, vendor="cuda")

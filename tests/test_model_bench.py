@@ -264,7 +264,7 @@ def test_an_interrupted_fp8_or_4bit_suite_writes_the_cases_it_measured(tmp_path,
             pass
 
         def prepared(self, *a):
-            return [types.SimpleNamespace(plan="plan", launch=lambda s: None)]
+            return [types.SimpleNamespace(plan=types.SimpleNamespace(family="fp8"), launch=lambda s: None)]
 
         def check(self, *a):
             return 0.0

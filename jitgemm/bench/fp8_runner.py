@@ -199,7 +199,13 @@ def run(cp, modes, ns, shapes, l2: int, baselines: bool, log, cases: list | None
                 c.max_rel_err = ops.check(mode, n, preps[0])
                 launch = lambda i: preps[i % len(preps)].launch(stream.ptr)
                 c.us_b2b = timing.back_to_back(launch, stream)
-                c.us_graph = timing.graph_replay(launch, stream)
+                c.us_graph = c.us_graph_kernel = timing.graph_replay(launch, stream)
+                c.family = preps[0].plan.family
+                if c.family == "blaslt":  # the dispatcher chose cuBLASLt: time jitgemm's own kernel too
+                    with runner.kernel_only():
+                        kp = ops.prepared(mode, n)
+                        ops.check(mode, n, kp[0])
+                        c.us_graph_kernel = timing.graph_replay(lambda i: kp[i % len(kp)].launch(stream.ptr), stream)
                 if baselines:
                     r = time_torch(ops, mode, n)
                     if r:

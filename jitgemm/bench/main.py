@@ -25,7 +25,8 @@ def run_suite(dtypes, ns, shapes, out_dir, baselines=True, title="decode suite",
     w4_modes = [d for d in dtypes if d in w4_runner.MODES]
     dtypes = [d for d in dtypes if d not in fp8_runner.MODES and d not in w4_runner.MODES]
     def log(c):
-        print(f"{c.shape:22s} N={c.n:2d} {c.dtype:11s} graph {c.us_graph:7.2f} us  b2b {c.us_b2b:7.2f} us  "
+        own = f" (kernel {c.us_graph_kernel:.2f})" if c.family == "blaslt" else ""
+        print(f"{c.shape:22s} N={c.n:2d} {c.dtype:11s} graph {c.us_graph:7.2f} us{own}  b2b {c.us_b2b:7.2f} us  "
               f"{runner.tbs(c, c.us_graph):.2f} TB/s  " +
               "  ".join(f"{k} {v.get('us_graph', float('nan')):.2f}" for k, v in c.baselines.items()), flush=True)
     keep = lambda: report.write(out_dir, name, [runner.as_dict(c) for c in cases], report.rows(cases, ceiling),  # noqa: E731

@@ -31,27 +31,32 @@ _STATUS = {1: "CUBLAS_STATUS_NOT_INITIALIZED", 3: "CUBLAS_STATUS_ALLOC_FAILED", 
            14: "CUBLAS_STATUS_INTERNAL_ERROR", 15: "CUBLAS_STATUS_NOT_SUPPORTED", 16: "CUBLAS_STATUS_LICENSE_ERROR"}
 
 
-def _library_paths() -> list[str]:
-    """Where libcublas may be, in the order tried: JITGEMM_CUBLAS, the loader's search path (and a
+def status_name(status: int) -> str:
+    """cublasStatus_t's name (cuBLAS and cuBLASLt share the codes)."""
+    return _STATUS.get(status, f"cublasStatus {status}")
+
+
+def library_paths(name: str = "cublas", env: str = "JITGEMM_CUBLAS") -> list[str]:
+    """Where lib{name} may be, in the order tried: the env variable, the loader's search path (and a
     library already in the process, e.g. CuPy's or torch's), the NVIDIA pip wheels, the toolkit."""
-    paths = [os.environ.get("JITGEMM_CUBLAS", "")] + [f"libcublas.so.{v}" for v in (13, 12)]
-    paths.append(ctypes.util.find_library("cublas") or "")
+    paths = [os.environ.get(env, "")] + [f"lib{name}.so.{v}" for v in (13, 12)]
+    paths.append(ctypes.util.find_library(name) or "")
     try:
         import nvidia  # namespace package of the nvidia-cublas(-cu12/-cu13) wheels
         for root in nvidia.__path__:
-            paths += sorted(glob.glob(os.path.join(root, "*", "lib", "libcublas.so.*")), reverse=True)
+            paths += sorted(glob.glob(os.path.join(root, "*", "lib", f"lib{name}.so.*")), reverse=True)
     except ImportError:
         pass
     for home in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
         if home:
-            paths += sorted(glob.glob(os.path.join(home, "lib64", "libcublas.so.*")), reverse=True)
+            paths += sorted(glob.glob(os.path.join(home, "lib64", f"lib{name}.so.*")), reverse=True)
     return [p for p in paths if p]
 
 
 class _Cublas:
     def __init__(self):
         errors = []
-        for path in _library_paths():
+        for path in library_paths():
             try:
                 self.lib = ctypes.CDLL(path)
                 self.path = path
@@ -67,7 +72,6 @@ class _Cublas:
         self._fn("cublasGetVersion_v2", [vp, ctypes.POINTER(i32)])
         self._fn("cublasGemmEx", [vp, i32, i32, i32, i32, i32, vp, vp, i32, i32, vp, i32, i32, vp, vp, i32, i32, i32, i32])
         self.handles: dict[int, ctypes.c_void_p] = {}
-        self.workspaces: dict[tuple[int, int], int] = {}
         self.lock = threading.Lock()
         self.alpha, self.beta = ctypes.c_float(1.0), ctypes.c_float(0.0)
 
@@ -77,7 +81,7 @@ class _Cublas:
 
     def check(self, call: str, status: int) -> None:
         if status != 0:
-            raise VendorError(call, _STATUS.get(status, f"cublasStatus {status}"))
+            raise VendorError(call, status_name(status))
 
     def handle(self, device: int) -> ctypes.c_void_p:
         h = self.handles.get(device)
@@ -88,12 +92,26 @@ class _Cublas:
         return h
 
     def workspace(self, backend, device: int, stream: int) -> int:
-        key = (device, int(stream))
-        ws = self.workspaces.get(key)
-        if ws is None:  # held for the life of the process, like the split-K workspaces
-            with capture_guard("cuBLAS's workspace", stream):
-                ws = self.workspaces[key] = backend.alloc(WORKSPACE_BYTES, device)
-        return ws
+        return workspace(backend, device, stream)
+
+
+_workspaces: dict[tuple[int, int], int] = {}
+_workspace_lock = threading.Lock()
+
+
+def workspace(backend, device: int, stream: int) -> int:
+    """The (device, stream)'s WORKSPACE_BYTES of scratch for cuBLAS and cuBLASLt, held for the life of the
+    process like the split-K workspaces. Both libraries run stream-ordered on the stream they are given, so
+    they can share it: two calls on one stream never overlap, two streams never share it."""
+    key = (device, int(stream))
+    ws = _workspaces.get(key)
+    if ws is None:
+        with _workspace_lock:
+            ws = _workspaces.get(key)
+            if ws is None:
+                with capture_guard("cuBLAS's workspace", stream):
+                    ws = _workspaces[key] = backend.alloc(WORKSPACE_BYTES, device)
+    return ws
 
 
 _cublas: _Cublas | None = None
