@@ -138,7 +138,7 @@ def test_blas_call_maps_row_major_operands_to_column_major_cublas(monkeypatch):
     monkeypatch.setattr(blas, "_workspaces", {})
     fake.lock = __import__("threading").Lock()
     fake.alpha, fake.beta = blas.ctypes.c_float(1.0), blas.ctypes.c_float(0.0)
-    monkeypatch.setattr(blas, "_cublas", fake)
+    monkeypatch.setattr(blas._cublas, "obj", fake)
     blas.gemm(FakeBackend(), 0, 77, "bfloat16", 24, 5120, 4096, 0x100, 4104, 0x200, 4096, 0x300, 5128)
     blas.gemm(FakeBackend(), 0, 77, "float16", 24, 5120, 4096, 0x100, 4104, 0x200, 4096, 0x300, 5128)
     names = [c[0] for c in calls if c[0] != "current"]

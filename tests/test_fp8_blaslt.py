@@ -199,7 +199,7 @@ class Backend:
 def lt_with(monkeypatch, fake):
     lt = blaslt._Lt.__new__(blaslt._Lt)
     lt.lib, lt.path, lt.handles, lt.lock = fake, "fake", {0: ctypes.c_void_p(0x77)}, __import__("threading").Lock()
-    monkeypatch.setattr(blaslt, "_lt", lt)
+    monkeypatch.setattr(blaslt._lt, "obj", lt)
     monkeypatch.setattr(blaslt, "workspace", lambda backend, device, stream: 0xAB000 + stream)
 
 

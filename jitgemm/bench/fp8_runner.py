@@ -67,7 +67,7 @@ class Fp8Operands:
         prep.launch(0)
         self.cp.cuda.runtime.deviceSynchronize()
         return check_rows(self.cp, mode, n, self.x8, self.x16, self.w[0], self.sx, self.sw, self.out[0],
-                          f"{self.shape.name} N={n} {mode}")
+                          f"{self.shape.name} N={n} {mode}", prep.plan.family == "blaslt")
 
 
 # the scales of each mode: per tensor (numbers, passed by value) or per token x per channel (device vectors)
@@ -89,9 +89,16 @@ def mode_args(mode: str, n: int, x8, x16, w, sx, sw, out):
     raise ValueError(f"fp8 mode must be one of {', '.join(MODES)}, got {mode!r}")
 
 
-def check_rows(cp, mode: str, n: int, x8, x16, w, sx, sw, out, label: str) -> float:
+#: cuBLASLt's fp8 route adds each k-block's products at the tensor cores' reduced precision before its fp32
+#: accumulation: up to 1.3e-4 of the terms' magnitude measured on random fp8 bytes (H100, 2026-12-05; the
+#: kernel's fp32 sums stay within K * 2^-23), so its bound holds 2^-12 of the magnitude
+LT_ACCUMULATION = 2.0 ** -12
+
+
+def check_rows(cp, mode: str, n: int, x8, x16, w, sx, sw, out, label: str, lt: bool = False) -> float:
     """Relative error of a mode's finished output (mode_args' operands) on 128 random rows and the last
-    32 against float64 of the operands it multiplies; raises AssertionError past the rounding bound."""
+    32 against float64 of the operands it multiplies; raises AssertionError past the rounding bound (lt: the
+    cuBLASLt route's, LT_ACCUMULATION)."""
     import ml_dtypes
     m, k = w.shape
     rows = np.unique(np.concatenate([np.random.default_rng(n).integers(0, m, 128), np.arange(max(0, m - 32), m)]))
@@ -111,7 +118,7 @@ def check_rows(cp, mode: str, n: int, x8, x16, w, sx, sw, out, label: str) -> fl
     ref = (x @ wh.T) * sxh * swh
     mag = (np.abs(x) @ np.abs(wh).T) * np.abs(sxh) * np.abs(swh)
     got = out[:n].get().view(ml_dtypes.bfloat16).astype(np.float64)[:, rows]
-    bound = 2.0 ** -7 * np.abs(ref) + k * 2.0 ** -23 * mag + 1e-30
+    bound = 2.0 ** -7 * np.abs(ref) + max(k * 2.0 ** -23, LT_ACCUMULATION if lt else 0.0) * mag + 1e-30
     err = np.abs(got - ref)
     if np.isnan(got).any() or (err > bound).any():
         raise AssertionError(f"{label}: wrong result (max err {err.max():.3g})")

@@ -12,7 +12,7 @@ import math
 import statistics
 from pathlib import Path
 
-from .. import api, models, scaled
+from .. import api, dispatch, models, scaled
 from ..w4gemm import prepare_w4
 from . import fp8_runner, operands, runner, timing, w4_runner
 
@@ -96,7 +96,8 @@ class StepOperands:
         label = f"{self.name}.{lname} N={n} {self.dtype}"
         if self.fp8:
             fp8_runner.check_rows(self.cp, self.dtype, n, self.x8[lname], self.x[lname], self.w[lname][0],
-                                  self.sx[lname], self.sw[lname], self.out[lname][0], label)
+                                  self.sx[lname], self.sw[lname], self.out[lname][0], label,
+                                  lt=self.dtype == "fp8" and n >= dispatch.FP8_LT_MIN_N)  # where cuBLASLt may run
         elif self.w4:
             w4_runner.check_rows(self.cp, self.w[lname][0], self.x[lname][:n], self.out[lname][0][:n], "bfloat16", label)
         else:

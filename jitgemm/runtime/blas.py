@@ -53,18 +53,42 @@ def library_paths(name: str = "cublas", env: str = "JITGEMM_CUBLAS") -> list[str
     return [p for p in paths if p]
 
 
+def open_library(name: str, env: str) -> tuple[ctypes.CDLL, str]:
+    """(the first lib{name} that loads, its path); BackendUnavailable naming what was tried."""
+    errors = []
+    for path in library_paths(name, env):
+        try:
+            return ctypes.CDLL(path), path
+        except OSError as e:
+            errors.append(f"{path}: {e}")
+    raise BackendUnavailable(f"lib{name} not found (tried " + "; ".join(errors[:6]) + f"); set {env}")
+
+
+class Loaded:
+    """A library wrapper made on first use, once, whichever thread asks first."""
+
+    def __init__(self, make):
+        self.make, self.obj, self.lock = make, None, threading.Lock()
+
+    def get(self):
+        """The wrapper (raises BackendUnavailable when the library does not load)."""
+        if self.obj is None:
+            with self.lock:
+                if self.obj is None:
+                    self.obj = self.make()
+        return self.obj
+
+    def available(self) -> tuple[bool, str]:
+        """(True, library path) or (False, why)."""
+        try:
+            return True, self.get().path
+        except BackendUnavailable as e:
+            return False, str(e)
+
+
 class _Cublas:
     def __init__(self):
-        errors = []
-        for path in library_paths():
-            try:
-                self.lib = ctypes.CDLL(path)
-                self.path = path
-                break
-            except OSError as e:
-                errors.append(f"{path}: {e}")
-        else:
-            raise BackendUnavailable("cuBLAS not found (tried " + "; ".join(errors[:6]) + "); set JITGEMM_CUBLAS")
+        self.lib, self.path = open_library("cublas", "JITGEMM_CUBLAS")
         vp, i32, u64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t
         self._fn("cublasCreate_v2", [ctypes.POINTER(vp)])
         self._fn("cublasSetStream_v2", [vp, vp])
@@ -114,26 +138,17 @@ def workspace(backend, device: int, stream: int) -> int:
     return ws
 
 
-_cublas: _Cublas | None = None
-_load_lock = threading.Lock()
+_cublas = Loaded(_Cublas)
 
 
 def cublas() -> _Cublas:
     """The loaded library (raises BackendUnavailable when there is none)."""
-    global _cublas
-    if _cublas is None:
-        with _load_lock:
-            if _cublas is None:
-                _cublas = _Cublas()
-    return _cublas
+    return _cublas.get()
 
 
 def available() -> tuple[bool, str]:
     """(True, library path) or (False, why): the dispatcher routes to BLAS only when True."""
-    try:
-        return True, cublas().path
-    except BackendUnavailable as e:
-        return False, str(e)
+    return _cublas.available()
 
 
 def version() -> int:

@@ -14,8 +14,8 @@ from __future__ import annotations
 import ctypes
 import threading
 
-from ..errors import BackendUnavailable, VendorError
-from .blas import WORKSPACE_BYTES, library_paths, status_name, workspace
+from ..errors import VendorError
+from .blas import WORKSPACE_BYTES, Loaded, open_library, status_name, workspace
 
 # values from cublasLt.h / library_types.h (CUDA 12.x and 13.x)
 _R_32F, _E4M3 = 0, 28                        # CUDA_R_32F, CUDA_R_8F_E4M3
@@ -41,16 +41,7 @@ class Unsupported(Exception):
 
 class _Lt:
     def __init__(self):
-        errors = []
-        for path in library_paths("cublasLt", "JITGEMM_CUBLASLT"):
-            try:
-                self.lib = ctypes.CDLL(path)
-                self.path = path
-                break
-            except OSError as e:
-                errors.append(f"{path}: {e}")
-        else:
-            raise BackendUnavailable("cuBLASLt not found (tried " + "; ".join(errors[:6]) + "); set JITGEMM_CUBLASLT")
+        self.lib, self.path = open_library("cublasLt", "JITGEMM_CUBLASLT")
         vp, i32, u64, i64, sz = ctypes.c_void_p, ctypes.c_int, ctypes.c_uint64, ctypes.c_int64, ctypes.c_size_t
         pvp = ctypes.POINTER(vp)
         self._fn("cublasLtCreate", [pvp])
@@ -86,26 +77,17 @@ class _Lt:
         return h
 
 
-_lt: _Lt | None = None
-_load_lock = threading.Lock()
+_lt = Loaded(_Lt)
 
 
 def cublaslt() -> _Lt:
     """The loaded library (raises BackendUnavailable when there is none)."""
-    global _lt
-    if _lt is None:
-        with _load_lock:
-            if _lt is None:
-                _lt = _Lt()
-    return _lt
+    return _lt.get()
 
 
 def available() -> tuple[bool, str]:
     """(True, library path) or (False, why): the dispatcher routes fp8 calls here only when True."""
-    try:
-        return True, cublaslt().path
-    except BackendUnavailable as e:
-        return False, str(e)
+    return _lt.available()
 
 
 def alignment(ptr: int) -> int:
