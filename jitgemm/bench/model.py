@@ -12,7 +12,7 @@ import math
 import statistics
 from pathlib import Path
 
-from .. import api, dispatch, models, scaled
+from .. import api, models, scaled
 from ..w4gemm import prepare_w4
 from . import fp8_runner, operands, runner, timing, w4_runner
 
@@ -90,14 +90,13 @@ class StepOperands:
         return api.prepare(operands.view(self.x[lname][:n], self.dtype), operands.view(self.w[lname][i], self.dtype),
                            out=operands.view(self.out[lname][i][:n], self.dtype))
 
-    def check(self, layer) -> None:
-        """Instance 0 of a layer kind (just run) against float64."""
+    def check(self, layer, plan) -> None:
+        """Instance 0 of a layer kind (just run by `plan`) against float64."""
         lname, n = layer.name, layer.n
         label = f"{self.name}.{lname} N={n} {self.dtype}"
         if self.fp8:
             fp8_runner.check_rows(self.cp, self.dtype, n, self.x8[lname], self.x[lname], self.w[lname][0],
-                                  self.sx[lname], self.sw[lname], self.out[lname][0], label,
-                                  lt=self.dtype == "fp8" and n >= dispatch.FP8_LT_MIN_N)  # where cuBLASLt may run
+                                  self.sx[lname], self.sw[lname], self.out[lname][0], label, plan.family == "blaslt")
         elif self.w4:
             w4_runner.check_rows(self.cp, self.w[lname][0], self.x[lname][:n], self.out[lname][0][:n], "bfloat16", label)
         else:
@@ -138,7 +137,7 @@ def _jitgemm_launches(ops: StepOperands, n: int) -> tuple[list, list[str]]:
         ops.out[layer.name][0].fill(0xFFFF)
         kind[0].launch(0)
         ops.cp.cuda.runtime.deviceSynchronize()
-        ops.check(layer)
+        ops.check(layer, kind[0].plan)
         routes.append(f"{layer.name} [{layer.m}x{layer.k}] N={layer.n} x{layer.count}: {kind[0].plan.family} "
                       f"{kind[0].plan.instance.name if kind[0].plan.instance else ''}")
         preps += kind
