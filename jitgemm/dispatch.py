@@ -212,17 +212,26 @@ def blas_choice(n: int, m: int, k: int, bias: bool, blas_present: bool | None = 
         what = f"cuBLAS is the default for an untuned shape with M > {UNTUNED_KERNEL_MAX_M}"
         faster = (f"is the default for an untuned shape with M > {UNTUNED_KERNEL_MAX_M} (a tuned neighbour's verdict "
                   f"does not carry; `jitgemm tune` measures this one) instead of")
-    if bias:
-        return False, f"; {what}, but this call has a bias, which only the kernel fuses: the kernel runs"
-    if not config.blas():
-        return False, f"; {what}, but JITGEMM_BLAS=0: the kernel runs"
-    if blas_present:  # explaining for another machine (explain(arch=)): assume it has the library
-        return True, f"cuBLAS (cublasGemmEx, fp32 accumulation, where libcublas loads) {faster}"
-    from .runtime import blas
-    ok, where = blas.available()
+    ok, note = _library_route(what, ((bias, "this call has a bias, which only the kernel fuses"),), blas_present,
+                              "blas", "libcublas", "cuBLAS (cublasGemmEx, fp32 accumulation")
+    return ok, f"{note} {faster}" if ok else note
+
+
+def _library_route(why: str, refusals, present: bool | None, module: str, lib: str, using: str) -> tuple[bool, str]:
+    """The tail both vendor-library routes share: the first refusal that holds (a (condition, reason) pair),
+    JITGEMM_BLAS=0, or a library that does not load keeps the kernel, and the note says why; else (True, `using`
+    closed with the library's path). present: explaining for another machine (explain(arch=)), whose library is
+    assumed. module: jitgemm.runtime's module of the library, imported only here (not at jitgemm's import)."""
+    for cond, but in (*refusals, (not config.blas(), "JITGEMM_BLAS=0")):
+        if cond:
+            return False, f"; {why}, but {but}: the kernel runs"
+    if present:
+        return True, f"{using}, where {lib} loads)"
+    import importlib
+    ok, where = importlib.import_module(f".runtime.{module}", __package__).available()
     if not ok:
-        return False, f"; {what}, but it is not available ({where}): the kernel runs"
-    return True, f"cuBLAS (cublasGemmEx, fp32 accumulation, {where}) {faster}"
+        return False, f"; {why}, but it is not available ({where}): the kernel runs"
+    return True, f"{using}, {where})"
 
 
 def fit_shared(cfg: moderate.ModerateConfig, limit: int) -> moderate.ModerateConfig:
@@ -306,20 +315,11 @@ def lt_choice(vendor: str, arch: str, mode: int, fmt: str, n: int, m: int, per_s
     if vendor != "cuda" or mode != fp8.W8A8 or n < FP8_LT_MIN_N or parse(arch).sm < 89:
         return False, ""
     why = f"cuBLASLt runs W8A8 from N = {FP8_LT_MIN_N} tokens on (the kernel measured slower there)"
-    for cond, but in ((fmt != "float8_e4m3fn", f"the weights are {fmt}, which cuBLASLt does not take"),
-                      (per_scale, "the scales are per token / per channel, not per tensor"),
-                      (bias, "this call has a bias, which only the kernel fuses"),
-                      (m % 16 != 0, f"M = {m} is no multiple of 16"),
-                      (not config.blas(), "JITGEMM_BLAS=0")):
-        if cond:
-            return False, f"; {why}, but {but}: the kernel runs"
-    if lt_present:  # explaining for another machine (explain(arch=)): assume it has the library
-        return True, "cuBLASLt (cublasLtMatmul, fp8 tensor cores, where libcublasLt loads)"
-    from .runtime import blaslt
-    ok, where = blaslt.available()
-    if not ok:
-        return False, f"; {why}, but it is not available ({where}): the kernel runs"
-    return True, f"cuBLASLt (cublasLtMatmul, fp8 tensor cores, {where})"
+    return _library_route(why, ((fmt != "float8_e4m3fn", f"the weights are {fmt}, which cuBLASLt does not take"),
+                                (per_scale, "the scales are per token / per channel, not per tensor"),
+                                (bias, "this call has a bias, which only the kernel fuses"),
+                                (m % 16 != 0, f"M = {m} is no multiple of 16")),
+                          lt_present, "blaslt", "libcublasLt", "cuBLASLt (cublasLtMatmul, fp8 tensor cores")
 
 
 def plan_fp8(vendor: str, arch: str, cus: int, out_dtype: str, mode: int, fmt: str, n: int, m: int, k: int,

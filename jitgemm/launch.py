@@ -67,21 +67,10 @@ class KernelLaunch:
         self.ws_stream = stream
 
 
-class BlasLaunch:
-    """cuBLAS for a plan the dispatcher sent there: out = x . w^T from the x, w and out values."""
+class _LibraryCall:
+    """A vendor-library launch (no kernel of ours): bind() keeps a Prepared call's values, fire() runs them."""
 
-    __slots__ = ("backend", "device", "dtype", "n", "m", "k", "ldx", "ldw", "ldo", "values", "kernel")
-
-    def __init__(self, backend, device: int, dtype: str, n: int, m: int, k: int, ldx: int, ldw: int, ldo: int):
-        self.backend, self.device, self.dtype = backend, device, dtype
-        self.n, self.m, self.k, self.ldx, self.ldw, self.ldo = n, m, k, ldx, ldw, ldo
-        self.values, self.kernel = None, None
-        blas.cublas().workspace(backend, device, 0)  # the default stream's now, before any graph capture
-
-    def run(self, stream: int, values) -> None:
-        x, w, _bias, out = values
-        blas.gemm(self.backend, self.device, stream, self.dtype, self.n, self.m, self.k, x, self.ldx, w, self.ldw,
-                  out, self.ldo)
+    __slots__ = ("values", "kernel")
 
     def bind(self, values) -> None:
         self.values = values
@@ -90,12 +79,29 @@ class BlasLaunch:
         self.run(stream, self.values)
 
 
-class LtLaunch:
+class BlasLaunch(_LibraryCall):
+    """cuBLAS for a plan the dispatcher sent there: out = x . w^T from the x, w and out values."""
+
+    __slots__ = ("backend", "device", "dtype", "n", "m", "k", "ldx", "ldw", "ldo")
+
+    def __init__(self, backend, device: int, dtype: str, n: int, m: int, k: int, ldx: int, ldw: int, ldo: int):
+        self.backend, self.device, self.dtype = backend, device, dtype
+        self.n, self.m, self.k, self.ldx, self.ldw, self.ldo = n, m, k, ldx, ldw, ldo
+        self.values, self.kernel = None, None
+        blas.workspace(backend, device, 0)  # the default stream's now, before any graph capture
+
+    def run(self, stream: int, values) -> None:
+        x, w, _bias, out = values
+        blas.gemm(self.backend, self.device, stream, self.dtype, self.n, self.m, self.k, x, self.ldx, w, self.ldw,
+                  out, self.ldo)
+
+
+class LtLaunch(_LibraryCall):
     """cuBLASLt for an fp8 plan the dispatcher sent there (jitgemm.runtime.blaslt), from scaled_gemm's values
     (x, w, scale_x, scale_w, bias, out). scale_kinds says what each scale's value is: "pointer" (a one-element
     device array: cuBLASLt's scale pointer), "value" (a number: folded into alpha) or "none"."""
 
-    __slots__ = ("matmul", "sx_pointer", "sx_value", "sw_pointer", "sw_value", "values", "kernel")
+    __slots__ = ("matmul", "sx_pointer", "sx_value", "sw_pointer", "sw_value")
 
     def __init__(self, matmul, scale_kinds: tuple[str, str]):
         self.matmul = matmul
@@ -108,9 +114,3 @@ class LtLaunch:
         x, w, sx, sw, _bias, out = values
         alpha = (sx if self.sx_value else 1.0) * (sw if self.sw_value else 1.0)
         self.matmul.run(stream, x, w, sx if self.sx_pointer else 0, sw if self.sw_pointer else 0, alpha, out)
-
-    def bind(self, values) -> None:
-        self.values = values
-
-    def fire(self, stream: int) -> None:
-        self.run(stream, self.values)

@@ -86,22 +86,20 @@ class Loaded:
             return False, str(e)
 
 
-class _Cublas:
-    def __init__(self):
-        self.lib, self.path = open_library("cublas", "JITGEMM_CUBLAS")
-        vp, i32, u64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t
-        self._fn("cublasCreate_v2", [ctypes.POINTER(vp)])
-        self._fn("cublasSetStream_v2", [vp, vp])
-        self._fn("cublasSetWorkspace_v2", [vp, vp, u64])
-        self._fn("cublasGetVersion_v2", [vp, ctypes.POINTER(i32)])
-        self._fn("cublasGemmEx", [vp, i32, i32, i32, i32, i32, vp, vp, i32, i32, vp, i32, i32, vp, vp, i32, i32, i32, i32])
+class VendorLibrary:
+    """What cuBLAS and cuBLASLt share through ctypes: the library and its path, typed entry points, status
+    checks, and one handle per device, made by the CREATE entry point with that device's context current."""
+
+    CREATE = ""
+
+    def __init__(self, name: str, env: str):
+        self.lib, self.path = open_library(name, env)
         self.handles: dict[int, ctypes.c_void_p] = {}
         self.lock = threading.Lock()
-        self.alpha, self.beta = ctypes.c_float(1.0), ctypes.c_float(0.0)
 
-    def _fn(self, name: str, argtypes: list) -> None:
+    def _fn(self, name: str, argtypes: list, restype=ctypes.c_int) -> None:
         f = getattr(self.lib, name)
-        f.argtypes, f.restype = argtypes, ctypes.c_int
+        f.argtypes, f.restype = argtypes, restype
 
     def check(self, call: str, status: int) -> None:
         if status != 0:
@@ -109,14 +107,25 @@ class _Cublas:
 
     def handle(self, device: int) -> ctypes.c_void_p:
         h = self.handles.get(device)
-        if h is None:  # created with the device's context current (gemm makes it so)
+        if h is None:  # created with the device's context current (the callers make it so)
             h = ctypes.c_void_p()
-            self.check("cublasCreate_v2", self.lib.cublasCreate_v2(ctypes.byref(h)))
+            self.check(self.CREATE, getattr(self.lib, self.CREATE)(ctypes.byref(h)))
             self.handles[device] = h
         return h
 
-    def workspace(self, backend, device: int, stream: int) -> int:
-        return workspace(backend, device, stream)
+
+class _Cublas(VendorLibrary):
+    CREATE = "cublasCreate_v2"
+
+    def __init__(self):
+        super().__init__("cublas", "JITGEMM_CUBLAS")
+        vp, i32, u64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t
+        self._fn("cublasCreate_v2", [ctypes.POINTER(vp)])
+        self._fn("cublasSetStream_v2", [vp, vp])
+        self._fn("cublasSetWorkspace_v2", [vp, vp, u64])
+        self._fn("cublasGetVersion_v2", [vp, ctypes.POINTER(i32)])
+        self._fn("cublasGemmEx", [vp, i32, i32, i32, i32, i32, vp, vp, i32, i32, vp, i32, i32, vp, vp, i32, i32, i32, i32])
+        self.alpha, self.beta = ctypes.c_float(1.0), ctypes.c_float(0.0)
 
 
 _workspaces: dict[tuple[int, int], int] = {}
@@ -167,7 +176,7 @@ def gemm(backend, device: int, stream: int, dtype: str, n: int, m: int, k: int, 
     with c.lock:  # one handle per device: its stream and workspace are set and used as one step
         backend.make_current(device)  # a handle is bound to its device's context: use it there only
         h = c.handle(device)
-        ws = c.workspace(backend, device, stream)
+        ws = workspace(backend, device, stream)
         c.check("cublasSetStream_v2", c.lib.cublasSetStream_v2(h, ctypes.c_void_p(stream)))
         c.check("cublasSetWorkspace_v2", c.lib.cublasSetWorkspace_v2(h, ctypes.c_void_p(ws), WORKSPACE_BYTES))
         c.check("cublasGemmEx", c.lib.cublasGemmEx(

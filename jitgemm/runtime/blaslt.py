@@ -14,8 +14,7 @@ from __future__ import annotations
 import ctypes
 import threading
 
-from ..errors import VendorError
-from .blas import WORKSPACE_BYTES, Loaded, open_library, status_name, workspace
+from .blas import WORKSPACE_BYTES, Loaded, VendorLibrary, workspace
 
 # values from cublasLt.h / library_types.h (CUDA 12.x and 13.x)
 _R_32F, _E4M3 = 0, 28                        # CUDA_R_32F, CUDA_R_8F_E4M3
@@ -39,13 +38,14 @@ class Unsupported(Exception):
     """cuBLASLt has no algorithm for this call (its layout, alignment or GPU): the kernel runs instead."""
 
 
-class _Lt:
+class _Lt(VendorLibrary):
+    CREATE = "cublasLtCreate"
+
     def __init__(self):
-        self.lib, self.path = open_library("cublasLt", "JITGEMM_CUBLASLT")
+        super().__init__("cublasLt", "JITGEMM_CUBLASLT")
         vp, i32, u64, i64, sz = ctypes.c_void_p, ctypes.c_int, ctypes.c_uint64, ctypes.c_int64, ctypes.c_size_t
         pvp = ctypes.POINTER(vp)
         self._fn("cublasLtCreate", [pvp])
-        self._fn("cublasLtGetVersion", [], ctypes.c_size_t)
         self._fn("cublasLtMatmulDescCreate", [pvp, i32, i32])
         self._fn("cublasLtMatmulDescDestroy", [vp])
         self._fn("cublasLtMatmulDescSetAttribute", [vp, i32, vp, sz])
@@ -57,24 +57,6 @@ class _Lt:
         self._fn("cublasLtMatmulAlgoGetHeuristic", [vp, vp, vp, vp, vp, vp, vp, i32, ctypes.POINTER(_Heuristic),
                                                     ctypes.POINTER(i32)])
         self._fn("cublasLtMatmul", [vp, vp, vp, vp, vp, vp, vp, vp, vp, vp, vp, vp, vp, vp, sz, vp])
-        self.handles: dict[int, ctypes.c_void_p] = {}
-        self.lock = threading.Lock()
-
-    def _fn(self, name: str, argtypes: list, restype=ctypes.c_int) -> None:
-        f = getattr(self.lib, name)
-        f.argtypes, f.restype = argtypes, restype
-
-    def check(self, call: str, status: int) -> None:
-        if status != 0:
-            raise VendorError(call, status_name(status))
-
-    def handle(self, device: int) -> ctypes.c_void_p:
-        h = self.handles.get(device)
-        if h is None:  # created with the device's context current
-            h = ctypes.c_void_p()
-            self.check("cublasLtCreate", self.lib.cublasLtCreate(ctypes.byref(h)))
-            self.handles[device] = h
-        return h
 
 
 _lt = Loaded(_Lt)
