@@ -84,11 +84,27 @@ def lookup(family: str, m: int, k: int, device: str = "", arch: str = "sm_90a", 
     if row is not None and (usable is None or usable(row)):
         return row, f"tuned on this GPU ({tuned.describe(device)})"
     t = _table_file(device, arch, family)
-    rows = [r for r in (t.family(family) if t else []) if usable is None or usable(r)]
+    table = t.family(family) if t else []
+    rows = [r for r in table if (usable is None or usable(r)) and _carries(family, table, r, m, k)]
     if not rows:
         return None
     row = nearest_row(rows, m, k)
     return row, f"measured table: nearest tuned shape M={row[0]} K={row[1]} ({t.device})"
+
+
+def _carries(family: str, table: list, row, m: int, k: int) -> bool:
+    """Whether a 16-bit skinny row may serve (M, K): its own shape always; another shape only when the row's
+    K split (WK warps) is the table's most common one. The H100 broad suite (2026-12-05, N = 16) lost on 13 of
+    the 15 untuned shapes nearest to the two WK = 8 rows (M = 5120, K = 2880 / 4096: 0.87-0.98x cuBLAS), while
+    same-size shapes nearest to WK = 16 rows won 1.05-1.29x: a rare K split won at its own shape only."""
+    if family != "skinny" or (row[0], row[1]) == (m, k):
+        return True
+    return row[2][0] == _common_wk(tuple(r[2][0] for r in table))
+
+
+def _common_wk(wks: tuple) -> int:
+    """The most common WK of a table's rows (the larger on a tie: more warps splitting K read more at once)."""
+    return max(set(wks), key=lambda w: (wks.count(w), w))
 
 
 def nearest_row(table: list, m: int, k: int):

@@ -183,3 +183,20 @@ def test_scaled_gemm_token_limit_names_the_rule():
     assert "8 tiles a row block, side by side" in text and "refuse" not in text
     text = jitgemm.explain((fp8.MAX_N + 1, 4096, 4096, "fp8"), arch="sm_90a")
     assert f"1..{fp8.MAX_N}, got N={fp8.MAX_N + 1}" in text and "chunks" in text
+
+
+def test_a_rare_warp_count_serves_only_its_own_shape(nv_tables):
+    """A 16-bit skinny row whose K split (WK) is not the table's most common one runs at its own (M, K) only: the
+    H100 broad suite lost on the untuned neighbours of such rows. Other shapes take the nearest common row."""
+    common = {1: 1, 4: 1, 8: 1, 16: 1}
+    nv_tables(skinny=[[4096, 4096, [16, 2, 1], common], [8192, 2048, [16, 2, 1], common],
+                      [5120, 2880, [8, 2, 1], common], [1024, 1024, [4, 4, 1], common]], moderate=[])
+    wk = lambda m, k: dispatch.plan_gemm("cuda", "sm_90a", 132, "bfloat16", 16, m, k).config.WK
+    assert wk(5120, 2880) == 8 and wk(1024, 1024) == 4          # its own shape: the row's verdict
+    assert wk(5120, 3072) == 16 and wk(4608, 2880) == 16        # its neighbours: the nearest WK = 16 row
+    assert wk(1000, 1024) == 16
+    reason = dispatch.plan_gemm("cuda", "sm_90a", 132, "bfloat16", 16, 5120, 3072).reason
+    assert "nearest tuned shape M=4096 K=4096" in reason
+    # the fp8 family's rows are not filtered: its K splits vary with the shape by design
+    nv_tables(fp8=[[4096, 4096, [16, 2, 1], common], [8192, 2048, [16, 2, 1], common], [5120, 2880, [8, 2, 1], common]], moderate=[])
+    assert dispatch.nv_config("bfloat16", 16, 5120, 3072, 132, family="fp8")[0].WK == 8
