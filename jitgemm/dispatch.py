@@ -318,37 +318,51 @@ def plan_moderate(vendor: str, arch: str, cus: int, dtype: str, n: int, m: int, 
 #: fp8 kernel measured 0.67-1.2x (geomean 0.92) torch._scaled_mm at N = 16 over 58 unseen shapes and 0.37-0.44x
 #: at N = 64 in the 8B / 70B TP-8 steps (H100, 2026-12-05), while N <= 4 won (geomean 1.10-1.13).
 FP8_LT_MIN_N = 16
+#: W8A8 with per-token x per-channel scales from this many tokens on runs in cuBLASLt, through its outer-vector
+#: scale mode (cuBLAS 12.9+; where the library has none, the kernel runs): the kernel measured 1.23-1.41x the
+#: baseline at N = 16 but 0.46-0.58x at N = 64 (H100, 2026-12-05), so N <= 16 stays on the kernel.
+FP8_LT_MIN_N_CHANNEL = 17
 
 
-def lt_choice(vendor: str, arch: str, mode: int, fmt: str, n: int, m: int, per_scale: bool, bias: bool,
+def lt_choice(vendor: str, arch: str, mode: int, fmt: str, n: int, m: int, scales: tuple[bool, bool], bias: bool,
               lt_present: bool | None = None) -> tuple[bool, str]:
     """(whether cuBLASLt runs this scaled_gemm, why the kernel runs although N alone would send it there).
-    cuBLASLt's fp8 path: W8A8 in e4m3fn on sm_89 and later, per-tensor scales (its scale pointers are
-    scalars), no bias (only the kernel fuses one), M a multiple of 16 (what its fp8 kernels and
-    torch._scaled_mm require), JITGEMM_BLAS not 0, and the library loads. The call's own pointers and
-    pitches are checked where the launch is made (scaled._launch_for)."""
+    cuBLASLt's fp8 path: W8A8 in e4m3fn on sm_89 and later, no bias (only the kernel fuses one), M a multiple of
+    16 (what its fp8 kernels and torch._scaled_mm require), JITGEMM_BLAS not 0, the library loads; scales
+    (per-vector token scale, per-vector weight scale) either both per tensor (its scalar scale pointers, from
+    FP8_LT_MIN_N tokens) or both vectors (its outer-vector mode, from FP8_LT_MIN_N_CHANNEL). The call's own
+    pointers and pitches are checked where the launch is made (scaled._launch_for)."""
     from .kernels import fp8
-    if vendor != "cuda" or mode != fp8.W8A8 or n < FP8_LT_MIN_N or parse(arch).sm < 89:
+    per_x, per_w = scales
+    outer = per_x and per_w
+    least = FP8_LT_MIN_N_CHANNEL if outer else FP8_LT_MIN_N
+    if vendor != "cuda" or mode != fp8.W8A8 or n < least or parse(arch).sm < 89:
         return False, ""
-    why = f"cuBLASLt runs W8A8 from N = {FP8_LT_MIN_N} tokens on (the kernel measured slower there)"
+    kind = "per-token x per-channel scales" if outer else "per-tensor scales"
+    why = f"cuBLASLt runs W8A8 with {kind} from N = {least} tokens on (the kernel measured slower there)"
+    mixed = per_x != per_w
     return _library_route(why, ((fmt != "float8_e4m3fn", f"the weights are {fmt}, which cuBLASLt does not take"),
-                                (per_scale, "the scales are per token / per channel, not per tensor"),
+                                (mixed, "one scale is a vector and the other per tensor (cuBLASLt takes both "
+                                        "per tensor, or both as vectors)"),
                                 (bias, "this call has a bias, which only the kernel fuses"),
                                 (m % 16 != 0, f"M = {m} is no multiple of 16")),
-                          lt_present, "blaslt", "libcublasLt", "cuBLASLt (cublasLtMatmul, fp8 tensor cores")
+                          lt_present, "blaslt", "libcublasLt", "cuBLASLt (cublasLtMatmul, fp8 tensor cores"
+                          + (", per-token x per-channel scales as its outer vectors" if outer else ""))
 
 
 def plan_fp8(vendor: str, arch: str, cus: int, out_dtype: str, mode: int, fmt: str, n: int, m: int, k: int,
-             device: str = "", per_scale: bool = False, bias: bool = False, lt_present: bool | None = None) -> Plan:
+             device: str = "", scales: tuple[bool, bool] = (False, False), bias: bool = False,
+             lt_present: bool | None = None) -> Plan:
     """The plan of a checked scaled_gemm (N = 1..128): cuBLASLt where lt_choice says so (the kernel's plan in
-    extra["fallback"], for calls whose pointers or pitches cuBLASLt cannot take), else the fp8 family's
-    kernel for the vendor, arch, mode and format; N beyond one block's token tile takes more blocks
-    (_token_tiles says how). per_scale: per-token or per-channel scales; bias: the call has one."""
+    extra["fallback"], for calls whose pointers or pitches cuBLASLt cannot take; extra["outer"]: the scales are
+    vectors), else the fp8 family's kernel for the vendor, arch, mode and format; N beyond one block's token
+    tile takes more blocks (_token_tiles says how). scales: whether scale_x is per token, scale_w per channel;
+    bias: the call has one."""
     kernel = _plan_fp8_kernel(vendor, arch, cus, out_dtype, mode, fmt, n, m, k, device)
-    use_lt, note = lt_choice(vendor, arch, mode, fmt, n, m, per_scale, bias, lt_present)
+    use_lt, note = lt_choice(vendor, arch, mode, fmt, n, m, scales, bias, lt_present)
     if use_lt:
         return Plan("blaslt", f"{note} instead of the fp8 kernel ({kernel.reason}); JITGEMM_BLAS=0 runs the kernel",
-                    kernel.config, extra={"fallback": kernel})
+                    kernel.config, extra={"fallback": kernel, "outer": all(scales)})
     return replace(kernel, reason=kernel.reason + note) if note else kernel
 
 

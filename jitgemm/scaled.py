@@ -146,7 +146,7 @@ def plan_for(vendor: str, arch: str, sms: int, s: _Scaled, device: str = "", lt_
     if rule:
         raise ValueError(f"scaled_gemm: {rule}")
     return dispatch.plan_fp8(vendor, arch, sms, s.out_dtype, s.mode, s.fmt, s.n, s.m, s.k, device,
-                             per_scale=s.sx.per or s.sw.per, bias=s.bias is not None, lt_present=lt_present)
+                             scales=(s.sx.per, s.sw.per), bias=s.bias is not None, lt_present=lt_present)
 
 
 def _layout(s: _Scaled, x: View, w: View, bias: View | None, out: View | None) -> tuple:
@@ -172,29 +172,47 @@ def _scaled_launch(backend, device: int, plan, s: _Scaled, lay: tuple) -> Kernel
 
 
 def _launch_for(backend, device: int, plan, s: _Scaled, lay: tuple, out: View | None):
-    """(launch, the plan it runs, the per-call checks of its values). A cuBLASLt plan runs there when this
-    call's out pitch and pointers suit it (16-byte rows and addresses; the algorithm is picked for the
-    addresses' alignment, which later calls of the signature must keep) and cuBLASLt has an algorithm;
-    else the kernel's plan runs, and explain-style reason says why."""
+    """(launch, the plan it runs, the per-call checks of its values, whether the signature may keep it). A
+    cuBLASLt plan runs there when this call's out pitch and pointers suit it (16-byte rows and addresses, scale
+    vectors 16-byte aligned; the algorithm is picked for the addresses' alignment, which later calls of the
+    signature must keep) and cuBLASLt has an algorithm; else the kernel's plan runs, and explain-style reason
+    says why. Where that refusal came from this call's addresses, the kernel's launch is not kept for the
+    signature: a later call with suitable addresses takes cuBLASLt again, so which route (and which bits) a call
+    gets depends on its own operands, never on the calls before it."""
     scale_checks = (_scale_check(s.sx), _scale_check(s.sw))
+    keep = True
     if plan.family == "blaslt":
         from .launch import LtLaunch
         from .runtime import blaslt
         ldx, ldw, ldo = lay[:3]
+        outer = plan.extra.get("outer", False)
         aligns = (blaslt.alignment(s.w.ptr), blaslt.alignment(s.x.ptr), blaslt.alignment(out.ptr) if out else 256)
-        refused = (f"out's row pitch {ldo} is no multiple of 8 elements" if ldo % 8 else
-                   f"out's address {out.ptr:#x} is not 16-byte aligned" if out is not None and out.ptr % 16 else None)
-        if refused is None:
+        refused = (f"out's row pitch {ldo} is no multiple of 8 elements" if ldo % 8 else None)
+        by_address = (f"out's address {out.ptr:#x} is not 16-byte aligned" if out is not None and out.ptr % 16 else
+                      _vector_refusal(s) if outer else None)
+        if refused is None and by_address is None:
             try:
-                mm = blaslt.Fp8Matmul(backend, device, s.out_dtype, s.n, s.m, s.k, ldx, ldw, ldo, aligns)
+                mm = blaslt.Fp8Matmul(backend, device, s.out_dtype, s.n, s.m, s.k, ldx, ldw, ldo, aligns, outer=outer)
                 launch = LtLaunch(mm, (_scale_kind(s.sx), _scale_kind(s.sw)))
-                return launch, plan, (aligns[1], aligns[0], *scale_checks, 0, aligns[2])
+                if outer:  # cuBLASLt reads the vectors 16 bytes at a time: later calls' vectors must keep that
+                    scale_checks = (16, 16)
+                return launch, plan, (aligns[1], aligns[0], *scale_checks, 0, aligns[2]), True
             except blaslt.Unsupported as e:
                 refused = str(e)
+                by_address = None if e.anywhere or aligns == (256, 256, 256) else refused
+        keep = by_address is None
         fallback = plan.extra["fallback"]
-        plan = replace(fallback, reason=f"{fallback.reason}; cuBLASLt would run this shape, but {refused}: the "
-                                        f"kernel runs")
-    return _scaled_launch(backend, device, plan, s, lay), plan, (16, 16, *scale_checks, 2, 2)
+        plan = replace(fallback, reason=f"{fallback.reason}; cuBLASLt would run this shape, but {refused or by_address}"
+                                        f": the kernel runs")
+    return _scaled_launch(backend, device, plan, s, lay), plan, (16, 16, *scale_checks, 2, 2), keep
+
+
+def _vector_refusal(s: _Scaled) -> str | None:
+    """Why cuBLASLt's outer-vector mode cannot take this call's scale vectors (None: it can)."""
+    for name, sc in (("scale_x", s.sx), ("scale_w", s.sw)):
+        if sc.view.ptr % 16:
+            return f"{name}'s address {sc.view.ptr:#x} is not 16-byte aligned (its outer-vector scales need it)"
+    return None
 
 
 def _scale_kind(sc: _Scale) -> str:
@@ -257,12 +275,12 @@ def _scaled_cold(key, out_dtype, fp8_format, x, w, scale_x, scale_w, bias, out, 
     if host:
         return _run_host(backend, device, _plan(backend, device, s), s, out)
     lay = _layout(s, s.x, s.w, s.bias, ov)
-    launch, _, checks = _launch_for(backend, device, _plan(backend, device, s), s, lay, ov)
+    launch, _, checks, keep = _launch_for(backend, device, _plan(backend, device, s), s, lay, ov)
     entry = pipeline.Entry(launch, checks,
                            pipeline.current_stream_rule([s.x, ov or s.x, s.w], device),
                            pipeline.output_factory(s.x, backend, device, (s.n, s.m), s.out_dtype),
                            pipeline.extents([s.x, s.w, s.sx.view, s.sw.view, s.bias, ov]))
-    pipeline.store(key, entry)
+    pipeline.store(key if keep else None, entry)
     return entry.run((x, w, scale_x, scale_w, bias, out), _values(s, ov), stream)
 
 
@@ -277,7 +295,7 @@ def prepare_scaled(x, w, scale_x=None, scale_w=None, bias=None, *, out, out_dtyp
     if host:
         raise ValueError("prepare_scaled needs device arrays (numpy operands are copied per call)")
     lay = _layout(s, s.x, s.w, s.bias, ov)
-    launch, plan, _ = _launch_for(backend, device, _plan(backend, device, s), s, lay, ov)
+    launch, plan = _launch_for(backend, device, _plan(backend, device, s), s, lay, ov)[:2]
     return pipeline.Prepared(plan, launch, _values(s, ov), (x, w, scale_x, scale_w, bias, out))
 
 

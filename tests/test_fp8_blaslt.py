@@ -19,8 +19,9 @@ E4M3, FNUZ = "float8_e4m3fn", "float8_e4m3fnuz"
 N, M, K = 32, 4096, 2048
 
 
-def plan(n=N, m=M, mode=fp8.W8A8, fmt=E4M3, arch="sm_90a", vendor="cuda", per=False, bias=False, present=True):
-    return dispatch.plan_fp8(vendor, arch, 132, "bfloat16", mode, fmt, n, m, K, per_scale=per, bias=bias,
+def plan(n=N, m=M, mode=fp8.W8A8, fmt=E4M3, arch="sm_90a", vendor="cuda", per=(False, False), bias=False,
+         present=True):
+    return dispatch.plan_fp8(vendor, arch, 132, "bfloat16", mode, fmt, n, m, K, scales=per, bias=bias,
                              lt_present=present)
 
 
@@ -36,11 +37,26 @@ def test_w8a8_per_tensor_from_16_tokens_goes_to_cublaslt_with_the_kernel_as_fall
 
 
 @pytest.mark.parametrize("change,why", [
-    ({"fmt": FNUZ}, "does not take"), ({"per": True}, "per token / per channel"), ({"bias": True}, "bias"),
+    ({"fmt": FNUZ}, "does not take"), ({"per": (True, False)}, "one scale is a vector and the other per tensor"),
+    ({"per": (False, True)}, "one scale is a vector"), ({"bias": True}, "bias"),
     ({"m": M + 8}, f"M = {M + 8} is no multiple of 16")])
 def test_what_keeps_the_kernel_is_said(change, why):
     p = plan(**change)
     assert p.family == "fp8" and "cuBLASLt runs W8A8" in p.reason and why in p.reason and "the kernel runs" in p.reason
+
+
+def test_per_token_per_channel_from_17_tokens_goes_to_cublaslt_outer_vectors():
+    both = (True, True)
+    for n in (dispatch.FP8_LT_MIN_N_CHANNEL, 64, fp8.MAX_N):
+        p = plan(n, per=both)
+        assert p.family == "blaslt" and p.extra["outer"] and "per-token x per-channel scales" in p.reason
+        assert "outer vectors" in p.reason and p.extra["fallback"].family == "fp8"
+    assert not plan(64).extra["outer"]
+    below = plan(dispatch.FP8_LT_MIN_N_CHANNEL - 1, per=both)
+    assert below.family == "fp8" and "cuBLASLt" not in below.reason  # N = 16: the kernel measured faster
+    for change, why in (({"fmt": FNUZ}, "does not take"), ({"bias": True}, "bias"), ({"m": M + 8}, "no multiple")):
+        p = plan(64, per=both, **change)
+        assert p.family == "fp8" and why in p.reason
 
 
 def test_other_modes_vendors_and_archs_never_take_cublaslt():
@@ -77,10 +93,10 @@ class FakeMatmul:
     made, runs = [], []
     refuse = False
 
-    def __init__(self, backend, device, out_dtype, n, m, k, ldx, ldw, ldo, aligns):
+    def __init__(self, backend, device, out_dtype, n, m, k, ldx, ldw, ldo, aligns, outer=False):
         if FakeMatmul.refuse:
             raise blaslt.Unsupported("no algorithm (fake)")
-        FakeMatmul.made.append((out_dtype, n, m, k, ldx, ldw, ldo, aligns))
+        FakeMatmul.made.append((out_dtype, n, m, k, ldx, ldw, ldo, aligns) + (("outer",) if outer else ()))
 
     def run(self, stream, x, w, x_scale, w_scale, alpha, out):
         FakeMatmul.runs.append((stream, x, w, x_scale, w_scale, alpha, out))
@@ -162,11 +178,27 @@ def test_a_less_aligned_pointer_later_gets_an_algorithm_for_its_alignment(lt):
     assert len(FakeMatmul.made) == 2
 
 
-def test_a_bias_or_per_token_scales_stay_on_the_kernel(lt):
+def test_a_bias_or_mixed_scales_stay_on_the_kernel(lt):
     x, w, o = operands()
     scaled.scaled_gemm(x, w, 0.25, 0.5, dv((M,), 0xB000, "bfloat16"), out=o)
     scaled.scaled_gemm(x, w, dv((N,), 0x9000, "float32"), 0.5, out=o)
-    assert not FakeMatmul.made and len(lt.launches) == 2
+    scaled.scaled_gemm(x, w, 0.25, dv((M,), 0xA000, "float32"), out=o)
+    assert not FakeMatmul.made and len(lt.launches) == 3
+
+
+def test_scale_vectors_reach_cublaslt_as_its_outer_vector_pointers(lt):
+    x, w, o = operands()
+    sx, sw = dv((N,), 0x9000, "float32"), dv((M,), 0xA000, "float32")
+    scaled.scaled_gemm(x, w, sx, sw, out=o, stream=3)
+    assert FakeMatmul.made == [("bfloat16", N, M, K, K, K, M, (256, 256, 256), "outer")]
+    assert FakeMatmul.runs == [(3, X, W, 0x9000, 0xA000, 1.0, O)] and not lt.launches
+    # a vector only 4-byte aligned: the kernel (cuBLASLt reads 16 bytes at a time), the same rule cold or cached
+    scaled.scaled_gemm(x, w, dv((N,), 0x9004, "float32"), sw, out=o)
+    assert len(lt.launches) == 1 and len(FakeMatmul.runs) == 1
+    p = scaled.prepare_scaled(x, w, sx, dv((M,), 0xA008, "float32"), out=o)
+    assert p.plan.family == "fp8" and "scale_w's address 0xa008 is not 16-byte aligned" in p.plan.reason
+    scaled.scaled_gemm(x, w, sx, sw, out=o)  # back to aligned vectors: cuBLASLt again, the signature's own matmul
+    assert len(FakeMatmul.runs) == 2 and FakeMatmul.runs[-1][3:5] == (0x9000, 0xA000)
 
 
 # ---- the ctypes mapping onto cublasLtMatmul --------------------------------------------------------------
@@ -232,6 +264,25 @@ def test_fp8_matmul_is_cublaslt_tn_with_scales_set_only_when_they_change(monkeyp
     assert (a[13], a[15]) == (0xAB005, 5)                                   # the stream's workspace, the stream
 
 
+def test_outer_vector_scales_set_both_scale_modes_or_are_unsupported(monkeypatch):
+    fake = FakeLt()
+    lt_with(monkeypatch, fake)
+    blaslt.Fp8Matmul(Backend(), 0, "bfloat16", 24, 5120, 4096, 4112, 4096, 5128, (256, 128, 16), outer=True)
+    sets = {a[1]: value_of(a[2]) for n, a in fake.calls if n == "cublasLtMatmulDescSetAttribute"}
+    assert sets == {3: 1, 4: 0, 31: 3, 32: 3}  # A and B scale modes: OUTER_VEC_32F, before the heuristic
+    names = [n for n, _ in fake.calls]
+    assert names.index("cublasLtMatmulAlgoGetHeuristic") > max(i for i, n in enumerate(names) if n.endswith("SetAttribute")
+                                                               and fake.calls[i][1][1] in (31, 32))
+
+    class OldLt(FakeLt):  # a cuBLASLt before 12.9: the attribute is unknown (INVALID_VALUE)
+        def __getattr__(self, name):
+            f = super().__getattr__(name)
+            return (lambda *a: 7 if a[1] == 31 else f(*a)) if name == "cublasLtMatmulDescSetAttribute" else f
+    lt_with(monkeypatch, OldLt())
+    with pytest.raises(blaslt.Unsupported, match="no outer-vector scales"):
+        blaslt.Fp8Matmul(Backend(), 0, "bfloat16", 24, 5120, 4096, 4112, 4096, 5128, (256, 128, 16), outer=True)
+
+
 def test_no_algorithm_is_unsupported(monkeypatch):
     lt_with(monkeypatch, FakeLt(algos=0))
     with pytest.raises(blaslt.Unsupported, match="no fp8 algorithm for N=24, M=5120, K=4096"):
@@ -240,3 +291,14 @@ def test_no_algorithm_is_unsupported(monkeypatch):
 
 def test_alignment_classes():
     assert [blaslt.alignment(p) for p in (0x1000, 0x1080, 0x1040, 0x1020, 0x1010)] == [256, 128, 64, 32, 16]
+
+
+def test_the_route_follows_each_calls_addresses_not_the_calls_before_it(lt):
+    """A call whose out address cuBLASLt refuses runs the kernel without displacing the signature's cuBLASLt
+    entry: the next aligned call is cuBLASLt's again (same operands, same route, same bits)."""
+    x, w, o = operands()
+    scaled.scaled_gemm(x, w, 0.25, 0.5, out=o)
+    scaled.scaled_gemm(x, w, 0.25, 0.5, out=operands(o_ptr=O + 8)[2])
+    scaled.scaled_gemm(x, w, 0.25, 0.5, out=o)
+    assert len(lt.launches) == 1 and [r[-1] for r in FakeMatmul.runs] == [O, O]
+    assert len(FakeMatmul.made) == 1

@@ -242,6 +242,63 @@ def test_cublaslt_route_per_tensor_matches_float64(n):
         assert np.array_equal(owner2.to_numpy().view(np.uint16), got.view(np.uint16))
 
 
+def _vector_on_device(v: np.ndarray):
+    owner, view = to_device(v.astype(np.float32).reshape(1, -1), "float32")
+    view.shape, view.strides = (v.size,), (1,)
+    return owner, view
+
+
+@pytest.mark.parametrize("n", [17, 64, 128])
+def test_cublaslt_outer_vector_route_per_token_per_channel(n):
+    """W8A8 with per-token x per-channel scales from 17 tokens: cuBLASLt's outer-vector scales where this
+    cuBLASLt has them (12.9+), else the kernel, which the plan then names; float64 either way, the cached call
+    the prepared call's bits, and a scale vector off 16 bytes runs the kernel without changing the route of the
+    aligned calls after it."""
+    _cublaslt_or_skip()
+    from jitgemm import scaled
+    fmt = "float8_e4m3fn"
+    rng = np.random.default_rng(500 + n)
+    m, k = 1024, 2048 + 16
+    x, w = rng.standard_normal((n, k)), rng.standard_normal((m, k)) * np.linspace(0.1, 4, m)[:, None]
+    sx = (np.abs(x).max(axis=1) / 448).astype(np.float32)
+    sw = (np.abs(w).max(axis=1) / 448).astype(np.float32)
+    x8, w8 = quantize(x, sx, fmt), quantize(w, sw, fmt)
+    _, xv = fp8_device(x8)
+    _, wv = fp8_device(w8)
+    (kx, sxd), (kw, swd) = _vector_on_device(sx), _vector_on_device(sw)
+    ref, mag = reference(x8, w8, sx, sw)
+    owner, ov = empty_device((n, m), "bfloat16")
+    p = scaled.prepare_scaled(xv, wv, sxd, swd, out=ov)
+    print(f"N={n}: {p.plan.family}: {p.plan.reason[:160]}")
+    assert p.plan.family == "blaslt" or "outer-vector" in p.plan.reason, p.plan.reason
+    p.launch(0)
+    sync()
+    got = owner.to_numpy()
+    if p.plan.family == "blaslt":
+        check_lt(got, ref, mag, "bfloat16")
+    else:
+        check(got, ref, mag, k, "bfloat16")
+    owner2, ov2 = empty_device((n, m), "bfloat16")
+    for _ in range(2):  # cold, then the cached entry
+        jitgemm.scaled_gemm(xv, wv, sxd, swd, out=ov2)
+    sync()
+    assert np.array_equal(owner2.to_numpy().view(np.uint16), got.view(np.uint16))
+    # the same weights' scales 4 bytes further on: the kernel runs (cuBLASLt reads vectors 16 bytes at a time)
+    kw2, sw2 = _vector_on_device(np.concatenate([[0.0], sw]).astype(np.float32))
+    from jitgemm.arrays import View
+    sw_off = View(sw2.ptr + 4, (m,), (1,), "float32", "float32", sw2.device, "device", kw2, vendor=sw2.vendor)
+    owner3, ov3 = empty_device((n, m), "bfloat16")
+    q = scaled.prepare_scaled(xv, wv, sxd, sw_off, out=ov3)
+    assert q.plan.family == "fp8"
+    if p.plan.family == "blaslt":
+        assert "not 16-byte aligned" in q.plan.reason, q.plan.reason
+    jitgemm.scaled_gemm(xv, wv, sxd, sw_off, out=ov3)
+    jitgemm.scaled_gemm(xv, wv, sxd, swd, out=ov2)  # aligned again: the first route, the first bits
+    sync()
+    check(owner3.to_numpy(), ref, mag, k, "bfloat16")
+    assert np.array_equal(owner2.to_numpy().view(np.uint16), got.view(np.uint16))
+
+
 def test_cublaslt_route_pitched_out_graph_and_the_kernel_where_it_cannot():
     """An out with a row pitch of 8-element multiples stays on cuBLASLt, one with a pitch of 4 more takes the
     kernel (and says so); a prepared cuBLASLt call replays in a CUDA graph with the same bits."""
