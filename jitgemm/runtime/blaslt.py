@@ -143,6 +143,8 @@ class Fp8Matmul:
             lt.check("cublasLtMatmulAlgoGetHeuristic", status)
         self.ws_size = self.algo.workspace_size
         self.alpha, self.beta = ctypes.c_float(1.0), ctypes.c_float(0.0)
+        # made once: a byref per call costs ~0.2 us of the hot path (alpha's value changes in place)
+        self.refs = (ctypes.byref(self.alpha), ctypes.byref(self.beta), ctypes.byref(self.algo.algo))
 
     def _outer_vectors(self) -> bool:
         """Per-row weight scales ([M]) and per-token scales ([N]) through A/B_SCALE_MODE; False where this library
@@ -176,10 +178,10 @@ class Fp8Matmul:
                 self.scales[1] = x_scale
             self.alpha.value = alpha
             a, b, d = self.abd
+            alpha, beta, algo = self.refs
             ws = workspace(self.backend, self.device, stream)
             lt.check("cublasLtMatmul", lt.lib.cublasLtMatmul(
-                self.handle, self.desc, ctypes.byref(self.alpha), w, a, x, b, ctypes.byref(self.beta), out, d, out, d,
-                ctypes.byref(self.algo.algo), ws, self.ws_size, stream))
+                self.handle, self.desc, alpha, w, a, x, b, beta, out, d, out, d, algo, ws, self.ws_size, stream))
 
     def close(self) -> None:
         lib = getattr(self.lt, "lib", None)
