@@ -96,10 +96,19 @@ def _carries(family: str, table: list, row, m: int, k: int) -> bool:
     """Whether a 16-bit skinny row may serve (M, K): its own shape always; another shape only when the row's
     K split (WK warps) is the table's most common one. The H100 broad suite (2026-12-05, N = 16) lost on 13 of
     the 15 untuned shapes nearest to the two WK = 8 rows (M = 5120, K = 2880 / 4096: 0.87-0.98x cuBLAS), while
-    same-size shapes nearest to WK = 16 rows won 1.05-1.29x: a rare K split won at its own shape only."""
-    if family != "skinny" or (row[0], row[1]) == (m, k):
+    same-size shapes nearest to WK = 16 rows won 1.05-1.29x: a rare K split won at its own shape only. "Its own
+    shape" includes sizes within 2 % of it in M and K (a padded tail of the same weight): the rerun (H100,
+    session 15) lost 0.90 -> 0.83x at M = 5120, K = 2888 when the K = 2880 row no longer served it."""
+    if family != "skinny" or _same_weight(row, m, k):
         return True
     return row[2][0] == _common_wk(tuple(r[2][0] for r in table))
+
+
+def _same_weight(row, m: int, k: int) -> bool:
+    return abs(math.log2(row[0] / max(m, 1))) <= _NEAR and abs(math.log2(row[1] / max(k, 1))) <= _NEAR
+
+
+_NEAR = math.log2(1.02)
 
 
 def _common_wk(wks: tuple) -> int:

@@ -193,6 +193,7 @@ def test_a_rare_warp_count_serves_only_its_own_shape(nv_tables):
                       [5120, 2880, [8, 2, 1], common], [1024, 1024, [4, 4, 1], common]], moderate=[])
     wk = lambda m, k: dispatch.plan_gemm("cuda", "sm_90a", 132, "bfloat16", 16, m, k).config.WK
     assert wk(5120, 2880) == 8 and wk(1024, 1024) == 4          # its own shape: the row's verdict
+    assert wk(5120, 2888) == 8 and wk(5100, 2880) == 8          # ... and a tail within 2 % of it
     assert wk(5120, 3072) == 16 and wk(4608, 2880) == 16        # its neighbours: the nearest WK = 16 row
     assert wk(1000, 1024) == 16
     reason = dispatch.plan_gemm("cuda", "sm_90a", 132, "bfloat16", 16, 5120, 3072).reason

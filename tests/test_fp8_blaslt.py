@@ -250,7 +250,7 @@ def test_fp8_matmul_is_cublaslt_tn_with_scales_set_only_when_they_change(monkeyp
     sets = {a[1]: value_of(a[2]) for n, a in made if n == "cublasLtMatmulDescSetAttribute"}
     assert sets == {3: 1, 4: 0}                                             # TRANSA = T, TRANSB = N
     prefs = {a[1]: value_of(a[2]) for n, a in made if n == "cublasLtMatmulPreferenceSetAttribute"}
-    assert prefs == {1: blaslt.WORKSPACE_BYTES, 5: 256, 6: 128, 7: 16, 8: 16}
+    assert prefs == {1: blaslt.MAX_WORKSPACE_BYTES, 5: 256, 6: 128, 7: 16, 8: 16}
     assert [a[1:3] for n, a in made if n == "cublasLtMatmulDescCreate"] == [(68, 0)]  # fp32 compute and scale
     fake.calls.clear()
     mm.run(5, 0x100, 0x200, 0, 0xA0, 0.5, 0x300)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import ctypes
 import threading
 
-from .blas import WORKSPACE_BYTES, Loaded, VendorLibrary, workspace
+from .blas import Loaded, VendorLibrary, status_name, workspace
 
 # values from cublasLt.h / library_types.h (CUDA 12.x and 13.x)
 _R_32F, _E4M3 = 0, 28                        # CUDA_R_32F, CUDA_R_8F_E4M3
@@ -29,7 +29,12 @@ _SCALE_OUTER_VEC_32F = 3                     # cublasLtMatmulMatrixScale_t: one 
 _PREF_MAX_WORKSPACE = 1                      # cublasLtMatmulPreferenceAttributes_t
 _PREF_MIN_ALIGN = (5, 6, 7, 8)               # ... MIN_ALIGNMENT_{A,B,C,D}_BYTES
 _OP_N, _OP_T = 0, 1
+#: the most workspace the heuristic may plan for. With 32 MiB it picked split-K algorithms (1-3.5 MiB of workspace)
+#: that ran 0.84-0.91x torch._scaled_mm at N = 64, large K (H100, 2026-12-05, tools/lt_algo_probe.py); limited to
+#: 1 MiB its first pick needs none and runs 0.98-1.01x, torch's own choice.
+MAX_WORKSPACE_BYTES = 1 << 20
 NOT_SUPPORTED = 15                           # CUBLAS_STATUS_NOT_SUPPORTED
+INVALID_VALUE = 7                            # CUBLAS_STATUS_INVALID_VALUE
 
 
 class _Heuristic(ctypes.Structure):
@@ -121,7 +126,7 @@ class Fp8Matmul:
             pref = ctypes.c_void_p()
             lt.check("cublasLtMatmulPreferenceCreate", lt.lib.cublasLtMatmulPreferenceCreate(ctypes.byref(pref)))
             try:
-                ws = ctypes.c_uint64(WORKSPACE_BYTES)
+                ws = ctypes.c_uint64(MAX_WORKSPACE_BYTES)
                 lt.check("cublasLtMatmulPreferenceSetAttribute", lt.lib.cublasLtMatmulPreferenceSetAttribute(
                     pref, _PREF_MAX_WORKSPACE, ctypes.byref(ws), ctypes.sizeof(ws)))
                 w_align, x_align, o_align = aligns
@@ -134,6 +139,10 @@ class Fp8Matmul:
                                                                ctypes.byref(self.algo), ctypes.byref(count))
             finally:
                 lt.lib.cublasLtMatmulPreferenceDestroy(pref)
+        if outer and status == INVALID_VALUE:  # the attributes took, but this library has no such fp8 matmul
+            self.close()
+            raise Unsupported(f"this cuBLASLt refuses outer-vector scales for fp8 ({status_name(status)} from its "
+                              f"heuristic)", anywhere=True)
         if status == NOT_SUPPORTED or (status == 0 and (count.value < 1 or self.algo.state != 0)):
             self.close()
             raise Unsupported(f"cuBLASLt has no fp8 algorithm for N={n}, M={m}, K={k}, pitches x {ldx} / w {ldw} / "
