@@ -327,52 +327,68 @@ def plan_moderate(vendor: str, arch: str, cus: int, dtype: str, n: int, m: int, 
 #: fp8 kernel measured 0.67-1.2x (geomean 0.92) torch._scaled_mm at N = 16 over 58 unseen shapes and 0.37-0.44x
 #: at N = 64 in the 8B / 70B TP-8 steps (H100, 2026-12-05), while N <= 4 won (geomean 1.10-1.13).
 FP8_LT_MIN_N = 16
-#: W8A8 with per-token x per-channel scales from this many tokens on runs in cuBLASLt, through its outer-vector
-#: scale mode (cuBLAS 12.9+; where the library has none, the kernel runs): the kernel measured 1.23-1.41x the
-#: baseline at N = 16 but 0.46-0.58x at N = 64 (H100, 2026-12-05), so N <= 16 stays on the kernel.
-FP8_LT_MIN_N_CHANNEL = 17
+#: W8A8 with per-token / per-channel scale vectors or a bias from this many tokens on runs in cuBLASLt too, its
+#: fp32 sums finished by jitgemm's epilogue kernel (scales, bias, one rounding): the kernel measured 1.14-1.41x
+#: the row-wise baseline at N = 16 but 0.47-0.52x at N = 64 (H100, 2026-12-05), so N <= 16 stays on the kernel.
+#: (cuBLASLt's own outer-vector scales: CUBLAS_STATUS_INVALID_VALUE for fp8 on an H100 with cuBLASLt 13.1.)
+FP8_LT_MIN_N_EPILOGUE = 17
+#: the fp32 sums the epilogue route keeps per stream (N x M floats, M padded): above this, the kernel runs
+FP8_EPILOGUE_MAX_BYTES = 64 << 20
+
+
+def epilogue_pitch(m: int) -> int:
+    """The row pitch (floats) of the epilogue route's fp32 sums: M rounded up to 64 (256-byte rows)."""
+    return -(-m // 64) * 64
 
 
 def lt_choice(vendor: str, arch: str, mode: int, fmt: str, n: int, m: int, scales: tuple[bool, bool], bias: bool,
-              lt_present: bool | None = None) -> tuple[bool, str]:
-    """(whether cuBLASLt runs this scaled_gemm, why the kernel runs although N alone would send it there).
-    cuBLASLt's fp8 path: W8A8 in e4m3fn on sm_89 and later, no bias (only the kernel fuses one), M a multiple of
-    16 (what its fp8 kernels and torch._scaled_mm require), JITGEMM_BLAS not 0, the library loads; scales
-    (per-vector token scale, per-vector weight scale) either both per tensor (its scalar scale pointers, from
-    FP8_LT_MIN_N tokens) or both vectors (its outer-vector mode, from FP8_LT_MIN_N_CHANNEL). The call's own
-    pointers and pitches are checked where the launch is made (scaled._launch_for)."""
+              lt_present: bool | None = None) -> tuple[bool, bool, str]:
+    """(whether cuBLASLt runs this scaled_gemm, whether through the epilogue, why the kernel runs although N alone
+    would send it there). cuBLASLt's fp8 path: W8A8 in e4m3fn on sm_89 and later, M a multiple of 16 (what its
+    fp8 kernels and torch._scaled_mm require), JITGEMM_BLAS not 0, the library loads. Per-tensor scales without
+    a bias go straight to it from FP8_LT_MIN_N tokens (its scale pointers, or alpha); scale vectors (scales: per
+    token, per channel) or a bias from FP8_LT_MIN_N_EPILOGUE, through fp32 sums and the epilogue kernel. The
+    call's own pointers and pitches are checked where the launch is made (scaled._launch_for)."""
     from .kernels import fp8
-    per_x, per_w = scales
-    outer = per_x and per_w
-    least = FP8_LT_MIN_N_CHANNEL if outer else FP8_LT_MIN_N
+    epilogue = any(scales) or bias
+    least = FP8_LT_MIN_N_EPILOGUE if epilogue else FP8_LT_MIN_N
     if vendor != "cuda" or mode != fp8.W8A8 or n < least or parse(arch).sm < 89:
-        return False, ""
-    kind = "per-token x per-channel scales" if outer else "per-tensor scales"
+        return False, False, ""
+    kind = "per-tensor scales" if not epilogue else "its fp32 sums scaled by jitgemm's epilogue kernel"
     why = f"cuBLASLt runs W8A8 with {kind} from N = {least} tokens on (the kernel measured slower there)"
-    mixed = per_x != per_w
-    return _library_route(why, ((fmt != "float8_e4m3fn", f"the weights are {fmt}, which cuBLASLt does not take"),
-                                (mixed, "one scale is a vector and the other per tensor (cuBLASLt takes both "
-                                        "per tensor, or both as vectors)"),
-                                (bias, "this call has a bias, which only the kernel fuses"),
-                                (m % 16 != 0, f"M = {m} is no multiple of 16")),
-                          lt_present, "blaslt", "libcublasLt", "cuBLASLt (cublasLtMatmul, fp8 tensor cores"
-                          + (", per-token x per-channel scales as its outer vectors" if outer else ""))
+    sums = n * epilogue_pitch(m) * 4
+    ok, note = _library_route(why, ((fmt != "float8_e4m3fn", f"the weights are {fmt}, which cuBLASLt does not take"),
+                                    (m % 16 != 0, f"M = {m} is no multiple of 16"),
+                                    (epilogue and sums > FP8_EPILOGUE_MAX_BYTES,
+                                     f"its fp32 sums would take {sums >> 20} MiB (more than "
+                                     f"{FP8_EPILOGUE_MAX_BYTES >> 20} MiB)")),
+                              lt_present, "blaslt", "libcublasLt", "cuBLASLt (cublasLtMatmul, fp8 tensor cores"
+                              + ("; scales and bias in jitgemm's epilogue kernel, one rounding" if epilogue else ""))
+    return ok, epilogue and ok, note
 
 
 def plan_fp8(vendor: str, arch: str, cus: int, out_dtype: str, mode: int, fmt: str, n: int, m: int, k: int,
              device: str = "", scales: tuple[bool, bool] = (False, False), bias: bool = False,
              lt_present: bool | None = None) -> Plan:
     """The plan of a checked scaled_gemm (N = 1..128): cuBLASLt where lt_choice says so (the kernel's plan in
-    extra["fallback"], for calls whose pointers or pitches cuBLASLt cannot take; extra["outer"]: the scales are
-    vectors), else the fp8 family's kernel for the vendor, arch, mode and format; N beyond one block's token
-    tile takes more blocks (_token_tiles says how). scales: whether scale_x is per token, scale_w per channel;
-    bias: the call has one."""
+    extra["fallback"], for calls whose pointers or pitches cuBLASLt cannot take; extra["epilogue"]: the epilogue
+    kernel's plan where cuBLASLt leaves fp32 sums), else the fp8 family's kernel for the vendor, arch, mode and
+    format; N beyond one block's token tile takes more blocks (_token_tiles says how). scales: whether scale_x is
+    per token, scale_w per channel; bias: the call has one."""
+    from .kernels import fp8
     kernel = _plan_fp8_kernel(vendor, arch, cus, out_dtype, mode, fmt, n, m, k, device)
-    use_lt, note = lt_choice(vendor, arch, mode, fmt, n, m, scales, bias, lt_present)
-    if use_lt:
-        return Plan("blaslt", f"{note} instead of the fp8 kernel ({kernel.reason}); JITGEMM_BLAS=0 runs the kernel",
-                    kernel.config, extra={"fallback": kernel, "outer": all(scales)})
-    return replace(kernel, reason=kernel.reason + note) if note else kernel
+    use_lt, epilogue, note = lt_choice(vendor, arch, mode, fmt, n, m, scales, bias, lt_present)
+    if not use_lt:
+        return replace(kernel, reason=kernel.reason + note) if note else kernel
+    extra = {"fallback": kernel}
+    if epilogue:
+        lda = epilogue_pitch(m)
+        extra["epilogue"] = Plan("blaslt", "the epilogue of cuBLASLt's fp32 sums", None,
+                                 fp8.epilogue_instance(out_dtype), (-(-m // fp8.EPILOGUE_BLOCK), n, 1),
+                                 (fp8.EPILOGUE_BLOCK, 1, 1), 0,
+                                 {"ws_floats": n * lda, "tiles": 1, "lda": lda, "pdl": False})
+    return Plan("blaslt", f"{note} instead of the fp8 kernel ({kernel.reason}); JITGEMM_BLAS=0 runs the kernel",
+                kernel.config, extra=extra)
 
 
 def _plan_fp8_kernel(vendor: str, arch: str, cus: int, out_dtype: str, mode: int, fmt: str, n: int, m: int, k: int,
@@ -469,6 +485,7 @@ def all_fp8_instances(vendor: str, arch: str | None = None) -> list[KernelInstan
                 insts += [fp8.AmdMfmaConfig(NMAX=nm).instance(out_dtype) for nm in (1, 2, 4)]
         insts += [fp8.quant_instance(out_dtype, pt, f) for pt in (True, False)
                   for f in (fp8.FORMATS if vendor == "hip" else ("float8_e4m3fn",))]
+        insts.append(fp8.epilogue_instance(out_dtype))  # the cuBLASLt route's: runs on NVIDIA, compiles for AMD too
         for i in insts:
             if i not in out:
                 out.append(i)

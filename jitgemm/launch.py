@@ -63,8 +63,32 @@ class KernelLaunch:
     def _bind_workspace(self, stream: int) -> None:
         ws = workspace.get(self.backend, self.device, stream, self.ws_floats, self.ws_tiles)
         words = self.pack.words()
-        words[self.ws_slots[0]], words[self.ws_slots[1]] = ws.partials.ptr, ws.counters.ptr
+        words[self.ws_slots[0]] = ws.partials.ptr
+        if self.ws_slots[1] is not None:  # the counters (split-K); the fp8 epilogue has none
+            words[self.ws_slots[1]] = ws.counters.ptr
         self.ws_stream = stream
+
+
+class LtEpilogueLaunch(KernelLaunch):
+    """cuBLASLt's fp32 sums of x . w^T into the stream's split-K workspace (jitgemm.workspace: stream-ordered, so
+    the two launches of one call never meet another call's), then the epilogue kernel that scales, adds the bias
+    and rounds them into out. The kernel's block holds the workspace pointer the sums go to, bound per stream
+    like the moderate kernel's, so both launches of a call use one buffer even after the workspace grew.
+    matmul: a blaslt.Fp8Matmul with fp32 output of row pitch plan.extra["lda"]."""
+
+    __slots__ = ("matmul", "xw")
+
+    def __init__(self, backend, device: int, kernel, plan, args: list, value_slots: tuple, matmul):
+        super().__init__(backend, device, kernel, plan, args, value_slots, workspace_slots=(2, None))
+        self.matmul = matmul
+        self.xw = (ctypes.c_uint64 * 2)()  # x's and w's pointers: cuBLASLt's, not the kernel's
+        self.targets = ((self.xw, 0), (self.xw, 1)) + self.targets[2:]
+
+    def fire(self, stream: int) -> None:
+        if stream != self.ws_stream:
+            self._bind_workspace(stream)
+        self.matmul.run(stream, self.xw[0], self.xw[1], 0, 0, 1.0, self.pack.words()[2])
+        self._launch(stream)
 
 
 class _LibraryCall:

@@ -173,33 +173,36 @@ def _scaled_launch(backend, device: int, plan, s: _Scaled, lay: tuple) -> Kernel
 
 def _launch_for(backend, device: int, plan, s: _Scaled, lay: tuple, out: View | None):
     """(launch, the plan it runs, the per-call checks of its values, whether the signature may keep it). A
-    cuBLASLt plan runs there when this call's out pitch and pointers suit it (16-byte rows and addresses, scale
-    vectors 16-byte aligned; the algorithm is picked for the addresses' alignment, which later calls of the
-    signature must keep) and cuBLASLt has an algorithm; else the kernel's plan runs, and explain-style reason
-    says why. Where that refusal came from this call's addresses, the kernel's launch is not kept for the
-    signature: a later call with suitable addresses takes cuBLASLt again, so which route (and which bits) a call
-    gets depends on its own operands, never on the calls before it."""
+    cuBLASLt plan runs there when this call's pitches and pointers suit it (x and w rows and addresses of 16
+    bytes; straight to the output: its pitch a multiple of 8 elements and its address of 16 bytes; the algorithm
+    is picked for the addresses' alignment, which later calls of the signature must keep) and cuBLASLt has an
+    algorithm; else the kernel's plan runs, and explain-style reason says why. Where that refusal came from this
+    call's addresses, the kernel's launch is not kept for the signature: a later call with suitable addresses
+    takes cuBLASLt again, so which route (and which bits) a call gets depends on its own operands, never on the
+    calls before it."""
     scale_checks = (_scale_check(s.sx), _scale_check(s.sw))
     keep = True
     if plan.family == "blaslt":
-        from .launch import LtLaunch
         from .runtime import blaslt
         ldx, ldw, ldo = lay[:3]
-        outer = plan.extra.get("outer", False)
-        aligns = (blaslt.alignment(s.w.ptr), blaslt.alignment(s.x.ptr), blaslt.alignment(out.ptr) if out else 256)
-        refused = (f"out's row pitch {ldo} is no multiple of 8 elements" if ldo % 8 else None)
-        by_address = (f"out's address {out.ptr:#x} is not 16-byte aligned" if out is not None and out.ptr % 16 else
-                      _vector_refusal(s) if outer else None)
+        epilogue = plan.extra.get("epilogue")
+        aligns = (blaslt.alignment(s.w.ptr), blaslt.alignment(s.x.ptr),
+                  256 if epilogue or out is None else blaslt.alignment(out.ptr))
+        refused = f"out's row pitch {ldo} is no multiple of 8 elements" if ldo % 8 and not epilogue else None
+        by_address = (f"out's address {out.ptr:#x} is not 16-byte aligned"
+                      if out is not None and out.ptr % 16 and not epilogue else None)
         if refused is None and by_address is None:
             try:
-                mm = blaslt.Fp8Matmul(backend, device, s.out_dtype, s.n, s.m, s.k, ldx, ldw, ldo, aligns, outer=outer)
+                if epilogue:
+                    return (_epilogue_launch(backend, device, epilogue, s, lay, aligns), plan,
+                            (aligns[1], aligns[0], *scale_checks, 2, 2), True)
+                from .launch import LtLaunch
+                mm = blaslt.Fp8Matmul(backend, device, s.out_dtype, s.n, s.m, s.k, ldx, ldw, ldo, aligns)
                 launch = LtLaunch(mm, (_scale_kind(s.sx), _scale_kind(s.sw)))
-                if outer:  # cuBLASLt reads the vectors 16 bytes at a time: later calls' vectors must keep that
-                    scale_checks = (16, 16)
                 return launch, plan, (aligns[1], aligns[0], *scale_checks, 0, aligns[2]), True
             except blaslt.Unsupported as e:
                 refused = str(e)
-                by_address = None if e.anywhere or aligns == (256, 256, 256) else refused
+                by_address = None if aligns == (256, 256, 256) else refused  # better-aligned calls may get one
         keep = by_address is None
         fallback = plan.extra["fallback"]
         plan = replace(fallback, reason=f"{fallback.reason}; cuBLASLt would run this shape, but {refused or by_address}"
@@ -207,12 +210,20 @@ def _launch_for(backend, device: int, plan, s: _Scaled, lay: tuple, out: View | 
     return _scaled_launch(backend, device, plan, s, lay), plan, (16, 16, *scale_checks, 2, 2), keep
 
 
-def _vector_refusal(s: _Scaled) -> str | None:
-    """Why cuBLASLt's outer-vector mode cannot take this call's scale vectors (None: it can)."""
-    for name, sc in (("scale_x", s.sx), ("scale_w", s.sw)):
-        if sc.view.ptr % 16:
-            return f"{name}'s address {sc.view.ptr:#x} is not 16-byte aligned (its outer-vector scales need it)"
-    return None
+# the epilogue's arguments (kernels_src/fp8.hip, jg_fp8_epilogue): out, ldo, acc, lda, sx*, sx_per_token, sx_val,
+# sw*, sw_per_row, sw_val, bias*, bias_ld, bias_rows, M. A scale is a pointer (slot 4 / 7) or a value (6 / 9).
+def _epilogue_launch(backend, device: int, epi, s: _Scaled, lay: tuple, aligns: tuple):
+    """cuBLASLt's fp32 sums of x . w^T into the stream's workspace, then the epilogue kernel: the launch of a
+    plan with extra["epilogue"] (raises blaslt.Unsupported where cuBLASLt has no algorithm)."""
+    from .launch import LtEpilogueLaunch
+    from .runtime import blaslt
+    ldx, ldw, ldo, bias_rows, bias_ld = lay
+    lda = epi.extra["lda"]
+    mm = blaslt.Fp8Matmul(backend, device, "float32", s.n, s.m, s.k, ldx, ldw, lda, aligns)
+    args = [0, ldo, 0, lda, 0, int(s.sx.per), s.sx.value, 0, int(s.sw.per), s.sw.value, 0, bias_ld, bias_rows, s.m]
+    slots = (None, None, _scale_slot(s.sx, 4, 6), _scale_slot(s.sw, 7, 9), 10 if s.bias is not None else None, 0)
+    kernel = get_kernel(epi.instance, backend, device, fp8.EPILOGUE_ARG_KINDS)
+    return LtEpilogueLaunch(backend, device, kernel, epi, args, slots, mm)
 
 
 def _scale_kind(sc: _Scale) -> str:

@@ -53,3 +53,23 @@ __global__ void __launch_bounds__(1024) jg_quantize_fp8(unsigned char* __restric
     for (int k = threadIdx.x; k < K; k += blockDim.x)
       q[(jg_i64)n * ldq + k] = (unsigned char)jg_f32_to_e4m3(jg_to_f32<T>(x[(jg_i64)n * ldx + k]) * inv, FNUZ);
 }
+
+// ---- the cuBLASLt route's epilogue: out[n, m] = round(acc[n, m] * sx[n or 0] * sw[m or 0] + bias) -----------
+// cuBLASLt (jitgemm.runtime.blaslt) leaves the fp32 sums of x . w^T in acc (row n at n * lda); this applies the
+// scales and the bias in the fp8 kernels' order (jg_store's: sum * token scale * row scale + bias) and rounds
+// once, so every scale form and a bias reach cuBLASLt's tensor cores. blockIdx.y is the token, x the columns.
+template <class T>
+__global__ void __launch_bounds__(256) jg_fp8_epilogue(jg_u16* __restrict__ out, jg_i64 ldo,
+                                                       const float* __restrict__ acc, jg_i64 lda,
+                                                       const float* __restrict__ sx, int sx_per_token, float sx_val,
+                                                       const float* __restrict__ sw, int sw_per_row, float sw_val,
+                                                       const jg_u16* __restrict__ bias, jg_i64 bias_ld, int bias_rows,
+                                                       int M) {
+  const int n = blockIdx.y;
+  const jg_i64 m = (jg_i64)blockIdx.x * blockDim.x + threadIdx.x;
+  if (m >= M) return;
+  float s = acc[(jg_i64)n * lda + m];
+  s = s * (sx ? sx[sx_per_token ? n : 0] : sx_val) * (sw ? sw[sw_per_row ? m : 0] : sw_val);
+  if (bias) s += jg_to_f32<T>(bias[(bias_rows == 1 ? 0 : (jg_i64)n * bias_ld) + m]);
+  out[(jg_i64)n * ldo + m] = jg_from_f32<T>(s);
+}

@@ -37,26 +37,26 @@ def test_w8a8_per_tensor_from_16_tokens_goes_to_cublaslt_with_the_kernel_as_fall
 
 
 @pytest.mark.parametrize("change,why", [
-    ({"fmt": FNUZ}, "does not take"), ({"per": (True, False)}, "one scale is a vector and the other per tensor"),
-    ({"per": (False, True)}, "one scale is a vector"), ({"bias": True}, "bias"),
-    ({"m": M + 8}, f"M = {M + 8} is no multiple of 16")])
+    ({"fmt": FNUZ}, "does not take"), ({"m": M + 8}, f"M = {M + 8} is no multiple of 16"),
+    ({"per": (True, True), "m": 1 << 20}, "its fp32 sums would take 128 MiB (more than 64 MiB)")])
 def test_what_keeps_the_kernel_is_said(change, why):
     p = plan(**change)
     assert p.family == "fp8" and "cuBLASLt runs W8A8" in p.reason and why in p.reason and "the kernel runs" in p.reason
 
 
-def test_per_token_per_channel_from_17_tokens_goes_to_cublaslt_outer_vectors():
-    both = (True, True)
-    for n in (dispatch.FP8_LT_MIN_N_CHANNEL, 64, fp8.MAX_N):
-        p = plan(n, per=both)
-        assert p.family == "blaslt" and p.extra["outer"] and "per-token x per-channel scales" in p.reason
-        assert "outer vectors" in p.reason and p.extra["fallback"].family == "fp8"
-    assert not plan(64).extra["outer"]
-    below = plan(dispatch.FP8_LT_MIN_N_CHANNEL - 1, per=both)
-    assert below.family == "fp8" and "cuBLASLt" not in below.reason  # N = 16: the kernel measured faster
-    for change, why in (({"fmt": FNUZ}, "does not take"), ({"bias": True}, "bias"), ({"m": M + 8}, "no multiple")):
-        p = plan(64, per=both, **change)
-        assert p.family == "fp8" and why in p.reason
+def test_scale_vectors_or_a_bias_from_17_tokens_go_to_cublaslt_with_the_epilogue():
+    for per, bias in (((True, True), False), ((True, False), False), ((False, True), False), ((False, False), True),
+                      ((True, True), True)):
+        for n in (dispatch.FP8_LT_MIN_N_EPILOGUE, 64, fp8.MAX_N):
+            p = plan(n, per=per, bias=bias)
+            epi = p.extra["epilogue"]
+            assert p.family == "blaslt" and "epilogue kernel" in p.reason and p.extra["fallback"].family == "fp8"
+            assert epi.instance == fp8.epilogue_instance("bfloat16") and epi.extra["lda"] == M
+            assert epi.grid == (M // fp8.EPILOGUE_BLOCK, n, 1) and epi.extra["ws_floats"] == n * M
+        below = plan(dispatch.FP8_LT_MIN_N_EPILOGUE - 1, per=per, bias=bias)
+        assert below.family == "fp8" and "cuBLASLt" not in below.reason  # N = 16: the kernel measured faster
+    assert "epilogue" not in plan(64).extra                               # per-tensor, no bias: straight
+    assert dispatch.epilogue_pitch(1000) == 1024 and dispatch.epilogue_pitch(1024) == 1024
 
 
 def test_other_modes_vendors_and_archs_never_take_cublaslt():
@@ -93,10 +93,10 @@ class FakeMatmul:
     made, runs = [], []
     refuse = False
 
-    def __init__(self, backend, device, out_dtype, n, m, k, ldx, ldw, ldo, aligns, outer=False):
+    def __init__(self, backend, device, out_dtype, n, m, k, ldx, ldw, ldo, aligns):
         if FakeMatmul.refuse:
             raise blaslt.Unsupported("no algorithm (fake)")
-        FakeMatmul.made.append((out_dtype, n, m, k, ldx, ldw, ldo, aligns) + (("outer",) if outer else ()))
+        FakeMatmul.made.append((out_dtype, n, m, k, ldx, ldw, ldo, aligns))
 
     def run(self, stream, x, w, x_scale, w_scale, alpha, out):
         FakeMatmul.runs.append((stream, x, w, x_scale, w_scale, alpha, out))
@@ -178,27 +178,38 @@ def test_a_less_aligned_pointer_later_gets_an_algorithm_for_its_alignment(lt):
     assert len(FakeMatmul.made) == 2
 
 
-def test_a_bias_or_mixed_scales_stay_on_the_kernel(lt):
-    x, w, o = operands()
-    scaled.scaled_gemm(x, w, 0.25, 0.5, dv((M,), 0xB000, "bfloat16"), out=o)
-    scaled.scaled_gemm(x, w, dv((N,), 0x9000, "float32"), 0.5, out=o)
-    scaled.scaled_gemm(x, w, 0.25, dv((M,), 0xA000, "float32"), out=o)
-    assert not FakeMatmul.made and len(lt.launches) == 3
+def test_scale_vectors_and_a_bias_reach_the_epilogue_after_cublaslt_fp32_sums(lt):
+    """cuBLASLt writes fp32 sums (scale 1) into the stream's workspace, then one epilogue launch per call gets the
+    workspace pointer, the scales (pointers or values) and the bias; out may have any pitch and 2-byte address."""
+    import ctypes as ct
+    from jitgemm import workspace
+    x, w, _ = operands()
+    o = dv((N, M), O + 2, "bfloat16", (M + 3, 1))   # no 16-byte address, an odd pitch: the epilogue writes it
+    sx, sw, b = dv((N,), 0x9000, "float32"), dv((M,), 0xA000, "float32"), dv((M,), 0xB000, "bfloat16")
+    for _ in range(2):  # cold, then the cached entry
+        scaled.scaled_gemm(x, w, sx, sw, b, out=o, stream=3)
+    assert FakeMatmul.made == [("float32", N, M, K, K, K, M, (256, 256, 256))]
+    ws = workspace.get(lt, 0, 3, N * M, 1).partials.ptr
+    assert [r for r in FakeMatmul.runs] == [(3, X, W, 0, 0, 1.0, ws)] * 2
+    assert len(lt.launches) == 2
+    grid, stream, _, words = lt.launches[-1]
+    assert grid == (M // 256, N, 1) and stream == 3
+    assert (words[0], words[1], words[2], words[3]) == (O + 2, M + 3, ws, M)      # out, ldo, acc, lda
+    assert (words[4], words[5], words[7], words[8]) == (0x9000, 1, 0xA000, 1)     # the scale vectors
+    assert (words[10], words[12], words[13]) == (0xB000, 1, M)                   # bias [M] (one row), M
+    # scales by value: the kernel's f32 slots; x and w never reach the kernel's block
+    scaled.scaled_gemm(x, w, 0.5, 0.25, b, out=o, stream=3)
+    words = lt.launches[-1][3]
+    f = lambda v: ct.c_float.from_buffer_copy(ct.c_uint64(v)).value
+    assert (words[4], f(words[6]), words[7], f(words[9])) == (0, 0.5, 0, 0.25)
+    assert X not in words and W not in words
 
 
-def test_scale_vectors_reach_cublaslt_as_its_outer_vector_pointers(lt):
+def test_a_cublaslt_refusal_with_the_epilogue_runs_the_kernel(lt):
     x, w, o = operands()
-    sx, sw = dv((N,), 0x9000, "float32"), dv((M,), 0xA000, "float32")
-    scaled.scaled_gemm(x, w, sx, sw, out=o, stream=3)
-    assert FakeMatmul.made == [("bfloat16", N, M, K, K, K, M, (256, 256, 256), "outer")]
-    assert FakeMatmul.runs == [(3, X, W, 0x9000, 0xA000, 1.0, O)] and not lt.launches
-    # a vector only 4-byte aligned: the kernel (cuBLASLt reads 16 bytes at a time), the same rule cold or cached
-    scaled.scaled_gemm(x, w, dv((N,), 0x9004, "float32"), sw, out=o)
-    assert len(lt.launches) == 1 and len(FakeMatmul.runs) == 1
-    p = scaled.prepare_scaled(x, w, sx, dv((M,), 0xA008, "float32"), out=o)
-    assert p.plan.family == "fp8" and "scale_w's address 0xa008 is not 16-byte aligned" in p.plan.reason
-    scaled.scaled_gemm(x, w, sx, sw, out=o)  # back to aligned vectors: cuBLASLt again, the signature's own matmul
-    assert len(FakeMatmul.runs) == 2 and FakeMatmul.runs[-1][3:5] == (0x9000, 0xA000)
+    FakeMatmul.refuse = True
+    p = scaled.prepare_scaled(x, w, dv((N,), 0x9000, "float32"), dv((M,), 0xA000, "float32"), out=o)
+    assert p.plan.family == "fp8" and "no algorithm (fake)" in p.plan.reason
 
 
 # ---- the ctypes mapping onto cublasLtMatmul --------------------------------------------------------------
@@ -262,25 +273,6 @@ def test_fp8_matmul_is_cublaslt_tn_with_scales_set_only_when_they_change(monkeyp
     assert value_of(a[2]) == 0.25 and (a[3], a[5], a[8], a[10]) == (0x200, 0x100, 0x300, 0x300)  # alpha, A=w, B=x, C=D=out
     assert a[4] is mm.abd[0] and a[6] is mm.abd[1] and a[9] is a[11] is mm.abd[2]
     assert (a[13], a[15]) == (0xAB005, 5)                                   # the stream's workspace, the stream
-
-
-def test_outer_vector_scales_set_both_scale_modes_or_are_unsupported(monkeypatch):
-    fake = FakeLt()
-    lt_with(monkeypatch, fake)
-    blaslt.Fp8Matmul(Backend(), 0, "bfloat16", 24, 5120, 4096, 4112, 4096, 5128, (256, 128, 16), outer=True)
-    sets = {a[1]: value_of(a[2]) for n, a in fake.calls if n == "cublasLtMatmulDescSetAttribute"}
-    assert sets == {3: 1, 4: 0, 31: 3, 32: 3}  # A and B scale modes: OUTER_VEC_32F, before the heuristic
-    names = [n for n, _ in fake.calls]
-    assert names.index("cublasLtMatmulAlgoGetHeuristic") > max(i for i, n in enumerate(names) if n.endswith("SetAttribute")
-                                                               and fake.calls[i][1][1] in (31, 32))
-
-    class OldLt(FakeLt):  # a cuBLASLt before 12.9: the attribute is unknown (INVALID_VALUE)
-        def __getattr__(self, name):
-            f = super().__getattr__(name)
-            return (lambda *a: 7 if a[1] == 31 else f(*a)) if name == "cublasLtMatmulDescSetAttribute" else f
-    lt_with(monkeypatch, OldLt())
-    with pytest.raises(blaslt.Unsupported, match="no outer-vector scales"):
-        blaslt.Fp8Matmul(Backend(), 0, "bfloat16", 24, 5120, 4096, 4112, 4096, 5128, (256, 128, 16), outer=True)
 
 
 def test_no_algorithm_is_unsupported(monkeypatch):

@@ -249,13 +249,14 @@ def _vector_on_device(v: np.ndarray):
 
 
 @pytest.mark.parametrize("n", [17, 64, 128])
-def test_cublaslt_outer_vector_route_per_token_per_channel(n):
-    """W8A8 with per-token x per-channel scales from 17 tokens: cuBLASLt's outer-vector scales where this
-    cuBLASLt has them (12.9+), else the kernel, which the plan then names; float64 either way, the cached call
-    the prepared call's bits, and a scale vector off 16 bytes runs the kernel without changing the route of the
-    aligned calls after it."""
+def test_cublaslt_epilogue_route_scale_vectors_and_bias(n):
+    """W8A8 with per-token x per-channel scales, mixed scale forms or a bias, from 17 tokens: cuBLASLt's fp32 sums
+    and jitgemm's epilogue kernel, against float64; an out with an odd pitch and a 2-byte address; the cached
+    call gives the prepared call's bits, and so does a CUDA graph replay on another stream."""
     _cublaslt_or_skip()
+    import cupy as cp
     from jitgemm import scaled
+    from jitgemm.arrays import View
     fmt = "float8_e4m3fn"
     rng = np.random.default_rng(500 + n)
     m, k = 1024, 2048 + 16
@@ -263,40 +264,46 @@ def test_cublaslt_outer_vector_route_per_token_per_channel(n):
     sx = (np.abs(x).max(axis=1) / 448).astype(np.float32)
     sw = (np.abs(w).max(axis=1) / 448).astype(np.float32)
     x8, w8 = quantize(x, sx, fmt), quantize(w, sw, fmt)
+    bias = rng.standard_normal((n, m)).astype(NP["bfloat16"])
     _, xv = fp8_device(x8)
-    _, wv = fp8_device(w8)
+    _, wv = fp8_device(w8, 16)
     (kx, sxd), (kw, swd) = _vector_on_device(sx), _vector_on_device(sw)
-    ref, mag = reference(x8, w8, sx, sw)
-    owner, ov = empty_device((n, m), "bfloat16")
-    p = scaled.prepare_scaled(xv, wv, sxd, swd, out=ov)
-    print(f"N={n}: {p.plan.family}: {p.plan.reason[:160]}")
-    assert p.plan.family == "blaslt" or "outer-vector" in p.plan.reason, p.plan.reason
-    p.launch(0)
-    sync()
-    got = owner.to_numpy()
-    if p.plan.family == "blaslt":
+    kb, bv = to_device(bias, "bfloat16")
+    b, d = backend_device()
+    for scale_x, scale_w, bias_v, hx, hw, hb in ((sxd, swd, None, sx[:, None], sw, None),
+                                                 (sxd, 0.5, None, sx[:, None], 0.5, None),
+                                                 (0.25, swd, bv, 0.25, sw, bias),
+                                                 (sxd, swd, bv, sx[:, None], sw, bias)):
+        ref, mag = reference(x8, w8, hx, hw, hb)
+        owner, _ = empty_device((n + 1, m + 3), "bfloat16")  # pitch m + 3, address 2 bytes past a row start
+        ov = View(owner.ptr + 2, (n, m), (m + 3, 1), "bfloat16", "bfloat16", d, "device", owner, vendor=b.name)
+        p = scaled.prepare_scaled(xv, wv, scale_x, scale_w, bias_v, out=ov)
+        assert p.plan.family == "blaslt" and "epilogue" in p.plan.reason, p.plan.reason
+        p.launch(0)
+        sync()
+        got = owner.to_numpy().reshape(-1)[1:1 + n * (m + 3)].reshape(n, m + 3)[:, :m].copy()
         check_lt(got, ref, mag, "bfloat16")
-    else:
-        check(got, ref, mag, k, "bfloat16")
-    owner2, ov2 = empty_device((n, m), "bfloat16")
-    for _ in range(2):  # cold, then the cached entry
-        jitgemm.scaled_gemm(xv, wv, sxd, swd, out=ov2)
-    sync()
-    assert np.array_equal(owner2.to_numpy().view(np.uint16), got.view(np.uint16))
-    # the same weights' scales 4 bytes further on: the kernel runs (cuBLASLt reads vectors 16 bytes at a time)
-    kw2, sw2 = _vector_on_device(np.concatenate([[0.0], sw]).astype(np.float32))
-    from jitgemm.arrays import View
-    sw_off = View(sw2.ptr + 4, (m,), (1,), "float32", "float32", sw2.device, "device", kw2, vendor=sw2.vendor)
-    owner3, ov3 = empty_device((n, m), "bfloat16")
-    q = scaled.prepare_scaled(xv, wv, sxd, sw_off, out=ov3)
-    assert q.plan.family == "fp8"
-    if p.plan.family == "blaslt":
-        assert "not 16-byte aligned" in q.plan.reason, q.plan.reason
-    jitgemm.scaled_gemm(xv, wv, sxd, sw_off, out=ov3)
-    jitgemm.scaled_gemm(xv, wv, sxd, swd, out=ov2)  # aligned again: the first route, the first bits
-    sync()
-    check(owner3.to_numpy(), ref, mag, k, "bfloat16")
-    assert np.array_equal(owner2.to_numpy().view(np.uint16), got.view(np.uint16))
+        owner2, ov2 = empty_device((n, m), "bfloat16")
+        for _ in range(2):  # cold, then the cached entry
+            jitgemm.scaled_gemm(xv, wv, scale_x, scale_w, bias_v, out=ov2)
+        sync()
+        assert np.array_equal(owner2.to_numpy().view(np.uint16), got.view(np.uint16))
+    # graph replay on a stream of its own: the stream's workspace, the same bits
+    out = cp.empty((n, m), cp.uint16)
+    q = scaled.prepare_scaled(xv, wv, sxd, swd, bv, out=_as(out, "bfloat16"))
+    s = cp.cuda.Stream(non_blocking=True)
+    cp.cuda.Device().synchronize()
+    q.launch(s.ptr)  # the stream's workspace exists before the capture
+    s.synchronize()
+    assert np.array_equal(cp.asnumpy(out), got.view(np.uint16))
+    out.fill(0xFFFF)
+    cp.cuda.Device().synchronize()
+    s.begin_capture()
+    q.launch(s.ptr)
+    g = s.end_capture()
+    g.launch(s)
+    s.synchronize()
+    assert np.array_equal(cp.asnumpy(out), got.view(np.uint16))
 
 
 def test_cublaslt_route_pitched_out_graph_and_the_kernel_where_it_cannot():

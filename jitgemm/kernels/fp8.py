@@ -25,6 +25,10 @@ FP8_MAX = {"float8_e4m3fn": 448.0, "float8_e4m3fnuz": 240.0}
 ARG_KINDS = ("ptr", "i64", "ptr", "i64", "ptr", "i64", "ptr", "i32", "f32", "ptr", "i32", "f32",
              "ptr", "i64", "i32", "i32", "i32", "i32", "i32")
 QUANT_ARG_KINDS = ("ptr", "i64", "ptr", "ptr", "i64", "i32", "i32")
+# the cuBLASLt route's epilogue: out, ldo, acc (fp32 sums), lda, sx*, sx_per_token, sx_val, sw*, sw_per_row, sw_val,
+# bias*, bias_ld, bias_rows, M (grid.y: the tokens)
+EPILOGUE_ARG_KINDS = ("ptr", "i64", "ptr", "i64", "ptr", "i32", "f32", "ptr", "i32", "f32", "ptr", "i64", "i32", "i32")
+EPILOGUE_BLOCK = 256
 MAX_N = 128
 # N = 17..128 (small batches, prefill chunks): the same kernels with their token tiles (16 on NVIDIA,
 # NMAX on AMD) repeated: on NVIDIA the tiles of a row block side by side in grid.x (one DRAM read of its
@@ -114,6 +118,11 @@ def amd_config(n: int, arch: str = "gfx942") -> AmdFp8Config:
     # 2 on gfx90a, whose HIP 5.2 compiler needs more registers for the same code (compile matrix)
     cap = 2 if parse(arch).base == "gfx90a" else 4
     return AmdFp8Config(1, 16, min(1 if n == 1 else 2 if n == 2 else 4, cap))
+
+
+def epilogue_instance(out_dtype: str) -> KernelInstance:
+    """The cuBLASLt route's epilogue (scales, bias, rounding of its fp32 sums) for an output dtype."""
+    return KernelInstance("fp8.hip", f"jg_fp8_epilogue<{TAG[out_dtype]}>")
 
 
 def quant_instance(dtype: str, per_token: bool, fmt: str) -> KernelInstance:

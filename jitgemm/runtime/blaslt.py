@@ -6,9 +6,9 @@ out[N, M] = x[N, K] . w[M, K]^T is cuBLASLt's "TN" form, the only one its fp8 ke
 weight is a column-major K x M matrix used transposed (A), the tokens a K x N one (B), the output a
 column-major M x N one (D, ldd = out's row pitch). Per-tensor scales are either device pointers (cuBLASLt's
 A/B scale pointers, read by the kernel) or numbers (folded into alpha). One Fp8Matmul per call signature
-holds the descriptors and the algorithm cuBLASLt's heuristic picked for it (made on the cold path). Per-token x
-per-channel scales go in cuBLASLt's outer-vector mode (cuBLAS 12.9+): the A scale pointer then holds M floats,
-the B one N, applied to the fp32 sum before the output is rounded, as the kernel does. With a
+holds the descriptors and the algorithm cuBLASLt's heuristic picked for it (made on the cold path). Scale vectors
+and a bias are not cuBLASLt's here: the route then asks for fp32 sums, which jitgemm's epilogue kernel scales
+and rounds (scaled._launch_for). With a
 fixed algorithm, workspace and stream, results are the same bits run to run (cuBLAS's reproducibility
 rule). JITGEMM_CUBLASLT=path picks the library file."""
 from __future__ import annotations
@@ -16,16 +16,14 @@ from __future__ import annotations
 import ctypes
 import threading
 
-from .blas import Loaded, VendorLibrary, status_name, workspace
+from .blas import Loaded, VendorLibrary, workspace
 
 # values from cublasLt.h / library_types.h (CUDA 12.x and 13.x)
 _R_32F, _E4M3 = 0, 28                        # CUDA_R_32F, CUDA_R_8F_E4M3
-OUT_TYPES = {"bfloat16": 14, "float16": 2}   # CUDA_R_16BF, CUDA_R_16F
+OUT_TYPES = {"bfloat16": 14, "float16": 2, "float32": _R_32F}  # CUDA_R_16BF, CUDA_R_16F, CUDA_R_32F
 _COMPUTE_32F = 68                            # CUBLAS_COMPUTE_32F
 _DESC_TRANSA, _DESC_TRANSB = 3, 4            # cublasLtMatmulDescAttributes_t
 _DESC_A_SCALE, _DESC_B_SCALE = 17, 18
-_DESC_A_SCALE_MODE, _DESC_B_SCALE_MODE = 31, 32  # cuBLAS 12.9+
-_SCALE_OUTER_VEC_32F = 3                     # cublasLtMatmulMatrixScale_t: one fp32 per row of op(A) / column of B
 _PREF_MAX_WORKSPACE = 1                      # cublasLtMatmulPreferenceAttributes_t
 _PREF_MIN_ALIGN = (5, 6, 7, 8)               # ... MIN_ALIGNMENT_{A,B,C,D}_BYTES
 _OP_N, _OP_T = 0, 1
@@ -34,7 +32,6 @@ _OP_N, _OP_T = 0, 1
 #: 1 MiB its first pick needs none and runs 0.98-1.01x, torch's own choice.
 MAX_WORKSPACE_BYTES = 1 << 20
 NOT_SUPPORTED = 15                           # CUBLAS_STATUS_NOT_SUPPORTED
-INVALID_VALUE = 7                            # CUBLAS_STATUS_INVALID_VALUE
 
 
 class _Heuristic(ctypes.Structure):
@@ -44,13 +41,7 @@ class _Heuristic(ctypes.Structure):
 
 
 class Unsupported(Exception):
-    """cuBLASLt has no algorithm for this call (its layout, alignment or GPU): the kernel runs instead.
-    anywhere: the refusal holds whatever the call's addresses (the library lacks the feature), so a caller may
-    remember it for the signature."""
-
-    def __init__(self, why: str, anywhere: bool = False):
-        super().__init__(why)
-        self.anywhere = anywhere
+    """cuBLASLt has no algorithm for this call (its layout, alignment or GPU): the kernel runs instead."""
 
 
 class _Lt(VendorLibrary):
@@ -97,13 +88,13 @@ def alignment(ptr: int) -> int:
 
 class Fp8Matmul:
     """One call signature's fp8 matmul: out (N x M, row pitch ldo, out_dtype) = alpha * (x . w^T) * the scale
-    pointers' values (outer: the pointers hold a [M] weight and a [N] token vector). Descriptors and algorithm
-    are made once, with the device's context current; aligns (of w, x, out) are the byte alignments every later
-    call's pointers keep (the pipeline's per-call checks), so the algorithm picked for them stays valid. Raises
-    Unsupported where cuBLASLt has no algorithm (or, for outer, no outer-vector scales)."""
+    pointers' values; out_dtype "float32": the sums for the epilogue kernel. Descriptors and algorithm are made
+    once, with the device's context current; aligns (of w, x, out) are the byte alignments every later call's
+    pointers keep (the pipeline's per-call checks), so the algorithm picked for them stays valid. Raises
+    Unsupported where cuBLASLt has no algorithm."""
 
     def __init__(self, backend, device: int, out_dtype: str, n: int, m: int, k: int, ldx: int, ldw: int, ldo: int,
-                 aligns: tuple[int, int, int], outer: bool = False):
+                 aligns: tuple[int, int, int]):
         lt = self.lt = cublaslt()
         self.backend, self.device = backend, device
         self.desc, self.layouts, self.algo = ctypes.c_void_p(), [], _Heuristic()
@@ -116,9 +107,6 @@ class Fp8Matmul:
                                                                                  _R_32F))
             self._set(_DESC_TRANSA, ctypes.c_int32(_OP_T))
             self._set(_DESC_TRANSB, ctypes.c_int32(_OP_N))
-            if outer and not self._outer_vectors():
-                self.close()
-                raise Unsupported("this cuBLASLt has no outer-vector scales (cuBLAS 12.9 or later has)", anywhere=True)
             a = self._layout(_E4M3, k, m, ldw)                 # w: column-major K x M, used transposed
             b = self._layout(_E4M3, k, n, ldx)                 # x: column-major K x N
             d = self._layout(OUT_TYPES[out_dtype], m, n, ldo)  # out: column-major M x N (C is D: beta = 0)
@@ -139,10 +127,6 @@ class Fp8Matmul:
                                                                ctypes.byref(self.algo), ctypes.byref(count))
             finally:
                 lt.lib.cublasLtMatmulPreferenceDestroy(pref)
-        if outer and status == INVALID_VALUE:  # the attributes took, but this library has no such fp8 matmul
-            self.close()
-            raise Unsupported(f"this cuBLASLt refuses outer-vector scales for fp8 ({status_name(status)} from its "
-                              f"heuristic)", anywhere=True)
         if status == NOT_SUPPORTED or (status == 0 and (count.value < 1 or self.algo.state != 0)):
             self.close()
             raise Unsupported(f"cuBLASLt has no fp8 algorithm for N={n}, M={m}, K={k}, pitches x {ldx} / w {ldw} / "
@@ -154,15 +138,6 @@ class Fp8Matmul:
         self.alpha, self.beta = ctypes.c_float(1.0), ctypes.c_float(0.0)
         # made once: a byref per call costs ~0.2 us of the hot path (alpha's value changes in place)
         self.refs = (ctypes.byref(self.alpha), ctypes.byref(self.beta), ctypes.byref(self.algo.algo))
-
-    def _outer_vectors(self) -> bool:
-        """Per-row weight scales ([M]) and per-token scales ([N]) through A/B_SCALE_MODE; False where this library
-        does not know the attribute (it answers INVALID_VALUE)."""
-        mode = ctypes.c_int32(_SCALE_OUTER_VEC_32F)
-        for attr in (_DESC_A_SCALE_MODE, _DESC_B_SCALE_MODE):
-            if self.lt.lib.cublasLtMatmulDescSetAttribute(self.desc, attr, ctypes.byref(mode), ctypes.sizeof(mode)):
-                return False
-        return True
 
     def _set(self, attr: int, value) -> None:
         self.lt.check("cublasLtMatmulDescSetAttribute", self.lt.lib.cublasLtMatmulDescSetAttribute(
