@@ -267,8 +267,8 @@ def test_cublaslt_epilogue_route_scale_vectors_and_bias(n):
     bias = rng.standard_normal((n, m)).astype(NP["bfloat16"])
     _, xv = fp8_device(x8)
     _, wv = fp8_device(w8, 16)
-    (kx, sxd), (kw, swd) = _vector_on_device(sx), _vector_on_device(sw)
-    kb, bv = to_device(bias, "bfloat16")
+    keep = [_vector_on_device(sx), _vector_on_device(sw), to_device(bias, "bfloat16")]  # owners live to the end
+    sxd, swd, bv = (v for _, v in keep)
     b, d = backend_device()
     for scale_x, scale_w, bias_v, hx, hw, hb in ((sxd, swd, None, sx[:, None], sw, None),
                                                  (sxd, 0.5, None, sx[:, None], 0.5, None),
@@ -291,19 +291,8 @@ def test_cublaslt_epilogue_route_scale_vectors_and_bias(n):
     # graph replay on a stream of its own: the stream's workspace, the same bits
     out = cp.empty((n, m), cp.uint16)
     q = scaled.prepare_scaled(xv, wv, sxd, swd, bv, out=_as(out, "bfloat16"))
-    s = cp.cuda.Stream(non_blocking=True)
-    cp.cuda.Device().synchronize()
-    q.launch(s.ptr)  # the stream's workspace exists before the capture
-    s.synchronize()
-    assert np.array_equal(cp.asnumpy(out), got.view(np.uint16))
-    out.fill(0xFFFF)
-    cp.cuda.Device().synchronize()
-    s.begin_capture()
-    q.launch(s.ptr)
-    g = s.end_capture()
-    g.launch(s)
-    s.synchronize()
-    assert np.array_equal(cp.asnumpy(out), got.view(np.uint16))
+    eager, replayed = _eager_then_replayed(q, out)
+    assert np.array_equal(eager, got.view(np.uint16)) and np.array_equal(replayed, eager)
 
 
 def test_cublaslt_route_pitched_out_graph_and_the_kernel_where_it_cannot():
@@ -336,9 +325,17 @@ def test_cublaslt_route_pitched_out_graph_and_the_kernel_where_it_cannot():
     out = cp.empty((n, m), cp.uint16)
     p = scaled.prepare_scaled(_as(xd, fmt), _as(wd, fmt), 0.01, 0.02, out=_as(out, "bfloat16"))
     assert p.plan.family == "blaslt"
+    first, replayed = _eager_then_replayed(p, out)
+    assert np.array_equal(replayed, first)
+
+
+def _eager_then_replayed(p, out):
+    """(out's bits after p's launch on a stream of its own, and after a CUDA graph of that launch replayed there,
+    out poisoned between the two). out: the CuPy array p writes."""
+    import cupy as cp
     s = cp.cuda.Stream(non_blocking=True)
-    cp.cuda.Device().synchronize()  # the copies above ran on the legacy stream, which s does not wait for
-    p.launch(s.ptr)  # the stream's cuBLASLt workspace exists before the capture
+    cp.cuda.Device().synchronize()  # the copies before ran on the legacy stream, which s does not wait for
+    p.launch(s.ptr)  # the stream's workspaces exist before the capture
     s.synchronize()
     first = cp.asnumpy(out).copy()
     out.fill(0xFFFF)
@@ -348,7 +345,7 @@ def test_cublaslt_route_pitched_out_graph_and_the_kernel_where_it_cannot():
     g = s.end_capture()
     g.launch(s)
     s.synchronize()
-    assert np.array_equal(cp.asnumpy(out), first)
+    return first, cp.asnumpy(out)
 
 
 def _as(a, dtype):

@@ -90,8 +90,6 @@ def main():
                 print(f"   ws<={limit >> 20:2d} MiB #{j}: needs {h.workspace_size >> 10:6d} KiB, waves {h.waves:5.2f}: "
                       f"{t:7.2f} us ({t_torch / t:.3f}x torch){mark}", flush=True)
         mm.algo = keep
-        del x, ws, out
-        torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":
