@@ -26,10 +26,10 @@
 // e2m1 halving folded in), 255 NaN (OCP)
 template <int FMT>
 JG_DEVICE float jg_w4_scale_of(unsigned bits) {
-  if constexpr (FMT == JG_MXFP4) {  // selects, not branches: this runs for every group of every row
+  if constexpr (FMT == JG_MXFP4) {
     const unsigned e = bits;
-    const unsigned v = e >= 2u ? (e - 1u) << 23 : 0x00200000u << (e & 1u);  // e = 0, 1: 2^-128, 2^-127 (subnormal)
-    return __uint_as_float(e == 255u ? 0x7fc00000u : v);
+    if (e == 255u) return __uint_as_float(0x7fc00000u);
+    return e >= 2u ? __uint_as_float((e - 1u) << 23) : __uint_as_float(0x00200000u << e);  // 2^-128, 2^-127: subnormal
   } else {
     return jg_f16_to_f32((jg_u16)bits);
   }
