@@ -49,15 +49,6 @@ JG_DEVICE void jg_w4_widen(unsigned w, unsigned zero, unsigned (&p)[4]) {
   }
 }
 
-// v itself; with KEEP, as a value the compiler must keep in a register rather than recompute where it is used
-template <bool KEEP, class V>
-JG_DEVICE V jg_keep(V v) {
-  if constexpr (!KEEP) return v;
-  unsigned long long b = (unsigned long long)v;
-  asm volatile("" : "+l"(b));  // an opaque definition: the compiler can neither see through it nor recompute it
-  return (V)b;
-}
-
 JG_DEVICE unsigned jg_word(const jg_u32x4& v, int q) { return q == 0 ? v.x : q == 1 ? v.y : q == 2 ? v.z : v.w; }
 
 template <class T, int FMT, int GROUP, int NT, int MT, int WK, int U, int SK>
@@ -74,31 +65,21 @@ __global__ void __launch_bounds__(32 * WK, 1) JG_CLUSTER_K(SK) jg_w4_nv(
   int n0;
   jg_block_origin<ROWS, COLS>(N, m0, n0);
 
-  // Per lane, made once: where its weight slices, scales (and zero points / minima) of rows g and g + 8 of each
-  // tile start (tail rows read a real row, never stored), and where its tokens start. jg_keep makes each an
-  // opaque value: without it NVCC rematerialized the 64-bit row arithmetic (clamp, multiply, add) in every
-  // 32-k group, ~45 of the loop's ~115 instructions a group (sm_90a SASS, a loop of 8 groups: q4_sym 915 -> 497,
-  // mxfp4 1289 -> 871; two row tiles 1466 -> 841). Not for q4_min / q4_zp with two row tiles: their kept aux
-  // pointers spilled at ptxas's 128-register cap of 512-thread blocks, so there the compiler keeps its choice.
-  constexpr bool KEEP = MT == 1 || FMT == JG_Q4_SYM || FMT == JG_MXFP4;
-  // Tokens past N read token 0's row: their mma columns are never stored (jg_reduce_store), so no per-group test.
-  constexpr jg_i64 SB = FMT == JG_MXFP4 ? 1 : 2, AB = FMT == JG_Q4_MIN ? 2 : 1;  // bytes per scale / aux value
-  const unsigned char *wrow[MT][2], *srow[MT][2], *arow[MT][2];
+  jg_i64 row[MT][2];  // weight rows g and g + 8 of each tile; tail rows read a real row, never stored
 #pragma unroll
   for (int i = 0; i < MT; ++i)
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const jg_i64 r0 = m0 + 16 * i + 8 * h + g, r = r0 < M ? r0 : (jg_i64)M - 1;
-      wrow[i][h] = jg_keep<KEEP>(w + r * ldw + 16 * t);
-      srow[i][h] = jg_keep<KEEP>((const unsigned char*)scales + r * lds * SB);
-      if constexpr (FMT == JG_Q4_MIN || FMT == JG_Q4_ZP)  // the formats with an aux array (else aux is null)
-        arow[i][h] = jg_keep<KEEP>((const unsigned char*)aux + r * lda * AB);
+      const jg_i64 r = m0 + 16 * i + 8 * h + g;
+      row[i][h] = r < M ? r : (jg_i64)M - 1;
     }
   const jg_u16* xrow[NT];
+  bool xok[NT];
 #pragma unroll
   for (int j = 0; j < NT; ++j) {
     const int n = n0 + 8 * j + g;
-    xrow[j] = jg_keep<KEEP>(x + (jg_i64)(n < N ? n : 0) * ldx + 8 * t);
+    xok[j] = n < N;
+    xrow[j] = x + (jg_i64)(xok[j] ? n : 0) * ldx + 8 * t;
   }
 
   float acc[MT][NT][4];
@@ -114,7 +95,7 @@ __global__ void __launch_bounds__(32 * WK, 1) JG_CLUSTER_K(SK) jg_w4_nv(
       for (int i = 0; i < MT; ++i)
 #pragma unroll
         for (int h = 0; h < 2; ++h)
-          wv[u][i][h] = kb < K ? jg_load_stream(wrow[i][h] + kb / 2) : jg_u32x4{0, 0, 0, 0};
+          wv[u][i][h] = kb < K ? jg_load_stream(w + row[i][h] * ldw + kb / 2 + 16 * t) : jg_u32x4{0, 0, 0, 0};
     }
 #pragma unroll
     for (int u = 0; u < U; ++u)
@@ -125,7 +106,7 @@ __global__ void __launch_bounds__(32 * WK, 1) JG_CLUSTER_K(SK) jg_w4_nv(
         const jg_i64 gi = ks / GROUP;
         jg_u32x4 xv[NT];
 #pragma unroll
-        for (int j = 0; j < NT; ++j) xv[j] = jg_load_cached(xrow[j] + ks);
+        for (int j = 0; j < NT; ++j) xv[j] = xok[j] ? jg_load_cached(xrow[j] + ks) : jg_u32x4{0, 0, 0, 0};
         float ts[NT][4];  // q4_min: each token's sum over the group (an mma with all-ones weights)
         if constexpr (FMT == JG_Q4_MIN) {
 #pragma unroll
@@ -141,11 +122,9 @@ __global__ void __launch_bounds__(32 * WK, 1) JG_CLUSTER_K(SK) jg_w4_nv(
           unsigned z[2] = {FMT == JG_Q4_SYM ? 8u : 0u, FMT == JG_Q4_SYM ? 8u : 0u};
 #pragma unroll
           for (int h = 0; h < 2; ++h) {
-            // read-only loads (ld.global.nc), as through the kernel's const __restrict__ arguments
-            s[h] = jg_w4_scale_of<FMT>(SB == 1 ? (unsigned)__ldg(srow[i][h] + gi)
-                                               : (unsigned)__ldg((const unsigned short*)srow[i][h] + gi));
-            if constexpr (FMT == JG_Q4_ZP) z[h] = __ldg(arow[i][h] + gi);
-            if constexpr (FMT == JG_Q4_MIN) o[h] = jg_f16_to_f32(__ldg((const unsigned short*)arow[i][h] + gi));
+            s[h] = jg_w4_scale<FMT>(scales, row[i][h] * lds + gi);
+            if constexpr (FMT == JG_Q4_ZP) z[h] = ((const unsigned char*)aux)[row[i][h] * lda + gi];
+            if constexpr (FMT == JG_Q4_MIN) o[h] = jg_f16_to_f32(((const jg_u16*)aux)[row[i][h] * lda + gi]);
           }
           unsigned a[4], b[4];  // rows g and g + 8
           jg_w4_widen<T, FMT>(jg_word(wv[u][i][0], q), z[0], a);
