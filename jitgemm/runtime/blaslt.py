@@ -1,16 +1,15 @@
-"""cuBLASLt for the fp8 calls the dispatcher sends there (W8A8, per-tensor scales, N >= 16 on NVIDIA: where
-the skinny fp8 kernel measured 0.37-0.88x torch._scaled_mm, which is this same library), loaded with ctypes
+"""cuBLASLt for the fp8 calls the dispatcher sends there (W8A8 from 16 tokens on NVIDIA: where the skinny fp8
+kernel measured 0.37-0.88x torch._scaled_mm, which is this same library), loaded with ctypes
 like cuBLAS (jitgemm.runtime.blas): neither CuPy nor torch needed, and the call can be captured in a graph.
 
 out[N, M] = x[N, K] . w[M, K]^T is cuBLASLt's "TN" form, the only one its fp8 kernels take: the row-major
 weight is a column-major K x M matrix used transposed (A), the tokens a K x N one (B), the output a
 column-major M x N one (D, ldd = out's row pitch). Per-tensor scales are either device pointers (cuBLASLt's
 A/B scale pointers, read by the kernel) or numbers (folded into alpha). One Fp8Matmul per call signature
-holds the descriptors and the algorithm cuBLASLt's heuristic picked for it (made on the cold path). Scale vectors
-and a bias are not cuBLASLt's here: the route then asks for fp32 sums, which jitgemm's epilogue kernel scales
-and rounds (scaled._launch_for). With a
-fixed algorithm, workspace and stream, results are the same bits run to run (cuBLAS's reproducibility
-rule). JITGEMM_CUBLASLT=path picks the library file."""
+holds the descriptors and the algorithm cuBLASLt's heuristic picked for it (made on the cold path). Scale
+vectors and a bias are not cuBLASLt's here: the route then asks for fp32 sums, which jitgemm's epilogue kernel
+scales and rounds (scaled._launch_for). With a fixed algorithm, workspace and stream, results are the same bits
+run to run (cuBLAS's reproducibility rule). JITGEMM_CUBLASLT=path picks the library file."""
 from __future__ import annotations
 
 import ctypes
