@@ -85,14 +85,15 @@ def lookup(family: str, m: int, k: int, device: str = "", arch: str = "sm_90a", 
         return row, f"tuned on this GPU ({tuned.describe(device)})"
     t = _table_file(device, arch, family)
     table = t.family(family) if t else []
-    rows = [r for r in table if (usable is None or usable(r)) and _carries(family, table, r, m, k)]
+    common = _common_wk(tuple(r[2][0] for r in table)) if family == "skinny" and table else None
+    rows = [r for r in table if (usable is None or usable(r)) and _carries(family, common, r, m, k)]
     if not rows:
         return None
     row = nearest_row(rows, m, k)
     return row, f"measured table: nearest tuned shape M={row[0]} K={row[1]} ({t.device})"
 
 
-def _carries(family: str, table: list, row, m: int, k: int) -> bool:
+def _carries(family: str, common: int | None, row, m: int, k: int) -> bool:
     """Whether a 16-bit skinny row may serve (M, K): its own shape always; another shape only when the row's
     K split (WK warps) is the table's most common one. The H100 broad suite (2026-12-05, N = 16) lost on 13 of
     the 15 untuned shapes nearest to the two WK = 8 rows (M = 5120, K = 2880 / 4096: 0.87-0.98x cuBLAS), while
@@ -101,7 +102,7 @@ def _carries(family: str, table: list, row, m: int, k: int) -> bool:
     session 15) lost 0.90 -> 0.83x at M = 5120, K = 2888 when the K = 2880 row no longer served it."""
     if family != "skinny" or _same_weight(row, m, k):
         return True
-    return row[2][0] == _common_wk(tuple(r[2][0] for r in table))
+    return row[2][0] == common  # common: the table's most common WK (_common_wk), counted once per lookup
 
 
 def _same_weight(row, m: int, k: int) -> bool:
