@@ -434,7 +434,7 @@ def plan_w4(vendor: str, arch: str, cus: int, dtype: str, fmt: str, group: int, 
     from .kernels import w4
     what = f"{fmt} weights, groups of {group}"
     if vendor == "cuda":
-        cfg = w4.nv_heuristic(m, k)
+        cfg = w4.nv_heuristic(m, k, n, fmt)
         grid, block, shared = cfg.geometry(m, n)
         return Plan("w4", f"{what}; nv mma.sync m16n8k16 on codes widened in registers, {16 * cfg.MT} rows/block, "
                           f"K split over {cfg.WK} warps, {cfg.U}x128-k slices in flight, each group scaled in fp32"
@@ -457,8 +457,8 @@ def all_w4_instances(vendor: str, arch: str | None = None) -> list[KernelInstanc
     for dtype in skinny.TAG:
         for fmt, group in kinds:
             if vendor == "cuda":
-                cfgs = dict.fromkeys(w4.nv_heuristic(m, k) for m in (4096, 8192) for k in (256, 2048, 4096))
-                insts = [w4.nv_instance(c, dtype, fmt, group, n) for c in cfgs for n in (1, 9)]
+                insts = [w4.nv_instance(w4.nv_heuristic(m, k, n, fmt), dtype, fmt, group, n)
+                         for m in (4096, 8192) for k in (256, 2048, 4096) for n in (1, 9)]
             else:
                 insts = [w4.amd_config(n, arch or "gfx942", fmt).instance(dtype, fmt, group) for n in (1, 2, 4)]
             for i in insts:

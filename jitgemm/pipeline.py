@@ -44,7 +44,8 @@ class Entry:
     a call whose out interleaves with an input (column blocks of one buffer) takes the cold path, whose
     rule (validate.require_out_apart) tells them apart."""
 
-    __slots__ = ("launch", "checks", "stream_of", "new_out", "out_extent", "input_extents", "named")
+    __slots__ = ("launch", "checks", "stream_of", "new_out", "out_extent", "input_extents", "named", "masks",
+                 "scales")
 
     def __init__(self, launch, checks: tuple, stream_of: Callable[[], int], new_out: Callable | None,
                  extents: list | None = None):
@@ -55,13 +56,19 @@ class Entry:
         self.input_extents = tuple((i, *e) for i, e in enumerate(extents[:-1]) if e) \
             if extents and extents[-1] else ()
         self.named = None  # the streams the operands' interfaces name: read at the first run (the key fixes them)
+        # the checks as (value index, alignment - 1) of each pointer that must be aligned (alignments are powers of
+        # two) and the indices of scale values: accepts() looks at nothing else
+        if any(c > 0 and c & (c - 1) for c in checks):
+            raise ValueError(f"pointer alignments must be powers of two, got {checks}")
+        self.masks = tuple((i, c - 1) for i, c in enumerate(checks) if c > 1)
+        self.scales = tuple(i for i, c in enumerate(checks) if c < 0)
 
     def accepts(self, values) -> bool:
-        for v, c in zip(values, self.checks):
-            if c > 0:
-                if v % c:
-                    return False
-            elif c < 0 and not 0.0 <= v < math.inf:
+        for i, m in self.masks:
+            if values[i] & m:
+                return False
+        for i in self.scales:
+            if not 0.0 <= values[i] < math.inf:
                 return False
         out = values[-1]
         if out and self.input_extents:

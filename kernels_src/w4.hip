@@ -22,16 +22,23 @@
 #define JG_Q4_MIN 2
 #define JG_Q4_ZP 3
 
-// S of a group: fp16 -> fp32; e8m0 e -> 2^(e - 128) (the v = 2 * e2m1 halving folded in), 255 NaN (OCP)
+// S of a group from its stored bits (fp16, or the e8m0 byte): fp16 -> fp32; e8m0 e -> 2^(e - 128) (the v = 2 *
+// e2m1 halving folded in), 255 NaN (OCP)
+template <int FMT>
+JG_DEVICE float jg_w4_scale_of(unsigned bits) {
+  if constexpr (FMT == JG_MXFP4) {  // selects, not branches: this runs for every group of every row
+    const unsigned e = bits;
+    const unsigned v = e >= 2u ? (e - 1u) << 23 : 0x00200000u << (e & 1u);  // e = 0, 1: 2^-128, 2^-127 (subnormal)
+    return __uint_as_float(e == 255u ? 0x7fc00000u : v);
+  } else {
+    return jg_f16_to_f32((jg_u16)bits);
+  }
+}
+
 template <int FMT>
 JG_DEVICE float jg_w4_scale(const void* scales, jg_i64 at) {
-  if constexpr (FMT == JG_MXFP4) {
-    const unsigned e = ((const unsigned char*)scales)[at];
-    if (e == 255u) return __uint_as_float(0x7fc00000u);
-    return e >= 2u ? __uint_as_float((e - 1u) << 23) : __uint_as_float(0x00200000u << e);  // 2^-128, 2^-127: subnormal
-  } else {
-    return jg_f16_to_f32(((const jg_u16*)scales)[at]);
-  }
+  if constexpr (FMT == JG_MXFP4) return jg_w4_scale_of<FMT>(((const unsigned char*)scales)[at]);
+  else return jg_w4_scale_of<FMT>(((const jg_u16*)scales)[at]);
 }
 
 // 2 * |e2m1| for the magnitude codes 0..7 (0, 0.5, 1, 1.5, 2, 3, 4, 6 doubled), one nibble each

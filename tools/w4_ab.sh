@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The 4-bit loop change in one device call (NOTES.md, session 16): the 4-bit GPU tests, the Llama-3.1-8B step
+# A 4-bit kernel change against two other trees in one device call (NOTES.md, sessions 16-17): the 4-bit GPU tests, the Llama-3.1-8B step
 # (bf16 cuBLAS, q4_sym, MXFP4, q4_min at N = 1 and 16) in this tree, in .carry/old and in .carry/mid, each with
 # its own kernel cache, then memcheck over the 4-bit instances; each step only if its time is left (CAP seconds).
 # Prepare the two other trees here (they travel as the carried, git-ignored .carry/), e.g.
 #   mkdir -p .carry/old .carry/mid
 #   git archive <main before the change> jitgemm kernels_src pyproject.toml | tar -x -C .carry/old
-#   git archive <the change without its early loads> jitgemm kernels_src pyproject.toml | tar -x -C .carry/mid
+#   git archive <a variant of the change> jitgemm kernels_src pyproject.toml | tar -x -C .carry/mid
 # and run with the device tool: `CAP=430 bash tools/w4_ab.sh`, carry [".whl", ".carry"]. Results: $OUT/ab.tgz.
 set -uo pipefail
 SECONDS=0; CAP=${CAP:-430}

@@ -19,12 +19,15 @@ ARG_KINDS = ("ptr", "i64", "ptr", "i64", "ptr", "i64", "ptr", "i64", "ptr", "i64
 MAX_N = 128        # beyond one block's token tile (16 on NVIDIA, NMAX on AMD) the tile repeats (fp8.py says how)
 
 
-def nv_heuristic(m: int, k: int) -> NvConfig:
+def nv_heuristic(m: int, k: int, n: int = 1, fmt: str = "q4_sym") -> NvConfig:
     """No table is measured for 4-bit weights yet: 2 slices in flight a warp, as many warps (4..16) as K
-    has 256-k steps for, 32 rows a block for large M. The K order depends on (M, K) only, so a token's bits
-    never depend on N."""
+    has 256-k steps for, 32 rows a block for large M. The K order depends on (K, WK, U, SK) only, so a
+    token's bits never depend on N (the rows a block takes do not enter a row's sums). Two row tiles only with
+    one token tile and not for q4_min: with both doubled, or q4_min's token sums, the kernel spilled at the
+    128-register cap of 512-thread blocks (sm_90a)."""
     wk = 16 if k >= 16 * 256 else 8 if k >= 8 * 256 else 4
-    return NvConfig(2 if m >= 8192 else 1, wk, 2, 1)
+    two_rows = m >= 8192 and n <= 8 and fmt != "q4_min"
+    return NvConfig(2 if two_rows else 1, wk, 2, 1)
 
 
 def nv_instance(cfg: NvConfig, dtype: str, fmt: str, group: int, n: int) -> KernelInstance:

@@ -24,32 +24,139 @@ JG_DEVICE unsigned jg_w4_sub(unsigned h, unsigned sub) {
   return r;
 }
 
+// both halves of h times those of k, as T (h * k + -0: the bf16 multiply needs sm_90, the fma does not)
+template <class T>
+JG_DEVICE unsigned jg_w4_mul(unsigned h, unsigned k) {
+  unsigned r;
+  if constexpr (T::id == jg_f16::id) {
+    asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(r) : "r"(h), "r"(k), "r"(0x80008000u));
+  } else {
+    asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(r) : "r"(h), "r"(k), "r"(0x80008000u));
+  }
+  return r;
+}
+
 // The four registers (e0 e1), (e2 e3), (e4 e5), (e6 e7) of a word's eight values v (w4.hip), as T pairs.
-// A code c placed under the exponent of MAGIC (1024 in fp16, 128 in bf16: one unit per mantissa step)
-// reads MAGIC + c; subtracting MAGIC + zero leaves c - zero exactly. MXFP4 first maps each magnitude to
-// 2|v| with a byte permute (the table JG_E2M1_X2 as bytes), then takes the same path and puts the sign
-// bits (bit 3 of nibbles p and p + 4) on bits 15 and 31.
+// Integer codes: a code c placed under the exponent of MAGIC (1024 in fp16, 128 in bf16: one unit per mantissa
+// step) reads MAGIC + c; subtracting MAGIC + zero leaves c - zero exactly. nibbles: 0x000f000f, kept in a
+// register by the caller (LOP3 takes one immediate, so NVCC otherwise moved the mask into a register again
+// before every use: a quarter of the loop's instructions).
+// MXFP4: the magnitude bits e1 e0 m of a code, put where the exponent's two low bits and the mantissa's top bit
+// of a 16-bit float are, read as that float are |v| * 2^-14 (fp16) or |v| * 2^-126 (bf16), the subnormal
+// code (e = 0: m * 2^-15, m * 2^-127) included; one exact multiply by 2^15 / 2^127 makes 2|v|, and the sign
+// (bit 3 of nibbles p and p + 4) goes on bits 15 and 31. Five instructions a pair, no table.
 template <class T, int FMT>
-JG_DEVICE void jg_w4_widen(unsigned w, unsigned zero, unsigned (&p)[4]) {
-  constexpr unsigned MAGIC = T::id == jg_f16::id ? 0x64006400u : 0x43004300u;
+JG_DEVICE void jg_w4_widen(unsigned w, unsigned zero, unsigned nibbles, unsigned (&p)[4]) {
+  constexpr bool F16 = T::id == jg_f16::id;
+  constexpr unsigned MAGIC = F16 ? 0x64006400u : 0x43004300u;
   if constexpr (FMT == JG_MXFP4) {
-    unsigned lo, hi;  // bytes 2|v| of nibbles 0..3, of nibbles 4..7
-    asm("prmt.b32 %0, %1, %2, %3;" : "=r"(lo) : "r"(0x03020100u), "r"(0x0c080604u), "r"(w & 0x7777u));
-    asm("prmt.b32 %0, %1, %2, %3;" : "=r"(hi) : "r"(0x03020100u), "r"(0x0c080604u), "r"((w >> 16) & 0x7777u));
+    constexpr int AT = F16 ? 9 : 6;  // the bit of each half that m goes to
+    constexpr unsigned MAG = 0x00070007u << AT, TWICE = F16 ? 0x78007800u : 0x7f007f00u;  // 2^15, 2^127
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
-      unsigned b;  // byte j of lo in byte 0, byte j of hi in byte 2 (bytes 1 and 3 masked off below)
-      asm("prmt.b32 %0, %1, %2, %3;" : "=r"(b) : "r"(lo), "r"(hi), "r"((unsigned)(j | ((4 + j) << 8))));
-      p[j] = jg_w4_sub<T>((b & 0x00ff00ffu) | MAGIC, MAGIC) ^ ((w << (12 - 4 * j)) & 0x80008000u);
+      const unsigned mag = (AT >= 4 * j ? w << (AT - 4 * j) : w >> (4 * j - AT)) & MAG;
+      p[j] = jg_w4_mul<T>(mag, TWICE) ^ ((w << (12 - 4 * j)) & 0x80008000u);
     }
   } else {
     const unsigned sub = MAGIC + zero * 0x00010001u;
 #pragma unroll
-    for (int j = 0; j < 4; ++j) p[j] = jg_w4_sub<T>(((w >> (4 * j)) & 0x000f000fu) | MAGIC, sub);
+    for (int j = 0; j < 4; ++j) p[j] = jg_w4_sub<T>(((w >> (4 * j)) & nibbles) | MAGIC, sub);
   }
 }
 
+// v itself; with KEEP, as a value the compiler must keep in a register rather than recompute where it is used
+template <bool KEEP, class V>
+JG_DEVICE V jg_keep(V v) {
+  if constexpr (!KEEP) return v;
+  unsigned long long b = (unsigned long long)v;
+  asm volatile("" : "+l"(b));  // an opaque definition: the compiler can neither see through it nor recompute it
+  return (V)b;
+}
+
 JG_DEVICE unsigned jg_word(const jg_u32x4& v, int q) { return q == 0 ? v.x : q == 1 ? v.y : q == 2 ? v.z : v.w; }
+
+// One iteration of a warp: U 128-k blocks of each row's slices. The pointers are the iteration's own (the kernel
+// advances them): wp at its first block, sp / ap at its first scale group, xp at its first k, so every load is
+// an immediate offset from a register the loop carries, and no 64-bit address is made per group. Per scale
+// group (GROUP / 32 of a block's four 32-k words) the mma sums run on in fp32 and the group's scale multiplies
+// them into the accumulators once. TAIL: k may pass K, kleft = K - the iteration's first k (tested per scale
+// group: K % GROUP == 0, so a group is wholly in or out).
+template <class T, int FMT, int GROUP, int NT, int MT, int U, bool TAIL>
+JG_DEVICE void jg_w4_step(float (&acc)[MT][NT][4], int kleft, const unsigned char* const (&wp)[MT][2],
+                          const unsigned char* const (&sp)[MT][2], const unsigned char* const (&ap)[MT][2],
+                          const jg_u16* const (&xp)[NT], unsigned nibbles) {
+  static_assert(128 % GROUP == 0, "a scale group never spans two 128-k blocks");
+  constexpr int QG = GROUP / 32;  // 32-k words per scale group
+  constexpr unsigned ONE = T::id == jg_f16::id ? 0x3c003c00u : 0x3f803f80u;
+  jg_u32x4 wv[U][MT][2];
+#pragma unroll
+  for (int u = 0; u < U; ++u)
+#pragma unroll
+    for (int i = 0; i < MT; ++i)
+#pragma unroll
+      for (int h = 0; h < 2; ++h)  // a 128-k block: 64 bytes of each row, this lane's 16 at 16 t
+        wv[u][i][h] = !TAIL || 128 * u < kleft ? jg_load_stream(wp[i][h] + 64 * u) : jg_u32x4{0, 0, 0, 0};
+#pragma unroll
+  for (int u = 0; u < U; ++u)
+#pragma unroll
+    for (int qg = 0; qg < 4; qg += QG) {
+      const int kq = 128 * u + 32 * qg;  // the scale group's first k, from the iteration's
+      if (TAIL && kq >= kleft) return;   // every later group is past K too
+      const int gi = kq / GROUP;
+      float c[MT][NT][4], ts[NT][4];  // the group's sums; q4_min: each token's sum over it (all-ones weights)
+      unsigned z[MT][2];  // what each row's codes are offset by (q4_zp: the group's zero point)
+#pragma unroll
+      for (int i = 0; i < MT; ++i)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          if constexpr (FMT == JG_Q4_ZP) z[i][h] = __ldg(ap[i][h] + gi);
+          else z[i][h] = FMT == JG_Q4_SYM ? 8u : 0u;
+        }
+#pragma unroll
+      for (int q = qg; q < qg + QG; ++q) {
+        jg_u32x4 xv[NT];
+#pragma unroll
+        for (int j = 0; j < NT; ++j) xv[j] = jg_load_cached(xp[j] + 128 * u + 32 * q);
+        if constexpr (FMT == JG_Q4_MIN) {
+#pragma unroll
+          for (int j = 0; j < NT; ++j) {
+            if (q == qg) ts[j][0] = ts[j][1] = ts[j][2] = ts[j][3] = 0.f;
+            jg_mma_k16<T>(ts[j], ONE, ONE, ONE, ONE, xv[j].x, xv[j].y);
+            jg_mma_k16<T>(ts[j], ONE, ONE, ONE, ONE, xv[j].z, xv[j].w);
+          }
+        }
+#pragma unroll
+        for (int i = 0; i < MT; ++i) {
+          unsigned a[4], b[4];  // rows g and g + 8
+          jg_w4_widen<T, FMT>(jg_word(wv[u][i][0], q), z[i][0], nibbles, a);
+          jg_w4_widen<T, FMT>(jg_word(wv[u][i][1], q), z[i][1], nibbles, b);
+#pragma unroll
+          for (int j = 0; j < NT; ++j) {
+            if (q == qg) c[i][j][0] = c[i][j][1] = c[i][j][2] = c[i][j][3] = 0.f;
+            jg_mma_k16<T>(c[i][j], a[0], b[0], a[1], b[1], xv[j].x, xv[j].y);  // k elements 0..3 of each lane
+            jg_mma_k16<T>(c[i][j], a[2], b[2], a[3], b[3], xv[j].z, xv[j].w);  // 4..7
+          }
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < MT; ++i) {
+        float s[2], o[2] = {0.f, 0.f};
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {  // read-only loads (ld.global.nc), as through const __restrict__ arguments
+          s[h] = jg_w4_scale_of<FMT>(FMT == JG_MXFP4 ? (unsigned)__ldg(sp[i][h] + gi)
+                                                     : (unsigned)__ldg((const unsigned short*)sp[i][h] + gi));
+          if constexpr (FMT == JG_Q4_MIN) o[h] = jg_f16_to_f32(__ldg((const unsigned short*)ap[i][h] + gi));
+        }
+#pragma unroll
+        for (int j = 0; j < NT; ++j)
+#pragma unroll
+          for (int r = 0; r < 4; ++r) {
+            acc[i][j][r] = __fmaf_rn(c[i][j][r], s[r / 2], acc[i][j][r]);  // c0, c1: row g; c2, c3: row g + 8
+            if constexpr (FMT == JG_Q4_MIN) acc[i][j][r] = __fmaf_rn(ts[j][r], o[r / 2], acc[i][j][r]);
+          }
+      }
+    }
+}
 
 template <class T, int FMT, int GROUP, int NT, int MT, int WK, int U, int SK>
 __global__ void __launch_bounds__(32 * WK, 1) JG_CLUSTER_K(SK) jg_w4_nv(
@@ -58,91 +165,81 @@ __global__ void __launch_bounds__(32 * WK, 1) JG_CLUSTER_K(SK) jg_w4_nv(
     const void* __restrict__ aux, jg_i64 lda, const jg_u16* __restrict__ bias, jg_i64 bias_ld, int bias_rows,
     int N, int M, int K) {
   constexpr int ROWS = 16 * MT, COLS = 8 * NT, STEP = 128 * U;  // STEP: k a warp covers an iteration
-  constexpr unsigned ONE = T::id == jg_f16::id ? 0x3c003c00u : 0x3f803f80u;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
   jg_i64 m0;
   int n0;
   jg_block_origin<ROWS, COLS>(N, m0, n0);
 
-  jg_i64 row[MT][2];  // weight rows g and g + 8 of each tile; tail rows read a real row, never stored
+  // Per lane, made once: where its weight slices, scales (and zero points / minima) of rows g and g + 8 of each
+  // tile start (tail rows read a real row, never stored), and where its tokens start. jg_keep makes each an
+  // opaque value: without it NVCC rematerialized the 64-bit row arithmetic (clamp, multiply, add) in every
+  // 32-k group, ~45 of the loop's ~115 instructions a group (sm_90a SASS, a loop of 8 groups, session 15: q4_sym
+  // 915 -> 497, mxfp4 1289 -> 871; two row tiles 1466 -> 841). Not for q4_zp with two row tiles (q4_min no longer
+  // takes two: kernels.w4.nv_heuristic): kept aux pointers spilled there at ptxas's 128-register cap of
+  // 512-thread blocks, so there the compiler keeps its choice.
+  constexpr bool KEEP = MT == 1 || FMT == JG_Q4_SYM || FMT == JG_MXFP4;
+  // Tokens past N read token 0's row: their mma columns are never stored (jg_reduce_store), so no per-group test.
+  constexpr jg_i64 SB = FMT == JG_MXFP4 ? 1 : 2, AB = FMT == JG_Q4_MIN ? 2 : 1;  // bytes per scale / aux value
+  const unsigned char *wrow[MT][2], *srow[MT][2], *arow[MT][2] = {};
 #pragma unroll
   for (int i = 0; i < MT; ++i)
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const jg_i64 r = m0 + 16 * i + 8 * h + g;
-      row[i][h] = r < M ? r : (jg_i64)M - 1;
+      const jg_i64 r0 = m0 + 16 * i + 8 * h + g, r = r0 < M ? r0 : (jg_i64)M - 1;
+      wrow[i][h] = jg_keep<KEEP>(w + r * ldw + 16 * t);
+      srow[i][h] = jg_keep<KEEP>((const unsigned char*)scales + r * lds * SB);
+      if constexpr (FMT == JG_Q4_MIN || FMT == JG_Q4_ZP)  // the formats with an aux array (else aux is null)
+        arow[i][h] = jg_keep<KEEP>((const unsigned char*)aux + r * lda * AB);
     }
   const jg_u16* xrow[NT];
-  bool xok[NT];
 #pragma unroll
   for (int j = 0; j < NT; ++j) {
     const int n = n0 + 8 * j + g;
-    xok[j] = n < N;
-    xrow[j] = x + (jg_i64)(xok[j] ? n : 0) * ldx + 8 * t;
+    xrow[j] = jg_keep<KEEP>(x + (jg_i64)(n < N ? n : 0) * ldx + 8 * t);
   }
 
+  // A zero the compilers cannot see: x's pitch is >= 1 (the host checks), so its sign bit is 0 (K's sign bit they
+  // could: the loop's test says K > 0). Shifting by it keeps a value opaque. The widening's mask so stays in one
+  // register: ptxas folds a constant (even through an empty asm) and had moved it into a register again before
+  // every LOP3.
+  const unsigned hidden_zero = (unsigned)((unsigned long long)ldx >> 63);
+  const unsigned nibbles = 0x000f000fu >> hidden_zero;
   float acc[MT][NT][4];
   jg_zero(acc);
   unsigned split = 0;
   if constexpr (SK > 1) asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(split));
-  for (jg_i64 k0 = ((jg_i64)split * WK + warp) * STEP; k0 < K; k0 += (jg_i64)SK * WK * STEP) {
-    jg_u32x4 wv[U][MT][2];
+  // each pointer moves by dk of k: the packed bytes by dk / 2, the scales / aux by dk / GROUP values, x by dk
+  auto advance = [&](jg_i64 dk) {
 #pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const jg_i64 kb = k0 + 128 * u;  // a 128-k block: 64 bytes of each row, this lane's 16 at 16 t
+    for (int i = 0; i < MT; ++i)
 #pragma unroll
-      for (int i = 0; i < MT; ++i)
-#pragma unroll
-        for (int h = 0; h < 2; ++h)
-          wv[u][i][h] = kb < K ? jg_load_stream(w + row[i][h] * ldw + kb / 2 + 16 * t) : jg_u32x4{0, 0, 0, 0};
-    }
-#pragma unroll
-    for (int u = 0; u < U; ++u)
-#pragma unroll
-      for (int q = 0; q < 4; ++q) {
-        const jg_i64 ks = k0 + 128 * u + 32 * q;  // the group's first k; the same for the whole warp
-        if (ks >= K) continue;
-        const jg_i64 gi = ks / GROUP;
-        jg_u32x4 xv[NT];
-#pragma unroll
-        for (int j = 0; j < NT; ++j) xv[j] = xok[j] ? jg_load_cached(xrow[j] + ks) : jg_u32x4{0, 0, 0, 0};
-        float ts[NT][4];  // q4_min: each token's sum over the group (an mma with all-ones weights)
-        if constexpr (FMT == JG_Q4_MIN) {
-#pragma unroll
-          for (int j = 0; j < NT; ++j) {
-            ts[j][0] = ts[j][1] = ts[j][2] = ts[j][3] = 0.f;
-            jg_mma_k16<T>(ts[j], ONE, ONE, ONE, ONE, xv[j].x, xv[j].y);
-            jg_mma_k16<T>(ts[j], ONE, ONE, ONE, ONE, xv[j].z, xv[j].w);
-          }
-        }
-#pragma unroll
-        for (int i = 0; i < MT; ++i) {
-          float s[2], o[2] = {0.f, 0.f};
-          unsigned z[2] = {FMT == JG_Q4_SYM ? 8u : 0u, FMT == JG_Q4_SYM ? 8u : 0u};
-#pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            s[h] = jg_w4_scale<FMT>(scales, row[i][h] * lds + gi);
-            if constexpr (FMT == JG_Q4_ZP) z[h] = ((const unsigned char*)aux)[row[i][h] * lda + gi];
-            if constexpr (FMT == JG_Q4_MIN) o[h] = jg_f16_to_f32(((const jg_u16*)aux)[row[i][h] * lda + gi]);
-          }
-          unsigned a[4], b[4];  // rows g and g + 8
-          jg_w4_widen<T, FMT>(jg_word(wv[u][i][0], q), z[0], a);
-          jg_w4_widen<T, FMT>(jg_word(wv[u][i][1], q), z[1], b);
-#pragma unroll
-          for (int j = 0; j < NT; ++j) {
-            float c[4] = {0.f, 0.f, 0.f, 0.f};
-            jg_mma_k16<T>(c, a[0], b[0], a[1], b[1], xv[j].x, xv[j].y);  // k elements 0..3 of each lane
-            jg_mma_k16<T>(c, a[2], b[2], a[3], b[3], xv[j].z, xv[j].w);  // 4..7
-#pragma unroll
-            for (int r = 0; r < 4; ++r) {
-              acc[i][j][r] = __fmaf_rn(c[r], s[r / 2], acc[i][j][r]);  // c0, c1: row g; c2, c3: row g + 8
-              if constexpr (FMT == JG_Q4_MIN) acc[i][j][r] = __fmaf_rn(ts[j][r], o[r / 2], acc[i][j][r]);
-            }
-          }
-        }
+      for (int h = 0; h < 2; ++h) {
+        wrow[i][h] += dk / 2;
+        srow[i][h] += dk / GROUP * SB;
+        if constexpr (FMT == JG_Q4_MIN || FMT == JG_Q4_ZP) arow[i][h] += dk / GROUP * AB;
       }
+#pragma unroll
+    for (int j = 0; j < NT; ++j) xrow[j] += dk;
+  };
+  const jg_i64 kstride = (jg_i64)SK * WK * STEP;
+  jg_i64 k0 = ((jg_i64)split * WK + warp) * STEP;
+  advance(k0);
+  // Whole iterations first, with no test of k against K; a warp's last iteration may pass K (K % 32 == 0 only)
+  // and takes the tested body (the rows are zero-padded to whole 128-k blocks, x and the scales are not).
+  // With two row or token tiles the whole iteration in one straight block lets ptxas hoist every group's token and
+  // scale loads to its top, which spilled at the 128-register cap of 512-thread blocks; there the body keeps its
+  // per-group test, against a bound the compilers cannot fold (STEP shifted by the hidden zero), so each group is a
+  // block of its own. The slices are loaded inside the step (with two tiles, each block's load behind the same
+  // test): loading them first and passing them in (session 16) measured 9-10 % slower on the Llama-3.1-8B step at
+  // N = 1 and 4, q4_sym and MXFP4 (H100), and loading the next iteration's early (two register sets) slower still.
+  constexpr bool TIGHT = NT > 1 || MT > 1;
+  const int bound = STEP >> (31 * hidden_zero);
+  for (; k0 + STEP <= K; k0 += kstride) {
+    jg_w4_step<T, FMT, GROUP, NT, MT, U, TIGHT>(acc, bound, wrow, srow, arow, xrow, nibbles);
+    advance(kstride);
   }
+  if (k0 < K) jg_w4_step<T, FMT, GROUP, NT, MT, U, true>(acc, (int)(K - k0), wrow, srow, arow, xrow, nibbles);
   const jg_epilogue e{nullptr, nullptr, 1.f, 1.f, bias, bias_ld, 0, 0, bias_rows};
   jg_reduce_store<jg_w4_out<T>, NT, MT, WK, SK>(acc, out, ldo, e, N, M, m0, n0, split);
 }
