@@ -11,6 +11,8 @@
 #   bash tools/gpu_session.sh hf      # tools/hf_profile.py: why the patched HF model lost at batch 8
 #   bash tools/gpu_session.sh fp8     # issue #21: the fp8 model steps and the broad suite's fp8 modes
 #   bash tools/gpu_session.sh w4      # issue #19: the 4-bit GPU tests first, then the decode suite and model steps
+#   bash tools/gpu_session.sh w4sweep # issue #19: every (MT, WK, U, SK) of tools/w4_sweep.py's grid on the 8B/70B
+                                    # shapes, three formats, N = 1, 4, 16 (the data for a measured 4-bit table)
 #   bash tools/gpu_session.sh tp      # issue #20, on a two-GPU kind: the parallel GPU tests, then bench --group tp
 #   bash tools/gpu_session.sh smollm2  # issue #19's example: SmolLM2 with its own Q4_1 weights (the GGUF comes
 #                                     # in two carried parts: tools/carry_gguf.sh says how), then 16-bit
@@ -29,7 +31,7 @@
 # results must not be lost to one failure). $OUT brings back at most 8 files: each step stays within that, steps
 # chained in one call may not (suite 1, bench 6, fp8 6, w4 7, pdl 6, minblocks 8 files).
 set -uo pipefail
-STEPS="suite|overhead|bench|tune|hf|fp8|w4|tp|smollm2|sanitize|minblocks|pdl"
+STEPS="suite|overhead|bench|tune|hf|fp8|w4|w4sweep|tp|smollm2|sanitize|minblocks|pdl"
 steps=() files=()
 for a in "$@"; do
   if [[ $a =~ ^($STEPS)$ ]]; then steps+=("$a"); else files+=("$a"); fi
@@ -78,6 +80,9 @@ case "$1" in
       2>&1 | tee "$OUT/model-fp8.log" | tail -40
     timeout -s INT $(budget 280) python3 -m jitgemm bench --group broad --dtype fp8,fp8-channel,w8a16 --n 1,4,16 --name broad-fp8 \
       --no-plot --out "$OUT" 2>&1 | tee "$OUT/broad-fp8.log" | tail -30 ;;
+  w4sweep)
+    timeout -s INT $(budget 560) python3 tools/w4_sweep.py --out "$OUT/w4-sweep.json" --budget $(( $(budget 560) - 60 )) \
+      2>&1 | tee "$OUT/w4-sweep.log" | tail -70 ;;
   w4)
     # the 4-bit tests, unless the suite in this call ran them already
     [[ " ${steps[*]} " == *" suite "* && ( ${#files[@]} -eq 0 || " ${files[*]} " == *test_gpu_w4* ) ]] \

@@ -1,0 +1,188 @@
+"""Which NVIDIA 4-bit config is fastest, per (format, shape, N): every (MT, WK, U, SK) of a grid, timed under CUDA
+graph replay against bf16 cuBLAS of the same shape, each config's result checked against float64 first. Issue #19
+has no measured table for the family (kernels.w4.nv_heuristic guesses); session 17 found why it matters: with
+K = 4096 and WK = 16 a warp runs one 256-k iteration, the kernels hold one 512-thread block an SM (96-128
+registers), and the 8B step's q4_min gate_up ran at 25 % of the H200's read ceiling. One device call:
+
+    PYTHONPATH=. python tools/w4_sweep.py --out $OUT/w4-sweep.json --budget 420
+
+Compiles the grid's instances in parallel first (their registers and spills go in the JSON), then measures
+shape by shape, writing the JSON after each (an interrupted run keeps what it measured); prints per (format,
+shape, N) the heuristic's time, the best config's and the ratio. No GPU: `--compile-only` (NVRTC, any machine)."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import math
+import os
+import sys
+import time
+
+from jitgemm import precompile
+from jitgemm.bench import suite
+from jitgemm.bench.w4_runner import MODES, W4Operands, time_bf16, weight_bytes
+from jitgemm.kernels import w4
+from jitgemm.kernels.skinny import NvConfig
+
+SHAPES = "llama8b.qkv,llama8b.o,llama8b.gate_up,llama8b.down,llama70b.gate_up,llama70b.down"
+
+
+def grid(mts, wks, us, sks) -> list[NvConfig]:
+    return [NvConfig(mt, wk, u, sk) for mt, wk, u, sk in itertools.product(mts, wks, us, sks)]
+
+
+def instances(configs, modes, ns, dtype="bfloat16") -> dict:
+    """{(mode, config, nt): KernelInstance} for every token tiling the Ns take."""
+    out = {}
+    for mode in modes:
+        fmt, group = MODES[mode]
+        for cfg in configs:
+            for n in ns:
+                out.setdefault((mode, cfg, cfg.nt(n)), w4.nv_instance(cfg, dtype, fmt, group, n))
+    return out
+
+
+def compile_all(arch: str, insts: dict, root: str) -> dict:
+    """{instance name: resources or error} after compiling every instance (in parallel) into the cache at root."""
+    res = {}
+    uniq = {i.name: i for i in insts.values()}
+    for name, _sym, r, _fresh, err in precompile.results(arch, root, list(uniq.values()), os.cpu_count() or 1):
+        res[name] = {"error": err} if err else r
+    return res
+
+
+@contextlib.contextmanager
+def forced(cfg: NvConfig):
+    """kernels.w4.nv_heuristic answers cfg for every shape while inside (prepare_w4 plans through it)."""
+    orig = w4.nv_heuristic
+    w4.nv_heuristic = lambda *_args, **_kw: cfg
+    try:
+        yield
+    finally:
+        w4.nv_heuristic = orig
+
+
+def label(cfg: NvConfig) -> str:
+    return f"MT{cfg.MT} WK{cfg.WK} U{cfg.U} SK{cfg.SK}"
+
+
+def measure_shape(cp, stream, sh, mode, ns, configs, l2, log) -> list[dict]:
+    from jitgemm.bench import timing
+    ops = W4Operands(cp, sh, mode, l2, max(ns), with_bf16=True)
+    rows = []
+    fmt = MODES[mode][0]
+    checked = set()  # (config, token tiles) whose result was checked on this shape
+    for n in ns:
+        base = time_bf16(ops, n)
+        heur = w4.nv_heuristic(sh.m, sh.k, n, fmt)
+        row = {"mode": mode, "shape": sh.name, "m": sh.m, "k": sh.k, "n": n, "heuristic": label(heur),
+               "bf16_us": base["us_graph"] if base else None, "configs": {}}
+        for cfg in configs:
+            if cfg.SK > 1 and sh.k < cfg.SK * cfg.WK * 128 * cfg.U:
+                continue  # more K splits than K has iterations for
+            try:
+                with forced(cfg):
+                    preps = ops.prepared(n)
+                err = None
+                if (cfg, cfg.nt(n)) not in checked:  # each instance's result checked once a shape
+                    err = ops.check(n, preps[0])
+                    checked.add((cfg, cfg.nt(n)))
+                us = timing.graph_replay(lambda i: preps[i % len(preps)].launch(stream.ptr), stream)
+                row["configs"][label(cfg)] = {"us": us, "rel_err": err}
+            except Exception as e:  # noqa: BLE001 - one bad config must not end the sweep; it is reported
+                row["configs"][label(cfg)] = {"error": f"{type(e).__name__}: {e}"[:300]}
+        rows.append(row)
+        log(row)
+    del ops
+    cp.get_default_memory_pool().free_all_blocks()
+    return rows
+
+
+def summary_line(row: dict) -> str:
+    ok = {k: v["us"] for k, v in row["configs"].items() if "us" in v}
+    bad = [k for k, v in row["configs"].items() if "error" in v]
+    if not ok:
+        return f"{row['mode']:10} {row['shape']:18} N={row['n']:<3} no config ran ({len(bad)} errors)"
+    best = min(ok, key=ok.get)
+    h = ok.get(row["heuristic"])
+    bf = row["bf16_us"]
+    gb = weight_bytes(row["mode"]) * row["m"] * row["k"] / 1e9
+    return (f"{row['mode']:10} {row['shape']:18} N={row['n']:<3} heuristic {row['heuristic']} "
+            f"{h if h is None else round(h, 2)} us | best {best} {ok[best]:.2f} us "
+            f"({gb / ok[best] * 1e6 / 1e3:.2f} TB/s)"
+            f"{'' if h is None else f' = {h / ok[best]:.2f}x the heuristic'}"
+            f"{'' if not bf else f', {bf / ok[best]:.2f}x bf16 cuBLAS'}{f' | {len(bad)} errors' if bad else ''}")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--modes", default="w4-q4_sym,w4-mxfp4,w4-q4_min")
+    p.add_argument("--shapes", default=SHAPES, help="names from the decode suite (jitgemm/data/decode_suite.json)")
+    p.add_argument("--n", default="1,4,16")
+    p.add_argument("--mt", default="1,2")
+    p.add_argument("--wk", default="4,8,16")
+    p.add_argument("--u", default="1,2,4")
+    p.add_argument("--sk", default="1,2")
+    p.add_argument("--arch", default=None, help="--compile-only: the arch to compile for (default sm_90a)")
+    p.add_argument("--compile-only", action="store_true")
+    p.add_argument("--budget", type=float, default=420, help="seconds; no new shape starts past it")
+    p.add_argument("--out", default="w4-sweep.json")
+    a = p.parse_args()
+    ints = lambda s: [int(v) for v in s.split(",")]
+    modes = a.modes.split(",")
+    for m in modes:
+        if m not in MODES:
+            p.error(f"--modes: {m!r} is not one of {sorted(MODES)}")
+    configs = grid(ints(a.mt), ints(a.wk), ints(a.u), ints(a.sk))
+    ns = ints(a.n)
+    t0 = time.time()
+    insts = instances(configs, modes, ns)
+    from jitgemm.runtime.cache import default_cache
+    root = str(default_cache().root)
+    result = {"meta": {}, "resources": {}, "rows": []}
+    if a.compile_only:
+        result["resources"] = compile_all(a.arch or "sm_90a", insts, root)
+        json.dump(result, open(a.out, "w"), indent=1)
+        spills = sorted(k for k, v in result["resources"].items() if v.get("spill_stores"))
+        print(f"{len(result['resources'])} instances compiled; spilling: {len(spills)}; errors: "
+              f"{sum('error' in v for v in result['resources'].values())}")
+        return 0
+    import cupy as cp
+    from jitgemm.runtime.backend import get_backend
+    b = get_backend("cuda")
+    dev = int(cp.cuda.Device().id)
+    info = b.device_info(dev)
+    arch = info.arch.split(":", 1)[0]
+    result["meta"] = {"device": info.name, "arch": arch, "sms": info.multiprocessors, "l2_bytes": info.l2_bytes,
+                      "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    result["resources"] = compile_all(arch, insts, root)
+    print(f"[{time.time() - t0:.0f} s] compiled {len(result['resources'])} instances", flush=True)
+    stream = cp.cuda.Stream(non_blocking=True)
+    wanted = a.shapes.split(",")
+    shapes = {s.name: s for s in suite.load()[0]}
+    missing = [s for s in wanted if s not in shapes]
+    if missing:
+        p.error(f"--shapes: not in the decode suite: {missing}")
+    for name, mode in itertools.product(wanted, modes):  # shape by shape: a spent budget drops whole shapes
+        if time.time() - t0 > a.budget:
+            print(f"budget of {a.budget:.0f} s spent: {name} {mode} and later not measured", flush=True)
+            break
+        sh = shapes[name]
+        if sh.k % MODES[mode][1]:
+            continue
+        result["rows"] += measure_shape(cp, stream, sh, mode, ns, configs, info.l2_bytes,
+                                        lambda r: print(f"[{time.time() - t0:.0f} s] {summary_line(r)}", flush=True))
+        json.dump(result, open(a.out, "w"), indent=1)
+    json.dump(result, open(a.out, "w"), indent=1)
+    geo = [r["configs"][r["heuristic"]]["us"] / min(v["us"] for v in r["configs"].values() if "us" in v)
+           for r in result["rows"] if "us" in r["configs"].get(r["heuristic"], {})]
+    if geo:
+        print(f"best config over the heuristic: geomean {math.exp(sum(map(math.log, geo)) / len(geo)):.3f}x "
+              f"over {len(geo)} cases")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
