@@ -49,8 +49,8 @@ def n_bucket(n: int) -> int:
 
 
 def load_table(family: str = "skinny", *, device: str = "", arch: str = "sm_90a") -> list:
-    """The measured rows of a family ('skinny', 'fp8' or 'moderate') for a device (its name) of an
-    arch: JITGEMM_NV_TUNING's file when set and it has the family, else the shipped file
+    """The measured rows of a family ('skinny', 'fp8', 'moderate' or a 4-bit 'w4-<format>') for a device (its
+    name) of an arch: JITGEMM_NV_TUNING's file when set and it has the family, else the shipped file
     jitgemm.tables.choose picks. The user's own tuning (jitgemm.tuned) is consulted before these."""
     t = _table_file(device, arch, family)
     return t.family(family) if t else []
@@ -171,12 +171,18 @@ def nv_config(dtype: str, n: int, m: int, k: int, sms: int, arch: str = "sm_90a"
     found = lookup(family, m, k, device, arch) or lookup("skinny", m, k, device, arch)
     if not found:
         return heuristic_nv(m, k, sms), "heuristic (no measured table)"
-    (tm, tk, (wk, u, sk), mts), why = found
+    return row_config(found[0], n, arch), found[1]
+
+
+def row_config(row, n: int, arch: str) -> skinny.NvConfig:
+    """A skinny-form row's config for N tokens: its K order, and the MT of N's bucket (of the nearest bucket
+    the row has, for a tuning of some buckets only)."""
+    _m, _k, (wk, u, sk), mts = row
     if not parse(arch).has("clusters"):
         sk = 1  # clusters need sm_90
     b = n_bucket(n)
-    mt = mts.get(b) or mts[min(mts, key=lambda x: abs(x - b))]  # a tuning of some N buckets only: the nearest
-    return skinny.NvConfig(mt, wk, u, sk), why
+    mt = mts.get(b) or mts[min(mts, key=lambda x: abs(x - b))]
+    return skinny.NvConfig(mt, wk, u, sk)
 
 
 def heuristic_nv(m: int, k: int, sms: int) -> skinny.NvConfig:
@@ -427,19 +433,22 @@ def _token_tiles(grid: tuple, n: int, tiles: int | None = None) -> str:
     return f"; {n} tokens in {grid[2]} tiles over blockIdx.z, each reading the weights (from L2 where they fit)"
 
 
-def plan_w4(vendor: str, arch: str, cus: int, dtype: str, fmt: str, group: int, n: int, m: int, k: int) -> Plan:
-    """The plan of a checked w4_gemm (4-bit weights, N = 1..128). No table is measured for the family yet:
-    NVIDIA takes kernels.w4.nv_heuristic (its K order depends on (M, K) only), AMD the fp8 software
-    kernel's organisation."""
+def plan_w4(vendor: str, arch: str, cus: int, dtype: str, fmt: str, group: int, n: int, m: int, k: int,
+            device: str = "") -> Plan:
+    """The plan of a checked w4_gemm (4-bit weights, N = 1..128). NVIDIA: the format's measured row
+    (family "w4-<format>" of the tables, the nearest tuned shape; its K order is one per shape, so a token's
+    bits do not depend on N), else kernels.w4.nv_heuristic (its K order depends on (M, K) only); AMD the fp8
+    software kernel's organisation."""
     from .kernels import w4
     what = f"{fmt} weights, groups of {group}"
     if vendor == "cuda":
-        cfg = w4.nv_heuristic(m, k, n, fmt)
+        found = lookup(f"w4-{fmt}", m, k, device, arch)
+        cfg = row_config(found[0], n, arch) if found else w4.nv_heuristic(m, k, n, fmt)
+        why = found[1] if found else "heuristic (no measured table for this format here)"
         grid, block, shared = cfg.geometry(m, n)
         return Plan("w4", f"{what}; nv mma.sync m16n8k16 on codes widened in registers, {16 * cfg.MT} rows/block, "
                           f"K split over {cfg.WK} warps, {cfg.U}x128-k slices in flight, each group scaled in fp32"
-                          f"{_token_tiles(grid, n, cfg.token_tiles(n))}; heuristic (no measured table for 4-bit "
-                          f"weights yet)",
+                          f"{_token_tiles(grid, n, cfg.token_tiles(n))}; {why}",
                     cfg, w4.nv_instance(cfg, dtype, fmt, group, n), grid, block, shared, {"pdl": False})
     cfg = w4.amd_config(n, arch, fmt)
     grid, block, shared = cfg.geometry(m, cus, n)
@@ -457,8 +466,10 @@ def all_w4_instances(vendor: str, arch: str | None = None) -> list[KernelInstanc
     for dtype in skinny.TAG:
         for fmt, group in kinds:
             if vendor == "cuda":
-                insts = [w4.nv_instance(w4.nv_heuristic(m, k, n, fmt), dtype, fmt, group, n)
-                         for m in (4096, 8192) for k in (256, 2048, 4096) for n in (1, 9)]
+                uses = [(w4.nv_heuristic(m, k, n, fmt), n) for m in (4096, 8192) for k in (256, 2048, 4096)
+                        for n in (1, 9)]
+                uses += [(skinny.NvConfig(mt, *r[2]), b) for r in every_row(f"w4-{fmt}") for b, mt in r[3].items()]
+                insts = [w4.nv_instance(c, dtype, fmt, group, n) for c, n in uses]
             else:
                 insts = [w4.amd_config(n, arch or "gfx942", fmt).instance(dtype, fmt, group) for n in (1, 2, 4)]
             for i in insts:

@@ -5,7 +5,9 @@ A tables file holds what a tuning sweep measured on one GPU, per kernel family:
     the K order is shared by every N bucket of a shape (so a token's bits do not depend on the batch),
   - "moderate": rows {name, m, k, buckets: {N bucket: {tile: [BM, BN, WM, WN, ST, KS], slices,
     reduction: none|cluster|workspace, cublas_over_ours}}}; bucket 16 is there only where the small-N
-    sweep adopted the 16-token tile for every N <= 16.
+    sweep adopted the 16-token tile for every N <= 16,
+  - "w4-mxfp4", "w4-q4_sym", "w4-q4_min", "w4-q4_zp": the 4-bit family per weight format, rows as skinny's
+    (tools/w4_sweep.py --table writes them).
 
 Shipped files live in jitgemm/data/tables/ (`python -m jitgemm bench --tune` writes new ones); the
 dispatcher takes the file measured on the device it plans for, else one measured on the same arch,
@@ -25,12 +27,13 @@ from pathlib import Path
 from .arch import parse as parse_arch
 
 SCHEMA = "jitgemm.tables/1"
-FAMILIES = ("skinny", "fp8", "moderate")
+W4_FAMILIES = ("w4-mxfp4", "w4-q4_sym", "w4-q4_min", "w4-q4_zp")  # the 4-bit family, one per format
+FAMILIES = ("skinny", "fp8", "moderate") + W4_FAMILIES
 REDUCTIONS = {"none": 0, "cluster": 1, "workspace": 2}
 DATA = Path(__file__).resolve().parent / "data" / "tables"
 
 _TOP = {"schema": str, "vendor": str, "device": str, "arch": str, "measured": dict, "key": dict,
-        "skinny": list, "fp8": list, "moderate": list}
+        **{f: list for f in FAMILIES}}
 _SKINNY_ROW = {"name": str, "m": int, "k": int, "k_order": list, "mt": dict, "us": dict, "note": str}
 _MODERATE_ROW = {"name": str, "m": int, "k": int, "buckets": dict, "note": str}
 _MODERATE_ENTRY = {"tile": list, "slices": int, "reduction": str, "cublas_over_ours": (int, float, type(None))}

@@ -133,7 +133,8 @@ def _values(w: Q4Device, x_ptr: int, bias_ptr: int, out_ptr: int) -> list:
 def plan_for(backend, device: int, w: Q4Device, dtype: str, n: int) -> dispatch.Plan:
     info = backend.device_info(device)
     m, k = w.shape
-    return dispatch.plan_w4(backend.name, info.arch, info.multiprocessors, dtype, w.format, w.group, n, m, k)
+    return dispatch.plan_w4(backend.name, info.arch, info.multiprocessors, dtype, w.format, w.group, n, m, k,
+                            device=info.name)
 
 
 def explain_w4(x: Any, w: Q4Device, target=None) -> str:

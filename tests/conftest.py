@@ -49,9 +49,10 @@ def _fresh_settings():
     config.reload()
 
 
-def table_doc(skinny=None, moderate=None, fp8=None, device="test GPU", arch="sm_90a") -> dict:
-    """A tables document (jitgemm.tables) from rows in the dispatcher's tuple forms: skinny/fp8
-    (M, K, (WK, U, SK), {bucket: MT}), moderate (M, K, {bucket: (BM, BN, WM, WN, ST, KS, S, RED, ratio)})."""
+def table_doc(skinny=None, moderate=None, fp8=None, device="test GPU", arch="sm_90a", w4=None) -> dict:
+    """A tables document (jitgemm.tables) from rows in the dispatcher's tuple forms: skinny/fp8 and w4
+    ({"w4-<format>": rows}) (M, K, (WK, U, SK), {bucket: MT}), moderate (M, K, {bucket: (BM, BN, WM, WN, ST,
+    KS, S, RED, ratio)})."""
     from jitgemm import tables
 
     def skinny_rows(rows):
@@ -62,6 +63,7 @@ def table_doc(skinny=None, moderate=None, fp8=None, device="test GPU", arch="sm_
                 {"name": f"m{m}.k{k}", "m": m, "k": k,
                  "buckets": {str(b): tables.moderate_entry_doc(e) for b, e in buckets.items()}}
                 for m, k, buckets in moderate]}
+    fams.update({fam: skinny_rows(rows) for fam, rows in (w4 or {}).items()})
     return tables.document("cuda", device, arch, {"date": "test"}, fams)
 
 

@@ -98,3 +98,40 @@ def test_k_splits_past_the_iterations_are_skipped(monkeypatch):
                                   lambda r: None)
     assert planned == [whole] and list(rows[0]["configs"]) == [w4_sweep.label(whole)]
     assert "bf16" not in w4_sweep.summary_line(rows[0])
+
+
+def _result(spilling: str) -> dict:
+    """A sweep's result for q4_sym at one shape: K order (16, 2, 1) best at N = 1 and 4 with MT 2, (8, 2, 1) at
+    N = 16; (16, 4, 1) fastest everywhere but its instances spill."""
+    times = {  # (MT, WK, U, SK): us at N = 1, 4, 16
+        (1, 16, 2, 1): (30.0, 31.0, 40.0), (2, 16, 2, 1): (20.0, 21.0, 45.0),
+        (1, 8, 2, 1): (25.0, 26.0, 30.0), (2, 8, 2, 1): (24.0, 25.0, 50.0),
+        (1, 16, 4, 1): (10.0, 10.0, 10.0)}
+    rows = [{"mode": "w4-q4_sym", "shape": "llama8b.gate_up", "m": 28672, "k": 4096, "n": n, "heuristic": "-",
+             "bf16_us": 60.0, "configs": {w4_sweep.label(w4_sweep.NvConfig(*c)): {"config": list(c), "us": t[i]}
+                                          for c, t in times.items()}}
+            for i, n in enumerate((1, 4, 16))]
+    rows[0]["configs"]["MT1 WK4 U1 SK1"] = {"error": "AssertionError: wrong result"}
+    return {"meta": {"device": "NVIDIA H200", "arch": "sm_90a", "date": "today"},
+            "resources": {spilling: {"registers": 128, "spill_stores": 64}}, "rows": rows}
+
+
+def test_the_table_takes_one_k_order_per_shape_and_no_spilling_config(tmp_path, monkeypatch):
+    from jitgemm import config, tables
+    spill = {w4.nv_instance(w4_sweep.NvConfig(1, 16, 4, 1), "bfloat16", "q4_sym", 128, n).name for n in (1, 16)}
+    result = _result(sorted(spill)[0])
+    result["resources"][sorted(spill)[1]] = {"spill_stores": 8}
+    fam = w4_sweep.table_rows(result)
+    # min-max regret: (16, 2, 1) is 1.33x the fastest at N = 16, (8, 2, 1) 1.2x at N = 1: (8, 2, 1) wins
+    assert list(fam) == ["w4-q4_sym"]
+    (row,) = fam["w4-q4_sym"]
+    assert row["k_order"] == [8, 2, 1] and row["mt"] == {"1": 2, "4": 2, "16": 1} and (row["m"], row["k"]) == (28672, 4096)
+    path = w4_sweep.write_table(result, str(tmp_path))
+    t = tables.load(path)
+    base = tables.choose("cuda", "NVIDIA H200", "sm_90a")
+    assert t.device == "NVIDIA H200" and t.family("w4-q4_sym") == [(28672, 4096, (8, 2, 1), {1: 2, 4: 2, 16: 1})]
+    assert t.family("skinny") == base.family("skinny") and "other_families_from" in t.doc["measured"]
+    monkeypatch.setenv("JITGEMM_NV_TUNING", path)
+    config.reload()
+    plan = dispatch.plan_w4("cuda", "sm_90a", 132, "bfloat16", "q4_sym", 128, 1, 28672, 4096, device="NVIDIA H200")
+    assert plan.config == w4_sweep.NvConfig(2, 8, 2, 1) and "measured table" in plan.reason

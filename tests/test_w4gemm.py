@@ -1,6 +1,8 @@
 """w4_gemm, Q4Device and Linear.from_quantized on the CPU (a null backend: the whole path runs, launches are
 recorded, nothing reaches a driver): the arguments the kernel gets, the plan per vendor, the cached entry,
 and every refusal before any GPU work. The numbers themselves are tests/test_gpu_w4.py's (GPU)."""
+import json
+
 import numpy as np
 import pytest
 
@@ -11,6 +13,7 @@ from jitgemm.kernels import w4
 from jitgemm.runtime.backend import installed
 from jitgemm.runtime.null import NullBackend
 from jitgemm.w4gemm import Q4Device
+from conftest import table_doc
 from reference import q4_weight
 
 
@@ -82,6 +85,33 @@ def test_every_aot_instance_names_a_kernel_and_the_k_order_ignores_n():
     a = dispatch.plan_w4("cuda", "sm_90a", 132, "bfloat16", "q4_sym", 32, 1, 4096, 4096).config
     b = dispatch.plan_w4("cuda", "sm_90a", 132, "bfloat16", "q4_sym", 32, 100, 4096, 4096).config
     assert a.k_order == b.k_order
+
+
+def test_a_measured_w4_row_is_taken_for_its_format_only_and_aot_builds_it(nv_tables):
+    """A tables file's "w4-q4_sym" row (tools/w4_sweep.py --table writes them): its K order at every N, the MT
+    of N's bucket, at its shape and (nearest tuned shape) others; the other formats keep the heuristic; aot
+    compiles the row's configs; and a call plans through it with the device's name."""
+    nv_tables(w4={"w4-q4_sym": [(28672, 4096, (8, 2, 2), {1: 2, 4: 1, 16: 1})]})
+    plans = {n: dispatch.plan_w4("cuda", "sm_90a", 132, "bfloat16", "q4_sym", 128, n, 28672, 4096, device="x")
+             for n in (1, 3, 6, 16, 100)}
+    assert {n: (p.config.MT, p.config.k_order) for n, p in plans.items()} == {
+        1: (2, (8, 2, 2)), 3: (1, (8, 2, 2)), 6: (1, (8, 2, 2)), 16: (1, (8, 2, 2)), 100: (1, (8, 2, 2))}
+    assert plans[1].grid == (28672 // 32, 2, 1)  # the K split over a cluster of two blocks
+    assert "measured table: nearest tuned shape M=28672 K=4096" in plans[1].reason
+    assert dispatch.plan_w4("cuda", "sm_90a", 132, "bfloat16", "q4_sym", 32, 1, 4096, 2048).config.k_order == (8, 2, 2)
+    other = dispatch.plan_w4("cuda", "sm_90a", 132, "bfloat16", "mxfp4", 32, 1, 28672, 4096)
+    assert other.config == w4.nv_heuristic(28672, 4096, 1, "mxfp4") and "heuristic" in other.reason
+    insts = dispatch.all_w4_instances("cuda")
+    assert all(p.instance in insts for p in plans.values())
+    assert dispatch.plan_w4("cuda", "sm_80", 108, "bfloat16", "q4_sym", 128, 1, 28672, 4096).config.SK == 1  # no clusters
+
+
+def test_w4_rows_off_the_schema_are_refused():
+    from jitgemm import tables
+    doc = json.loads(tables.dumps(table_doc(w4={"w4-mxfp4": [(64, 64, (16, 2, 1), {1: 1})]})))
+    doc["w4-mxfp4"][0]["k_order"] = [16, 2]
+    with pytest.raises(ValueError, match=r"w4-mxfp4\[0\]: k_order is \[WK, U, SK\]"):
+        tables.parse(doc, "f.json")
 
 
 @pytest.mark.parametrize("call,message", [

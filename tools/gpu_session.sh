@@ -81,7 +81,7 @@ case "$1" in
     timeout -s INT $(budget 280) python3 -m jitgemm bench --group broad --dtype fp8,fp8-channel,w8a16 --n 1,4,16 --name broad-fp8 \
       --no-plot --out "$OUT" 2>&1 | tee "$OUT/broad-fp8.log" | tail -30 ;;
   w4sweep)
-    timeout -s INT $(budget 560) python3 tools/w4_sweep.py --out "$OUT/w4-sweep.json" --budget $(( $(budget 560) - 60 )) \
+    timeout -s INT $(budget 560) python3 tools/w4_sweep.py --out "$OUT/w4-sweep.json" --table "$OUT" --budget $(( $(budget 560) - 60 )) \
       2>&1 | tee "$OUT/w4-sweep.log" | tail -70 ;;
   w4)
     # the 4-bit tests, unless the suite in this call ran them already

@@ -4,7 +4,8 @@ has no measured table for the family (kernels.w4.nv_heuristic guesses); session 
 K = 4096 and WK = 16 a warp runs one 256-k iteration, the kernels hold one 512-thread block an SM (96-128
 registers), and the 8B step's q4_min gate_up ran at 25 % of the H200's read ceiling. One device call:
 
-    PYTHONPATH=. python tools/w4_sweep.py --out $OUT/w4-sweep.json --budget 420
+    PYTHONPATH=. python tools/w4_sweep.py --out $OUT/w4-sweep.json --budget 420 [--table $OUT]
+    python tools/w4_sweep.py --from w4-sweep.json --table jitgemm/data/tables   # the measured table, later
 
 Compiles the grid's instances in parallel first (their registers and spills go in the JSON), then measures
 shape by shape, writing the JSON after each (an interrupted run keeps what it measured); prints per (format,
@@ -90,7 +91,7 @@ def measure_shape(cp, stream, sh, mode, ns, configs, l2, log) -> list[dict]:
                     err = ops.check(n, preps[0])
                     checked.add((cfg, cfg.nt(n)))
                 us = timing.graph_replay(lambda i: preps[i % len(preps)].launch(stream.ptr), stream)
-                row["configs"][label(cfg)] = {"us": us, "rel_err": err}
+                row["configs"][label(cfg)] = {"config": [cfg.MT, cfg.WK, cfg.U, cfg.SK], "us": us, "rel_err": err}
             except Exception as e:  # noqa: BLE001 - one bad config must not end the sweep; it is reported
                 row["configs"][label(cfg)] = {"error": f"{type(e).__name__}: {e}"[:300]}
         rows.append(row)
@@ -98,6 +99,48 @@ def measure_shape(cp, stream, sh, mode, ns, configs, l2, log) -> list[dict]:
     del ops
     cp.get_default_memory_pool().free_all_blocks()
     return rows
+
+
+def table_rows(result: dict) -> dict:
+    """{family "w4-<format>": [tables-file rows]} from a sweep's result: per (format, shape) one K order for every
+    N bucket (min-max regret, as the 16-bit tuner picks: jitgemm.bench.tune_skinny.select) and the fastest MT per
+    bucket. Configs that failed, were not checked, or spill (aot ships zero-spill instances) are no candidates."""
+    from jitgemm.bench.suite import Shape
+    from jitgemm.bench.tune_skinny import select, skinny_row_doc
+    from jitgemm.dispatch import n_bucket
+    times: dict = {}
+    for r in result["rows"]:
+        fmt, group = MODES[r["mode"]]
+        t = times.setdefault((r["mode"], Shape(r["shape"], r["m"], r["k"])), {})
+        for v in r["configs"].values():
+            if "us" not in v:
+                continue
+            cfg = NvConfig(*v["config"])
+            if result["resources"].get(w4.nv_instance(cfg, "bfloat16", fmt, group, r["n"]).name, {}).get("spill_stores"):
+                continue
+            t[(n_bucket(r["n"]), cfg)] = v["us"]
+    out: dict = {}
+    for (mode, sh), t in times.items():
+        if t:
+            out.setdefault(f"w4-{MODES[mode][0]}", []).append(skinny_row_doc(select(sh, t)))
+    return out
+
+
+def write_table(result: dict, out_dir: str) -> str:
+    """The tables file of the sweep's device: the shipped file jitgemm.tables.choose picks for it (its other
+    families kept, and said where they came from) with the 4-bit families' rows from the sweep."""
+    from jitgemm import tables
+    meta = result["meta"]
+    measured = {"date": meta["date"], "how": "tools/w4_sweep.py (graph replay, cold weight copies, every config "
+                                             "checked against float64 first; bf16 tokens)"}
+    base = tables.choose("cuda", meta["device"], meta["arch"])
+    for fam, rows in table_rows(result).items():
+        doc = tables.merged(base, "cuda", meta["device"], meta["arch"], measured, fam, rows)
+        base, measured = tables.parse(doc, "a merged 4-bit table"), doc["measured"]
+    path = os.path.join(out_dir, f"{tables.slug(meta['device'])}.json")
+    with open(path, "w") as f:
+        f.write(tables.dumps(base.doc))
+    return path
 
 
 def summary_line(row: dict) -> str:
@@ -129,7 +172,15 @@ def main() -> int:
     p.add_argument("--compile-only", action="store_true")
     p.add_argument("--budget", type=float, default=420, help="seconds; no new shape starts past it")
     p.add_argument("--out", default="w4-sweep.json")
+    p.add_argument("--from", dest="source", default=None, help="a sweep's JSON: write --table from it, measure nothing")
+    p.add_argument("--table", default=None, help="a folder: write the device's tables file with the 4-bit rows there "
+                                                  "(ship it in jitgemm/data/tables/, or JITGEMM_NV_TUNING=it)")
     a = p.parse_args()
+    if a.source:
+        if not a.table:
+            p.error("--from needs --table (the folder to write the tables file in)")
+        print(f"wrote {write_table(json.load(open(a.source)), a.table)}")
+        return 0
     ints = lambda s: [int(v) for v in s.split(",")]
     modes = a.modes.split(",")
     for m in modes:
@@ -181,6 +232,8 @@ def main() -> int:
     if geo:
         print(f"best config over the heuristic: geomean {math.exp(sum(map(math.log, geo)) / len(geo)):.3f}x "
               f"over {len(geo)} cases")
+    if a.table:
+        print(f"wrote {write_table(result, a.table)}")
     return 0
 
 
