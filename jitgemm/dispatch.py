@@ -442,9 +442,7 @@ def plan_w4(vendor: str, arch: str, cus: int, dtype: str, fmt: str, group: int, 
     from .kernels import w4
     what = f"{fmt} weights, groups of {group}"
     if vendor == "cuda":
-        found = lookup(f"w4-{fmt}", m, k, device, arch)
-        cfg = row_config(found[0], n, arch) if found else w4.nv_heuristic(m, k, n, fmt)
-        why = found[1] if found else "heuristic (no measured table for this format here)"
+        cfg, why = w4_nv_config(fmt, n, m, k, device, arch)
         grid, block, shared = cfg.geometry(m, n)
         return Plan("w4", f"{what}; nv mma.sync m16n8k16 on codes widened in registers, {16 * cfg.MT} rows/block, "
                           f"K split over {cfg.WK} warps, {cfg.U}x128-k slices in flight, each group scaled in fp32"
@@ -454,6 +452,16 @@ def plan_w4(vendor: str, arch: str, cus: int, dtype: str, fmt: str, group: int, 
     grid, block, shared = cfg.geometry(m, cus, n)
     return Plan("w4", f"{what}; {cfg.describe()}{_token_tiles(grid, n)}", cfg, cfg.instance(dtype, fmt, group),
                 grid, block, shared, {"pdl": False})
+
+
+def w4_nv_config(fmt: str, n: int, m: int, k: int, device: str, arch: str) -> tuple[skinny.NvConfig, str]:
+    """(config, why) of a 4-bit NVIDIA plan: the format's measured row (nearest tuned shape), else the
+    heuristic. The one place that chooses it: the sweep and sanitizer tools force a config by replacing this."""
+    from .kernels import w4
+    found = lookup(f"w4-{fmt}", m, k, device, arch)
+    if found:
+        return row_config(found[0], n, arch), found[1]
+    return w4.nv_heuristic(m, k, n, fmt), "heuristic (no measured table for this format here)"
 
 
 def all_w4_instances(vendor: str, arch: str | None = None) -> list[KernelInstance]:

@@ -1,6 +1,7 @@
 """tools/w4_sweep.py's control flow on the CPU (its timings need a GPU): each config of the grid reaches the
 dispatcher's plan as forced, each (config, token tiling) is checked once a shape, a config that fails is
-reported in its row and does not end the sweep, and the heuristic is back afterwards."""
+reported in its row and does not end the sweep, and the dispatcher's own choice is back afterwards; a tables file
+written from a sweep holds one K order a shape and no spilling config, and the dispatcher reads it."""
 import sys
 from pathlib import Path
 
@@ -36,7 +37,8 @@ class _Prep:
         pass
 
 
-def test_each_config_is_planned_as_forced_checked_once_and_failures_reported(monkeypatch):
+def test_each_config_is_planned_as_forced_checked_once_and_failures_reported(monkeypatch, nv_tables):
+    nv_tables(w4={"w4-q4_sym": [(4096, 4096, (4, 1, 1), {1: 1})]})  # a measured row does not displace the forced one
     planned, checks = [], []
 
     class Ops:
@@ -58,11 +60,11 @@ def test_each_config_is_planned_as_forced_checked_once_and_failures_reported(mon
     monkeypatch.setattr(w4_sweep, "time_bf16", lambda ops, n: {"us_graph": 20.0})
     monkeypatch.setattr(timing, "graph_replay", lambda launch, stream: (launch(0), 10.0)[1])
     configs = w4_sweep.grid([1, 2], [8, 16], [2, 4], [1])
-    heuristic = w4.nv_heuristic
+    chooser = dispatch.w4_nv_config
     logged = []
     rows = w4_sweep.measure_shape(_Cp(), _Stream(), Shape("s", 4096, 4096), "w4-q4_sym", [1, 4, 16], configs, 0,
                                   logged.append)
-    assert w4.nv_heuristic is heuristic
+    assert dispatch.w4_nv_config is chooser
     assert [r["n"] for r in rows] == [1, 4, 16] and logged == rows
     assert planned == [(c, n) for n in (1, 4, 16) for c in configs]
     # N = 1 and 4 share one token tile, N = 16 takes two: each passing config checked at N = 1 and at N = 16
@@ -70,7 +72,7 @@ def test_each_config_is_planned_as_forced_checked_once_and_failures_reported(mon
     for r in rows:
         assert set(r["configs"]) == {w4_sweep.label(c) for c in configs}
         assert all(("error" in v) == (" U4 " in k) for k, v in r["configs"].items()), r["configs"]
-        assert r["heuristic"] == w4_sweep.label(w4.nv_heuristic(4096, 4096, r["n"], "q4_sym"))
+        assert r["dispatcher"] == "MT1 WK4 U1 SK1"  # the measured row's config: what the dispatcher runs today
         assert "2.00x bf16 cuBLAS" in w4_sweep.summary_line(r) and "4 errors" in w4_sweep.summary_line(r)
 
 
@@ -84,7 +86,7 @@ def test_k_splits_past_the_iterations_are_skipped(monkeypatch):
             pass
 
         def prepared(self, n):
-            planned.append(w4.nv_heuristic(0, 0))
+            planned.append(dispatch.w4_nv_config("q4_sym", n, 4096, 2048, "", "sm_90a")[0])
             return [_Prep(None)]
 
         def check(self, n, prep):
@@ -107,7 +109,7 @@ def _result(spilling: str) -> dict:
         (1, 16, 2, 1): (30.0, 31.0, 40.0), (2, 16, 2, 1): (20.0, 21.0, 45.0),
         (1, 8, 2, 1): (25.0, 26.0, 30.0), (2, 8, 2, 1): (24.0, 25.0, 50.0),
         (1, 16, 4, 1): (10.0, 10.0, 10.0)}
-    rows = [{"mode": "w4-q4_sym", "shape": "llama8b.gate_up", "m": 28672, "k": 4096, "n": n, "heuristic": "-",
+    rows = [{"mode": "w4-q4_sym", "shape": "llama8b.gate_up", "m": 28672, "k": 4096, "n": n, "dispatcher": "-",
              "bf16_us": 60.0, "configs": {w4_sweep.label(w4_sweep.NvConfig(*c)): {"config": list(c), "us": t[i]}
                                           for c, t in times.items()}}
             for i, n in enumerate((1, 4, 16))]

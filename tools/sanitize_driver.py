@@ -354,18 +354,17 @@ W4_K = {32: [32, 160, 288], 64: [64, 192, 320], 128: [128, 384, 640]}   # group 
 
 @contextlib.contextmanager
 def forced_w4(cfg, want):
-    """kernels.w4.nv_heuristic returns `cfg` for every shape (no cached entry survives), and the call inside
+    """dispatch.w4_nv_config returns `cfg` for every shape (no cached entry survives), and the call inside
     must fetch `want`."""
-    from jitgemm import pipeline
-    from jitgemm.kernels import w4
-    orig = w4.nv_heuristic
-    w4.nv_heuristic = lambda *_args: cfg
+    from jitgemm import dispatch, pipeline
+    orig = dispatch.w4_nv_config
+    dispatch.w4_nv_config = lambda *_args: (cfg, "forced by the sanitizer driver")
     pipeline.clear()
     try:
         with fetches(cfg, want):
             yield
     finally:
-        w4.nv_heuristic = orig
+        dispatch.w4_nv_config = orig
         pipeline.clear()
 
 

@@ -9,7 +9,7 @@ registers), and the 8B step's q4_min gate_up ran at 25 % of the H200's read ceil
 
 Compiles the grid's instances in parallel first (their registers and spills go in the JSON), then measures
 shape by shape, writing the JSON after each (an interrupted run keeps what it measured); prints per (format,
-shape, N) the heuristic's time, the best config's and the ratio. No GPU: `--compile-only` (NVRTC, any machine)."""
+shape, N) the time of the config the dispatcher picks today, the best config's and the ratio. No GPU: `--compile-only` (NVRTC, any machine)."""
 from __future__ import annotations
 
 import argparse
@@ -21,7 +21,7 @@ import os
 import sys
 import time
 
-from jitgemm import precompile
+from jitgemm import dispatch, precompile
 from jitgemm.bench import suite
 from jitgemm.bench.w4_runner import MODES, W4Operands, time_bf16, weight_bytes
 from jitgemm.kernels import w4
@@ -56,20 +56,21 @@ def compile_all(arch: str, insts: dict, root: str) -> dict:
 
 @contextlib.contextmanager
 def forced(cfg: NvConfig):
-    """kernels.w4.nv_heuristic answers cfg for every shape while inside (prepare_w4 plans through it)."""
-    orig = w4.nv_heuristic
-    w4.nv_heuristic = lambda *_args, **_kw: cfg
+    """dispatch.w4_nv_config answers cfg for every shape while inside (prepare_w4 plans through it; a shipped
+    table row would otherwise take the place of the config under test)."""
+    orig = dispatch.w4_nv_config
+    dispatch.w4_nv_config = lambda *_args, **_kw: (cfg, "forced by tools/w4_sweep.py")
     try:
         yield
     finally:
-        w4.nv_heuristic = orig
+        dispatch.w4_nv_config = orig
 
 
 def label(cfg: NvConfig) -> str:
     return f"MT{cfg.MT} WK{cfg.WK} U{cfg.U} SK{cfg.SK}"
 
 
-def measure_shape(cp, stream, sh, mode, ns, configs, l2, log) -> list[dict]:
+def measure_shape(cp, stream, sh, mode, ns, configs, l2, log, device: str = "", arch: str = "sm_90a") -> list[dict]:
     from jitgemm.bench import timing
     ops = W4Operands(cp, sh, mode, l2, max(ns), with_bf16=True)
     rows = []
@@ -77,8 +78,8 @@ def measure_shape(cp, stream, sh, mode, ns, configs, l2, log) -> list[dict]:
     checked = set()  # (config, token tiles) whose result was checked on this shape
     for n in ns:
         base = time_bf16(ops, n)
-        heur = w4.nv_heuristic(sh.m, sh.k, n, fmt)
-        row = {"mode": mode, "shape": sh.name, "m": sh.m, "k": sh.k, "n": n, "heuristic": label(heur),
+        now = dispatch.w4_nv_config(fmt, n, sh.m, sh.k, device, arch)[0]  # what the dispatcher runs today
+        row = {"mode": mode, "shape": sh.name, "m": sh.m, "k": sh.k, "n": n, "dispatcher": label(now),
                "bf16_us": base["us_graph"] if base else None, "configs": {}}
         for cfg in configs:
             if cfg.SK > 1 and sh.k < cfg.SK * cfg.WK * 128 * cfg.U:
@@ -149,13 +150,13 @@ def summary_line(row: dict) -> str:
     if not ok:
         return f"{row['mode']:10} {row['shape']:18} N={row['n']:<3} no config ran ({len(bad)} errors)"
     best = min(ok, key=ok.get)
-    h = ok.get(row["heuristic"])
+    h = ok.get(row["dispatcher"])
     bf = row["bf16_us"]
     gb = weight_bytes(row["mode"]) * row["m"] * row["k"] / 1e9
-    return (f"{row['mode']:10} {row['shape']:18} N={row['n']:<3} heuristic {row['heuristic']} "
+    return (f"{row['mode']:10} {row['shape']:18} N={row['n']:<3} dispatcher {row['dispatcher']} "
             f"{h if h is None else round(h, 2)} us | best {best} {ok[best]:.2f} us "
             f"({gb / ok[best] * 1e6 / 1e3:.2f} TB/s)"
-            f"{'' if h is None else f' = {h / ok[best]:.2f}x the heuristic'}"
+            f"{'' if h is None else f' = {h / ok[best]:.2f}x the dispatcher'}"
             f"{'' if not bf else f', {bf / ok[best]:.2f}x bf16 cuBLAS'}{f' | {len(bad)} errors' if bad else ''}")
 
 
@@ -224,13 +225,14 @@ def main() -> int:
         if sh.k % MODES[mode][1]:
             continue
         result["rows"] += measure_shape(cp, stream, sh, mode, ns, configs, info.l2_bytes,
-                                        lambda r: print(f"[{time.time() - t0:.0f} s] {summary_line(r)}", flush=True))
+                                        lambda r: print(f"[{time.time() - t0:.0f} s] {summary_line(r)}", flush=True),
+                                        info.name, arch)
         json.dump(result, open(a.out, "w"), indent=1)
     json.dump(result, open(a.out, "w"), indent=1)
-    geo = [r["configs"][r["heuristic"]]["us"] / min(v["us"] for v in r["configs"].values() if "us" in v)
-           for r in result["rows"] if "us" in r["configs"].get(r["heuristic"], {})]
+    geo = [r["configs"][r["dispatcher"]]["us"] / min(v["us"] for v in r["configs"].values() if "us" in v)
+           for r in result["rows"] if "us" in r["configs"].get(r["dispatcher"], {})]
     if geo:
-        print(f"best config over the heuristic: geomean {math.exp(sum(map(math.log, geo)) / len(geo)):.3f}x "
+        print(f"best config over the dispatcher's: geomean {math.exp(sum(map(math.log, geo)) / len(geo)):.3f}x "
               f"over {len(geo)} cases")
     if a.table:
         print(f"wrote {write_table(result, a.table)}")
