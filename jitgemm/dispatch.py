@@ -466,7 +466,7 @@ def w4_nv_config(fmt: str, n: int, m: int, k: int, device: str, arch: str) -> tu
 
 def all_w4_instances(vendor: str, arch: str | None = None) -> list[KernelInstance]:
     """Every 4-bit instance the dispatcher can choose (what `aot` compiles): each format and group, both
-    dtypes, the heuristic's configs (NVIDIA) or token groups (AMD)."""
+    dtypes, the heuristic's and the measured rows' configs (NVIDIA) or token groups (AMD)."""
     from . import quant4
     from .kernels import w4
     kinds = [(f, g) for f in quant4.FORMATS for g in quant4.GROUPS if f != "mxfp4" or g == 32]

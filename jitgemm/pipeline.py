@@ -44,14 +44,13 @@ class Entry:
     a call whose out interleaves with an input (column blocks of one buffer) takes the cold path, whose
     rule (validate.require_out_apart) tells them apart."""
 
-    __slots__ = ("launch", "checks", "stream_of", "new_out", "out_extent", "input_extents", "named", "masks",
-                 "scales")
+    __slots__ = ("launch", "stream_of", "new_out", "out_extent", "input_extents", "named", "masks", "scales")
 
     def __init__(self, launch, checks: tuple, stream_of: Callable[[], int], new_out: Callable | None,
                  extents: list | None = None):
         # x's own interface stream is read from each call's x (None here), not from the first call's
         self.stream_of = None if isinstance(stream_of, InterfaceStream) else stream_of
-        self.launch, self.checks, self.new_out = launch, checks, new_out
+        self.launch, self.new_out = launch, new_out
         self.out_extent = extents[-1] if extents else None
         self.input_extents = tuple((i, *e) for i, e in enumerate(extents[:-1]) if e) \
             if extents and extents[-1] else ()

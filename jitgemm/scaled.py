@@ -237,7 +237,7 @@ def _scale_slot(sc: _Scale, pointer: int, value: int) -> int | None:
 
 
 def _scale_check(sc: _Scale) -> int:
-    """Per-call check of a scale's value (pipeline.Entry.checks): a pointer 4-byte aligned, a number
+    """Per-call check of a scale's value (pipeline.Entry's checks): a pointer 4-byte aligned, a number
     finite and >= 0, an absent one nothing."""
     return 4 if sc.view is not None else -1 if sc.given else 0
 

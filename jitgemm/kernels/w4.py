@@ -20,7 +20,7 @@ MAX_N = 128        # beyond one block's token tile (16 on NVIDIA, NMAX on AMD) t
 
 
 def nv_heuristic(m: int, k: int, n: int = 1, fmt: str = "q4_sym") -> NvConfig:
-    """No table is measured for 4-bit weights yet: 2 slices in flight a warp, as many warps (4..16) as K
+    """For a shape with no measured row (dispatch.w4_nv_config): 2 slices in flight a warp, as many warps (4..16) as K
     has 256-k steps for, 32 rows a block for large M. The K order depends on (K, WK, U, SK) only, so a
     token's bits never depend on N (the rows a block takes do not enter a row's sums). Two row tiles only with
     one token tile and not for q4_min: with both doubled, or q4_min's token sums, the kernel spilled at the
