@@ -353,18 +353,27 @@ W4_K = {32: [32, 160, 288], 64: [64, 192, 320], 128: [128, 384, 640]}   # group 
 
 
 @contextlib.contextmanager
-def forced_w4(cfg, want):
-    """dispatch.w4_nv_config returns `cfg` for every shape (no cached entry survives), and the call inside
-    must fetch `want`."""
-    from jitgemm import dispatch, pipeline
+def w4_config_forced(cfg, who: str):
+    """dispatch.w4_nv_config (the one place a 4-bit NVIDIA config is chosen: table row, else heuristic) answers
+    `cfg` for every shape while inside; tools/w4_sweep.py forces its grid through this too."""
+    from jitgemm import dispatch
     orig = dispatch.w4_nv_config
-    dispatch.w4_nv_config = lambda *_args: (cfg, "forced by the sanitizer driver")
-    pipeline.clear()
+    dispatch.w4_nv_config = lambda *_args, **_kw: (cfg, f"forced by {who}")
     try:
-        with fetches(cfg, want):
-            yield
+        yield
     finally:
         dispatch.w4_nv_config = orig
+
+
+@contextlib.contextmanager
+def forced_w4(cfg, want):
+    """`cfg` for every shape (no cached entry survives), and the call inside must fetch `want`."""
+    from jitgemm import pipeline
+    pipeline.clear()
+    try:
+        with w4_config_forced(cfg, "the sanitizer driver"), fetches(cfg, want):
+            yield
+    finally:
         pipeline.clear()
 
 

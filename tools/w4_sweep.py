@@ -13,7 +13,6 @@ shape, N) the time of the config the dispatcher picks today, the best config's a
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import json
 import math
@@ -26,6 +25,7 @@ from jitgemm.bench import suite
 from jitgemm.bench.w4_runner import MODES, W4Operands, time_bf16, weight_bytes
 from jitgemm.kernels import w4
 from jitgemm.kernels.skinny import NvConfig
+from sanitize_driver import w4_config_forced  # tools/: the one way the tools force a 4-bit config
 
 SHAPES = "llama8b.qkv,llama8b.o,llama8b.gate_up,llama8b.down,llama70b.gate_up,llama70b.down"
 
@@ -54,16 +54,10 @@ def compile_all(arch: str, insts: dict, root: str) -> dict:
     return res
 
 
-@contextlib.contextmanager
 def forced(cfg: NvConfig):
-    """dispatch.w4_nv_config answers cfg for every shape while inside (prepare_w4 plans through it; a shipped
-    table row would otherwise take the place of the config under test)."""
-    orig = dispatch.w4_nv_config
-    dispatch.w4_nv_config = lambda *_args, **_kw: (cfg, "forced by tools/w4_sweep.py")
-    try:
-        yield
-    finally:
-        dispatch.w4_nv_config = orig
+    """The dispatcher answers cfg for every shape while inside (prepare_w4 plans through it; a shipped table
+    row would otherwise take the place of the config under test)."""
+    return w4_config_forced(cfg, "tools/w4_sweep.py")
 
 
 def label(cfg: NvConfig) -> str:
@@ -105,7 +99,8 @@ def measure_shape(cp, stream, sh, mode, ns, configs, l2, log, device: str = "", 
 def table_rows(result: dict) -> dict:
     """{family "w4-<format>": [tables-file rows]} from a sweep's result: per (format, shape) one K order for every
     N bucket (min-max regret, as the 16-bit tuner picks: jitgemm.bench.tune_skinny.select) and the fastest MT per
-    bucket. Configs that failed, were not checked, or spill (aot ships zero-spill instances) are no candidates."""
+    bucket. Configs that failed (a wrong result, a launch error) or spill (aot ships zero-spill instances) are no
+    candidates."""
     from jitgemm.bench.suite import Shape
     from jitgemm.bench.tune_skinny import select, skinny_row_doc
     from jitgemm.dispatch import n_bucket
