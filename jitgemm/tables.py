@@ -230,13 +230,21 @@ def moderate_entry_doc(entry) -> dict:
 
 def merged(base: "Tables | None", vendor: str, device: str, arch: str, measured: dict, family: str,
            rows: list, key: dict | None = None) -> dict:
-    """A document for `device`: `base`'s families (where it has them) with `family`'s rows replaced by
-    `rows` (file form), measured now: what a tuning run writes, so its file is complete on its own."""
+    """A document for `device`: `base`'s families (where it has them) with `family`'s rows for the shapes
+    measured now replaced by `rows` (file form): what a tuning run writes, so its file is complete on its
+    own. A sweep of some shapes (`bench --tune --only ...`) keeps base's rows for the others, and the
+    document says which rows came from where."""
     families = {f: base.doc[f] for f in FAMILIES if base is not None and f in base.doc}
-    families[family] = rows
+    fresh = {(r["m"], r["k"]) for r in rows}
+    kept = [r for r in families.get(family, []) if (r["m"], r["k"]) not in fresh]
+    families[family] = list(rows) + kept
     notes = dict(measured)
     if base is not None and base.device != device:
         notes["other_families_from"] = f"{base.device} ({base.source})"
+    if kept:
+        notes.setdefault("kept_rows", {})
+        notes["kept_rows"] = {**notes["kept_rows"], family: f"{len(kept)} rows not measured by this run, from "
+                                                             f"{base.device} ({base.source})"}
     return document(vendor, device, arch, notes, families, key)
 
 

@@ -105,9 +105,21 @@ def test_merged_keeps_the_other_families_and_says_where_they_came_from():
     doc = tables.merged(base, "cuda", "NVIDIA H200", "sm_90a", {"date": "today"}, "skinny",
                         [tables.skinny_row_doc("a", 100, 200, (16, 2, 1), {1: 1})])
     t = tables.parse(doc, "merged")
-    assert t.family("skinny") == [(100, 200, (16, 2, 1), {1: 1})]
+    assert t.family("skinny") == [(100, 200, (16, 2, 1), {1: 1})] + base.family("skinny")
     assert t.family("fp8") == base.family("fp8") and t.family("moderate") == base.family("moderate")
     assert base.device in doc["measured"]["other_families_from"]
+
+
+def test_merged_replaces_only_the_measured_shapes_rows():
+    """A sweep over some shapes (bench --tune --only ...) keeps the base's rows of the others, and says so."""
+    base = tables.shipped()[0]
+    first = base.doc["skinny"][0]
+    doc = tables.merged(base, "cuda", "NVIDIA H200", "sm_90a", {"date": "today"}, "skinny",
+                        [tables.skinny_row_doc("x", first["m"], first["k"], (4, 1, 1), {1: 1})])
+    t = tables.parse(doc, "merged")
+    assert t.family("skinny")[0] == (first["m"], first["k"], (4, 1, 1), {1: 1})
+    assert t.family("skinny")[1:] == base.family("skinny")[1:]
+    assert f"{len(base.family('skinny')) - 1} rows" in doc["measured"]["kept_rows"]["skinny"]
 
 
 def test_slug():
