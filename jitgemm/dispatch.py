@@ -469,7 +469,7 @@ def all_w4_instances(vendor: str, arch: str | None = None) -> list[KernelInstanc
     dtypes, the heuristic's and the measured rows' configs (NVIDIA) or token groups (AMD)."""
     from . import quant4
     from .kernels import w4
-    kinds = [(f, g) for f in quant4.FORMATS for g in quant4.GROUPS if f != "mxfp4" or g == 32]
+    kinds = [(f, g) for f in quant4.FORMATS for g in quant4.groups_of(f)]
     out: list[KernelInstance] = []
     for dtype in skinny.TAG:
         for fmt, group in kinds:

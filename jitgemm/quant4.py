@@ -26,6 +26,11 @@ E2M1 = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5,
 GGUF_BLOCK = 32   # values per GGUF block of Q4_0, Q4_1 and MXFP4
 
 
+def groups_of(fmt: str) -> tuple[int, ...]:
+    """The group sizes a format takes (MXFP4's is the OCP MX block, 32)."""
+    return (32,) if fmt == "mxfp4" else GROUPS
+
+
 @dataclass(frozen=True)
 class Q4Weight:
     """A 4-bit weight [M, K] in jitgemm's layout (see the module's doc)."""

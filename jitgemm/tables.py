@@ -232,19 +232,22 @@ def merged(base: "Tables | None", vendor: str, device: str, arch: str, measured:
            rows: list, key: dict | None = None) -> dict:
     """A document for `device`: `base`'s families (where it has them) with `family`'s rows for the shapes
     measured now replaced by `rows` (file form): what a tuning run writes, so its file is complete on its
-    own. A sweep of some shapes (`bench --tune --only ...`) keeps base's rows for the others, and the
-    document says which rows came from where."""
+    own. A sweep of some shapes (`bench --tune --only ...`) keeps base's rows for the others. Provenance:
+    base's "measured" stays (it tells how the kept families were measured), `measured` goes under
+    measured.by_family[family], with how many rows were kept and from which file."""
     families = {f: base.doc[f] for f in FAMILIES if base is not None and f in base.doc}
     fresh = {(r["m"], r["k"]) for r in rows}
     kept = [r for r in families.get(family, []) if (r["m"], r["k"]) not in fresh]
     families[family] = list(rows) + kept
-    notes = dict(measured)
-    if base is not None and base.device != device:
-        notes["other_families_from"] = f"{base.device} ({base.source})"
+    earlier = dict(base.doc.get("measured", {})) if base is not None else {}
+    if base is not None and base.device != device:  # the other families were measured on another GPU
+        notes = {"other_families_from": f"{base.device} ({Path(base.source).name})", "base_measured": earlier}
+    else:
+        notes = earlier
+    now = dict(measured)
     if kept:
-        notes.setdefault("kept_rows", {})
-        notes["kept_rows"] = {**notes["kept_rows"], family: f"{len(kept)} rows not measured by this run, from "
-                                                             f"{base.device} ({base.source})"}
+        now["kept_rows"] = f"{len(kept)} rows of shapes this run did not measure, from {Path(base.source).name}"
+    notes["by_family"] = {**notes.get("by_family", {}), family: now}
     return document(vendor, device, arch, notes, families, key)
 
 

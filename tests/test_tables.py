@@ -108,6 +108,8 @@ def test_merged_keeps_the_other_families_and_says_where_they_came_from():
     assert t.family("skinny") == [(100, 200, (16, 2, 1), {1: 1})] + base.family("skinny")
     assert t.family("fp8") == base.family("fp8") and t.family("moderate") == base.family("moderate")
     assert base.device in doc["measured"]["other_families_from"]
+    assert doc["measured"]["base_measured"] == base.doc["measured"]  # how the kept families were measured
+    assert doc["measured"]["by_family"]["skinny"]["date"] == "today"
 
 
 def test_merged_replaces_only_the_measured_shapes_rows():
@@ -119,7 +121,17 @@ def test_merged_replaces_only_the_measured_shapes_rows():
     t = tables.parse(doc, "merged")
     assert t.family("skinny")[0] == (first["m"], first["k"], (4, 1, 1), {1: 1})
     assert t.family("skinny")[1:] == base.family("skinny")[1:]
-    assert f"{len(base.family('skinny')) - 1} rows" in doc["measured"]["kept_rows"]["skinny"]
+    assert f"{len(base.family('skinny')) - 1} rows" in doc["measured"]["by_family"]["skinny"]["kept_rows"]
+
+
+def test_merged_on_the_same_device_keeps_its_provenance():
+    """Adding a family to a device's own file keeps how the other families were measured."""
+    base = tables.shipped()[0]
+    doc = tables.merged(base, "cuda", base.device, base.arch, {"date": "today"}, "w4-q4_sym",
+                        [tables.skinny_row_doc("a", 100, 256, (4, 1, 1), {1: 1})])
+    earlier = {k: v for k, v in base.doc["measured"].items() if k != "by_family"}
+    assert {k: v for k, v in doc["measured"].items() if k != "by_family"} == earlier
+    assert doc["measured"]["by_family"]["w4-q4_sym"]["date"] == "today"
 
 
 def test_slug():

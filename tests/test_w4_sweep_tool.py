@@ -118,6 +118,25 @@ def _result(spilling: str) -> dict:
             "resources": {spilling: {"registers": 128, "spill_stores": 64}}, "rows": rows}
 
 
+def test_a_config_whose_instance_for_another_group_or_dtype_spills_is_no_candidate():
+    """A format's rows serve each of its groups and both dtypes: the sweep measures G128 with bf16 tokens, so a
+    config whose fp16 or G32 instance spills (what write_table compiles) must not enter the table."""
+    def result_without_the_fastest():  # as the test below: (16, 4, 1)'s bf16 G128 instances spill
+        spill = sorted({w4.nv_instance(w4_sweep.NvConfig(1, 16, 4, 1), "bfloat16", "q4_sym", 128, n).name
+                        for n in (1, 16)})
+        out = _result(spill[0])
+        out["resources"][spill[1]] = {"spill_stores": 8}
+        return out
+    assert w4_sweep.table_rows(result_without_the_fastest())["w4-q4_sym"][0]["mt"]["1"] == 2
+    for dtype, group in (("float16", 128), ("bfloat16", 32)):
+        result = result_without_the_fastest()
+        for n in (1, 4):  # MT 2 at N = 1 and 4 of the winning order, in another dtype or group
+            name = w4.nv_instance(w4_sweep.NvConfig(2, 8, 2, 1), dtype, "q4_sym", group, n).name
+            result["resources"][name] = {"registers": 128, "spill_stores": 4}
+        (row,) = w4_sweep.table_rows(result)["w4-q4_sym"]
+        assert row["mt"]["1"] == 1 and row["mt"]["4"] == 1, (dtype, group, row)
+
+
 def test_the_table_takes_one_k_order_per_shape_and_no_spilling_config(tmp_path, monkeypatch):
     from jitgemm import config, tables
     spill = {w4.nv_instance(w4_sweep.NvConfig(1, 16, 4, 1), "bfloat16", "q4_sym", 128, n).name for n in (1, 16)}
@@ -131,7 +150,8 @@ def test_the_table_takes_one_k_order_per_shape_and_no_spilling_config(tmp_path, 
     path = w4_sweep.write_table(result, str(tmp_path))
     t = tables.load(path)
     base = tables.choose("cuda", "NVIDIA H200", "sm_90a")
-    assert t.device == "NVIDIA H200" and t.family("w4-q4_sym") == [(28672, 4096, (8, 2, 1), {1: 2, 4: 2, 16: 1})]
+    others = [r for r in base.family("w4-q4_sym") if r[:2] != (28672, 4096)]  # the base's rows of other shapes stay
+    assert t.device == "NVIDIA H200" and t.family("w4-q4_sym") == [(28672, 4096, (8, 2, 1), {1: 2, 4: 2, 16: 1})] + others
     assert t.family("skinny") == base.family("skinny") and "other_families_from" in t.doc["measured"]
     monkeypatch.setenv("JITGEMM_NV_TUNING", path)
     config.reload()

@@ -89,9 +89,9 @@ def test_every_aot_instance_names_a_kernel_and_the_k_order_ignores_n():
 
 def test_a_measured_w4_row_is_taken_for_its_format_only_and_aot_builds_it(nv_tables):
     """A tables file's "w4-q4_sym" row (tools/w4_sweep.py --table writes them): its K order at every N, the MT
-    of N's bucket, at its shape and (nearest tuned shape) others; the other formats keep the heuristic; aot
+    of N's bucket, at its shape and (nearest tuned shape) others; a format without rows keeps the heuristic; aot
     compiles the row's configs; and a call plans through it with the device's name."""
-    nv_tables(w4={"w4-q4_sym": [(28672, 4096, (8, 2, 2), {1: 2, 4: 1, 16: 1})]})
+    nv_tables(w4={"w4-q4_sym": [(28672, 4096, (8, 2, 2), {1: 2, 4: 1, 16: 1})], "w4-mxfp4": []})  # [] : no rows
     plans = {n: dispatch.plan_w4("cuda", "sm_90a", 132, "bfloat16", "q4_sym", 128, n, 28672, 4096, device="x")
              for n in (1, 3, 6, 16, 100)}
     assert {n: (p.config.MT, p.config.k_order) for n, p in plans.items()} == {

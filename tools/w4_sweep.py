@@ -20,11 +20,11 @@ import os
 import sys
 import time
 
-from jitgemm import dispatch, precompile
+from jitgemm import dispatch, precompile, quant4
 from jitgemm.bench import suite
 from jitgemm.bench.w4_runner import MODES, W4Operands, time_bf16, weight_bytes
 from jitgemm.kernels import w4
-from jitgemm.kernels.skinny import NvConfig
+from jitgemm.kernels.skinny import TAG, NvConfig
 from sanitize_driver import w4_config_forced  # tools/: the one way the tools force a 4-bit config
 
 SHAPES = "llama8b.qkv,llama8b.o,llama8b.gate_up,llama8b.down,llama70b.gate_up,llama70b.down"
@@ -96,23 +96,32 @@ def measure_shape(cp, stream, sh, mode, ns, configs, l2, log, device: str = "", 
     return rows
 
 
+def row_instances(cfg: NvConfig, fmt: str, n: int) -> list:
+    """Every instance a table row's config becomes at N: the dispatcher takes a format's rows for each of the
+    format's groups and both token dtypes, while the sweep measures one group with bf16 tokens."""
+    return [w4.nv_instance(cfg, dtype, fmt, g, n) for dtype in TAG for g in quant4.groups_of(fmt)]
+
+
 def table_rows(result: dict) -> dict:
     """{family "w4-<format>": [tables-file rows]} from a sweep's result: per (format, shape) one K order for every
     N bucket (min-max regret, as the 16-bit tuner picks: jitgemm.bench.tune_skinny.select) and the fastest MT per
-    bucket. Configs that failed (a wrong result, a launch error) or spill (aot ships zero-spill instances) are no
-    candidates."""
+    bucket. Configs that failed (a wrong result, a launch error) are no candidates, nor those whose instance for
+    any group or dtype of the format spills or failed to compile (aot ships zero-spill instances; write_table
+    compiles them all first, an instance missing from result["resources"] counts as clean)."""
     from jitgemm.bench.suite import Shape
     from jitgemm.bench.tune_skinny import select, skinny_row_doc
     from jitgemm.dispatch import n_bucket
+    res = result["resources"]
+    bad = lambda i: "error" in res.get(i.name, {}) or res.get(i.name, {}).get("spill_stores")  # noqa: E731
     times: dict = {}
     for r in result["rows"]:
-        fmt, group = MODES[r["mode"]]
+        fmt = MODES[r["mode"]][0]
         t = times.setdefault((r["mode"], Shape(r["shape"], r["m"], r["k"])), {})
         for v in r["configs"].values():
             if "us" not in v:
                 continue
             cfg = NvConfig(*v["config"])
-            if result["resources"].get(w4.nv_instance(cfg, "bfloat16", fmt, group, r["n"]).name, {}).get("spill_stores"):
+            if any(bad(i) for i in row_instances(cfg, fmt, r["n"])):
                 continue
             t[(n_bucket(r["n"]), cfg)] = v["us"]
     out: dict = {}
@@ -122,18 +131,35 @@ def table_rows(result: dict) -> dict:
     return out
 
 
+def compile_row_instances(result: dict, root: str) -> None:
+    """Compiles (in parallel, into the cache at root) every instance the measured configs become in a table
+    (row_instances) that result["resources"] lacks, and adds their resources there."""
+    need = {}
+    for r in result["rows"]:
+        for v in r["configs"].values():
+            if "us" in v:
+                for i in row_instances(NvConfig(*v["config"]), MODES[r["mode"]][0], r["n"]):
+                    if i.name not in result["resources"]:
+                        need[i.name] = i
+    if need:
+        result["resources"].update(compile_all(result["meta"]["arch"], need, root))
+
+
 def write_table(result: dict, out_dir: str) -> str:
     """The tables file of the sweep's device: the shipped file jitgemm.tables.choose picks for it (its other
-    families kept, and said where they came from) with the 4-bit families' rows from the sweep."""
+    families and other shapes' rows kept, and said where they came from) with the 4-bit families' rows from
+    the sweep, after compiling what the candidates become for the other groups and dtypes (table_rows)."""
     from jitgemm import tables
     meta = result["meta"]
     measured = {"date": meta["date"], "how": "tools/w4_sweep.py (graph replay, cold weight copies, every config "
                                              "checked against float64 first; bf16 tokens)"}
+    from jitgemm.runtime.cache import default_cache
+    compile_row_instances(result, str(default_cache().root))
     base = tables.choose("cuda", meta["device"], meta["arch"])
+    path = os.path.join(out_dir, f"{tables.slug(meta['device'])}.json")
     for fam, rows in table_rows(result).items():
         doc = tables.merged(base, "cuda", meta["device"], meta["arch"], measured, fam, rows)
-        base, measured = tables.parse(doc, "a merged 4-bit table"), doc["measured"]
-    path = os.path.join(out_dir, f"{tables.slug(meta['device'])}.json")
+        base = tables.parse(doc, base.source if base is not None else path)  # the next family merges into this one
     with open(path, "w") as f:
         f.write(tables.dumps(base.doc))
     return path
