@@ -147,7 +147,7 @@ def test_the_table_takes_one_k_order_per_shape_and_no_spilling_config(tmp_path, 
     assert list(fam) == ["w4-q4_sym"]
     (row,) = fam["w4-q4_sym"]
     assert row["k_order"] == [8, 2, 1] and row["mt"] == {"1": 2, "4": 2, "16": 1} and (row["m"], row["k"]) == (28672, 4096)
-    path = w4_sweep.write_table(result, str(tmp_path))
+    path = w4_sweep.write_table(result, str(tmp_path / "new"))  # the folder is made
     t = tables.load(path)
     base = tables.choose("cuda", "NVIDIA H200", "sm_90a")
     others = [r for r in base.family("w4-q4_sym") if r[:2] != (28672, 4096)]  # the base's rows of other shapes stay

@@ -11,8 +11,8 @@
 #   bash tools/gpu_session.sh hf      # tools/hf_profile.py: why the patched HF model lost at batch 8
 #   bash tools/gpu_session.sh fp8     # issue #21: the fp8 model steps and the broad suite's fp8 modes
 #   bash tools/gpu_session.sh w4      # issue #19: the 4-bit GPU tests first, then the decode suite and model steps
-#   bash tools/gpu_session.sh w4sweep # issue #19: every (MT, WK, U, SK) of tools/w4_sweep.py's grid on the 8B/70B
-                                    # shapes, three formats, N = 1, 4, 16 (the data for a measured 4-bit table)
+#   bash tools/gpu_session.sh w4sweep # issue #19: every (MT, WK, U, SK) of tools/w4_sweep.py's grid on the decode
+#                                     # suite's shapes, four formats, N = 1, 4, 16 (a measured 4-bit table; ~200 s)
 #   bash tools/gpu_session.sh tp      # issue #20, on a two-GPU kind: the parallel GPU tests, then bench --group tp
 #   bash tools/gpu_session.sh smollm2  # issue #19's example: SmolLM2 with its own Q4_1 weights (the GGUF comes
 #                                     # in two carried parts: tools/carry_gguf.sh says how), then 16-bit

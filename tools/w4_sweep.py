@@ -1,8 +1,8 @@
 """Which NVIDIA 4-bit config is fastest, per (format, shape, N): every (MT, WK, U, SK) of a grid, timed under CUDA
-graph replay against bf16 cuBLAS of the same shape, each config's result checked against float64 first. Issue #19
-has no measured table for the family (kernels.w4.nv_heuristic guesses); session 17 found why it matters: with
-K = 4096 and WK = 16 a warp runs one 256-k iteration, the kernels hold one 512-thread block an SM (96-128
-registers), and the 8B step's q4_min gate_up ran at 25 % of the H200's read ceiling. One device call:
+graph replay against bf16 cuBLAS of the same shape, each config's result checked against float64 first: the data of
+the 4-bit families' measured tables (issue #19; kernels.w4.nv_heuristic is the fallback). Session 18's H100 sweep
+(docs/benchmarks/session18) found the heuristic's configs 1.18-1.37x slower than the best (geomean); the winners mostly take WK = 4 or 8
+(128-256-thread blocks, several to an SM, more iterations a warp) where the heuristic took WK = 16. One device call:
 
     PYTHONPATH=. python tools/w4_sweep.py --out $OUT/w4-sweep.json --budget 420 [--table $OUT]
     python tools/w4_sweep.py --from w4-sweep.json --table jitgemm/data/tables   # the measured table, later
@@ -27,7 +27,6 @@ from jitgemm.kernels import w4
 from jitgemm.kernels.skinny import TAG, NvConfig
 from sanitize_driver import w4_config_forced  # tools/: the one way the tools force a 4-bit config
 
-SHAPES = "llama8b.qkv,llama8b.o,llama8b.gate_up,llama8b.down,llama70b.gate_up,llama70b.down"
 
 
 def grid(mts, wks, us, sks) -> list[NvConfig]:
@@ -154,6 +153,7 @@ def write_table(result: dict, out_dir: str) -> str:
     measured = {"date": meta["date"], "how": "tools/w4_sweep.py (graph replay, cold weight copies, every config "
                                              "checked against float64 first; bf16 tokens)"}
     from jitgemm.runtime.cache import default_cache
+    os.makedirs(out_dir, exist_ok=True)  # a folder named on the command line need not exist yet
     compile_row_instances(result, str(default_cache().root))
     base = tables.choose("cuda", meta["device"], meta["arch"])
     path = os.path.join(out_dir, f"{tables.slug(meta['device'])}.json")
@@ -183,8 +183,9 @@ def summary_line(row: dict) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--modes", default="w4-q4_sym,w4-mxfp4,w4-q4_min")
-    p.add_argument("--shapes", default=SHAPES, help="names from the decode suite (jitgemm/data/decode_suite.json)")
+    p.add_argument("--modes", default="w4-q4_sym,w4-mxfp4,w4-q4_min,w4-q4_zp")
+    p.add_argument("--shapes", default=None, help="names from the decode suite (jitgemm/data/decode_suite.json; "
+                                                  "default: all of it, ~200 s on an H100 for the four formats)")
     p.add_argument("--n", default="1,4,16")
     p.add_argument("--mt", default="1,2")
     p.add_argument("--wk", default="4,8,16")
@@ -233,8 +234,8 @@ def main() -> int:
     result["resources"] = compile_all(arch, insts, root)
     print(f"[{time.time() - t0:.0f} s] compiled {len(result['resources'])} instances", flush=True)
     stream = cp.cuda.Stream(non_blocking=True)
-    wanted = a.shapes.split(",")
     shapes = {s.name: s for s in suite.load()[0]}
+    wanted = a.shapes.split(",") if a.shapes else list(shapes)
     missing = [s for s in wanted if s not in shapes]
     if missing:
         p.error(f"--shapes: not in the decode suite: {missing}")
