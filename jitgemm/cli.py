@@ -352,7 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--model", default=None, help="the weights of a model's decode step: " + ", ".join(_model_names()))
     t.add_argument("--shapes", default=None, help='a JSON file: {"shapes": [{"name": ..., "m": M, "k": K}, ...]}')
     t.add_argument("--shape", action="append", default=None, help="one weight as MxK (e.g. 4096x14336); repeat it")
-    t.add_argument("--dtype", default="bf16", help="bf16, fp16, or fp8 (scaled_gemm's family, every mode; default bf16)")
+    t.add_argument("--dtype", default="bf16", help="bf16, fp16, fp8 (scaled_gemm's family, every mode), or a 4-bit "
+                                                   "format of w4_gemm: w4-mxfp4, w4-q4_sym, w4-q4_min, w4-q4_zp "
+                                                   "(default bf16)")
     t.add_argument("--n", default=None, help="comma-separated token counts 1..128; each tunes its N bucket "
                                             "(default: every bucket, 1,4,8,16,32,64,128)")
     t.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="compile the candidates in this many processes")

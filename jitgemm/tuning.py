@@ -10,7 +10,11 @@ float64 check of each candidate:
     route (what runs when it wins);
   - dtype "fp8" (scaled_gemm's family, timed as W8A8 e4m3fn with per-tensor scales, bf16 out): every
     skinny-core config at N = 1, 4, 8, 16, one K order for all (every fp8 mode runs the chosen row; N > 16
-    repeats bucket 16's token tile, so it needs no bucket of its own).
+    repeats bucket 16's token tile, so it needs no bucket of its own);
+  - dtype "w4-<format>" (w4_gemm's family: mxfp4, q4_sym, q4_min, q4_zp; timed with bf16 tokens at the
+    format's benchmark group, 32 or 128): every config of jitgemm.bench.tune_w4's grid at N = 1, 4, 8, 16,
+    one K order for all; the row serves every group of the format and both token dtypes, so a config whose
+    instance for any of them spills is no candidate.
 The winners go to this device's tuning file (jitgemm.tuned), which the dispatcher reads before the
 shipped tables, for exactly these shapes. Needs an NVIDIA GPU and CuPy (the timers and buffers)."""
 from __future__ import annotations
@@ -23,7 +27,9 @@ from pathlib import Path
 SMALL_BUCKETS = (1, 4, 8, 16)      # the skinny family's N buckets
 LARGE_BUCKETS = (32, 64, 128)      # the moderate family's
 DEFAULT_NS = SMALL_BUCKETS + LARGE_BUCKETS
-DTYPES = {"bf16": "bfloat16", "fp16": "float16", "bfloat16": "bfloat16", "float16": "float16", "fp8": "fp8"}
+W4_MODES = ("w4-mxfp4", "w4-q4_sym", "w4-q4_min", "w4-q4_zp")  # jitgemm.bench.w4_runner.MODES
+DTYPES = {"bf16": "bfloat16", "fp16": "float16", "bfloat16": "bfloat16", "float16": "float16", "fp8": "fp8",
+          **{m: m for m in W4_MODES}}
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,14 @@ def check_request(shapes, dtype: str, ns) -> tuple[list[Shape], str, tuple[int, 
         if odd:
             raise ValueError(f"fp8 weights need K a multiple of 16 (16-byte fp8 slices): {odd[0].name} has K={odd[0].k}")
         return shapes, "fp8", tuple(sorted({_bucket(min(n, 16)) for n in ns}))  # N > 16 runs bucket 16's row
+    if dtype in W4_MODES:
+        from .bench.w4_runner import MODES
+        group = MODES[dtype][1]
+        odd = [s for s in shapes if s.k % group]
+        if odd:
+            raise ValueError(f"{dtype} is timed with groups of {group} k: K must be a multiple of {group}, "
+                             f"{odd[0].name} has K={odd[0].k}")
+        return shapes, dtype, tuple(sorted({_bucket(min(n, 16)) for n in ns}))  # as fp8: N > 16 takes bucket 16
     return shapes, DTYPES[dtype], tuple(sorted({_bucket(n) for n in ns}))
 
 
@@ -138,14 +152,17 @@ def _run(cp, info, shapes, dtype, buckets, progress, jobs, t0) -> "Result":
     import time
     from . import precompile
     from .runtime.cache import default_cache
-    plan = _Sweep(cp, info, dtype, buckets)
+    plan = (_W4Sweep if dtype in W4_MODES else _Sweep)(cp, info, dtype, buckets)
     insts = plan.instances(shapes)
+    compiled = {}  # what each candidate compiled to (the 4-bit sweep drops those that spill)
     with precompile.Progress("tune: compiling candidates", len(insts), "kernels", quiet=not progress) as advance:
-        for name, _sym, _res, _fresh, err in precompile.results(info.arch, str(default_cache().root), insts,
-                                                                jobs or os.cpu_count() or 1):
+        for name, _sym, res, _fresh, err in precompile.results(info.arch, str(default_cache().root), insts,
+                                                               jobs or os.cpu_count() or 1):
+            compiled[name] = {"error": err} if err else res
             if err and progress:
                 print(f"tune: {name} does not compile here ({err.splitlines()[0]}); it is not a candidate", flush=True)
             advance()
+    plan.compiled = compiled
     rows_s, rows_m, report, done = [], [], [], []
     try:
         with precompile.Progress("tune: timing", plan.count(shapes), "configs", quiet=not progress) as advance:
@@ -170,18 +187,21 @@ def _run(cp, info, shapes, dtype, buckets, progress, jobs, t0) -> "Result":
 
 
 def _store(info, dtype: str, buckets, shapes, rows_s: list, rows_m: list, how: str) -> Path:
-    """This run's rows for `shapes`, merged with the earlier tuning file's others, written atomically."""
+    """This run's rows for `shapes`, merged with the earlier tuning file's others (every family it has),
+    written atomically."""
     from . import tables, tuned
     key = tuned.machine_key(info.name)
     old = tuned.current(info.name)
-    if dtype == "fp8":  # the fp8 family's rows only; the 16-bit families' stay as they were
-        families = {"skinny": _merge_skinny(old, []), "moderate": _merge_moderate(old, [], set(), []),
-                    "fp8": _merge_skinny(old, rows_s, "fp8")}
+    families = {f: list(old.doc[f]) for f in tables.FAMILIES if old is not None and f in old.doc}
+    if dtype == "fp8" or dtype in W4_MODES:  # one family's rows; the others stay as they were
+        fam = "fp8" if dtype == "fp8" else dtype
+        families[fam] = _merge_skinny(old, rows_s, fam)
     else:
         tuned_buckets = ([16] if any(b <= 16 for b in buckets) else []) + [b for b in buckets if b > 16]
-        families = {"skinny": _merge_skinny(old, rows_s),
-                    "moderate": _merge_moderate(old, rows_m, {(s.m, s.k) for s in shapes}, tuned_buckets),
-                    "fp8": _merge_skinny(old, [], "fp8")}
+        families["skinny"] = _merge_skinny(old, rows_s)
+        families["moderate"] = _merge_moderate(old, rows_m, {(s.m, s.k) for s in shapes}, tuned_buckets)
+    for fam in ("skinny", "moderate", "fp8"):
+        families.setdefault(fam, [])
     doc = tables.document("cuda", info.name, info.arch,
                           {"date": datetime.date.today().isoformat(), "dtype": dtype, "how": how}, families, key)
     return tuned.save(info.name, doc)
@@ -311,3 +331,41 @@ class _Sweep:
         if buckets:
             mrow = {"name": sh.name, "m": sh.m, "k": sh.k, "buckets": {str(b): e for b, e in buckets.items()}}
         return srow, mrow, summary
+
+
+class _W4Sweep:
+    """One tuning run of a 4-bit format (jitgemm.bench.tune_w4) on one device: _Sweep's interface, a row of
+    the family "w4-<format>" a shape."""
+
+    def __init__(self, cp, info, mode: str, buckets: tuple[int, ...]):
+        from .arch import parse
+        from .bench import tune_w4
+        from .bench.w4_runner import MODES
+        self.cp, self.info, self.mode, self.buckets = cp, info, mode, list(buckets)
+        self.fmt = MODES[mode][0]
+        cluster_ok = parse(info.arch).has("clusters")
+        self.configs = [c for c in tune_w4.grid() if c.SK == 1 or cluster_ok]
+        self.stream = cp.cuda.Stream(non_blocking=True)
+        self.compiled: dict = {}  # _run fills it: instance name -> resources or {"error": ...}
+
+    def instances(self, shapes) -> list:
+        """What each candidate becomes at each bucket for every group and token dtype of the format (a tuned
+        row serves them all: one that spills in any is no candidate)."""
+        from .bench import tune_w4
+        return list(dict.fromkeys(i for c in self.configs for n in self.buckets
+                                  for i in tune_w4.row_instances(c, self.fmt, n)))
+
+    def count(self, shapes) -> int:
+        return len(shapes) * len(self.buckets)  # progress: one step a (shape, N), every config timed in it
+
+    def shape(self, sh: Shape, advance) -> tuple[dict | None, None, list[str]]:
+        from .bench import suite, tune_w4
+        rows = tune_w4.measure_shape(self.cp, self.stream, suite.Shape(sh.name, sh.m, sh.k), self.mode, self.buckets,
+                                     self.configs, self.info.l2_bytes, lambda _row: advance(), self.info.name,
+                                     self.info.arch, baseline=False)
+        fam = tune_w4.table_rows({"resources": self.compiled, "rows": rows}).get(self.mode, [])
+        if not fam:
+            raise RuntimeError(f"tune: no 4-bit config ran correctly for {sh.name} [{sh.m}x{sh.k}] ({self.mode})")
+        row = fam[0]
+        return row, None, [f"N<=16 {self.mode} K order {tuple(row['k_order'])}, MT {row['mt']}, us {row['us']}"]
+

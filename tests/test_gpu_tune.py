@@ -50,3 +50,27 @@ def test_tune_two_shapes_then_the_dispatcher_uses_them(nvidia_with_cupy):
     assert {(r[0], r[1]) for r in t.family("skinny")} == {(m, k) for _, m, k in SHAPES}
     row = [r for r in t.family("moderate") if (r[0], r[1]) == SHAPES[0][1:]][0]
     assert {64, 128} <= set(row[2])
+
+
+def test_tune_a_4bit_format_then_w4_gemm_uses_it(nvidia_with_cupy):
+    """`jitgemm tune --dtype w4-q4_sym`: a row for the shape, used first by the 4-bit dispatcher for every group
+    of the format, and w4_gemm's results then correct against float64 of the dequantized weights."""
+    from jitgemm import dispatch
+    from jitgemm.w4gemm import Q4Device
+    from reference import check_bound, q4_weight, w4_reference
+    name = nvidia_with_cupy
+    m, k = 1000, 2048
+    res = jitgemm.tune([("tune-w4", m, k)], dtype="w4-q4_sym", n=(1, 16), progress=False)
+    assert res.path == tuned.path(name) and "w4-q4_sym" in res.rows[0]["summary"][0]
+    (row,) = tuned.current(name).family("w4-q4_sym")
+    assert (row[0], row[1]) == (m, k) and set(row[3]) == {1, 16}
+    b = default_backend()
+    info = b.device_info(b.current_device())
+    for group in (32, 128):
+        w = q4_weight("q4_sym", group, m, k, group)
+        plan = dispatch.plan_w4("cuda", info.arch, info.multiprocessors, "bfloat16", "q4_sym", group, 3, m, k,
+                                device=name)
+        assert "tuned on this GPU" in plan.reason and plan.config.k_order == row[2]
+        x = np.random.default_rng(group).standard_normal((3, k)).astype(np.float16)
+        ref, mag = w4_reference(x, w, None)
+        check_bound(jitgemm.w4_gemm(x, Q4Device.upload(w)), ref, mag, k, "float16")

@@ -236,3 +236,58 @@ def test_an_interrupted_tune_keeps_the_shapes_timed_so_far(monkeypatch, capsys):
     kept = tuned.current(GPU)
     assert sorted((r["m"], r["k"]) for r in kept.doc["skinny"]) == [(1024, 512), (2048, 512)]
     assert "interrupted after 2 of 3" in kept.doc["measured"]["how"]
+
+
+def test_w4_tuning_requests_and_the_stored_row_serves_the_format(monkeypatch):
+    """`jitgemm tune --dtype w4-<format>` end to end on the CPU (the timings faked): the request (N > 16 tunes
+    bucket 16's row; K a multiple of the timed group), every config forced and timed per bucket, a config whose
+    instance for another group or token dtype spills is no candidate, the row stored under the format's family
+    beside the file's other families, and the dispatcher planning 4-bit calls of that shape from it."""
+    from jitgemm import precompile
+    from jitgemm.bench import timing, tune_w4
+    from jitgemm.kernels import w4
+    from jitgemm.runtime.types import DeviceInfo
+    shapes, dtype, buckets = tuning.check_request([(4096, 4096)], "w4-q4_sym", [1, 4, 64])
+    assert dtype == "w4-q4_sym" and buckets == (1, 4, 16)
+    with pytest.raises(ValueError, match=r"w4-q4_sym is timed with groups of 128 k: K must be a multiple of 128.*K=4160"):
+        tuning.check_request([(4096, 4160)], "w4-q4_sym", [1])
+    assert tuning.check_request([(4096, 4160)], "w4-mxfp4", [1])[1] == "w4-mxfp4"  # groups of 32
+    save(skinny=[(512, 512, (16, 2, 1), {1: 1})], w4={"w4-mxfp4": [(512, 512, (8, 1, 1), {1: 1})]})
+    fast, spills = skinny.NvConfig(2, 4, 1, 1), skinny.NvConfig(1, 4, 2, 1)  # the fastest spills at G32 in fp16
+
+    launched = []
+
+    class Ops:
+        def __init__(self, cp, sh, mode, l2, n_max, with_bf16):
+            assert not with_bf16  # the user's tuning times no baseline
+            self.sh = sh
+
+        def prepared(self, n):
+            cfg = dispatch.plan_w4("cuda", "sm_90a", 132, "bfloat16", "q4_sym", 128, n, self.sh.m, self.sh.k).config
+            return [types.SimpleNamespace(launch=lambda s: launched.append(cfg))]
+
+        def check(self, n, prep):
+            return 1e-3
+
+    def timed(launch, stream):  # the forced config decides the time: the spilling one is the fastest
+        launch(0)
+        cfg = launched[-1]
+        return 5.0 if cfg == spills else 8.0 if cfg == fast else 20.0 + cfg.WK + cfg.U
+    monkeypatch.setattr(tune_w4, "W4Operands", Ops)
+    monkeypatch.setattr(timing, "graph_replay", timed)
+    spill_names = {w4.nv_instance(spills, "float16", "q4_sym", 32, n).name for n in (1, 4, 16)}
+    monkeypatch.setattr(precompile, "results", lambda arch, root, insts, jobs: iter(
+        [(i.name, "sym", {"spill_stores": 8} if i.name in spill_names else {"registers": 96}, False, None)
+         for i in insts]))
+    cp = types.SimpleNamespace(get_default_memory_pool=lambda: types.SimpleNamespace(free_all_blocks=lambda: None),
+                               cuda=types.SimpleNamespace(Stream=lambda non_blocking: types.SimpleNamespace(ptr=0)))
+    info = DeviceInfo(0, GPU, "sm_90a", 132, 32, 227 << 10, 50 << 20, 80 << 30)
+    res = tuning._run(cp, info, shapes, dtype, buckets, False, 1, 0.0)
+    assert spills in launched and fast in launched  # both were timed
+    t = tuned.current(GPU)
+    (row,) = t.family("w4-q4_sym")
+    assert row == (4096, 4096, fast.k_order, {1: 2, 4: 2, 16: 2}) and "w4-q4_sym" in res.rows[0]["summary"][0]
+    assert t.family("w4-mxfp4") == [(512, 512, (8, 1, 1), {1: 1})] and t.family("skinny")  # the file's other rows
+    for group in (32, 128):  # the row serves every group of the format
+        p = dispatch.plan_w4("cuda", "sm_90a", 132, "bfloat16", "q4_sym", group, 3, 4096, 4096, device=GPU)
+        assert p.config == fast and "tuned on this GPU" in p.reason

@@ -1,13 +1,14 @@
-"""tools/w4_sweep.py's control flow on the CPU (its timings need a GPU): each config of the grid reaches the
-dispatcher's plan as forced, each (config, token tiling) is checked once a shape, a config that fails is
-reported in its row and does not end the sweep, and the dispatcher's own choice is back afterwards; a tables file
-written from a sweep holds one K order a shape and no spilling config, and the dispatcher reads it."""
+"""The 4-bit tuning sweep (jitgemm.bench.tune_w4: tools/w4_sweep.py and `jitgemm tune` run it) on the CPU (its
+timings need a GPU): each config of the grid reaches the dispatcher's plan as forced, each (config, token
+tiling) is checked once a shape, a config that fails is reported in its row and does not end the sweep, and the
+dispatcher's own choice is back afterwards; a tables file written from a sweep holds one K order a shape and no
+spilling config, and the dispatcher reads it."""
 import sys
 from pathlib import Path
 
 
 from jitgemm import dispatch
-from jitgemm.bench import timing
+from jitgemm.bench import timing, tune_w4
 from jitgemm.bench.suite import Shape
 from jitgemm.kernels import w4
 
@@ -56,13 +57,13 @@ def test_each_config_is_planned_as_forced_checked_once_and_failures_reported(mon
             checks.append((prep.plan.config, n))
             return 1e-3
 
-    monkeypatch.setattr(w4_sweep, "W4Operands", Ops)
-    monkeypatch.setattr(w4_sweep, "time_bf16", lambda ops, n: {"us_graph": 20.0})
+    monkeypatch.setattr(tune_w4, "W4Operands", Ops)
+    monkeypatch.setattr(tune_w4, "time_bf16", lambda ops, n: {"us_graph": 20.0})
     monkeypatch.setattr(timing, "graph_replay", lambda launch, stream: (launch(0), 10.0)[1])
-    configs = w4_sweep.grid([1, 2], [8, 16], [2, 4], [1])
+    configs = tune_w4.grid([1, 2], [8, 16], [2, 4], [1])
     chooser = dispatch.w4_nv_config
     logged = []
-    rows = w4_sweep.measure_shape(_Cp(), _Stream(), Shape("s", 4096, 4096), "w4-q4_sym", [1, 4, 16], configs, 0,
+    rows = tune_w4.measure_shape(_Cp(), _Stream(), Shape("s", 4096, 4096), "w4-q4_sym", [1, 4, 16], configs, 0,
                                   logged.append)
     assert dispatch.w4_nv_config is chooser
     assert [r["n"] for r in rows] == [1, 4, 16] and logged == rows
@@ -70,7 +71,7 @@ def test_each_config_is_planned_as_forced_checked_once_and_failures_reported(mon
     # N = 1 and 4 share one token tile, N = 16 takes two: each passing config checked at N = 1 and at N = 16
     assert checks == [(c, n) for n in (1, 16) for c in configs if c.U != 4]
     for r in rows:
-        assert set(r["configs"]) == {w4_sweep.label(c) for c in configs}
+        assert set(r["configs"]) == {tune_w4.label(c) for c in configs}
         assert all(("error" in v) == (" U4 " in k) for k, v in r["configs"].items()), r["configs"]
         assert r["dispatcher"] == "MT1 WK4 U1 SK1"  # the measured row's config: what the dispatcher runs today
         assert "2.00x bf16 cuBLAS" in w4_sweep.summary_line(r) and "4 errors" in w4_sweep.summary_line(r)
@@ -92,13 +93,13 @@ def test_k_splits_past_the_iterations_are_skipped(monkeypatch):
         def check(self, n, prep):
             return 0.0
 
-    monkeypatch.setattr(w4_sweep, "W4Operands", Ops)
-    monkeypatch.setattr(w4_sweep, "time_bf16", lambda ops, n: None)
+    monkeypatch.setattr(tune_w4, "W4Operands", Ops)
+    monkeypatch.setattr(tune_w4, "time_bf16", lambda ops, n: None)
     monkeypatch.setattr(timing, "graph_replay", lambda launch, stream: 1.0)
-    split, whole = w4_sweep.grid([1], [8], [2], [2, 1])
-    rows = w4_sweep.measure_shape(_Cp(), _Stream(), Shape("s", 4096, 2048), "w4-q4_sym", [1], [split, whole], 0,
+    split, whole = tune_w4.grid([1], [8], [2], [2, 1])
+    rows = tune_w4.measure_shape(_Cp(), _Stream(), Shape("s", 4096, 2048), "w4-q4_sym", [1], [split, whole], 0,
                                   lambda r: None)
-    assert planned == [whole] and list(rows[0]["configs"]) == [w4_sweep.label(whole)]
+    assert planned == [whole] and list(rows[0]["configs"]) == [tune_w4.label(whole)]
     assert "bf16" not in w4_sweep.summary_line(rows[0])
 
 
@@ -110,7 +111,7 @@ def _result(spilling: str) -> dict:
         (1, 8, 2, 1): (25.0, 26.0, 30.0), (2, 8, 2, 1): (24.0, 25.0, 50.0),
         (1, 16, 4, 1): (10.0, 10.0, 10.0)}
     rows = [{"mode": "w4-q4_sym", "shape": "llama8b.gate_up", "m": 28672, "k": 4096, "n": n, "dispatcher": "-",
-             "bf16_us": 60.0, "configs": {w4_sweep.label(w4_sweep.NvConfig(*c)): {"config": list(c), "us": t[i]}
+             "bf16_us": 60.0, "configs": {tune_w4.label(tune_w4.NvConfig(*c)): {"config": list(c), "us": t[i]}
                                           for c, t in times.items()}}
             for i, n in enumerate((1, 4, 16))]
     rows[0]["configs"]["MT1 WK4 U1 SK1"] = {"error": "AssertionError: wrong result"}
@@ -122,27 +123,27 @@ def test_a_config_whose_instance_for_another_group_or_dtype_spills_is_no_candida
     """A format's rows serve each of its groups and both dtypes: the sweep measures G128 with bf16 tokens, so a
     config whose fp16 or G32 instance spills (what write_table compiles) must not enter the table."""
     def result_without_the_fastest():  # as the test below: (16, 4, 1)'s bf16 G128 instances spill
-        spill = sorted({w4.nv_instance(w4_sweep.NvConfig(1, 16, 4, 1), "bfloat16", "q4_sym", 128, n).name
+        spill = sorted({w4.nv_instance(tune_w4.NvConfig(1, 16, 4, 1), "bfloat16", "q4_sym", 128, n).name
                         for n in (1, 16)})
         out = _result(spill[0])
         out["resources"][spill[1]] = {"spill_stores": 8}
         return out
-    assert w4_sweep.table_rows(result_without_the_fastest())["w4-q4_sym"][0]["mt"]["1"] == 2
+    assert tune_w4.table_rows(result_without_the_fastest())["w4-q4_sym"][0]["mt"]["1"] == 2
     for dtype, group in (("float16", 128), ("bfloat16", 32)):
         result = result_without_the_fastest()
         for n in (1, 4):  # MT 2 at N = 1 and 4 of the winning order, in another dtype or group
-            name = w4.nv_instance(w4_sweep.NvConfig(2, 8, 2, 1), dtype, "q4_sym", group, n).name
+            name = w4.nv_instance(tune_w4.NvConfig(2, 8, 2, 1), dtype, "q4_sym", group, n).name
             result["resources"][name] = {"registers": 128, "spill_stores": 4}
-        (row,) = w4_sweep.table_rows(result)["w4-q4_sym"]
+        (row,) = tune_w4.table_rows(result)["w4-q4_sym"]
         assert row["mt"]["1"] == 1 and row["mt"]["4"] == 1, (dtype, group, row)
 
 
 def test_the_table_takes_one_k_order_per_shape_and_no_spilling_config(tmp_path, monkeypatch):
     from jitgemm import config, tables
-    spill = {w4.nv_instance(w4_sweep.NvConfig(1, 16, 4, 1), "bfloat16", "q4_sym", 128, n).name for n in (1, 16)}
+    spill = {w4.nv_instance(tune_w4.NvConfig(1, 16, 4, 1), "bfloat16", "q4_sym", 128, n).name for n in (1, 16)}
     result = _result(sorted(spill)[0])
     result["resources"][sorted(spill)[1]] = {"spill_stores": 8}
-    fam = w4_sweep.table_rows(result)
+    fam = tune_w4.table_rows(result)
     # min-max regret: (16, 2, 1) is 1.33x the fastest at N = 16, (8, 2, 1) 1.2x at N = 1: (8, 2, 1) wins
     assert list(fam) == ["w4-q4_sym"]
     (row,) = fam["w4-q4_sym"]
@@ -156,4 +157,4 @@ def test_the_table_takes_one_k_order_per_shape_and_no_spilling_config(tmp_path, 
     monkeypatch.setenv("JITGEMM_NV_TUNING", path)
     config.reload()
     plan = dispatch.plan_w4("cuda", "sm_90a", 132, "bfloat16", "q4_sym", 128, 1, 28672, 4096, device="NVIDIA H200")
-    assert plan.config == w4_sweep.NvConfig(2, 8, 2, 1) and "measured table" in plan.reason
+    assert plan.config == tune_w4.NvConfig(2, 8, 2, 1) and "measured table" in plan.reason

@@ -44,6 +44,7 @@ from jitgemm.arrays import View  # noqa: E402
 from jitgemm.device_array import DeviceArray  # noqa: E402
 from jitgemm.kernels import fp8, skinny  # noqa: E402
 from jitgemm.runtime.backend import default_backend  # noqa: E402
+from jitgemm.bench.runner import forced_w4_config  # noqa: E402
 from jitgemm.dispatch import every_row  # noqa: E402
 
 from fp8_reference import MAX, quantize, reference as fp8_reference  # noqa: E402
@@ -353,25 +354,12 @@ W4_K = {32: [32, 160, 288], 64: [64, 192, 320], 128: [128, 384, 640]}   # group 
 
 
 @contextlib.contextmanager
-def w4_config_forced(cfg, who: str):
-    """dispatch.w4_nv_config (the one place a 4-bit NVIDIA config is chosen: table row, else heuristic) answers
-    `cfg` for every shape while inside; tools/w4_sweep.py forces its grid through this too."""
-    from jitgemm import dispatch
-    orig = dispatch.w4_nv_config
-    dispatch.w4_nv_config = lambda *_args, **_kw: (cfg, f"forced by {who}")
-    try:
-        yield
-    finally:
-        dispatch.w4_nv_config = orig
-
-
-@contextlib.contextmanager
 def forced_w4(cfg, want):
     """`cfg` for every shape (no cached entry survives), and the call inside must fetch `want`."""
     from jitgemm import pipeline
     pipeline.clear()
     try:
-        with w4_config_forced(cfg, "the sanitizer driver"), fetches(cfg, want):
+        with forced_w4_config(cfg, "the sanitizer driver"), fetches(cfg, want):
             yield
     finally:
         pipeline.clear()

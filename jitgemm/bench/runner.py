@@ -134,6 +134,21 @@ def forced_config(config, why: str = "forced by tuning"):
 
 
 @contextlib.contextmanager
+def forced_w4_config(cfg, who: str):
+    """Inside, dispatch.w4_nv_config (the one place a 4-bit NVIDIA config is chosen: table row, else heuristic)
+    answers `cfg` for every shape, so a measured row cannot displace the config under test. prepare_w4 plans
+    through it each time; w4_gemm calls reuse the call pipeline's entries, so clear those (pipeline.clear())
+    around calls that must see the forced config."""
+    from .. import dispatch
+    orig = dispatch.w4_nv_config
+    dispatch.w4_nv_config = lambda *_args, **_kw: (cfg, f"forced by {who}")
+    try:
+        yield
+    finally:
+        dispatch.w4_nv_config = orig
+
+
+@contextlib.contextmanager
 def kernel_only():
     """Inside, the dispatcher never sends a shape to cuBLAS (JITGEMM_BLAS=0): jitgemm's own kernel."""
     import os
