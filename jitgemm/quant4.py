@@ -26,6 +26,21 @@ E2M1 = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5,
 GGUF_BLOCK = 32   # values per GGUF block of Q4_0, Q4_1 and MXFP4
 
 
+def group_pitch(k: int, group: int) -> int:
+    """Scale (and min / zero point) values a row takes on the device: K's groups padded to whole 128-k blocks,
+    as the codes are, so a kernel reads a block's scales of a row in one aligned load (4 groups of 32: 8 bytes
+    of fp16, 4 of e8m0)."""
+    return -(-k // 128) * (128 // group)
+
+
+def pad_groups(a: np.ndarray, k: int, group: int) -> np.ndarray:
+    """Per-group values [M, K / group] as the device holds them: [M, group_pitch(K, group)], zeros after."""
+    m, g = a.shape
+    out = np.zeros((m, group_pitch(k, group)), a.dtype)
+    out[:, :g] = a
+    return out
+
+
 def groups_of(fmt: str) -> tuple[int, ...]:
     """The group sizes a format takes (MXFP4's is the OCP MX block, 32)."""
     return (32,) if fmt == "mxfp4" else GROUPS

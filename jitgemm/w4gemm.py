@@ -21,8 +21,9 @@ from .runtime.jit import get_kernel
 
 class Q4Device:
     """A 4-bit weight [M, K] on one device: q (uint8 [M, ceil(K / 128) * 64], the kernels' layout), scales
-    ([M, K / group]: float16, or uint8 e8m0 for mxfp4) and aux (mins float16 for q4_min, zeros uint8 for
-    q4_zp, else None), all DeviceArrays. Make one with Q4Device.upload(q4weight)."""
+    ([M, quant4.group_pitch(K, group)]: the K / group values of a row padded to whole 128-k blocks; float16,
+    or uint8 e8m0 for mxfp4) and aux (mins float16 for q4_min, zeros uint8 for q4_zp, else None; padded as
+    the scales), all DeviceArrays. Make one with Q4Device.upload(q4weight)."""
 
     def __init__(self, fmt: str, group: int, shape: tuple[int, int], q: DeviceArray, scales: DeviceArray,
                  aux: DeviceArray | None):
@@ -32,10 +33,11 @@ class Q4Device:
                              f"{quant4.GROUPS}, mxfp4 32), got {fmt!r} / {group!r}")
         if m < 1 or k < 1 or k % 32 or k % group:
             raise ValueError(f"shape must be [M, K] with K a multiple of 32 and of the group ({group}), got {shape}")
+        pitch = quant4.group_pitch(k, group)  # K / group padded to whole 128-k blocks (the kernels' vector loads)
         want = {"q": (q, (m, -(-k // 128) * 64), "uint8"),
-                "scales": (scales, (m, k // group), "uint8" if fmt == "mxfp4" else "float16")}
+                "scales": (scales, (m, pitch), "uint8" if fmt == "mxfp4" else "float16")}
         if fmt in ("q4_min", "q4_zp"):
-            want["aux"] = (aux, (m, k // group), "float16" if fmt == "q4_min" else "uint8")
+            want["aux"] = (aux, (m, pitch), "float16" if fmt == "q4_min" else "uint8")
         elif aux is not None:
             raise ValueError(f"aux is only for q4_min (mins) and q4_zp (zero points), not {fmt}")
         for name, (a, shp, dt) in want.items():
@@ -59,12 +61,12 @@ class Q4Device:
         m, k = w.shape
         q = DeviceArray.from_numpy(backend, dev, quant4.device_layout(w.q, k), "uint8")
         sdt = "uint8" if w.format == "mxfp4" else "float16"
-        scales = DeviceArray.from_numpy(backend, dev, np.ascontiguousarray(w.scales), sdt)
+        scales = DeviceArray.from_numpy(backend, dev, quant4.pad_groups(w.scales, k, w.group), sdt)
         aux = None
         if w.format == "q4_min":
-            aux = DeviceArray.from_numpy(backend, dev, np.ascontiguousarray(w.mins), "float16")
+            aux = DeviceArray.from_numpy(backend, dev, quant4.pad_groups(w.mins, k, w.group), "float16")
         elif w.format == "q4_zp":
-            aux = DeviceArray.from_numpy(backend, dev, np.ascontiguousarray(w.zeros), "uint8")
+            aux = DeviceArray.from_numpy(backend, dev, quant4.pad_groups(w.zeros, k, w.group), "uint8")
         return cls(w.format, w.group, (m, k), q, scales, aux)
 
     @property
@@ -120,8 +122,8 @@ def _launch(backend, device: int, plan, w: Q4Device, xv: View, bv: View | None, 
     ldx = validate.require_rows(xv, "x", k, 8)
     ldo = validate.require_out_rows(ov, "out") if ov is not None else m
     bias_rows, bias_ld = validate.bias_layout(bv, n, m, xv.dtype) if bv is not None else (0, 0)
-    groups = k // w.group
-    args = [0, ldo, 0, ldx, 0, w.q.shape[1], 0, groups, 0, groups, 0, bias_ld, bias_rows, n, m, k]
+    pitch = w.scales.shape[1]  # quant4.group_pitch: the scale (and aux) values of a row, padded
+    args = [0, ldo, 0, ldx, 0, w.q.shape[1], 0, pitch, 0, pitch, 0, bias_ld, bias_rows, n, m, k]
     slots = (2, 4, 6, 8 if w.aux is not None else None, 10 if bv is not None else None, 0)
     return KernelLaunch(backend, device, get_kernel(plan.instance, backend, device, w4.ARG_KINDS), plan, args, slots)
 

@@ -38,7 +38,11 @@ def device_x(b, n, k, dtype="bfloat16"):
 def test_upload_and_launch_arguments(null, fmt):
     group = 32 if fmt == "mxfp4" else 64
     w = Q4Device.upload(weight(fmt, 40, 320, group))
-    assert w.q.shape == (40, 3 * 64) and w.scales.shape == (40, 320 // group) and (w.aux is None) == (fmt in ("mxfp4", "q4_sym"))
+    pitch = 3 * 128 // group  # K / group padded to whole 128-k blocks (three here)
+    assert w.q.shape == (40, 3 * 64) and w.scales.shape == (40, pitch) and (w.aux is None) == (fmt in ("mxfp4", "q4_sym"))
+    host = weight(fmt, 40, 320, group)
+    assert np.array_equal(w.scales.to_numpy()[:, :320 // group].view(host.scales.dtype), host.scales)
+    assert not w.scales.to_numpy()[:, 320 // group:].any()  # the padding: zeros, never used
     assert np.array_equal(w.q.to_numpy(), quant4.device_layout(weight(fmt, 40, 320, group).q))
     x = device_x(null, 3, 320)
     out = DeviceArray(null, 0, (3, 40), "bfloat16")
@@ -46,7 +50,7 @@ def test_upload_and_launch_arguments(null, fmt):
     grid, stream, device, words = null.launches[-1]
     # out, ldo, x, ldx, w, ldw (bytes), scales, lds, aux, lda, bias, bias_ld, bias_rows, N, M, K
     assert words[0] == out.ptr and words[1] == 40 and words[2] == x.ptr and words[3] == 320
-    assert words[4] == w.q.ptr and words[5] == 3 * 64 and words[6] == w.scales.ptr and words[7] == 320 // group
+    assert words[4] == w.q.ptr and words[5] == 3 * 64 and words[6] == w.scales.ptr and words[7] == pitch
     assert words[8] == (w.aux.ptr if w.aux is not None else 0) and words[10] == 0
     assert [words[i] & 0xFFFFFFFF for i in (13, 14, 15)] == [3, 40, 320]
     plan = dispatch.plan_w4("cuda", "sm_90a", 132, "bfloat16", fmt, group, 3, 40, 320)
@@ -169,8 +173,8 @@ def test_prepared_call_launches_with_its_own_values(null):
 
 def test_a_hand_made_device_weight_is_checked(null):
     w = Q4Device.upload(weight("q4_zp", 40, 160, 32))
-    with pytest.raises(ValueError, match=r"scales must be a DeviceArray float16 \[40, 5\]"):
-        Q4Device("q4_zp", 32, (40, 160), w.q, DeviceArray(null, 0, (40, 4), "float16"), w.aux)
+    with pytest.raises(ValueError, match=r"scales must be a DeviceArray float16 \[40, 8\]"):  # 5 groups padded to 2 blocks
+        Q4Device("q4_zp", 32, (40, 160), w.q, DeviceArray(null, 0, (40, 5), "float16"), w.aux)
     with pytest.raises(ValueError, match="aux must be a DeviceArray uint8"):
         Q4Device("q4_zp", 32, (40, 160), w.q, w.scales, None)
     with pytest.raises(ValueError, match="aux is only for q4_min"):

@@ -44,7 +44,7 @@ def random_q4(cp, m: int, k: int, mode: str) -> Q4Device:
     (fp16) or 2^-7 +- 4 (e8m0), mins near 0, zero points 0..15."""
     fmt, group = MODES[mode]
     b, dev = get_backend("cuda"), int(cp.cuda.Device().id)
-    g = k // group
+    g = quant4.group_pitch(k, group)  # the device pitch (padding values are never used)
     q = DeviceArray(b, dev, (m, -(-k // 128) * 64), "uint8")
     _fill(cp, q, cp.random.randint(0, 256, q.shape, dtype=cp.int32).astype(cp.uint8))  # padding: never read as codes
     if fmt == "mxfp4":
@@ -68,8 +68,9 @@ def host_weight(cp, w: Q4Device, rows) -> quant4.Q4Weight:
     m, k = w.shape
     pick = cp.asarray(rows)
     q = quant4.from_device_layout(_cupy(cp, w.q)[pick].get(), k)
-    scales = _cupy(cp, w.scales)[pick].get()
-    aux = _cupy(cp, w.aux)[pick].get() if w.aux is not None else None
+    g = k // w.group  # the device arrays' pitch is padded (quant4.group_pitch)
+    scales = _cupy(cp, w.scales)[pick].get()[:, :g]
+    aux = _cupy(cp, w.aux)[pick].get()[:, :g] if w.aux is not None else None
     return quant4.Q4Weight(w.format, q, scales, w.group, mins=aux if w.format == "q4_min" else None,
                            zeros=aux if w.format == "q4_zp" else None)
 

@@ -75,6 +75,15 @@ JG_DEVICE V jg_keep(V v) {
 
 JG_DEVICE unsigned jg_word(const jg_u32x4& v, int q) { return q == 0 ? v.x : q == 1 ? v.y : q == 2 ? v.z : v.w; }
 
+// BYTES (1, 2, 4 or 8) bytes at p, BYTES-aligned, in one read-only load (ld.global.nc)
+template <int BYTES>
+JG_DEVICE unsigned long long jg_load_bits(const unsigned char* p) {
+  if constexpr (BYTES == 8) return __ldg((const unsigned long long*)p);
+  else if constexpr (BYTES == 4) return __ldg((const unsigned*)p);
+  else if constexpr (BYTES == 2) return __ldg((const unsigned short*)p);
+  else return __ldg(p);
+}
+
 // One iteration of a warp: U 128-k blocks of each row's slices. The pointers are the iteration's own (the kernel
 // advances them): wp at its first block, sp / ap at its first scale group, xp at its first k, so every load is
 // an immediate offset from a register the loop carries, and no 64-bit address is made per group. Per scale
@@ -96,20 +105,38 @@ JG_DEVICE void jg_w4_step(float (&acc)[MT][NT][4], int kleft, const unsigned cha
 #pragma unroll
       for (int h = 0; h < 2; ++h)  // a 128-k block: 64 bytes of each row, this lane's 16 at 16 t
         wv[u][i][h] = !TAIL || 128 * u < kleft ? jg_load_stream(wp[i][h] + 64 * u) : jg_u32x4{0, 0, 0, 0};
+  // A block's scales (and minima / zero points) of each row in one load: the device pitches are padded to whole
+  // 128-k blocks (quant4.group_pitch) and the pointers start at a block, so GPB values are one aligned, in-bounds
+  // load (four fp16 scales of 32 k: 8 bytes). Four 2-byte loads a row and block, each touching the sectors of 8
+  // rows, outnumbered the weight slices' sectors 4 to 1 for q4_min (sessions 17-18: G32 formats the slowest).
+  constexpr int GPB = 128 / GROUP, SB = FMT == JG_MXFP4 ? 1 : 2, AB = FMT == JG_Q4_MIN ? 2 : 1;
+  unsigned long long sv[U][MT][2], av[U][MT][2];
+#pragma unroll
+  for (int u = 0; u < U; ++u)
+#pragma unroll
+    for (int i = 0; i < MT; ++i)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const bool in = !TAIL || 128 * u < kleft;
+        sv[u][i][h] = in ? jg_load_bits<GPB * SB>(sp[i][h] + GPB * SB * u) : 0ull;
+        av[u][i][h] = 0ull;
+        if constexpr (FMT == JG_Q4_MIN || FMT == JG_Q4_ZP)
+          av[u][i][h] = in ? jg_load_bits<GPB * AB>(ap[i][h] + GPB * AB * u) : 0ull;
+      }
 #pragma unroll
   for (int u = 0; u < U; ++u)
 #pragma unroll
     for (int qg = 0; qg < 4; qg += QG) {
       const int kq = 128 * u + 32 * qg;  // the scale group's first k, from the iteration's
       if (TAIL && kq >= kleft) return;   // every later group is past K too
-      const int gi = kq / GROUP;
+      const int gq = qg / QG;            // the group's place in its block's loaded values
       float c[MT][NT][4], ts[NT][4];  // the group's sums; q4_min: each token's sum over it (all-ones weights)
       unsigned z[MT][2];  // what each row's codes are offset by (q4_zp: the group's zero point)
 #pragma unroll
       for (int i = 0; i < MT; ++i)
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-          if constexpr (FMT == JG_Q4_ZP) z[i][h] = __ldg(ap[i][h] + gi);
+          if constexpr (FMT == JG_Q4_ZP) z[i][h] = (unsigned)(av[u][i][h] >> (8 * gq)) & 0xffu;
           else z[i][h] = FMT == JG_Q4_SYM ? 8u : 0u;
         }
 #pragma unroll
@@ -142,10 +169,9 @@ JG_DEVICE void jg_w4_step(float (&acc)[MT][NT][4], int kleft, const unsigned cha
       for (int i = 0; i < MT; ++i) {
         float s[2], o[2] = {0.f, 0.f};
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {  // read-only loads (ld.global.nc), as through const __restrict__ arguments
-          s[h] = jg_w4_scale_of<FMT>(FMT == JG_MXFP4 ? (unsigned)__ldg(sp[i][h] + gi)
-                                                     : (unsigned)__ldg((const unsigned short*)sp[i][h] + gi));
-          if constexpr (FMT == JG_Q4_MIN) o[h] = jg_f16_to_f32(__ldg((const unsigned short*)ap[i][h] + gi));
+        for (int h = 0; h < 2; ++h) {
+          s[h] = jg_w4_scale_of<FMT>((unsigned)(sv[u][i][h] >> (8 * SB * gq)) & (SB == 1 ? 0xffu : 0xffffu));
+          if constexpr (FMT == JG_Q4_MIN) o[h] = jg_f16_to_f32((jg_u16)(av[u][i][h] >> (16 * gq)));
         }
 #pragma unroll
         for (int j = 0; j < NT; ++j)
