@@ -75,6 +75,15 @@ JG_DEVICE V jg_keep(V v) {
 
 JG_DEVICE unsigned jg_word(const jg_u32x4& v, int q) { return q == 0 ? v.x : q == 1 ? v.y : q == 2 ? v.z : v.w; }
 
+// A group's scale as the NVIDIA loop applies it: fp16 scales as they are; MXFP4's e8m0 as 2S = 2^(e - 127), the
+// float whose exponent field is e (e = 0: 2^-127, the subnormal; 255: NaN, OCP), three instructions fewer a group
+// than S = 2^(e - 128) (jg_w4_scale_of); the epilogue multiplies by 1/2 once (every term scaled by the same power
+// of two, so each rounding is the same, scaled: the sums are those of S exactly).
+template <int FMT>
+JG_DEVICE float jg_w4_loop_scale(unsigned bits) {
+  if constexpr (FMT == JG_MXFP4) return __uint_as_float(bits == 0u ? 0x00400000u : bits == 255u ? 0x7fc00000u : bits << 23);
+  else return jg_w4_scale_of<FMT>(bits);
+}
 // BYTES (1, 2, 4 or 8) bytes at p, BYTES-aligned, in one read-only load (ld.global.nc)
 template <int BYTES>
 JG_DEVICE unsigned long long jg_load_bits(const unsigned char* p) {
@@ -170,7 +179,7 @@ JG_DEVICE void jg_w4_step(float (&acc)[MT][NT][4], int kleft, const unsigned cha
         float s[2], o[2] = {0.f, 0.f};
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-          s[h] = jg_w4_scale_of<FMT>((unsigned)(sv[u][i][h] >> (8 * SB * gq)) & (SB == 1 ? 0xffu : 0xffffu));
+          s[h] = jg_w4_loop_scale<FMT>((unsigned)(sv[u][i][h] >> (8 * SB * gq)) & (SB == 1 ? 0xffu : 0xffffu));
           if constexpr (FMT == JG_Q4_MIN) o[h] = jg_f16_to_f32((jg_u16)(av[u][i][h] >> (16 * gq)));
         }
 #pragma unroll
@@ -266,6 +275,7 @@ __global__ void __launch_bounds__(32 * WK, 1) JG_CLUSTER_K(SK) jg_w4_nv(
     advance(kstride);
   }
   if (k0 < K) jg_w4_step<T, FMT, GROUP, NT, MT, U, true>(acc, (int)(K - k0), wrow, srow, arow, xrow, nibbles);
-  const jg_epilogue e{nullptr, nullptr, 1.f, 1.f, bias, bias_ld, 0, 0, bias_rows};
+  // MXFP4's sums carry 2S (jg_w4_loop_scale): one halving here
+  const jg_epilogue e{nullptr, nullptr, 1.f, FMT == JG_MXFP4 ? 0.5f : 1.f, bias, bias_ld, 0, 0, bias_rows};
   jg_reduce_store<jg_w4_out<T>, NT, MT, WK, SK>(acc, out, ldo, e, N, M, m0, n0, split);
 }
