@@ -6,6 +6,7 @@ spilling config, and the dispatcher reads it."""
 import sys
 from pathlib import Path
 
+import pytest
 
 from jitgemm import dispatch
 from jitgemm.bench import timing, tune_w4
@@ -158,3 +159,11 @@ def test_the_table_takes_one_k_order_per_shape_and_no_spilling_config(tmp_path, 
     config.reload()
     plan = dispatch.plan_w4("cuda", "sm_90a", 132, "bfloat16", "q4_sym", 128, 1, 28672, 4096, device="NVIDIA H200")
     assert plan.config == tune_w4.NvConfig(2, 8, 2, 1) and "measured table" in plan.reason
+
+
+def test_the_sweep_takes_shapes_of_the_decode_and_the_broad_suite():
+    assert [s.name for s in w4_sweep.sweep_shapes(None)] == [s.name for s in w4_sweep.suite.load()[0]]
+    picked = w4_sweep.sweep_shapes(["tail.m1.k8192", "llama8b.o"])
+    assert [(s.m, s.k) for s in picked] == [(1, 8192), (4096, 4096)]
+    with pytest.raises(ValueError, match=r"in neither the decode nor the broad suite: \['nope'\]"):
+        w4_sweep.sweep_shapes(["llama8b.o", "nope"])

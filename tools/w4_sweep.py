@@ -63,11 +63,24 @@ def summary_line(row: dict) -> str:
             f"{'' if not bf else f', {bf / ok[best]:.2f}x bf16 cuBLAS'}{f' | {len(bad)} errors' if bad else ''}")
 
 
+def sweep_shapes(names: list[str] | None) -> list:
+    """The suite Shapes named (from the decode suite, else the broad one), or the whole decode suite."""
+    decode = suite.load()[0]
+    if names is None:
+        return decode
+    known = {s.name: s for s in suite.load(group="broad")[0]} | {s.name: s for s in decode}
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise ValueError(f"--shapes: in neither the decode nor the broad suite: {missing}")
+    return [known[n] for n in names]
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--modes", default="w4-q4_sym,w4-mxfp4,w4-q4_min,w4-q4_zp")
-    p.add_argument("--shapes", default=None, help="names from the decode suite (jitgemm/data/decode_suite.json; "
-                                                  "default: all of it, ~200 s on an H100 for the four formats)")
+    p.add_argument("--shapes", default=None, help="names from the decode or the broad suite (jitgemm/data/"
+                                                  "decode_suite.json; default: the decode suite, ~200 s on an H100 "
+                                                  "for the four formats)")
     p.add_argument("--n", default="1,4,16")
     p.add_argument("--mt", default=",".join(map(str, GRID["mt"])))
     p.add_argument("--wk", default=",".join(map(str, GRID["wk"])))
@@ -116,16 +129,14 @@ def main() -> int:
     result["resources"] = compile_all(arch, insts, root)
     print(f"[{time.time() - t0:.0f} s] compiled {len(result['resources'])} instances", flush=True)
     stream = cp.cuda.Stream(non_blocking=True)
-    shapes = {s.name: s for s in suite.load()[0]}
-    wanted = a.shapes.split(",") if a.shapes else list(shapes)
-    missing = [s for s in wanted if s not in shapes]
-    if missing:
-        p.error(f"--shapes: not in the decode suite: {missing}")
-    for name, mode in itertools.product(wanted, modes):  # shape by shape: a spent budget drops whole shapes
+    try:
+        wanted = sweep_shapes(a.shapes.split(",") if a.shapes else None)
+    except ValueError as e:
+        p.error(str(e))
+    for sh, mode in itertools.product(wanted, modes):  # shape by shape: a spent budget drops whole shapes
         if time.time() - t0 > a.budget:
-            print(f"budget of {a.budget:.0f} s spent: {name} {mode} and later not measured", flush=True)
+            print(f"budget of {a.budget:.0f} s spent: {sh.name} {mode} and later not measured", flush=True)
             break
-        sh = shapes[name]
         if sh.k % MODES[mode][1]:
             continue
         result["rows"] += measure_shape(cp, stream, sh, mode, ns, configs, info.l2_bytes,
