@@ -104,6 +104,10 @@ def main() -> int:
     for m in modes:
         if m not in MODES:
             p.error(f"--modes: {m!r} is not one of {sorted(MODES)}")
+    try:
+        wanted = sweep_shapes(a.shapes.split(",") if a.shapes else None)
+    except ValueError as e:
+        p.error(str(e))
     configs = grid(ints(a.mt), ints(a.wk), ints(a.u), ints(a.sk))
     ns = ints(a.n)
     t0 = time.time()
@@ -129,10 +133,6 @@ def main() -> int:
     result["resources"] = compile_all(arch, insts, root)
     print(f"[{time.time() - t0:.0f} s] compiled {len(result['resources'])} instances", flush=True)
     stream = cp.cuda.Stream(non_blocking=True)
-    try:
-        wanted = sweep_shapes(a.shapes.split(",") if a.shapes else None)
-    except ValueError as e:
-        p.error(str(e))
     for sh, mode in itertools.product(wanted, modes):  # shape by shape: a spent budget drops whole shapes
         if time.time() - t0 > a.budget:
             print(f"budget of {a.budget:.0f} s spent: {sh.name} {mode} and later not measured", flush=True)
