@@ -434,20 +434,22 @@ def _token_tiles(grid: tuple, n: int, tiles: int | None = None) -> str:
 
 
 def plan_w4(vendor: str, arch: str, cus: int, dtype: str, fmt: str, group: int, n: int, m: int, k: int,
-            device: str = "") -> Plan:
+            device: str = "", normal_scales: bool = False) -> Plan:
     """The plan of a checked w4_gemm (4-bit weights, N = 1..128). NVIDIA: the format's measured row
     (family "w4-<format>" of the tables, the nearest tuned shape; its K order is one per shape, so a token's
-    bits do not depend on N), else kernels.w4.nv_heuristic (its K order depends on (M, K) only); AMD the fp8
-    software kernel's organisation."""
+    bits do not depend on N), else kernels.w4.nv_heuristic (its K order depends on (M, K) only); MXFP4 with
+    normal_scales (Q4Device's: every e8m0 in 1..254) the instance that decodes them without selects, the same
+    sums. AMD the fp8 software kernel's organisation."""
     from .kernels import w4
-    what = f"{fmt} weights, groups of {group}"
+    normal = normal_scales and fmt == "mxfp4"
+    what = f"{fmt} weights, groups of {group}" + (" (every e8m0 scale normal)" if normal else "")
     if vendor == "cuda":
         cfg, why = w4_nv_config(fmt, n, m, k, device, arch)
         grid, block, shared = cfg.geometry(m, n)
         return Plan("w4", f"{what}; nv mma.sync m16n8k16 on codes widened in registers, {16 * cfg.MT} rows/block, "
                           f"K split over {cfg.WK} warps, {cfg.U}x128-k slices in flight, each group scaled in fp32"
                           f"{_token_tiles(grid, n, cfg.token_tiles(n))}; {why}",
-                    cfg, w4.nv_instance(cfg, dtype, fmt, group, n), grid, block, shared, {"pdl": False})
+                    cfg, w4.nv_instance(cfg, dtype, fmt, group, n, normal), grid, block, shared, {"pdl": False})
     cfg = w4.amd_config(n, arch, fmt)
     grid, block, shared = cfg.geometry(m, cus, n)
     return Plan("w4", f"{what}; {cfg.describe()}{_token_tiles(grid, n)}", cfg, cfg.instance(dtype, fmt, group),
@@ -477,7 +479,8 @@ def all_w4_instances(vendor: str, arch: str | None = None) -> list[KernelInstanc
                 uses = [(w4.nv_heuristic(m, k, n, fmt), n) for m in (4096, 8192) for k in (256, 2048, 4096)
                         for n in (1, 9)]
                 uses += [(skinny.NvConfig(mt, *r[2]), b) for r in every_row(f"w4-{fmt}") for b, mt in r[3].items()]
-                insts = [w4.nv_instance(c, dtype, fmt, group, n) for c, n in uses]
+                insts = [w4.nv_instance(c, dtype, fmt, group, n, normal) for c, n in uses
+                         for normal in w4.scale_decodes(fmt)]
             else:
                 insts = [w4.amd_config(n, arch or "gfx942", fmt).instance(dtype, fmt, group) for n in (1, 2, 4)]
             for i in insts:

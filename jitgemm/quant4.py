@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import functools
+
 import numpy as np
 
 FORMATS = ("mxfp4", "q4_sym", "q4_min", "q4_zp")
@@ -115,11 +117,63 @@ def pack(codes: np.ndarray) -> np.ndarray:
 NIBBLE_ELEMENT = (0, 2, 4, 6, 1, 3, 5, 7)
 
 
-def device_layout(q: np.ndarray, k: int | None = None) -> np.ndarray:
+def empty_group_scales_normal(w: "Q4Weight") -> np.ndarray:
+    """An MXFP4 weight's e8m0 scales with each 0 (2^-127) of a group whose codes are all zero (+0 or -0) made 127
+    (2^0): that group's terms are zeros (NaN with a non-finite token) under either scale, so every sum is the
+    same, and a checkpoint whose only subnormal scales sit on empty blocks (what a quantizer gives an all-zero
+    block) can take the kernels' normal-scale decode (w4gemm.Q4Device.normal_scales). Other scales as they are."""
+    zero = w.scales == 0
+    if not zero.any():
+        return w.scales
+    rows = np.flatnonzero(zero.any(axis=1))
+    mags = unpack(w.q[rows]) & 7                                    # the codes' magnitudes, rows with a 0 scale
+    empty = ~mags.reshape(len(rows), -1, w.group).any(axis=2)      # [rows, groups]: only +0 / -0 codes
+    out = w.scales.copy()
+    sub = out[rows]
+    sub[zero[rows] & empty] = 127
+    out[rows] = sub
+    return out
+
+
+#: MXFP4 words (device_layout with fmt="mxfp4"): where the bits m, e0, e1 and the sign of the code of nibble
+#: p = j + 4 h go, as offsets within half h (bits 16 h ..): pairs j = 0..2 keep the magnitude's three bits
+#: together and the sign 9 above them, where one shift puts all four under a bf16 value's fields (m e0 e1 at
+#: 6..8, the sign at 15); the last pair takes the four bits left (kernels_src/w4.hip)
+MX_BITS = ((0, 1, 2, 9), (3, 4, 5, 12), (6, 7, 8, 15), (10, 11, 13, 14))
+
+
+@functools.lru_cache(maxsize=2)
+def _mx_table(to_mx: bool) -> np.ndarray:
+    """uint16 [65536]: each 16-bit half of a nibble word as the same half of the MXFP4 word (or back). A code's
+    bits never leave their half, so one table lookup a half moves them all."""
+    half = np.arange(1 << 16, dtype=np.uint32)
+    out = np.zeros_like(half)
+    for j, bits in enumerate(MX_BITS):
+        for b, at in enumerate(bits):   # bit b of the code of nibble j (j + 4 in the high half)
+            src, dst = (4 * j + b, at) if to_mx else (at, 4 * j + b)
+            out |= ((half >> np.uint32(src)) & np.uint32(1)) << np.uint32(dst)
+    return out.astype(np.uint16)
+
+
+def _mx_words(dev: np.ndarray, to_mx: bool) -> np.ndarray:
+    """Device-layout bytes with nibble words (NIBBLE_ELEMENT order) as MXFP4 words (MX_BITS), or back."""
+    halves = np.ascontiguousarray(dev, np.uint8).view("<u2")
+    return _mx_table(to_mx)[halves].astype("<u2").view(np.uint8)
+
+
+def device_layout(q: np.ndarray, k: int | None = None, fmt: str | None = None) -> np.ndarray:
     """Packed codes [M, K / 2] (jitgemm's layout) as the kernels read them, uint8 [M, ceil(K / 128) * 64]:
     each row in 128-k blocks of 64 bytes (zero codes pad the last), block b four 16-byte slices t, slice t
     four 32-bit words w, word w the codes of k = 128 b + 32 w + 8 t + e (e = 0..7), element e in nibble
-    NIBBLE_ELEMENT.index(e) (so nibbles p and p + 4 are elements 2p and 2p + 1). See kernels_src/w4.hip."""
+    NIBBLE_ELEMENT.index(e) (so nibbles p and p + 4 are elements 2p and 2p + 1); for fmt "mxfp4" each
+    word's bits then placed by MX_BITS. See kernels_src/w4.hip."""
+    dev = _nibble_layout(q, k)
+    if fmt == "mxfp4":
+        dev = _mx_words(dev, True)
+    return dev
+
+
+def _nibble_layout(q: np.ndarray, k: int | None) -> np.ndarray:
     codes = unpack(np.asarray(q, np.uint8))
     m, kk = codes.shape
     if k is not None and k != kk:
@@ -133,12 +187,14 @@ def device_layout(q: np.ndarray, k: int | None = None) -> np.ndarray:
     return np.ascontiguousarray(nib[:, 0::2] | (nib[:, 1::2] << 4))
 
 
-def from_device_layout(dev: np.ndarray, k: int) -> np.ndarray:
+def from_device_layout(dev: np.ndarray, k: int, fmt: str | None = None) -> np.ndarray:
     """The packed codes [M, K / 2] (jitgemm's layout) of device-layout bytes: device_layout's inverse."""
     d = np.asarray(dev, np.uint8)
     m, blocks = d.shape[0], -(-k // 128)
     if k % 32 or d.shape[1] != blocks * 64:
         raise ValueError(f"device-layout bytes of K = {k} (a multiple of 32) are [M, {blocks * 64}], got {list(d.shape)}")
+    if fmt == "mxfp4":
+        d = _mx_words(d, False)
     nib = np.empty((m, blocks * 128), np.uint8)
     nib[:, 0::2], nib[:, 1::2] = d & 0x0F, d >> 4
     c = np.empty((m, blocks, 4, 4, 8), np.uint8)   # [m, b, t, w, e]

@@ -13,6 +13,11 @@
 // at bits 4p..4p+3). So the four slices of a block split each 32-k group evenly (one group per word: the
 // scale of a group is one value for all four lanes that share an mma), and nibbles p and p + 4 are the
 // consecutive pair (e_2p, e_2p+1) one 16-bit register of two values needs, 16 bits apart.
+// MXFP4 words place each code's bits (m, e0, e1, sign: the code is s e1 e0 m) by pair instead (quant4.MX_BITS):
+// nibble p = j + 4 h's bits at 16 h + {0, 1, 2, 9} (j = 0), {3, 4, 5, 12}, {6, 7, 8, 15}, {10, 11, 13, 14} (j = 3),
+// so for j = 0..2 one shift puts the magnitude under a bf16 value's exponent/mantissa boundary (6..8) and the
+// sign on bit 15 of both halves at once: one mask, no separate sign (NVIDIA widening: 5 instructions a pair
+// with nibbles, 3 so). jg_mx_code reads a code back.
 // scales: [M, K / GROUP] with row pitch lds (fp16; uint8 e8m0 for MXFP4); aux: mins (fp16) or zeros (uint8),
 // [M, K / GROUP] with pitch lda, null for the other formats. K % 32 == 0, K % GROUP == 0 (checked on the host).
 #include "jg_platform.h"
@@ -21,6 +26,19 @@
 #define JG_Q4_SYM 1
 #define JG_Q4_MIN 2
 #define JG_Q4_ZP 3
+// MXFP4 whose every group's e8m0 is a normal exponent, 1..254 (no 2^-127 subnormal, no NaN: the host checked the
+// whole weight, Q4Device.normal_scales), so the NVIDIA loop takes a group's 2S as the byte shifted into a float's
+// exponent field, with no selects (sm_90a, bf16, MT 1 WK 4 U 2: 498 -> 424 instructions a loop); NVIDIA only
+#define JG_MXFP4_NORMAL 4
+// the format a kernel's FMT decodes (JG_MXFP4_NORMAL is MXFP4 but for its scales)
+#define JG_W4_BASE(FMT) ((FMT) == JG_MXFP4_NORMAL ? JG_MXFP4 : (FMT))
+
+// the code (s e1 e0 m) of nibble p of an MXFP4 word (the bit placement above)
+JG_DEVICE unsigned jg_mx_code(unsigned w, int p) {
+  const int h = 16 * (p >> 2), j = p & 3;
+  if (j < 3) return ((w >> (h + 3 * j)) & 7u) | (((w >> (h + 3 * j + 9)) & 1u) << 3);
+  return ((w >> (h + 10)) & 3u) | (((w >> (h + 13)) & 1u) << 2) | (((w >> (h + 14)) & 1u) << 3);
+}
 
 // S of a group from its stored bits (fp16, or the e8m0 byte): fp16 -> fp32; e8m0 e -> 2^(e - 128) (the v = 2 *
 // e2m1 halving folded in), 255 NaN (OCP)

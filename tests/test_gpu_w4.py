@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import jitgemm
+from jitgemm import quant4
 from jitgemm.w4gemm import Q4Device
 from gpu_helpers import empty_device, sync, to_device
 from reference import NP, check_bound, q4_weight, w4_reference as reference
@@ -93,3 +94,40 @@ def test_graph_capture_replays_the_call():
         s.synchronize()
     ref, mag = reference(cp.asnumpy(x), w, None)
     check(cp.asnumpy(out), ref, mag, 4096, "float16")
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_mxfp4_short_and_exact_scale_decodes(dtype):
+    """All-normal e8m0 scales (one 0 on an all-zero block counts: quant4.empty_group_scales_normal): the short
+    decode (Q4Device.normal_scales) gives the exact decode's bits (the same device arrays forced through it).
+    A 0 scale (2^-127) and a 255 (NaN) in another weight of the same shape: upload picks the exact decode; the
+    NaN block's row is NaN, every other row within the bound; the two weights alternate through the cache."""
+    m, k = 301, 2880
+    base = weight("mxfp4", 32, m, k, 11)
+    codes = quant4.unpack(base.q)
+    codes[2, 128:160] = 8                         # row 2, group 4: -0 codes only, with a 0 (2^-127) scale: still normal
+    plain = quant4.Q4Weight("mxfp4", quant4.pack(codes), base.scales.copy(), 32)
+    plain.scales[2, 4] = 0
+    odd = quant4.Q4Weight("mxfp4", plain.q, plain.scales.copy(), 32)
+    odd.scales[5, 3], odd.scales[9, 10] = 0, 255
+    a, b = Q4Device.upload(plain), Q4Device.upload(odd)
+    assert a.normal_scales and not b.normal_scales
+    exact_a = Q4Device(a.format, a.group, a.shape, a.q, a.scales, a.aux)   # the same arrays, the exact decode
+    rng = np.random.default_rng(12)
+    for n in (1, 9):
+        x = (rng.standard_normal((n, k)) * 0.5).astype(NP[dtype])
+        _, xv = to_device(x, dtype)
+        for _ in range(2):
+            got = {}
+            for name, dw in (("short", a), ("exact", exact_a), ("odd", b)):
+                owner, ov = empty_device((n, m), dtype, poison=0 if name == "odd" else 0xFF)  # odd: its NaN written
+                jitgemm.w4_gemm(xv, dw, out=ov)
+                sync()
+                got[name] = owner.to_numpy()
+            assert np.array_equal(got["short"].view(np.uint16), got["exact"].view(np.uint16))
+            ref, mag = reference(x, plain, None)
+            check(got["short"], ref, mag, k, dtype)
+            ref, mag = reference(x, odd, None)
+            assert np.isnan(got["odd"][:, 9].astype(np.float64)).all()
+            keep = np.arange(m) != 9
+            check(got["odd"][:, keep], ref[:, keep], mag[:, keep], k, dtype)

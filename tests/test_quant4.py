@@ -173,42 +173,63 @@ def test_gguf_and_gptq_inputs_are_checked():
 
 
 # ---- the device layout and the kernels' widening, modelled bit for bit ------------------------------------
-def _prmt(a: int, b: int, sel: int) -> int:
-    """PTX prmt.b32 (default mode): output byte i is byte (sel nibble i & 7) of the 8 bytes {b, a};
-    nibble bit 3 replicates that byte's sign bit instead."""
-    src, out = a | (b << 32), 0
-    for i in range(4):
-        s = (sel >> (4 * i)) & 0xF
-        byte = (src >> (8 * (s & 7))) & 0xFF
-        out |= ((0xFF if byte & 0x80 else 0) if s & 8 else byte) << (8 * i)
-    return out
-
-
 def _halves(r: int, dtype) -> list[float]:
     return [float(np.array([r & 0xFFFF, r >> 16], np.uint16).view(dtype)[i]) for i in range(2)]
 
 
+def _mul_pair(h: int, k: int, dtype) -> list[float]:
+    """fma.rn.{f16,bf16}x2 h * k + -0, both halves (exact here: the products are small powers-of-two multiples)."""
+    return [a * b for a, b in zip(_halves(h, dtype), _halves(k, dtype))]
+
+
 def _widen(word: int, fmt: str, zero: int, dtype) -> list[float]:
-    """kernels_src/nv/w4.h jg_w4_widen, op for op (the subtraction is exact, so float arithmetic models it)."""
+    """kernels_src/nv/w4.h jg_w4_widen, op for op (the arithmetic is exact, so float arithmetic models it)."""
     import ml_dtypes
     magic = 0x6400 if dtype == np.float16 else 0x4300
     base = float(np.array([magic], np.uint16).view(dtype)[0])
+    m32 = 0xFFFFFFFF
     vals = []
-    for j in range(4):
-        if fmt == "mxfp4":
-            lo = _prmt(0x03020100, 0x0C080604, word & 0x7777)
-            hi = _prmt(0x03020100, 0x0C080604, (word >> 16) & 0x7777)
-            b = _prmt(lo, hi, j | ((4 + j) << 8))
-            h = (b & 0x00FF00FF) | (magic * 0x10001)
-            pair = [v - base for v in _halves(h, dtype)]
-            signs = ((word << (12 - 4 * j)) & 0x80008000) & 0xFFFFFFFF
-            pair = [-v if signs & (0x8000 << (16 * i)) else v for i, v in enumerate(pair)]
+    if fmt == "mxfp4":   # jitgemm's MXFP4 word (quant4.MX_BITS)
+        s = 0x80008000
+        if dtype != np.float16:
+            twice, f = 0x7F007F00, 0x81C081C0
+            regs = [(word << 6) & f, (word << 3) & f, word & f,
+                    ((word >> 4) & 0x00C000C0) | ((word >> 5) & 0x01000100) | ((word << 1) & s)]
+            for r in regs:
+                vals += _mul_pair(r & m32, twice, dtype)
         else:
+            twice, mag = 0x78007800, 0x0E000E00
+            regs = [((word << 9) & mag, (word << 6) & s), ((word << 6) & mag, (word << 3) & s),
+                    ((word << 3) & mag, word & s), (((word >> 1) & 0x06000600) | ((word >> 2) & 0x08000800),
+                                                    (word << 1) & s)]
+            for r, sign in regs:
+                pair = _mul_pair(r & m32, twice, dtype)
+                vals += [-v if sign & (0x8000 << (16 * i)) else v for i, v in enumerate(pair)]
+    else:
+        for j in range(4):
             h = ((word >> (4 * j)) & 0x000F000F) | (magic * 0x10001)
-            pair = [v - (base + zero) for v in _halves(h, dtype)]
-        vals += pair
+            vals += [v - (base + zero) for v in _halves(h, dtype)]
     assert ml_dtypes  # bf16 views need the module loaded
     return vals   # elements e0 .. e7 in order: pair j is (e_2j, e_2j+1)
+
+
+def _mx_code(w: int, p: int) -> int:
+    """kernels_src/w4.hip jg_mx_code: the code of nibble p of an MXFP4 word (the AMD body reads codes so)."""
+    h, j = 16 * (p >> 2), p & 3
+    if j < 3:
+        return ((w >> (h + 3 * j)) & 7) | (((w >> (h + 3 * j + 9)) & 1) << 3)
+    return ((w >> (h + 10)) & 3) | (((w >> (h + 13)) & 1) << 2) | (((w >> (h + 14)) & 1) << 3)
+
+
+def _device_words(dev: np.ndarray):
+    """(row, first k, 32-bit word) of every word of device-layout bytes (block b, slice t, word w: k = 128 b +
+    32 w + 8 t + e)."""
+    for r in range(dev.shape[0]):
+        for b in range(dev.shape[1] // 64):
+            for t in range(4):
+                for w in range(4):
+                    at = 64 * b + 16 * t + 4 * w
+                    yield r, 128 * b + 32 * w + 8 * t, int.from_bytes(dev[r, at:at + 4].tobytes(), "little")
 
 
 @pytest.mark.parametrize("fmt", quant4.FORMATS)
@@ -221,31 +242,33 @@ def test_device_layout_and_widening_give_each_k_its_value(fmt, dtype):
     rng = np.random.default_rng(3)
     m, k = 2, 160                                  # a partial last 128-k block
     codes = rng.integers(0, 16, (m, k)).astype(np.uint8)
-    dev = quant4.device_layout(quant4.pack(codes))
+    dev = quant4.device_layout(quant4.pack(codes), k, fmt)
     assert dev.shape == (m, 128)
     assert all(not dev[:, 64 + 16 * t + 4:64 + 16 * t + 16].any() for t in range(4))  # k >= 160: zero codes
     zero = {"q4_sym": 8, "q4_zp": 5}.get(fmt, 0)
     want_v = (2 * quant4.E2M1[codes]).astype(np.float64) if fmt == "mxfp4" else codes.astype(np.float64) - zero
     got = np.full((m, 256), np.nan)
-    for r in range(m):
-        for b in range(2):
-            for t in range(4):
-                for w in range(4):
-                    at = 64 * b + 16 * t + 4 * w
-                    word = int.from_bytes(dev[r, at:at + 4].tobytes(), "little")
-                    got[r, 128 * b + 32 * w + 8 * t:128 * b + 32 * w + 8 * t + 8] = _widen(word, fmt, zero, npdt)
+    for r, k0, word in _device_words(dev):
+        got[r, k0:k0 + 8] = _widen(word, fmt, zero, npdt)
     np.testing.assert_array_equal(got[:, :k], want_v)
-    if fmt == "mxfp4":   # the AMD body's table: 2|v| from a packed nibble constant (JG_E2M1_X2)
+    if fmt == "mxfp4":   # the AMD body: each code read back (jg_mx_code), 2|v| from a packed nibble constant
         table = [(0xC8643210 >> (4 * c)) & 15 for c in range(8)]
         assert table == list(2 * quant4.E2M1[:8])
+        back = np.zeros((m, 256), np.uint8)
+        for r, k0, word in _device_words(dev):
+            for p, e in enumerate(quant4.NIBBLE_ELEMENT):
+                back[r, k0 + e] = _mx_code(word, p)
+        np.testing.assert_array_equal(back[:, :k], codes)
 
 
 def test_device_layout_round_trips_and_refuses_a_wrong_width():
     rng = np.random.default_rng(4)
     for k in (32, 96, 128, 160, 2880):
         q = quant4.pack(rng.integers(0, 16, (3, k)).astype(np.uint8))
-        dev = quant4.device_layout(q)
-        assert dev.shape == (3, -(-k // 128) * 64)
-        assert np.array_equal(quant4.from_device_layout(dev, k), q)
+        for fmt in (None, "mxfp4"):
+            dev = quant4.device_layout(q, k, fmt)
+            assert dev.shape == (3, -(-k // 128) * 64)
+            assert np.array_equal(quant4.from_device_layout(dev, k, fmt), q)
+        assert not np.array_equal(quant4.device_layout(q, k, "mxfp4"), quant4.device_layout(q, k))
     with pytest.raises(ValueError, match=r"\[M, 128\], got \[3, 64\]"):
         quant4.from_device_layout(np.zeros((3, 64), np.uint8), 160)

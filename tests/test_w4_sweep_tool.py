@@ -167,3 +167,17 @@ def test_the_sweep_takes_shapes_of_the_decode_and_the_broad_suite():
     assert [(s.m, s.k) for s in picked] == [(1, 8192), (4096, 4096)]
     with pytest.raises(ValueError, match=r"in neither the decode nor the broad suite: \['nope'\]"):
         w4_sweep.sweep_shapes(["llama8b.o", "nope"])
+
+
+def test_cold_copies_cover_four_l2s_but_no_more_than_a_timed_loop_reads():
+    """A large weight gets enough copies to be >= 4x L2 (and 256 MB) in all; a tiny one (a one-row tail) gets
+    only as many as the longest timed loop reads, not the tens of thousands that stalled the sweep."""
+    from jitgemm.bench import operands, timing
+    l2 = 50 << 20
+    big = 40 << 20
+    need = max(4 * l2, 256 << 20)
+    assert operands.n_copies(big, l2) * big >= need
+    assert (operands.n_copies(big, l2) - 1) * big < need
+    tiny = 4096
+    assert operands.n_copies(tiny, l2) == max(timing.B2B_CALLS, timing.GRAPH_CALLS)
+    assert operands.n_copies(1 << 30, l2) == 2

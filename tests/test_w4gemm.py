@@ -43,7 +43,7 @@ def test_upload_and_launch_arguments(null, fmt):
     host = weight(fmt, 40, 320, group)
     assert np.array_equal(w.scales.to_numpy()[:, :320 // group].view(host.scales.dtype), host.scales)
     assert not w.scales.to_numpy()[:, 320 // group:].any()  # the padding: zeros, never used
-    assert np.array_equal(w.q.to_numpy(), quant4.device_layout(weight(fmt, 40, 320, group).q))
+    assert np.array_equal(w.q.to_numpy(), quant4.device_layout(weight(fmt, 40, 320, group).q, 320, fmt))
     x = device_x(null, 3, 320)
     out = DeviceArray(null, 0, (3, 40), "bfloat16")
     jitgemm.w4_gemm(x, w, out=out)
@@ -152,10 +152,60 @@ def test_linear_from_quantized_host_tokens(null):
 
 
 def test_explain_names_the_4bit_plan(null):
-    w = Q4Device.upload(weight("mxfp4", 64, 256, 32))
+    w = Q4Device.upload(weight("mxfp4", 64, 256, 32))  # e8m0 scales 118..127: all normal
     text = jitgemm.explain(np.zeros((2, 256), np.float16), w)
-    assert text.startswith("w4 jg_w4_nv<jg_f16, 0, 32, 1,") and "mxfp4 weights, groups of 32" in text
-    assert "jg_w4_amd<" in jitgemm.explain(np.zeros((2, 256), np.float16), w, arch="gfx942")
+    assert text.startswith(f"w4 jg_w4_nv<jg_f16, {w4.MXFP4_NORMAL_ID}, 32, 1,")
+    assert "mxfp4 weights, groups of 32 (every e8m0 scale normal)" in text
+    assert "jg_w4_amd<jg_f16, 0, 32," in jitgemm.explain(np.zeros((2, 256), np.float16), w, arch="gfx942")
+
+
+@pytest.mark.parametrize("special", [0, 255])
+def test_mxfp4_scales_choose_the_decode_and_the_cache_keeps_them_apart(null, special):
+    """A weight whose e8m0 scales are all normal takes the short decode; one 0 (2^-127) or 255 (NaN) anywhere
+    in it, the exact one; the two weights alternate through the cache, each keeping its own kernel."""
+    from jitgemm import pipeline
+    plain = weight("mxfp4", 40, 256, 32, seed=3)
+    odd = quant4.Q4Weight("mxfp4", plain.q, plain.scales.copy(), 32)
+    odd.scales[39, 7] = special              # the last row's last group: the whole weight takes the exact decode
+    a, b = Q4Device.upload(plain), Q4Device.upload(odd)
+    assert a.normal_scales and not b.normal_scales
+    pipeline.clear()
+    x = device_x(null, 2, 256)
+    out = DeviceArray(null, 0, (2, 40), "bfloat16")
+    for w in (a, b, a, b):
+        jitgemm.w4_gemm(x, w, out=out)
+    names = sorted(e.launch.kernel.symbol for e in pipeline._ENTRIES.values())
+    assert [n.split(", ")[1] for n in names] == [str(w4.FMT_ID["mxfp4"]), str(w4.MXFP4_NORMAL_ID)], names
+    assert dispatch.plan_w4("hip", "gfx942", 304, "bfloat16", "mxfp4", 32, 2, 40, 256, normal_scales=True) \
+        .instance.name.startswith("jg_w4_amd<jg_bf16, 0, 32,")  # AMD decodes every scale one way
+
+
+def test_a_subnormal_scale_on_an_empty_block_keeps_the_normal_decode(null):
+    """e8m0 0 on a group whose codes are all zero (+0 and -0) reads as 127 on the device (the same sums) and the
+    weight keeps the normal decode; on a group with a nonzero code it stays 0 and the weight takes the exact one."""
+    base = weight("mxfp4", 40, 256, 32, seed=4)
+    codes = quant4.unpack(base.q)
+    codes[3, 64:96] = np.where(np.arange(32) % 2, 0, 8)            # row 3, group 2: +0 and -0 only
+    empty = quant4.Q4Weight("mxfp4", quant4.pack(codes), base.scales.copy(), 32)
+    empty.scales[3, 2] = 0
+    d = Q4Device.upload(empty)
+    assert d.normal_scales and d.scales.to_numpy()[3, 2] == 127 and empty.scales[3, 2] == 0  # the host's untouched
+    same = quant4.Q4Weight("mxfp4", empty.q, quant4.empty_group_scales_normal(empty), 32)
+    np.testing.assert_array_equal(quant4.dequantize(empty), quant4.dequantize(same))
+    codes[3, 70] = 1                                                # one nonzero code in that group
+    busy = quant4.Q4Weight("mxfp4", quant4.pack(codes), empty.scales, 32)
+    d = Q4Device.upload(busy)
+    assert not d.normal_scales and d.scales.to_numpy()[3, 2] == 0
+
+
+def test_normal_scales_is_a_bool_and_only_for_mxfp4(null):
+    w = Q4Device.upload(weight("q4_sym", 40, 160, 32))
+    with pytest.raises(ValueError, match="normal_scales must be a bool, True only for mxfp4"):
+        Q4Device("q4_sym", 32, (40, 160), w.q, w.scales, None, normal_scales=True)
+    m = Q4Device.upload(weight("mxfp4", 40, 160, 32))
+    with pytest.raises(ValueError, match="normal_scales must be a bool"):
+        Q4Device("mxfp4", 32, (40, 160), m.q, m.scales, None, normal_scales=1)
+    assert not Q4Device("mxfp4", 32, (40, 160), m.q, m.scales, None).normal_scales  # the exact decode by default
     assert jitgemm.explain(np.zeros((2, 128), np.float16), w).startswith("w4_gemm would refuse this: x and w must agree on K")
 
 

@@ -368,7 +368,7 @@ def forced_w4(cfg, want):
 def run_w4(dev: Device, tally: Tally, rng, launches_per_instance: int):
     from jitgemm.kernels import w4
     from jitgemm.w4gemm import Q4Device
-    fmt_of = {v: k for k, v in w4.FMT_ID.items()}
+    fmt_of = {v: k for k, v in w4.FMT_ID.items()} | {w4.MXFP4_NORMAL_ID: "mxfp4"}
     for j, inst in enumerate(dispatch.all_w4_instances("cuda")):
         mt = W4_NAME.fullmatch(inst.name)
         if mt is None:
@@ -386,6 +386,8 @@ def run_w4(dev: Device, tally: Tally, rng, launches_per_instance: int):
             what = f"{inst.name} N={n} M={m} K={k} padded={padded} bias={bias_kind}"
             try:
                 w = q4_weight(fmt, group, m, k, seed=i + 100 * j)
+                if int(mt.group(2)) == w4.FMT_ID["mxfp4"]:
+                    w.scales[-1, 0] = 0  # a 2^-127 scale: the weight takes the exact decode (else the normal one)
                 dw = Q4Device.upload(w)
                 dev.keep.append(dw)
                 x = (rng.standard_normal((n, k)) * 0.5).astype(NP[dtype])

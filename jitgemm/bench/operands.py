@@ -6,11 +6,16 @@ from __future__ import annotations
 import numpy as np
 
 from ..arrays import View
+from . import timing
 
 
 def n_copies(weight_bytes: int, l2_bytes: int) -> int:
+    """Copies of a weight whose total is >= 4x L2 and >= 256 MB, but never more than a timed loop rotates
+    over: a timer's launch i reads copy i (i < its call count), so further copies are never read and only
+    cost memory and one prepare each (a one-row 4-bit weight asked for 60,000: the 4-bit sweep of the
+    one-row tails spent minutes preparing them). A weight that small is read partly from L2 either way."""
     need = max(4 * l2_bytes, 256 << 20)
-    return max(2, -(-need // max(weight_bytes, 1)))
+    return min(max(2, -(-need // max(weight_bytes, 1))), max(timing.B2B_CALLS, timing.GRAPH_CALLS))
 
 
 def random_16bit(cp, shape, dtype: str, scale: float = 1.0):

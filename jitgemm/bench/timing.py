@@ -4,8 +4,12 @@ from __future__ import annotations
 import statistics
 from typing import Callable
 
+# launches per timed loop; operands.n_copies keeps no more weight copies than the longer loop touches
+B2B_CALLS = 60
+GRAPH_CALLS = 24
 
-def back_to_back(launch: Callable[[int], None], stream, calls: int = 60, reps: int = 5) -> float:
+
+def back_to_back(launch: Callable[[int], None], stream, calls: int = B2B_CALLS, reps: int = 5) -> float:
     """Median over reps of (event time of `calls` launches in a row) / calls, in microseconds.
     `launch(i)` enqueues call i on `stream` (rotating over cold weight copies)."""
     import cupy as cp
@@ -24,7 +28,7 @@ def back_to_back(launch: Callable[[int], None], stream, calls: int = 60, reps: i
     return statistics.median(times)
 
 
-def graph_replay(launch: Callable[[int], None], stream, calls: int = 24, reps: int = 5) -> float:
+def graph_replay(launch: Callable[[int], None], stream, calls: int = GRAPH_CALLS, reps: int = 5) -> float:
     """Median over reps of (replay time of a graph of `calls` launches) / calls, in microseconds."""
     import cupy as cp
     launch(0)
@@ -48,7 +52,7 @@ def graph_replay(launch: Callable[[int], None], stream, calls: int = 24, reps: i
     return statistics.median(times)
 
 
-def torch_graph_replay(launch: Callable[[int], None], calls: int = 24, reps: int = 5) -> float:
+def torch_graph_replay(launch: Callable[[int], None], calls: int = GRAPH_CALLS, reps: int = 5) -> float:
     """The same measurement for torch baselines, captured with torch's own graph API."""
     import torch
     s = torch.cuda.Stream()

@@ -30,7 +30,8 @@ def instances(configs, modes, ns, dtype="bfloat16") -> dict:
         fmt, group = MODES[mode]
         for cfg in configs:
             for n in ns:
-                out.setdefault((mode, cfg, cfg.nt(n)), w4.nv_instance(cfg, dtype, fmt, group, n))
+                # the sweep's MXFP4 scales are all normal (w4_runner.random_q4): the instance it runs
+                out.setdefault((mode, cfg, cfg.nt(n)), w4.nv_instance(cfg, dtype, fmt, group, n, fmt == "mxfp4"))
     return out
 
 
@@ -85,8 +86,10 @@ def measure_shape(cp, stream, sh, mode, ns, configs, l2, log, device: str = "", 
 
 def row_instances(cfg: NvConfig, fmt: str, n: int) -> list:
     """Every instance a table row's config becomes at N: the dispatcher takes a format's rows for each of the
-    format's groups and both token dtypes, while the sweep measures one group with bf16 tokens."""
-    return [w4.nv_instance(cfg, dtype, fmt, g, n) for dtype in TAG for g in quant4.groups_of(fmt)]
+    format's groups and both token dtypes (MXFP4: both scale decodes), while the sweep measures one group with
+    bf16 tokens."""
+    return [w4.nv_instance(cfg, dtype, fmt, g, n, normal) for dtype in TAG for g in quant4.groups_of(fmt)
+            for normal in w4.scale_decodes(fmt)]
 
 
 def table_rows(result: dict) -> dict:

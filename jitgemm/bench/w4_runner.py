@@ -60,14 +60,14 @@ def random_q4(cp, m: int, k: int, mode: str) -> Q4Device:
     elif fmt == "q4_zp":
         aux = DeviceArray(b, dev, (m, g), "uint8")
         _fill(cp, aux, cp.random.randint(0, 16, (m, g), dtype=cp.int32).astype(cp.uint8))
-    return Q4Device(fmt, group, (m, k), q, scales, aux)
+    return Q4Device(fmt, group, (m, k), q, scales, aux, normal_scales=fmt == "mxfp4")  # e8m0 123..130: all normal
 
 
 def host_weight(cp, w: Q4Device, rows) -> quant4.Q4Weight:
     """Rows of a device weight as a host Q4Weight (to dequantize for a check)."""
     m, k = w.shape
     pick = cp.asarray(rows)
-    q = quant4.from_device_layout(_cupy(cp, w.q)[pick].get(), k)
+    q = quant4.from_device_layout(_cupy(cp, w.q)[pick].get(), k, w.format)
     g = k // w.group  # the device arrays' pitch is padded (quant4.group_pitch)
     scales = _cupy(cp, w.scales)[pick].get()[:, :g]
     aux = _cupy(cp, w.aux)[pick].get()[:, :g] if w.aux is not None else None

@@ -13,6 +13,9 @@ from ..runtime.jit import KernelInstance
 from .skinny import TAG, NvConfig
 
 FMT_ID = {"mxfp4": 0, "q4_sym": 1, "q4_min": 2, "q4_zp": 3}
+# NVIDIA's MXFP4 whose every scale is a normal exponent (Q4Device.normal_scales): its loop decodes a scale with one
+# shift, no selects for the 2^-127 subnormal and NaN (kernels_src/w4.hip, JG_MXFP4_NORMAL)
+MXFP4_NORMAL_ID = 4
 # out, ldo, x, ldx, w, ldw (bytes), scales, lds, aux (mins / zeros), lda, bias, bias_ld, bias_rows, N, M, K
 ARG_KINDS = ("ptr", "i64", "ptr", "i64", "ptr", "i64", "ptr", "i64", "ptr", "i64", "ptr", "i64", "i32", "i32",
              "i32", "i32")
@@ -30,8 +33,15 @@ def nv_heuristic(m: int, k: int, n: int = 1, fmt: str = "q4_sym") -> NvConfig:
     return NvConfig(2 if two_rows else 1, wk, 2, 1)
 
 
-def nv_instance(cfg: NvConfig, dtype: str, fmt: str, group: int, n: int) -> KernelInstance:
-    return KernelInstance("w4.hip", f"jg_w4_nv<{TAG[dtype]}, {FMT_ID[fmt]}, {group}, {cfg.nt(n)}, {cfg.MT}, "
+def scale_decodes(fmt: str) -> tuple[bool, ...]:
+    """The normal_scales values an NVIDIA instance of the format can take (MXFP4: the exact and the short decode)."""
+    return (False, True) if fmt == "mxfp4" else (False,)
+
+
+def nv_instance(cfg: NvConfig, dtype: str, fmt: str, group: int, n: int, normal_scales: bool = False) -> KernelInstance:
+    """normal_scales: MXFP4 whose every e8m0 scale is 1..254 (the host checked), decoded without selects."""
+    fid = MXFP4_NORMAL_ID if normal_scales and fmt == "mxfp4" else FMT_ID[fmt]
+    return KernelInstance("w4.hip", f"jg_w4_nv<{TAG[dtype]}, {fid}, {group}, {cfg.nt(n)}, {cfg.MT}, "
                                     f"{cfg.WK}, {cfg.U}, {cfg.SK}>", requires=cfg.requires)
 
 

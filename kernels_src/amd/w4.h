@@ -8,7 +8,7 @@
 // v (w4.hip) of the code in nibble p of word w, in fp32: an exact small integer
 template <int FMT>
 JG_DEVICE float jg_w4_value(unsigned w, int p, float zero) {
-  const unsigned c = (w >> (4 * p)) & 15u;
+  const unsigned c = FMT == JG_MXFP4 ? jg_mx_code(w, p) : (w >> (4 * p)) & 15u;
   if constexpr (FMT == JG_MXFP4) {
     const float m = (float)((JG_E2M1_X2 >> (4 * (c & 7u))) & 15u);
     return (c & 8u) ? -m : m;

@@ -43,19 +43,27 @@ JG_DEVICE unsigned jg_w4_mul(unsigned h, unsigned k) {
 // before every use: a quarter of the loop's instructions).
 // MXFP4: the magnitude bits e1 e0 m of a code, put where the exponent's two low bits and the mantissa's top bit
 // of a 16-bit float are, read as that float are |v| * 2^-14 (fp16) or |v| * 2^-126 (bf16), the subnormal
-// code (e = 0: m * 2^-15, m * 2^-127) included; one exact multiply by 2^15 / 2^127 makes 2|v|, and the sign
-// (bit 3 of nibbles p and p + 4) goes on bits 15 and 31. Five instructions a pair, no table.
+// code (e = 0: m * 2^-15, m * 2^-127) included; one exact multiply by 2^15 / 2^127 makes 2|v| (a sign on bit 15
+// or 31 passes through it). The word's bit placement (w4.hip) lets one shift and one mask place pairs 0..2 with
+// their signs for bf16 (three instructions a pair, two for pair 2); pair 3 and fp16 take a shift a field.
 template <class T, int FMT>
 JG_DEVICE void jg_w4_widen(unsigned w, unsigned zero, unsigned nibbles, unsigned (&p)[4]) {
   constexpr bool F16 = T::id == jg_f16::id;
   constexpr unsigned MAGIC = F16 ? 0x64006400u : 0x43004300u;
   if constexpr (FMT == JG_MXFP4) {
-    constexpr int AT = F16 ? 9 : 6;  // the bit of each half that m goes to
-    constexpr unsigned MAG = 0x00070007u << AT, TWICE = F16 ? 0x78007800u : 0x7f007f00u;  // 2^15, 2^127
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const unsigned mag = (AT >= 4 * j ? w << (AT - 4 * j) : w >> (4 * j - AT)) & MAG;
-      p[j] = jg_w4_mul<T>(mag, TWICE) ^ ((w << (12 - 4 * j)) & 0x80008000u);
+    constexpr unsigned TWICE = F16 ? 0x78007800u : 0x7f007f00u, S = 0x80008000u;  // 2^15, 2^127; the signs
+    if constexpr (!F16) {
+      constexpr unsigned F = 0x81c081c0u;  // m e0 e1 at bits 6..8 and the sign at 15 of each half
+      p[0] = jg_w4_mul<T>((w << 6) & F, TWICE);
+      p[1] = jg_w4_mul<T>((w << 3) & F, TWICE);
+      p[2] = jg_w4_mul<T>(w & F, TWICE);
+      p[3] = jg_w4_mul<T>(((w >> 4) & 0x00c000c0u) | ((w >> 5) & 0x01000100u) | ((w << 1) & S), TWICE);
+    } else {
+      constexpr unsigned MAG = 0x0e000e00u;  // m e0 e1 at bits 9..11 of each half
+      p[0] = jg_w4_mul<T>((w << 9) & MAG, TWICE) ^ ((w << 6) & S);
+      p[1] = jg_w4_mul<T>((w << 6) & MAG, TWICE) ^ ((w << 3) & S);
+      p[2] = jg_w4_mul<T>((w << 3) & MAG, TWICE) ^ (w & S);
+      p[3] = jg_w4_mul<T>(((w >> 1) & 0x06000600u) | ((w >> 2) & 0x08000800u), TWICE) ^ ((w << 1) & S);
     }
   } else {
     const unsigned sub = MAGIC + zero * 0x00010001u;
@@ -82,6 +90,7 @@ JG_DEVICE unsigned jg_word(const jg_u32x4& v, int q) { return q == 0 ? v.x : q =
 template <int FMT>
 JG_DEVICE float jg_w4_loop_scale(unsigned bits) {
   if constexpr (FMT == JG_MXFP4) return __uint_as_float(bits == 0u ? 0x00400000u : bits == 255u ? 0x7fc00000u : bits << 23);
+  else if constexpr (FMT == JG_MXFP4_NORMAL) return __uint_as_float(bits << 23);  // e in 1..254: 2^(e - 127), normal
   else return jg_w4_scale_of<FMT>(bits);
 }
 // BYTES (1, 2, 4 or 8) bytes at p, BYTES-aligned, in one read-only load (ld.global.nc)
@@ -104,6 +113,7 @@ JG_DEVICE void jg_w4_step(float (&acc)[MT][NT][4], int kleft, const unsigned cha
                           const unsigned char* const (&sp)[MT][2], const unsigned char* const (&ap)[MT][2],
                           const jg_u16* const (&xp)[NT], unsigned nibbles) {
   static_assert(128 % GROUP == 0, "a scale group never spans two 128-k blocks");
+  constexpr int F = JG_W4_BASE(FMT);  // FMT itself only where the scale is decoded (jg_w4_loop_scale)
   constexpr int QG = GROUP / 32;  // 32-k words per scale group
   constexpr unsigned ONE = T::id == jg_f16::id ? 0x3c003c00u : 0x3f803f80u;
   jg_u32x4 wv[U][MT][2];
@@ -118,7 +128,7 @@ JG_DEVICE void jg_w4_step(float (&acc)[MT][NT][4], int kleft, const unsigned cha
   // 128-k blocks (quant4.group_pitch) and the pointers start at a block, so GPB values are one aligned, in-bounds
   // load (four fp16 scales of 32 k: 8 bytes). Four 2-byte loads a row and block, each touching the sectors of 8
   // rows, outnumbered the weight slices' sectors 4 to 1 for q4_min (sessions 17-18: G32 formats the slowest).
-  constexpr int GPB = 128 / GROUP, SB = FMT == JG_MXFP4 ? 1 : 2, AB = FMT == JG_Q4_MIN ? 2 : 1;
+  constexpr int GPB = 128 / GROUP, SB = F == JG_MXFP4 ? 1 : 2, AB = F == JG_Q4_MIN ? 2 : 1;
   unsigned long long sv[U][MT][2], av[U][MT][2];
 #pragma unroll
   for (int u = 0; u < U; ++u)
@@ -129,7 +139,7 @@ JG_DEVICE void jg_w4_step(float (&acc)[MT][NT][4], int kleft, const unsigned cha
         const bool in = !TAIL || 128 * u < kleft;
         sv[u][i][h] = in ? jg_load_bits<GPB * SB>(sp[i][h] + GPB * SB * u) : 0ull;
         av[u][i][h] = 0ull;
-        if constexpr (FMT == JG_Q4_MIN || FMT == JG_Q4_ZP)
+        if constexpr (F == JG_Q4_MIN || F == JG_Q4_ZP)
           av[u][i][h] = in ? jg_load_bits<GPB * AB>(ap[i][h] + GPB * AB * u) : 0ull;
       }
 #pragma unroll
@@ -145,15 +155,15 @@ JG_DEVICE void jg_w4_step(float (&acc)[MT][NT][4], int kleft, const unsigned cha
       for (int i = 0; i < MT; ++i)
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-          if constexpr (FMT == JG_Q4_ZP) z[i][h] = (unsigned)(av[u][i][h] >> (8 * gq)) & 0xffu;
-          else z[i][h] = FMT == JG_Q4_SYM ? 8u : 0u;
+          if constexpr (F == JG_Q4_ZP) z[i][h] = (unsigned)(av[u][i][h] >> (8 * gq)) & 0xffu;
+          else z[i][h] = F == JG_Q4_SYM ? 8u : 0u;
         }
 #pragma unroll
       for (int q = qg; q < qg + QG; ++q) {
         jg_u32x4 xv[NT];
 #pragma unroll
         for (int j = 0; j < NT; ++j) xv[j] = jg_load_cached(xp[j] + 128 * u + 32 * q);
-        if constexpr (FMT == JG_Q4_MIN) {
+        if constexpr (F == JG_Q4_MIN) {
 #pragma unroll
           for (int j = 0; j < NT; ++j) {
             if (q == qg) ts[j][0] = ts[j][1] = ts[j][2] = ts[j][3] = 0.f;
@@ -164,8 +174,8 @@ JG_DEVICE void jg_w4_step(float (&acc)[MT][NT][4], int kleft, const unsigned cha
 #pragma unroll
         for (int i = 0; i < MT; ++i) {
           unsigned a[4], b[4];  // rows g and g + 8
-          jg_w4_widen<T, FMT>(jg_word(wv[u][i][0], q), z[i][0], nibbles, a);
-          jg_w4_widen<T, FMT>(jg_word(wv[u][i][1], q), z[i][1], nibbles, b);
+          jg_w4_widen<T, F>(jg_word(wv[u][i][0], q), z[i][0], nibbles, a);
+          jg_w4_widen<T, F>(jg_word(wv[u][i][1], q), z[i][1], nibbles, b);
 #pragma unroll
           for (int j = 0; j < NT; ++j) {
             if (q == qg) c[i][j][0] = c[i][j][1] = c[i][j][2] = c[i][j][3] = 0.f;
@@ -180,14 +190,14 @@ JG_DEVICE void jg_w4_step(float (&acc)[MT][NT][4], int kleft, const unsigned cha
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           s[h] = jg_w4_loop_scale<FMT>((unsigned)(sv[u][i][h] >> (8 * SB * gq)) & (SB == 1 ? 0xffu : 0xffffu));
-          if constexpr (FMT == JG_Q4_MIN) o[h] = jg_f16_to_f32((jg_u16)(av[u][i][h] >> (16 * gq)));
+          if constexpr (F == JG_Q4_MIN) o[h] = jg_f16_to_f32((jg_u16)(av[u][i][h] >> (16 * gq)));
         }
 #pragma unroll
         for (int j = 0; j < NT; ++j)
 #pragma unroll
           for (int r = 0; r < 4; ++r) {
             acc[i][j][r] = __fmaf_rn(c[i][j][r], s[r / 2], acc[i][j][r]);  // c0, c1: row g; c2, c3: row g + 8
-            if constexpr (FMT == JG_Q4_MIN) acc[i][j][r] = __fmaf_rn(ts[j][r], o[r / 2], acc[i][j][r]);
+            if constexpr (F == JG_Q4_MIN) acc[i][j][r] = __fmaf_rn(ts[j][r], o[r / 2], acc[i][j][r]);
           }
       }
     }
@@ -200,6 +210,7 @@ __global__ void __launch_bounds__(32 * WK, 1) JG_CLUSTER_K(SK) jg_w4_nv(
     const void* __restrict__ aux, jg_i64 lda, const jg_u16* __restrict__ bias, jg_i64 bias_ld, int bias_rows,
     int N, int M, int K) {
   constexpr int ROWS = 16 * MT, COLS = 8 * NT, STEP = 128 * U;  // STEP: k a warp covers an iteration
+  constexpr int F = JG_W4_BASE(FMT);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
   jg_i64 m0;
@@ -213,9 +224,9 @@ __global__ void __launch_bounds__(32 * WK, 1) JG_CLUSTER_K(SK) jg_w4_nv(
   // 915 -> 497, mxfp4 1289 -> 871; two row tiles 1466 -> 841). Not for q4_zp with two row tiles (q4_min no longer
   // takes two: kernels.w4.nv_heuristic): kept aux pointers spilled there at ptxas's 128-register cap of
   // 512-thread blocks, so there the compiler keeps its choice.
-  constexpr bool KEEP = MT == 1 || FMT == JG_Q4_SYM || FMT == JG_MXFP4;
+  constexpr bool KEEP = MT == 1 || F == JG_Q4_SYM || F == JG_MXFP4;
   // Tokens past N read token 0's row: their mma columns are never stored (jg_reduce_store), so no per-group test.
-  constexpr jg_i64 SB = FMT == JG_MXFP4 ? 1 : 2, AB = FMT == JG_Q4_MIN ? 2 : 1;  // bytes per scale / aux value
+  constexpr jg_i64 SB = F == JG_MXFP4 ? 1 : 2, AB = F == JG_Q4_MIN ? 2 : 1;  // bytes per scale / aux value
   const unsigned char *wrow[MT][2], *srow[MT][2], *arow[MT][2] = {};
 #pragma unroll
   for (int i = 0; i < MT; ++i)
@@ -224,7 +235,7 @@ __global__ void __launch_bounds__(32 * WK, 1) JG_CLUSTER_K(SK) jg_w4_nv(
       const jg_i64 r0 = m0 + 16 * i + 8 * h + g, r = r0 < M ? r0 : (jg_i64)M - 1;
       wrow[i][h] = jg_keep<KEEP>(w + r * ldw + 16 * t);
       srow[i][h] = jg_keep<KEEP>((const unsigned char*)scales + r * lds * SB);
-      if constexpr (FMT == JG_Q4_MIN || FMT == JG_Q4_ZP)  // the formats with an aux array (else aux is null)
+      if constexpr (F == JG_Q4_MIN || F == JG_Q4_ZP)  // the formats with an aux array (else aux is null)
         arow[i][h] = jg_keep<KEEP>((const unsigned char*)aux + r * lda * AB);
     }
   const jg_u16* xrow[NT];
@@ -252,7 +263,7 @@ __global__ void __launch_bounds__(32 * WK, 1) JG_CLUSTER_K(SK) jg_w4_nv(
       for (int h = 0; h < 2; ++h) {
         wrow[i][h] += dk / 2;
         srow[i][h] += dk / GROUP * SB;
-        if constexpr (FMT == JG_Q4_MIN || FMT == JG_Q4_ZP) arow[i][h] += dk / GROUP * AB;
+        if constexpr (F == JG_Q4_MIN || F == JG_Q4_ZP) arow[i][h] += dk / GROUP * AB;
       }
 #pragma unroll
     for (int j = 0; j < NT; ++j) xrow[j] += dk;
@@ -276,6 +287,6 @@ __global__ void __launch_bounds__(32 * WK, 1) JG_CLUSTER_K(SK) jg_w4_nv(
   }
   if (k0 < K) jg_w4_step<T, FMT, GROUP, NT, MT, U, true>(acc, (int)(K - k0), wrow, srow, arow, xrow, nibbles);
   // MXFP4's sums carry 2S (jg_w4_loop_scale): one halving here
-  const jg_epilogue e{nullptr, nullptr, 1.f, FMT == JG_MXFP4 ? 0.5f : 1.f, bias, bias_ld, 0, 0, bias_rows};
+  const jg_epilogue e{nullptr, nullptr, 1.f, F == JG_MXFP4 ? 0.5f : 1.f, bias, bias_ld, 0, 0, bias_rows};
   jg_reduce_store<jg_w4_out<T>, NT, MT, WK, SK>(acc, out, ldo, e, N, M, m0, n0, split);
 }
