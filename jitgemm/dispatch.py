@@ -462,8 +462,8 @@ def w4_nv_config(fmt: str, n: int, m: int, k: int, device: str, arch: str) -> tu
     from .kernels import w4
     found = lookup(f"w4-{fmt}", m, k, device, arch)
     if found:
-        return row_config(found[0], n, arch), found[1]
-    return w4.nv_heuristic(m, k, n, fmt), "heuristic (no measured table for this format here)"
+        return w4.token_tiling(row_config(found[0], n, arch), fmt, n), found[1]
+    return w4.token_tiling(w4.nv_heuristic(m, k, n, fmt), fmt, n), "heuristic (no measured table for this format here)"
 
 
 def all_w4_instances(vendor: str, arch: str | None = None) -> list[KernelInstance]:
@@ -479,6 +479,11 @@ def all_w4_instances(vendor: str, arch: str | None = None) -> list[KernelInstanc
                 uses = [(w4.nv_heuristic(m, k, n, fmt), n) for m in (4096, 8192) for k in (256, 2048, 4096)
                         for n in (1, 9)]
                 uses += [(skinny.NvConfig(mt, *r[2]), b) for r in every_row(f"w4-{fmt}") for b, mt in r[3].items()]
+                # N > 16: what w4_nv_config makes of the heuristic and of each row (its N = 16 MT) at 32 and 64
+                uses += [(w4.token_tiling(w4.nv_heuristic(m, k, n, fmt), fmt, n), n) for m in (4096, 8192)
+                         for k in (256, 2048, 4096) for n in (32, 64)]
+                uses += [(w4.token_tiling(row_config(r, n, "sm_90a"), fmt, n), n) for r in every_row(f"w4-{fmt}")
+                         for n in (32, 64)]
                 insts = [w4.nv_instance(c, dtype, fmt, group, n, normal) for c, n in uses
                          for normal in w4.scale_decodes(fmt)]
             else:

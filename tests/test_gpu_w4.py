@@ -30,7 +30,7 @@ def test_formats_groups_n_and_bias_forms(fmt, group, dtype):
     w = weight(fmt, group, m, k, KINDS.index((fmt, group)))
     dw = Q4Device.upload(w)
     rng = np.random.default_rng(7)
-    for n in (1, 3, 8, 9, 16, 17, 40):
+    for n in (1, 3, 8, 9, 16, 17, 40, 100):  # 17, 40, 100: the 32- and 64-token blocks (w4.token_tiling)
         x = (rng.standard_normal((n, k)) * 0.5).astype(NP[dtype])
         for bias_form in ("none", "m", "nm"):
             bias = None if bias_form == "none" else \
@@ -58,12 +58,16 @@ def test_numpy_tokens_and_the_linear_layer():
     check(jitgemm.w4_gemm(x, layer.weight), ref - bias.astype(np.float64), mag, 2048, "float16")
 
 
-def test_deterministic_and_batch_invariant():
-    w = weight("q4_zp", 128, 3000, 8192, 9)
+@pytest.mark.parametrize("fmt,group", [("q4_zp", 128), ("mxfp4", 32), ("q4_min", 32)])
+def test_deterministic_and_batch_invariant(fmt, group):
+    """Repeated calls give the same bits, and a token's bits do not depend on the batch: 100 tokens take 32- or
+    64-token blocks and other row tiles (MXFP4, q4_min: w4.token_tiling) than one token does, the same K order."""
+    w = weight(fmt, group, 3000, 8192, 9)
     dw = Q4Device.upload(w)
-    x = np.random.default_rng(10).standard_normal((40, 8192)).astype(NP["bfloat16"])
+    n = 100
+    x = np.random.default_rng(10).standard_normal((n, 8192)).astype(NP["bfloat16"])
     _, xv = to_device(x, "bfloat16")
-    full_owner, full = empty_device((40, 3000), "bfloat16")
+    full_owner, full = empty_device((n, 3000), "bfloat16")
     jitgemm.w4_gemm(xv, dw, out=full)
     sync()
     a = full_owner.to_numpy().view(np.uint16)
@@ -71,9 +75,12 @@ def test_deterministic_and_batch_invariant():
         jitgemm.w4_gemm(xv, dw, out=full)
         sync()
         assert np.array_equal(full_owner.to_numpy().view(np.uint16), a)
-    for t in (0, 15, 16, 39):
+    for t in (0, 15, 16, 39, 63, 64, 99):
         alone = jitgemm.w4_gemm(x[t:t + 1], dw).view(np.uint16)
         assert np.array_equal(alone[0], a[t]), f"token {t}"
+    for t0, t1 in ((0, 17), (40, 80)):  # other batch sizes, other tilings
+        part = jitgemm.w4_gemm(x[t0:t1], dw).view(np.uint16)
+        assert np.array_equal(part, a[t0:t1]), f"tokens {t0}..{t1}"
 
 
 def test_graph_capture_replays_the_call():
@@ -114,7 +121,7 @@ def test_mxfp4_short_and_exact_scale_decodes(dtype):
     assert a.normal_scales and not b.normal_scales
     exact_a = Q4Device(a.format, a.group, a.shape, a.q, a.scales, a.aux)   # the same arrays, the exact decode
     rng = np.random.default_rng(12)
-    for n in (1, 9):
+    for n in (1, 9, 40):
         x = (rng.standard_normal((n, k)) * 0.5).astype(NP[dtype])
         _, xv = to_device(x, dtype)
         for _ in range(2):

@@ -82,13 +82,37 @@ def test_every_aot_instance_names_a_kernel_and_the_k_order_ignores_n():
     for vendor, arch in (("cuda", None), ("hip", "gfx942")):
         insts = dispatch.all_w4_instances(vendor, arch)
         assert insts and all(i.source == "w4.hip" for i in insts)
-        for n in (1, 5, 16, 40, 128):
-            for m, k in ((1, 32), (4096, 2880), (8192, 4096), (151936, 2048)):
-                plan = dispatch.plan_w4(vendor, arch or "sm_90a", 132, "bfloat16", "q4_sym", 32, n, m, k)
-                assert plan.instance in insts, plan.instance.name
-    a = dispatch.plan_w4("cuda", "sm_90a", 132, "bfloat16", "q4_sym", 32, 1, 4096, 4096).config
-    b = dispatch.plan_w4("cuda", "sm_90a", 132, "bfloat16", "q4_sym", 32, 100, 4096, 4096).config
-    assert a.k_order == b.k_order
+        for fmt in quant4.FORMATS:
+            group = quant4.groups_of(fmt)[0]
+            for n in (1, 5, 16, 17, 32, 40, 128):
+                for m, k in ((1, 128), (4096, 2944), (8192, 4096), (151936, 2048), (4096, 14336)):
+                    plan = dispatch.plan_w4(vendor, arch or "sm_90a", 132, "bfloat16", fmt, group, n, m, k)
+                    assert plan.instance in insts, plan.instance.name
+                    one = dispatch.plan_w4(vendor, arch or "sm_90a", 132, "bfloat16", fmt, group, 1, m, k)
+                    if vendor == "cuda":
+                        assert plan.config.k_order == one.config.k_order, (fmt, n, m, k)
+
+
+@pytest.mark.parametrize("fmt", quant4.FORMATS)
+def test_more_than_16_tokens_take_wider_blocks_where_measured_and_keep_the_k_order(fmt):
+    """w4.token_tiling: N <= 16 as the row says; MXFP4 and q4_min take 32 tokens a block to N = 32, then MXFP4
+    two row tiles of 64 tokens, q4_min 32 tokens (two row tiles with one slice in flight); q4_sym and q4_zp
+    and 512-thread blocks keep the 16-token tiles; the K order never changes; the grid covers every token."""
+    base = w4.NvConfig(1, 8, 2, 1)
+    for n in (1, 9, 16):
+        assert w4.token_tiling(base, fmt, n) == base
+    wide = {n: w4.token_tiling(base, fmt, n) for n in (17, 32, 33, 64, 128)}
+    assert all(c.k_order == base.k_order for c in wide.values())
+    if fmt in ("q4_sym", "q4_zp"):
+        assert all(c == base for c in wide.values())
+    else:
+        assert wide[17].NT == wide[32].NT == 4 and wide[17].MT == 1
+        assert (wide[64].MT, wide[64].NT) == ((2, 8) if fmt == "mxfp4" else (1, 4))
+        assert w4.token_tiling(w4.NvConfig(1, 8, 1, 1), "q4_min", 64).MT == 2
+    assert w4.token_tiling(w4.NvConfig(1, 16, 2, 1), fmt, 64) == w4.NvConfig(1, 16, 2, 1)
+    for n, c in wide.items():
+        grid, _block, _ = c.geometry(4096, n)
+        assert grid[0] == 4096 // (16 * c.MT) * -(-n // (8 * c.nt(n)))
 
 
 def test_a_measured_w4_row_is_taken_for_its_format_only_and_aot_builds_it(nv_tables):

@@ -374,8 +374,10 @@ def run_w4(dev: Device, tally: Tally, rng, launches_per_instance: int):
         if mt is None:
             raise SystemExit(f"unexpected instance name {inst.name!r}: update tools/sanitize_driver.py")
         dtype, fmt, group = TAG_DTYPE[mt.group(1)], fmt_of[int(mt.group(2))], int(mt.group(3))
-        nt, cfg = int(mt.group(4)), skinny.NvConfig(*(int(v) for v in mt.groups()[4:]))
-        ns = [1, 8] if nt == 1 else [9, 40, 16]   # 40: three 16-token tiles over blockIdx.z (from 2 launches)
+        nt = int(mt.group(4))  # 1, 2: what N <= 16 takes (NvConfig.NT 0); 4, 8: set (kernels.w4.token_tiling)
+        cfg = skinny.NvConfig(*(int(v) for v in mt.groups()[4:]), NT=nt if nt > 2 else 0)
+        # the second and later launches: several token tiles (40: three of 16, 70: three of 32, 100: two of 64)
+        ns = {1: [1, 8], 2: [9, 40, 16], 4: [17, 70, 32], 8: [33, 100, 64]}[nt]
         for i in range(launches_per_instance):
             if i == 0:   # the smallest shape this instance takes
                 n, m, k, padded, bias_kind = ns[0], 1, group, False, 0

@@ -86,6 +86,7 @@ def main() -> int:
     p.add_argument("--wk", default=",".join(map(str, GRID["wk"])))
     p.add_argument("--u", default=",".join(map(str, GRID["u"])))
     p.add_argument("--sk", default=",".join(map(str, GRID["sk"])))
+    p.add_argument("--nt", default="0", help="8-token tiles a block (0: the dispatcher's, 1 or 2 for N <= 16)")
     p.add_argument("--arch", default=None, help="--compile-only: the arch to compile for (default sm_90a)")
     p.add_argument("--compile-only", action="store_true")
     p.add_argument("--budget", type=float, default=420, help="seconds; no new shape starts past it")
@@ -108,7 +109,7 @@ def main() -> int:
         wanted = sweep_shapes(a.shapes.split(",") if a.shapes else None)
     except ValueError as e:
         p.error(str(e))
-    configs = grid(ints(a.mt), ints(a.wk), ints(a.u), ints(a.sk))
+    configs = grid(ints(a.mt), ints(a.wk), ints(a.u), ints(a.sk), ints(a.nt))
     ns = ints(a.n)
     t0 = time.time()
     insts = instances(configs, modes, ns)

@@ -18,9 +18,9 @@ from .w4_runner import MODES, W4Operands, time_bf16
 GRID = {"mt": (1, 2), "wk": (4, 8, 16), "u": (1, 2, 4), "sk": (1, 2)}  # 36 configs
 
 
-def grid(mts=GRID["mt"], wks=GRID["wk"], us=GRID["u"], sks=GRID["sk"]) -> list[NvConfig]:
-    """Every (MT, WK, U, SK) of the lists."""
-    return [NvConfig(mt, wk, u, sk) for mt, wk, u, sk in itertools.product(mts, wks, us, sks)]
+def grid(mts=GRID["mt"], wks=GRID["wk"], us=GRID["u"], sks=GRID["sk"], nts=(0,)) -> list[NvConfig]:
+    """Every (MT, WK, U, SK, NT) of the lists (NT 0: the token tiles N <= 16 takes, NvConfig.nt)."""
+    return [NvConfig(mt, wk, u, sk, nt) for mt, wk, u, sk, nt in itertools.product(mts, wks, us, sks, nts)]
 
 
 def instances(configs, modes, ns, dtype="bfloat16") -> dict:
@@ -45,7 +45,7 @@ def compile_all(arch: str, insts: dict, root: str) -> dict:
 
 
 def label(cfg: NvConfig) -> str:
-    return f"MT{cfg.MT} WK{cfg.WK} U{cfg.U} SK{cfg.SK}"
+    return f"MT{cfg.MT} WK{cfg.WK} U{cfg.U} SK{cfg.SK}" + (f" NT{cfg.NT}" if cfg.NT else "")
 
 
 def measure_shape(cp, stream, sh, mode, ns, configs, l2, log, device: str = "", arch: str = "sm_90a",
@@ -74,7 +74,8 @@ def measure_shape(cp, stream, sh, mode, ns, configs, l2, log, device: str = "", 
                     err = ops.check(n, preps[0])
                     checked.add((cfg, cfg.nt(n)))
                 us = timing.graph_replay(lambda i: preps[i % len(preps)].launch(stream.ptr), stream)
-                row["configs"][label(cfg)] = {"config": [cfg.MT, cfg.WK, cfg.U, cfg.SK], "us": us, "rel_err": err}
+                row["configs"][label(cfg)] = {"config": [cfg.MT, cfg.WK, cfg.U, cfg.SK] + ([cfg.NT] if cfg.NT else []),
+                                              "us": us, "rel_err": err}
             except Exception as e:  # noqa: BLE001 - one bad config must not end the sweep; it is reported
                 row["configs"][label(cfg)] = {"error": f"{type(e).__name__}: {e}"[:300]}
         rows.append(row)
@@ -104,6 +105,8 @@ def table_rows(result: dict) -> dict:
     bad = lambda i: "error" in res.get(i.name, {}) or res.get(i.name, {}).get("spill_stores")  # noqa: E731
     times: dict = {}
     for r in result["rows"]:
+        if r["n"] > 16:  # the tables' buckets end at 16; N > 16 takes its token tiles from w4.token_tiling
+            continue
         fmt = MODES[r["mode"]][0]
         t = times.setdefault((r["mode"], Shape(r["shape"], r["m"], r["k"])), {})
         for v in r["configs"].values():

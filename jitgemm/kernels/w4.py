@@ -6,7 +6,7 @@ in registers for mma.sync and each 32-k group scaled in fp32. AMD: the fp8 softw
 (YT rows a wave, WAVES waves, tokens in groups of NMAX over blockIdx.z), codes widened to fp32."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..arch import parse
 from ..runtime.jit import KernelInstance
@@ -31,6 +31,26 @@ def nv_heuristic(m: int, k: int, n: int = 1, fmt: str = "q4_sym") -> NvConfig:
     wk = 16 if k >= 16 * 256 else 8 if k >= 8 * 256 else 4
     two_rows = m >= 8192 and n <= 8 and fmt != "q4_min"
     return NvConfig(2 if two_rows else 1, wk, 2, 1)
+
+
+def token_tiling(cfg: NvConfig, fmt: str, n: int) -> NvConfig:
+    """The block's token tiles for N > 16 (the measured row or heuristic gives the K order, kept: a token's bits
+    never depend on N). With the 16-token blocks of N <= 16, N = 64 took four blocks a row tile, each reading and
+    widening the same weight slices again; 32- and 64-token blocks widen them once. Session 20's H100 sweep
+    (docs/benchmarks/session20/h100-w4-moderate-nt.json, six shapes, N = 32 / 64 / 128, K order fixed): MXFP4
+    and q4_min 1.2-2.0x faster this way; q4_sym's best stayed with 16-token blocks and two row tiles (within
+    10 % either way), and q4_zp, measured like it at N <= 16, keeps them too. Two row tiles of 64 tokens fit
+    ptxas's 255 registers without spilling for MXFP4 only (q4_min's fp16 instance spilled 508 bytes; its 32-token
+    blocks were 0-28 % slower than the spilling bf16 one), q4_min's two row tiles of 32 tokens with one slice in
+    flight only (with two, its fp16 G128 instance spilled), and no larger tile fits the 128 registers of
+    512-thread blocks (WK = 16)."""
+    if n <= 16 or cfg.WK > 8 or fmt in ("q4_sym", "q4_zp"):
+        return cfg
+    if n <= 32:
+        return replace(cfg, MT=1, NT=4)
+    if fmt == "mxfp4":
+        return replace(cfg, MT=2, NT=8)
+    return replace(cfg, MT=2 if cfg.U == 1 else 1, NT=4)
 
 
 def scale_decodes(fmt: str) -> tuple[bool, ...]:
