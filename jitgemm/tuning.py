@@ -118,7 +118,8 @@ def check_request(shapes, dtype: str, ns) -> tuple[list[Shape], str, tuple[int, 
         if odd:
             raise ValueError(f"{dtype} is timed with groups of {group} k: K must be a multiple of {group}, "
                              f"{odd[0].name} has K={odd[0].k}")
-        return shapes, dtype, tuple(sorted({_bucket(min(n, 16)) for n in ns}))  # as fp8: N > 16 takes bucket 16
+        # as fp8: N > 16 takes bucket 16's K order (its token tiles: kernels.w4.token_tiling)
+        return shapes, dtype, tuple(sorted({_bucket(min(n, 16)) for n in ns}))
     return shapes, DTYPES[dtype], tuple(sorted({_bucket(n) for n in ns}))
 
 
