@@ -447,7 +447,8 @@ def plan_w4(vendor: str, arch: str, cus: int, dtype: str, fmt: str, group: int, 
         cfg, why = w4_nv_config(fmt, n, m, k, device, arch)
         grid, block, shared = cfg.geometry(m, n)
         return Plan("w4", f"{what}; nv mma.sync m16n8k16 on codes widened in registers, {16 * cfg.MT} rows/block, "
-                          f"K split over {cfg.WK} warps, {cfg.U}x128-k slices in flight, each group scaled in fp32"
+                          f"K split over {cfg.WK} warps, {cfg.U}x128-k slices in flight, "
+                          f"{f'{8 * cfg.NT} tokens a block, ' if cfg.NT else ''}each group scaled in fp32"
                           f"{_token_tiles(grid, n, cfg.token_tiles(n))}; {why}",
                     cfg, w4.nv_instance(cfg, dtype, fmt, group, n, normal), grid, block, shared, {"pdl": False})
     cfg = w4.amd_config(n, arch, fmt)

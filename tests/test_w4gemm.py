@@ -110,6 +110,8 @@ def test_more_than_16_tokens_take_wider_blocks_where_measured_and_keep_the_k_ord
         assert (wide[64].MT, wide[64].NT) == ((2, 8) if fmt == "mxfp4" else (1, 4))
         assert w4.token_tiling(w4.NvConfig(1, 8, 1, 1), "q4_min", 64).MT == 2
     assert w4.token_tiling(w4.NvConfig(1, 16, 2, 1), fmt, 64) == w4.NvConfig(1, 16, 2, 1)
+    plan = dispatch.plan_w4("cuda", "sm_90a", 132, "bfloat16", fmt, quant4.groups_of(fmt)[0], 40, 4096, 4096)
+    assert ("64 tokens a block" in plan.reason) == (fmt == "mxfp4"), plan.reason
     for n, c in wide.items():
         grid, _block, _ = c.geometry(4096, n)
         assert grid[0] == 4096 // (16 * c.MT) * -(-n // (8 * c.nt(n)))
