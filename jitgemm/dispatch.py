@@ -477,14 +477,12 @@ def all_w4_instances(vendor: str, arch: str | None = None) -> list[KernelInstanc
     for dtype in skinny.TAG:
         for fmt, group in kinds:
             if vendor == "cuda":
-                uses = [(w4.nv_heuristic(m, k, n, fmt), n) for m in (4096, 8192) for k in (256, 2048, 4096)
-                        for n in (1, 9)]
-                uses += [(skinny.NvConfig(mt, *r[2]), b) for r in every_row(f"w4-{fmt}") for b, mt in r[3].items()]
-                # N > 16: what w4_nv_config makes of the heuristic and of each row (its N = 16 MT) at 32 and 64
-                uses += [(w4.token_tiling(w4.nv_heuristic(m, k, n, fmt), fmt, n), n) for m in (4096, 8192)
-                         for k in (256, 2048, 4096) for n in (32, 64)]
+                # what w4_nv_config makes of the heuristic and of each row: one and two token tiles, and the
+                # wider blocks of N > 16 (w4.token_tiling: the row's N = 16 MT at 32 and 64)
+                uses = [(w4.token_tiling(w4.nv_heuristic(m, k, n, fmt), fmt, n), n) for m in (4096, 8192)
+                        for k in (256, 2048, 4096) for n in (1, 9, 32, 64)]
                 uses += [(w4.token_tiling(row_config(r, n, "sm_90a"), fmt, n), n) for r in every_row(f"w4-{fmt}")
-                         for n in (32, 64)]
+                         for n in (*r[3], 32, 64)]
                 insts = [w4.nv_instance(c, dtype, fmt, group, n, normal) for c, n in uses
                          for normal in w4.scale_decodes(fmt)]
             else:
