@@ -96,15 +96,17 @@ def test_every_aot_instance_names_a_kernel_and_the_k_order_ignores_n():
 @pytest.mark.parametrize("fmt", quant4.FORMATS)
 def test_more_than_16_tokens_take_wider_blocks_where_measured_and_keep_the_k_order(fmt):
     """w4.token_tiling: N <= 16 as the row says; MXFP4 and q4_min take 32 tokens a block to N = 32, then MXFP4
-    two row tiles of 64 tokens, q4_min 32 tokens (two row tiles with one slice in flight); q4_sym and q4_zp
-    and 512-thread blocks keep the 16-token tiles; the K order never changes; the grid covers every token."""
+    two row tiles of 64 tokens, q4_min 32 tokens (two row tiles with one slice in flight); q4_sym two row
+    tiles of 16 tokens; q4_zp and 512-thread blocks keep their row's tiles; the K order never changes; the grid covers every token."""
     base = w4.NvConfig(1, 8, 2, 1)
     for n in (1, 9, 16):
         assert w4.token_tiling(base, fmt, n) == base
     wide = {n: w4.token_tiling(base, fmt, n) for n in (17, 32, 33, 64, 128)}
     assert all(c.k_order == base.k_order for c in wide.values())
-    if fmt in ("q4_sym", "q4_zp"):
+    if fmt == "q4_zp":
         assert all(c == base for c in wide.values())
+    elif fmt == "q4_sym":
+        assert all(c == w4.NvConfig(2, 8, 2, 1) for c in wide.values())
     else:
         assert wide[17].NT == wide[32].NT == 4 and wide[17].MT == 1
         assert (wide[64].MT, wide[64].NT) == ((2, 8) if fmt == "mxfp4" else (1, 4))
@@ -125,7 +127,8 @@ def test_a_measured_w4_row_is_taken_for_its_format_only_and_aot_builds_it(nv_tab
     plans = {n: dispatch.plan_w4("cuda", "sm_90a", 132, "bfloat16", "q4_sym", 128, n, 28672, 4096, device="x")
              for n in (1, 3, 6, 16, 100)}
     assert {n: (p.config.MT, p.config.k_order) for n, p in plans.items()} == {
-        1: (2, (8, 2, 2)), 3: (1, (8, 2, 2)), 6: (1, (8, 2, 2)), 16: (1, (8, 2, 2)), 100: (1, (8, 2, 2))}
+        1: (2, (8, 2, 2)), 3: (1, (8, 2, 2)), 6: (1, (8, 2, 2)), 16: (1, (8, 2, 2)),
+        100: (2, (8, 2, 2))}  # N > 16: q4_sym takes two row tiles (w4.token_tiling)
     assert plans[1].grid == (28672 // 32, 2, 1)  # the K split over a cluster of two blocks
     assert "measured table: nearest tuned shape M=28672 K=4096" in plans[1].reason
     assert dispatch.plan_w4("cuda", "sm_90a", 132, "bfloat16", "q4_sym", 32, 1, 4096, 2048).config.k_order == (8, 2, 2)

@@ -39,13 +39,16 @@ def token_tiling(cfg: NvConfig, fmt: str, n: int) -> NvConfig:
     widening the same weight slices again; 32- and 64-token blocks widen them once. Session 20's H100 sweep
     (docs/benchmarks/session20/h100-w4-moderate-nt.json, six shapes, N = 32 / 64 / 128, K order fixed): MXFP4
     and q4_min 1.2-2.0x faster this way; q4_sym's best stayed with 16-token blocks and two row tiles (within
-    10 % either way), and q4_zp, measured like it at N <= 16, keeps them too. Two row tiles of 64 tokens fit
+    10 % either way), which it takes where its row had one (session 21: the Llama-3.1-8B step at N = 64 3.6 %
+    faster); q4_zp, unmeasured above N = 16, keeps its row's tiles. Two row tiles of 64 tokens fit
     ptxas's 255 registers without spilling for MXFP4 only (q4_min's fp16 instance spilled 508 bytes; its 32-token
     blocks were 0-28 % slower than the spilling bf16 one), q4_min's two row tiles of 32 tokens with one slice in
     flight only (with two, its fp16 G128 instance spilled), and no larger tile fits the 128 registers of
     512-thread blocks (WK = 16)."""
-    if n <= 16 or cfg.WK > 8 or fmt in ("q4_sym", "q4_zp"):
+    if n <= 16 or cfg.WK > 8 or fmt == "q4_zp":
         return cfg
+    if fmt == "q4_sym":  # 16-token blocks, two row tiles (the sweep: 1.0-1.38x over the N = 16 row's one tile)
+        return replace(cfg, MT=2)
     if n <= 32:
         return replace(cfg, MT=1, NT=4)
     if fmt == "mxfp4":
