@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# A 4-bit kernel change against two other trees in one device call (NOTES.md, sessions 16-17): the 4-bit GPU tests, the Llama-3.1-8B step
-# (bf16 cuBLAS and every 4-bit format at N = 1 and 16; DTYPES and NS override) in this tree, in .carry/old and in .carry/mid, each with
+# A 4-bit kernel change against other trees in one device call (NOTES.md, sessions 16-17): the 4-bit GPU tests, the Llama-3.1-8B step
+# (bf16 cuBLAS and every 4-bit format at N = 1 and 16; DTYPES, NS and MODELS override) in this tree and in each tree under .carry/, each with
 # its own kernel cache (a tree that is not there is skipped), then memcheck over the 4-bit instances; each step only if its time is left (CAP seconds).
 # Prepare the two other trees here (they travel as the carried, git-ignored .carry/), e.g.
 #   mkdir -p .carry/old .carry/mid
@@ -17,11 +17,12 @@ echo "[$SECONDS s]"
 run() {  # $1 label, $2 tree
   local left=$(( CAP - SECONDS )); [ $left -lt 50 ] || [ ! -d "$2/jitgemm" ] && { echo "skip $1"; return; }
   (cd "$2" && PYTHONPATH=/tmp/site:. JITGEMM_CACHE_DIR=/tmp/jg-$1 timeout -s INT $(( left < 130 ? left : 130 )) python3 -m jitgemm bench --group model \
-     --dtype ${DTYPES:-bf16,w4-q4_sym,w4-mxfp4,w4-q4_min,w4-q4_zp} --models llama-3.1-8b --n ${NS:-1,16} --name model-w4-$1 --out "$OUT/ab" 2>&1 \
+     --dtype ${DTYPES:-bf16,w4-q4_sym,w4-mxfp4,w4-q4_min,w4-q4_zp} --models ${MODELS:-llama-3.1-8b} --n ${NS:-1,16} --name model-w4-$1 --out "$OUT/ab" 2>&1 \
      | tee "$OUT/ab/model-w4-$1.log" | tail -12)
   echo "[$SECONDS s]"
 }
-run new "$PWD"; run old "$PWD/.carry/old"; run mid "$PWD/.carry/mid"
+run new "$PWD"
+for tree in .carry/*/; do t=${tree%/}; run "${t##*/}" "$PWD/$t"; done  # old, mid, any other
 left=$(( CAP - SECONDS ))
 [ $left -gt 40 ] && PATH=$PATH:/usr/local/cuda/bin PYTHONPATH=/tmp/site:. JITGEMM_CACHE_DIR=/tmp/jg-new TOOLS=memcheck timeout -s INT $left \
   bash tools/sanitize.sh --only w4 --launches 2 2>&1 | tee "$OUT/ab/sanitize-w4.log" | tail -6
