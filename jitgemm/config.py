@@ -52,6 +52,14 @@ def _flag(name: str, default: bool) -> bool:
     return raw not in ("0", "false", "no", "off")
 
 
+def _auto_flag(name: str) -> bool | None:
+    """A switch whose unset (or "auto") value leaves the choice to the dispatcher's measured default."""
+    raw = os.environ.get(name)
+    if raw is None or raw in ("", "auto"):
+        return None
+    return raw not in ("0", "false", "no", "off")
+
+
 def aot_strict() -> bool:
     """JITGEMM_AOT_STRICT=1: use only cache entries built by this very compiler (no AOT-pack reuse)."""
     return _flag("JITGEMM_AOT_STRICT", False)
@@ -64,7 +72,7 @@ class Settings:
     cached plan's key, so a reload retires every plan made under the old settings."""
     generation: int
     nv_tuning: str | None
-    pdl: bool
+    pdl: bool | None
     prefetch: bool
     blas: bool
     tuned: bool
@@ -88,9 +96,9 @@ def reload() -> Settings:
     _settings = Settings(
         generation=_generation,
         nv_tuning=os.environ.get("JITGEMM_NV_TUNING") or None,
-        # JITGEMM_PDL (default off): programmatic dependent launch on sm_90+. Measured on an H100
-        # (docs/benchmarks/NOTES.md): slower on most decode shapes, so opt-in only.
-        pdl=_flag("JITGEMM_PDL", False),
+        # JITGEMM_PDL: programmatic dependent launch on sm_90+ (1 everywhere, 0 nowhere; unset or "auto": where
+        # measured faster, dispatch.pdl_default: the 4-bit family, and 16-bit N > 8).
+        pdl=_auto_flag("JITGEMM_PDL"),
         # JITGEMM_PREFETCH (default off): L2-prefetch the head of each block's weight rows on sm_90+
         # (measured slower on an H100, e.g. 15.7 vs 11.4 us on llama70b-tp8.qkv).
         prefetch=_flag("JITGEMM_PREFETCH", False),
@@ -107,7 +115,8 @@ def reload() -> Settings:
     return _settings
 
 
-def pdl() -> bool:
+def pdl() -> bool | None:
+    """JITGEMM_PDL: True / False as set, None for the dispatcher's measured default."""
     return settings().pdl
 
 

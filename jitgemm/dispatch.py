@@ -292,7 +292,7 @@ def plan_gemm(vendor: str, arch: str, cus: int, dtype: str, n: int, m: int, k: i
         grid, block, shared = cfg.geometry(m, n)
         sm90 = parse(arch).sm >= 90  # the kernel's L2 prefetch and griddepcontrol are built for sm_90 and later
         pf = cfg.prefetch_bytes(m, k, cus, l2_bytes) if config.prefetch() and sm90 else 0
-        pdl = config.pdl() and sm90
+        pdl = sm90 and (pdl_default("skinny", n) if config.pdl() is None else config.pdl())
         how = (f"; L2 prefetch {pf} B/row" if pf else "") + ("; programmatic dependent launch" if pdl else "")
         return Plan("skinny", f"{cfg.describe()}{how}; {why}", cfg, cfg.instance(dtype, n), grid, block, shared,
                     {"prefetch_bytes": pf, "pdl": pdl})
@@ -433,6 +433,17 @@ def _token_tiles(grid: tuple, n: int, tiles: int | None = None) -> str:
     return f"; {n} tokens in {grid[2]} tiles over blockIdx.z, each reading the weights (from L2 where they fit)"
 
 
+def pdl_default(family: str, n: int) -> bool:
+    """Programmatic dependent launch where JITGEMM_PDL leaves it to the dispatcher: where whole decode steps
+    measured faster with it (session 21, one H100, Llama-3.1-8B and the 70B TP-8 shard, one CUDA graph a step;
+    the kernel lets the next one launch after its main loop, NOTES.md). The 4-bit family always: its kernels are
+    short, and the next one's launch and start hide behind this one's reduction (MXFP4 steps 2.46 -> 2.62x bf16
+    cuBLAS on the shard, 2.94 -> 3.08x on the 8B at N = 1; q4_sym 2.80 -> 3.00 and 3.19 -> 3.34; faster at N = 4
+    and 16 too). The 16-bit skinny family above 8 tokens only: at N = 16 1 and 2 % faster, at N = 1 and 4 the 8B
+    step 1 % slower (N = 9..15 take N = 16's two token tiles; not measured between)."""
+    return family == "w4" or (family == "skinny" and n > 8)
+
+
 def plan_w4(vendor: str, arch: str, cus: int, dtype: str, fmt: str, group: int, n: int, m: int, k: int,
             device: str = "", normal_scales: bool = False) -> Plan:
     """The plan of a checked w4_gemm (4-bit weights, N = 1..128). NVIDIA: the format's measured row
@@ -446,11 +457,13 @@ def plan_w4(vendor: str, arch: str, cus: int, dtype: str, fmt: str, group: int, 
     if vendor == "cuda":
         cfg, why = w4_nv_config(fmt, n, m, k, device, arch)
         grid, block, shared = cfg.geometry(m, n)
+        pdl = parse(arch).sm >= 90 and (pdl_default("w4", n) if config.pdl() is None else config.pdl())
         return Plan("w4", f"{what}; nv mma.sync m16n8k16 on codes widened in registers, {16 * cfg.MT} rows/block, "
                           f"K split over {cfg.WK} warps, {cfg.U}x128-k slices in flight, "
                           f"{f'{8 * cfg.NT} tokens a block, ' if cfg.NT else ''}each group scaled in fp32"
-                          f"{_token_tiles(grid, n, cfg.token_tiles(n))}; {why}",
-                    cfg, w4.nv_instance(cfg, dtype, fmt, group, n, normal), grid, block, shared, {"pdl": False})
+                          f"{_token_tiles(grid, n, cfg.token_tiles(n))}"
+                          f"{'; programmatic dependent launch' if pdl else ''}; {why}",
+                    cfg, w4.nv_instance(cfg, dtype, fmt, group, n, normal), grid, block, shared, {"pdl": pdl})
     cfg = w4.amd_config(n, arch, fmt)
     grid, block, shared = cfg.geometry(m, cus, n)
     return Plan("w4", f"{what}; {cfg.describe()}{_token_tiles(grid, n)}", cfg, cfg.instance(dtype, fmt, group),

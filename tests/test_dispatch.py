@@ -129,11 +129,41 @@ def test_pdl_and_prefetch_switches(monkeypatch):
     # sm_80 has neither, whatever the switches say
     assert dispatch.plan_gemm("cuda", "sm_80", 108, "bfloat16", 1, 4096, 4096).extra == {"prefetch_bytes": 0, "pdl": False}
     assert dispatch.plan_gemm("hip", "gfx942", 304, "bfloat16", 1, 4096, 4096).extra["pdl"] is False
+    w4 = dispatch.plan_w4("cuda", "sm_90a", 132, "bfloat16", "q4_sym", 128, 1, 4096, 4096)  # the 4-bit family too
+    assert w4.extra["pdl"] is True and "programmatic dependent launch" in w4.reason
+    assert dispatch.plan_w4("cuda", "sm_80", 108, "bfloat16", "q4_sym", 128, 1, 4096, 4096).extra["pdl"] is False
     monkeypatch.setenv("JITGEMM_PDL", "0")
     monkeypatch.setenv("JITGEMM_PREFETCH", "off")
     config.reload()  # settings are a snapshot: read the environment again
     p = dispatch.plan_gemm("cuda", "sm_90a", 132, "bfloat16", 1, 4096, 4096)
     assert p.extra == {"prefetch_bytes": 0, "pdl": False} and "programmatic" not in p.reason
+    assert dispatch.plan_w4("cuda", "sm_90a", 132, "bfloat16", "mxfp4", 32, 1, 4096, 4096).extra["pdl"] is False
+
+
+def test_pdl_unset_takes_the_measured_default(monkeypatch):
+    """JITGEMM_PDL unset (or "auto"): the 4-bit family always, the 16-bit skinny family above 8 tokens only
+    (dispatch.pdl_default, measured on whole steps); never before sm_90; 0 turns both off, 1 both on."""
+    for raw in (None, "auto"):
+        if raw is None:
+            monkeypatch.delenv("JITGEMM_PDL", raising=False)
+        else:
+            monkeypatch.setenv("JITGEMM_PDL", raw)
+        config.reload()
+        assert config.pdl() is None
+        got = {n: dispatch.plan_gemm("cuda", "sm_90a", 132, "bfloat16", n, 4096, 4096).extra["pdl"] for n in (1, 8, 9, 16)}
+        assert got == {1: False, 8: False, 9: True, 16: True}
+        for n in (1, 16, 64):
+            assert dispatch.plan_w4("cuda", "sm_90a", 132, "bfloat16", "mxfp4", 32, n, 4096, 4096).extra["pdl"] is True
+        assert dispatch.plan_w4("cuda", "sm_80", 108, "bfloat16", "mxfp4", 32, 1, 4096, 4096).extra["pdl"] is False
+        assert dispatch.plan_gemm("cuda", "sm_80", 108, "bfloat16", 16, 4096, 4096).extra["pdl"] is False
+    for raw, want in (("0", False), ("1", True)):
+        monkeypatch.setenv("JITGEMM_PDL", raw)
+        config.reload()
+        assert dispatch.plan_gemm("cuda", "sm_90a", 132, "bfloat16", 1, 4096, 4096).extra["pdl"] is want
+        assert dispatch.plan_gemm("cuda", "sm_90a", 132, "bfloat16", 16, 4096, 4096).extra["pdl"] is want
+        assert dispatch.plan_w4("cuda", "sm_90a", 132, "bfloat16", "q4_sym", 128, 1, 4096, 4096).extra["pdl"] is want
+    monkeypatch.delenv("JITGEMM_PDL")
+    config.reload()
 
 
 @pytest.mark.parametrize("arch", ["sm_100a", "sm_120"])

@@ -103,6 +103,64 @@ def test_graph_capture_replays_the_call():
     check(cp.asnumpy(out), ref, mag, 4096, "float16")
 
 
+def test_programmatic_dependent_launch_chain(monkeypatch):
+    """JITGEMM_PDL=1 (sm_90+): a chain of 4-bit calls (MXFP4 and q4_sym alternating), each kernel launched while
+    the one before drains, gives the bits of plain launches, eagerly and replayed from a captured graph, and each
+    stage matches float64 of its own input (a stage that read its tokens before the previous kernel wrote them,
+    or wrote its output while the previous one still read it, would not)."""
+    cp = pytest.importorskip("cupy")
+    from jitgemm import config
+    from jitgemm.arch import parse
+    from gpu_helpers import backend_device
+    b, d = backend_device()
+    if parse(b.device_info(d).arch).sm < 90:
+        pytest.skip("programmatic dependent launch needs sm_90 or later")
+    widths = [2048, 1056, 4096, 1024, 776]  # K of each stage is the width before it; 776: M not a multiple of 16
+    kinds = [("mxfp4", 32), ("q4_sym", 32), ("mxfp4", 32), ("q4_sym", 128)]  # each K a multiple of its group
+    ws = [weight(f, g, m, k, 30 + i) for i, ((f, g), k, m) in enumerate(zip(kinds, widths, widths[1:]))]
+    dws = [Q4Device.upload(w) for w in ws]
+    x = cp.asarray((np.random.default_rng(31).standard_normal((5, widths[0])) * 0.5).astype(np.float16))
+    outs = [cp.empty((5, m), dtype=cp.float16) for m in widths[1:]]
+    s = cp.cuda.Stream(non_blocking=True)
+
+    def run(pdl: bool, graph: bool):
+        monkeypatch.setenv("JITGEMM_PDL", "1" if pdl else "0")
+        config.reload()
+        plans = [jitgemm.explain(t, dw) for t, dw in zip([x, *outs], dws)]
+        assert all(("programmatic dependent launch" in p) == pdl for p in plans), plans
+
+        def step():
+            t = x
+            for dw, o in zip(dws, outs):
+                jitgemm.w4_gemm(t, dw, out=o, stream=s)
+                t = o
+        if graph:
+            step()  # plans and compiles outside the capture
+            s.synchronize()
+            for o in outs:
+                o.fill(np.nan)
+            cp.cuda.Device().synchronize()
+            s.begin_capture()
+            step()
+            s.end_capture().launch(s)
+        else:
+            for o in outs:
+                o.fill(np.nan)
+            step()
+        s.synchronize()
+        return [cp.asnumpy(a) for a in (x, *outs)]
+
+    plain = run(False, False)
+    for graph in (False, True):
+        got = run(True, graph)
+        for i, w in enumerate(ws):
+            ref, mag = reference(got[i], w, None)
+            check(got[i + 1], ref, mag, widths[i], "float16")
+            assert np.array_equal(got[i + 1].view(np.uint16), plain[i + 1].view(np.uint16)), (graph, i)
+    monkeypatch.delenv("JITGEMM_PDL")
+    config.reload()
+
+
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 def test_mxfp4_short_and_exact_scale_decodes(dtype):
     """All-normal e8m0 scales (one 0 on an all-zero block counts: quant4.empty_group_scales_normal): the short

@@ -20,7 +20,8 @@
 #   bash tools/gpu_session.sh minblocks  # experiment: the skinny/fp8 kernels with __launch_bounds__(32 * WK, 1)
 #                                     # (no ptxas register cap: no fp8 spill, more registers) against today's
 #   bash tools/gpu_session.sh pdl     # issue #17's chain experiment: the 8B and Qwen2.5-7B steps (one graph each) with plain
-#                                     # launches, programmatic dependent launch, and PDL + L2 prefetch
+#                                     # launches, programmatic dependent launch, and PDL + L2 prefetch (MODELS, DTYPES
+#                                     # e.g. bf16,w4-mxfp4, and NS override)
 # Several steps can share one call, e.g. `SUITE_S=330 bash tools/gpu_session.sh suite w4 tests/test_gpu_w4.py`:
 # the call has one deadline (DEADLINE, 585 s of the script), each step's timeouts are clipped to what is left
 # of it, a step that would start with under a minute left is skipped, and SUITE_S caps the suite's share.
@@ -113,7 +114,8 @@ case "$1" in
     for v in plain:0:0 pdl:1:0 pdl-prefetch:1:1; do
       IFS=: read -r name p f <<< "$v"
       JITGEMM_PDL=$p JITGEMM_PREFETCH=$f timeout -s INT $(budget 170) python3 -m jitgemm bench --group model \
-        --models llama-3.1-8b,qwen2.5-7b --n 1,4,16 --name model-$name --out "$OUT" 2>&1 | tail -14 || echo "$name: rc=$?"
+        --models ${MODELS:-llama-3.1-8b,qwen2.5-7b} ${DTYPES:+--dtype $DTYPES} --n ${NS:-1,4,16} --name model-$name \
+        --out "$OUT" 2>&1 | tail -14 || echo "$name: rc=$?"
     done ;;
   minblocks)
     # the same benchmarks from a copy of the tree whose skinny and fp8 kernels carry a minimum of one block

@@ -198,13 +198,25 @@ class CudaBackend:
     def launcher(self, func, grid, block, shared: int, args: ArgPack, device: int, pdl: bool = False):
         """`fire(stream)`: this kernel with these packed arguments, everything but the stream bound now,
         so a cached call's launch is one Python call, the context check and the driver's launch."""
-        if pdl:
-            return lambda stream: self.launch(func, grid, block, shared, stream, args, device, True)
         drv = self._drv()
         self.make_current(device)
         ctx = self._ctx[device]
         ctx_id, get_current, launch, success = int(ctx), drv.cuCtxGetCurrent, drv.cuLaunchKernel, drv.CUresult.CUDA_SUCCESS
         (gx, gy, gz), (bx, by, bz), address = grid, block, args.address
+        if pdl:  # the launch config carries the stream: one per thread, made once (the default path's cost)
+            local, launch_ex = threading.local(), drv.cuLaunchKernelEx
+
+            def fire_pdl(stream: int) -> None:
+                if int(get_current()[1]) != ctx_id:
+                    self._check("cuCtxSetCurrent", drv.cuCtxSetCurrent(ctx))
+                cfg = getattr(local, "cfg", None)
+                if cfg is None:
+                    cfg = local.cfg = self._pdl_config(grid, block, shared)
+                cfg.hStream = stream
+                (err,) = launch_ex(cfg, func, address, 0)
+                if err is not success:
+                    raise VendorError("cuLaunchKernelEx", err.name)
+            return fire_pdl
 
         def fire(stream: int) -> None:
             if int(get_current()[1]) != ctx_id:  # another device's context is current (torch/CuPy switched)

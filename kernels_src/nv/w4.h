@@ -281,11 +281,20 @@ __global__ void __launch_bounds__(32 * WK, 1) JG_CLUSTER_K(SK) jg_w4_nv(
   // N = 1 and 4, q4_sym and MXFP4 (H100), and loading the next iteration's early (two register sets) slower still.
   constexpr bool TIGHT = NT > 1 || MT > 1;
   const int bound = STEP >> (31 * hidden_zero);
+#if __CUDA_ARCH__ >= 900
+  // Programmatic dependent launch (opt-in, JITGEMM_PDL; a no-op without it): this grid may have started while the
+  // previous kernel drains, so nothing is read before it has finished (its x, and an out it may still read), and
+  // the next kernel may launch once every block is past its main loop (as the skinny family: nv/core.h)
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
   for (; k0 + STEP <= K; k0 += kstride) {
     jg_w4_step<T, FMT, GROUP, NT, MT, U, TIGHT>(acc, bound, wrow, srow, arow, xrow, nibbles);
     advance(kstride);
   }
   if (k0 < K) jg_w4_step<T, FMT, GROUP, NT, MT, U, true>(acc, (int)(K - k0), wrow, srow, arow, xrow, nibbles);
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
   // MXFP4's sums carry 2S (jg_w4_loop_scale): one halving here
   const jg_epilogue e{nullptr, nullptr, 1.f, F == JG_MXFP4 ? 0.5f : 1.f, bias, bias_ld, 0, 0, bias_rows};
   jg_reduce_store<jg_w4_out<T>, NT, MT, WK, SK>(acc, out, ldo, e, N, M, m0, n0, split);
