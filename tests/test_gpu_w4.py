@@ -119,7 +119,8 @@ def test_programmatic_dependent_launch_chain(monkeypatch):
     kinds = [("mxfp4", 32), ("q4_sym", 32), ("mxfp4", 32), ("q4_sym", 128)]  # each K a multiple of its group
     ws = [weight(f, g, m, k, 30 + i) for i, ((f, g), k, m) in enumerate(zip(kinds, widths, widths[1:]))]
     dws = [Q4Device.upload(w) for w in ws]
-    x = cp.asarray((np.random.default_rng(31).standard_normal((5, widths[0])) * 0.5).astype(np.float16))
+    # each stage grows the values 5-60x (q4_weight's scales): small tokens keep the last stage finite in fp16
+    x = cp.asarray((np.random.default_rng(31).standard_normal((5, widths[0])) * 1e-4).astype(np.float16))
     outs = [cp.empty((5, m), dtype=cp.float16) for m in widths[1:]]
     s = cp.cuda.Stream(non_blocking=True)
 
