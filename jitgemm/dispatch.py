@@ -405,8 +405,10 @@ def _plan_fp8_kernel(vendor: str, arch: str, cus: int, out_dtype: str, mode: int
         cfg, why = nv_config(out_dtype, n, m, k, cus, arch, family="fp8", device=device)
         grid, block, shared = cfg.geometry(m, n)
         tiles = _token_tiles(grid, n, cfg.token_tiles(n))
-        return Plan("fp8", f"{fp8.MODE_NAMES[mode]}; {cfg.describe()}{tiles}; {why}", cfg,
-                    fp8.nv_instance(cfg, out_dtype, mode, n), grid, block, shared, {"pdl": False})
+        pdl = parse(arch).sm >= 90 and (pdl_default("fp8", n) if config.pdl() is None else config.pdl())
+        return Plan("fp8", f"{fp8.MODE_NAMES[mode]}; {cfg.describe()}{tiles}"
+                           f"{'; programmatic dependent launch' if pdl else ''}; {why}", cfg,
+                    fp8.nv_instance(cfg, out_dtype, mode, n), grid, block, shared, {"pdl": pdl})
     if fp8.mfma_applies(arch, mode, fmt):
         cfg = fp8.mfma_config(n)
         grid, block, shared = cfg.geometry(n, m, k, cus, skinny.amd_lds_bytes(arch))

@@ -10,13 +10,19 @@ __global__ void __launch_bounds__(32 * WK) JG_CLUSTER_K(SK) jg_fp8_nv(
     const float* __restrict__ sw, int sw_per_row, float sw_val, const jg_u16* __restrict__ bias, jg_i64 bias_ld,
     int bias_rows, int N, int M, int K, int /*unused: the MFMA kernel's LDS size*/) {
 #if __CUDA_ARCH__ >= 890
+#if __CUDA_ARCH__ >= 900
+  // Programmatic dependent launch (JITGEMM_PDL; a no-op without it): nothing is read before the previous kernel
+  // has finished (x, and the scales a quantize kernel may just have written), and the core lets the next kernel
+  // launch after its main loop (as the skinny family)
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
   const jg_epilogue e{sx, sw, sx_val, sw_val, bias, bias_ld, sx_per_token, sw_per_row, bias_rows};
   if constexpr (MODE == JG_W8A8) {
-    jg_skinny_core<jg_op_w8a8<T>, NT, MT, WK, U, SK>(out, ldo, x, ldx, w, ldw, e, N, M, K);
+    jg_skinny_core<jg_op_w8a8<T>, NT, MT, WK, U, SK, true>(out, ldo, x, ldx, w, ldw, e, N, M, K);
   } else if constexpr (MODE == JG_W8A16) {
-    jg_skinny_core<jg_op_w8a16<T>, NT, MT, WK, U, SK>(out, ldo, x, ldx, w, ldw, e, N, M, K);
+    jg_skinny_core<jg_op_w8a16<T>, NT, MT, WK, U, SK, true>(out, ldo, x, ldx, w, ldw, e, N, M, K);
   } else {
-    jg_skinny_core<jg_op_w8q<T>, NT, MT, WK, U, SK>(out, ldo, x, ldx, w, ldw, e, N, M, K);
+    jg_skinny_core<jg_op_w8q<T>, NT, MT, WK, U, SK, true>(out, ldo, x, ldx, w, ldw, e, N, M, K);
   }
 #endif
 }
