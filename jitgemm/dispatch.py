@@ -437,13 +437,15 @@ def _token_tiles(grid: tuple, n: int, tiles: int | None = None) -> str:
 
 def pdl_default(family: str, n: int) -> bool:
     """Programmatic dependent launch where JITGEMM_PDL leaves it to the dispatcher: where whole decode steps
-    measured faster with it (session 21, one H100, Llama-3.1-8B and the 70B TP-8 shard, one CUDA graph a step;
-    the kernel lets the next one launch after its main loop, NOTES.md). The 4-bit family always: its kernels are
-    short, and the next one's launch and start hide behind this one's reduction (MXFP4 steps 2.46 -> 2.62x bf16
-    cuBLAS on the shard, 2.94 -> 3.08x on the 8B at N = 1; q4_sym 2.80 -> 3.00 and 3.19 -> 3.34; faster at N = 4
-    and 16 too). The 16-bit skinny family above 8 tokens only: at N = 16 1 and 2 % faster, at N = 1 and 4 the 8B
-    step 1 % slower (N = 9..15 take N = 16's two token tiles; not measured between)."""
-    return family == "w4" or (family == "skinny" and n > 8)
+    measured faster with it (session 21, one H100: Llama-3.1-8B, Qwen2.5-7B and the Llama-3.1-70B TP-8 shard,
+    one CUDA graph a step; each kernel lets the next one launch after its main loop, so the next launch and
+    start hide behind this one's reduction, NOTES.md). The 4-bit family always (its kernels are short: MXFP4
+    steps 2.46 -> 2.62x bf16 cuBLAS on the shard, 2.94 -> 3.08x on the 8B at N = 1; q4_sym 2.80 -> 3.00 and
+    3.19 -> 3.34; faster at N = 4 and 16 too), the fp8 kernels always (every step of every mode and N within
+    noise or faster: per tensor at N = 1 1.077 -> 1.105x _scaled_mm on the 8B, 1.098 -> 1.138x on the shard;
+    W8A16 1.857 -> 1.901x bf16 cuBLAS), the 16-bit skinny family above 8 tokens only (at N = 16 1 and 2 %
+    faster; at N = 1 and 4 the 8B step 1 % slower; N = 9..15 take N = 16's two token tiles, not measured)."""
+    return family in ("w4", "fp8") or (family == "skinny" and n > 8)
 
 
 def plan_w4(vendor: str, arch: str, cus: int, dtype: str, fmt: str, group: int, n: int, m: int, k: int,

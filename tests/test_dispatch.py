@@ -5,7 +5,7 @@ import math
 import pytest
 
 from jitgemm import config, dispatch
-from jitgemm.kernels import skinny
+from jitgemm.kernels import fp8, skinny
 
 
 # ---- dispatch ----------------------------------------------------------------------------------------------------
@@ -141,7 +141,7 @@ def test_pdl_and_prefetch_switches(monkeypatch):
 
 
 def test_pdl_unset_takes_the_measured_default(monkeypatch):
-    """JITGEMM_PDL unset (or "auto"): the 4-bit family always, the 16-bit skinny family above 8 tokens only
+    """JITGEMM_PDL unset (or "auto"): the 4-bit and fp8 kernels always, the 16-bit skinny family above 8 tokens only
     (dispatch.pdl_default, measured on whole steps); never before sm_90; 0 turns both off, 1 both on."""
     for raw in (None, "auto"):
         if raw is None:
@@ -155,6 +155,8 @@ def test_pdl_unset_takes_the_measured_default(monkeypatch):
         for n in (1, 16, 64):
             assert dispatch.plan_w4("cuda", "sm_90a", 132, "bfloat16", "mxfp4", 32, n, 4096, 4096).extra["pdl"] is True
         assert dispatch.plan_w4("cuda", "sm_80", 108, "bfloat16", "mxfp4", 32, 1, 4096, 4096).extra["pdl"] is False
+        for mode in (fp8.W8A8, fp8.W8A16):
+            assert dispatch._plan_fp8_kernel("cuda", "sm_90a", 132, "bfloat16", mode, "e4m3fn", 1, 4096, 4096).extra["pdl"]
         assert dispatch.plan_gemm("cuda", "sm_80", 108, "bfloat16", 16, 4096, 4096).extra["pdl"] is False
     for raw, want in (("0", False), ("1", True)):
         monkeypatch.setenv("JITGEMM_PDL", raw)
