@@ -51,3 +51,27 @@ def run_gemm(x, w, bias, dtype, pad_x=0, pad_w=0):
     jitgemm.gemm(xv, wv, bv, out=ov)
     sync()
     return owner.to_numpy()
+
+
+def run_chain(call, x, weights, outs, stream, graph: bool, poison) -> None:
+    """x through each weight in turn, each stage's output the next one's tokens (call(t, w, out=o, stream=stream)),
+    eagerly or captured on `stream` as one graph and replayed (planned and compiled before the capture); every
+    output poisoned first (poison(o)), so a stage that was not run, or ran on stale tokens, shows."""
+    def step():
+        t = x
+        for w, o in zip(weights, outs):
+            call(t, w, out=o, stream=stream)
+            t = o
+    if graph:
+        step()
+        stream.synchronize()
+    for o in outs:
+        poison(o)
+    sync()
+    if graph:
+        stream.begin_capture()
+        step()
+        stream.end_capture().launch(stream)
+    else:
+        step()
+    stream.synchronize()

@@ -6,7 +6,7 @@ import pytest
 
 import jitgemm
 from reference import NP, assert_close, random
-from gpu_helpers import backend_device, empty_device, run_gemm, sync, to_device
+from gpu_helpers import backend_device, empty_device, run_chain, run_gemm, sync, to_device
 
 pytestmark = pytest.mark.gpu
 DTYPES = ["float16", "bfloat16"]
@@ -223,23 +223,7 @@ def test_programmatic_dependent_launch_chain(dtype, n, monkeypatch):
         assert any(p.startswith("skinny") for p in plans), plans
         assert all(("programmatic dependent launch" in p) == pdl for p in plans if p.startswith("skinny")), plans
 
-        def step():
-            t = x
-            for w, o in zip(ws, outs):
-                jitgemm.gemm(t, w, out=o, stream=s)
-                t = o
-        if graph:
-            step()  # plans and compiles outside the capture
-            s.synchronize()
-            for o in outs:
-                b.memset(o.ptr, 0xFF, o.nbytes, 0, d)
-            sync()
-            s.begin_capture()
-            step()
-            s.end_capture().launch(s)
-        else:
-            step()
-        s.synchronize()
+        run_chain(jitgemm.gemm, x, ws, outs, s, graph, lambda o: b.memset(o.ptr, 0xFF, o.nbytes, 0, d))
         return [a.to_numpy() for a in (x, *outs)], [w.to_numpy() for w in ws]
 
     plain, ws = run(False, False)

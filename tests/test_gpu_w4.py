@@ -7,7 +7,7 @@ import pytest
 import jitgemm
 from jitgemm import quant4
 from jitgemm.w4gemm import Q4Device
-from gpu_helpers import empty_device, sync, to_device
+from gpu_helpers import empty_device, run_chain, sync, to_device
 from reference import NP, check_bound, q4_weight, w4_reference as reference
 
 pytestmark = pytest.mark.gpu
@@ -130,25 +130,7 @@ def test_programmatic_dependent_launch_chain(monkeypatch):
         plans = [jitgemm.explain(t, dw) for t, dw in zip([x, *outs], dws)]
         assert all(("programmatic dependent launch" in p) == pdl for p in plans), plans
 
-        def step():
-            t = x
-            for dw, o in zip(dws, outs):
-                jitgemm.w4_gemm(t, dw, out=o, stream=s)
-                t = o
-        if graph:
-            step()  # plans and compiles outside the capture
-            s.synchronize()
-            for o in outs:
-                o.fill(np.nan)
-            cp.cuda.Device().synchronize()
-            s.begin_capture()
-            step()
-            s.end_capture().launch(s)
-        else:
-            for o in outs:
-                o.fill(np.nan)
-            step()
-        s.synchronize()
+        run_chain(jitgemm.w4_gemm, x, dws, outs, s, graph, lambda o: o.fill(np.nan))
         return [cp.asnumpy(a) for a in (x, *outs)]
 
     plain = run(False, False)
