@@ -292,7 +292,7 @@ def plan_gemm(vendor: str, arch: str, cus: int, dtype: str, n: int, m: int, k: i
         grid, block, shared = cfg.geometry(m, n)
         sm90 = parse(arch).sm >= 90  # the kernel's L2 prefetch and griddepcontrol are built for sm_90 and later
         pf = cfg.prefetch_bytes(m, k, cus, l2_bytes) if config.prefetch() and sm90 else 0
-        pdl = sm90 and (pdl_default("skinny", n) if config.pdl() is None else config.pdl())
+        pdl = sm90 and (pdl_default("skinny") if config.pdl() is None else config.pdl())
         how = (f"; L2 prefetch {pf} B/row" if pf else "") + ("; programmatic dependent launch" if pdl else "")
         return Plan("skinny", f"{cfg.describe()}{how}; {why}", cfg, cfg.instance(dtype, n), grid, block, shared,
                     {"prefetch_bytes": pf, "pdl": pdl})
@@ -405,7 +405,7 @@ def _plan_fp8_kernel(vendor: str, arch: str, cus: int, out_dtype: str, mode: int
         cfg, why = nv_config(out_dtype, n, m, k, cus, arch, family="fp8", device=device)
         grid, block, shared = cfg.geometry(m, n)
         tiles = _token_tiles(grid, n, cfg.token_tiles(n))
-        pdl = parse(arch).sm >= 90 and (pdl_default("fp8", n) if config.pdl() is None else config.pdl())
+        pdl = parse(arch).sm >= 90 and (pdl_default("fp8") if config.pdl() is None else config.pdl())
         return Plan("fp8", f"{fp8.MODE_NAMES[mode]}; {cfg.describe()}{tiles}"
                            f"{'; programmatic dependent launch' if pdl else ''}; {why}", cfg,
                     fp8.nv_instance(cfg, out_dtype, mode, n), grid, block, shared, {"pdl": pdl})
@@ -435,17 +435,17 @@ def _token_tiles(grid: tuple, n: int, tiles: int | None = None) -> str:
     return f"; {n} tokens in {grid[2]} tiles over blockIdx.z, each reading the weights (from L2 where they fit)"
 
 
-def pdl_default(family: str, n: int) -> bool:
-    """Programmatic dependent launch where JITGEMM_PDL leaves it to the dispatcher: where whole decode steps
-    measured faster with it (session 21, one H100: Llama-3.1-8B, Qwen2.5-7B and the Llama-3.1-70B TP-8 shard,
-    one CUDA graph a step; each kernel lets the next one launch after its main loop, so the next launch and
-    start hide behind this one's reduction, NOTES.md). The 4-bit family always (its kernels are short: MXFP4
-    steps 2.46 -> 2.62x bf16 cuBLAS on the shard, 2.94 -> 3.08x on the 8B at N = 1; q4_sym 2.80 -> 3.00 and
-    3.19 -> 3.34; faster at N = 4 and 16 too), the fp8 kernels always (every step of every mode and N within
-    noise or faster: per tensor at N = 1 1.077 -> 1.105x _scaled_mm on the 8B, 1.098 -> 1.138x on the shard;
-    W8A16 1.857 -> 1.901x bf16 cuBLAS), the 16-bit skinny family above 8 tokens only (at N = 16 1 and 2 %
-    faster; at N = 1 and 4 the 8B step 1 % slower; N = 9..15 take N = 16's two token tiles, not measured)."""
-    return family in ("w4", "fp8") or (family == "skinny" and n > 8)
+def pdl_default(family: str) -> bool:
+    """Programmatic dependent launch where JITGEMM_PDL leaves it to the dispatcher: on for every family whose
+    kernels wait for the previous kernel (griddepcontrol) before their first read, because whole decode steps
+    measured faster with it at every N tried (session 21, H100: Llama-3.1-8B, Qwen2.5-7B and the Llama-3.1-70B
+    TP-8 shard, one CUDA graph a step, N = 1, 4, (8,) 16; docs/benchmarks/session21). The next kernel's launch and
+    start hide behind this one's end. 4-bit (trigger after the main loop): MXFP4 steps 2.46 -> 2.62x bf16 cuBLAS on
+    the shard, 2.94 -> 3.08x on the 8B at N = 1; q4_sym 2.80 -> 3.00 and 3.19 -> 3.34. fp8 (after the main loop):
+    per tensor at N = 1 1.077 -> 1.105x _scaled_mm on the 8B, 1.098 -> 1.138x on the shard; W8A16 1.857 -> 1.901x.
+    16-bit skinny (trigger after the store; after the main loop it made the 8B step 1 % slower at N <= 8): the 8B
+    step 4.833 -> 4.765 ms at N = 1, 5.086 -> 5.040 at N = 16; the shard 6.424 -> 6.314 and 7.002 -> 6.880."""
+    return family in ("skinny", "fp8", "w4")
 
 
 def plan_w4(vendor: str, arch: str, cus: int, dtype: str, fmt: str, group: int, n: int, m: int, k: int,
@@ -461,7 +461,7 @@ def plan_w4(vendor: str, arch: str, cus: int, dtype: str, fmt: str, group: int, 
     if vendor == "cuda":
         cfg, why = w4_nv_config(fmt, n, m, k, device, arch)
         grid, block, shared = cfg.geometry(m, n)
-        pdl = parse(arch).sm >= 90 and (pdl_default("w4", n) if config.pdl() is None else config.pdl())
+        pdl = parse(arch).sm >= 90 and (pdl_default("w4") if config.pdl() is None else config.pdl())
         return Plan("w4", f"{what}; nv mma.sync m16n8k16 on codes widened in registers, {16 * cfg.MT} rows/block, "
                           f"K split over {cfg.WK} warps, {cfg.U}x128-k slices in flight, "
                           f"{f'{8 * cfg.NT} tokens a block, ' if cfg.NT else ''}each group scaled in fp32"

@@ -141,8 +141,8 @@ def test_pdl_and_prefetch_switches(monkeypatch):
 
 
 def test_pdl_unset_takes_the_measured_default(monkeypatch):
-    """JITGEMM_PDL unset (or "auto"): the 4-bit and fp8 kernels always, the 16-bit skinny family above 8 tokens only
-    (dispatch.pdl_default, measured on whole steps); never before sm_90; 0 turns both off, 1 both on."""
+    """JITGEMM_PDL unset (or "auto"): the skinny, fp8 and 4-bit kernels (dispatch.pdl_default, measured on whole
+    steps); never before sm_90; 0 turns it off, 1 on."""
     for raw in (None, "auto"):
         if raw is None:
             monkeypatch.delenv("JITGEMM_PDL", raising=False)
@@ -151,7 +151,7 @@ def test_pdl_unset_takes_the_measured_default(monkeypatch):
         config.reload()
         assert config.pdl() is None
         got = {n: dispatch.plan_gemm("cuda", "sm_90a", 132, "bfloat16", n, 4096, 4096).extra["pdl"] for n in (1, 8, 9, 16)}
-        assert got == {1: False, 8: False, 9: True, 16: True}
+        assert got == {1: True, 8: True, 9: True, 16: True}
         for n in (1, 16, 64):
             assert dispatch.plan_w4("cuda", "sm_90a", 132, "bfloat16", "mxfp4", 32, n, 4096, 4096).extra["pdl"] is True
         assert dispatch.plan_w4("cuda", "sm_80", 108, "bfloat16", "mxfp4", 32, 1, 4096, 4096).extra["pdl"] is False

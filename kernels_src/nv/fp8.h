@@ -18,11 +18,11 @@ __global__ void __launch_bounds__(32 * WK) JG_CLUSTER_K(SK) jg_fp8_nv(
 #endif
   const jg_epilogue e{sx, sw, sx_val, sw_val, bias, bias_ld, sx_per_token, sw_per_row, bias_rows};
   if constexpr (MODE == JG_W8A8) {
-    jg_skinny_core<jg_op_w8a8<T>, NT, MT, WK, U, SK, true>(out, ldo, x, ldx, w, ldw, e, N, M, K);
+    jg_skinny_core<jg_op_w8a8<T>, NT, MT, WK, U, SK, JG_TRIGGER_LOOP>(out, ldo, x, ldx, w, ldw, e, N, M, K);
   } else if constexpr (MODE == JG_W8A16) {
-    jg_skinny_core<jg_op_w8a16<T>, NT, MT, WK, U, SK, true>(out, ldo, x, ldx, w, ldw, e, N, M, K);
+    jg_skinny_core<jg_op_w8a16<T>, NT, MT, WK, U, SK, JG_TRIGGER_LOOP>(out, ldo, x, ldx, w, ldw, e, N, M, K);
   } else {
-    jg_skinny_core<jg_op_w8q<T>, NT, MT, WK, U, SK, true>(out, ldo, x, ldx, w, ldw, e, N, M, K);
+    jg_skinny_core<jg_op_w8q<T>, NT, MT, WK, U, SK, JG_TRIGGER_LOOP>(out, ldo, x, ldx, w, ldw, e, N, M, K);
   }
 #endif
 }

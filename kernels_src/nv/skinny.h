@@ -15,8 +15,9 @@ __global__ void __launch_bounds__(32 * WK) JG_CLUSTER_K(SK) jg_skinny_nv(
   // Weights never depend on the kernel before this one (only x does): with programmatic dependent
   // launch (opt-in, JITGEMM_PDL) pull the head of this block's rows into L2 (JITGEMM_PREFETCH), and
   // only then wait for the previous kernel's results; the core lets the next kernel launch after its
-  // main loop. Without PDL griddepcontrol is a no-op. pf_bytes is sized on the host to fit half of L2.
-  // (Letting the next kernel launch here, before the main loop, measured slower: NOTES.md.)
+  // store (JG_TRIGGER_END: measured faster than after the main loop here). Without PDL griddepcontrol is a
+  // no-op. pf_bytes is sized on the host to fit half of L2. (Letting the next kernel launch here, before the
+  // main loop, measured slower: NOTES.md.)
   if (pf_bytes > 0 && threadIdx.x < 16 * MT) {
     jg_i64 m0;
     int n0;
@@ -27,7 +28,7 @@ __global__ void __launch_bounds__(32 * WK) JG_CLUSTER_K(SK) jg_skinny_nv(
   asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
   const jg_epilogue e{nullptr, nullptr, 1.f, 1.f, bias, bias_ld, 0, 0, bias_rows};
-  jg_skinny_core<jg_op_16<T>, NT, MT, WK, U, SK, true>(out, ldo, (const unsigned char*)x, ldx,
+  jg_skinny_core<jg_op_16<T>, NT, MT, WK, U, SK, JG_TRIGGER_END>(out, ldo, (const unsigned char*)x, ldx,
                                                        (const unsigned char*)w, ldw, e, N, M, K);
 }
 
