@@ -97,7 +97,7 @@ def reload() -> Settings:
         generation=_generation,
         nv_tuning=os.environ.get("JITGEMM_NV_TUNING") or None,
         # JITGEMM_PDL: programmatic dependent launch on sm_90+ (1 everywhere, 0 nowhere; unset or "auto": where
-        # measured faster, dispatch.pdl_default: the skinny, fp8 and 4-bit kernels).
+        # measured faster, dispatch.use_pdl: the skinny, fp8 and 4-bit kernels).
         pdl=_auto_flag("JITGEMM_PDL"),
         # JITGEMM_PREFETCH (default off): L2-prefetch the head of each block's weight rows on sm_90+
         # (measured slower on an H100, e.g. 15.7 vs 11.4 us on llama70b-tp8.qkv).

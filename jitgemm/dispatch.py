@@ -290,9 +290,9 @@ def plan_gemm(vendor: str, arch: str, cus: int, dtype: str, n: int, m: int, k: i
     if vendor == "cuda":
         cfg, why = nv_config(dtype, n, m, k, cus, arch, device=device)
         grid, block, shared = cfg.geometry(m, n)
-        sm90 = parse(arch).sm >= 90  # the kernel's L2 prefetch and griddepcontrol are built for sm_90 and later
+        sm90 = parse(arch).sm >= 90  # the kernel's L2 prefetch is built for sm_90 and later (use_pdl checks its own)
         pf = cfg.prefetch_bytes(m, k, cus, l2_bytes) if config.prefetch() and sm90 else 0
-        pdl = sm90 and (pdl_default("skinny") if config.pdl() is None else config.pdl())
+        pdl = use_pdl("skinny", arch)
         how = (f"; L2 prefetch {pf} B/row" if pf else "") + ("; programmatic dependent launch" if pdl else "")
         return Plan("skinny", f"{cfg.describe()}{how}; {why}", cfg, cfg.instance(dtype, n), grid, block, shared,
                     {"prefetch_bytes": pf, "pdl": pdl})
@@ -405,7 +405,7 @@ def _plan_fp8_kernel(vendor: str, arch: str, cus: int, out_dtype: str, mode: int
         cfg, why = nv_config(out_dtype, n, m, k, cus, arch, family="fp8", device=device)
         grid, block, shared = cfg.geometry(m, n)
         tiles = _token_tiles(grid, n, cfg.token_tiles(n))
-        pdl = parse(arch).sm >= 90 and (pdl_default("fp8") if config.pdl() is None else config.pdl())
+        pdl = use_pdl("fp8", arch)
         return Plan("fp8", f"{fp8.MODE_NAMES[mode]}; {cfg.describe()}{tiles}"
                            f"{'; programmatic dependent launch' if pdl else ''}; {why}", cfg,
                     fp8.nv_instance(cfg, out_dtype, mode, n), grid, block, shared, {"pdl": pdl})
@@ -435,9 +435,10 @@ def _token_tiles(grid: tuple, n: int, tiles: int | None = None) -> str:
     return f"; {n} tokens in {grid[2]} tiles over blockIdx.z, each reading the weights (from L2 where they fit)"
 
 
-def pdl_default(family: str) -> bool:
-    """Programmatic dependent launch where JITGEMM_PDL leaves it to the dispatcher: on for every family whose
-    kernels wait for the previous kernel (griddepcontrol) before their first read, because whole decode steps
+def use_pdl(family: str, arch: str) -> bool:
+    """Whether a kernel of this family is launched with programmatic dependent launch: sm_90 and later only
+    (griddepcontrol), JITGEMM_PDL=1 / 0 as set, else (unset) on for every family whose kernels wait for the
+    previous kernel before their first read (skinny, fp8, 4-bit), because whole decode steps
     measured faster with it at every N tried (session 21, H100: Llama-3.1-8B, Qwen2.5-7B and the Llama-3.1-70B
     TP-8 shard, one CUDA graph a step, N = 1, 4, (8,) 16; docs/benchmarks/session21). The next kernel's launch and
     start hide behind this one's end. 4-bit (trigger after the main loop): MXFP4 steps 2.46 -> 2.62x bf16 cuBLAS on
@@ -445,7 +446,8 @@ def pdl_default(family: str) -> bool:
     per tensor at N = 1 1.077 -> 1.105x _scaled_mm on the 8B, 1.098 -> 1.138x on the shard; W8A16 1.857 -> 1.901x.
     16-bit skinny (trigger after the store; after the main loop it made the 8B step 1 % slower at N <= 8): the 8B
     step 4.833 -> 4.765 ms at N = 1, 5.086 -> 5.040 at N = 16; the shard 6.424 -> 6.314 and 7.002 -> 6.880."""
-    return family in ("skinny", "fp8", "w4")
+    forced = config.pdl()
+    return parse(arch).sm >= 90 and (family in ("skinny", "fp8", "w4") if forced is None else forced)
 
 
 def plan_w4(vendor: str, arch: str, cus: int, dtype: str, fmt: str, group: int, n: int, m: int, k: int,
@@ -461,7 +463,7 @@ def plan_w4(vendor: str, arch: str, cus: int, dtype: str, fmt: str, group: int, 
     if vendor == "cuda":
         cfg, why = w4_nv_config(fmt, n, m, k, device, arch)
         grid, block, shared = cfg.geometry(m, n)
-        pdl = parse(arch).sm >= 90 and (pdl_default("w4") if config.pdl() is None else config.pdl())
+        pdl = use_pdl("w4", arch)
         return Plan("w4", f"{what}; nv mma.sync m16n8k16 on codes widened in registers, {16 * cfg.MT} rows/block, "
                           f"K split over {cfg.WK} warps, {cfg.U}x128-k slices in flight, "
                           f"{f'{8 * cfg.NT} tokens a block, ' if cfg.NT else ''}each group scaled in fp32"

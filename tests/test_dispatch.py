@@ -141,7 +141,7 @@ def test_pdl_and_prefetch_switches(monkeypatch):
 
 
 def test_pdl_unset_takes_the_measured_default(monkeypatch):
-    """JITGEMM_PDL unset (or "auto"): the skinny, fp8 and 4-bit kernels (dispatch.pdl_default, measured on whole
+    """JITGEMM_PDL unset (or "auto"): the skinny, fp8 and 4-bit kernels (dispatch.use_pdl, measured on whole
     steps); never before sm_90; 0 turns it off, 1 on."""
     for raw in (None, "auto"):
         if raw is None:

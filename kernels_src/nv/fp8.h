@@ -11,7 +11,7 @@ __global__ void __launch_bounds__(32 * WK) JG_CLUSTER_K(SK) jg_fp8_nv(
     int bias_rows, int N, int M, int K, int /*unused: the MFMA kernel's LDS size*/) {
 #if __CUDA_ARCH__ >= 890
 #if __CUDA_ARCH__ >= 900
-  // Programmatic dependent launch (JITGEMM_PDL; a no-op without it): nothing is read before the previous kernel
+  // Programmatic dependent launch (dispatch.use_pdl; a no-op without it): nothing is read before the previous kernel
   // has finished (x, and the scales a quantize kernel may just have written), and the core lets the next kernel
   // launch after its main loop (as the skinny family)
   asm volatile("griddepcontrol.wait;" ::: "memory");

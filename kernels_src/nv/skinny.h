@@ -13,7 +13,7 @@ __global__ void __launch_bounds__(32 * WK) JG_CLUSTER_K(SK) jg_skinny_nv(
     int N, int M, int K, int pf_bytes) {
 #if __CUDA_ARCH__ >= 900
   // Weights never depend on the kernel before this one (only x does): with programmatic dependent
-  // launch (opt-in, JITGEMM_PDL) pull the head of this block's rows into L2 (JITGEMM_PREFETCH), and
+  // launch (dispatch.use_pdl) pull the head of this block's rows into L2 (opt-in, JITGEMM_PREFETCH), and
   // only then wait for the previous kernel's results; the core lets the next kernel launch after its
   // store (JG_TRIGGER_END: measured faster than after the main loop here). Without PDL griddepcontrol is a
   // no-op. pf_bytes is sized on the host to fit half of L2. (Letting the next kernel launch here, before the

@@ -282,7 +282,7 @@ __global__ void __launch_bounds__(32 * WK, 1) JG_CLUSTER_K(SK) jg_w4_nv(
   constexpr bool TIGHT = NT > 1 || MT > 1;
   const int bound = STEP >> (31 * hidden_zero);
 #if __CUDA_ARCH__ >= 900
-  // Programmatic dependent launch (opt-in, JITGEMM_PDL; a no-op without it): this grid may have started while the
+  // Programmatic dependent launch (dispatch.use_pdl; a no-op without it): this grid may have started while the
   // previous kernel drains, so nothing is read before it has finished (its x, and an out it may still read), and
   // the next kernel may launch once every block is past its main loop (as the skinny family: nv/core.h)
   asm volatile("griddepcontrol.wait;" ::: "memory");
