@@ -99,3 +99,42 @@ def test_stream_wait_records_on_the_producer_and_waits_on_the_consumer_with_one_
     assert calls == [(new, (2,)), (record, ("event100", 0x20)), (wait, (0x10, "event100", 0)),
                      (record, ("event100", 0x40)), (wait, (0x30, "event100", 0)),
                      (new, (2,)), (record, ("event101", 0x20)), (wait, (0x10, "event101", 0))]
+
+
+@pytest.mark.parametrize("driver_version,want", [(12020, "cuLaunchKernel"), (12030, "cuLaunchKernelEx"),
+                                                 (13000, "cuLaunchKernelEx")])
+def test_programmatic_dependent_launch_only_from_the_driver_that_graphs_it(driver_version, want):
+    """CudaBackend: a launch asked for with programmatic dependent launch goes through cuLaunchKernelEx (the PDL
+    attribute, the call's stream) on a driver from CUDA 12.3 (PDL_MIN_DRIVER), a plain cuLaunchKernel before it;
+    both the bound launcher and the one-off launch; a plain launch stays plain. The driver module stood in for."""
+    import types
+
+    from jitgemm.runtime.cuda import CudaBackend
+    calls: list = []
+
+    def logged(name):
+        def f(*args):  # the stream as it is at the call: cuLaunchKernelEx's rides in its (reused) config
+            calls.append((name, args, args[0].hStream if name.endswith("Ex") else args[8]))
+            return (0,)
+        return f
+    drv = types.SimpleNamespace(
+        cuDriverGetVersion=lambda: (0, driver_version), cuCtxGetCurrent=lambda: (0, 7),
+        cuLaunchKernel=logged("cuLaunchKernel"), cuLaunchKernelEx=logged("cuLaunchKernelEx"),
+        CUresult=types.SimpleNamespace(CUDA_SUCCESS=0),
+        CUlaunchAttribute=lambda: types.SimpleNamespace(value=types.SimpleNamespace()),
+        CUlaunchAttributeID=types.SimpleNamespace(CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION=6),
+        CUlaunchConfig=types.SimpleNamespace)
+    be = CudaBackend()
+    be._driver, be._ctx = drv, {0: 7}
+    be.make_current = lambda device: None
+    args = types.SimpleNamespace(address=1234)
+    be.launcher("f", (3, 1, 1), (128, 1, 1), 0, args, 0, pdl=True)(0x55)
+    be.launch("f", (3, 1, 1), (128, 1, 1), 0, 0x66, args, 0, pdl=True)
+    be.launcher("f", (3, 1, 1), (128, 1, 1), 0, args, 0, pdl=False)(0x77)
+    assert [c[0] for c in calls] == [want, want, "cuLaunchKernel"]
+    if want == "cuLaunchKernelEx":
+        cfg = calls[0][1][0]
+        assert (cfg.gridDimX, cfg.blockDimX, cfg.numAttrs) == (3, 128, 1)
+        assert cfg.attrs[0].value.programmaticStreamSerializationAllowed == 1
+        assert calls[0][1][1:] == ("f", 1234, 0)
+    assert [c[2] for c in calls] == [0x55, 0x66, 0x77]  # each launch on its call's stream

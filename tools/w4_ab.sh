@@ -2,7 +2,7 @@
 # A 4-bit kernel change against other trees in one device call (NOTES.md, sessions 16-17): the 4-bit GPU tests, the Llama-3.1-8B step
 # (bf16 cuBLAS and every 4-bit format at N = 1 and 16; DTYPES, NS and MODELS override) in this tree and in each tree under .carry/, each with
 # its own kernel cache (a tree that is not there is skipped), then memcheck over the 4-bit instances; each step only if its time is left (CAP seconds).
-# Prepare the two other trees here (they travel as the carried, git-ignored .carry/), e.g.
+# Prepare the other trees here, one folder each under .carry/ (they travel as the carried, git-ignored .carry/), e.g.
 #   mkdir -p .carry/old .carry/mid
 #   git archive <main before the change> jitgemm kernels_src pyproject.toml | tar -x -C .carry/old
 #   git archive <a variant of the change> jitgemm kernels_src pyproject.toml | tar -x -C .carry/mid

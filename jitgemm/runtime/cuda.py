@@ -52,6 +52,12 @@ class NvrtcCompiler(Compiler):
                              resources=parse_ptxas_log(log))
 
 
+# Programmatic dependent launch came to captured graphs with CUDA 12.3's graph edge data (programmatic edges);
+# jitgemm measured and tested it on CUDA 13 drivers only, so an older driver gets plain launches (the kernels'
+# griddepcontrol is then a no-op): the cuda12 extra allows drivers from 12.0.
+PDL_MIN_DRIVER = 12030
+
+
 class CudaBackend:
     name = "cuda"
 
@@ -64,6 +70,7 @@ class CudaBackend:
         self.device_info = DeviceInfos("CUDA", self.device_count, self._read_info)
         self._configs: dict[tuple, object] = {}
         self._waits = StreamWaits(self)
+        self._pdl_ok: bool | None = None  # the driver's version allows programmatic dependent launch (once read)
 
     # ---- loading the vendor pieces -------------------------------------------------------
     def _drv(self):
@@ -177,11 +184,18 @@ class CudaBackend:
         attr = drv.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
         self._check("cuFuncSetAttribute", drv.cuFuncSetAttribute(func, attr, nbytes))
 
+    def pdl_supported(self) -> bool:
+        """Whether a launch asked for with programmatic dependent launch gets it (PDL_MIN_DRIVER)."""
+        if self._pdl_ok is None:
+            version = self._check("cuDriverGetVersion", self._drv().cuDriverGetVersion())
+            self._pdl_ok = int(version) >= PDL_MIN_DRIVER
+        return self._pdl_ok
+
     def launch(self, func, grid, block, shared: int, stream: int, args: ArgPack, device: int,
                pdl: bool = False) -> None:
         drv = self._driver
         self.make_current(device)
-        if pdl:
+        if pdl and self.pdl_supported():
             # programmatic dependent launch: this kernel may start while the previous one in the
             # stream drains; it orders itself with griddepcontrol.wait before reading its inputs
             cfg = self._pdl_config(grid, block, shared)
@@ -203,7 +217,7 @@ class CudaBackend:
         ctx = self._ctx[device]
         ctx_id, get_current, launch, success = int(ctx), drv.cuCtxGetCurrent, drv.cuLaunchKernel, drv.CUresult.CUDA_SUCCESS
         (gx, gy, gz), (bx, by, bz), address = grid, block, args.address
-        if pdl:  # the launch config carries the stream: one per thread, made once (the default path's cost)
+        if pdl and self.pdl_supported():  # the config carries the stream: one per thread, made once
             local, launch_ex = threading.local(), drv.cuLaunchKernelEx
 
             def fire_pdl(stream: int) -> None:
