@@ -54,10 +54,7 @@ def _flag(name: str, default: bool) -> bool:
 
 def _auto_flag(name: str) -> bool | None:
     """A switch whose unset (or "auto") value leaves the choice to the dispatcher's measured default."""
-    raw = os.environ.get(name)
-    if raw is None or raw in ("", "auto"):
-        return None
-    return raw not in ("0", "false", "no", "off")
+    return None if os.environ.get(name) in (None, "", "auto") else _flag(name, False)
 
 
 def aot_strict() -> bool:
