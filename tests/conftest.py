@@ -40,6 +40,16 @@ def _isolated_cache(tmp_path_factory, monkeypatch, request):
 
 
 @pytest.fixture(autouse=True)
+def _private_tuning(tmp_path_factory, monkeypatch, request):
+    """Tuning files (jitgemm.tuned) in a folder of the test's own, also where JITGEMM_CACHE_DIR is the user's
+    (to reuse compiled kernels): a tuning the user made must neither change the plans tests assert nor be
+    overwritten or removed by the tests that tune (session 22: a tuning left in the cache failed six)."""
+    from jitgemm import tables, tuned
+    root = tmp_path_factory.getbasetemp() / "tuned" / f"{abs(hash(request.node.nodeid)):x}"
+    monkeypatch.setattr(tuned, "path", lambda device: root / f"{tables.slug(device)}.json")
+
+
+@pytest.fixture(autouse=True)
 def _fresh_settings():
     """jitgemm reads its settings into a snapshot once: each test starts (and leaves) with the
     environment's (a test that changes it calls config.reload() itself)."""

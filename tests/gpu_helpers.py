@@ -5,6 +5,7 @@ import numpy as np
 from jitgemm.arrays import View
 from jitgemm.device_array import DeviceArray
 from jitgemm.runtime.backend import default_backend
+from reference import random
 
 
 def backend_device():
@@ -51,6 +52,18 @@ def run_gemm(x, w, bias, dtype, pad_x=0, pad_w=0):
     jitgemm.gemm(xv, wv, bv, out=ov)
     sync()
     return owner.to_numpy()
+
+
+def chain_operands(dtype: str, n: int, widths: list[int], seed: int = 11):
+    """Operands of dependent gemm calls, each one's output the next one's tokens: (x, weights, outputs),
+    jitgemm DeviceArrays (bf16 needs no array library); the outputs start poisoned (NaN bits)."""
+    b, d = backend_device()
+    rng = np.random.default_rng(seed)
+    x = DeviceArray.from_numpy(b, d, random((n, widths[0]), dtype, rng), dtype)
+    ws = [DeviceArray.from_numpy(b, d, random((m, k), dtype, rng, 1.0 / np.sqrt(k)), dtype)
+          for k, m in zip(widths, widths[1:])]
+    outs = [empty_device((n, m), dtype)[0] for m in widths[1:]]
+    return x, ws, outs
 
 
 def run_chain(call, x, weights, outs, stream, graph: bool, poison) -> None:

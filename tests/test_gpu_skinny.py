@@ -6,7 +6,7 @@ import pytest
 
 import jitgemm
 from reference import NP, assert_close, random
-from gpu_helpers import backend_device, empty_device, run_chain, run_gemm, sync, to_device
+from gpu_helpers import backend_device, chain_operands, empty_device, run_chain, run_gemm, sync, to_device
 
 pytestmark = pytest.mark.gpu
 DTYPES = ["float16", "bfloat16"]
@@ -185,19 +185,6 @@ def test_weight_past_2_31_elements():
         assert_close(out[:, sl], x, w[sl], None, "float16")
 
 
-def _chain(dtype: str, n: int, widths: list[int], seed: int = 11):
-    """Operands of dependent gemm calls, each one's output the next one's tokens: (x, weights, outputs),
-    jitgemm DeviceArrays (bf16 needs no array library); the outputs start poisoned (NaN bits)."""
-    from jitgemm.device_array import DeviceArray
-    b, d = backend_device()
-    rng = np.random.default_rng(seed)
-    x = DeviceArray.from_numpy(b, d, random((n, widths[0]), dtype, rng), dtype)
-    ws = [DeviceArray.from_numpy(b, d, random((m, k), dtype, rng, 1.0 / np.sqrt(k)), dtype)
-          for k, m in zip(widths, widths[1:])]
-    outs = [empty_device((n, m), dtype)[0] for m in widths[1:]]
-    return x, ws, outs
-
-
 @pytest.mark.skipif("not __import__('importlib').util.find_spec('cupy')")
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n", [1, 4, 16])
@@ -218,7 +205,7 @@ def test_programmatic_dependent_launch_chain(dtype, n, monkeypatch):
     def run(pdl: bool, graph: bool):
         monkeypatch.setenv("JITGEMM_PDL", "1" if pdl else "0")
         config.reload()
-        x, ws, outs = _chain(dtype, n, widths)
+        x, ws, outs = chain_operands(dtype, n, widths)
         plans = [jitgemm.explain(t, w) for t, w in zip([x, *outs], ws)]
         assert any(p.startswith("skinny") for p in plans), plans
         assert all(("programmatic dependent launch" in p) == pdl for p in plans if p.startswith("skinny")), plans

@@ -1,6 +1,6 @@
 """`jitgemm.tune` end to end on the GPU: two small shapes tuned, stored, used first by the dispatcher,
-and the results it then computes correct against float64. Shapes no other test uses: the tuning file
-lives in the session's cache directory and is removed afterwards."""
+and the results it then computes correct against float64. The tuning file lives in the test's own folder
+(conftest._private_tuning: never the user's) and is removed afterwards."""
 import numpy as np
 import pytest
 
