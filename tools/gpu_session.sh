@@ -8,6 +8,10 @@
 #                                     # the last one measured (docs/benchmarks/h200-overhead.json)
 #   bash tools/gpu_session.sh bench   # bench --group model and --group broad with the shipped tables
 #   bash tools/gpu_session.sh tune    # jitgemm tune --model (timed: issue #17 says < 3 min), then the model step again
+#   bash tools/gpu_session.sh tables  # issue #17: this GPU's tables file: `jitgemm tune` of every family on the shapes the
+#                                     # shipped tables hold (16-bit N <= 16 decode suite and all N moderate-n suite, fp8,
+#                                     # four 4-bit formats; 358 s on an H100), then tools/ship_tuned.py -> $OUT/tables.tgz
+#                                     # (the file to ship in jitgemm/data/tables/, with every tune log); run it alone
 #   bash tools/gpu_session.sh hf      # tools/hf_profile.py: why the patched HF model lost at batch 8
 #   bash tools/gpu_session.sh fp8     # issue #21: the fp8 model steps and the broad suite's fp8 modes
 #   bash tools/gpu_session.sh w4      # issue #19: the 4-bit GPU tests first, then the decode suite and model steps
@@ -32,7 +36,7 @@
 # results must not be lost to one failure). $OUT brings back at most 8 files: each step stays within that, steps
 # chained in one call may not (suite 1, bench 6, fp8 6, w4 7, pdl 6, minblocks 8 files).
 set -uo pipefail
-STEPS="suite|overhead|bench|tune|hf|fp8|w4|w4sweep|tp|smollm2|sanitize|minblocks|pdl"
+STEPS="suite|overhead|bench|tune|tables|hf|fp8|w4|w4sweep|tp|smollm2|sanitize|minblocks|pdl"
 steps=() files=()
 for a in "$@"; do
   if [[ $a =~ ^($STEPS)$ ]]; then steps+=("$a"); else files+=("$a"); fi
@@ -75,6 +79,22 @@ case "$1" in
     cp "$JITGEMM_CACHE_DIR"/tuned/*.json "$OUT/" 2>/dev/null || true
     timeout -s INT $(budget 200) python3 -m jitgemm bench --group model --models llama-3.1-8b --name model-tuned --out "$OUT" 2>&1 \
       | tail -20 ;;
+  tables)
+    # the order is the table's worth if the call runs short: an interrupted tune stores the shapes it finished
+    mkdir -p "$OUT/tables"; rm -rf "$JITGEMM_CACHE_DIR/tuned"
+    python3 -c 'import json; d = json.load(open("jitgemm/data/decode_suite.json"))
+for g in ("decode", "moderate-n"): json.dump({"shapes": d[g]}, open(f"/tmp/shapes-{g}.json", "w"))'
+    for spec in bf16:decode:bf16:1,4,8,16 mxfp4:decode:w4-mxfp4:1,4,16 q4_sym:decode:w4-q4_sym:1,4,16 \
+                fp8:decode:fp8:1,4,8,16 q4_zp:decode:w4-q4_zp:1,4,16 q4_min:decode:w4-q4_min:1,4,16 \
+                moderate:moderate-n:bf16:1,4,8,16,32,64,128; do
+      IFS=: read -r name group dtype ns <<< "$spec"
+      timeout -s INT $(budget 200) python3 -m jitgemm tune --shapes /tmp/shapes-$group.json --dtype $dtype --n $ns \
+        > "$OUT/tables/tune-$name.log" 2>&1 || echo "tune $name: rc=$?"
+      grep "^tuned" "$OUT/tables/tune-$name.log"
+    done
+    python3 tools/ship_tuned.py "$JITGEMM_CACHE_DIR"/tuned/*.json --out "$OUT/tables" \
+      --fill-from jitgemm/data/tables/nvidia-h100-80gb-hbm3.json --note "tools/gpu_session.sh tables"
+    tar -C "$OUT" -czf "$OUT/tables.tgz" tables && rm -rf "$OUT/tables" ;;
   hf) timeout -s INT $(budget 560) python3 tools/hf_profile.py 2>&1 | tee "$OUT/hf-profile.log" | tail -80 ;;
   fp8)
     timeout -s INT $(budget 280) python3 -m jitgemm bench --group model --dtype fp8,fp8-channel,w8a16 --name model-fp8 --out "$OUT" \

@@ -261,7 +261,8 @@ JG_DEVICE void jg_block_origin(int N, jg_i64& m0, int& n0) {
 // (not its main loop: a dependent launched earlier holds SM slots this grid's later blocks need);
 // JG_TRIGGER_END: after the store, which overlaps only the grid's completion and the launch itself. Measured
 // (session 21, H100, whole steps): the 16-bit kernels faster with the end at every N (with the loop's, the
-// 8B step at N = 1 1 % slower than plain launches), the fp8 and 4-bit kernels with the loop's.
+// 8B step at N = 1 1 % slower than plain launches), the fp8 and 4-bit kernels with the loop's; session 22: fp8
+// W8A16 with the end (nv/fp8.h).
 #define JG_TRIGGER_NONE 0
 #define JG_TRIGGER_LOOP 1
 #define JG_TRIGGER_END 2
