@@ -12,6 +12,10 @@
 #                                     # shipped tables hold (16-bit N <= 16 decode suite and all N moderate-n suite, fp8,
 #                                     # four 4-bit formats; 358 s on an H100), then tools/ship_tuned.py -> $OUT/tables.tgz
 #                                     # (the file to ship in jitgemm/data/tables/, with every tune log); run it alone
+#   bash tools/gpu_session.sh carveout  # session 22's open question: the 16-bit steps of the 8B and the 70B TP-8 shard
+#                                     # with the re-tuned table (families mixed in a step) and the shipped one, each
+#                                     # without and with every kernel asking for the same shared-memory carveout
+#                                     # (tools/carveout_probe.py); 4 runs x (.json, .md)
 #   bash tools/gpu_session.sh hf      # tools/hf_profile.py: why the patched HF model lost at batch 8
 #   bash tools/gpu_session.sh fp8     # issue #21: the fp8 model steps and the broad suite's fp8 modes
 #   bash tools/gpu_session.sh w4      # issue #19: the 4-bit GPU tests first, then the decode suite and model steps
@@ -36,7 +40,7 @@
 # results must not be lost to one failure). $OUT brings back at most 8 files: each step stays within that, steps
 # chained in one call may not (suite 1, bench 6, fp8 6, w4 7, pdl 6, minblocks 8 files).
 set -uo pipefail
-STEPS="suite|overhead|bench|tune|tables|hf|fp8|w4|w4sweep|tp|smollm2|sanitize|minblocks|pdl"
+STEPS="suite|overhead|bench|tune|tables|carveout|hf|fp8|w4|w4sweep|tp|smollm2|sanitize|minblocks|pdl"
 steps=() files=()
 for a in "$@"; do
   if [[ $a =~ ^($STEPS)$ ]]; then steps+=("$a"); else files+=("$a"); fi
@@ -95,6 +99,12 @@ for g in ("decode", "moderate-n"): json.dump({"shapes": d[g]}, open(f"/tmp/shape
     python3 tools/ship_tuned.py "$JITGEMM_CACHE_DIR"/tuned/*.json --out "$OUT/tables" \
       --fill-from jitgemm/data/tables/nvidia-h100-80gb-hbm3.json --note "tools/gpu_session.sh tables"
     tar -C "$OUT" -czf "$OUT/tables.tgz" tables && rm -rf "$OUT/tables" ;;
+  carveout)
+    for tab in shipped retuned; do for co in none 100; do
+      env $([ $tab = retuned ] && echo JITGEMM_NV_TUNING=docs/benchmarks/session22/retune/retuned-table.json) JITGEMM_TUNED=0 \
+        timeout -s INT $(budget 140) python3 tools/carveout_probe.py $co -- bench --group model \
+        --models llama-3.1-8b,llama-3.1-70b-tp8 --n 1,4,16 --name carveout-$tab-$co --out "$OUT" 2>&1 | grep "^|" | tail -9
+    done; done ;;
   hf) timeout -s INT $(budget 560) python3 tools/hf_profile.py 2>&1 | tee "$OUT/hf-profile.log" | tail -80 ;;
   fp8)
     timeout -s INT $(budget 280) python3 -m jitgemm bench --group model --dtype fp8,fp8-channel,w8a16 --name model-fp8 --out "$OUT" \
