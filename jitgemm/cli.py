@@ -275,6 +275,10 @@ def cmd_tune(args) -> int:
     if why:
         return refuse("tune", why)
     print(tuning.tune(spec, dtype=args.dtype, n=ns, jobs=args.jobs))
+    if args.model:  # each kernel was timed alone; in a step its neighbours overlap it (docs/benchmarks/session22:
+        # a re-tuning whose every kernel was faster alone made some steps slower), so say how to check the step
+        print(f"each kernel was timed alone; check the whole step: python -m jitgemm bench --group model --models "
+              f"{args.model} --dtype {args.dtype}, then the same with JITGEMM_TUNED=0 (the shipped tables alone)")
     return 0
 
 

@@ -240,3 +240,19 @@ def test_ctrl_c_ends_a_command_with_130_and_one_line(monkeypatch, capsys):
     monkeypatch.setattr(cli, "cmd_info", interrupted)
     assert cli.main(["info"]) == 130
     assert capsys.readouterr().err == "jitgemm info: interrupted\n"
+
+
+@pytest.mark.parametrize("argv,hint", [(["--model", "llama-3.1-8b", "--dtype", "w4-q4_sym"], True),
+                                       (["--shape", "4096x4096"], False)])
+def test_tune_of_a_model_says_how_to_check_the_whole_step(monkeypatch, capsys, argv, hint):
+    """After tuning a model's weights (the tuning itself stood in for: it needs a GPU), the command says how to
+    compare the whole step with and without it, because each kernel was timed alone; a shape list has no step."""
+    from jitgemm import cli, tuning
+    from jitgemm.bench import main as bench_main
+    monkeypatch.setattr(bench_main, "missing", lambda: None)
+    monkeypatch.setattr(tuning, "tune", lambda spec, **kw: f"tuned {spec} {kw['dtype']}")
+    assert cli.main(["tune", *argv]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("tuned ")
+    line = ("bench --group model --models llama-3.1-8b --dtype w4-q4_sym, then the same with JITGEMM_TUNED=0")
+    assert (line in out) == hint
