@@ -445,7 +445,7 @@ def use_pdl(family: str, arch: str) -> bool:
     the shard, 2.94 -> 3.08x on the 8B at N = 1; q4_sym 2.80 -> 3.00 and 3.19 -> 3.34. fp8 (after the main loop):
     per tensor at N = 1 1.077 -> 1.105x _scaled_mm on the 8B, 1.098 -> 1.138x on the shard; W8A16 1.857 -> 1.901x
     (and session 22: its trigger after the store, 0.5-2.8 % faster again at N = 1 and 4). The moderate family has no
-    griddepcontrol: with it (branch s22-moderate-pdl) the 16-bit steps were within 0.2 % of today's.
+    griddepcontrol: with it (branch s22-moderate-pdl) the 16-bit steps were within 0.4 % of today's.
     16-bit skinny (trigger after the store; after the main loop it made the 8B step 1 % slower at N <= 8): the 8B
     step 4.833 -> 4.765 ms at N = 1, 5.086 -> 5.040 at N = 16; the shard 6.424 -> 6.314 and 7.002 -> 6.880."""
     forced = config.pdl()
