@@ -293,7 +293,7 @@ def plan_gemm(vendor: str, arch: str, cus: int, dtype: str, n: int, m: int, k: i
         sm90 = parse(arch).sm >= 90  # the kernel's L2 prefetch is built for sm_90 and later (use_pdl checks its own)
         pf = cfg.prefetch_bytes(m, k, cus, l2_bytes) if config.prefetch() and sm90 else 0
         pdl = use_pdl("skinny", arch)
-        how = (f"; L2 prefetch {pf} B/row" if pf else "") + ("; programmatic dependent launch" if pdl else "")
+        how = (f"; L2 prefetch {pf} B/row" if pf else "") + _pdl_note(pdl)
         return Plan("skinny", f"{cfg.describe()}{how}; {why}", cfg, cfg.instance(dtype, n), grid, block, shared,
                     {"prefetch_bytes": pf, "pdl": pdl})
     lds = skinny.amd_lds_bytes(arch)
@@ -407,7 +407,7 @@ def _plan_fp8_kernel(vendor: str, arch: str, cus: int, out_dtype: str, mode: int
         tiles = _token_tiles(grid, n, cfg.token_tiles(n))
         pdl = use_pdl("fp8", arch)
         return Plan("fp8", f"{fp8.MODE_NAMES[mode]}; {cfg.describe()}{tiles}"
-                           f"{'; programmatic dependent launch' if pdl else ''}; {why}", cfg,
+                           f"{_pdl_note(pdl)}; {why}", cfg,
                     fp8.nv_instance(cfg, out_dtype, mode, n), grid, block, shared, {"pdl": pdl})
     if fp8.mfma_applies(arch, mode, fmt):
         cfg = fp8.mfma_config(n)
@@ -452,6 +452,11 @@ def use_pdl(family: str, arch: str) -> bool:
     return parse(arch).sm >= 90 and (family in ("skinny", "fp8", "w4") if forced is None else forced)
 
 
+def _pdl_note(pdl: bool) -> str:
+    """What a plan's reason says of programmatic dependent launch (the same words for every family)."""
+    return "; programmatic dependent launch" if pdl else ""
+
+
 def plan_w4(vendor: str, arch: str, cus: int, dtype: str, fmt: str, group: int, n: int, m: int, k: int,
             device: str = "", normal_scales: bool = False) -> Plan:
     """The plan of a checked w4_gemm (4-bit weights, N = 1..128). NVIDIA: the format's measured row
@@ -470,7 +475,7 @@ def plan_w4(vendor: str, arch: str, cus: int, dtype: str, fmt: str, group: int, 
                           f"K split over {cfg.WK} warps, {cfg.U}x128-k slices in flight, "
                           f"{f'{8 * cfg.NT} tokens a block, ' if cfg.NT else ''}each group scaled in fp32"
                           f"{_token_tiles(grid, n, cfg.token_tiles(n))}"
-                          f"{'; programmatic dependent launch' if pdl else ''}; {why}",
+                          f"{_pdl_note(pdl)}; {why}",
                     cfg, w4.nv_instance(cfg, dtype, fmt, group, n, normal), grid, block, shared, {"pdl": pdl})
     cfg = w4.amd_config(n, arch, fmt)
     grid, block, shared = cfg.geometry(m, cus, n)
