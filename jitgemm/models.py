@@ -74,6 +74,22 @@ def step(name: str, n: int) -> list[Layer]:
                      Layer("expert.down", h, ei, per, L * used)]
 
 
+def order(name: str, n: int) -> list[tuple[Layer, int]]:
+    """The step's calls as a decode step runs them, (layer kind, instance): layer by layer, each layer's kinds
+    in turn (qkv, o, gate_up, down; MoE: qkv, o, the router, its experts' gate_up, then their down). A kind
+    with c instances a layer gives layer l its instances l * c .. l * c + c - 1. What runs next to what
+    decides what a chain of kernels costs (one kernel's tail beside the next one's start), so a step timed
+    kind by kind (80 qkv, then 80 o, ...) is not the step a model runs."""
+    kinds = step(name, n)
+    layers = config(name)["layers"]
+    calls = []
+    for lay in range(layers):
+        for kind in kinds:
+            per = kind.count // layers  # every kind's count is a whole number of layers (models.step)
+            calls += [(kind, lay * per + i) for i in range(per)]
+    return calls
+
+
 def shapes(name: str) -> list[tuple[str, int, int]]:
     """The distinct (label, M, K) weights of a model's step, for tuning."""
     seen, out = set(), []

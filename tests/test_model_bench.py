@@ -338,3 +338,19 @@ def test_the_fp8_suite_has_no_scaled_mm_baseline_where_torch_refuses_the_shape(m
             fp8_runner.time_torch(ops(4096), mode, 1)
     with pytest.raises(RuntimeError, match="torch.* used"):
         fp8_runner.time_torch(ops(8), "w8a16", 1)
+
+
+def test_a_step_runs_layer_by_layer_in_model_order():
+    dense = models.order("llama-3.1-70b-tp8", 4)
+    assert len(dense) == 320 and len({(layer.name, i) for layer, i in dense}) == 320  # every instance once
+    assert [(layer.name, i) for layer, i in dense[:6]] == [("qkv", 0), ("o", 0), ("gate_up", 0), ("down", 0),
+                                                          ("qkv", 1), ("o", 1)]
+    moe = models.order("qwen3-30b-a3b", 1)   # 48 layers: qkv, o, router, 8 experts' gate_up, then their down
+    first = [(layer.name, i) for layer, i in moe[:19]]
+    assert first == ([("qkv", 0), ("o", 0), ("router", 0)] + [("expert.gate_up", e) for e in range(8)]
+                     + [("expert.down", e) for e in range(8)])
+    assert moe[19][0].name == "qkv" and moe[19][1] == 1 and moe[-1] == (moe[-1][0], 48 * 8 - 1)
+    counts = {}
+    for layer, _ in moe:
+        counts[layer.name] = counts.get(layer.name, 0) + 1
+    assert counts == {layer.name: layer.count for layer in models.step("qwen3-30b-a3b", 1)}

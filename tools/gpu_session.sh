@@ -15,7 +15,7 @@
 #   bash tools/gpu_session.sh carveout  # session 22's open question: the 16-bit steps of the 8B and the 70B TP-8 shard
 #                                     # with the re-tuned table (families mixed in a step) and the shipped one, each
 #                                     # without and with every kernel asking for the same shared-memory carveout
-#                                     # (tools/carveout_probe.py); 4 runs x (.json, .md)
+#                                     # (tools/carveout_probe.py; CARVEOUTS, percents, default "none 100"); 4 runs x (.json, .md)
 #   bash tools/gpu_session.sh hf      # tools/hf_profile.py: why the patched HF model lost at batch 8
 #   bash tools/gpu_session.sh fp8     # issue #21: the fp8 model steps and the broad suite's fp8 modes
 #   bash tools/gpu_session.sh w4      # issue #19: the 4-bit GPU tests first, then the decode suite and model steps
@@ -100,7 +100,7 @@ for g in ("decode", "moderate-n"): json.dump({"shapes": d[g]}, open(f"/tmp/shape
       --fill-from jitgemm/data/tables/nvidia-h100-80gb-hbm3.json --note "tools/gpu_session.sh tables"
     tar -C "$OUT" -czf "$OUT/tables.tgz" tables && rm -rf "$OUT/tables" ;;
   carveout)
-    for tab in shipped retuned; do for co in none 100; do
+    for tab in shipped retuned; do for co in ${CARVEOUTS:-none 100}; do
       env $([ $tab = retuned ] && echo JITGEMM_NV_TUNING=docs/benchmarks/session22/retune/retuned-table.json) JITGEMM_TUNED=0 \
         timeout -s INT $(budget 140) python3 tools/carveout_probe.py $co -- bench --group model \
         --models llama-3.1-8b,llama-3.1-70b-tp8 --n 1,4,16 --name carveout-$tab-$co --out "$OUT" 2>&1 | grep "^|" | tail -9

@@ -3,7 +3,9 @@ step captured as one CUDA graph, jitgemm against torch (cuBLAS, what F.linear ru
 way: ms per step, effective TB/s, % of the streaming-read ceiling, and the ratio.
 
 Every layer instance has its own weight, as in the model, so a step reads all of its weights from
-HBM (a step's weights are far larger than L2 for every model listed; the small ones say so).
+HBM (a step's weights are far larger than L2 for every model listed; the small ones say so). The calls run
+in model order (jitgemm.models.order: layer by layer, qkv, o, gate_up, down), so each kernel follows the one
+a model puts before it.
 Results are checked against float64 (one instance per layer kind) before anything is timed."""
 from __future__ import annotations
 
@@ -72,10 +74,9 @@ class StepOperands:
     def token_dtype(self) -> str:
         return "bfloat16" if self.fp8 or self.w4 else self.dtype
 
-    def calls(self, n: int):
-        """(layer, [instance index]) of the step at n tokens."""
-        for layer in models.step(self.name, n):
-            yield layer, range(layer.count)
+    def order(self, n: int) -> list:
+        """(layer, instance index) of every call of the step at n tokens, in the order a model runs them."""
+        return models.order(self.name, n)
 
     def prepare(self, layer, i: int):
         """jitgemm's prepared call of instance i of a layer kind."""
@@ -129,18 +130,19 @@ class StepOperands:
 
 
 def _jitgemm_launches(ops: StepOperands, n: int) -> tuple[list, list[str]]:
-    """Prepared calls for every instance of the step (checked against float64 per layer kind), and
-    what the dispatcher chose for each kind."""
+    """Prepared calls for every call of the step in model order (instance 0 of each layer kind checked against
+    float64), and what the dispatcher chose for each kind."""
     preps, routes = [], []
-    for layer, insts in ops.calls(n):
-        kind = [ops.prepare(layer, i) for i in insts]
-        ops.out[layer.name][0].fill(0xFFFF)
-        kind[0].launch(0)
-        ops.cp.cuda.runtime.deviceSynchronize()
-        ops.check(layer, kind[0].plan)
-        routes.append(f"{layer.name} [{layer.m}x{layer.k}] N={layer.n} x{layer.count}: {kind[0].plan.family} "
-                      f"{kind[0].plan.instance.name if kind[0].plan.instance else ''}")
-        preps += kind
+    for layer, i in ops.order(n):
+        prep = ops.prepare(layer, i)
+        if i == 0:
+            ops.out[layer.name][0].fill(0xFFFF)
+            prep.launch(0)
+            ops.cp.cuda.runtime.deviceSynchronize()
+            ops.check(layer, prep.plan)
+            routes.append(f"{layer.name} [{layer.m}x{layer.k}] N={layer.n} x{layer.count}: {prep.plan.family} "
+                          f"{prep.plan.instance.name if prep.plan.instance else ''}")
+        preps.append(prep)
     return preps, routes
 
 
@@ -167,7 +169,7 @@ def time_step(ops: StepOperands, n: int, stream, baselines: bool) -> dict:
 def torch_step_ms(ops: StepOperands, n: int) -> float | None:
     """ms of the baseline's step (its calls replayed as one torch CUDA graph); None where the mode's
     baseline is another step (W8A16 and 4-bit: the bf16 one)."""
-    calls = [ops.torch_call(layer, i) for layer, insts in ops.calls(n) for i in insts]
+    calls = [ops.torch_call(layer, i) for layer, i in ops.order(n)]
     if not calls or calls[0] is None:
         return None
     return timing.torch_graph_replay(lambda i: calls[i](), calls=len(calls)) * len(calls) / 1e3
@@ -291,7 +293,7 @@ def summary(rows: list[dict]) -> dict:
 
 
 def markdown(rows: list[dict], ceiling: float, meta: dict) -> str:
-    lines = [f"Model decode steps (the linear layers of one step, each step one CUDA graph; torch = torch.mm, i.e. "
+    lines = [f"Model decode steps (the linear layers of one step in model order, each step one CUDA graph; torch = torch.mm, i.e. "
              f"cuBLAS, captured the same way). {meta.get('device')} · driver {meta.get('driver')} · {meta.get('date')} · "
              f"streaming-read ceiling {ceiling:.2f} TB/s (same run). x torch = torch ms / jitgemm ms."]
     if meta.get("interrupted"):
