@@ -4,8 +4,8 @@ For each weight shape [M, K] the tuner times, by graph replay over cold weight c
 float64 check of each candidate:
   - N <= 16: every skinny config at N = 1, 4, 8, 16 (the buckets asked for); one K order for all of
     them (min-max regret, so a token's bits never depend on the batch), MT per bucket; on sm_90a also
-    the 16-token tiles of the moderate family, adopted for every N <= 16 where their worst bucket is
-    nearer the fastest than the skinny family's is;
+    the 16-token tiles of the moderate family, adopted for every N <= 16 only where they are at least
+    10 % faster than the skinny family at every bucket (alone; in a model's step a narrower win lost);
   - N > 16: the moderate family's tiles x K slices at 32, 64, 128, and cuBLAS through jitgemm's own
     route (what runs when it wins);
   - dtype "fp8" (scaled_gemm's family, timed as W8A8 e4m3fn with per-tensor scales, bf16 out): every
@@ -278,7 +278,7 @@ class _Sweep:
         """(skinny row, moderate row, summary lines) of one shape, in the tables-file form."""
         from . import tables
         from .bench import runner, suite, tune_skinny
-        from .bench.tune_moderate import adopt_small_n
+        from .bench.tune_moderate import SMALL_N_MAX_RATIO, adopt_small_n
         from .dispatch import n_bucket
         from .kernels import moderate
         from .bench import fp8_runner
@@ -316,6 +316,11 @@ class _Sweep:
                     buckets[16] = tables.moderate_entry_doc(moderate.to_entry(pick, None))
                     summary.append(f"N<=16 adopts the 16-token tile ({pick.describe()}, S={pick.S}): "
                                    f"{', '.join(f'{n}: {full[pick][n]:.2f}' for n in self.small)} us")
+                elif min(ratio.values()) < 1.0:
+                    summary.append(f"N<=16 keeps the skinny family: the 16-token tile took "
+                                   f"{', '.join(f'{n}: {r:.2f}' for n, r in ratio.items())} of its time alone "
+                                   f"(adopted only at <= {SMALL_N_MAX_RATIO:.2f} at every N: a narrower win "
+                                   f"lost whole steps)")
         for n in self.large:
             cands = {c: us for c in self.large_configs(sh, n) if (us := timed(n, c)) is not None}
             with runner.forced_blas():

@@ -241,7 +241,7 @@ def test_wgmma_geometry():
 
 def test_small_n_runs_the_moderate_family_only_where_the_table_adopted_it():
     """N = 1..16 go to the moderate family only at shapes whose table row has bucket 16 (the tuner's
-    min-max-regret choice over N = 1, 4, 8, 16 against the skinny family), and then with one config for every N <= 16: one 16-token
+    choice over N = 1, 4, 8, 16 against the skinny family), and then with one config for every N <= 16: one 16-token
     tile, the same K slices, so a token's bits cannot depend on the batch size."""
     rows = [(m, k) for m, k, b in dispatch.load_table("moderate") if 16 in b]
     assert rows, "the shipped table adopts the moderate family for N <= 16 somewhere"
@@ -272,9 +272,11 @@ def test_small_n_runs_the_moderate_family_only_where_the_table_adopted_it():
             assert not dispatch.small_n_moderate(m, k, "sm_90a")
 
 
-def test_small_n_adoption_is_min_max_regret():
+def test_small_n_adoption_needs_a_clear_win_at_every_bucket():
     from jitgemm.bench.tune_moderate import adopt_small_n
-    assert adopt_small_n({1: 0.85, 4: 0.9, 8: 0.89, 16: 0.83})      # faster everywhere
+    assert adopt_small_n({1: 0.85, 4: 0.9, 8: 0.89, 16: 0.83})       # >= 10 % faster everywhere
     assert not adopt_small_n({1: 1.05, 4: 1.19, 8: 1.18, 16: 1.16})  # slower everywhere
-    assert adopt_small_n({1: 1.0, 4: 1.034, 8: 1.033, 16: 0.951})    # 3.4 % worst against 5.2 %
-    assert not adopt_small_n({1: 1.06, 4: 1.0, 8: 1.0, 16: 0.97})    # 6 % worst against 3.1 %
+    assert not adopt_small_n({1: 1.0, 4: 1.034, 8: 1.033, 16: 0.951})  # min-max regret once took this one
+    # session 22's re-tune adopted decode weights 0-8 % faster alone; in model-order steps they cost 4-13 %
+    assert not adopt_small_n({1: 0.95, 4: 0.97, 8: 0.96, 16: 0.92})
+    assert not adopt_small_n({1: 0.80, 4: 0.85, 8: 0.91, 16: 0.80})  # one bucket short of the margin

@@ -16,6 +16,10 @@
 #                                     # with the re-tuned table (families mixed in a step) and the shipped one, each
 #                                     # without and with every kernel asking for the same shared-memory carveout
 #                                     # (tools/carveout_probe.py; CARVEOUTS, percents, default "none 100"); 4 runs x (.json, .md)
+#   bash tools/gpu_session.sh chain   # session 23's open question: which of a pair loses when the moderate family's
+#                                     # 16-token tile runs next to skinny kernels at N <= 16 (tools/chain_probe.py): the
+#                                     # re-tuned table's 8B and 70B TP-8 qkv with their o, then the shipped table's own
+#                                     # bucket-16 rows each beside a skinny weight of the same K; chain.log
 #   bash tools/gpu_session.sh hf      # tools/hf_profile.py: why the patched HF model lost at batch 8
 #   bash tools/gpu_session.sh fp8     # issue #21: the fp8 model steps and the broad suite's fp8 modes
 #   bash tools/gpu_session.sh w4      # issue #19: the 4-bit GPU tests first, then the decode suite and model steps
@@ -40,7 +44,7 @@
 # results must not be lost to one failure). $OUT brings back at most 8 files: each step stays within that, steps
 # chained in one call may not (suite 1, bench 6, fp8 6, w4 7, pdl 6, minblocks 8 files).
 set -uo pipefail
-STEPS="suite|overhead|bench|tune|tables|carveout|hf|fp8|w4|w4sweep|tp|smollm2|sanitize|minblocks|pdl"
+STEPS="suite|overhead|bench|tune|tables|carveout|chain|hf|fp8|w4|w4sweep|tp|smollm2|sanitize|minblocks|pdl"
 steps=() files=()
 for a in "$@"; do
   if [[ $a =~ ^($STEPS)$ ]]; then steps+=("$a"); else files+=("$a"); fi
@@ -105,6 +109,15 @@ for g in ("decode", "moderate-n"): json.dump({"shapes": d[g]}, open(f"/tmp/shape
         timeout -s INT $(budget 140) python3 tools/carveout_probe.py $co -- bench --group model \
         --models llama-3.1-8b,llama-3.1-70b-tp8 --n 1,4,16 --name carveout-$tab-$co --out "$OUT" 2>&1 | grep "^|" | tail -9
     done; done ;;
+  chain)
+    for ab in 6144x4096:4096x4096 1280x8192:8192x1024; do
+      JITGEMM_TUNED=0 JITGEMM_NV_TUNING=docs/benchmarks/session22/retune/retuned-table.json timeout -s INT $(budget 100) \
+        python3 tools/chain_probe.py --a ${ab%%:*} --b ${ab##*:} 2>&1 | tee -a "$OUT/chain.log"
+    done
+    for a in 5120x2880 640x2880 128x2880 5120x4096 640x4096 128x4096; do
+      JITGEMM_TUNED=0 timeout -s INT $(budget 100) python3 tools/chain_probe.py --a $a --b 2880x${a##*x} 2>&1 \
+        | tee -a "$OUT/chain.log"
+    done ;;
   hf) timeout -s INT $(budget 560) python3 tools/hf_profile.py 2>&1 | tee "$OUT/hf-profile.log" | tail -80 ;;
   fp8)
     timeout -s INT $(budget 280) python3 -m jitgemm bench --group model --dtype fp8,fp8-channel,w8a16 --name model-fp8 --out "$OUT" \

@@ -84,21 +84,25 @@ def _time_config(ops, sh, n: int, cfg: moderate.ModerateConfig, stream, raw: lis
     return us
 
 
+#: The most the 16-token tile may take of the skinny family's time, at every N bucket, to take N <= 16 from it.
+#: Timed alone it cannot see its neighbours: the six decode weights session 22's re-tune adopted at 0-8 % faster
+#: alone (min-max regret) cost whole steps 4-13 % at N = 1 and 4 once a step ran in model order (session 23,
+#: H100: the tile between skinny kernels took 12-19 us more a call; not PDL, not the shared-memory carveout).
+SMALL_N_MAX_RATIO = 0.90
+
+
 def adopt_small_n(moderate_over_skinny: dict) -> bool:
-    """Min-max regret between the two families over the N buckets, from moderate time / skinny time
-    per bucket: each family's regret at a bucket is its time over the faster one's."""
-    worst_moderate = max(max(r, 1.0) for r in moderate_over_skinny.values())
-    worst_skinny = max(max(1.0 / r, 1.0) for r in moderate_over_skinny.values())
-    return worst_moderate < worst_skinny
+    """Whether the moderate family's 16-token tile takes N <= 16 from the skinny family, from moderate time /
+    skinny time per N bucket: only where it measured at least 10 % faster at every bucket (SMALL_N_MAX_RATIO)."""
+    return max(moderate_over_skinny.values()) <= SMALL_N_MAX_RATIO
 
 
 def tune_small_n(ns, shapes, out_dir, meta, dtype="bfloat16") -> list:
     """N <= 16 on the moderate family: every 16-token tile x K slices, timed at each N of `ns`
     (1, 4, 8, 16) against the skinny family's own config, checked against float64 first. One config
     must serve every N <= 16 (batch invariance), so the candidate with the least worst-bucket regret
-    is kept; it is adopted (as the row's bucket 16) when its worst bucket is nearer the faster of the
-    two families than the skinny family's worst bucket is: the min-max-regret rule the skinny tuner
-    uses to pick one K order for all N."""
+    is kept; it is adopted (as the row's bucket 16) only where it is at least 10 % faster than the skinny
+    family at every bucket (adopt_small_n says why)."""
     import cupy as cp
     from .. import dispatch
     stream = cp.cuda.Stream(non_blocking=True)
