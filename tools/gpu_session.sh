@@ -16,10 +16,11 @@
 #                                     # with the re-tuned table (families mixed in a step) and the shipped one, each
 #                                     # without and with every kernel asking for the same shared-memory carveout
 #                                     # (tools/carveout_probe.py; CARVEOUTS, percents, default "none 100"); 4 runs x (.json, .md)
-#   bash tools/gpu_session.sh chain   # session 23's open question: which of a pair loses when the moderate family's
-#                                     # 16-token tile runs next to skinny kernels at N <= 16 (tools/chain_probe.py): the
-#                                     # re-tuned table's 8B and 70B TP-8 qkv with their o, then the shipped table's own
-#                                     # bucket-16 rows each beside a skinny weight of the same K; chain.log
+#   bash tools/gpu_session.sh chain   # session 23's open question: which kernel loses when the moderate family's
+#                                     # 16-token tile runs next to skinny kernels at N <= 16 (tools/chain_probe.py: each
+#                                     # kind's cost inside a layer-by-layer chain against its time alone): the 8B and
+#                                     # 70B TP-8 layers with the re-tuned and the shipped table, then the shipped table's
+#                                     # own bucket-16 rows each beside a skinny weight of the same K; chain.log
 #   bash tools/gpu_session.sh hf      # tools/hf_profile.py: why the patched HF model lost at batch 8
 #   bash tools/gpu_session.sh fp8     # issue #21: the fp8 model steps and the broad suite's fp8 modes
 #   bash tools/gpu_session.sh w4      # issue #19: the 4-bit GPU tests first, then the decode suite and model steps
@@ -110,12 +111,16 @@ for g in ("decode", "moderate-n"): json.dump({"shapes": d[g]}, open(f"/tmp/shape
         --models llama-3.1-8b,llama-3.1-70b-tp8 --n 1,4,16 --name carveout-$tab-$co --out "$OUT" 2>&1 | grep "^|" | tail -9
     done; done ;;
   chain)
-    for ab in 6144x4096:4096x4096 1280x8192:8192x1024; do
-      JITGEMM_TUNED=0 JITGEMM_NV_TUNING=docs/benchmarks/session22/retune/retuned-table.json timeout -s INT $(budget 100) \
-        python3 tools/chain_probe.py --a ${ab%%:*} --b ${ab##*:} 2>&1 | tee -a "$OUT/chain.log"
-    done
+    # the 8B and 70B TP-8 layers (qkv, o, gate_up, down) under the re-tuned table (qkv on the 16-token tile) and the
+    # shipped one; then the shipped table's own bucket-16 rows, each beside a skinny weight of the same K
+    for tab in retuned shipped; do for c in 6144x4096,4096x4096,28672x4096,4096x14336 1280x8192,8192x1024,7168x8192,8192x3584; do
+      echo "== $tab table, chain $c" | tee -a "$OUT/chain.log"
+      env $([ $tab = retuned ] && echo JITGEMM_NV_TUNING=docs/benchmarks/session22/retune/retuned-table.json) JITGEMM_TUNED=0 \
+        timeout -s INT $(budget 100) python3 tools/chain_probe.py --chain $c --n 1,4,16 2>&1 | tee -a "$OUT/chain.log"
+    done; done
     for a in 5120x2880 640x2880 128x2880 5120x4096 640x4096 128x4096; do
-      JITGEMM_TUNED=0 timeout -s INT $(budget 100) python3 tools/chain_probe.py --a $a --b 2880x${a##*x} 2>&1 \
+      echo "== shipped table, chain $a,2880x${a##*x}" | tee -a "$OUT/chain.log"
+      JITGEMM_TUNED=0 timeout -s INT $(budget 60) python3 tools/chain_probe.py --chain $a,2880x${a##*x} --n 1,4 2>&1 \
         | tee -a "$OUT/chain.log"
     done ;;
   hf) timeout -s INT $(budget 560) python3 tools/hf_profile.py 2>&1 | tee "$OUT/hf-profile.log" | tail -80 ;;
