@@ -88,7 +88,8 @@ def main(argv: list[str]) -> int:
             stream.synchronize()
             us[key] = timing.graph_replay(lambda i, seq=seq: seq[i].launch(stream.ptr), stream, calls=len(seq)) \
                 * len(seq) / a.count  # us a layer
-        print(f"N={n}: chain {us[('chain',)]:.2f} us a layer, kinds alone {sum(us[('alone', i)] for i in range(len(kinds))):.2f}")
+        alone = sum(us[("alone", i)] for i in range(len(kinds)))
+        print(f"N={n}: chain {us[('chain',)]:.2f} us a layer, kinds alone {alone:.2f}")
         for (m, k), c, r in zip(a.chain, kinds, attribution(us, len(kinds))):
             plan = c[0].plan
             print(f"  {m}x{k} {plan.family} {plan.instance.name if plan.instance else ''}: alone {r['alone']:.2f}, "

@@ -86,8 +86,8 @@ def _time_config(ops, sh, n: int, cfg: moderate.ModerateConfig, stream, raw: lis
 
 #: The most the 16-token tile may take of the skinny family's time, at every N bucket, to take N <= 16 from it.
 #: Timed alone it cannot see its neighbours: the six decode weights session 22's re-tune adopted at 0-8 % faster
-#: alone (min-max regret) cost whole steps 4-13 % at N = 1 and 4 once a step ran in model order (session 23,
-#: H100: the tile between skinny kernels took 12-19 us more a call; not PDL, not the shared-memory carveout).
+#: alone (min-max regret) made whole steps take 8-24 % longer at N = 1 and 4 once a step ran in model order
+#: (session 23, H100: the tile between skinny kernels took 12-19 us more a call; not PDL, not the carveout).
 SMALL_N_MAX_RATIO = 0.90
 
 
