@@ -80,14 +80,9 @@ def order(name: str, n: int) -> list[tuple[Layer, int]]:
     with c instances a layer gives layer l its instances l * c .. l * c + c - 1. What runs next to what
     decides what a chain of kernels costs (one kernel's tail beside the next one's start), so a step timed
     kind by kind (80 qkv, then 80 o, ...) is not the step a model runs."""
-    kinds = step(name, n)
     layers = config(name)["layers"]
-    calls = []
-    for lay in range(layers):
-        for kind in kinds:
-            per = kind.count // layers  # every kind's count is a whole number of layers (models.step)
-            calls += [(kind, lay * per + i) for i in range(per)]
-    return calls
+    kinds = [(kind, kind.count // layers) for kind in step(name, n)]  # every count is a whole number of layers
+    return [(kind, lay * per + i) for lay in range(layers) for kind, per in kinds for i in range(per)]
 
 
 def shapes(name: str) -> list[tuple[str, int, int]]:

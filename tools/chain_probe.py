@@ -61,10 +61,13 @@ def attribution(us: dict, kinds: int) -> list[dict]:
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--chain", type=chain, default=chain(LLAMA_8B), help=f"weight kinds of a layer (default {LLAMA_8B})")
+    p.add_argument("--chain", type=chain, default=chain(LLAMA_8B),
+                   help=f"weight kinds of a layer (default {LLAMA_8B})")
     p.add_argument("--n", default="1,4,16")
     p.add_argument("--count", type=int, default=32, help="layers (calls of each kind)")
     a = p.parse_args(argv)
+    if a.count < 1:
+        p.error(f"--count: layers, at least 1, got {a.count}")
     import cupy as cp
     from jitgemm import api
     from jitgemm.bench import operands, timing

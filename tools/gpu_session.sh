@@ -15,7 +15,8 @@
 #   bash tools/gpu_session.sh carveout  # session 22's open question: the 16-bit steps of the 8B and the 70B TP-8 shard
 #                                     # with the re-tuned table (families mixed in a step) and the shipped one, each
 #                                     # without and with every kernel asking for the same shared-memory carveout
-#                                     # (tools/carveout_probe.py; CARVEOUTS, percents, default "none 100"); 4 runs x (.json, .md)
+#                                     # (tools/carveout_probe.py; CARVEOUTS: the percents, default "none 100");
+#                                     # 4 runs x (.json, .md)
 #   bash tools/gpu_session.sh chain   # session 23's open question: which kernel loses when the moderate family's
 #                                     # 16-token tile runs next to skinny kernels at N <= 16 (tools/chain_probe.py: each
 #                                     # kind's cost inside a layer-by-layer chain against its time alone): the 8B and
