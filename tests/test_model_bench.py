@@ -354,3 +354,12 @@ def test_a_step_runs_layer_by_layer_in_model_order():
     for layer, _ in moe:
         counts[layer.name] = counts.get(layer.name, 0) + 1
     assert counts == {layer.name: layer.count for layer in models.step("qwen3-30b-a3b", 1)}
+
+
+def test_gpt_oss_geometry_from_its_config():
+    """openai/gpt-oss-20b (hidden 2880, 64 query heads and 8 KV heads of 64, 32 experts of 2880, top-4, 24 layers):
+    its qkv is a shape whose shipped H100 row gives N <= 16 to the moderate family's 16-token tile, so its step
+    measures that choice in model order; all 32 experts in bf16 fit one GPU (about 38 GB at N >= 8)."""
+    step = {layer.name: (layer.m, layer.k, layer.count, layer.n) for layer in models.step("gpt-oss-20b", 16)}
+    assert step == {"qkv": (5120, 2880, 24, 16), "o": (2880, 4096, 24, 16), "router": (32, 2880, 24, 16),
+                    "expert.gate_up": (5760, 2880, 24 * 32, 2), "expert.down": (2880, 2880, 24 * 32, 2)}

@@ -21,7 +21,9 @@
 #                                     # 16-token tile runs next to skinny kernels at N <= 16 (tools/chain_probe.py: each
 #                                     # kind's cost inside a layer-by-layer chain against its time alone): the 8B and
 #                                     # 70B TP-8 layers with the re-tuned and the shipped table, then the shipped table's
-#                                     # own bucket-16 rows each beside a skinny weight of the same K; chain.log
+#                                     # own bucket-16 rows each beside a skinny weight of the same K; chain.log; first
+#                                     # gpt-oss-20b's step with the shipped table and without its bucket-16 rows
+#                                     # (docs/benchmarks/session23/no-small-n-moderate.json): gptoss-*.{json,md}
 #   bash tools/gpu_session.sh hf      # tools/hf_profile.py: why the patched HF model lost at batch 8
 #   bash tools/gpu_session.sh fp8     # issue #21: the fp8 model steps and the broad suite's fp8 modes
 #   bash tools/gpu_session.sh w4      # issue #19: the 4-bit GPU tests first, then the decode suite and model steps
@@ -112,6 +114,13 @@ for g in ("decode", "moderate-n"): json.dump({"shapes": d[g]}, open(f"/tmp/shape
         --models llama-3.1-8b,llama-3.1-70b-tp8 --n 1,4,16 --name carveout-$tab-$co --out "$OUT" 2>&1 | grep "^|" | tail -9
     done; done ;;
   chain)
+    # the decision first: gpt-oss-20b's step (its qkv, 5120 x 2880, is a row whose shipped bucket 16 gives N <= 16 to
+    # the 16-token tile) with the shipped table and without those buckets
+    for tab in shipped no-small-n; do
+      env $([ $tab = no-small-n ] && echo JITGEMM_NV_TUNING=docs/benchmarks/session23/no-small-n-moderate.json) \
+        JITGEMM_TUNED=0 timeout -s INT $(budget 150) python3 -m jitgemm bench --group model --models gpt-oss-20b \
+        --n 1,4,16 --name gptoss-$tab --out "$OUT" 2>&1 | grep -E "^\| (gpt|[0-9])"
+    done
     # the 8B and 70B TP-8 layers (qkv, o, gate_up, down) under the re-tuned table (qkv on the 16-token tile) and the
     # shipped one; then the shipped table's own bucket-16 rows, each beside a skinny weight of the same K
     for tab in retuned shipped; do for c in 6144x4096,4096x4096,28672x4096,4096x14336 1280x8192,8192x1024,7168x8192,8192x3584; do
