@@ -294,8 +294,8 @@ def summary(rows: list[dict]) -> dict:
 
 def markdown(rows: list[dict], ceiling: float, meta: dict) -> str:
     lines = [f"Model decode steps (the linear layers of one step in model order, each step one CUDA graph; torch = "
-             f"torch.mm, i.e. cuBLAS, captured the same way). {meta.get('device')} · driver {meta.get('driver')} · {meta.get('date')} · "
-             f"streaming-read ceiling {ceiling:.2f} TB/s (same run). x torch = torch ms / jitgemm ms."]
+             f"torch.mm, i.e. cuBLAS, captured the same way). {meta.get('device')} · driver {meta.get('driver')} · "
+             f"{meta.get('date')} · streaming-read ceiling {ceiling:.2f} TB/s (same run). x torch = torch ms / jitgemm ms."]
     if meta.get("interrupted"):
         lines[0] += f" **Partial: interrupted {meta['interrupted']}.**"
     sixteen = [r for r in rows if r.get("dtype", "bfloat16") not in QUANT_MODES]
