@@ -16,14 +16,19 @@ SHAPES = [("tune-a", 1000, 1032), ("tune-b", 272, 2056)]
 
 
 @pytest.fixture
-def nvidia_with_cupy():
+def nvidia_with_cupy(monkeypatch):
     pytest.importorskip("cupy", reason="jitgemm tune needs CuPy")
     b = default_backend()
     if b.name != "cuda":
         pytest.skip("tuning measures NVIDIA configs")
     name = b.device_info(b.current_device()).name
+    # these tests are about the tuning file being used: on even where the caller's JITGEMM_TUNED=0 turns it off
+    # (a benchmark session's setting; they failed there with no tuning to read)
+    monkeypatch.setenv("JITGEMM_TUNED", "1")
+    config.reload()
     yield name
     tuned.path(name).unlink(missing_ok=True)
+    monkeypatch.undo()
     config.reload()
 
 
