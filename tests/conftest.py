@@ -92,6 +92,25 @@ def nv_tables(tmp_path, monkeypatch):
     return use
 
 
+# bucket 16 (N <= 16 on the moderate family's 16-token tile) of the six shapes the shipped H100 table adopted it for
+# until session 24 (as measured then): the dispatcher's small-N path, which `jitgemm tune` may still take, tested on
+# the rows it was built for
+SMALL_N_BUCKETS = {(128, 2880): (64, 16, 1, 0, 4, 1, 8, 1, 1.528), (640, 2880): (64, 16, 1, 0, 4, 2, 8, 1, 1.473),
+                   (5120, 2880): (64, 16, 1, 0, 8, 2, 1, 0, 1.008), (128, 4096): (64, 16, 1, 0, 3, 4, 8, 1, 1.432),
+                   (640, 4096): (64, 16, 1, 0, 4, 2, 8, 1, 1.502), (5120, 4096): (64, 16, 1, 0, 6, 2, 1, 0, 1.04)}
+
+
+@pytest.fixture
+def small_n_tables(nv_tables):
+    """The shipped moderate rows with SMALL_N_BUCKETS' bucket 16 put back (JITGEMM_NV_TUNING); returns the adopting
+    shapes. Reductions: 0 none, 1 cluster (jitgemm.kernels.moderate.RED_*)."""
+    from jitgemm import dispatch
+    rows = [(m, k, {**({16: SMALL_N_BUCKETS[(m, k)]} if (m, k) in SMALL_N_BUCKETS else {}), **b})
+            for m, k, b in dispatch.load_table("moderate")]
+    nv_tables(moderate=rows)
+    return sorted(SMALL_N_BUCKETS)
+
+
 @pytest.fixture
 def no_device():
     """A machine without a GPU, whatever this one has: the installed stand-in backend raises BackendUnavailable

@@ -171,10 +171,11 @@ def test_dispatcher_plan_explains_the_family():
 
 
 # ---- N <= 16 on the moderate family (where the table measured it faster than the skinny one) -------------
-# the shapes whose shipped row adopted the 16-token tile (its bucket 16); the rule takes exact shapes only
+# shapes whose row adopted the 16-token tile (its bucket 16: the shipped H100 table's until session 24, put back by
+# conftest.small_n_tables, as `jitgemm tune` may adopt it); the rule takes exact shapes only
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 @pytest.mark.parametrize("m,k", [(640, 2880), (128, 4096), (5120, 2880)])
-def test_small_n_on_the_moderate_family_is_batch_invariant(m, k, dtype):
+def test_small_n_on_the_moderate_family_is_batch_invariant(m, k, dtype, small_n_tables):
     rng = np.random.default_rng(m + k)
     x, w = random((16, k), dtype, rng), random((m, k), dtype, rng, (2.0 / k) ** 0.5)
     for n in range(1, 17):
@@ -193,7 +194,7 @@ def test_small_n_on_the_moderate_family_is_batch_invariant(m, k, dtype):
 
 
 @pytest.mark.parametrize("m,k", [(136, 4104), (5104, 2880)])
-def test_an_untuned_neighbour_of_an_adopting_shape_keeps_the_skinny_family(m, k):
+def test_an_untuned_neighbour_of_an_adopting_shape_keeps_the_skinny_family(m, k, small_n_tables):
     """A win of the 16-token tile measured at one shape does not carry to its neighbours (on an H200 that
     lost 0.76-0.79x against cuBLAS): N <= 16 of an untuned shape next to an adopting one runs the skinny
     family (its K order, and so its bits, the same at every N: the skinny family's own tests check that)."""

@@ -45,9 +45,8 @@ def test_tuned_rows_take_precedence_for_their_exact_shape():
         config.reload()
 
 
-def test_a_tuned_verdict_for_n_up_to_16_overrides_the_shipped_adoption():
-    adopting = [(m, k) for m, k, b in dispatch.load_table("moderate") if 16 in b]
-    m, k = adopting[0]
+def test_a_tuned_verdict_for_n_up_to_16_overrides_the_tables_adoption(small_n_tables):
+    m, k = small_n_tables[0]
     assert plan(4, m, k).family == "moderate"
     save(skinny=[(m, k, (16, 2, 1), {1: 1, 4: 1, 8: 1, 16: 1})])  # tuned here: the skinny family won
     assert plan(4, m, k).family == "skinny" and "tuned on this GPU" in plan(4, m, k).reason
