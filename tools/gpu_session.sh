@@ -35,6 +35,11 @@
 #   bash tools/gpu_session.sh sanitize  # compute-sanitizer memcheck over every 4-bit and fp8 instance (tail shapes)
 #   bash tools/gpu_session.sh minblocks  # experiment: the skinny/fp8 kernels with __launch_bounds__(32 * WK, 1)
 #                                     # (no ptxas register cap: no fp8 spill, more registers) against today's
+#   bash tools/gpu_session.sh w4occ   # issue #19's q4_min experiment (tools/w4_variants.py: its loop waits on memory at 27 %
+#                                     # occupancy): the 4-bit kernel capped at 80 / 64 registers and with an L2 prefetch of
+#                                     # the next iteration, each against today's (run first and last), q4_min and q4_sym
+#                                     # steps of three models (N = 1, 4, 16; DTYPES, MODELS, NS override), then
+#                                     # tests/test_gpu_w4.py on each variant while time is left; $OUT/w4occ.tgz
 #   bash tools/gpu_session.sh pdl     # issue #17's chain experiment: the 8B and Qwen2.5-7B steps (one graph each) with plain
 #                                     # launches, programmatic dependent launch, and PDL + L2 prefetch (MODELS, DTYPES
 #                                     # e.g. bf16,w4-mxfp4, and NS override)
@@ -48,7 +53,7 @@
 # results must not be lost to one failure). $OUT brings back at most 8 files: each step stays within that, steps
 # chained in one call may not (suite 1, bench 6, fp8 6, w4 7, pdl 6, minblocks 8 files).
 set -uo pipefail
-STEPS="suite|overhead|bench|tune|tables|carveout|chain|hf|fp8|w4|w4sweep|tp|smollm2|sanitize|minblocks|pdl"
+STEPS="suite|overhead|bench|tune|tables|carveout|chain|hf|fp8|w4|w4sweep|w4occ|tp|smollm2|sanitize|minblocks|pdl"
 steps=() files=()
 for a in "$@"; do
   if [[ $a =~ ^($STEPS)$ ]]; then steps+=("$a"); else files+=("$a"); fi
@@ -133,6 +138,24 @@ for g in ("decode", "moderate-n"): json.dump({"shapes": d[g]}, open(f"/tmp/shape
       JITGEMM_TUNED=0 timeout -s INT $(budget 60) python3 tools/chain_probe.py --chain $a,2880x${a##*x} --n 1,4 2>&1 \
         | tee -a "$OUT/chain.log"
     done ;;
+  w4occ)
+    rm -rf /tmp/w4v /tmp/w4occ && mkdir -p /tmp/w4occ && python3 tools/w4_variants.py /tmp/w4v >/dev/null || return 1
+    for v in base cap80 cap64 prefetch; do  # every tree's kernels first, each into its own cache
+      dir=$PWD; [ $v != base ] && dir=/tmp/w4v/$v
+      ( cd "$dir" && JITGEMM_CACHE_DIR=/tmp/jg-$v timeout -s INT $(budget 60) python3 -m jitgemm aot --arch sm_90a \
+          --jobs "$(nproc)" --out /tmp/jg-$v >/dev/null || echo "aot $v: rc=$?" )
+    done
+    for v in base cap80 cap64 prefetch base; do
+      dir=$PWD; [ $v != base ] && dir=/tmp/w4v/$v
+      ( cd "$dir" && JITGEMM_CACHE_DIR=/tmp/jg-$v JITGEMM_TUNED=0 timeout -s INT $(budget 70) python3 -m jitgemm bench --group model \
+          --dtype ${DTYPES:-bf16,w4-q4_min,w4-q4_sym} --models ${MODELS:-llama-3.1-8b,llama-3.1-70b-tp8,qwen2.5-7b} \
+          --n ${NS:-1,4,16} --no-plot --name $v-$SECONDS --out /tmp/w4occ 2>&1 | grep -E "^\| w4" | sed "s/^/$v /" )
+    done
+    for v in cap80 cap64 prefetch; do
+      ( cd /tmp/w4v/$v && JITGEMM_CACHE_DIR=/tmp/jg-$v timeout -s INT $(budget 80) python3 -m pytest -q -m gpu tests/test_gpu_w4.py \
+          2>&1 | tail -2 | sed "s/^/$v tests: /" | tee -a /tmp/w4occ/tests.log )
+    done
+    tar -C /tmp -czf "$OUT/w4occ.tgz" w4occ ;;
   hf) timeout -s INT $(budget 560) python3 tools/hf_profile.py 2>&1 | tee "$OUT/hf-profile.log" | tail -80 ;;
   fp8)
     timeout -s INT $(budget 280) python3 -m jitgemm bench --group model --dtype fp8,fp8-channel,w8a16 --name model-fp8 --out "$OUT" \
