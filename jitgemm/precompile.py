@@ -53,11 +53,23 @@ def results(arch: str, root: str, insts, jobs: int):
             yield compile_one(arch, root, inst)
         return
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import ProcessPoolExecutor
     # spawn, not fork: a forked child would inherit hip-python's and the driver's state
-    with ProcessPoolExecutor(min(jobs, len(insts)), mp_context=multiprocessing.get_context("spawn")) as ex:
-        for f in as_completed([ex.submit(compile_one, arch, root, i) for i in insts]):
+    ex = ProcessPoolExecutor(min(jobs, len(insts)), mp_context=multiprocessing.get_context("spawn"))
+    yield from as_finished(ex, compile_one, [(arch, root, i) for i in insts])
+
+
+def as_finished(ex, fn, calls):
+    """Yield fn(*args) for each args of `calls`, run in the executor `ex`, as they finish, then shut `ex` down. If
+    the consumer stops first (Ctrl-C, an error, close()), the calls not yet started are dropped: a `with` block's
+    shutdown would have run every one of them before returning (session 24: `jitgemm aot` went on compiling its
+    hundreds of kernels after SIGINT). What finished is kept (each compile is in the disk cache as it ends)."""
+    from concurrent.futures import as_completed
+    try:
+        for f in as_completed([ex.submit(fn, *args) for args in calls]):
             yield f.result()
+    finally:
+        ex.shutdown(wait=False, cancel_futures=True)
 
 
 class Progress:

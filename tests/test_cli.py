@@ -256,3 +256,28 @@ def test_tune_of_a_model_says_how_to_check_the_whole_step(monkeypatch, capsys, a
     assert out.startswith("tuned ")
     line = ("bench --group model --models llama-3.1-8b --dtype w4-q4_sym, then the same with JITGEMM_TUNED=0")
     assert (line in out) == hint
+
+
+def test_an_interrupted_parallel_compile_drops_the_compiles_not_started():
+    """precompile.as_finished (what `jitgemm aot --jobs` runs its compiles through): when the consumer stops after the
+    first result (Ctrl-C lands in the loop as an exception at the yield), the calls not yet started are cancelled,
+    not all run before the loop returns as a `with` block's shutdown did (session 24: aot went on after SIGINT)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from jitgemm import precompile
+
+    started, release = [], threading.Event()
+
+    def work(i):
+        started.append(i)
+        if i:  # the first returns at once; the others hold their worker until released
+            release.wait(10)
+        return i
+
+    gen = precompile.as_finished(ThreadPoolExecutor(2), work, [(i,) for i in range(12)])
+    assert next(gen) == 0
+    gen.close()  # the consumer stops: GeneratorExit at the yield, as KeyboardInterrupt would raise there
+    release.set()
+    assert 1 <= len(started) <= 3, started  # the one that finished and those already running; 12 without the fix
+    done = list(precompile.as_finished(ThreadPoolExecutor(3), work, [(i,) for i in range(5)]))
+    assert sorted(done) == [0, 1, 2, 3, 4]  # run to the end, every result comes back

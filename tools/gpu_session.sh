@@ -75,7 +75,7 @@ mkdir -p "$OUT"
 precompile() {
   local arch
   arch=$(python3 -c 'import jitgemm.runtime.backend as b; d = b.default_backend(); print(d.device_info(d.current_device()).arch)')
-  timeout -s INT $(budget 180) python3 -m jitgemm aot --arch "${arch%%:*}" --jobs "$(nproc)" --out "$JITGEMM_CACHE_DIR" >/dev/null \
+  timeout -k 10 -s INT $(budget 180) python3 -m jitgemm aot --arch "${arch%%:*}" --jobs "$(nproc)" --out "$JITGEMM_CACHE_DIR" >/dev/null \
     || echo "precompile for $arch: rc=$? (the steps compile what they need)"
 }
 run_step() {
@@ -142,7 +142,7 @@ for g in ("decode", "moderate-n"): json.dump({"shapes": d[g]}, open(f"/tmp/shape
     rm -rf /tmp/w4v /tmp/w4occ && mkdir -p /tmp/w4occ && python3 tools/w4_variants.py /tmp/w4v >/dev/null || return 1
     for v in base cap80 cap64 prefetch; do  # every tree's kernels first, each into its own cache
       dir=$PWD; [ $v != base ] && dir=/tmp/w4v/$v
-      ( cd "$dir" && JITGEMM_CACHE_DIR=/tmp/jg-$v timeout -s INT $(budget 60) python3 -m jitgemm aot --arch sm_90a \
+      ( cd "$dir" && JITGEMM_CACHE_DIR=/tmp/jg-$v timeout -k 10 -s INT $(budget 60) python3 -m jitgemm aot --arch sm_90a \
           --jobs "$(nproc)" --out /tmp/jg-$v >/dev/null || echo "aot $v: rc=$?" )
     done
     for v in base cap80 cap64 prefetch base; do
