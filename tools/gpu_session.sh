@@ -17,13 +17,11 @@
 #                                     # without and with every kernel asking for the same shared-memory carveout
 #                                     # (tools/carveout_probe.py; CARVEOUTS: the percents, default "none 100");
 #                                     # 4 runs x (.json, .md)
-#   bash tools/gpu_session.sh chain   # session 23's open question: which kernel loses when the moderate family's
-#                                     # 16-token tile runs next to skinny kernels at N <= 16 (tools/chain_probe.py: each
-#                                     # kind's cost inside a layer-by-layer chain against its time alone): the 8B and
-#                                     # 70B TP-8 layers with the re-tuned and the shipped table, then the shipped table's
-#                                     # own bucket-16 rows each beside a skinny weight of the same K; chain.log; first
-#                                     # gpt-oss-20b's step with the shipped table and without its bucket-16 rows
-#                                     # (docs/benchmarks/session23/no-small-n-moderate.json): gptoss-*.{json,md}
+#   bash tools/gpu_session.sh chain   # the open question of sessions 23-24: why the moderate family's 16-token tile
+#                                     # loses next to skinny kernels at N <= 16 (tools/chain_probe.py: each kind's cost
+#                                     # inside a layer-by-layer chain against its time alone): the 8B and 70B TP-8
+#                                     # layers with session 22's re-tuned table (qkv on the tile) and the shipped one
+#                                     # (no tile since session 24: each kind's excess without it); chain.log
 #   bash tools/gpu_session.sh hf      # tools/hf_profile.py: why the patched HF model lost at batch 8
 #   bash tools/gpu_session.sh fp8     # issue #21: the fp8 model steps and the broad suite's fp8 modes
 #   bash tools/gpu_session.sh w4      # issue #19: the 4-bit GPU tests first, then the decode suite and model steps
@@ -119,31 +117,18 @@ for g in ("decode", "moderate-n"): json.dump({"shapes": d[g]}, open(f"/tmp/shape
         --models llama-3.1-8b,llama-3.1-70b-tp8 --n 1,4,16 --name carveout-$tab-$co --out "$OUT" 2>&1 | grep "^|" | tail -9
     done; done ;;
   chain)
-    # the decision first: gpt-oss-20b's step (its qkv, 5120 x 2880, is a row whose shipped bucket 16 gives N <= 16 to
-    # the 16-token tile) with the shipped table and without those buckets
-    for tab in shipped no-small-n; do
-      env $([ $tab = no-small-n ] && echo JITGEMM_NV_TUNING=docs/benchmarks/session23/no-small-n-moderate.json) \
-        JITGEMM_TUNED=0 timeout -s INT $(budget 150) python3 -m jitgemm bench --group model --models gpt-oss-20b \
-        --n 1,4,16 --name gptoss-$tab --out "$OUT" 2>&1 | grep -E "^\| (gpt|[0-9])"
-    done
-    # the 8B and 70B TP-8 layers (qkv, o, gate_up, down) under the re-tuned table (qkv on the 16-token tile) and the
-    # shipped one; then the shipped table's own bucket-16 rows, each beside a skinny weight of the same K
+    # (session 24 ran its first part, gpt-oss-20b's step with and without the shipped bucket-16 rows, and dropped
+    # them: docs/benchmarks/session24/gptoss)
     for tab in retuned shipped; do for c in 6144x4096,4096x4096,28672x4096,4096x14336 1280x8192,8192x1024,7168x8192,8192x3584; do
       echo "== $tab table, chain $c" | tee -a "$OUT/chain.log"
       env $([ $tab = retuned ] && echo JITGEMM_NV_TUNING=docs/benchmarks/session22/retune/retuned-table.json) JITGEMM_TUNED=0 \
         timeout -s INT $(budget 100) python3 tools/chain_probe.py --chain $c --n 1,4,16 2>&1 | tee -a "$OUT/chain.log"
-    done; done
-    for a in 5120x2880 640x2880 128x2880 5120x4096 640x4096 128x4096; do
-      echo "== shipped table, chain $a,2880x${a##*x}" | tee -a "$OUT/chain.log"
-      JITGEMM_TUNED=0 timeout -s INT $(budget 60) python3 tools/chain_probe.py --chain $a,2880x${a##*x} --n 1,4 2>&1 \
-        | tee -a "$OUT/chain.log"
-    done ;;
+    done; done ;;
   w4occ)
     rm -rf /tmp/w4v /tmp/w4occ && mkdir -p /tmp/w4occ && python3 tools/w4_variants.py /tmp/w4v >/dev/null || return 1
     for v in base cap80 cap64 prefetch; do  # every tree's kernels first, each into its own cache
       dir=$PWD; [ $v != base ] && dir=/tmp/w4v/$v
-      ( cd "$dir" && JITGEMM_CACHE_DIR=/tmp/jg-$v timeout -k 10 -s INT $(budget 60) python3 -m jitgemm aot --arch sm_90a \
-          --jobs "$(nproc)" --out /tmp/jg-$v >/dev/null || echo "aot $v: rc=$?" )
+      ( cd "$dir" && JITGEMM_CACHE_DIR=/tmp/jg-$v precompile )
     done
     for v in base cap80 cap64 prefetch base; do
       dir=$PWD; [ $v != base ] && dir=/tmp/w4v/$v
