@@ -274,6 +274,8 @@ def output_factory(like: View, backend, device: int, shape: tuple[int, int], dty
     interface wrapper's `jitgemm_empty` makes (CupyBf16: CuPy arrays), else a jitgemm DeviceArray whose
     memory is that stream's (stream_pool: no device-wide wait when dropped)."""
     if like.kind == "torch":
+        if like.raw_dtype == dtype:  # x's own dtype (the key fixes it): new_empty without a dtype parses faster
+            return lambda t, _stream: _torch_empty_like_dtype(t, shape)
         tdtype = getattr(sys.modules["torch"], dtype)
         return lambda t, _stream: _torch_empty(t, shape, tdtype)
     if like.kind == "cupy":
@@ -289,6 +291,11 @@ def output_factory(like: View, backend, device: int, shape: tuple[int, int], dty
 
 def _torch_empty(like, shape, tdtype):
     t = like.new_empty(shape, dtype=tdtype)
+    return t, t.data_ptr()
+
+
+def _torch_empty_like_dtype(like, shape):
+    t = like.new_empty(shape)
     return t, t.data_ptr()
 
 

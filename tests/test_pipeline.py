@@ -477,3 +477,35 @@ def test_an_installed_backend_is_used_then_forgotten():
         api.gemm(dv((N, K)), dv((M, K), 0x40000), out=dv((N, M), 0x80000))
         assert pipeline._ENTRIES and len(be.launches) == 1
     assert not pipeline._ENTRIES and registry._BACKENDS.get("cuda") is before
+
+
+def test_torch_outputs_are_made_in_the_dtype_asked_for(monkeypatch):
+    """output_factory for torch inputs (a stand-in torch module: the factory reads it from sys.modules): an output
+    of x's own dtype is x.new_empty(shape) (no dtype to parse), any other dtype (scaled_gemm's out_dtype,
+    quantize_fp8's fp8 and float32 scales) is asked for by name."""
+    import sys
+    import types
+    calls = []
+
+    class Tensor:
+        def __init__(self, dtype):
+            self.dtype = dtype
+
+        def new_empty(self, shape, **kw):
+            calls.append((shape, kw))
+            return Tensor(kw.get("dtype", self.dtype))
+
+        def data_ptr(self):
+            return 0x1000
+
+    fake_torch = types.SimpleNamespace(bfloat16="torch.bfloat16", float32="torch.float32",
+                                       float8_e4m3fn="torch.float8_e4m3fn")
+    monkeypatch.setitem(sys.modules, "torch", fake_torch)
+    like = View(0x2000, (4, 64), (64, 1), "bfloat16", "bfloat16", 0, "torch", None, vendor="cuda")
+    x = Tensor("torch.bfloat16")
+    for dtype, want_kw in (("bfloat16", {}), ("float32", {"dtype": "torch.float32"}),
+                           ("float8_e4m3fn", {"dtype": "torch.float8_e4m3fn"})):
+        calls.clear()
+        out, ptr = pipeline.output_factory(like, None, 0, (4, 32), dtype)(x, 0)
+        assert calls == [((4, 32), want_kw)] and ptr == 0x1000
+        assert out.dtype == getattr(fake_torch, dtype)

@@ -1,10 +1,14 @@
 """Why a patched HF model's decode step costs more host time than torch's (issue #15, hf_profile batch 1:
 18.2 against 12.0 ms a step, with the GPU kernel time equal): per-call host time of one bf16 linear in the
 forms a model meets (a 3-D [1, 1, K] input, an nn.Parameter weight, under inference_mode), alone and
-interleaved with torch's own elementwise kernels (as in a decoder layer), against F.linear. On a GPU machine:
-    PYTHONPATH=. python tools/torch_call_probe.py"""
+interleaved with torch's own elementwise kernels (as in a decoder layer), against F.linear; and the pieces of
+jitgemm's call (the prepared launch, the output's allocation in three spellings) alone and interleaved, to
+tell which of them costs more among torch's kernels than alone. Run it with JITGEMM_PDL=0 and =1 to see
+what the launch flavour costs (cuLaunchKernelEx with its config against cuLaunchKernel). On a GPU machine:
+    PYTHONPATH=. python tools/torch_call_probe.py [inference_mode] [no_grad]"""
 import cProfile
 import pstats
+import sys
 import time
 
 import torch
@@ -41,6 +45,12 @@ def main() -> None:
     patched = torch.nn.Linear(k, m, bias=False, device="cuda", dtype=torch.bfloat16)
     patched.weight = w
     jt.patch_linears(patched)
+    o2 = torch.empty(1, m, device="cuda", dtype=torch.bfloat16)
+    prep = jitgemm.prepare(x2, wd, out=o2)
+    bf16 = torch.bfloat16
+
+    def three(y):  # the three elementwise kernels a decoder layer puts between its linears
+        return ((y * 1.0) + 1.0).float()
     rows = {
         "F.linear(x3, w)": lambda: F.linear(x3, w),
         "lin(x3) (nn.Linear, torch)": lambda: lin(x3),
@@ -52,9 +62,22 @@ def main() -> None:
         "x3 * 1.0 (a torch elementwise op)": lambda: x3 * 1.0,
         "F.linear + 3 elementwise": lambda: ((F.linear(x3, w) * 1.0) + 1.0).float(),
         "patched + 3 elementwise": lambda: ((patched(x3) * 1.0) + 1.0).float(),
+        "3 elementwise on x3": lambda: three(x3),
+        "prepare().launch(0)": lambda: prep.launch(0),
+        "prepare().launch(0) + 3 elementwise": lambda: (prep.launch(0), three(o2)),
+        "x2.new_empty((1, m), dtype=bf16)": lambda: x2.new_empty((1, m), dtype=bf16),
+        "x2.new_empty((1, m))": lambda: x2.new_empty((1, m)),
+        "torch.empty((1, m), dtype=, device=)": lambda: torch.empty((1, m), dtype=bf16, device=x2.device),
+        "new_empty + 3 elementwise": lambda: three(x2.new_empty((1, m), dtype=bf16)),
+        "jitgemm.linear(x3, w) + 3 elementwise": lambda: three(jitgemm.linear(x3, w)),
+        "F.linear(x3, w) + 3 elementwise": lambda: three(F.linear(x3, w)),
+        # the fair pair for a model: both through nn.Module's call (the rows above compare patched with F.linear)
+        "lin(x3) + 3 elementwise (nn.Linear, torch)": lambda: three(lin(x3)),
+        "patched lin(x3) + 3 elementwise (jitgemm.torch)": lambda: three(patched(x3)),
     }
-    print(f"{torch.cuda.get_device_name()} · torch {torch.__version__} · per call, best of {REPS} x {CALLS}")
-    for mode in ("inference_mode", "no_grad"):
+    print(f"{torch.cuda.get_device_name()} · torch {torch.__version__} · per call, best of {REPS} x {CALLS} · "
+          f"JITGEMM_PDL={jitgemm.config.settings().pdl} · prepared: {prep.plan.instance.name} pdl={prep.plan.extra.get('pdl')}")
+    for mode in sys.argv[1:] or ("inference_mode", "no_grad"):
         ctx = torch.inference_mode if mode == "inference_mode" else torch.no_grad
         with ctx():
             for name, fn in rows.items():
