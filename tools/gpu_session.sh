@@ -23,6 +23,9 @@
 #                                     # layers with session 22's re-tuned table (qkv on the tile) and the shipped one
 #                                     # (no tile since session 24: each kind's excess without it); chain.log
 #   bash tools/gpu_session.sh hf      # tools/hf_profile.py: why the patched HF model lost at batch 8
+#   bash tools/gpu_session.sh torchcall  # issue #15 on today's tree: the torch GPU tests, tools/torch_call_probe.py
+#                                     # (a routed call alone and among torch's kernels), examples/hf_decode.py, then the
+#                                     # per-call table against session 15's with what is left of the call (~5 min)
 #   bash tools/gpu_session.sh fp8     # issue #21: the fp8 model steps and the broad suite's fp8 modes
 #   bash tools/gpu_session.sh w4      # issue #19: the 4-bit GPU tests first, then the decode suite and model steps
 #   bash tools/gpu_session.sh w4sweep # issue #19: every (MT, WK, U, SK) of tools/w4_sweep.py's grid on the decode
@@ -51,7 +54,7 @@
 # results must not be lost to one failure). $OUT brings back at most 8 files: each step stays within that, steps
 # chained in one call may not (suite 1, bench 6, fp8 6, w4 7, pdl 6, minblocks 8 files).
 set -uo pipefail
-STEPS="suite|overhead|bench|tune|tables|carveout|chain|hf|fp8|w4|w4sweep|w4occ|tp|smollm2|sanitize|minblocks|pdl"
+STEPS="suite|overhead|bench|tune|tables|carveout|chain|hf|torchcall|fp8|w4|w4sweep|w4occ|tp|smollm2|sanitize|minblocks|pdl"
 steps=() files=()
 for a in "$@"; do
   if [[ $a =~ ^($STEPS)$ ]]; then steps+=("$a"); else files+=("$a"); fi
@@ -142,6 +145,15 @@ for g in ("decode", "moderate-n"): json.dump({"shapes": d[g]}, open(f"/tmp/shape
     done
     tar -C /tmp -czf "$OUT/w4occ.tgz" w4occ ;;
   hf) timeout -s INT $(budget 560) python3 tools/hf_profile.py 2>&1 | tee "$OUT/hf-profile.log" | tail -80 ;;
+  torchcall)
+    timeout -s INT $(budget 90) python3 -m pytest -q -m gpu tests/test_gpu_streams.py tests/test_gpu_skinny.py \
+      -k "torch or stream or graph" 2>&1 | tee "$OUT/gpu-torch-tests.log" | tail -3
+    timeout -s INT $(budget 90) python3 tools/torch_call_probe.py inference_mode 2>&1 | tee "$OUT/torch-call-probe.log" \
+      | grep "^|\|^NVIDIA"
+    timeout -s INT $(budget 150) python3 examples/hf_decode.py --json "$OUT/hf-decode.json" 2>&1 | tee "$OUT/hf-decode.log" \
+      | tail -22
+    timeout -s INT $(budget 240) python3 -m jitgemm bench --group overhead --label "${LABEL:-after}" \
+      --compare docs/benchmarks/session15-h100/overhead.json --out "$OUT" 2>&1 | tee "$OUT/overhead.log" | tail -45 ;;
   fp8)
     timeout -s INT $(budget 280) python3 -m jitgemm bench --group model --dtype fp8,fp8-channel,w8a16 --name model-fp8 --out "$OUT" \
       2>&1 | tee "$OUT/model-fp8.log" | tail -40

@@ -7,6 +7,7 @@ tell which of them costs more among torch's kernels than alone. Run it with JITG
 what the launch flavour costs (cuLaunchKernelEx with its config against cuLaunchKernel). On a GPU machine:
     PYTHONPATH=. python tools/torch_call_probe.py [inference_mode] [no_grad]"""
 import cProfile
+import gc
 import pstats
 import sys
 import time
@@ -82,6 +83,15 @@ def main() -> None:
         with ctx():
             for name, fn in rows.items():
                 print(f"| {mode} | {name} | {per_call(fn):.2f} us |", flush=True)
+            # the Python collector: jitgemm's hot path makes ~15 small containers a call (keys, signatures,
+            # torch.Size objects) against F.linear's one tensor, so gen-0 collections come more often
+            gc.disable()
+            try:
+                for name in ("jitgemm.linear(x3, w)", "F.linear(x3, w)", "jitgemm.linear(x3, w) + 3 elementwise",
+                             "F.linear(x3, w) + 3 elementwise"):
+                    print(f"| {mode}, gc off | {name} | {per_call(rows[name]):.2f} us |", flush=True)
+            finally:
+                gc.enable()
     with torch.inference_mode():
         ref = F.linear(x3, w).float()
         got = patched(x3).float()
