@@ -104,6 +104,61 @@ def main() -> None:
         prof.disable()
         torch.cuda.synchronize()
         pstats.Stats(prof).sort_stats("tottime").print_stats(18)
+        model_step()
+
+
+# examples/hf_decode.py's model: 16 layers of hidden 2048, MLP 8192, 32 heads / 8 KV of 64, vocabulary 32000
+GEOMETRY = dict(layers=16, hidden=2048, kv=512, mlp=8192, vocab=32000)
+
+
+def model_step(steps: int = 50, reps: int = 5) -> None:
+    """The 113 linears of hf_decode's decode step in model order, each its own nn.Linear (distinct weights, seven
+    shapes), torch's and patched alternately, with and without three torch elementwise kernels after each: host
+    time a step, to tell whether many weights and shapes cost a routed call more than the one-weight rows above."""
+    g = GEOMETRY
+    h, kv, mlp = g["hidden"], g["kv"], g["mlp"]
+    torch.manual_seed(0)
+
+    def lin(k, m):
+        return torch.nn.Linear(k, m, bias=False, device="cuda", dtype=torch.bfloat16)
+    layers = [[lin(h, h), lin(h, kv), lin(h, kv), lin(h, h), lin(h, mlp), lin(h, mlp), lin(mlp, h)]
+              for _ in range(g["layers"])]
+    head = lin(h, g["vocab"])
+    model = torch.nn.ModuleList([torch.nn.ModuleList(ls) for ls in layers] + [head])
+    xh = torch.randn(1, 1, h, device="cuda", dtype=torch.bfloat16) * 0.05
+    xm = torch.randn(1, 1, mlp, device="cuda", dtype=torch.bfloat16) * 0.05
+
+    def step(between: bool):
+        for q, k, v, o, gate, up, down in layers:
+            for m, x in ((q, xh), (k, xh), (v, xh), (o, xh), (gate, xh), (up, xh), (down, xm)):
+                y = m(x)
+                if between:
+                    ((y * 1.0) + 1.0).float()
+        head(xh)
+
+    def timed(between: bool) -> float:
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step(between)
+        torch.cuda.synchronize()
+        return (time.perf_counter() - t0) / steps * 1e3
+
+    n_linear = 7 * g["layers"] + 1
+    for between in (False, True):
+        best = {"torch": float("inf"), "jitgemm": float("inf")}
+        for way in ("torch", "jitgemm") * 2:  # warm-up of each way
+            (jt.patch_linears if way == "jitgemm" else jt.unpatch)(model)
+            timed(between)
+        for _ in range(reps):  # alternating, so a drifting host hits both ways
+            for way in ("torch", "jitgemm"):
+                (jt.patch_linears if way == "jitgemm" else jt.unpatch)(model)
+                best[way] = min(best[way], timed(between))
+        jt.unpatch(model)
+        what = "each linear + 3 elementwise" if between else "linears only"
+        print(f"| model step, {what} | torch {best['torch']:.3f} ms | jitgemm {best['jitgemm']:.3f} ms | "
+              f"{best['torch'] / best['jitgemm']:.3f}x | {(best['torch'] - best['jitgemm']) / n_linear * 1e3:+.2f} us "
+              f"a linear saved ({n_linear} linears, best of {reps} x {steps} steps) |", flush=True)
 
 
 if __name__ == "__main__":
