@@ -52,7 +52,7 @@
 # benchmark the issue at hand needs; the rest waits for the next lease.
 # Not `set -e`: a failed or timed-out step reports its status and the next step still runs (one call's
 # results must not be lost to one failure). $OUT brings back at most 8 files: each step stays within that, steps
-# chained in one call may not (suite 1, bench 6, fp8 6, w4 7, pdl 6, minblocks 8 files).
+# chained in one call may not (suite 1, bench 6, torchcall 7, fp8 6, w4 7, pdl 6, minblocks 8 files).
 set -uo pipefail
 STEPS="suite|overhead|bench|tune|tables|carveout|chain|hf|torchcall|fp8|w4|w4sweep|w4occ|tp|smollm2|sanitize|minblocks|pdl"
 steps=() files=()
