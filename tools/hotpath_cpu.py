@@ -7,8 +7,11 @@ hf_decode's seven shapes in model order. Numbers are this CPU's, not a GPU host'
 Run it in its own process: it installs the stand-in as sys.modules["torch"]."""
 import argparse
 import sys
-import time
 import types
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from call_probe import best as per_call  # noqa: E402  (the host-time loop: warm-up, best of 5; no torch needed)
 
 
 def standin_torch() -> types.ModuleType:
@@ -64,18 +67,6 @@ def standin_torch() -> types.ModuleType:
     torch._C = types.SimpleNamespace(_cuda_getCurrentRawStream=lambda device: 0)
     torch.version = types.SimpleNamespace(hip=None)
     return torch
-
-
-def per_call(fn, calls: int, reps: int = 5) -> float:
-    for _ in range(max(calls // 20, 1)):
-        fn()
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        best = min(best, (time.perf_counter() - t0) / calls * 1e6)
-    return best
 
 
 def main(argv=None) -> None:
