@@ -274,9 +274,8 @@ def output_factory(like: View, backend, device: int, shape: tuple[int, int], dty
     interface wrapper's `jitgemm_empty` makes (CupyBf16: CuPy arrays), else a jitgemm DeviceArray whose
     memory is that stream's (stream_pool: no device-wide wait when dropped)."""
     if like.kind == "torch":
-        if like.raw_dtype == dtype:  # x's own dtype (the key fixes it): new_empty without a dtype parses faster
-            return lambda t, _stream: _torch_empty_like_dtype(t, shape)
-        tdtype = getattr(sys.modules["torch"], dtype)
+        # x's own dtype (the key fixes it): None, so new_empty has no dtype to parse
+        tdtype = None if like.raw_dtype == dtype else getattr(sys.modules["torch"], dtype)
         return lambda t, _stream: _torch_empty(t, shape, tdtype)
     if like.kind == "cupy":
         cupy = sys.modules["cupy"]
@@ -290,12 +289,8 @@ def output_factory(like: View, backend, device: int, shape: tuple[int, int], dty
 
 
 def _torch_empty(like, shape, tdtype):
-    t = like.new_empty(shape, dtype=tdtype)
-    return t, t.data_ptr()
-
-
-def _torch_empty_like_dtype(like, shape):
-    t = like.new_empty(shape)
+    """(a new tensor like `like`'s, its pointer); tdtype None: `like`'s own dtype."""
+    t = like.new_empty(shape) if tdtype is None else like.new_empty(shape, dtype=tdtype)
     return t, t.data_ptr()
 
 

@@ -10,9 +10,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_hot_path_tool_times_every_piece(tmp_path):
+    env = {"PYTHONPATH": str(ROOT), "PATH": "", "HOME": str(tmp_path), "JITGEMM_CACHE_DIR": str(tmp_path / "cache")}
     r = subprocess.run([sys.executable, str(ROOT / "tools" / "hotpath_cpu.py"), "--calls", "300"], cwd=ROOT,
-                       capture_output=True, text=True, timeout=300, env={"PYTHONPATH": str(ROOT), "PATH": "", "HOME": str(tmp_path),
-                            "JITGEMM_CACHE_DIR": str(tmp_path / "cache")})
+                       capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stderr
     rows = dict(re.findall(r"^\| (.+?) \| ([0-9.]+) us", r.stdout, re.M))
     for name in ("two operands' signatures", "the entry's lookup", "the per-call checks (accepts)",
