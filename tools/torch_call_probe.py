@@ -180,4 +180,9 @@ def model_step(steps: int = 50, reps: int = 5) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["model_step"]:  # the model step alone (a short device call)
+        print(f"{torch.cuda.get_device_name()} · torch {torch.__version__} · JITGEMM_PDL={jitgemm.config.settings().pdl}")
+        with torch.inference_mode():
+            model_step()
+    else:
+        main()
