@@ -112,12 +112,39 @@ def main() -> None:
 GEOMETRY = dict(layers=16, hidden=2048, kv=512, mlp=8192, vocab=32000)
 
 
-def model_step(steps: int = 50, reps: int = 5) -> None:
+class Walker:
+    """Python work between calls that reads other objects, as a model's own code does: 16 slices of 2000 small
+    objects (~0.5 MB each with their dicts), one slice a walk, so each call finds the host's caches holding
+    someone else's data."""
+
+    def __init__(self, slices: int = 16, size: int = 2000):
+        self.churn = [[types.SimpleNamespace(a=i, b=float(i), c=str(i)) for i in range(size)] for _ in range(slices)]
+        self.turn = 0
+
+    def __call__(self) -> int:
+        self.turn = t = (self.turn + 1) % len(self.churn)
+        acc = 0
+        for o in self.churn[t]:
+            acc += o.a
+        return acc
+
+
+def _routed(way: str):
+    """A function (model) -> routes its nn.Linear layers torch's way or jitgemm's."""
+    return jt.patch_linears if way == "jitgemm" else jt.unpatch
+
+
+CONTEXTS = {"": "linears only", "kernels": "each linear + 3 elementwise",
+            "python": "each linear + 3 elementwise + a walk over 2000 Python objects"}
+
+
+def model_step(steps: int = 50, reps: int = 5, ways=None, contexts=CONTEXTS) -> None:
     """The 113 linears of hf_decode's decode step in model order, each its own nn.Linear (distinct weights, seven
-    shapes), torch's and patched alternately, with and without three torch elementwise kernels after each: host
-    time a step, to tell whether many weights and shapes cost a routed call more than the one-weight rows above. The
-    third context adds Python work between the linears that reads ~0.5 MB of other objects (as a model's own code
-    does): if a routed call loses there what it wins in the loops, the host's caches are what the model costs it."""
+    shapes), routed each way in turn (`ways`: name -> function(model); default torch's and jitgemm.torch's), in
+    each context: alone, with three torch elementwise kernels after each, and with those plus Python work that
+    reads ~0.5 MB of other objects (Walker): host time a step, to tell whether many weights and a model's own work
+    cost a routed call more than the one-weight rows above (session 26: the third context does, ~4 us a call)."""
+    ways = ways or {"torch": _routed("torch"), "jitgemm": _routed("jitgemm")}
     g = GEOMETRY
     h, kv, mlp = g["hidden"], g["kv"], g["mlp"]
     torch.manual_seed(0)
@@ -130,18 +157,7 @@ def model_step(steps: int = 50, reps: int = 5) -> None:
     model = torch.nn.ModuleList([torch.nn.ModuleList(ls) for ls in layers] + [head])
     xh = torch.randn(1, 1, h, device="cuda", dtype=torch.bfloat16) * 0.05
     xm = torch.randn(1, 1, mlp, device="cuda", dtype=torch.bfloat16) * 0.05
-
-    # other Python objects to walk between linears: 16 slices of 2000 small objects (~0.5 MB each with their dicts), one
-    # slice after each linear, so each call finds the host's caches holding someone else's data
-    churn = [[types.SimpleNamespace(a=i, b=float(i), c=str(i)) for i in range(2000)] for _ in range(16)]
-    turn = [0]
-
-    def walk() -> int:
-        t = turn[0] = (turn[0] + 1) % len(churn)
-        acc = 0
-        for o in churn[t]:
-            acc += o.a
-        return acc
+    walk = Walker()
 
     def step(between: str):
         for q, k, v, o, gate, up, down in layers:
@@ -162,21 +178,21 @@ def model_step(steps: int = 50, reps: int = 5) -> None:
         return (time.perf_counter() - t0) / steps * 1e3
 
     n_linear = 7 * g["layers"] + 1
-    contexts = {"": "linears only", "kernels": "each linear + 3 elementwise",
-                "python": "each linear + 3 elementwise + a walk over 2000 Python objects"}
+    first = next(iter(ways))
     for between, what in contexts.items():
-        best = {"torch": float("inf"), "jitgemm": float("inf")}
-        for way in ("torch", "jitgemm") * 2:  # warm-up of each way
-            (jt.patch_linears if way == "jitgemm" else jt.unpatch)(model)
+        best = dict.fromkeys(ways, float("inf"))
+        for route in list(ways.values()) * 2:  # warm-up of each way
+            route(model)
             timed(between)
-        for _ in range(reps):  # alternating, so a drifting host hits both ways
-            for way in ("torch", "jitgemm"):
-                (jt.patch_linears if way == "jitgemm" else jt.unpatch)(model)
+        for _ in range(reps):  # alternating, so a drifting host hits every way
+            for way, route in ways.items():
+                route(model)
                 best[way] = min(best[way], timed(between))
         jt.unpatch(model)
-        print(f"| model step, {what} | torch {best['torch']:.3f} ms | jitgemm {best['jitgemm']:.3f} ms | "
-              f"{best['torch'] / best['jitgemm']:.3f}x | {(best['torch'] - best['jitgemm']) / n_linear * 1e3:+.2f} us "
-              f"a linear saved ({n_linear} linears, best of {reps} x {steps} steps) |", flush=True)
+        cells = " | ".join(f"{w} {ms:.3f} ms, {best[first] / ms:.3f}x, {(best[first] - ms) / n_linear * 1e3:+.2f} us a "
+                           f"linear saved" for w, ms in best.items() if w != first)
+        print(f"| model step, {what} | {first} {best[first]:.3f} ms | {cells} | ({n_linear} linears, best of {reps} x "
+              f"{steps} steps) |", flush=True)
 
 
 if __name__ == "__main__":
