@@ -205,6 +205,8 @@ def _as_rows(v: View, arg: str) -> View:
 
 
 _GEMM, _MATMUL, _LINEAR, _LINEAR_ND = ("gemm",), ("matmul",), ("Linear",), ("linear",)
+#: linear's tag in the pipeline's keys: jitgemm.torch's routed layers look their cached entries up under it
+LINEAR_TAG = _LINEAR_ND
 
 
 def explain(x: Any, w: Any = None, bias: Any = None, *, scale_x: Any = None, scale_w: Any = None,

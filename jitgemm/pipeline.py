@@ -140,6 +140,30 @@ def call(tag: tuple, operands: tuple, stream: Any, cold: Callable):
     return e.run(operands, values, stream)
 
 
+def torch_pair(tag: tuple, x: Any, w: Any):
+    """call(tag, (x, w, None, None), None, ...) for two CUDA torch tensors in one frame, for jitgemm.torch's routed
+    layers: the key call() makes (arrays._torch_signature's form: type, shape, strides, dtype, device), the entry's
+    per-call checks, its output and launch on torch's current stream; None where call() must run instead (no entry
+    under the key, a check that fails, an entry that has not run once). Why a second door: a model's own Python
+    between its linears leaves each frame of a call to find the host's caches cold; the ~12 frames of linear ->
+    call -> adapters cost a routed layer ~4 us more than torch's F.linear in hf_decode's step (session 26,
+    tools/cold_call_probe.py), against 1 us less in a tight loop."""
+    key = (tag, config.settings().generation,
+           (type(x), x.shape, x.stride(), x.dtype, x.get_device()),
+           (type(w), w.shape, w.stride(), w.dtype, w.get_device()), None, None)
+    e = _ENTRIES.get(key)
+    # named == (): run once and no operand names a stream (torch tensors never do); stream_of None: an interface's
+    if e is None or e.named != () or e.stream_of is None:
+        return None
+    values = [x.data_ptr(), w.data_ptr(), 0, 0]
+    if not e.accepts(values):
+        return None
+    s = e.stream_of()
+    out, values[3] = e.new_out(x, s)
+    e.launch.run(s, values)
+    return out
+
+
 def _learn(tp: type) -> Callable:
     """The hot-path adapter of a type met for the first time (types without one: always the cold path)."""
     f = _SIGNATURES[tp] = signature_fn(tp) or _no_signature

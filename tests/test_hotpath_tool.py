@@ -19,3 +19,5 @@ def test_the_hot_path_tool_times_every_piece(tmp_path):
                  "Entry.run (stream, output, launch)", "112 weights of 7 shapes, model order", "one weight, 112 calls"):
         assert name in rows and float(rows[name]) > 0, (name, r.stdout)
     assert any(k.startswith("jitgemm.linear(") for k in rows)
+    assert any(k.startswith("pipeline.torch_pair(") for k in rows), "jitgemm.torch's one-frame door was not timed"
+    assert "112 weights of 7 shapes, model order, torch_pair" in rows

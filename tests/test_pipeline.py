@@ -2,8 +2,11 @@
 cached entry (no re-planning), and a call that differs from a cached one in anything a rule looks at
 (a stride, a pointer's alignment, a dtype, a device, the bias form, a scale's value) gets exactly the
 error a cold call gets; the settings snapshot and reload(); outputs keep the input's kind."""
+import importlib.util
 import math
 import re
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +16,8 @@ from jitgemm.arrays import View
 from jitgemm.runtime.backend import installed
 from jitgemm.runtime.null import NullBackend
 from jitgemm.runtime.types import DeviceInfo
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def null_devices():
@@ -509,3 +514,40 @@ def test_torch_outputs_are_made_in_the_dtype_asked_for(monkeypatch):
         out, ptr = pipeline.output_factory(like, None, 0, (4, 32), dtype)(x, 0)
         assert calls == [((4, 32), want_kw)] and ptr == 0x1000
         assert out.dtype == getattr(fake_torch, dtype)
+
+
+def _standin_torch():
+    """tools/hotpath_cpu.py's stand-in torch module (plain-Python tensors with torch's attribute names)."""
+    spec = importlib.util.spec_from_file_location("hotpath_cpu", ROOT / "tools" / "hotpath_cpu.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.standin_torch()
+
+
+def test_torch_pair_is_linears_cached_call_or_none(fake, monkeypatch):
+    """pipeline.torch_pair, jitgemm.torch's one-frame door for a routed layer: None until linear's own call has made
+    the entry; then the same launch with this call's pointers and a torch output of linear's shape; None (so the full
+    call runs, and refuses) for whatever the key or the per-call checks tell apart: another dtype, another stride,
+    a misaligned pointer."""
+    torch = _standin_torch()
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    T, tag = torch.Tensor, api.LINEAR_TAG
+    pipeline.clear()
+    x, w = T((1, 1, K)), T((M, K))
+    assert pipeline.torch_pair(tag, x, w) is None, "no entry yet: the caller must take the full call"
+    api.linear(x, w)
+    before = len(fake.launches)
+    x2 = T((1, 1, K))
+    y = pipeline.torch_pair(tag, x2, w)
+    assert isinstance(y, T) and tuple(y.shape) == (1, 1, M) and y.dtype is torch.bfloat16
+    assert len(fake.launches) == before + 1, "one launch"
+    words = fake.launches[-1][3]
+    assert {x2.data_ptr(), w.data_ptr(), y.data_ptr()} <= set(words), "this call's pointers were not written"
+    assert pipeline.torch_pair(tag, T((1, 1, K), dt=torch.float16), w) is None, "another dtype: another key"
+    assert pipeline.torch_pair(tag, x, T((M, 2 * K))) is None, "another shape: another key"
+    odd = T((1, 1, K), ptr=x2.data_ptr() + 2)
+    assert pipeline.torch_pair(tag, odd, w) is None, "a misaligned x passed the per-call checks"
+    with pytest.raises(ValueError, match="align"):
+        api.linear(odd, w)
+    assert len(fake.launches) == before + 1, "a refused call launched"
+    pipeline.clear()

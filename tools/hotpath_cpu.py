@@ -90,6 +90,10 @@ def main(argv=None) -> None:
         assert isinstance(y, Tensor) and tuple(y.shape) == (1, 1, h) and y.dtype is torch.bfloat16
         n = a.calls
         print(f"| jitgemm.linear(x [1, 1, {h}], w [{h}, {h}]), cached | {per_call(lambda: jitgemm.linear(x, w), n):.3f} us |")
+        yp = pipeline.torch_pair(api.LINEAR_TAG, x, w)  # jitgemm.torch's door: the same entry, one frame
+        assert isinstance(yp, Tensor) and tuple(yp.shape) == (1, 1, h), "torch_pair missed linear's entry"
+        print(f"| pipeline.torch_pair(linear's tag, x, w), cached | "
+              f"{per_call(lambda: pipeline.torch_pair(api.LINEAR_TAG, x, w), n):.3f} us |")
         sig = arrays._torch_signature
         key = (api._LINEAR_ND, config.settings().generation, sig(x)[1], sig(w)[1], None, None)
         entry = pipeline._ENTRIES[key]
@@ -113,9 +117,14 @@ def main(argv=None) -> None:
 
         def run(seq):
             return lambda: [jitgemm.linear(xi, wi) for wi, xi in seq]
+
+        def run_pair(seq):
+            return lambda: [pipeline.torch_pair(api.LINEAR_TAG, xi, wi) for wi, xi in seq]
         steps = max(n // len(model), 10)
         print(f"| {len(model)} weights of 7 shapes, model order | {per_call(run(model), steps) / len(model):.3f} us a call |")
         print(f"| one weight, {len(model)} calls | {per_call(run(one), steps) / len(model):.3f} us a call |")
+        print(f"| {len(model)} weights of 7 shapes, model order, torch_pair | "
+              f"{per_call(run_pair(model), steps) / len(model):.3f} us a call |")
 
 
 if __name__ == "__main__":
