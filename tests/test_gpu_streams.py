@@ -298,16 +298,23 @@ def test_patch_linears_matches_torch_and_unpatches():
     with torch.no_grad():
         ref = model(x)
         assert jt.patch_linears(model) == 3
-        calls = []
-        real = jitgemm.api.linear
+        calls = []  # jitgemm's two doors: the full call, and a bias-free layer's cached entry (pipeline.torch_pair)
+        real, real_pair = jitgemm.api.linear, jitgemm.pipeline.torch_pair
         jitgemm.api.linear = lambda *a, **k: calls.append(1) or real(*a, **k)
+
+        def pair(*a):
+            y = real_pair(*a)
+            if y is not None:
+                calls.append(1)
+            return y
+        jitgemm.pipeline.torch_pair = pair
         jt.routing(reset=True)
         try:
             got = model(x)
             big = model(torch.randn(2, 100, 512, device="cuda", dtype=torch.bfloat16))  # 200 tokens: torch's
             model(x)  # again: every signature is known now
         finally:
-            jitgemm.api.linear = real
+            jitgemm.api.linear, jitgemm.pipeline.torch_pair = real, real_pair
         assert len(calls) == 6, "every linear of a 10-token call ran on jitgemm; the 200-token call on torch"
         routes = jt.routing(reset=True)
         assert routes["jitgemm"] == 6 and routes["torch: more tokens than max_tokens or K % 8 != 0"] == 3
