@@ -144,10 +144,11 @@ def torch_pair(tag: tuple, x: Any, w: Any):
     """call(tag, (x, w, None, None), None, ...) for two CUDA torch tensors in one frame, for jitgemm.torch's routed
     layers: the key call() makes (arrays._torch_signature's form: type, shape, strides, dtype, device), the entry's
     per-call checks, its output and launch on torch's current stream; None where call() must run instead (no entry
-    under the key, a check that fails, an entry that has not run once). Why a second door: a model's own Python
-    between its linears leaves each frame of a call to find the host's caches cold; the ~12 frames of linear ->
-    call -> adapters cost a routed layer ~4 us more than torch's F.linear in hf_decode's step (session 26,
-    tools/cold_call_probe.py), against 1 us less in a tight loop."""
+    under the key, a check that fails, an entry that has not run once). Why a second door: with a model's own Python
+    between its linears (a walk over other objects), a routed nn.Linear cost ~4 us more than torch's in hf_decode's
+    113-linear step, against 1 us less in a tight loop (session 26, tools/torch_call_probe.py model_step): each of
+    the call's Python frames finds the host's caches cold. This door skips four of linear -> call -> adapters'
+    frames (tools/hotpath_cpu.py: 3.7 against 4.4 us a call on the CPU stand-in)."""
     key = (tag, config.settings().generation,
            (type(x), x.shape, x.stride(), x.dtype, x.get_device()),
            (type(w), w.shape, w.stride(), w.dtype, w.get_device()), None, None)

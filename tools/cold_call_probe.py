@@ -4,8 +4,10 @@
 nn.Linear: jitgemm.torch saved 1.1 us a linear in a tight loop and lost 4.0 us a linear with Python work between the
 linears (a walk over other objects, as a model's own code does), which is hf_decode's missing ~0.4 ms a step. This
 probe takes the call apart in that context: each piece's host time a call in a tight loop and between walks (the
-walk's own time taken off), so the pieces whose cost grows with cold caches stand out; and a prototype of a flatter
-torch route (LeanRoute: the same cached entry, five Python frames a call instead of ~12) in the same model step.
+walk's own time taken off), so the pieces whose cost grows with cold caches stand out; and, in the same model step,
+jitgemm.torch's route (since session 26 through pipeline.torch_pair: 9 Python frames a call, 13 before) against a
+flatter prototype (LeanRoute: the forward reads the pipeline's cache itself, 7 frames). Session 26's one run was on a
+host that drifted 60 % between runs (docs/benchmarks/session26): rerun it on a quiet one.
 
 On a GPU machine (torch, jitgemm from the working tree):
     PYTHONPATH=. python tools/cold_call_probe.py"""
