@@ -550,4 +550,6 @@ def test_torch_pair_is_linears_cached_call_or_none(fake, monkeypatch):
     with pytest.raises(ValueError, match="align"):
         api.linear(odd, w)
     assert len(fake.launches) == before + 1, "a refused call launched"
+    assert isinstance(pipeline.torch_pair(tag, x2, w), T), "a valid call after refused ones missed its entry"
+    assert len(fake.launches) == before + 2
     pipeline.clear()
