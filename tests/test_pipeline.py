@@ -488,7 +488,6 @@ def test_torch_outputs_are_made_in_the_dtype_asked_for(monkeypatch):
     """output_factory for torch inputs (a stand-in torch module: the factory reads it from sys.modules): an output
     of x's own dtype is x.new_empty(shape) (no dtype to parse), any other dtype (scaled_gemm's out_dtype,
     quantize_fp8's fp8 and float32 scales) is asked for by name."""
-    import sys
     import types
     calls = []
 

@@ -22,6 +22,11 @@ import jitgemm.torch as jt
 CALLS, REPS = 2000, 5
 
 
+def three(y):
+    """The three elementwise kernels a decoder layer puts between its linears."""
+    return ((y * 1.0) + 1.0).float()
+
+
 def per_call(fn) -> float:
     for _ in range(200):
         fn()
@@ -50,9 +55,6 @@ def main() -> None:
     o2 = torch.empty(1, m, device="cuda", dtype=torch.bfloat16)
     prep = jitgemm.prepare(x2, wd, out=o2)
     bf16 = torch.bfloat16
-
-    def three(y):  # the three elementwise kernels a decoder layer puts between its linears
-        return ((y * 1.0) + 1.0).float()
     rows = {
         "F.linear(x3, w)": lambda: F.linear(x3, w),
         "lin(x3) (nn.Linear, torch)": lambda: lin(x3),
@@ -62,8 +64,8 @@ def main() -> None:
         "jitgemm.linear(x3, w.detach())": lambda: jitgemm.linear(x3, wd),
         "jitgemm.gemm(x2, w.detach())": lambda: jitgemm.gemm(x2, wd),
         "x3 * 1.0 (a torch elementwise op)": lambda: x3 * 1.0,
-        "F.linear + 3 elementwise": lambda: ((F.linear(x3, w) * 1.0) + 1.0).float(),
-        "patched + 3 elementwise": lambda: ((patched(x3) * 1.0) + 1.0).float(),
+        "F.linear + 3 elementwise": lambda: three(F.linear(x3, w)),
+        "patched + 3 elementwise": lambda: three(patched(x3)),
         "3 elementwise on x3": lambda: three(x3),
         "prepare().launch(0)": lambda: prep.launch(0),
         "prepare().launch(0) + 3 elementwise": lambda: (prep.launch(0), three(o2)),
@@ -164,7 +166,7 @@ def model_step(steps: int = 50, reps: int = 5, ways=None, contexts=CONTEXTS) -> 
             for m, x in ((q, xh), (k, xh), (v, xh), (o, xh), (gate, xh), (up, xh), (down, xm)):
                 y = m(x)
                 if between:
-                    ((y * 1.0) + 1.0).float()
+                    three(y)
                     if between == "python":
                         walk()
         head(xh)
