@@ -28,6 +28,9 @@ token agreement is reported with torch's top-2 margin where each row first diver
     python examples/hf_decode.py --tiny                   # a 2-layer smoke configuration (seconds)
     python examples/hf_decode.py --batch 1,4,16 --new-tokens 128 --json hf_decode.json
     python examples/hf_decode.py --layers 4 --hidden 1024 --intermediate 4096 --heads 16 --kv-heads 4
+    python examples/hf_decode.py --fuse-siblings          # q/k/v and gate/up as one GEMM each (patch_linears'
+                                                          # fuse_siblings=True: learned in the first steps)
+    python examples/hf_decode.py --fuse-siblings both     # ... and the unfused patched model, all three alternating
 
 Needs a GPU, torch and transformers (`pip install torch transformers`). Eager mode: tokens/s includes Python
 and kernel-launch cost (jitgemm's per-call host cost too); `--loop manual` decodes with a hand-written argmax
@@ -44,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
+UNFUSED = "jitgemm unfused"  # --fuse-siblings both: the third way, patch_linears without fuse_siblings
 MAX_TOKENS = 128      # patch_linears' default: calls with more tokens stay with torch
 REL_ERR_LIMIT = 0.1   # teacher-forced relative error that fails the check (a wrong GEMM gives ~1)
 DEFAULT_GEOMETRY = dict(layers=16, hidden=2048, intermediate=8192, heads=32, kv_heads=8, vocab=32000,
@@ -274,19 +278,28 @@ def run_batch(model, jt, ids, a) -> dict:
     res = {"batch": b, "teacher_forced_chunk": chunk}
 
     patched = []
+
+    def patch(fuse=a.fuse_siblings != "off"):
+        return jt.patch_linears(model, max_tokens=a.max_tokens, fuse_siblings=fuse)
     ways = {"torch": (lambda: None, lambda: None),
-            "jitgemm": (lambda: patched.append(jt.patch_linears(model, max_tokens=a.max_tokens)),
-                        lambda: jt.unpatch(model))}
+            "jitgemm": (lambda: patched.append(patch()), lambda: jt.unpatch(model))}
+    if a.fuse_siblings == "both":  # the unfused patched model timed in the same alternation (tokens/s only)
+        ways[UNFUSED] = (lambda: patch(False), lambda: jt.unpatch(model))
     jt.routing(reset=True)
     timed = time_alternating(generate_fn(model, ids, a.new_tokens, a.loop), ways, a.runs)
     res["routes"] = jt.routing(reset=True)  # the patched warm-up and timed runs: where each linear call went
     ref, pat = timed["torch"], timed["jitgemm"]
+    if UNFUSED in timed:
+        u = timed[UNFUSED]
+        res[UNFUSED] = {"best_s": u["best_s"], "times_s": u["times_s"], "tokens_per_s": b * a.new_tokens / u["best_s"],
+                        "ratio": ref["best_s"] / u["best_s"],
+                        "identical_tokens": compare_tokens(ref["tokens"], u["tokens"])["fraction"]}
     seq = torch.cat([ids, torch.as_tensor(ref["tokens"], device=ids.device)], dim=1)
     ref_chunks = teacher_forced_logits(model, seq, chunk)
     ref_steps = teacher_forced_logits(model, seq, 1)
 
     res["patched_layers"] = patched[0]
-    jt.patch_linears(model, max_tokens=a.max_tokens)
+    patch()
     try:
         pat_chunks = teacher_forced_logits(model, seq, chunk)
         pat_steps = teacher_forced_logits(model, seq, 1)
@@ -345,7 +358,9 @@ def print_report(rep: dict) -> None:
           f"jitgemm {rep['versions']['jitgemm']}")
     print(f"compared: greedy decoding ({s['loop_text']}), prompt {s['prompt_len']} random ids, "
           f"{s['new_tokens']} new tokens, the same model unpatched (torch F.linear) vs "
-          f"jitgemm.torch.patch_linears (max_tokens {s['max_tokens']}: {rep['patched_layers']} nn.Linear layers)")
+          f"jitgemm.torch.patch_linears (max_tokens {s['max_tokens']}"
+          f"{', fuse_siblings' if s['fuse_siblings'] != 'off' else ''}: "
+          f"{rep['patched_layers']} nn.Linear layers)")
     print(f"routing: {s['routing']}")
     print(f"tokens/s = batch x new tokens / wall time of one decode call (prefill included), best of {s['runs']} "
           f"after a warm-up, the two ways alternating run by run")
@@ -357,6 +372,12 @@ def print_report(rep: dict) -> None:
         same = f"{ag['identical']}/{ag['tokens']} ({100 * ag['fraction']:.0f}%)"
         print(f"{r['batch']:>5}  {r['torch']['tokens_per_s']:>11.1f}  {r['jitgemm']['tokens_per_s']:>13.1f}  "
               f"{r['ratio']:>5.2f}x  {same:>18}  {_divergences(ag)}")
+    for r in rep["results"]:
+        if UNFUSED in r:
+            u = r[UNFUSED]
+            print(f"{r['batch']:>5}  patch_linears without fuse_siblings, same alternation: "
+                  f"{u['tokens_per_s']:.1f} tok/s, {u['ratio']:.2f}x torch, "
+                  f"{100 * u['identical_tokens']:.0f}% of torch's tokens")
     print()
     runs = s["runs"] + 1  # the warm-up run counts too
     for r in rep["results"]:
@@ -418,6 +439,9 @@ def parse_args(argv=None):
     p.add_argument("--loop", default="generate", choices=["generate", "manual"],
                    help="model.generate, or a hand-written greedy loop over the KV cache (no per-step host sync)")
     p.add_argument("--max-tokens", type=int, default=MAX_TOKENS, help="patch_linears' max_tokens (default 128)")
+    p.add_argument("--fuse-siblings", nargs="?", const="on", default="off", choices=["off", "on", "both"],
+                   help="patch_linears(fuse_siblings=True): q/k/v and gate/up each run as one GEMM once learned; "
+                        "'both' also times the unfused patched model in the same alternation")
     p.add_argument("--json", type=Path, default=None, help="also write the report to this JSON file")
     a = p.parse_args(argv)
     geo = dict(TINY_GEOMETRY if a.tiny else DEFAULT_GEOMETRY)
@@ -480,7 +504,7 @@ def main(argv=None) -> int:
                      "jitgemm": getattr(sys.modules.get("jitgemm"), "__version__", "?")},
         "settings": {"dtype": str(dtype).replace("torch.", ""), "seed": a.seed, "prompt_len": a.prompt_len,
                      "new_tokens": a.new_tokens, "batches": a.batches, "runs": a.runs, "loop": a.loop,
-                     "loop_text": loop_text, "max_tokens": a.max_tokens,
+                     "loop_text": loop_text, "max_tokens": a.max_tokens, "fuse_siblings": a.fuse_siblings,
                      "routing": prefill_note(a.batches, a.prompt_len, a.max_tokens),
                      "bf16_reduced_precision_reduction":
                          getattr(torch.backends.cuda.matmul, "allow_bf16_reduced_precision_reduction", None)},

@@ -1,10 +1,13 @@
-"""torch integration: the one jitgemm module that imports torch, and only when a user imports it.
+"""torch integration: with its helper jitgemm.torch_siblings, the only jitgemm modules that import torch, and only
+when a user imports jitgemm.torch.
 
 - `Linear`: a drop-in `nn.Linear` whose forward runs `jitgemm.gemm` for decode-sized calls.
 - `Fp8Linear`: e4m3 weights with per-output-channel scales (`Fp8Linear.from_linear`), through
   `jitgemm.scaled_gemm` (W8A16, a static token scale, or per-token dynamic quantization).
 - `patch_linears(model)` / `unpatch(model)`: route every `nn.Linear` of a model (HF transformers,
   sentence-transformers, your own) through jitgemm, and back; `routing()` counts where the calls went.
+  `patch_linears(model, fuse_siblings=True)` also runs layers called one after another on one input (q / k / v,
+  gate / up) as one GEMM each (jitgemm.torch_siblings).
 
 What is routed: inference calls (no autograd graph is being recorded: under `torch.no_grad()` /
 `torch.inference_mode()`, or no operand requires grad) with fp16/bf16 CUDA tensors, tokens (all
@@ -21,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import api, pipeline, scaled
+from . import api, pipeline, scaled, torch_siblings
 from .kernels import fp8, skinny
 
 _SIXTEEN_BIT = (torch.float16, torch.bfloat16)
@@ -37,9 +40,11 @@ def routing(reset: bool = False) -> dict:
     96}. A decode loop should show "jitgemm" growing and the cold path fixed after the first step; reset
     clears both counters after reading them."""
     out = dict(ROUTES)
+    out.update(torch_siblings.ROWS_KEPT)
     out.update({f"cold path: {why}": n for why, n in pipeline.COLD_CALLS.items()})
     if reset:
         ROUTES.clear()
+        torch_siblings.ROWS_KEPT.clear()
         pipeline.COLD_CALLS.clear()
     return out
 
@@ -92,29 +97,45 @@ def _patched_forward(self, x: torch.Tensor) -> torch.Tensor:
     return _linear16(x, self.weight, self.bias, self._jitgemm_max_tokens)
 
 
-def patch_linears(model: nn.Module, *, max_tokens: int = skinny.MAX_N_MODERATE) -> int:
+def patch_linears(model: nn.Module, *, max_tokens: int = skinny.MAX_N_MODERATE, fuse_siblings: bool = False) -> int:
     """Route every nn.Linear in `model` through jitgemm (for the calls it takes); returns how many
-    layers were patched. The parameters are untouched: `unpatch(model)` restores torch's forward."""
+    layers were patched. The parameters are untouched: `unpatch(model)` restores torch's forward.
+
+    fuse_siblings=True: layers the model calls one after another on the same input (q / k / v, gate / up) learn
+    so in the first calls and then run as one GEMM over their weights stacked in one buffer (jitgemm.torch_siblings
+    says how, and what it checks). Their parameters then point into that buffer (same memory, same values), and
+    their outputs are views with the group's row stride. Opt-in: under torch.inference_mode an in-place write to
+    the input between two siblings' calls cannot be seen (inference tensors have no version counter)."""
     if not isinstance(max_tokens, int) or not 1 <= max_tokens <= skinny.MAX_N_MODERATE:
         raise ValueError(f"max_tokens must be an int in 1..{skinny.MAX_N_MODERATE}, got {max_tokens!r}")
+    if not isinstance(fuse_siblings, bool):
+        raise TypeError(f"fuse_siblings must be True or False, got {fuse_siblings!r}")
     count = 0
     for mod in model.modules():
         if isinstance(mod, nn.Linear) and not isinstance(mod, Linear):
             mod._jitgemm_max_tokens = max_tokens
             if "forward" not in mod.__dict__:
                 mod.forward = types.MethodType(_patched_forward, mod)
+                if fuse_siblings:
+                    torch_siblings.start(mod, mod.forward, _linear16)
                 count += 1
     return count
 
 
+_OURS = (_patched_forward,) + torch_siblings.FORWARDS
+
+
 def unpatch(model: nn.Module) -> int:
-    """Undo patch_linears: every patched layer runs its class's own forward again; returns how many."""
+    """Undo patch_linears: every patched layer runs its class's own forward again; returns how many. Parameters
+    that fuse_siblings stacked stay views of their buffer (the same values and memory)."""
     count = 0
     for mod in model.modules():
-        if getattr(mod.__dict__.get("forward"), "__func__", None) is _patched_forward:
+        if getattr(mod.__dict__.get("forward"), "__func__", None) in _OURS:
             del mod.forward
-            del mod._jitgemm_max_tokens
+            for name in ("_jitgemm_max_tokens",) + torch_siblings.ATTRIBUTES:
+                mod.__dict__.pop(name, None)
             count += 1
+    torch_siblings.forget()
     return count
 
 

@@ -361,6 +361,14 @@ def test_hf_decode_routing_line():
     assert hf_decode.routes_text({}, 5) == "no routed call was counted"
 
 
+def test_hf_decode_fuse_siblings_flag():
+    assert hf_decode.parse_args(["--fuse-siblings"]).fuse_siblings == "on"
+    assert hf_decode.parse_args(["--fuse-siblings", "both"]).fuse_siblings == "both"
+    assert hf_decode.parse_args([]).fuse_siblings == "off"
+    with pytest.raises(SystemExit):
+        hf_decode.parse_args(["--fuse-siblings", "maybe"])
+
+
 # ---- the notebook ------------------------------------------------------------------------------------------
 NOTEBOOK = EXAMPLES / "tour.ipynb"
 
