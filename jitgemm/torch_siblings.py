@@ -3,8 +3,8 @@
 
 Why: in eager decode a routed linear costs its host time, not its kernel (session 26: ~13-16 us of Python and
 dispatch a call in hf_decode's step against a 5-10 us kernel), and no per-call trim of a Python path reaches
-torch's C++ F.linear by much. Three calls made one GEMM and two dictionary-sized hits remove two calls' host cost
-(and their kernels' ramp and tail: the stacked weight streams in one grid).
+torch's C++ F.linear by much. Three calls become one GEMM and two kept-row hits, which removes two calls' host
+cost (and two kernels' ramp and tail: the stacked weight streams in one grid).
 
 How a group forms (`jitgemm.torch.patch_linears(model, fuse_siblings=True)`):
 - each patched layer starts observing: its call runs as usual and is recorded in a run; consecutive recorded
@@ -17,9 +17,10 @@ How a group forms (`jitgemm.torch.patch_linears(model, fuse_siblings=True)`):
   used where they are, with no copy;
 - a member's call returns the rows a sibling's call computed for it if they were computed for this same input
   object, at the same version (tensors that have a version counter), on the same stream, with grad mode off and
-  the weights unchanged since; otherwise it runs one GEMM for the whole group (jitgemm or, for calls jitgemm does
-  not take, F.linear on the stacked weight), returns its rows and keeps the others for their calls. Rows are views
-  of the group's output (their row stride is the group's width), as vLLM's merged projections return them.
+  the member's parameters the same objects at the same versions; otherwise it runs one GEMM for the whole group
+  (jitgemm or, for calls jitgemm does not take, F.linear on the stacked weight), returns its rows and keeps the
+  others for their calls. Rows are views of the group's output (their row stride is the group's width), as vLLM's
+  merged projections return them.
 
 What stays exact: with grad mode on, a member always runs alone on its own parameter (autograd must see it);
 a member whose parameter no longer points into the buffer dissolves the group (every member alone again);
@@ -56,8 +57,13 @@ def _version(x: torch.Tensor):
     return None if x.is_inference() else x._version
 
 
+# torch's current stream as an int in one C call (the public API builds a Stream object); older torch: that API
+_raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None) \
+    or (lambda device: torch.cuda.current_stream(device).cuda_stream)
+
+
 def _stream(x: torch.Tensor) -> int:
-    return torch._C._cuda_getCurrentRawStream(x.get_device())
+    return _raw_stream(x.get_device())
 
 
 def start(mod, plain_forward, linear) -> None:
@@ -219,7 +225,7 @@ def _member_forward(self, x: torch.Tensor) -> torch.Tensor:
     if k is not None:  # the checks _version and _stream make, inline: this is the call that replaces a GEMM
         g.kept[i] = None
         if k[0] is x and k[1] == (None if x.is_inference() else x._version) \
-                and k[2] == torch._C._cuda_getCurrentRawStream(x.get_device()) \
+                and k[2] == _raw_stream(x.get_device()) \
                 and k[3] == _state(g.own[i]) != -1 and not torch.is_grad_enabled():
             ROWS_KEPT["jitgemm: a sibling's rows"] += 1
             return k[4]

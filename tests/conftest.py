@@ -19,6 +19,14 @@ def _gpu_present() -> tuple[bool, str]:
 GPU, GPU_WHY = _gpu_present()
 
 
+def cuda_torch():
+    """torch, for GPU tests that need it with a CUDA device (skips the test otherwise)."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch sees no CUDA device")
+    return torch
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs an NVIDIA or AMD GPU; skipped (reported as skipped) without one")
 

@@ -1,29 +1,24 @@
 """jitgemm.torch.patch_linears(model, fuse_siblings=True): layers called one after another on one input (an
 attention block's q / k / v, an MLP's gate / up) become one GEMM, and nothing a user can observe changes but the
-speed: outputs against float64 references and against the unfused patched model, parameters' values, autograd,
-in-place writes to the input between siblings, replaced weights, graph capture, unpatch and a second patch."""
+speed: outputs against float64 references, parameters' values, autograd, in-place writes to the input or a weight
+between siblings' calls, replaced weights, graph capture, unpatch and a second patch."""
 import numpy as np
 import pytest
+from conftest import cuda_torch
 
 pytestmark = pytest.mark.gpu
 
 
-def _torch():
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("torch sees no CUDA device")
-    return torch
-
-
 def _block(torch, bias: bool, k: int = 512):
     """A decoder block's linears in a model's calling pattern: q, k, v on x; o on their mix; gate, up on that;
-    down on the product (o and down share K with nobody called on the same input)."""
+    down on the product (o and down are called alone)."""
     nn = torch.nn
 
     class Block(nn.Module):
         def __init__(self):
             super().__init__()
-            self.q, self.k, self.v = nn.Linear(k, k, bias=bias), nn.Linear(k, 128, bias=bias), nn.Linear(k, 128, bias=bias)
+            self.q = nn.Linear(k, k, bias=bias)
+            self.k, self.v = nn.Linear(k, 128, bias=bias), nn.Linear(k, 128, bias=bias)
             self.o = nn.Linear(k, k, bias=bias)
             self.gate, self.up = nn.Linear(k, 1024, bias=bias), nn.Linear(k, 1024, bias=bias)
             self.down = nn.Linear(1024, k, bias=bias)
@@ -53,6 +48,17 @@ def _reference(block, x):
     return lin("down", g / (1 + np.exp(-g)) * lin("up", h))
 
 
+def _grouped(torch, jt, bias: bool):
+    """A patched block after four no-grad steps: its q / k / v and gate / up groups formed."""
+    block = _block(torch, bias)
+    jt.patch_linears(block, fuse_siblings=True)
+    with torch.no_grad():
+        for _ in range(4):
+            block(torch.randn(2, 512, device="cuda", dtype=torch.bfloat16))
+    assert block.k.forward.__func__.__name__ == "_member_forward"
+    return block
+
+
 def _close(got, ref, tol=3e-2):
     got = got.double().cpu().numpy()
     assert np.isfinite(got).all()
@@ -63,7 +69,7 @@ def _close(got, ref, tol=3e-2):
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
 def test_siblings_group_and_match_float64(bias, mode):
-    torch = _torch()
+    torch = cuda_torch()
     import jitgemm.torch as jt
     block = _block(torch, bias)
     before = {n: t.detach().clone() for n, t in block.named_parameters()}
@@ -94,15 +100,11 @@ def test_siblings_group_and_match_float64(bias, mode):
 def test_siblings_see_an_in_place_write_between_calls():
     """x changes in place after q's call: k and v must read the new x (x's version counter moved), not the
     rows q's call computed for the old one; likewise a weight written in place between the calls."""
-    torch = _torch()
+    torch = cuda_torch()
     import jitgemm.torch as jt
-    block = _block(torch, False)
-    jt.patch_linears(block, fuse_siblings=True)
+    block = _grouped(torch, jt, False)
     try:
         with torch.no_grad():
-            for _ in range(4):
-                block(torch.randn(2, 512, device="cuda", dtype=torch.bfloat16))
-            assert block.k.forward.__func__.__name__ == "_member_forward"
             x = torch.randn(2, 512, device="cuda", dtype=torch.bfloat16)
             seen = []
 
@@ -128,19 +130,16 @@ def test_siblings_see_an_in_place_write_between_calls():
 
 
 def test_siblings_follow_a_replaced_weight_and_keep_autograd():
-    torch = _torch()
+    torch = cuda_torch()
     import jitgemm.torch as jt
-    block = _block(torch, True)
-    jt.patch_linears(block, fuse_siblings=True)
+    block = _grouped(torch, jt, True)
     try:
         with torch.no_grad():
-            for _ in range(4):
-                block(torch.randn(2, 512, device="cuda", dtype=torch.bfloat16))
             block.v.weight = torch.nn.Parameter(torch.randn_like(block.v.weight) * 0.05)  # out of the buffer
             x = torch.randn(2, 512, device="cuda", dtype=torch.bfloat16)
             _close(block(x), _reference(block, x))
             assert block.v.forward.__func__.__name__ == "_patched_forward", "the group dissolved"
-            block.up.weight.mul_(3.0)  # in place: the buffer's version moves, the stacked rows see it
+            block.up.weight.mul_(3.0)  # in place: up's storage is its rows of the buffer, the next GEMM reads them
             _close(block(x), _reference(block, x))
         # grad mode on: every member runs alone on its own parameter, and the gradients reach it
         x = torch.randn(2, 512, device="cuda", dtype=torch.bfloat16)
@@ -151,7 +150,7 @@ def test_siblings_follow_a_replaced_weight_and_keep_autograd():
 
 
 def test_siblings_are_captured_by_a_cuda_graph_and_a_second_patch_copies_nothing():
-    torch = _torch()
+    torch = cuda_torch()
     import jitgemm.torch as jt
     block = _block(torch, False)
     jt.patch_linears(block, fuse_siblings=True)
@@ -189,7 +188,7 @@ def test_siblings_are_captured_by_a_cuda_graph_and_a_second_patch_copies_nothing
 
 
 def test_fuse_siblings_argument_is_checked():
-    torch = _torch()
+    torch = cuda_torch()
     import jitgemm.torch as jt
     with pytest.raises(TypeError, match="fuse_siblings must be True or False"):
         jt.patch_linears(torch.nn.Linear(8, 8), fuse_siblings="yes")

@@ -4,17 +4,11 @@ data, every mode returns the input's kind, and jitgemm.torch routes a model's li
 float64 numpy products; outputs start poisoned so an unwritten element fails."""
 import numpy as np
 import pytest
+from conftest import cuda_torch
 
 import jitgemm
 
 pytestmark = pytest.mark.gpu
-
-
-def _torch():
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("torch sees no CUDA device")
-    return torch
 
 
 def _ref(x, w, bias=None):
@@ -33,7 +27,7 @@ def test_torch_side_stream_orders_with_torch_work():
     """The issue's reproduction: inside torch.cuda.stream(s), x is written on s after a long kernel and
     gemm(x, w, out=o) with stream=None must read what torch wrote (it ran on stream 0 before: 19 of 20
     calls read the old x)."""
-    torch = _torch()
+    torch = cuda_torch()
     g = torch.Generator(device="cuda").manual_seed(0)
     w = torch.randn(4096, 4096, device="cuda", dtype=torch.bfloat16, generator=g) * 0.05
     x = torch.zeros(4, 4096, device="cuda", dtype=torch.bfloat16)
@@ -57,7 +51,7 @@ def test_torch_side_stream_orders_with_torch_work():
 
 
 def test_torch_graph_capture_records_the_call():
-    torch = _torch()
+    torch = cuda_torch()
     w = torch.randn(1024, 2048, device="cuda", dtype=torch.bfloat16) * 0.05
     x = torch.randn(2, 2048, device="cuda", dtype=torch.bfloat16)
     o = torch.empty(2, 1024, device="cuda", dtype=torch.bfloat16)
@@ -82,8 +76,8 @@ def test_torch_graph_capture_records_the_call():
     assert y_lin.shape == (2, 1024)
 
 
-def test_parameters_are_read_as_data_and_outputs_are_torch():
-    torch = _torch()
+def test_parameters_are_read_as_data_and_outputs_arecuda_torch():
+    torch = cuda_torch()
     layer = torch.nn.Linear(256, 96, bias=True, device="cuda", dtype=torch.float16)
     assert layer.weight.requires_grad
     x = torch.randn(3, 256, device="cuda", dtype=torch.float16, requires_grad=True)
@@ -96,7 +90,7 @@ def test_parameters_are_read_as_data_and_outputs_are_torch():
 
 
 def test_fp8_modes_return_torch_tensors():
-    torch = _torch()
+    torch = cuda_torch()
     if torch.cuda.get_device_capability() < (8, 9):
         pytest.skip("fp8 needs sm_89+")
     w = torch.randn(512, 1024, device="cuda") * 0.05
@@ -117,7 +111,7 @@ def test_fp8_modes_return_torch_tensors():
 
 def test_fast_path_bits_equal_cold_path_and_prepared():
     """The cached entry, a fresh (cold) call and a Prepared launch give the same bits, per family."""
-    torch = _torch()
+    torch = cuda_torch()
     from jitgemm import pipeline
     for n, m, k in [(1, 4096, 4096), (16, 640, 2880), (64, 2880, 4096), (128, 5120, 4096), (3, 1000, 1032)]:
         x = torch.randn(n, k, device="cuda", dtype=torch.bfloat16)
@@ -289,7 +283,7 @@ def test_chained_outputs_stay_on_the_stream_they_were_made_on():
 
 
 def test_patch_linears_matches_torch_and_unpatches():
-    torch = _torch()
+    torch = cuda_torch()
     import jitgemm.torch as jt
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(512, 1024), torch.nn.GELU(), torch.nn.Linear(1024, 256, bias=False),
@@ -331,7 +325,7 @@ def test_patch_linears_matches_torch_and_unpatches():
 def test_two_gpus_in_turn_route_to_each_device():
     """Calls alternating between two GPUs' tensors: each runs on its operands' device (the cached entry of
     one signature is per device: the device is part of the key)."""
-    torch = _torch()
+    torch = cuda_torch()
     if torch.cuda.device_count() < 2:
         pytest.skip("needs 2 GPUs")
     ws = [torch.randn(512, 1024, device=f"cuda:{d}", dtype=torch.bfloat16) * 0.05 for d in (0, 1)]
@@ -345,7 +339,7 @@ def test_two_gpus_in_turn_route_to_each_device():
 
 
 def test_linear_takes_leading_dimensions_like_f_linear():
-    torch = _torch()
+    torch = cuda_torch()
     w = torch.randn(384, 512, device="cuda", dtype=torch.float16) * 0.05
     b = torch.randn(384, device="cuda", dtype=torch.float16)
     for shape in [(512,), (3, 512), (2, 5, 512), (2, 2, 2, 512)]:

@@ -26,9 +26,11 @@
 #   bash tools/gpu_session.sh torchcall  # issue #15 on today's tree: the torch GPU tests, tools/torch_call_probe.py
 #                                     # (a routed call alone and among torch's kernels), examples/hf_decode.py, then the
 #                                     # per-call table against session 15's with what is left of the call (~5 min)
-#   bash tools/gpu_session.sh cold    # issue #15 (session 26): tools/cold_call_probe.py (a routed call's pieces hot and
-#                                     # between walks over other objects; the model step torch / jitgemm.torch / the
-#                                     # LeanRoute prototype) and examples/hf_decode.py; needs a quiet host (~2 min)
+#   bash tools/gpu_session.sh cold    # issue #15 (sessions 26-27): the sibling groups' GPU tests, examples/hf_decode.py
+#                                     # with --fuse-siblings both (torch / patched with fuse_siblings / patched without,
+#                                     # alternating), then tools/cold_call_probe.py (a routed call's pieces hot and
+#                                     # between walks; the model step torch / jitgemm.torch / the LeanRoute prototype);
+#                                     # needs a quiet host (~5 min)
 #   bash tools/gpu_session.sh fp8     # issue #21: the fp8 model steps and the broad suite's fp8 modes
 #   bash tools/gpu_session.sh w4      # issue #19: the 4-bit GPU tests first, then the decode suite and model steps
 #   bash tools/gpu_session.sh w4sweep # issue #19: every (MT, WK, U, SK) of tools/w4_sweep.py's grid on the decode
@@ -55,7 +57,7 @@
 # benchmark the issue at hand needs; the rest waits for the next lease.
 # Not `set -e`: a failed or timed-out step reports its status and the next step still runs (one call's
 # results must not be lost to one failure). $OUT brings back at most 8 files: each step stays within that, steps
-# chained in one call may not (suite 1, bench 6, torchcall 7, cold 3, fp8 6, w4 7, pdl 6, minblocks 8 files).
+# chained in one call may not (suite 1, bench 6, torchcall 7, cold 4, fp8 6, w4 7, pdl 6, minblocks 8 files).
 set -uo pipefail
 STEPS="suite|overhead|bench|tune|tables|carveout|chain|hf|torchcall|cold|fp8|w4|w4sweep|w4occ|tp|smollm2|sanitize|minblocks|pdl"
 steps=() files=()
@@ -157,9 +159,10 @@ for g in ("decode", "moderate-n"): json.dump({"shapes": d[g]}, open(f"/tmp/shape
     timeout -s INT $(budget 240) python3 -m jitgemm bench --group overhead --label "${LABEL:-after}" \
       --compare docs/benchmarks/session15-h100/overhead.json --out "$OUT" 2>&1 | tee "$OUT/overhead.log" | tail -45 ;;
   cold)
-    timeout -s INT $(budget 120) python3 tools/cold_call_probe.py 2>&1 | tee "$OUT/cold-call-probe.log" | grep "^|\|^LeanRoute"
-    timeout -s INT $(budget 120) python3 examples/hf_decode.py --json "$OUT/hf-decode.json" 2>&1 | tee "$OUT/hf-decode.log" \
-      | tail -22 ;;
+    timeout -s INT $(budget 90) python3 -m pytest -q -m gpu tests/test_gpu_siblings.py 2>&1 | tee "$OUT/gpu-siblings.log" | tail -3
+    timeout -s INT $(budget 200) python3 examples/hf_decode.py --fuse-siblings both --json "$OUT/hf-decode.json" 2>&1 \
+      | tee "$OUT/hf-decode.log" | tail -24
+    timeout -s INT $(budget 120) python3 tools/cold_call_probe.py 2>&1 | tee "$OUT/cold-call-probe.log" | grep "^|\|^LeanRoute" ;;
   fp8)
     timeout -s INT $(budget 280) python3 -m jitgemm bench --group model --dtype fp8,fp8-channel,w8a16 --name model-fp8 --out "$OUT" \
       2>&1 | tee "$OUT/model-fp8.log" | tail -40
