@@ -42,9 +42,10 @@ WASTE_LIMIT = 8     # groups whose computed rows went unused this often are diss
 class _Run:
     """The layers of the latest consecutive recorded calls on one input (module-level: calls come one at a
     time from a model's forward)."""
-    x = None
-    version = None
-    layers: list = []
+    __slots__ = ("x", "version", "layers")
+
+    def __init__(self):
+        self.x, self.version, self.layers = None, None, []
 
 
 _RUN = _Run()
@@ -81,7 +82,7 @@ ATTRIBUTES = ("_jitgemm_alone", "_jitgemm_plain", "_jitgemm_linear", "_jitgemm_g
 
 def forget() -> None:
     """Drop the current run (unpatch: its layers and input must not be kept alive, nor joined by later calls)."""
-    _RUN.x, _RUN.version, _RUN.layers = None, None, []
+    _RUN.__init__()
 
 
 def _observing_forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -165,10 +166,9 @@ class _Group:
             self.bias = None if layers[0].bias is None else _stack([m.bias for m in layers])
         self.layers = layers
         self.sizes = [m.weight.shape[0] for m in layers]
-        # (parameter dict, name, parameter, its address): read without nn.Module.__getattr__'s Python frame
-        self.checks = [(m._parameters, name, t, t.data_ptr())
-                       for m in layers for name, t in (("weight", m.weight), ("bias", m.bias)) if t is not None]
+        # (parameter dict, weight, bias): read without nn.Module.__getattr__'s Python frame; their addresses
         self.own = [(m._parameters, m.weight, m.bias) for m in layers]
+        self.ptrs = [(w.data_ptr(), b is not None and b.data_ptr()) for _, w, b in self.own]
         self.max_tokens = layers[0]._jitgemm_max_tokens
         self.linear = layers[0]._jitgemm_linear
         self.kept = [None] * len(layers)
@@ -179,10 +179,8 @@ class _Group:
 
     def in_place(self) -> bool:
         """Every member's parameters are still the objects grouped and point at their rows of the buffer."""
-        for params, name, t, ptr in self.checks:
-            if params.get(name) is not t or t.data_ptr() != ptr:
-                return False
-        return True
+        return all(_state(own) != -1 and own[1].data_ptr() == w and (own[2] is None or own[2].data_ptr() == b)
+                   for own, (w, b) in zip(self.own, self.ptrs))
 
     def dissolve(self) -> None:
         for m in self.layers:
