@@ -289,9 +289,10 @@ def run_batch(model, jt, ids, a) -> dict:
     timed = time_alternating(generate_fn(model, ids, a.new_tokens, a.loop), ways, a.runs)
     res["routes"] = jt.routing(reset=True)  # the patched warm-up and timed runs: where each linear call went
     ref, pat = timed["torch"], timed["jitgemm"]
+    n_tok = b * a.new_tokens
     if UNFUSED in timed:
         u = timed[UNFUSED]
-        res[UNFUSED] = {"best_s": u["best_s"], "times_s": u["times_s"], "tokens_per_s": b * a.new_tokens / u["best_s"],
+        res[UNFUSED] = {"best_s": u["best_s"], "times_s": u["times_s"], "tokens_per_s": n_tok / u["best_s"],
                         "ratio": ref["best_s"] / u["best_s"],
                         "identical_tokens": compare_tokens(ref["tokens"], u["tokens"])["fraction"]}
     seq = torch.cat([ids, torch.as_tensor(ref["tokens"], device=ids.device)], dim=1)
@@ -306,7 +307,6 @@ def run_batch(model, jt, ids, a) -> dict:
     finally:
         res["unpatched_layers"] = jt.unpatch(model)
 
-    n_tok = b * a.new_tokens
     res["torch"] = {k: ref[k] for k in ("warmup_s", "times_s", "best_s", "repeatable")}
     res["jitgemm"] = {k: pat[k] for k in ("warmup_s", "times_s", "best_s", "repeatable")}
     res["torch"]["tokens_per_s"] = n_tok / ref["best_s"]

@@ -161,7 +161,8 @@ class _Group:
     """Layers computed together; each member's forward is `_member_forward`."""
 
     def __init__(self, layers: list):
-        with torch.inference_mode(False), torch.no_grad():  # a normal tensor: it keeps a version counter
+        # outside inference mode: a normal buffer, which the (normal) parameters' .data may point into
+        with torch.inference_mode(False), torch.no_grad():
             self.weight = _stack([m.weight for m in layers])
             self.bias = None if layers[0].bias is None else _stack([m.bias for m in layers])
         self.layers = layers
