@@ -320,12 +320,14 @@ def test_hf_decode_times_the_two_ways_in_alternation(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", fake)
     log, clock = [], iter(range(1000))
     monkeypatch.setattr(hf_decode.time, "perf_counter", lambda: float(next(clock)) * 0.5)
+    cpu = iter(range(1000))
+    monkeypatch.setattr(hf_decode.time, "thread_time", lambda: float(next(cpu)) * 0.25)
     state = {"way": "torch"}
 
     def fn():
         log.append(state["way"])
-        if state["way"] == "jitgemm":  # a slower run of jitgemm's: two clock ticks
-            next(clock)
+        if state["way"] == "jitgemm":  # a slower run of jitgemm's: two clock ticks, three ticks of CPU time
+            next(clock), next(cpu), next(cpu)
         return types.SimpleNamespace(cpu=lambda: types.SimpleNamespace(numpy=lambda: np.array([len(log)])))
     ways = {"torch": (lambda: None, lambda: None),
             "jitgemm": (lambda: state.update(way="jitgemm"), lambda: state.update(way="torch"))}
@@ -335,6 +337,9 @@ def test_hf_decode_times_the_two_ways_in_alternation(monkeypatch):
     assert rec["torch"]["best_s"] == 0.5 and rec["jitgemm"]["best_s"] == 1.0
     assert rec["torch"]["tokens"].tolist() == [3] and rec["jitgemm"]["tokens"].tolist() == [4]  # the first timed run's
     assert rec["torch"]["repeatable"] is False  # each run here returns other tokens
+    assert rec["torch"]["best_cpu_s"] == 0.25 and rec["jitgemm"]["best_cpu_s"] == 0.75
+    n = hf_decode.noisy_host_ratios(rec["torch"], rec["jitgemm"])
+    assert n["median_round_ratio"] == 0.5 and n["cpu_ratio"] == pytest.approx(1 / 3)
 
 
 def test_hf_decode_logit_comparison():
