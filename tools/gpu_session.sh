@@ -28,9 +28,9 @@
 #                                     # per-call table against session 15's with what is left of the call (~5 min)
 #   bash tools/gpu_session.sh cold    # issue #15 (sessions 26-27): the sibling groups' GPU tests, examples/hf_decode.py
 #                                     # with --fuse-siblings both (torch / patched with fuse_siblings / patched without,
-#                                     # alternating), then tools/cold_call_probe.py (a routed call's pieces hot and
-#                                     # between walks; the model step torch / jitgemm.torch / the LeanRoute prototype);
-#                                     # needs a quiet host (~5 min)
+#                                     # alternating, RUNS rounds, default 16), then tools/cold_call_probe.py (a routed
+#                                     # call's pieces hot and between walks; the model step torch / jitgemm.torch / the
+#                                     # LeanRoute prototype); needs a quiet host (~6 min)
 #   bash tools/gpu_session.sh fp8     # issue #21: the fp8 model steps and the broad suite's fp8 modes
 #   bash tools/gpu_session.sh w4      # issue #19: the 4-bit GPU tests first, then the decode suite and model steps
 #   bash tools/gpu_session.sh w4sweep # issue #19: every (MT, WK, U, SK) of tools/w4_sweep.py's grid on the decode
@@ -160,8 +160,9 @@ for g in ("decode", "moderate-n"): json.dump({"shapes": d[g]}, open(f"/tmp/shape
       --compare docs/benchmarks/session15-h100/overhead.json --out "$OUT" 2>&1 | tee "$OUT/overhead.log" | tail -45 ;;
   cold)
     timeout -s INT $(budget 90) python3 -m pytest -q -m gpu tests/test_gpu_siblings.py 2>&1 | tee "$OUT/gpu-siblings.log" | tail -3
-    timeout -s INT $(budget 200) python3 examples/hf_decode.py --fuse-siblings both --json "$OUT/hf-decode.json" 2>&1 \
-      | tee "$OUT/hf-decode.log" | tail -24
+    # 16 rounds: session 28's H100 host spread one way's decode call over 0.73-1.76 s, and best of 3 ranked nothing
+    timeout -s INT $(budget 260) python3 examples/hf_decode.py --fuse-siblings both --runs ${RUNS:-16} \
+      --json "$OUT/hf-decode.json" 2>&1 | tee "$OUT/hf-decode.log" | tail -28
     timeout -s INT $(budget 120) python3 tools/cold_call_probe.py 2>&1 | tee "$OUT/cold-call-probe.log" | grep "^|\|^LeanRoute" ;;
   fp8)
     timeout -s INT $(budget 280) python3 -m jitgemm bench --group model --dtype fp8,fp8-channel,w8a16 --name model-fp8 --out "$OUT" \
