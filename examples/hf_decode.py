@@ -254,7 +254,8 @@ def time_alternating(fn, ways: dict, runs: int) -> dict:
                 rec[name]["all_tokens"].append(out.cpu().numpy())
     for r in rec.values():
         toks = r.pop("all_tokens")
-        r.update(best_s=min(r["times_s"]), best_cpu_s=min(r["cpu_s"]), tokens=toks[0], repeatable=all(np.array_equal(toks[0], t) for t in toks[1:]))
+        r.update(best_s=min(r["times_s"]), best_cpu_s=min(r["cpu_s"]), tokens=toks[0],
+                 repeatable=all(np.array_equal(toks[0], t) for t in toks[1:]))
     return rec
 
 
@@ -300,10 +301,10 @@ def run_batch(model, jt, ids, a) -> dict:
     res["routes"] = jt.routing(reset=True)  # the patched warm-up and timed runs: where each linear call went
     ref, pat = timed["torch"], timed["jitgemm"]
     n_tok = b * a.new_tokens
+    keys = ("warmup_s", "times_s", "best_s", "cpu_s", "best_cpu_s", "repeatable")  # a way's timings in the report
     if UNFUSED in timed:
         u = timed[UNFUSED]
-        res[UNFUSED] = {"best_s": u["best_s"], "times_s": u["times_s"], "cpu_s": u["cpu_s"],
-                        "tokens_per_s": n_tok / u["best_s"],
+        res[UNFUSED] = {**{k: u[k] for k in keys}, "tokens_per_s": n_tok / u["best_s"],
                         "ratio": ref["best_s"] / u["best_s"],
                         "identical_tokens": compare_tokens(ref["tokens"], u["tokens"])["fraction"]}
     seq = torch.cat([ids, torch.as_tensor(ref["tokens"], device=ids.device)], dim=1)
@@ -318,7 +319,6 @@ def run_batch(model, jt, ids, a) -> dict:
     finally:
         res["unpatched_layers"] = jt.unpatch(model)
 
-    keys = ("warmup_s", "times_s", "best_s", "cpu_s", "best_cpu_s", "repeatable")
     res["torch"] = {k: ref[k] for k in keys}
     res["jitgemm"] = {k: pat[k] for k in keys}
     res["noisy_host"] = {name: noisy_host_ratios(ref, timed[name]) for name in timed if name != "torch"}

@@ -76,7 +76,7 @@ def test_torch_graph_capture_records_the_call():
     assert y_lin.shape == (2, 1024)
 
 
-def test_parameters_are_read_as_data_and_outputs_arecuda_torch():
+def test_parameters_are_read_as_data_and_outputs_are_torch():
     torch = cuda_torch()
     layer = torch.nn.Linear(256, 96, bias=True, device="cuda", dtype=torch.float16)
     assert layer.weight.requires_grad
