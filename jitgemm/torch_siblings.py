@@ -178,10 +178,17 @@ class _Group:
             m._jitgemm_group, m._jitgemm_index = self, i
             m.forward = types.MethodType(_member_forward, m)
 
-    def in_place(self) -> bool:
-        """Every member's parameters are still the objects grouped and point at their rows of the buffer."""
-        return all(_state(own) != -1 and own[1].data_ptr() == w and (own[2] is None or own[2].data_ptr() == b)
-                   for own, (w, b) in zip(self.own, self.ptrs))
+    def states(self) -> list | None:
+        """Each member's parameter version (`_state`), or None where a member's parameters are no longer the
+        objects grouped or no longer point at their rows of the buffer. Read once a group call: the versions
+        are kept with the rows."""
+        states = []
+        for own, (w, b) in zip(self.own, self.ptrs):
+            state = _state(own)
+            if state == -1 or own[1].data_ptr() != w or (own[2] is not None and own[2].data_ptr() != b):
+                return None
+            states.append(state)
+        return states
 
     def dissolve(self) -> None:
         for m in self.layers:
@@ -192,7 +199,8 @@ class _Group:
         """Member i's output for x: one GEMM for every member, the others' rows kept for their calls."""
         if torch.is_grad_enabled() or not x.is_cuda:
             return self.layers[i]._jitgemm_plain(x)
-        if not self.in_place():
+        states = self.states()
+        if states is None:
             self.dissolve()
             return self.layers[i]._jitgemm_plain(x)
         if self.kept.count(None) < len(self.kept):  # rows computed for a call that never came
@@ -202,7 +210,7 @@ class _Group:
                 return self.layers[i]._jitgemm_plain(x)
         parts = self.linear(x, self.weight, self.bias, self.max_tokens).split(self.sizes, dim=-1)
         key = (x, _version(x), _stream(x))
-        kept = self.kept = [key + (_state(own), p) for own, p in zip(self.own, parts)]
+        kept = self.kept = [key + (state, p) for state, p in zip(states, parts)]
         kept[i] = None
         return parts[i]
 
