@@ -5,7 +5,7 @@ tensors) into jitgemm's layout, and device_layout: the byte order the kernels (k
 jitgemm's layout of a weight [M, K], chosen for 16-byte weight loads (16 bytes = 32 consecutive k of a row):
   q       uint8 [M, K / 2]: k = 2j in the low nibble of byte j, k = 2j + 1 in the high nibble
   scales  [M, K / group]: float16 (the int4 formats) or uint8 e8m0 (mxfp4)
-  mins    float16 [M, K / group]   (q4_min only)
+  mins    float16 [M, K / group]   (q4_min only; on the device inside the scales: scale_records)
   zeros   uint8 [M, K / group], 0..15   (q4_zp only)
 The value of the code c = nibble(m, k) in group g = k // group:
   "mxfp4"   e2m1(c) * 2^(scales[m, g] - 127)   (OCP MX: group 32; e2m1 = sign bit 3, then 0, 0.5, 1, 1.5,
@@ -41,6 +41,24 @@ def pad_groups(a: np.ndarray, k: int, group: int) -> np.ndarray:
     out = np.zeros((m, group_pitch(k, group)), a.dtype)
     out[:, :g] = a
     return out
+
+
+def scale_records(scales: np.ndarray, mins: np.ndarray, k: int, group: int) -> np.ndarray:
+    """q4_min's scales and minima as the device holds them, one record a row and 128-k block: the block's 128 / group
+    scales, then its minima (float16 [M, 2 * group_pitch(K, group)]), so a kernel reads a block's both in one aligned
+    load (16 bytes at group 32) where two arrays took two loads, each touching other sectors."""
+    s, mn = pad_groups(scales, k, group), pad_groups(mins, k, group)
+    m, pitch = s.shape
+    gpb = 128 // group
+    return np.concatenate([s.reshape(m, -1, gpb), mn.reshape(m, -1, gpb)], axis=2).reshape(m, 2 * pitch)
+
+
+def split_records(records: np.ndarray, k: int, group: int) -> tuple[np.ndarray, np.ndarray]:
+    """scale_records' inverse: (scales, mins), each [M, K / group]."""
+    m = records.shape[0]
+    blocks = records.reshape(m, -1, 2, 128 // group)
+    g = k // group
+    return blocks[:, :, 0].reshape(m, -1)[:, :g], blocks[:, :, 1].reshape(m, -1)[:, :g]
 
 
 def groups_of(fmt: str) -> tuple[int, ...]:

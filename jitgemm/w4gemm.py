@@ -22,8 +22,9 @@ from .runtime.jit import get_kernel
 class Q4Device:
     """A 4-bit weight [M, K] on one device: q (uint8 [M, ceil(K / 128) * 64], the kernels' layout), scales
     ([M, quant4.group_pitch(K, group)]: the K / group values of a row padded to whole 128-k blocks; float16,
-    or uint8 e8m0 for mxfp4) and aux (mins float16 for q4_min, zeros uint8 for q4_zp, else None; padded as
-    the scales), all DeviceArrays. Make one with Q4Device.upload(q4weight).
+    or uint8 e8m0 for mxfp4; q4_min: float16 [M, 2 * group_pitch], each block's scales then its minima,
+    quant4.scale_records) and aux (zero points uint8 for q4_zp, padded as the scales, else None), all DeviceArrays.
+    Make one with Q4Device.upload(q4weight).
 
     normal_scales (MXFP4 only): every group's e8m0 scale is a normal exponent, 1..254 (none is 0, the 2^-127
     subnormal, or 255, NaN). Then the NVIDIA kernel decodes each scale with one shift instead of selects (about
@@ -39,12 +40,14 @@ class Q4Device:
         if m < 1 or k < 1 or k % 32 or k % group:
             raise ValueError(f"shape must be [M, K] with K a multiple of 32 and of the group ({group}), got {shape}")
         pitch = quant4.group_pitch(k, group)  # K / group padded to whole 128-k blocks (the kernels' vector loads)
+        records = 2 if fmt == "q4_min" else 1  # q4_min's minima travel with its scales (quant4.scale_records)
         want = {"q": (q, (m, -(-k // 128) * 64), "uint8"),
-                "scales": (scales, (m, pitch), "uint8" if fmt == "mxfp4" else "float16")}
-        if fmt in ("q4_min", "q4_zp"):
-            want["aux"] = (aux, (m, pitch), "float16" if fmt == "q4_min" else "uint8")
+                "scales": (scales, (m, records * pitch), "uint8" if fmt == "mxfp4" else "float16")}
+        if fmt == "q4_zp":
+            want["aux"] = (aux, (m, pitch), "uint8")
         elif aux is not None:
-            raise ValueError(f"aux is only for q4_min (mins) and q4_zp (zero points), not {fmt}")
+            raise ValueError(f"aux is only for q4_zp (zero points), not {fmt}"
+                             + (" (q4_min's minima are in its scales: quant4.scale_records)" if fmt == "q4_min" else ""))
         for name, (a, shp, dt) in want.items():
             if not isinstance(a, DeviceArray) or a.shape != shp or a.dtype != dt or a.device != q.device:
                 raise ValueError(f"{name} must be a DeviceArray {dt} {list(shp)} on q's device, got "
@@ -70,11 +73,13 @@ class Q4Device:
         q = DeviceArray.from_numpy(backend, dev, quant4.device_layout(w.q, k, w.format), "uint8")
         sdt = "uint8" if w.format == "mxfp4" else "float16"
         host_scales = quant4.empty_group_scales_normal(w) if w.format == "mxfp4" else w.scales
-        scales = DeviceArray.from_numpy(backend, dev, quant4.pad_groups(host_scales, k, w.group), sdt)
-        aux = None
         if w.format == "q4_min":
-            aux = DeviceArray.from_numpy(backend, dev, quant4.pad_groups(w.mins, k, w.group), "float16")
-        elif w.format == "q4_zp":
+            dev_scales = quant4.scale_records(host_scales, w.mins, k, w.group)
+        else:
+            dev_scales = quant4.pad_groups(host_scales, k, w.group)
+        scales = DeviceArray.from_numpy(backend, dev, dev_scales, sdt)
+        aux = None
+        if w.format == "q4_zp":
             aux = DeviceArray.from_numpy(backend, dev, quant4.pad_groups(w.zeros, k, w.group), "uint8")
         normal = w.format == "mxfp4" and bool(((host_scales >= 1) & (host_scales <= 254)).all())
         return cls(w.format, w.group, (m, k), q, scales, aux, normal_scales=normal)
@@ -120,7 +125,7 @@ def _views(w: Q4Device, xv: View, bv: View | None, ov: View | None) -> list[tupl
     """Every operand the kernel reads or writes (the weight's scales and mins / zeros included: an out over
     them is refused like one over x)."""
     views = [("x", xv), ("w", w.q.view()), ("w's scales", w.scales.view())]
-    views += [("w's mins / zeros", w.aux.view())] if w.aux is not None else []
+    views += [("w's zero points", w.aux.view())] if w.aux is not None else []
     return views + ([("bias", bv)] if bv is not None else []) + ([("out", ov)] if ov is not None else [])
 
 
@@ -132,8 +137,9 @@ def _launch(backend, device: int, plan, w: Q4Device, xv: View, bv: View | None, 
     ldx = validate.require_rows(xv, "x", k, 8)
     ldo = validate.require_out_rows(ov, "out") if ov is not None else m
     bias_rows, bias_ld = validate.bias_layout(bv, n, m, xv.dtype) if bv is not None else (0, 0)
-    pitch = w.scales.shape[1]  # quant4.group_pitch: the scale (and aux) values of a row, padded
-    args = [0, ldo, 0, ldx, 0, w.q.shape[1], 0, pitch, 0, pitch, 0, bias_ld, bias_rows, n, m, k]
+    lds = w.scales.shape[1]  # a row's scale values, padded (quant4.group_pitch; twice that for q4_min's records)
+    lda = w.aux.shape[1] if w.aux is not None else 0
+    args = [0, ldo, 0, ldx, 0, w.q.shape[1], 0, lds, 0, lda, 0, bias_ld, bias_rows, n, m, k]
     slots = (2, 4, 6, 8 if w.aux is not None else None, 10 if bv is not None else None, 0)
     return KernelLaunch(backend, device, get_kernel(plan.instance, backend, device, w4.ARG_KINDS), plan, args, slots)
 

@@ -18,8 +18,10 @@
 // so for j = 0..2 one shift puts the magnitude under a bf16 value's exponent/mantissa boundary (6..8) and the
 // sign on bit 15 of both halves at once: one mask, no separate sign (NVIDIA widening: 5 instructions a pair
 // with nibbles, 3 so). jg_mx_code reads a code back.
-// scales: [M, K / GROUP] with row pitch lds (fp16; uint8 e8m0 for MXFP4); aux: mins (fp16) or zeros (uint8),
-// [M, K / GROUP] with pitch lda, null for the other formats. K % 32 == 0, K % GROUP == 0 (checked on the host).
+// scales: [M, K / GROUP] with row pitch lds (fp16; uint8 e8m0 for MXFP4), each row padded to whole 128-k blocks;
+// q4_min's are records: per row and 128-k block its 128 / GROUP scales, then as many minima (quant4.scale_records),
+// so one load reads both. aux: zero points (uint8, [M, K / GROUP], pitch lda) for q4_zp, null for the other formats.
+// K % 32 == 0, K % GROUP == 0 (checked on the host).
 #include "jg_platform.h"
 
 #define JG_MXFP4 0

@@ -12,7 +12,8 @@ from reference import NP, check_bound, q4_weight, w4_reference as reference
 
 pytestmark = pytest.mark.gpu
 
-KINDS = [("mxfp4", 32), ("q4_sym", 32), ("q4_sym", 128), ("q4_min", 32), ("q4_zp", 64), ("q4_zp", 128)]
+KINDS = [("mxfp4", 32), ("q4_sym", 32), ("q4_sym", 128), ("q4_min", 32), ("q4_zp", 64), ("q4_zp", 128),
+         ("q4_min", 64), ("q4_min", 128)]  # q4_min at every group: each reads its records with another load width
 
 
 def weight(fmt, group, m, k, seed):

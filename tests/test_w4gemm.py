@@ -39,10 +39,19 @@ def test_upload_and_launch_arguments(null, fmt):
     group = 32 if fmt == "mxfp4" else 64
     w = Q4Device.upload(weight(fmt, 40, 320, group))
     pitch = 3 * 128 // group  # K / group padded to whole 128-k blocks (three here)
-    assert w.q.shape == (40, 3 * 64) and w.scales.shape == (40, pitch) and (w.aux is None) == (fmt in ("mxfp4", "q4_sym"))
+    lds = 2 * pitch if fmt == "q4_min" else pitch  # q4_min: each block's scales, then its minima
+    assert w.q.shape == (40, 3 * 64) and w.scales.shape == (40, lds) and (w.aux is None) == (fmt != "q4_zp")
     host = weight(fmt, 40, 320, group)
-    assert np.array_equal(w.scales.to_numpy()[:, :320 // group].view(host.scales.dtype), host.scales)
-    assert not w.scales.to_numpy()[:, 320 // group:].any()  # the padding: zeros, never used
+    dev_scales = w.scales.to_numpy().view(host.scales.dtype)
+    if fmt == "q4_min":
+        gpb = 128 // group
+        blocks = dev_scales.reshape(40, 3, 2, gpb)  # [row, block, scales / minima, group in the block]
+        for half, values in ((0, host.scales), (1, host.mins)):
+            row = blocks[:, :, half].reshape(40, -1)
+            assert np.array_equal(row[:, :320 // group], values) and not row[:, 320 // group:].any()  # padding: 0
+    else:
+        assert np.array_equal(dev_scales[:, :320 // group], host.scales)
+        assert not dev_scales[:, 320 // group:].any()  # the padding: zeros, never used
     assert np.array_equal(w.q.to_numpy(), quant4.device_layout(weight(fmt, 40, 320, group).q, 320, fmt))
     x = device_x(null, 3, 320)
     out = DeviceArray(null, 0, (3, 40), "bfloat16")
@@ -50,8 +59,9 @@ def test_upload_and_launch_arguments(null, fmt):
     grid, stream, device, words = null.launches[-1]
     # out, ldo, x, ldx, w, ldw (bytes), scales, lds, aux, lda, bias, bias_ld, bias_rows, N, M, K
     assert words[0] == out.ptr and words[1] == 40 and words[2] == x.ptr and words[3] == 320
-    assert words[4] == w.q.ptr and words[5] == 3 * 64 and words[6] == w.scales.ptr and words[7] == pitch
-    assert words[8] == (w.aux.ptr if w.aux is not None else 0) and words[10] == 0
+    assert words[4] == w.q.ptr and words[5] == 3 * 64 and words[6] == w.scales.ptr and words[7] == lds
+    assert words[8] == (w.aux.ptr if w.aux is not None else 0) and words[9] == (pitch if fmt == "q4_zp" else 0)
+    assert words[10] == 0
     assert [words[i] & 0xFFFFFFFF for i in (13, 14, 15)] == [3, 40, 320]
     plan = dispatch.plan_w4("cuda", "sm_90a", 132, "bfloat16", fmt, group, 3, 40, 320)
     assert grid == plan.grid and plan.instance.name.startswith(f"jg_w4_nv<jg_bf16, {w4.FMT_ID[fmt]}, {group}, 1,")
@@ -177,7 +187,7 @@ def test_linear_from_quantized_host_tokens(null):
     y = layer(np.ones((2, 160), np.float16))     # numpy in, numpy out (the null device computes nothing)
     assert isinstance(y, np.ndarray) and y.shape == (2, 40) and y.dtype == np.float16
     words = null.launches[-1][3]
-    assert words[10] == layer.bias.ptr and words[8] == layer.weight.aux.ptr
+    assert words[10] == layer.bias.ptr and words[6] == layer.weight.scales.ptr and words[8] == 0  # q4_min: no aux
 
 
 def test_explain_names_the_4bit_plan(null):
@@ -256,8 +266,13 @@ def test_a_hand_made_device_weight_is_checked(null):
         Q4Device("q4_zp", 32, (40, 160), w.q, DeviceArray(null, 0, (40, 5), "float16"), w.aux)
     with pytest.raises(ValueError, match="aux must be a DeviceArray uint8"):
         Q4Device("q4_zp", 32, (40, 160), w.q, w.scales, None)
-    with pytest.raises(ValueError, match="aux is only for q4_min"):
+    with pytest.raises(ValueError, match="aux is only for q4_zp"):
         Q4Device("q4_sym", 32, (40, 160), w.q, w.scales, w.aux)
+    m = Q4Device.upload(weight("q4_min", 40, 160, 32))
+    with pytest.raises(ValueError, match=r"q4_min's minima are in its scales"):
+        Q4Device("q4_min", 32, (40, 160), m.q, m.scales, m.scales)
+    with pytest.raises(ValueError, match=r"scales must be a DeviceArray float16 \[40, 16\]"):  # 2 blocks x (4 + 4)
+        Q4Device("q4_min", 32, (40, 160), m.q, w.scales, None)
     with pytest.raises(ValueError, match="format/group"):
         Q4Device("mxfp4", 64, (40, 160), w.q, w.scales, None)
 

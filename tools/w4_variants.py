@@ -6,7 +6,7 @@ So the loop waits on memory with too few bytes in flight, not on issue. Variants
 
 - cap80 / cap64: `__launch_bounds__(32 * WK, 65536 / (R * 32 * WK))`, so ptxas keeps each thread within R registers
   (R = 80: 6 blocks of 4 warps an SM against 5; R = 64: 8); ptxas spills 16-20 B at U = 1, more at U = 2 (sm_90a)
-- prefetch: each warp asks L2 for its next iteration's weight slices, scales and minima / zero points
+- prefetch: each warp asks L2 for its next iteration's weight slices, scales and zero points
   (`prefetch.global.L2`, no registers) before it computes this one, so the next loads find them in L2
 
     python tools/w4_variants.py OUT      # OUT/<variant>/ with jitgemm, kernels_src, tests, pyproject.toml
@@ -32,7 +32,7 @@ PREFETCH = """  for (; k0 + STEP <= K; k0 += kstride) {
 #pragma unroll
           for (int u = 0; u < U; ++u) asm volatile("prefetch.global.L2 [%0];" ::"l"(wrow[i][h] + kstride / 2 + 64 * u));
           asm volatile("prefetch.global.L2 [%0];" ::"l"(srow[i][h] + kstride / GROUP * SB));
-          if constexpr (F == JG_Q4_MIN || F == JG_Q4_ZP)
+          if constexpr (F == JG_Q4_ZP)  // q4_min's minima come with its scales (quant4.scale_records)
             asm volatile("prefetch.global.L2 [%0];" ::"l"(arow[i][h] + kstride / GROUP * AB));
         }
     }

@@ -51,13 +51,15 @@ def random_q4(cp, m: int, k: int, mode: str) -> Q4Device:
         scales = DeviceArray(b, dev, (m, g), "uint8")
         _fill(cp, scales, cp.random.randint(123, 131, (m, g), dtype=cp.int32).astype(cp.uint8))
     else:
-        scales = DeviceArray(b, dev, (m, g), "float16")
-        _fill(cp, scales, (cp.random.random((m, g), dtype=cp.float32) * 0.01 + 0.005).astype(cp.float16))
+        values = (cp.random.random((m, g), dtype=cp.float32) * 0.01 + 0.005).astype(cp.float16)
+        if fmt == "q4_min":  # each 128-k block's scales, then its minima (quant4.scale_records)
+            mins = (cp.random.standard_normal((m, g), dtype=cp.float32) * 0.01).astype(cp.float16)
+            gpb = 128 // group
+            values = cp.concatenate([values.reshape(m, -1, gpb), mins.reshape(m, -1, gpb)], axis=2).reshape(m, 2 * g)
+        scales = DeviceArray(b, dev, values.shape, "float16")
+        _fill(cp, scales, values)
     aux = None
-    if fmt == "q4_min":
-        aux = DeviceArray(b, dev, (m, g), "float16")
-        _fill(cp, aux, (cp.random.standard_normal((m, g), dtype=cp.float32) * 0.01).astype(cp.float16))
-    elif fmt == "q4_zp":
+    if fmt == "q4_zp":
         aux = DeviceArray(b, dev, (m, g), "uint8")
         _fill(cp, aux, cp.random.randint(0, 16, (m, g), dtype=cp.int32).astype(cp.uint8))
     return Q4Device(fmt, group, (m, k), q, scales, aux, normal_scales=fmt == "mxfp4")  # e8m0 123..130: all normal
@@ -69,10 +71,12 @@ def host_weight(cp, w: Q4Device, rows) -> quant4.Q4Weight:
     pick = cp.asarray(rows)
     q = quant4.from_device_layout(_cupy(cp, w.q)[pick].get(), k, w.format)
     g = k // w.group  # the device arrays' pitch is padded (quant4.group_pitch)
-    scales = _cupy(cp, w.scales)[pick].get()[:, :g]
-    aux = _cupy(cp, w.aux)[pick].get()[:, :g] if w.aux is not None else None
-    return quant4.Q4Weight(w.format, q, scales, w.group, mins=aux if w.format == "q4_min" else None,
-                           zeros=aux if w.format == "q4_zp" else None)
+    scales, mins = _cupy(cp, w.scales)[pick].get(), None
+    if w.format == "q4_min":
+        scales, mins = quant4.split_records(scales, k, w.group)
+    scales = scales[:, :g]
+    zeros = _cupy(cp, w.aux)[pick].get()[:, :g] if w.aux is not None else None
+    return quant4.Q4Weight(w.format, q, scales, w.group, mins=mins, zeros=zeros)
 
 
 def check_rows(cp, w: Q4Device, x, out, dtype: str, label: str) -> float:

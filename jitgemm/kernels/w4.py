@@ -16,7 +16,8 @@ FMT_ID = {"mxfp4": 0, "q4_sym": 1, "q4_min": 2, "q4_zp": 3}
 # NVIDIA's MXFP4 whose every scale is a normal exponent (Q4Device.normal_scales): its loop decodes a scale with one
 # shift, no selects for the 2^-127 subnormal and NaN (kernels_src/w4.hip, JG_MXFP4_NORMAL)
 MXFP4_NORMAL_ID = 4
-# out, ldo, x, ldx, w, ldw (bytes), scales, lds, aux (mins / zeros), lda, bias, bias_ld, bias_rows, N, M, K
+# out, ldo, x, ldx, w, ldw (bytes), scales (q4_min: scale records), lds, aux (zero points), lda, bias, bias_ld,
+# bias_rows, N, M, K
 ARG_KINDS = ("ptr", "i64", "ptr", "i64", "ptr", "i64", "ptr", "i64", "ptr", "i64", "ptr", "i64", "i32", "i32",
              "i32", "i32")
 MAX_N = 128        # beyond one block's token tile (16 on NVIDIA, NMAX on AMD) the tile repeats (fp8.py says how)

@@ -56,8 +56,11 @@ __global__ void __launch_bounds__(JG_WAVE * WAVES) jg_w4_amd(
             const unsigned word = q == 0 ? wv[y].x : q == 1 ? wv[y].y : q == 2 ? wv[y].z : wv[y].w;
             float zero = FMT == JG_Q4_SYM ? 8.f : 0.f;
             if constexpr (FMT == JG_Q4_ZP) zero = (float)((const unsigned char*)aux)[row[y] * lda + gi];
-            o[y] = FMT == JG_Q4_MIN ? jg_f16_to_f32(((const jg_u16*)aux)[row[y] * lda + gi]) : 0.f;
-            s[y] = jg_w4_scale<FMT>(scales, row[y] * lds + gi);
+            // q4_min: a 128-k block's scales then its minima (w4.hip), so group gi sits at 2 GPB (gi / GPB) + gi % GPB
+            constexpr int GPB = 128 / GROUP;
+            const jg_i64 si = FMT == JG_Q4_MIN ? 2 * GPB * (gi / GPB) + gi % GPB : gi;
+            o[y] = FMT == JG_Q4_MIN ? jg_f16_to_f32(((const jg_u16*)scales)[row[y] * lds + si + GPB]) : 0.f;
+            s[y] = jg_w4_scale<FMT>(scales, row[y] * lds + si);
 #pragma unroll
             for (int e = 0; e < 8; ++e) v[y][e] = jg_w4_value<FMT>(word, e / 2 + 4 * (e % 2), zero);
           }

@@ -124,11 +124,14 @@ JG_DEVICE void jg_w4_step(float (&acc)[MT][NT][4], int kleft, const unsigned cha
 #pragma unroll
       for (int h = 0; h < 2; ++h)  // a 128-k block: 64 bytes of each row, this lane's 16 at 16 t
         wv[u][i][h] = !TAIL || 128 * u < kleft ? jg_load_stream(wp[i][h] + 64 * u) : jg_u32x4{0, 0, 0, 0};
-  // A block's scales (and minima / zero points) of each row in one load: the device pitches are padded to whole
-  // 128-k blocks (quant4.group_pitch) and the pointers start at a block, so GPB values are one aligned, in-bounds
-  // load (four fp16 scales of 32 k: 8 bytes). Four 2-byte loads a row and block, each touching the sectors of 8
-  // rows, outnumbered the weight slices' sectors 4 to 1 for q4_min (sessions 17-18: G32 formats the slowest).
-  constexpr int GPB = 128 / GROUP, SB = F == JG_MXFP4 ? 1 : 2, AB = F == JG_Q4_MIN ? 2 : 1;
+  // A block's scales (and zero points) of each row in one load: the device pitches are padded to whole 128-k blocks
+  // (quant4.group_pitch) and the pointers start at a block, so GPB values are one aligned, in-bounds load (four
+  // fp16 scales of 32 k: 8 bytes). Four 2-byte loads a row and block, each touching the sectors of 8 rows,
+  // outnumbered the weight slices' sectors 4 to 1 for q4_min (sessions 17-18: G32 formats the slowest). q4_min's
+  // minima follow each block's scales (w4.hip): one load of 2 GPB values (16 bytes at G32) reads both, where a
+  // second array took a second load a row and block.
+  constexpr int GPB = 128 / GROUP, SB = F == JG_MXFP4 ? 1 : 2;
+  constexpr int REC = F == JG_Q4_MIN ? 2 * GPB * SB : GPB * SB;  // scale bytes a row and block
   unsigned long long sv[U][MT][2], av[U][MT][2];
 #pragma unroll
   for (int u = 0; u < U; ++u)
@@ -137,10 +140,19 @@ JG_DEVICE void jg_w4_step(float (&acc)[MT][NT][4], int kleft, const unsigned cha
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const bool in = !TAIL || 128 * u < kleft;
-        sv[u][i][h] = in ? jg_load_bits<GPB * SB>(sp[i][h] + GPB * SB * u) : 0ull;
         av[u][i][h] = 0ull;
-        if constexpr (F == JG_Q4_MIN || F == JG_Q4_ZP)
-          av[u][i][h] = in ? jg_load_bits<GPB * AB>(ap[i][h] + GPB * AB * u) : 0ull;
+        if constexpr (REC == 16) {  // q4_min G32: the scales' 8 bytes, then the minima's
+          const ulonglong2 r = in ? __ldg((const ulonglong2*)(sp[i][h] + REC * u)) : ulonglong2{0ull, 0ull};
+          sv[u][i][h] = r.x;
+          av[u][i][h] = r.y;
+        } else if constexpr (F == JG_Q4_MIN) {  // G64 / G128: 8 / 4 bytes, the minima in the upper half
+          const unsigned long long r = in ? jg_load_bits<REC>(sp[i][h] + REC * u) : 0ull;
+          sv[u][i][h] = r;  // the scales are read from the low GPB * 16 bits
+          av[u][i][h] = r >> (8 * GPB * SB);
+        } else {
+          sv[u][i][h] = in ? jg_load_bits<REC>(sp[i][h] + REC * u) : 0ull;
+          if constexpr (F == JG_Q4_ZP) av[u][i][h] = in ? jg_load_bits<GPB>(ap[i][h] + GPB * u) : 0ull;
+        }
       }
 #pragma unroll
   for (int u = 0; u < U; ++u)
@@ -226,7 +238,8 @@ __global__ void __launch_bounds__(32 * WK, 1) JG_CLUSTER_K(SK) jg_w4_nv(
   // 512-thread blocks, so there the compiler keeps its choice.
   constexpr bool KEEP = MT == 1 || F == JG_Q4_SYM || F == JG_MXFP4;
   // Tokens past N read token 0's row: their mma columns are never stored (jg_reduce_store), so no per-group test.
-  constexpr jg_i64 SB = F == JG_MXFP4 ? 1 : 2, AB = F == JG_Q4_MIN ? 2 : 1;  // bytes per scale / aux value
+  // bytes per scale value (q4_min: a scale and a minimum, quant4.scale_records) / zero point
+  constexpr jg_i64 SB = F == JG_MXFP4 ? 1 : F == JG_Q4_MIN ? 4 : 2, AB = 1;
   const unsigned char *wrow[MT][2], *srow[MT][2], *arow[MT][2] = {};
 #pragma unroll
   for (int i = 0; i < MT; ++i)
@@ -234,8 +247,8 @@ __global__ void __launch_bounds__(32 * WK, 1) JG_CLUSTER_K(SK) jg_w4_nv(
     for (int h = 0; h < 2; ++h) {
       const jg_i64 r0 = m0 + 16 * i + 8 * h + g, r = r0 < M ? r0 : (jg_i64)M - 1;
       wrow[i][h] = jg_keep<KEEP>(w + r * ldw + 16 * t);
-      srow[i][h] = jg_keep<KEEP>((const unsigned char*)scales + r * lds * SB);
-      if constexpr (F == JG_Q4_MIN || F == JG_Q4_ZP)  // the formats with an aux array (else aux is null)
+      srow[i][h] = jg_keep<KEEP>((const unsigned char*)scales + r * lds * (F == JG_MXFP4 ? 1 : 2));  // lds: values
+      if constexpr (F == JG_Q4_ZP)  // the format with an aux array (else aux is null)
         arow[i][h] = jg_keep<KEEP>((const unsigned char*)aux + r * lda * AB);
     }
   const jg_u16* xrow[NT];
@@ -263,7 +276,7 @@ __global__ void __launch_bounds__(32 * WK, 1) JG_CLUSTER_K(SK) jg_w4_nv(
       for (int h = 0; h < 2; ++h) {
         wrow[i][h] += dk / 2;
         srow[i][h] += dk / GROUP * SB;
-        if constexpr (F == JG_Q4_MIN || F == JG_Q4_ZP) arow[i][h] += dk / GROUP * AB;
+        if constexpr (F == JG_Q4_ZP) arow[i][h] += dk / GROUP * AB;
       }
 #pragma unroll
     for (int j = 0; j < NT; ++j) xrow[j] += dk;
