@@ -47,10 +47,15 @@ def scale_records(scales: np.ndarray, mins: np.ndarray, k: int, group: int) -> n
     """q4_min's scales and minima as the device holds them, one record a row and 128-k block: the block's 128 / group
     scales, then its minima (float16 [M, 2 * group_pitch(K, group)]), so a kernel reads a block's both in one aligned
     load (16 bytes at group 32) where two arrays took two loads, each touching other sectors."""
-    s, mn = pad_groups(scales, k, group), pad_groups(mins, k, group)
-    m, pitch = s.shape
+    return records(pad_groups(scales, k, group), pad_groups(mins, k, group), group)
+
+
+def records(scales, mins, group: int, xp=np):
+    """scale_records of scales and minima already padded to group_pitch, with the array module xp (numpy, or CuPy
+    for arrays made on a GPU)."""
+    m, pitch = scales.shape
     gpb = 128 // group
-    return np.concatenate([s.reshape(m, -1, gpb), mn.reshape(m, -1, gpb)], axis=2).reshape(m, 2 * pitch)
+    return xp.concatenate([scales.reshape(m, -1, gpb), mins.reshape(m, -1, gpb)], axis=2).reshape(m, 2 * pitch)
 
 
 def split_records(records: np.ndarray, k: int, group: int) -> tuple[np.ndarray, np.ndarray]:

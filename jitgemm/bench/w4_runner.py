@@ -54,8 +54,7 @@ def random_q4(cp, m: int, k: int, mode: str) -> Q4Device:
         values = (cp.random.random((m, g), dtype=cp.float32) * 0.01 + 0.005).astype(cp.float16)
         if fmt == "q4_min":  # each 128-k block's scales, then its minima (quant4.scale_records)
             mins = (cp.random.standard_normal((m, g), dtype=cp.float32) * 0.01).astype(cp.float16)
-            gpb = 128 // group
-            values = cp.concatenate([values.reshape(m, -1, gpb), mins.reshape(m, -1, gpb)], axis=2).reshape(m, 2 * g)
+            values = quant4.records(values, mins, group, cp)
         scales = DeviceArray(b, dev, values.shape, "float16")
         _fill(cp, scales, values)
     aux = None
