@@ -3,6 +3,9 @@
 # against the tree before it (.carry/base, git archive of 39dc792) and the records tree without the token sums' mma
 # (tools/w4_variants.py nots: a speed bound, wrong results), alternating; the 4-bit GPU tests on the records tree
 # first. One deadline (DL, default 560 s); results tarred after every run.
+# (as run in session 30 call 3; the nots variant printed nothing: the bench refuses its wrong results, and the variant
+# was taken out of tools/w4_variants.py after it; .carry/base was `git archive 39dc792 jitgemm kernels_src tests
+# pyproject.toml tools`)
 set -uo pipefail
 gpu=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1); echo "GPU: $gpu"; uptime
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl 2>/dev/null
