@@ -58,10 +58,10 @@ def records(scales, mins, group: int, xp=np):
     return xp.concatenate([scales.reshape(m, -1, gpb), mins.reshape(m, -1, gpb)], axis=2).reshape(m, 2 * pitch)
 
 
-def split_records(records: np.ndarray, k: int, group: int) -> tuple[np.ndarray, np.ndarray]:
+def split_records(rec: np.ndarray, k: int, group: int) -> tuple[np.ndarray, np.ndarray]:
     """scale_records' inverse: (scales, mins), each [M, K / group]."""
-    m = records.shape[0]
-    blocks = records.reshape(m, -1, 2, 128 // group)
+    m = rec.shape[0]
+    blocks = rec.reshape(m, -1, 2, 128 // group)
     g = k // group
     return blocks[:, :, 0].reshape(m, -1)[:, :g], blocks[:, :, 1].reshape(m, -1)[:, :g]
 
