@@ -8,6 +8,9 @@ So the loop waits on memory with too few bytes in flight, not on issue. Variants
   (R = 80: 6 blocks of 4 warps an SM against 5; R = 64: 8); ptxas spills 16-20 B at U = 1, more at U = 2 (sm_90a)
 - prefetch: each warp asks L2 for its next iteration's weight slices, scales and zero points
   (`prefetch.global.L2`, no registers) before it computes this one, so the next loads find them in L2
+- nots / nomma (session 31, idea 6's bounds; WRONG RESULTS: these trees' bench skips its float64 check, never
+  ship or test them): q4_min without its token sums' all-ones mma and the minima's FMAs (nots), or with the FMAs
+  kept on a fake token sum (nomma): how much of q4_min's time each costs
 
     python tools/w4_variants.py OUT      # OUT/<variant>/ with jitgemm, kernels_src, tests, pyproject.toml
 
@@ -39,21 +42,42 @@ PREFETCH = """  for (; k0 + STEP <= K; k0 += kstride) {
     jg_w4_step<T, FMT, GROUP, NT, MT, U, TIGHT>(acc, bound, wrow, srow, arow, xrow, nibbles);"""
 
 
+RUNNER = "jitgemm/bench/w4_runner.py"
+
+
 def cap(regs: int):
     return lambda text: _replace(text, BOUNDS, BOUNDS.replace("(32 * WK, 1)", f"(32 * WK, {65536 // regs} / (32 * WK))"))
 
 
-def _replace(text: str, old: str, new: str) -> str:
+def _replace(text: str, old: str, new: str, path: str = W4) -> str:
     if text.count(old) != 1:
-        raise SystemExit(f"{W4} changed: the text this variant edits is not there once ({old.splitlines()[0]!r})")
+        raise SystemExit(f"{path} changed: the text this variant edits is not there once ({old.splitlines()[0]!r})")
     return text.replace(old, new)
 
 
-VARIANTS = {"cap80": cap(80), "cap64": cap(64), "prefetch": lambda text: _replace(text, LOOP, PREFETCH)}
+TS_MMA = """            jg_mma_k16<T>(ts[j], ONE, ONE, ONE, ONE, xv[j].x, xv[j].y);
+            jg_mma_k16<T>(ts[j], ONE, ONE, ONE, ONE, xv[j].z, xv[j].w);"""
+FAKE_TS = """            ts[j][0] += __uint_as_float(xv[j].x); ts[j][1] += __uint_as_float(xv[j].y);  // bound: not a sum
+            ts[j][2] += __uint_as_float(xv[j].z); ts[j][3] += __uint_as_float(xv[j].w);"""
+MIN_FMA = "if constexpr (F == JG_Q4_MIN) acc[i][j][r] = __fmaf_rn(ts[j][r], o[r / 2], acc[i][j][r]);"
+CHECK = '        raise AssertionError(f"{label}: wrong result (max err {err.max():.3g})")'
+UNCHECKED = "        return float('nan')  # speed bound (tools/w4_variants.py): wrong by design, never refused here"
+
+
+def unchecked(edit):
+    """A speed bound: the kernel's edit, and the bench's float64 check in that tree no longer refusing its results."""
+    return {W4: edit, RUNNER: lambda text: _replace(text, CHECK, UNCHECKED, RUNNER)}
+
+
+# each variant: the files it edits (paths from the root) and each one's edit
+VARIANTS = {"cap80": {W4: cap(80)}, "cap64": {W4: cap(64)},
+            "prefetch": {W4: lambda text: _replace(text, LOOP, PREFETCH)},
+            "nots": unchecked(lambda text: _replace(_replace(text, TS_MMA, ""), MIN_FMA, "")),
+            "nomma": unchecked(lambda text: _replace(text, TS_MMA, FAKE_TS))}
 
 
 def make(out: Path, names=tuple(VARIANTS)) -> list[Path]:
-    """OUT/<name>/ for each variant: a copy of the package, kernels, tests and pyproject with the edit applied."""
+    """OUT/<name>/ for each variant: a copy of the package, kernels, tests and pyproject with its edits applied."""
     made = []
     for name in names:
         tree = out / name
@@ -62,8 +86,9 @@ def make(out: Path, names=tuple(VARIANTS)) -> list[Path]:
         for part in ("jitgemm", "kernels_src", "tests"):
             shutil.copytree(ROOT / part, tree / part, ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copy2(ROOT / "pyproject.toml", tree / "pyproject.toml")
-        path = tree / W4
-        path.write_text(VARIANTS[name](path.read_text()))
+        for rel, edit in VARIANTS[name].items():
+            path = tree / rel
+            path.write_text(edit(path.read_text()))
         made.append(tree)
     return made
 
