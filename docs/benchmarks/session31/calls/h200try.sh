@@ -5,13 +5,13 @@
 gpu=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1); echo "GPU: $gpu"
 mkdir -p $OUT; echo "$gpu" > $OUT/gpu.txt
 [[ $gpu == *H200* ]] || { echo "not an H200: nothing run"; exit 0; }
-DEADLINE=380 bash tools/gpu_session.sh tables
+DEADLINE=${TDL:-380} bash tools/gpu_session.sh tables
 echo "[tables done at ${SECONDS}s]"
 rm -rf /tmp/tab && mkdir -p /tmp/tab && tar -C /tmp/tab -xzf $OUT/tables.tgz && ls /tmp/tab/tables
 new=$(ls /tmp/tab/tables/*.json | head -1)
 export PYTHONPATH=/tmp/site:. JITGEMM_CACHE_DIR=/tmp/jgcache PYTHONUNBUFFERED=1 JITGEMM_TUNED=0
 for tab in $new jitgemm/data/tables/nvidia-h100-80gb-hbm3.json; do
-  left=$(( 495 - SECONDS )); [ $left -lt 30 ] && break
+  left=$(( ${SDL:-495} - SECONDS )); [ $left -lt 30 ] && break
   JITGEMM_NV_TUNING=$tab timeout -s INT $(( left / 2 > 30 ? left / 2 : left )) python3 -m jitgemm bench --group model \
     --models llama-3.1-8b --n 1,4,16 --name step8b-$(basename $tab .json) --no-plot --out $OUT 2>&1 | grep -E "^\| " | tail -6
   echo "[${SECONDS}s]"
