@@ -70,7 +70,8 @@ def cell(r, threads: int) -> str:
     regs, spill, stack = r
     extra = f", spills {spill} B" if spill else ""
     extra += f", stack {stack} B" if stack else ""
-    return f"{regs} ({blocks_per_sm(regs, threads)} blocks{extra})"
+    b = blocks_per_sm(regs, threads)
+    return f"{regs} ({b} block{'' if b == 1 else 's'}{extra})"
 
 
 def main() -> None:
