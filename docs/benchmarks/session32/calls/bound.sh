@@ -6,4 +6,4 @@
 # memcheck over every 4-bit instance (the bounded ones included).
 d=docs/benchmarks/session32
 PATCHES="bound=$d/bound.patch" DTYPES=bf16,w4-q4_min \
-  MODELS=llama-3.1-8b,llama-3.1-70b-tp8,qwen2.5-7b,mistral-7b,gemma-2-9b NS=1,4,16 ROUNDS=3 DL=380 bash tools/w4_ab.sh
+  MODELS=llama-3.1-8b,llama-3.1-70b-tp8,qwen2.5-7b,mistral-7b,gemma-2-9b NS=1,4,16 ROUNDS=3 DL=250 bash tools/w4_ab.sh
