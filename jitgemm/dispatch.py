@@ -94,13 +94,19 @@ def lookup(family: str, m: int, k: int, device: str = "", arch: str = "sm_90a", 
 
 
 def _carries(family: str, common: int | None, row, m: int, k: int) -> bool:
-    """Whether a 16-bit skinny row may serve (M, K): its own shape always; another shape only when the row's
-    K split (WK warps) is the table's most common one. The H100 broad suite (2026-12-05, N = 16) lost on 13 of
+    """Whether a measured row may serve (M, K): its own shape always; a 16-bit skinny row another shape only when
+    the row's K split (WK warps) is the table's most common one. The H100 broad suite (2026-12-05, N = 16) lost on 13 of
     the 15 untuned shapes nearest to the two WK = 8 rows (M = 5120, K = 2880 / 4096: 0.87-0.98x cuBLAS), while
     same-size shapes nearest to WK = 16 rows won 1.05-1.29x: a rare K split won at its own shape only. "Its own
     shape" includes sizes within 2 % of it in M and K (a padded tail of the same weight): the rerun (H100,
-    session 15) lost 0.90 -> 0.83x at M = 5120, K = 2888 when the K = 2880 row no longer served it."""
-    if family != "skinny" or _same_weight(row, m, k):
+    session 15) lost 0.90 -> 0.83x at M = 5120, K = 2888 when the K = 2880 row no longer served it.
+    A 4-bit row with min_blocks serves its own weight only: the same bound was +3 % of Qwen2.5-7B's step on its
+    gate_up and -2 % of Llama-3.1-8B's on a weight 1.3x smaller (session 32)."""
+    if _same_weight(row, m, k):
+        return True
+    if len(row) > 4:  # a 4-bit row with min_blocks
+        return False
+    if family != "skinny":
         return True
     return row[2][0] == common  # common: the table's most common WK (_common_wk), counted once per lookup
 
@@ -177,12 +183,13 @@ def nv_config(dtype: str, n: int, m: int, k: int, sms: int, arch: str = "sm_90a"
 def row_config(row, n: int, arch: str) -> skinny.NvConfig:
     """A skinny-form row's config for N tokens: its K order, and the MT of N's bucket (of the nearest bucket
     the row has, for a tuning of some buckets only)."""
-    _m, _k, (wk, u, sk), mts = row
+    _m, _k, (wk, u, sk), mts = row[:4]
     if not parse(arch).has("clusters"):
         sk = 1  # clusters need sm_90
     b = n_bucket(n)
-    mt = mts.get(b) or mts[min(mts, key=lambda x: abs(x - b))]
-    return skinny.NvConfig(mt, wk, u, sk)
+    b = b if b in mts else min(mts, key=lambda x: abs(x - b))
+    blocks = row[4] if len(row) > 4 else {}  # a 4-bit row's min_blocks (tables._w4_row)
+    return skinny.NvConfig(mts[b], wk, u, sk, MB=blocks.get(b, 1))
 
 
 def heuristic_nv(m: int, k: int, sms: int) -> skinny.NvConfig:
@@ -468,7 +475,7 @@ def plan_w4(vendor: str, arch: str, cus: int, dtype: str, fmt: str, group: int, 
     normal = normal_scales and fmt == "mxfp4"
     what = f"{fmt} weights, groups of {group}" + (" (every e8m0 scale normal)" if normal else "")
     if vendor == "cuda":
-        cfg, why = w4_nv_config(fmt, n, m, k, device, arch)
+        cfg, why = w4_nv_config(fmt, n, m, k, device, arch, group)
         grid, block, shared = cfg.geometry(m, n)
         pdl = use_pdl("w4", arch)
         return Plan("w4", f"{what}; nv mma.sync m16n8k16 on codes widened in registers, {16 * cfg.MT} rows/block, "
@@ -483,13 +490,16 @@ def plan_w4(vendor: str, arch: str, cus: int, dtype: str, fmt: str, group: int, 
                 grid, block, shared, {"pdl": False})
 
 
-def w4_nv_config(fmt: str, n: int, m: int, k: int, device: str, arch: str) -> tuple[skinny.NvConfig, str]:
+def w4_nv_config(fmt: str, n: int, m: int, k: int, device: str, arch: str,
+                 group: int | None = None) -> tuple[skinny.NvConfig, str]:
     """(config, why) of a 4-bit NVIDIA plan: the format's measured row (nearest tuned shape), else the
-    heuristic. The one place that chooses it: the sweep and sanitizer tools force a config by replacing this."""
+    heuristic. The one place that chooses it: the sweep and sanitizer tools force a config by replacing this.
+    group: the weights' (default the format's table group), where a row's register bound holds (w4.measured_bound)."""
     from .kernels import w4
     found = lookup(f"w4-{fmt}", m, k, device, arch)
     if found:
-        return w4.token_tiling(row_config(found[0], n, arch), fmt, n), found[1]
+        cfg = w4.token_tiling(row_config(found[0], n, arch), fmt, n)
+        return w4.measured_bound(cfg, fmt, w4.TABLE_GROUP[fmt] if group is None else group, n), found[1]
     return w4.token_tiling(w4.nv_heuristic(m, k, n, fmt), fmt, n), "heuristic (no measured table for this format here)"
 
 
@@ -507,8 +517,8 @@ def all_w4_instances(vendor: str, arch: str | None = None) -> list[KernelInstanc
                 # wider blocks of N > 16 (w4.token_tiling: the row's N = 16 MT at 32 and 64)
                 uses = [(w4.token_tiling(w4.nv_heuristic(m, k, n, fmt), fmt, n), n) for m in (4096, 8192)
                         for k in (256, 2048, 4096) for n in (1, 9, 32, 64)]
-                uses += [(w4.token_tiling(row_config(r, n, "sm_90a"), fmt, n), n) for r in every_row(f"w4-{fmt}")
-                         for n in (*r[3], 32, 64)]
+                uses += [(w4.measured_bound(w4.token_tiling(row_config(r, n, "sm_90a"), fmt, n), fmt, group, n), n)
+                         for r in every_row(f"w4-{fmt}") for n in (*r[3], 32, 64)]
                 insts = [w4.nv_instance(c, dtype, fmt, group, n, normal) for c, n in uses
                          for normal in w4.scale_decodes(fmt)]
             else:

@@ -7,7 +7,9 @@ A tables file holds what a tuning sweep measured on one GPU, per kernel family:
     reduction: none|cluster|workspace, cublas_over_ours}}}; bucket 16 is there only where the small-N
     sweep adopted the 16-token tile for every N <= 16,
   - "w4-mxfp4", "w4-q4_sym", "w4-q4_min", "w4-q4_zp": the 4-bit family per weight format, rows as skinny's
-    (tools/w4_sweep.py --table writes them).
+    (tools/w4_sweep.py --table writes them), optionally with min_blocks: {N bucket: blocks an SM the kernel asks
+    ptxas to fit} (registers only, never the K order), measured in a model's step: such a row serves its own
+    weight only (dispatch._carries).
 
 Shipped files live in jitgemm/data/tables/ (`python -m jitgemm bench --tune` writes new ones); the
 dispatcher takes the file measured on the device it plans for, else one measured on the same arch,
@@ -15,7 +17,8 @@ else the vendor's first. JITGEMM_NV_TUNING=path replaces the shipped choice for 
 has (an empty list: no measured rows, the heuristics run). `jitgemm tune` writes a
 file of the same schema for the user's own shapes (jitgemm.tuned), which the dispatcher reads first.
 
-Rows keep the tuple forms the dispatcher has always used: skinny/fp8 (M, K, (WK, U, SK), {bucket: MT}),
+Rows keep the tuple forms the dispatcher has always used: skinny/fp8 (M, K, (WK, U, SK), {bucket: MT}), a 4-bit
+row with min_blocks (M, K, (WK, U, SK), {bucket: MT}, {bucket: blocks}),
 moderate (M, K, {bucket: (BM, BN, WM, WN, ST, KS, S, RED, cuBLAS time / ours)})."""
 from __future__ import annotations
 
@@ -35,6 +38,8 @@ DATA = Path(__file__).resolve().parent / "data" / "tables"
 _TOP = {"schema": str, "vendor": str, "device": str, "arch": str, "measured": dict, "key": dict,
         **{f: list for f in FAMILIES}}
 _SKINNY_ROW = {"name": str, "m": int, "k": int, "k_order": list, "mt": dict, "us": dict, "note": str}
+_W4_ROW = {**_SKINNY_ROW, "min_blocks": dict}
+MAX_MIN_BLOCKS = 32  # an SM holds at most 32 blocks (sm_80 / sm_90)
 _MODERATE_ROW = {"name": str, "m": int, "k": int, "buckets": dict, "note": str}
 _MODERATE_ENTRY = {"tile": list, "slices": int, "reduction": str, "cublas_over_ours": (int, float, type(None))}
 
@@ -74,8 +79,8 @@ def parse(doc: object, where: str) -> Tables:
         raise TableError(f"{where}: vendor must be 'cuda' or 'hip', got {doc['vendor']!r}")
     rows = {}
     for fam in (f for f in FAMILIES if f in doc):
-        rows[fam] = [(_moderate_row if fam == "moderate" else _skinny_row)(r, f"{where}: {fam}[{i}]")
-                     for i, r in enumerate(doc[fam])]
+        read = _moderate_row if fam == "moderate" else _w4_row if fam in W4_FAMILIES else _skinny_row
+        rows[fam] = [read(r, f"{where}: {fam}[{i}]") for i, r in enumerate(doc[fam])]
     return Tables(doc["vendor"], doc["device"], doc["arch"], where, rows, dict(doc.get("key", {})), doc)
 
 
@@ -103,10 +108,10 @@ def _bucket(b: str, where: str) -> int:
     return int(b)
 
 
-def _skinny_row(r: object, where: str) -> tuple:
+def _skinny_row(r: object, where: str, spec: dict = _SKINNY_ROW) -> tuple:
     if not isinstance(r, dict):
         raise TableError(f"{where}: a row is an object, got {r!r}")
-    _fields(r, _SKINNY_ROW, where, required=("m", "k", "k_order", "mt"))
+    _fields(r, spec, where, required=("m", "k", "k_order", "mt"))
     m, k = _positive(r["m"], where, "m"), _positive(r["k"], where, "k")
     order = r["k_order"]
     if len(order) != 3:
@@ -116,6 +121,26 @@ def _skinny_row(r: object, where: str) -> tuple:
         raise TableError(f"{where}: mt needs at least one N bucket")
     mts = {_bucket(b, where): _positive(v, where, "mt values") for b, v in r["mt"].items()}
     return m, k, order, mts
+
+
+def _w4_row(r: object, where: str) -> tuple:
+    """A 4-bit row: skinny's, and where it has min_blocks, those per N bucket as a fifth element (buckets of
+    its mt only, 1..MAX_MIN_BLOCKS)."""
+    row = _skinny_row(r, where, _W4_ROW)
+    if "min_blocks" not in r:
+        return row
+    blocks = {}
+    for b, v in r["min_blocks"].items():
+        n = _bucket(b, where)
+        if n not in row[3]:
+            raise TableError(f"{where}: min_blocks bucket {b!r} has no mt entry (mt buckets: "
+                             f"{', '.join(str(x) for x in sorted(row[3]))})")
+        if _positive(v, where, "min_blocks values") > MAX_MIN_BLOCKS:
+            raise TableError(f"{where}: min_blocks values must be <= {MAX_MIN_BLOCKS} (blocks an SM), got {v!r}")
+        blocks[n] = v
+    if not blocks:
+        raise TableError(f"{where}: min_blocks needs at least one N bucket (or leave it out)")
+    return (*row, blocks)
 
 
 def _moderate_row(r: object, where: str) -> tuple:
@@ -214,10 +239,13 @@ def dumps(doc: dict) -> str:
     return text + "\n}\n"
 
 
-def skinny_row_doc(name: str, m: int, k: int, k_order, mts: dict, us: dict | None = None) -> dict:
+def skinny_row_doc(name: str, m: int, k: int, k_order, mts: dict, us: dict | None = None,
+                   min_blocks: dict | None = None) -> dict:
     row = {"name": name, "m": m, "k": k, "k_order": list(k_order), "mt": {str(b): v for b, v in mts.items()}}
     if us:
         row["us"] = {str(b): v for b, v in us.items()}
+    if min_blocks:  # 4-bit rows only (_w4_row)
+        row["min_blocks"] = {str(b): v for b, v in min_blocks.items()}
     return row
 
 

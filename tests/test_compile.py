@@ -14,7 +14,7 @@ import pytest
 
 from jitgemm import dispatch
 from jitgemm.errors import CompileError
-from jitgemm.kernels import scale, skinny
+from jitgemm.kernels import scale, skinny, w4
 from jitgemm.runtime import resources
 from jitgemm.runtime.backend import backend_for_arch, get_backend
 from jitgemm.runtime.types import CompileOptions
@@ -170,10 +170,19 @@ def _nv_spill_params():
     return [pytest.param(inst.name, id=inst.name) for inst in dispatch.all_instances("cuda")]
 
 
+# A 4-bit instance under a table row's register bound (kernels.w4.bounded) may spill this much: the bound was
+# measured faster with its spill in a model's step (session 32: 4-16 bytes at sm_90a)
+BOUNDED_SPILL_BYTES = 16
+
+
+def _spill_ok(name: str, res: dict) -> bool:
+    limit = BOUNDED_SPILL_BYTES if w4.bounded(name) else 0
+    return max(res["spill_stores"], res["spill_loads"], res["stack_frame"]) <= limit
+
+
 @pytest.mark.parametrize("name", _nv_spill_params())
 def test_cuda_instance_has_zero_spills_sm90a(nv_sm90_all, name):
-    res = nv_sm90_all[name]
-    assert res["spill_stores"] == 0 and res["spill_loads"] == 0 and res["stack_frame"] == 0, res
+    assert _spill_ok(name, nv_sm90_all[name]), nv_sm90_all[name]
 
 
 @needs_nvrtc
@@ -480,7 +489,8 @@ def test_nvrtc_compile_leaves_shared_bytes_objects_alone(monkeypatch):
 def test_every_w4_instance_compiles_without_spills(tmp_path):
     """The 4-bit family: every instance `aot` builds for sm_90a (each format and group, both dtypes, the
     heuristic's configs, both token tiles), and one per format on sm_80 (bf16 mma.sync, fma.rn.bf16x2,
-    prmt: nothing newer), compiled in parallel, with no spill, no stack frame and registers within 255."""
+    prmt: nothing newer), compiled in parallel, with no spill, no stack frame (a table row's bounded instances:
+    BOUNDED_SPILL_BYTES at most) and registers within 255."""
     from jitgemm import precompile
     jobs = [("sm_90a", i) for i in dispatch.all_w4_instances("cuda")]
     jobs += [("sm_80", i) for i in dispatch.all_w4_instances("cuda") if ", 32, 1, 1, 16, 2, 1>" in i.name]
@@ -489,7 +499,7 @@ def test_every_w4_instance_compiles_without_spills(tmp_path):
         insts = [i for a, i in jobs if a == arch]
         for name, _sym, res, _fresh, err in precompile.results(arch, str(tmp_path), insts, os.cpu_count() or 2):
             assert err is None, f"{name} ({arch}): {err}"
-            assert res["spill_stores"] == 0 and res["spill_loads"] == 0 and res["stack_frame"] == 0, (name, arch, res)
+            assert _spill_ok(name, res), (name, arch, res)
             assert res["registers"] <= 255
 
 

@@ -180,3 +180,28 @@ def test_mxfp4_short_and_exact_scale_decodes(dtype):
             assert np.isnan(got["odd"][:, 9].astype(np.float64)).all()
             keep = np.arange(m) != 9
             check(got["odd"][:, keep], ref[:, keep], mag[:, keep], k, dtype)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_a_register_bound_changes_no_bit(nv_tables, dtype):
+    """A table row's register bound (min_blocks: kernels.w4.bounded, session 32) moves registers only, never the
+    order of a row's sums: Qwen2.5-7B's gate_up geometry cut to 2000 rows through a bounded row (6 blocks an SM,
+    ptxas spills 16 B at bf16) and the same row without the bound give the same bits at N = 1, 4 and 16 (one and
+    two token tiles), and both match float64."""
+    from jitgemm import pipeline
+    m, k = 2000, 3584
+    w = weight("q4_min", 32, m, k, 13)
+    dw = Q4Device.upload(w)
+    x = np.random.default_rng(14).standard_normal((16, k)).astype(NP[dtype])
+    got = {}
+    for mb in (6, 1):
+        row = (m, k, (4, 1, 1), {1: 1, 4: 1, 16: 1}) + (({1: mb, 4: mb, 16: mb},) if mb > 1 else ())
+        nv_tables(w4={"w4-q4_min": [row]})
+        pipeline.clear()
+        for n in (1, 4, 16):
+            assert (", 4, 1, 1, 6> grid" in jitgemm.explain(x[:n], dw)) == (mb > 1), jitgemm.explain(x[:n], dw)
+            got[mb, n] = jitgemm.w4_gemm(x[:n], dw).view(np.uint16)
+    for n in (1, 4, 16):
+        assert np.array_equal(got[6, n], got[1, n]), f"N = {n}"
+        ref, mag = reference(x[:n], w, None)
+        check(got[6, n].view(NP[dtype]), ref, mag, k, dtype)

@@ -349,7 +349,7 @@ def run_quantize(dev: Device, tally: Tally, rng):
 
 
 # ---- 4-bit weights -----------------------------------------------------------------------------------------------
-W4_NAME = re.compile(r"jg_w4_nv<(jg_f16|jg_bf16), (\d), (\d+), (\d+), (\d+), (\d+), (\d+), (\d+)>")
+W4_NAME = re.compile(r"jg_w4_nv<(jg_f16|jg_bf16), (\d), (\d+), (\d+), (\d+), (\d+), (\d+), (\d+)(?:, (\d+))?>")
 W4_K = {32: [32, 160, 288], 64: [64, 192, 320], 128: [128, 384, 640]}   # group edges, partial 128-k blocks
 
 
@@ -375,7 +375,8 @@ def run_w4(dev: Device, tally: Tally, rng, launches_per_instance: int):
             raise SystemExit(f"unexpected instance name {inst.name!r}: update tools/sanitize_driver.py")
         dtype, fmt, group = TAG_DTYPE[mt.group(1)], fmt_of[int(mt.group(2))], int(mt.group(3))
         nt = int(mt.group(4))  # 1, 2: what N <= 16 takes (NvConfig.NT 0); 4, 8: set (kernels.w4.token_tiling)
-        cfg = skinny.NvConfig(*(int(v) for v in mt.groups()[4:]), NT=nt if nt > 2 else 0)
+        mt_, wk, u, sk, mb = mt.groups()[4:]  # mb: a table row's register bound (absent: 1)
+        cfg = skinny.NvConfig(int(mt_), int(wk), int(u), int(sk), NT=nt if nt > 2 else 0, MB=int(mb or 1))
         # the second and later launches: several token tiles (40: three of 16, 70: three of 32, 100: two of 64)
         ns = {1: [1, 8], 2: [9, 40, 16], 4: [17, 70, 32], 8: [33, 100, 64]}[nt]
         for i in range(launches_per_instance):

@@ -33,9 +33,10 @@ def blocks_per_sm(registers: int, threads: int) -> int:
 
 
 def threads_of(name: str) -> int:
-    """A jg_w4_nv instance's threads a block: 32 WK (its template arguments: T, FMT, GROUP, NT, MT, WK, U, SK)."""
+    """A jg_w4_nv instance's threads a block: 32 WK (its template arguments: T, FMT, GROUP, NT, MT, WK, U, SK and,
+    for a table row's register bound, MB)."""
     args = name[name.index("<") + 1:name.rindex(">")].split(",")
-    if len(args) != 8:
+    if len(args) not in (8, 9):
         raise ValueError(f"not a jg_w4_nv instance name: {name!r}")
     return 32 * int(args[5])
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 W4 = "kernels_src/nv/w4.h"
-BOUNDS = "__launch_bounds__(32 * WK, 1) JG_CLUSTER_K(SK) jg_w4_nv("
+BOUNDS = "__launch_bounds__(32 * WK, MB) JG_CLUSTER_K(SK) jg_w4_nv("
 LOOP = """  for (; k0 + STEP <= K; k0 += kstride) {
     jg_w4_step<T, FMT, GROUP, NT, MT, U, TIGHT>(acc, bound, wrow, srow, arow, xrow, nibbles);"""
 PREFETCH = """  for (; k0 + STEP <= K; k0 += kstride) {
@@ -46,7 +46,7 @@ RUNNER = "jitgemm/bench/w4_runner.py"
 
 
 def cap(regs: int):
-    return lambda text: _replace(text, BOUNDS, BOUNDS.replace("(32 * WK, 1)", f"(32 * WK, {65536 // regs} / (32 * WK))"))
+    return lambda text: _replace(text, BOUNDS, BOUNDS.replace("(32 * WK, MB)", f"(32 * WK, {65536 // regs} / (32 * WK))"))
 
 
 def _replace(text: str, old: str, new: str, path: str = W4) -> str:

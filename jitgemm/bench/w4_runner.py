@@ -11,13 +11,13 @@ import numpy as np
 
 from .. import quant4
 from ..device_array import DeviceArray
+from ..kernels import w4
 from ..runtime.backend import get_backend
 from ..w4gemm import Q4Device, prepare_w4
 from . import operands, runner, timing
 from .runner import Case
 
-MODES = {"w4-mxfp4": ("mxfp4", 32), "w4-q4_sym": ("q4_sym", 128), "w4-q4_min": ("q4_min", 32),
-         "w4-q4_zp": ("q4_zp", 128)}
+MODES = {f"w4-{fmt}": (fmt, group) for fmt, group in w4.TABLE_GROUP.items()}
 
 
 def weight_bytes(mode: str) -> float:

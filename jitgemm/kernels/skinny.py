@@ -27,6 +27,7 @@ class NvConfig:
     U: int = 4
     SK: int = 1  # blocks of a cluster splitting K (sm_90 and later)
     NT: int = 0  # 8-token tiles per block; 0: just enough for N <= 16 (1 or 2)
+    MB: int = 1  # the 4-bit family only: blocks an SM asked of ptxas (a table row's min_blocks; kernels/w4.py)
 
     def nt(self, n: int) -> int:
         return self.NT or (1 if n <= 8 else 2)

@@ -57,6 +57,25 @@ def token_tiling(cfg: NvConfig, fmt: str, n: int) -> NvConfig:
     return replace(cfg, MT=2 if cfg.U == 1 else 1, NT=4)
 
 
+# The group each format's table rows are measured at (bench.w4_runner.MODES, tools/w4_sweep.py)
+TABLE_GROUP = {"mxfp4": 32, "q4_sym": 128, "q4_min": 32, "q4_zp": 128}
+
+
+def measured_bound(cfg: NvConfig, fmt: str, group: int, n: int) -> NvConfig:
+    """A row's register bound (MB: the tables' min_blocks) where it was measured only: the format's table group
+    and N <= 16 (one or two token tiles). Elsewhere the same bound holds other loops: q4_min G64 / G128 spill
+    28-52 bytes under G32's at two token tiles (sm_90a), and wider token tiles more."""
+    if cfg.MB == 1 or (group == TABLE_GROUP[fmt] and n <= 16):
+        return cfg
+    return replace(cfg, MB=1)
+
+
+def bounded(name: str) -> bool:
+    """Whether an instance name is a 4-bit kernel under a table row's register bound (its ninth argument, MB > 1):
+    such an instance may spill a few bytes, measured faster with them (session 32)."""
+    return name.startswith("jg_w4_nv<") and name.count(",") == 8
+
+
 def scale_decodes(fmt: str) -> tuple[bool, ...]:
     """The normal_scales values an NVIDIA instance of the format can take (MXFP4: the exact and the short decode)."""
     return (False, True) if fmt == "mxfp4" else (False,)
@@ -65,8 +84,9 @@ def scale_decodes(fmt: str) -> tuple[bool, ...]:
 def nv_instance(cfg: NvConfig, dtype: str, fmt: str, group: int, n: int, normal_scales: bool = False) -> KernelInstance:
     """normal_scales: MXFP4 whose every e8m0 scale is 1..254 (the host checked), decoded without selects."""
     fid = MXFP4_NORMAL_ID if normal_scales and fmt == "mxfp4" else FMT_ID[fmt]
+    bound = f", {cfg.MB}" if cfg.MB > 1 else ""  # the kernel's MB (default 1): unbounded instances keep their names
     return KernelInstance("w4.hip", f"jg_w4_nv<{TAG[dtype]}, {fid}, {group}, {cfg.nt(n)}, {cfg.MT}, "
-                                    f"{cfg.WK}, {cfg.U}, {cfg.SK}>", requires=cfg.requires)
+                                    f"{cfg.WK}, {cfg.U}, {cfg.SK}{bound}>", requires=cfg.requires)
 
 
 @dataclass(frozen=True)

@@ -215,8 +215,12 @@ JG_DEVICE void jg_w4_step(float (&acc)[MT][NT][4], int kleft, const unsigned cha
     }
 }
 
-template <class T, int FMT, int GROUP, int NT, int MT, int WK, int U, int SK>
-__global__ void __launch_bounds__(32 * WK, 1) JG_CLUSTER_K(SK) jg_w4_nv(
+// MB: the blocks an SM ptxas is asked to fit (__launch_bounds__' second argument), 1 but for a measured table row's
+// `min_blocks` (tables.py): the loop waits on memory, so more blocks an SM can pay for a few spilled bytes on some
+// shapes and lose on others (session 32: the same cap +5 % on Qwen2.5-7B's step, -3 % on Llama-3.1-8B's). It moves
+// registers only, never the order of a row's sums.
+template <class T, int FMT, int GROUP, int NT, int MT, int WK, int U, int SK, int MB = 1>
+__global__ void __launch_bounds__(32 * WK, MB) JG_CLUSTER_K(SK) jg_w4_nv(
     jg_u16* __restrict__ out, jg_i64 ldo, const jg_u16* __restrict__ x, jg_i64 ldx,
     const unsigned char* __restrict__ w, jg_i64 ldw, const void* __restrict__ scales, jg_i64 lds,
     const void* __restrict__ aux, jg_i64 lda, const jg_u16* __restrict__ bias, jg_i64 bias_ld, int bias_rows,
