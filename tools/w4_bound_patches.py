@@ -1,0 +1,127 @@
+"""Patches that give one model's 4-bit layers a register bound (a table row's min_blocks), for tools/w4_ab.sh to
+measure in the model's step: session 32 found the same bound +5 % on Qwen2.5-7B's step and -3 % on Llama-3.1-8B's,
+so a bound is a per-weight choice, measured where it runs.
+
+For each layer of MODEL whose config today (the dispatcher's: its table row or the nearest one) has one slice in
+flight (U = 1) and one row tile at N = 1, 4 and 16 (U = 2 lost 15 % under a bound on the 70B TP-8 shard), writes
+OUT/<layer>.patch: the table with that layer's weight bounded to the blocks an SM that REGS registers a thread allow
+(its row gains min_blocks, or a row with the K order and tiles it ran is added), and OUT/all.patch with every such
+layer bounded; then prints the PATCHES= line for tools/w4_ab.sh. A bounded row serves its own weight only
+(dispatch._carries), so a patch moves that one layer of the step.
+
+    python tools/w4_bound_patches.py gemma-2-9b /tmp/bp       # then, on the device (carry [".whl"]):
+    PATCHES="$(cat /tmp/bp/patches.txt)" MODELS=gemma-2-9b DTYPES=bf16,w4-q4_min NS=1,4,16 ROUNDS=3 bash tools/w4_ab.sh
+(the patch files must be inside the working tree the device copies: write OUT under docs/benchmarks/...)."""
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from jitgemm import dispatch, models, tables  # noqa: E402
+from jitgemm.kernels import w4  # noqa: E402
+
+H100 = "NVIDIA H100 80GB HBM3"
+BUCKETS = (1, 4, 16)
+REGS_PER_SM = 65536
+
+
+def blocks_for(regs: int, wk: int) -> int:
+    """Blocks of 32 WK threads an SM holds at `regs` registers a thread (what __launch_bounds__ then asks for)."""
+    return REGS_PER_SM // (regs * 32 * wk)
+
+
+def boundable(model: str, fmt: str, regs: int, device: str = H100) -> dict:
+    """{layer: (m, k, k_order, mt, blocks)} of the model's layers a bound can take (U = 1, one row tile at every
+    bucket, at least 2 blocks an SM under the bound, not bounded already)."""
+    out = {}
+    for name, m, k in models.shapes(model):
+        found = dispatch.lookup(f"w4-{fmt}", m, k, device, "sm_90a")
+        if found is None or len(found[0]) > 4:
+            continue  # the heuristic's (no table), or bounded already
+        cfgs = [dispatch.row_config(found[0], n, "sm_90a") for n in BUCKETS]
+        wk, u, sk = found[0][2]
+        if u != 1 or any(c.MT != 1 for c in cfgs) or blocks_for(regs, wk) < 2:
+            continue
+        out[name.split(".")[-1]] = (m, k, [wk, u, sk], {str(b): 1 for b in BUCKETS}, blocks_for(regs, wk))
+    return out
+
+
+def bounded_text(text: str, fmt: str, layers: dict, model: str, regs: int) -> str:
+    """The table file's text with each layer's weight bounded: its row's line edited where it has one (same m and
+    k), else a row added after the family's last; every other line as it was."""
+    lines = text.split("\n")
+    start = lines.index(f' "w4-{fmt}": [')
+    end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith(" ]"))
+    note = f"tools/w4_bound_patches.py: {model} at {regs} registers a thread, to measure in its step"
+    added = []
+    for layer, (m, k, order, mt, blocks) in layers.items():
+        for i in range(start + 1, end):
+            row = json.loads(lines[i].strip().rstrip(","))
+            if (row["m"], row["k"]) == (m, k):
+                row.update(min_blocks={b: blocks for b in row["mt"]}, note=note)
+                lines[i] = "  " + json.dumps(row) + ("," if lines[i].rstrip().endswith(",") else "")
+                break
+        else:
+            added.append({"name": f"{model}.{layer}", "m": m, "k": k, "k_order": order, "mt": mt,
+                          "min_blocks": {b: blocks for b in mt}, "note": note})
+    if added:
+        lines[end - 1] += ","
+        lines[end:end] = [",\n".join("  " + json.dumps(r) for r in added)]
+    return "\n".join(lines)
+
+
+def patch(old: str, new: str, path: str) -> str:
+    """A unified diff of one file that `patch -p1` (tools/w4_ab.sh) and `git apply` take."""
+    diff = difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True), f"a/{path}", f"b/{path}")
+    return "".join(diff)
+
+
+def _from_root(p: Path) -> str:
+    """A patch's path as tools/w4_ab.sh reads it on the device: from the repository root where it is inside."""
+    try:
+        return p.resolve().relative_to(ROOT).as_posix()
+    except ValueError:
+        return p.as_posix()
+
+
+def make(model: str, out: Path, fmt: str = "q4_min", regs: int = 80, table: Path | None = None) -> list[Path]:
+    """OUT/<layer>.patch per boundable layer and OUT/all.patch (none when no layer can take a bound); the
+    PATCHES= value in OUT/patches.txt."""
+    table = table or tables.DATA / "nvidia-h100-80gb-hbm3.json"
+    rel = table.resolve().relative_to(ROOT).as_posix()
+    text = table.read_text()
+    layers = boundable(model, fmt, regs)
+    out.mkdir(parents=True, exist_ok=True)
+    made = []
+    for name, chosen in [(layer, {layer: v}) for layer, v in layers.items()] + ([("all", layers)] if len(layers) > 1 else []):
+        path = out / f"{name}.patch"
+        path.write_text(patch(text, bounded_text(text, fmt, chosen, model, regs), rel))
+        made.append(path)
+    (out / "patches.txt").write_text(" ".join(f"{p.stem}={_from_root(p)}" for p in made) + "\n")
+    return made
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("model", choices=models.names())
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--format", default="q4_min", choices=sorted(w4.TABLE_GROUP))
+    ap.add_argument("--regs", type=int, default=80, help="registers a thread the bound allows (default 80: lb6's)")
+    args = ap.parse_args()
+    made = make(args.model, args.out, args.format, args.regs)
+    if not made:
+        print(f"{args.model}: no {args.format} layer can take a bound (U = 2, two row tiles, WK 16 or bounded already)")
+        return
+    for p in made:
+        print(p)
+    print("PATCHES=\"" + (args.out / "patches.txt").read_text().strip() + "\"")
+
+
+if __name__ == "__main__":
+    main()
