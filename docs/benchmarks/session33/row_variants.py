@@ -17,6 +17,7 @@ VARIANTS = {  # name: (row, new K order [WK, U, SK])
     "d422": ("llama70b-tp8.down", [4, 2, 2]), "d821": ("llama70b-tp8.down", [8, 2, 1]),
     "d411": ("llama70b-tp8.down", [4, 1, 1]),
     "q821": ("llama70b-tp8.qkv", [8, 2, 1]), "q1611": ("llama70b-tp8.qkv", [16, 1, 1]),
+    "q1622": ("llama70b-tp8.qkv", [16, 2, 2]), "q1612": ("llama70b-tp8.qkv", [16, 1, 2]),  # 80 blocks for 132 SMs
     "o411": ("llama70b-tp8.o", [4, 1, 1]), "o821": ("llama70b-tp8.o", [8, 2, 1]),
 }
 
