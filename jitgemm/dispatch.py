@@ -101,10 +101,12 @@ def _carries(family: str, common: int | None, row, m: int, k: int) -> bool:
     shape" includes sizes within 2 % of it in M and K (a padded tail of the same weight): the rerun (H100,
     session 15) lost 0.90 -> 0.83x at M = 5120, K = 2888 when the K = 2880 row no longer served it.
     A 4-bit row with min_blocks serves its own weight only: the same bound was +3 % of Qwen2.5-7B's step on its
-    gate_up and -2 % of Llama-3.1-8B's on a weight 1.3x smaller (session 32)."""
+    gate_up and -2 % of Llama-3.1-8B's on a weight 1.3x smaller (session 32). So does one with own_weight: the 70B
+    TP-8 shard's o weight took another K order in session 33, measured in that step only, while its shared row (kept
+    beside it) is the nearest of every small-K shape (about a hundred of a 29 x 18 grid of M and K)."""
     if _same_weight(row, m, k):
         return True
-    if len(row) > 4:  # a 4-bit row with min_blocks
+    if len(row) > 4:  # a 4-bit row with min_blocks or own_weight (tables._w4_row)
         return False
     if family != "skinny":
         return True
@@ -124,8 +126,10 @@ def _common_wk(wks: tuple) -> int:
 
 
 def nearest_row(table: list, m: int, k: int):
-    """The tuned shape of a measured table nearest to (M, K) in log(M), log(K)."""
-    return min(table, key=lambda r: _log_dist(r, m, k))
+    """The tuned shape of a measured table nearest to (M, K) in log(M), log(K); at equal distance a 4-bit row kept
+    to its own weight (min_blocks or own_weight) before a shared row of the same shape, which goes on serving the
+    shapes nearest to it (tables: own_weight)."""
+    return min(table, key=lambda r: (_log_dist(r, m, k), len(r) <= 4))
 
 
 def _log_dist(row, m: int, k: int) -> float:

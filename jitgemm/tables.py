@@ -9,7 +9,9 @@ A tables file holds what a tuning sweep measured on one GPU, per kernel family:
   - "w4-mxfp4", "w4-q4_sym", "w4-q4_min", "w4-q4_zp": the 4-bit family per weight format, rows as skinny's
     (tools/w4_sweep.py --table writes them), optionally with min_blocks: {N bucket: blocks an SM the kernel asks
     ptxas to fit} (registers only, never the K order), measured in a model's step: such a row serves its own
-    weight only (dispatch._carries).
+    weight only (dispatch._carries); so does a row with own_weight: true (a K order measured in one model's step,
+    which is no evidence for the shapes nearest to it). Such a row may sit beside a shared row of the same shape:
+    the weight takes the own-weight row, the shapes nearest to it the shared one (dispatch.nearest_row).
 
 Shipped files live in jitgemm/data/tables/ (`python -m jitgemm bench --tune` writes new ones); the
 dispatcher takes the file measured on the device it plans for, else one measured on the same arch,
@@ -18,7 +20,8 @@ has (an empty list: no measured rows, the heuristics run). `jitgemm tune` writes
 file of the same schema for the user's own shapes (jitgemm.tuned), which the dispatcher reads first.
 
 Rows keep the tuple forms the dispatcher has always used: skinny/fp8 (M, K, (WK, U, SK), {bucket: MT}), a 4-bit
-row with min_blocks (M, K, (WK, U, SK), {bucket: MT}, {bucket: blocks}),
+row with min_blocks or own_weight (M, K, (WK, U, SK), {bucket: MT}, {bucket: blocks}) ({} where unbounded): a
+five-element row serves its own weight only,
 moderate (M, K, {bucket: (BM, BN, WM, WN, ST, KS, S, RED, cuBLAS time / ours)})."""
 from __future__ import annotations
 
@@ -38,7 +41,7 @@ DATA = Path(__file__).resolve().parent / "data" / "tables"
 _TOP = {"schema": str, "vendor": str, "device": str, "arch": str, "measured": dict, "key": dict,
         **{f: list for f in FAMILIES}}
 _SKINNY_ROW = {"name": str, "m": int, "k": int, "k_order": list, "mt": dict, "us": dict, "note": str}
-_W4_ROW = {**_SKINNY_ROW, "min_blocks": dict}
+_W4_ROW = {**_SKINNY_ROW, "min_blocks": dict, "own_weight": bool}
 MAX_MIN_BLOCKS = 32  # an SM holds at most 32 blocks (sm_80 / sm_90)
 _MODERATE_ROW = {"name": str, "m": int, "k": int, "buckets": dict, "note": str}
 _MODERATE_ENTRY = {"tile": list, "slices": int, "reduction": str, "cublas_over_ours": (int, float, type(None))}
@@ -88,7 +91,7 @@ def _fields(obj: dict, spec: dict, where: str, required=()) -> None:
     for name in obj:
         if name not in spec:
             raise TableError(f"{where}: unknown field {name!r} (known: {', '.join(spec)})")
-        if not isinstance(obj[name], spec[name]) or isinstance(obj[name], bool):
+        if not isinstance(obj[name], spec[name]) or (isinstance(obj[name], bool) and spec[name] is not bool):
             want = spec[name].__name__ if isinstance(spec[name], type) else " or ".join(t.__name__ for t in spec[name])
             raise TableError(f"{where}: field {name!r} must be {want}, got {obj[name]!r}")
     for name in required:
@@ -125,10 +128,13 @@ def _skinny_row(r: object, where: str, spec: dict = _SKINNY_ROW) -> tuple:
 
 def _w4_row(r: object, where: str) -> tuple:
     """A 4-bit row: skinny's, and where it has min_blocks, those per N bucket as a fifth element (buckets of
-    its mt only, 1..MAX_MIN_BLOCKS)."""
+    its mt only, 1..MAX_MIN_BLOCKS); own_weight: true alone gives an empty fifth element (no bound)."""
     row = _skinny_row(r, where, _W4_ROW)
+    if r.get("own_weight") is False and "min_blocks" in r:
+        raise TableError(f"{where}: a row with min_blocks serves its own weight only; own_weight: false contradicts "
+                         "it (leave own_weight out)")
     if "min_blocks" not in r:
-        return row
+        return (*row, {}) if r.get("own_weight") else row
     blocks = {}
     for b, v in r["min_blocks"].items():
         n = _bucket(b, where)
@@ -240,12 +246,14 @@ def dumps(doc: dict) -> str:
 
 
 def skinny_row_doc(name: str, m: int, k: int, k_order, mts: dict, us: dict | None = None,
-                   min_blocks: dict | None = None) -> dict:
+                   min_blocks: dict | None = None, own_weight: bool = False) -> dict:
     row = {"name": name, "m": m, "k": k, "k_order": list(k_order), "mt": {str(b): v for b, v in mts.items()}}
     if us:
         row["us"] = {str(b): v for b, v in us.items()}
     if min_blocks:  # 4-bit rows only (_w4_row)
         row["min_blocks"] = {str(b): v for b, v in min_blocks.items()}
+    elif own_weight:  # 4-bit rows only: an unbounded row kept to its own weight
+        row["own_weight"] = True
     return row
 
 

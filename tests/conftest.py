@@ -69,12 +69,13 @@ def _fresh_settings():
 
 def table_doc(skinny=None, moderate=None, fp8=None, device="test GPU", arch="sm_90a", w4=None) -> dict:
     """A tables document (jitgemm.tables) from rows in the dispatcher's tuple forms: skinny/fp8 and w4
-    ({"w4-<format>": rows}) (M, K, (WK, U, SK), {bucket: MT}[, {bucket: min_blocks}]), moderate (M, K, {bucket:
+    ({"w4-<format>": rows}) (M, K, (WK, U, SK), {bucket: MT}[, {bucket: min_blocks}, {} for own weight only]), moderate (M, K, {bucket:
     (BM, BN, WM, WN, ST, KS, S, RED, ratio)})."""
     from jitgemm import tables
 
     def skinny_rows(rows):
-        return None if rows is None else [tables.skinny_row_doc(f"m{r[0]}.k{r[1]}", *r[:4], min_blocks=r[4])
+        return None if rows is None else [tables.skinny_row_doc(f"m{r[0]}.k{r[1]}", *r[:4], min_blocks=r[4],
+                                                                  own_weight=not r[4])
                                           if len(r) > 4 else tables.skinny_row_doc(f"m{r[0]}.k{r[1]}", *r)
                                           for r in rows]
     fams = {"skinny": skinny_rows(skinny), "fp8": skinny_rows(fp8),

@@ -64,6 +64,14 @@ def test_a_weight_without_a_row_gets_one_with_the_config_it_ran(tmp_path, monkey
 
 
 def test_no_patch_where_no_layer_can_take_a_bound(tmp_path):
-    assert w4_bound_patches.make("llama-3.1-70b-tp8", tmp_path) == []   # U = 2 everywhere
     assert w4_bound_patches.make("qwen2.5-7b", tmp_path) == []          # bounded already, or U = 2 (down)
     assert w4_bound_patches.blocks_for(80, 4) == 6 and w4_bound_patches.blocks_for(80, 16) == 1
+
+
+def test_the_70b_shards_o_weight_is_bounded_on_its_own_weight_row(tmp_path):
+    """Its U = 1 K order (session 33) is an own-weight row beside the shared U = 2 row of the same shape: the patch
+    bounds the row the weight takes, not the shared one; the shard's other layers run U = 2 (no bound)."""
+    made = w4_bound_patches.make("llama-3.1-70b-tp8", tmp_path)
+    assert [p.name for p in made] == ["o.patch"]
+    plus = [ln for ln in made[0].read_text().splitlines() if ln.startswith("+ ")]
+    assert len(plus) == 1 and '"own_weight": true' in plus[0] and '"min_blocks": {"1": 6, "4": 6, "16": 6}' in plus[0]

@@ -42,7 +42,7 @@ def boundable(model: str, fmt: str, regs: int, device: str = H100) -> dict:
     out = {}
     for name, m, k in models.shapes(model):
         found = dispatch.lookup(f"w4-{fmt}", m, k, device, "sm_90a")
-        if found is None or len(found[0]) > 4:
+        if found is None or (len(found[0]) > 4 and found[0][4]):
             continue  # the heuristic's (no table), or bounded already
         cfgs = [dispatch.row_config(found[0], n, "sm_90a") for n in BUCKETS]
         wk, u, sk = found[0][2]
@@ -60,13 +60,15 @@ def bounded_text(text: str, fmt: str, layers: dict, model: str, regs: int) -> st
     end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith(" ]"))
     note = f"tools/w4_bound_patches.py: {model} at {regs} registers a thread, to measure in its step"
     added = []
+    rows = {i: json.loads(lines[i].strip().rstrip(",")) for i in range(start + 1, end)}
     for layer, (m, k, order, mt, blocks) in layers.items():
-        for i in range(start + 1, end):
-            row = json.loads(lines[i].strip().rstrip(","))
-            if (row["m"], row["k"]) == (m, k):
-                row.update(min_blocks={b: blocks for b in row["mt"]}, note=note)
-                lines[i] = "  " + json.dumps(row) + ("," if lines[i].rstrip().endswith(",") else "")
-                break
+        # the row the weight takes: its own-weight row where a shared row of its shape sits beside it
+        same = sorted((i for i, r in rows.items() if (r["m"], r["k"]) == (m, k)),
+                      key=lambda i: not rows[i].get("own_weight"))
+        if same:
+            row = rows[same[0]]
+            row.update(min_blocks={b: blocks for b in row["mt"]}, note=note)
+            lines[same[0]] = "  " + json.dumps(row) + ("," if lines[same[0]].rstrip().endswith(",") else "")
         else:
             added.append({"name": f"{model}.{layer}", "m": m, "k": k, "k_order": order, "mt": mt,
                           "min_blocks": {b: blocks for b in mt}, "note": note})
