@@ -1,0 +1,123 @@
+"""Patches that give one layer of a model another K order [WK, U, SK] for tools/w4_ab.sh to time in the model's step:
+kernels timed alone picked K orders that lose in a chain (NOTES idea 10), and session 33's step-level search moved
+the 70B TP-8 shard's o weight to [4, 1, 1] (+0.8-1.0 % of its q4_min step at N <= 4). Each patch writes the order
+as an own-weight row (tables: own_weight), the form a winner ships in, so the patched tree moves that one weight
+and nothing nearest to it; a layer under a register bound (min_blocks) is left out (its bound was measured with its
+order).
+
+    python tools/w4_order_patches.py qwen2.5-7b docs/benchmarks/sessionNN/op     # then, on the device:
+    PATCHES="$(cat docs/benchmarks/sessionNN/op/patches.txt)" CHECKS=0 MODELS=qwen2.5-7b DTYPES=w4-q4_min \\
+      NS=1,4,16 ROUNDS=2 bash tools/w4_ab.sh
+(OUT must be inside the working tree the device copies. Table-only patches: every instance they can pick is one
+`aot` builds and memcheck runs, so CHECKS=0 is safe. Each tree takes ~8 s a round for one model's q4_min step.)"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
+
+from jitgemm import dispatch, models, tables  # noqa: E402
+from jitgemm.kernels import w4  # noqa: E402
+from w4_bound_patches import BUCKETS, H100, _from_root, patch  # noqa: E402
+
+# WK warps x U slices in flight; split K (SK = 2) lost 6-18 % on every 70B TP-8 weight (session 33): ask for it
+ORDERS = tuple((wk, u, 1) for wk in (4, 8, 16) for u in (1, 2))
+
+
+def layers_of(model: str, fmt: str, device: str = H100) -> dict:
+    """{layer: (m, k, (WK, U, SK), {bucket: MT})} of the model's layers as the dispatcher runs them today, but those
+    under a register bound."""
+    out = {}
+    for name, m, k in models.shapes(model):
+        found = dispatch.lookup(f"w4-{fmt}", m, k, device, "sm_90a")
+        if found is None or (len(found[0]) > 4 and found[0][4]):
+            continue  # the heuristic's (no table), or bounded
+        cfgs = {b: dispatch.row_config(found[0], b, "sm_90a") for b in BUCKETS}
+        out[name[len(model) + 1:]] = (m, k, tuple(found[0][2]), {b: c.MT for b, c in cfgs.items()})
+    return out
+
+
+def ordered_text(text: str, fmt: str, m: int, k: int, order, mt: dict, name: str, note: str) -> str:
+    """The table file's text with (M, K)'s weight on `order`: its own-weight row edited where it has one, else an
+    own-weight row added after the family's last; every other line as it was. A WK = 16 order takes one row tile
+    (two did not fit 512-thread blocks' 128 registers: kernels/w4.token_tiling)."""
+    lines = text.split("\n")
+    start = lines.index(f' "w4-{fmt}": [')
+    end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith(" ]"))
+    mts = {str(b): (1 if order[0] == 16 else v) for b, v in mt.items()}
+    row = {"name": name, "m": m, "k": k, "k_order": list(order), "mt": mts, "own_weight": True, "note": note}
+    for i in range(start + 1, end):
+        old = json.loads(lines[i].strip().rstrip(","))
+        if (old["m"], old["k"]) == (m, k) and old.get("own_weight"):
+            lines[i] = "  " + json.dumps(row) + ("," if lines[i].rstrip().endswith(",") else "")
+            return "\n".join(lines)
+    lines[end - 1] += ","
+    lines.insert(end, "  " + json.dumps(row))
+    return "\n".join(lines)
+
+
+def patch_name(layer: str, order) -> str:
+    """A tools/w4_ab.sh tree name: letters and digits only (it refuses '-'; ab_summary reads names up to one)."""
+    return re.sub(r"[^A-Za-z0-9]", "", layer) + "".join(str(v) for v in order)
+
+
+def make(model: str, out: Path, fmt: str = "q4_min", orders=ORDERS, only=None, table: Path | None = None) -> list[Path]:
+    """OUT/<layer><WK><U><SK>.patch for each of the model's layers (or those in `only`) and each order in `orders`
+    but the one it runs; the PATCHES= value in OUT/patches.txt."""
+    table = table or tables.DATA / "nvidia-h100-80gb-hbm3.json"
+    rel = table.resolve().relative_to(ROOT).as_posix()
+    text = table.read_text()
+    layers = layers_of(model, fmt)
+    unknown = set(only or ()) - set(layers)
+    if unknown:
+        raise SystemExit(f"--layers: {', '.join(sorted(unknown))} not among {model}'s {fmt} layers that can take "
+                         f"another order ({', '.join(layers)})")
+    out.mkdir(parents=True, exist_ok=True)
+    made = []
+    for layer, (m, k, now, mt) in layers.items():
+        if only and layer not in only:
+            continue
+        for order in orders:
+            if tuple(order) == now:
+                continue
+            note = f"tools/w4_order_patches.py: {model}'s {layer} on {list(order)} (runs {list(now)}), to time in its step"
+            path = out / f"{patch_name(layer, order)}.patch"
+            path.write_text(patch(text, ordered_text(text, fmt, m, k, order, mt, f"{model}.{layer}.step", note), rel))
+            made.append(path)
+    (out / "patches.txt").write_text(" ".join(f"{p.stem}={_from_root(p)}" for p in made) + "\n")
+    return made
+
+
+def _order(s: str) -> tuple:
+    try:
+        wk, u, sk = (int(v) for v in s.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a K order is WK,U,SK (three ints, e.g. 4,1,1), got {s!r}") from None
+    if wk not in (4, 8, 16) or u not in (1, 2) or sk not in (1, 2):
+        raise argparse.ArgumentTypeError(f"a K order takes WK in 4/8/16, U in 1/2, SK in 1/2, got {s!r}")
+    return wk, u, sk
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("model", choices=models.names())
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--format", default="q4_min", choices=sorted(w4.TABLE_GROUP))
+    ap.add_argument("--layers", type=lambda s: s.split(","), help="comma-separated layers (default: every one)")
+    ap.add_argument("--orders", nargs="+", type=_order, default=ORDERS,
+                    help="K orders WK,U,SK to try (default: WK 4/8/16 x U 1/2, SK 1)")
+    args = ap.parse_args()
+    made = make(args.model, args.out, args.format, args.orders, args.layers)
+    for p in made:
+        print(p)
+    print(f"{len(made)} patches; PATCHES=\"" + (args.out / "patches.txt").read_text().strip() + "\"")
+
+
+if __name__ == "__main__":
+    main()
