@@ -106,11 +106,22 @@ def _carries(family: str, common: int | None, row, m: int, k: int) -> bool:
     beside it) is the nearest of every small-K shape (about a hundred of a 29 x 18 grid of M and K)."""
     if _same_weight(row, m, k):
         return True
-    if len(row) > 4:  # a 4-bit row with min_blocks or own_weight (tables._w4_row)
+    if own_weight(row):
         return False
     if family != "skinny":
         return True
     return row[2][0] == common  # common: the table's most common WK (_common_wk), counted once per lookup
+
+
+def own_weight(row) -> bool:
+    """Whether a measured row serves its own weight only: a 4-bit row with min_blocks or own_weight, the five-element
+    form (tables._w4_row)."""
+    return len(row) > 4
+
+
+def bounded_row(row) -> bool:
+    """Whether a 4-bit row carries a register bound (min_blocks; an own-weight row without one has an empty dict)."""
+    return own_weight(row) and bool(row[4])
 
 
 def _same_weight(row, m: int, k: int) -> bool:
@@ -129,7 +140,7 @@ def nearest_row(table: list, m: int, k: int):
     """The tuned shape of a measured table nearest to (M, K) in log(M), log(K); at equal distance a 4-bit row kept
     to its own weight (min_blocks or own_weight) before a shared row of the same shape, which goes on serving the
     shapes nearest to it (tables: own_weight)."""
-    return min(table, key=lambda r: (_log_dist(r, m, k), len(r) <= 4))
+    return min(table, key=lambda r: (_log_dist(r, m, k), not own_weight(r)))
 
 
 def _log_dist(row, m: int, k: int) -> float:
@@ -192,7 +203,7 @@ def row_config(row, n: int, arch: str) -> skinny.NvConfig:
         sk = 1  # clusters need sm_90
     b = n_bucket(n)
     b = b if b in mts else min(mts, key=lambda x: abs(x - b))
-    blocks = row[4] if len(row) > 4 else {}  # a 4-bit row's min_blocks (tables._w4_row)
+    blocks = row[4] if own_weight(row) else {}  # a 4-bit row's min_blocks (tables._w4_row)
     return skinny.NvConfig(mts[b], wk, u, sk, MB=blocks.get(b, 1))
 
 

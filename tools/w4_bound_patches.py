@@ -42,7 +42,7 @@ def boundable(model: str, fmt: str, regs: int, device: str = H100) -> dict:
     out = {}
     for name, m, k in models.shapes(model):
         found = dispatch.lookup(f"w4-{fmt}", m, k, device, "sm_90a")
-        if found is None or (len(found[0]) > 4 and found[0][4]):
+        if found is None or dispatch.bounded_row(found[0]):
             continue  # the heuristic's (no table), or bounded already
         cfgs = [dispatch.row_config(found[0], n, "sm_90a") for n in BUCKETS]
         wk, u, sk = found[0][2]

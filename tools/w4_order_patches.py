@@ -36,7 +36,7 @@ def layers_of(model: str, fmt: str, device: str = H100) -> dict:
     out = {}
     for name, m, k in models.shapes(model):
         found = dispatch.lookup(f"w4-{fmt}", m, k, device, "sm_90a")
-        if found is None or (len(found[0]) > 4 and found[0][4]):
+        if found is None or dispatch.bounded_row(found[0]):
             continue  # the heuristic's (no table), or bounded
         cfgs = {b: dispatch.row_config(found[0], b, "sm_90a") for b in BUCKETS}
         out[name[len(model) + 1:]] = (m, k, tuple(found[0][2]), {b: c.MT for b, c in cfgs.items()})
