@@ -27,6 +27,7 @@ from jitgemm import dispatch, models, tables  # noqa: E402
 from jitgemm.kernels import w4  # noqa: E402
 
 H100 = "NVIDIA H100 80GB HBM3"
+TABLE = tables.DATA / "nvidia-h100-80gb-hbm3.json"  # the H100 table the patches edit
 BUCKETS = (1, 4, 16)
 REGS_PER_SM = 65536
 
@@ -52,36 +53,74 @@ def boundable(model: str, fmt: str, regs: int, device: str = H100) -> dict:
     return out
 
 
+class TableText:
+    """A shipped tables file's text, edited line by line (one row a line, as the file is written) so that a patch
+    of it moves only the rows it means to: the lines of one 4-bit family's rows and where the family closes."""
+
+    def __init__(self, text: str, fmt: str):
+        self.lines = text.split("\n")
+        start = self.lines.index(f' "w4-{fmt}": [')
+        self.end = next(i for i in range(start + 1, len(self.lines)) if self.lines[i].startswith(" ]"))
+        self.rows = {i: json.loads(self.lines[i].strip().rstrip(",")) for i in range(start + 1, self.end)}
+
+    def weight_row(self, m: int, k: int) -> int | None:
+        """The line of the row (M, K)'s weight takes: its own-weight row where a shared row of its shape sits beside
+        it (dispatch.nearest_row), else the shape's row; None without one."""
+        same = sorted((i for i, r in self.rows.items() if (r["m"], r["k"]) == (m, k)),
+                      key=lambda i: not self.rows[i].get("own_weight"))
+        return same[0] if same else None
+
+    def put(self, i: int, row: dict) -> None:
+        self.rows[i] = row
+        self.lines[i] = "  " + json.dumps(row) + ("," if self.lines[i].rstrip().endswith(",") else "")
+
+    def add(self, rows: list) -> None:
+        """Rows after the family's last (the file's other lines as they were)."""
+        if rows:
+            self.lines[self.end - 1] += ","
+            self.lines[self.end:self.end] = [",\n".join("  " + json.dumps(r) for r in rows)]
+            self.end += 1
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
 def bounded_text(text: str, fmt: str, layers: dict, model: str, regs: int) -> str:
-    """The table file's text with each layer's weight bounded: its row's line edited where it has one (same m and
-    k), else a row added after the family's last; every other line as it was."""
-    lines = text.split("\n")
-    start = lines.index(f' "w4-{fmt}": [')
-    end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith(" ]"))
+    """The table file's text with each layer's weight bounded: the row its weight takes edited where it has one
+    (same m and k), else a row added after the family's last; every other line as it was."""
+    t = TableText(text, fmt)
     note = f"tools/w4_bound_patches.py: {model} at {regs} registers a thread, to measure in its step"
     added = []
-    rows = {i: json.loads(lines[i].strip().rstrip(",")) for i in range(start + 1, end)}
     for layer, (m, k, order, mt, blocks) in layers.items():
-        # the row the weight takes: its own-weight row where a shared row of its shape sits beside it
-        same = sorted((i for i, r in rows.items() if (r["m"], r["k"]) == (m, k)),
-                      key=lambda i: not rows[i].get("own_weight"))
-        if same:
-            row = rows[same[0]]
-            row.update(min_blocks={b: blocks for b in row["mt"]}, note=note)
-            lines[same[0]] = "  " + json.dumps(row) + ("," if lines[same[0]].rstrip().endswith(",") else "")
+        i = t.weight_row(m, k)
+        if i is not None:
+            t.put(i, {**t.rows[i], "min_blocks": {b: blocks for b in t.rows[i]["mt"]}, "note": note})
         else:
             added.append({"name": f"{model}.{layer}", "m": m, "k": k, "k_order": order, "mt": mt,
                           "min_blocks": {b: blocks for b in mt}, "note": note})
-    if added:
-        lines[end - 1] += ","
-        lines[end:end] = [",\n".join("  " + json.dumps(r) for r in added)]
-    return "\n".join(lines)
+    t.add(added)
+    return t.text()
 
 
 def patch(old: str, new: str, path: str) -> str:
     """A unified diff of one file that `patch -p1` (tools/w4_ab.sh) and `git apply` take."""
     diff = difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True), f"a/{path}", f"b/{path}")
     return "".join(diff)
+
+
+def write_patches(out: Path, table: Path, texts: dict) -> list[Path]:
+    """OUT/<name>.patch of the table file for each {name: its new text}, and the PATCHES= value (name=path from the
+    repository root, as tools/w4_ab.sh reads it on the device) in OUT/patches.txt."""
+    rel = table.resolve().relative_to(ROOT).as_posix()
+    old = table.read_text()
+    out.mkdir(parents=True, exist_ok=True)
+    made = []
+    for name, new in texts.items():
+        path = out / f"{name}.patch"
+        path.write_text(patch(old, new, rel))
+        made.append(path)
+    (out / "patches.txt").write_text(" ".join(f"{p.stem}={_from_root(p)}" for p in made) + "\n")
+    return made
 
 
 def _from_root(p: Path) -> str:
@@ -95,18 +134,11 @@ def _from_root(p: Path) -> str:
 def make(model: str, out: Path, fmt: str = "q4_min", regs: int = 80, table: Path | None = None) -> list[Path]:
     """OUT/<layer>.patch per boundable layer and OUT/all.patch (none when no layer can take a bound); the
     PATCHES= value in OUT/patches.txt."""
-    table = table or tables.DATA / "nvidia-h100-80gb-hbm3.json"
-    rel = table.resolve().relative_to(ROOT).as_posix()
+    table = table or TABLE
     text = table.read_text()
     layers = boundable(model, fmt, regs)
-    out.mkdir(parents=True, exist_ok=True)
-    made = []
-    for name, chosen in [(layer, {layer: v}) for layer, v in layers.items()] + ([("all", layers)] if len(layers) > 1 else []):
-        path = out / f"{name}.patch"
-        path.write_text(patch(text, bounded_text(text, fmt, chosen, model, regs), rel))
-        made.append(path)
-    (out / "patches.txt").write_text(" ".join(f"{p.stem}={_from_root(p)}" for p in made) + "\n")
-    return made
+    chosen = [(layer, {layer: v}) for layer, v in layers.items()] + ([("all", layers)] if len(layers) > 1 else [])
+    return write_patches(out, table, {name: bounded_text(text, fmt, c, model, regs) for name, c in chosen})
 
 
 def main() -> None:

@@ -13,7 +13,6 @@ order).
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from pathlib import Path
@@ -22,9 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
-from jitgemm import dispatch, models, tables  # noqa: E402
+from jitgemm import dispatch, models  # noqa: E402
 from jitgemm.kernels import w4  # noqa: E402
-from w4_bound_patches import BUCKETS, H100, _from_root, patch  # noqa: E402
+from w4_bound_patches import BUCKETS, H100, TABLE, TableText, write_patches  # noqa: E402
 
 # WK warps x U slices in flight; split K (SK = 2) lost 6-18 % on every 70B TP-8 weight (session 33): ask for it
 ORDERS = tuple((wk, u, 1) for wk in (4, 8, 16) for u in (1, 2))
@@ -47,19 +46,15 @@ def ordered_text(text: str, fmt: str, m: int, k: int, order, mt: dict, name: str
     """The table file's text with (M, K)'s weight on `order`: its own-weight row edited where it has one, else an
     own-weight row added after the family's last; every other line as it was. A WK = 16 order takes one row tile
     (two did not fit 512-thread blocks' 128 registers: kernels/w4.token_tiling)."""
-    lines = text.split("\n")
-    start = lines.index(f' "w4-{fmt}": [')
-    end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith(" ]"))
+    t = TableText(text, fmt)
     mts = {str(b): (1 if order[0] == 16 else v) for b, v in mt.items()}
     row = {"name": name, "m": m, "k": k, "k_order": list(order), "mt": mts, "own_weight": True, "note": note}
-    for i in range(start + 1, end):
-        old = json.loads(lines[i].strip().rstrip(","))
-        if (old["m"], old["k"]) == (m, k) and old.get("own_weight"):
-            lines[i] = "  " + json.dumps(row) + ("," if lines[i].rstrip().endswith(",") else "")
-            return "\n".join(lines)
-    lines[end - 1] += ","
-    lines.insert(end, "  " + json.dumps(row))
-    return "\n".join(lines)
+    i = t.weight_row(m, k)
+    if i is not None and t.rows[i].get("own_weight"):
+        t.put(i, row)
+    else:
+        t.add([row])
+    return t.text()
 
 
 def patch_name(layer: str, order) -> str:
@@ -70,16 +65,14 @@ def patch_name(layer: str, order) -> str:
 def make(model: str, out: Path, fmt: str = "q4_min", orders=ORDERS, only=None, table: Path | None = None) -> list[Path]:
     """OUT/<layer><WK><U><SK>.patch for each of the model's layers (or those in `only`) and each order in `orders`
     but the one it runs; the PATCHES= value in OUT/patches.txt."""
-    table = table or tables.DATA / "nvidia-h100-80gb-hbm3.json"
-    rel = table.resolve().relative_to(ROOT).as_posix()
+    table = table or TABLE
     text = table.read_text()
     layers = layers_of(model, fmt)
     unknown = set(only or ()) - set(layers)
     if unknown:
         raise SystemExit(f"--layers: {', '.join(sorted(unknown))} not among {model}'s {fmt} layers that can take "
                          f"another order ({', '.join(layers)})")
-    out.mkdir(parents=True, exist_ok=True)
-    made = []
+    texts = {}
     for layer, (m, k, now, mt) in layers.items():
         if only and layer not in only:
             continue
@@ -87,11 +80,8 @@ def make(model: str, out: Path, fmt: str = "q4_min", orders=ORDERS, only=None, t
             if tuple(order) == now:
                 continue
             note = f"tools/w4_order_patches.py: {model}'s {layer} on {list(order)} (runs {list(now)}), to time in its step"
-            path = out / f"{patch_name(layer, order)}.patch"
-            path.write_text(patch(text, ordered_text(text, fmt, m, k, order, mt, f"{model}.{layer}.step", note), rel))
-            made.append(path)
-    (out / "patches.txt").write_text(" ".join(f"{p.stem}={_from_root(p)}" for p in made) + "\n")
-    return made
+            texts[patch_name(layer, order)] = ordered_text(text, fmt, m, k, order, mt, f"{model}.{layer}.step", note)
+    return write_patches(out, table, texts)
 
 
 def _order(s: str) -> tuple:
