@@ -55,11 +55,14 @@ def boundable(model: str, fmt: str, regs: int, device: str = H100) -> dict:
 
 class TableText:
     """A shipped tables file's text, edited line by line (one row a line, as the file is written) so that a patch
-    of it moves only the rows it means to: the lines of one 4-bit family's rows and where the family closes."""
+    of it moves only the rows it means to: the lines of one family's rows ("skinny", "fp8", or a 4-bit format
+    named by itself, "q4_min", or in full, "w4-q4_min") and where the family closes."""
 
-    def __init__(self, text: str, fmt: str):
+    def __init__(self, text: str, family: str):
         self.lines = text.split("\n")
-        start = self.lines.index(f' "w4-{fmt}": [')
+        if family not in ("skinny", "fp8") and not family.startswith("w4-"):
+            family = f"w4-{family}"
+        start = self.lines.index(f' "{family}": [')
         self.end = next(i for i in range(start + 1, len(self.lines)) if self.lines[i].startswith(" ]"))
         self.rows = {i: json.loads(self.lines[i].strip().rstrip(",")) for i in range(start + 1, self.end)}
 
