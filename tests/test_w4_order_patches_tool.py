@@ -78,3 +78,37 @@ def test_an_unknown_layer_is_refused_with_the_known_ones(tmp_path):
 def test_a_bad_order_is_refused_with_its_rule(text, rule):
     with pytest.raises(argparse.ArgumentTypeError, match=rule):
         w4_order_patches._order(text)
+
+
+def _skinny_configs() -> dict:
+    shapes = {(m, k) for model in models.names() for _, m, k in models.shapes(model)} | set(OTHERS)
+    return {(m, k, n): dispatch.row_config(dispatch.lookup("skinny", m, k, H100, "sm_90a")[0], n, "sm_90a")
+            for m, k in shapes for n in (1, 16)}
+
+
+def test_a_sixteen_bit_patch_edits_the_shared_row_and_names_what_it_moves(tmp_path, monkeypatch):
+    made = w4_order_patches.make("llama-3.1-70b-tp8", tmp_path / "p", "skinny", only=["o"])
+    assert [p.stem for p in made] == [w4_order_patches.patch_name("o", o) for o in w4_order_patches.ORDERS_16
+                                      if o != (16, 2, 1)]  # the row's order today
+    _use(tmp_path, None, monkeypatch)
+    before = _skinny_configs()
+    sharers = w4_order_patches.sharers("skinny", 8192, 1024)
+    assert "llama-3.1-70b-tp8.o" in sharers and "qwen3-30b-a3b.expert.down" in sharers
+    nearest = {(m, k) for m, k, _ in before if dispatch.lookup("skinny", m, k, H100, "sm_90a")[0][:2] == (8192, 1024)}
+    for p in made:
+        assert all(s in p.read_text() for s in sharers)
+        _use(tmp_path, p, monkeypatch)
+        after = _skinny_configs()
+        moved = {key for key in before if after[key] != before[key]}
+        # the weight itself takes the order; a neighbour follows it, or (a WK other than the table's common one
+        # serves its own shape only: dispatch._carries) goes to the next row
+        assert {(8192, 1024, 1), (8192, 1024, 16)} <= moved <= {(m, k, n) for m, k in nearest for n in (1, 16)}
+        assert p.stem == w4_order_patches.patch_name("o", after[(8192, 1024, 1)].k_order)
+
+
+def test_orders_outside_a_family_are_refused():
+    with pytest.raises(SystemExit, match="skinny takes U in 2/4"):
+        w4_order_patches.check_orders("skinny", [(8, 1, 1)])
+    with pytest.raises(SystemExit, match="q4_min takes U in 1/2"):
+        w4_order_patches.check_orders("q4_min", [(8, 4, 1)])
+    w4_order_patches.check_orders("skinny", [(8, 4, 2)])

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 from jitgemm import dispatch, models  # noqa: E402
 from jitgemm.kernels import skinny, w4  # noqa: E402
-from w4_bound_patches import H100, TABLE, TableText, write_patches  # noqa: E402
+from w4_bound_patches import H100, TABLE, TableText, sharers, write_patches  # noqa: E402
 
 ARCH = "sm_90a"
 DTYPES = ("bfloat16", "float16")
@@ -72,17 +72,6 @@ def spills(insts: list) -> dict:
                 out[name] = -1
             elif res["spill_stores"] or res["stack_frame"]:
                 out[name] = res["spill_stores"] or res["stack_frame"]
-    return out
-
-
-def sharers(family: str, m: int, k: int, device: str = H100) -> list[str]:
-    """Every model layer whose nearest row is (m, k)'s: what a patch of a shared (16-bit) row moves."""
-    out = []
-    for model in models.names():
-        for name, mm, kk in models.shapes(model):
-            found = dispatch.lookup(family, mm, kk, device, ARCH)
-            if found and tuple(found[0][:2]) == (m, k):
-                out.append(name)
     return out
 
 

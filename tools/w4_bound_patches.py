@@ -105,6 +105,17 @@ def bounded_text(text: str, fmt: str, layers: dict, model: str, regs: int) -> st
     return t.text()
 
 
+def sharers(family: str, m: int, k: int, device: str = H100) -> list[str]:
+    """Every model layer whose nearest row is (m, k)'s: what a patch of a shared (16-bit) row moves."""
+    out = []
+    for model in models.names():
+        for name, mm, kk in models.shapes(model):
+            found = dispatch.lookup(family, mm, kk, device, "sm_90a")
+            if found and tuple(found[0][:2]) == (m, k):
+                out.append(name)
+    return out
+
+
 def patch(old: str, new: str, path: str) -> str:
     """A unified diff of one file that `patch -p1` (tools/w4_ab.sh) and `git apply` take."""
     diff = difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True), f"a/{path}", f"b/{path}")
