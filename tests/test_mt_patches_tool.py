@@ -3,19 +3,18 @@ parses, and under it only the chosen weights change, only at the chosen N bucket
 order, hence every token's bits, stays. A 4-bit patch moves its own weight only (an own-weight row); a 16-bit one
 moves every layer whose nearest row it edits, and its note names them."""
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from jitgemm import config, dispatch, models, tables
+from jitgemm import dispatch, models
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 import mt_patches  # noqa: E402
+from table_patches import use_table  # noqa: E402
 
-TABLE = "jitgemm/data/tables/nvidia-h100-80gb-hbm3.json"
 H100 = mt_patches.H100
 pytestmark = pytest.mark.skipif(shutil.which("patch") is None, reason="needs the patch program (.ci/run installs it)")
 OTHERS = [(2048, 768), (512, 1024), (1280, 8192), (7168, 8192), (4096, 4096), (3584, 14336), (128, 2048)]
@@ -33,23 +32,12 @@ def _configs(family: str) -> dict:
     return {(m, k, n): cfg(n, m, k) for m, k in shapes for n in (1, 4, 16)}
 
 
-def _use(tmp_path: Path, patch: Path | None, monkeypatch) -> None:
-    tree = tmp_path / (patch.stem if patch else "base")
-    (tree / TABLE).parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(ROOT / TABLE, tree / TABLE)
-    if patch:
-        subprocess.run(["patch", "-s", "--batch", "-p1"], cwd=tree, stdin=patch.open(), check=True)
-    tables.load(tree / TABLE)  # parses, or raises TableError
-    monkeypatch.setenv("JITGEMM_NV_TUNING", str(tree / TABLE))
-    config.reload()
-
-
 def _moved(tmp_path, monkeypatch, family, made):
-    _use(tmp_path, None, monkeypatch)
+    use_table(tmp_path, None, monkeypatch)
     before = _configs(family)
     out = {}
     for p in made:
-        _use(tmp_path, p, monkeypatch)
+        use_table(tmp_path, p, monkeypatch)
         after = _configs(family)
         moved = {key for key in before if after[key] != before[key]}
         for key in moved:  # row tiles only: the K order (a token's bits) never moves

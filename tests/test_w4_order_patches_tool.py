@@ -3,19 +3,18 @@ table parses, and under it the chosen layer's weight takes the new K order while
 every other shape keeps the config it had (the own-weight row's promise)."""
 import argparse
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from jitgemm import config, dispatch, models, tables
+from jitgemm import dispatch, models
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 import w4_order_patches  # noqa: E402
+from table_patches import use_table  # noqa: E402
 
-TABLE = "jitgemm/data/tables/nvidia-h100-80gb-hbm3.json"
 H100 = w4_order_patches.H100
 pytestmark = pytest.mark.skipif(shutil.which("patch") is None, reason="needs the patch program (.ci/run installs it)")
 # shapes nearest to the model rows of the shipped table (small K, odd M, the 70B shard's neighbours)
@@ -28,28 +27,17 @@ def _configs(model: str) -> dict:
     return {(m, k, n): dispatch.w4_nv_config("q4_min", n, m, k, H100, "sm_90a")[0] for m, k in shapes for n in (1, 16)}
 
 
-def _use(tmp_path: Path, patch: Path | None, monkeypatch) -> None:
-    tree = tmp_path / (patch.stem if patch else "base")
-    (tree / TABLE).parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(ROOT / TABLE, tree / TABLE)
-    if patch:
-        subprocess.run(["patch", "-s", "--batch", "-p1"], cwd=tree, stdin=patch.open(), check=True)
-    tables.load(tree / TABLE)  # parses, or raises TableError
-    monkeypatch.setenv("JITGEMM_NV_TUNING", str(tree / TABLE))
-    config.reload()
-
-
 @pytest.mark.parametrize("model, layer", [("llama-3.1-70b-tp8", "o"), ("llama-3.1-70b-tp8", "qkv"),
                                           ("qwen2.5-7b", "down")])
 def test_each_patch_moves_its_layers_weight_only(tmp_path, monkeypatch, model, layer):
     made = w4_order_patches.make(model, tmp_path / "p", only=[layer])
-    _use(tmp_path, None, monkeypatch)
+    use_table(tmp_path, None, monkeypatch)
     before = _configs(model)
     now = w4_order_patches.layers_of(model, "q4_min")[layer][2]
     assert len(made) == 5 and now in w4_order_patches.ORDERS  # six orders but the one it runs
     (_, m, k), = [s for s in models.shapes(model) if s[0] == f"{model}.{layer}"]
     for p in made:
-        _use(tmp_path, p, monkeypatch)
+        use_table(tmp_path, p, monkeypatch)
         after = _configs(model)
         moved = {key for key in before if after[key] != before[key]}
         assert moved == {(m, k, 1), (m, k, 16)}, p.name
@@ -90,14 +78,14 @@ def test_a_sixteen_bit_patch_edits_the_shared_row_and_names_what_it_moves(tmp_pa
     made = w4_order_patches.make("llama-3.1-70b-tp8", tmp_path / "p", "skinny", only=["o"])
     assert [p.stem for p in made] == [w4_order_patches.patch_name("o", o) for o in w4_order_patches.ORDERS_16
                                       if o != (16, 2, 1)]  # the row's order today
-    _use(tmp_path, None, monkeypatch)
+    use_table(tmp_path, None, monkeypatch)
     before = _skinny_configs()
     sharers = w4_order_patches.sharers("skinny", 8192, 1024)
     assert "llama-3.1-70b-tp8.o" in sharers and "qwen3-30b-a3b.expert.down" in sharers
     nearest = {(m, k) for m, k, _ in before if dispatch.lookup("skinny", m, k, H100, "sm_90a")[0][:2] == (8192, 1024)}
     for p in made:
         assert all(s in p.read_text() for s in sharers)
-        _use(tmp_path, p, monkeypatch)
+        use_table(tmp_path, p, monkeypatch)
         after = _skinny_configs()
         moved = {key for key in before if after[key] != before[key]}
         # the weight itself takes the order; a neighbour follows it, or (a WK other than the table's common one
