@@ -124,8 +124,10 @@ def patch(old: str, new: str, path: str) -> str:
 
 def write_patches(out: Path, table: Path, texts: dict) -> list[Path]:
     """OUT/<name>.patch of the table file for each {name: its new text}, and the PATCHES= value (name=path from the
-    repository root, as tools/w4_ab.sh reads it on the device) in OUT/patches.txt."""
-    rel = table.resolve().relative_to(ROOT).as_posix()
+    repository root, as tools/w4_ab.sh reads it on the device) in OUT/patches.txt. A table from outside the tree (a
+    test's variant of the shipped one) is patched under the shipped table's path."""
+    inside = table.resolve().is_relative_to(ROOT)
+    rel = (table.resolve() if inside else TABLE).relative_to(ROOT).as_posix()
     old = table.read_text()
     out.mkdir(parents=True, exist_ok=True)
     made = []
