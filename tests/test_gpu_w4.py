@@ -182,29 +182,40 @@ def test_mxfp4_short_and_exact_scale_decodes(dtype):
             check(got["odd"][:, keep], ref[:, keep], mag[:, keep], k, dtype)
 
 
+def _same_bits_under_rows(nv_tables, dtype, m, k, seed, rows: dict, ns, expect) -> None:
+    """A q4_min G32 weight [m, k] called at each N of `ns` under each table row of `rows` ({label: row}, one at a
+    time, the pipeline's cache cleared between them); expect(label, n, explain's text) holds for each plan; every
+    label gives the first one's bits, which match float64."""
+    from jitgemm import pipeline
+    w = weight("q4_min", 32, m, k, seed)
+    dw = Q4Device.upload(w)
+    x = np.random.default_rng(seed + 1).standard_normal((max(ns), k)).astype(NP[dtype])
+    got = {}
+    for label, row in rows.items():
+        nv_tables(w4={"w4-q4_min": [row]})
+        pipeline.clear()
+        for n in ns:
+            text = jitgemm.explain(x[:n], dw)
+            assert expect(label, n, text), text
+            got[label, n] = jitgemm.w4_gemm(x[:n], dw).view(np.uint16)
+    first, *others = rows
+    for n in ns:
+        for label in others:
+            assert np.array_equal(got[first, n], got[label, n]), f"N = {n}, {label}"
+        ref, mag = reference(x[:n], w, None)
+        check(got[first, n].view(NP[dtype]), ref, mag, k, dtype)
+
+
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 def test_a_register_bound_changes_no_bit(nv_tables, dtype):
     """A table row's register bound (min_blocks: kernels.w4.bounded, session 32) moves registers only, never the
     order of a row's sums: Qwen2.5-7B's gate_up geometry cut to 2000 rows through a bounded row (6 blocks an SM,
     ptxas spills 16 B at bf16) and the same row without the bound give the same bits at N = 1, 4 and 16 (one and
     two token tiles), and both match float64."""
-    from jitgemm import pipeline
-    m, k = 2000, 3584
-    w = weight("q4_min", 32, m, k, 13)
-    dw = Q4Device.upload(w)
-    x = np.random.default_rng(14).standard_normal((16, k)).astype(NP[dtype])
-    got = {}
-    for mb in (6, 1):
-        row = (m, k, (4, 1, 1), {1: 1, 4: 1, 16: 1}) + (({1: mb, 4: mb, 16: mb},) if mb > 1 else ())
-        nv_tables(w4={"w4-q4_min": [row]})
-        pipeline.clear()
-        for n in (1, 4, 16):
-            assert (", 4, 1, 1, 6> grid" in jitgemm.explain(x[:n], dw)) == (mb > 1), jitgemm.explain(x[:n], dw)
-            got[mb, n] = jitgemm.w4_gemm(x[:n], dw).view(np.uint16)
-    for n in (1, 4, 16):
-        assert np.array_equal(got[6, n], got[1, n]), f"N = {n}"
-        ref, mag = reference(x[:n], w, None)
-        check(got[6, n].view(NP[dtype]), ref, mag, k, dtype)
+    m, k, tiles = 2000, 3584, {1: 1, 4: 1, 16: 1}
+    rows = {6: (m, k, (4, 1, 1), tiles, {1: 6, 4: 6, 16: 6}), 1: (m, k, (4, 1, 1), tiles)}
+    _same_bits_under_rows(nv_tables, dtype, m, k, 13, rows, (1, 4, 16),
+                          lambda mb, n, text: (", 4, 1, 1, 6> grid" in text) == (mb > 1))
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
@@ -213,21 +224,8 @@ def test_row_tiles_change_no_bit(nv_tables, dtype):
     1.9 % faster in its step) decides how many rows share a block's token reads, never the order of a row's sums:
     the same K order with one and with two row tiles at bucket 16 gives the same bits at N = 9 and 16 (and at 4,
     which keeps one), an odd M included, and both match float64."""
-    from jitgemm import pipeline
     m, k = 2003, 4096
-    w = weight("q4_min", 32, m, k, 15)
-    dw = Q4Device.upload(w)
-    x = np.random.default_rng(16).standard_normal((16, k)).astype(NP[dtype])
-    got = {}
-    for mt in (2, 1):
-        nv_tables(w4={"w4-q4_min": [(m, k, (4, 1, 1), {1: 1, 4: 1, 16: mt})]})
-        pipeline.clear()
-        for n in (4, 9, 16):
-            tiles = mt if n > 8 else 1
-            assert f", 4, 1, 1> grid" in jitgemm.explain(x[:n], dw) and \
-                f"{16 * tiles} rows/block" in jitgemm.explain(x[:n], dw), jitgemm.explain(x[:n], dw)
-            got[mt, n] = jitgemm.w4_gemm(x[:n], dw).view(np.uint16)
-    for n in (4, 9, 16):
-        assert np.array_equal(got[2, n], got[1, n]), f"N = {n}"
-        ref, mag = reference(x[:n], w, None)
-        check(got[2, n].view(NP[dtype]), ref, mag, k, dtype)
+    rows = {mt: (m, k, (4, 1, 1), {1: 1, 4: 1, 16: mt}) for mt in (2, 1)}
+    _same_bits_under_rows(nv_tables, dtype, m, k, 15, rows, (4, 9, 16),
+                          lambda mt, n, text: ", 4, 1, 1> grid" in text
+                          and f"{16 * (mt if n > 8 else 1)} rows/block" in text)
