@@ -82,19 +82,13 @@ def retiled_text(text: str, family: str, edits: list, model: str, note: str) -> 
     t = TableText(text, family)
     added = []
     for layer, m, k, row, bucket, mt in edits:
-        mts = {str(b): v for b, v in row[3].items()}
-        mts[str(bucket)] = mt
-        if family == "skinny":
-            i = t.weight_row(row[0], row[1])
-            t.put(i, {**t.rows[i], "mt": {**t.rows[i]["mt"], str(bucket): mt}, "note": note})
-            continue
-        new = {"name": f"{model}.{layer}.step", "m": m, "k": k, "k_order": list(row[2]), "mt": mts,
-               "own_weight": True, "note": note}
-        i = t.weight_row(m, k)
-        if i is not None and t.rows[i].get("own_weight"):
+        i = t.weight_row(*row[:2]) if family == "skinny" else t.weight_row(m, k)
+        if family == "skinny" or (i is not None and t.rows[i].get("own_weight")):
             t.put(i, {**t.rows[i], "mt": {**t.rows[i]["mt"], str(bucket): mt}, "note": note})
         else:
-            added.append(new)
+            mts = {**{str(b): v for b, v in row[3].items()}, str(bucket): mt}
+            added.append({"name": f"{model}.{layer}.step", "m": m, "k": k, "k_order": list(row[2]), "mt": mts,
+                          "own_weight": True, "note": note})
     t.add(added)
     return t.text()
 
@@ -124,11 +118,11 @@ def make(model: str, out: Path, family: str = "skinny", buckets=(16,), mts=MTS, 
             if len(every) > 1:
                 plans[patch_name("all", bucket, mt)] = every
     if check:
-        insts = {i.name: i for edits in plans.values() for _l, _m, _k, row, b, mt in edits
-                 for i in instances(family, row[2], mt, b)}
-        bad = spills(list(insts.values()))
-        for name in list(plans):
-            hit = [i.name for *_, row, b, mt in plans[name] for i in instances(family, row[2], mt, b) if i.name in bad]
+        per_plan = {name: [i for *_, row, b, mt in edits for i in instances(family, row[2], mt, b)]
+                    for name, edits in plans.items()}
+        bad = spills(list({i.name: i for insts in per_plan.values() for i in insts}.values()))
+        for name, insts in per_plan.items():
+            hit = [i.name for i in insts if i.name in bad]
             if hit:
                 print(f"{name}: left out, {hit[0]} spills {bad[hit[0]]} B" if bad[hit[0]] > 0
                       else f"{name}: left out, {hit[0]} does not compile")
