@@ -1,7 +1,6 @@
 """tools/w4_bound_patches.py on the CPU: its patches apply as tools/w4_ab.sh applies them (patch -p1), the patched
 table still parses, and under it exactly the chosen layers of the model take a bounded kernel."""
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,17 +12,10 @@ from jitgemm.kernels import w4
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 import w4_bound_patches  # noqa: E402
+from table_patches import patched_table  # noqa: E402
 
 TABLE = "jitgemm/data/tables/nvidia-h100-80gb-hbm3.json"
 pytestmark = pytest.mark.skipif(shutil.which("patch") is None, reason="needs the patch program (.ci/run installs it)")
-
-
-def _patched(tmp_path: Path, patch: Path, base: Path = ROOT / TABLE) -> Path:
-    tree = tmp_path / "tree"
-    (tree / TABLE).parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(base, tree / TABLE)
-    subprocess.run(["patch", "-s", "--batch", "-p1"], cwd=tree, stdin=patch.open(), check=True)
-    return tree / TABLE
 
 
 def _bounded_layers(model: str, table: Path, monkeypatch) -> set:
@@ -57,7 +49,7 @@ def test_each_patch_bounds_its_layer_and_all_bounds_every_one(tmp_path, monkeypa
     before = tables.load(base).family("w4-q4_min")
     for p, layers, blocks in ((made[0], {"o"}, {4096: 3}), (made[1], {"gate_up"}, {28672: 6}),
                               (made[2], {"o", "gate_up"}, {4096: 3, 28672: 6})):
-        table = _patched(tmp_path / p.stem, p, base)
+        table = patched_table(tmp_path / p.stem / "tree", p, base)
         after = tables.load(table).family("w4-q4_min")
         changed = [(a, b) for a, b in zip(before, after) if a != b]
         assert len(after) == len(before) and {b[0]: b[4][1] for _, b in changed} == blocks
@@ -69,14 +61,15 @@ def test_a_weight_without_a_row_gets_one_with_the_config_it_ran(tmp_path, monkey
     made = w4_bound_patches.make("gemma-2-9b", tmp_path / "p")
     gate_up = next(p for p in made if p.stem == "gate_up")
     before = tables.load(ROOT / TABLE).family("w4-q4_min")
-    after = tables.load(_patched(tmp_path, gate_up)).family("w4-q4_min")
+    after = tables.load(patched_table(tmp_path / "tree", gate_up)).family("w4-q4_min")
     (new,) = [r for r in after if r not in before]
     m, k = next((m, k) for name, m, k in models.shapes("gemma-2-9b") if name.endswith(".gate_up"))
     monkeypatch.delenv("JITGEMM_NV_TUNING", raising=False)
     config.reload()
     ran = dispatch.w4_nv_config("q4_min", 1, m, k, w4_bound_patches.H100, "sm_90a")[0]
     assert new[:3] == (m, k, (ran.WK, ran.U, ran.SK)) and new[4] == {1: 6, 4: 6, 16: 6}
-    assert _bounded_layers("gemma-2-9b", _patched(tmp_path / "again", gate_up), monkeypatch) == {"gate_up"}
+    again = patched_table(tmp_path / "again" / "tree", gate_up)
+    assert _bounded_layers("gemma-2-9b", again, monkeypatch) == {"gate_up"}
 
 
 def test_no_patch_where_no_layer_can_take_a_bound(tmp_path):
