@@ -166,8 +166,8 @@ def moderate_entry(n: int, m: int, k: int, device: str = "", arch: str = "sm_90a
 
 def small_n_moderate(m: int, k: int, arch: str, device: str = "") -> bool:
     """Whether N = 1..16 of this shape runs the moderate family instead of the skinny one: only at a
-    shape whose row adopted it (its bucket 16, written by `bench --group moderate-n --tune --n
-    1,4,8,16` or `jitgemm tune`: the smaller worst-case time over N = 1, 4, 8, 16) and that is this very
+    shape whose row adopted it (its bucket 16, in a tables file a user gives: the tuners wrote it until
+    session 35, and it lost every model step that ran it, jitgemm.tuning) and that is this very
     (M, K), with a tile this arch runs. One config then serves every N <= 16 (a 16-token tile, the same
     K slices), so a token's bits still do not depend on the batch size.
 

@@ -4,8 +4,8 @@ A tables file holds what a tuning sweep measured on one GPU, per kernel family:
   - "skinny" and "fp8": rows {name, m, k, k_order: [WK, U, SK], mt: {N bucket: MT}, us: {bucket: time}};
     the K order is shared by every N bucket of a shape (so a token's bits do not depend on the batch),
   - "moderate": rows {name, m, k, buckets: {N bucket: {tile: [BM, BN, WM, WN, ST, KS], slices,
-    reduction: none|cluster|workspace, cublas_over_ours}}}; bucket 16 is there only where the small-N
-    sweep adopted the 16-token tile for every N <= 16,
+    reduction: none|cluster|workspace, cublas_over_ours}}}; bucket 16 (the 16-token tile for every N <= 16)
+    only in a file a user writes: no tuner writes it since session 35 (jitgemm.tuning says why),
   - "w4-mxfp4", "w4-q4_sym", "w4-q4_min", "w4-q4_zp": the 4-bit family per weight format, rows as skinny's
     (tools/w4_sweep.py --table writes them), optionally with min_blocks: {N bucket: blocks an SM the kernel asks
     ptxas to fit} (registers only, never the K order), measured in a model's step: such a row serves its own

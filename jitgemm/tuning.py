@@ -3,9 +3,10 @@
 For each weight shape [M, K] the tuner times, by graph replay over cold weight copies and after a
 float64 check of each candidate:
   - N <= 16: every skinny config at N = 1, 4, 8, 16 (the buckets asked for); one K order for all of
-    them (min-max regret, so a token's bits never depend on the batch), MT per bucket; on sm_90a also
-    the 16-token tiles of the moderate family, adopted for every N <= 16 only where they are at least
-    10 % faster than the skinny family at every bucket (alone; in a model's step a narrower win lost);
+    them (min-max regret, so a token's bits never depend on the batch), MT per bucket. The moderate
+    family's 16-token tiles are not candidates: timed alone they won at some shapes (up to 11 % on an
+    H200), and they lost every model step that ran them (H100 sessions 23-24: 7-24 %; H200 session 35:
+    the 70B TP-8 shard's qkv, 11 % faster alone, 6 % slower in its step at N = 1 and 4);
   - N > 16: the moderate family's tiles x K slices at 32, 64, 128, and cuBLAS through jitgemm's own
     route (what runs when it wins);
   - dtype "fp8" (scaled_gemm's family, timed as W8A8 e4m3fn with per-tensor scales, bf16 out): every
@@ -217,8 +218,8 @@ def _merge_skinny(old, rows: list, family: str = "skinny") -> list:
 
 def _merge_moderate(old, rows: list, shapes: set, tuned_buckets: list) -> list:
     """The earlier file's moderate rows with this run's buckets in place: for each shape this run tuned,
-    the buckets it tuned are replaced (bucket 16 dropped where N <= 16 was tuned and not adopted), the
-    others kept."""
+    the buckets it tuned are replaced (an earlier bucket 16 dropped where N <= 16 was tuned: the 16-token
+    tile is no candidate any more, see the module's doc), the others kept."""
     merged = {(r["m"], r["k"]): dict(r, buckets=dict(r["buckets"])) for r in (old.doc.get("moderate", []) if old else [])}
     for m, k in shapes:
         if (m, k) in merged:
@@ -243,14 +244,6 @@ class _Sweep:
         self.skinny = [c for c in skinny.NV_CONFIGS if c.SK == 1 or self.cluster_ok]
         self.stream = cp.cuda.Stream(non_blocking=True)
 
-    def small_tiles(self, sh: Shape) -> list:
-        """The moderate family's 16-token tiles for N <= 16 (wgmma: sm_90a only)."""
-        from .bench.tune_moderate import candidates
-        if not self.small or self.fp8:
-            return []
-        return [c for c in candidates(16, sh.m, sh.k, self.info.multiprocessors, self.cluster_ok, self.info.arch)
-                if c.tile.BN == 16]
-
     def large_configs(self, sh: Shape, n: int) -> list:
         from .bench.tune_moderate import candidates
         return candidates(n, sh.m, sh.k, self.info.multiprocessors, self.cluster_ok, self.info.arch)
@@ -262,7 +255,6 @@ class _Sweep:
             out += [fp8.nv_instance(c, "bfloat16", fp8.W8A8, n) if self.fp8 else c.instance(self.dtype, n)
                     for c in self.skinny]
         for sh in shapes:
-            out += [c.instance(self.dtype) for c in self.small_tiles(sh)]
             for n in self.large:
                 out += [c.instance(self.dtype) for c in self.large_configs(sh, n)]
         return list(dict.fromkeys(out))
@@ -270,7 +262,7 @@ class _Sweep:
     def count(self, shapes) -> int:
         total = 0
         for sh in shapes:
-            total += len(self.small) * (len(self.skinny) + len(self.small_tiles(sh)))
+            total += len(self.small) * len(self.skinny)
             total += sum(len(self.large_configs(sh, n)) + 1 for n in self.large)
         return total
 
@@ -278,7 +270,6 @@ class _Sweep:
         """(skinny row, moderate row, summary lines) of one shape, in the tables-file form."""
         from . import tables
         from .bench import runner, suite, tune_skinny
-        from .bench.tune_moderate import SMALL_N_MAX_RATIO, adopt_small_n
         from .dispatch import n_bucket
         from .kernels import moderate
         from .bench import fp8_runner
@@ -306,21 +297,6 @@ class _Sweep:
             srow = tables.skinny_row_doc(sh.name, sh.m, sh.k, best["k_order"], best["mt"], best["us"])
             summary.append(f"N<=16 {'fp8' if self.fp8 else 'skinny'} K order {tuple(best['k_order'])}, MT {best['mt']}, "
                            f"us {best['us']}")
-            tiles = {c: {n: us for n in self.small if (us := timed(n, c)) is not None} for c in self.small_tiles(sh)}
-            full = {c: v for c, v in tiles.items() if len(v) == len(self.small)}
-            if full:
-                fastest = {n: min(v[n] for v in full.values()) for n in self.small}
-                pick = min(full, key=lambda c: (max(full[c][n] / fastest[n] for n in self.small), sum(full[c].values())))
-                ratio = {n: full[pick][n] / best["us"][n] for n in self.small}
-                if adopt_small_n(ratio):
-                    buckets[16] = tables.moderate_entry_doc(moderate.to_entry(pick, None))
-                    summary.append(f"N<=16 adopts the 16-token tile ({pick.describe()}, S={pick.S}): "
-                                   f"{', '.join(f'{n}: {full[pick][n]:.2f}' for n in self.small)} us")
-                elif min(ratio.values()) < 1.0:
-                    summary.append(f"N<=16 keeps the skinny family: the 16-token tile took "
-                                   f"{', '.join(f'{n}: {r:.2f}' for n, r in ratio.items())} of its time alone "
-                                   f"(adopted only at <= {SMALL_N_MAX_RATIO:.2f} at every N: a narrower win "
-                                   f"lost whole steps)")
         for n in self.large:
             cands = {c: us for c in self.large_configs(sh, n) if (us := timed(n, c)) is not None}
             with runner.forced_blas():

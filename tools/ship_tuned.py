@@ -5,10 +5,15 @@
 
 `jitgemm tune` writes the same schema (jitgemm.tables) as the shipped files, plus a machine key (driver, NVRTC,
 jitgemm version) that makes the dispatcher ignore it anywhere else. This drops the key, keeps the driver in
-"measured", says how the rows were measured, and writes <out>/<device slug>.json. Families the tuning did not
-measure are taken from --fill-from (another GPU's file) and "measured.by_family" says so, so that no family
-silently falls back to the heuristics on this GPU (the device's own file wins over a same-arch one, and a family
-absent from it means the heuristics); without --fill-from they stay absent.""" 
+"measured", says how the rows were measured, and writes <out>/<device slug>.json. With --fill-from (another GPU's
+file) every row of a shape the tuning did not measure is kept from that file, row by row and moderate bucket by
+bucket, and "measured.by_family" says how many, so no shape the other file knew falls back to the heuristics on
+this GPU (the device's own file wins over a same-arch one, so a row absent from it is a shape lost: session 35's
+first H200 file, filled family by family, dropped the moderate family's N > 16 buckets of eight shapes and made the
+16-bit steps at N = 64 0.71-0.77x cuBLAS where the H100 file ran them at 1.00x on the same H200). Without
+--fill-from the unmeasured families stay absent. A moderate bucket 16 (the 16-token tile at N <= 16) is never
+shipped: it lost every model step it ran in (sessions 23-24 on an H100; session 35 on an H200: the 70B TP-8
+shard's qkv, 11 % faster alone, made its step 1.05x cuBLAS at N = 1 where the H100 file made it 1.12x)."""
 from __future__ import annotations
 
 import argparse
@@ -26,9 +31,10 @@ HOW = ("python -m jitgemm tune on this GPU (graph replay, cold weight copies, ev
 
 
 def shipped_doc(tuned: tables.Tables, fill: tables.Tables | None, note: str | None) -> dict:
-    """The shipped form of a tuning file: its families and provenance, the key's driver kept, the key dropped."""
+    """The shipped form of a tuning file: its rows and provenance, the key's driver kept, the key dropped, and
+    (with `fill`) the other file's rows of every shape it did not measure."""
     doc = tuned.doc
-    key = doc.get("key", {})
+    key = doc.get("key") or doc.get("measured", {})  # a tuning file, or a file shipped from one (re-filled)
     measured = {"driver": key.get("driver"), "compiler": key.get("compiler"), "jitgemm": key.get("jitgemm"),
                 "date": doc.get("measured", {}).get("date", datetime.date.today().isoformat()), "how": HOW,
                 "by_family": {}}
@@ -36,15 +42,53 @@ def shipped_doc(tuned: tables.Tables, fill: tables.Tables | None, note: str | No
         measured["notes"] = [note]
     families = {}
     for fam in tables.FAMILIES:
-        rows = doc.get(fam)
-        if rows:  # the tuner writes empty skinny/moderate/fp8 lists for families it did not run
-            families[fam] = rows
-            measured["by_family"][fam] = {"rows": len(rows), "shapes": ", ".join(sorted({r["name"] for r in rows}))}
-        elif fill is not None and fill.doc.get(fam) is not None:
-            families[fam] = fill.doc[fam]
-            measured["by_family"][fam] = {"from": f"{fill.device} ({Path(fill.source).name}): not measured on "
-                                                  f"{tuned.device}"}
+        rows, other = list(doc.get(fam) or []), list(fill.doc.get(fam) or []) if fill is not None else []
+        if fam == "moderate":
+            tuned_rows = [r for r in rows if _without_small_n(r)["buckets"]]
+            merged, kept = _moderate(tuned_rows, other)
+        else:
+            tuned_rows, kept_rows = rows, _kept(rows, other)
+            merged, kept = rows + kept_rows, len(kept_rows)
+        if not merged:
+            continue
+        families[fam] = merged
+        said = {}
+        if tuned_rows:  # the tuner writes empty skinny/moderate/fp8 lists for families it did not run
+            said = {"rows": len(tuned_rows), "shapes": ", ".join(sorted({r["name"] for r in tuned_rows}))}
+        if kept:
+            what = "N buckets" if fam == "moderate" else "rows"
+            said["kept"] = f"{kept} {what} of shapes not measured on {tuned.device}, from {fill.device} " \
+                           f"({Path(fill.source).name})"
+        measured["by_family"][fam] = said
     return tables.document(tuned.vendor, tuned.device, tuned.arch, measured, families)
+
+
+def _without_small_n(row: dict) -> dict:
+    """A moderate row without bucket 16 (see the module's doc)."""
+    return {**row, "buckets": {b: e for b, e in row["buckets"].items() if int(b) > 16}}
+
+
+def _kept(rows: list, other: list) -> list:
+    """`other`'s rows of the shapes (M, K) `rows` did not measure, own-weight rows included."""
+    fresh = {(r["m"], r["k"]) for r in rows}
+    return [r for r in other if (r["m"], r["k"]) not in fresh]
+
+
+def _moderate(rows: list, other: list) -> tuple[list, int]:
+    """Moderate rows, one a shape: this tuning's, each with `other`'s buckets it did not measure, then `other`'s
+    rows of the shapes it did not tune (bucket 16 of neither); and how many of `other`'s buckets were kept."""
+    theirs = {(r["m"], r["k"]): _without_small_n(r)["buckets"] for r in other}
+    out, kept = [], 0
+    for r in rows:
+        mine = _without_small_n(r)["buckets"]
+        add = {b: e for b, e in theirs.pop((r["m"], r["k"]), {}).items() if b not in mine}
+        out.append({**r, "buckets": {**mine, **add}})
+        kept += len(add)
+    for r in other:
+        if theirs.get((r["m"], r["k"])):
+            out.append({**r, "buckets": theirs[(r["m"], r["k"])]})
+            kept += len(theirs[(r["m"], r["k"])])
+    return out, kept
 
 
 def main(argv=None) -> int:

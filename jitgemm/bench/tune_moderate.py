@@ -84,25 +84,12 @@ def _time_config(ops, sh, n: int, cfg: moderate.ModerateConfig, stream, raw: lis
     return us
 
 
-#: The most the 16-token tile may take of the skinny family's time, at every N bucket, to take N <= 16 from it.
-#: Timed alone it cannot see its neighbours: the six decode weights session 22's re-tune adopted at 0-8 % faster
-#: alone (min-max regret) made whole steps take 8-24 % longer at N = 1 and 4 once a step ran in model order
-#: (session 23, H100: the tile between skinny kernels took 12-19 us more a call; not PDL, not the carveout).
-SMALL_N_MAX_RATIO = 0.90
-
-
-def adopt_small_n(moderate_over_skinny: dict) -> bool:
-    """Whether the moderate family's 16-token tile takes N <= 16 from the skinny family, from moderate time /
-    skinny time per N bucket: only where it measured at least 10 % faster at every bucket (SMALL_N_MAX_RATIO)."""
-    return max(moderate_over_skinny.values()) <= SMALL_N_MAX_RATIO
-
-
 def tune_small_n(ns, shapes, out_dir, meta, dtype="bfloat16") -> list:
     """N <= 16 on the moderate family: every 16-token tile x K slices, timed at each N of `ns`
     (1, 4, 8, 16) against the skinny family's own config, checked against float64 first. One config
     must serve every N <= 16 (batch invariance), so the candidate with the least worst-bucket regret
-    is kept; it is adopted (as the row's bucket 16) only where it is at least 10 % faster than the skinny
-    family at every bucket (adopt_small_n says why)."""
+    is reported. A measurement only: no table takes it (jitgemm.tuning's doc says why: timed alone the tile
+    won at some shapes and lost every model step that ran it)."""
     import cupy as cp
     from .. import dispatch
     stream = cp.cuda.Stream(non_blocking=True)
@@ -126,14 +113,13 @@ def tune_small_n(ns, shapes, out_dir, meta, dtype="bfloat16") -> list:
         fastest = {n: min(v[n] for v in full.values()) for n in ns}
         best = min(full, key=lambda c: (max(full[c][n] / fastest[n] for n in ns), sum(full[c].values())))
         vs_skinny = {n: round(full[best][n] / skinny_us[n], 3) for n in ns}
-        adopt = adopt_small_n(vs_skinny)
         torch_us = (runner.time_torch(ops, max(ns)) or {}).get("us_graph", float("nan"))
-        row = {"name": sh.name, "m": sh.m, "k": sh.k, "adopt": adopt,
+        row = {"name": sh.name, "m": sh.m, "k": sh.k,
                "entry": moderate.to_entry(best, round(torch_us / full[best][max(ns)], 3)),
                "moderate_us": {n: round(full[best][n], 3) for n in ns}, "skinny_us": skinny_us,
                "moderate_over_skinny": vs_skinny}
         table.append(row)
-        print(f"tune-small {sh.name:14s} {'ADOPT' if adopt else 'keep skinny'} {best.describe()} S={best.S}: "
+        print(f"tune-small {sh.name:14s} {best.describe()} S={best.S}: "
               f"moderate {row['moderate_us']} skinny {skinny_us} us; torch N={max(ns)} {torch_us:.2f} us", flush=True)
         del ops
         cp.get_default_memory_pool().free_all_blocks()
@@ -141,26 +127,20 @@ def tune_small_n(ns, shapes, out_dir, meta, dtype="bfloat16") -> list:
             os.makedirs(out_dir, exist_ok=True)
             with open(os.path.join(out_dir, "tune-moderate-small-n.json"), "w") as f:
                 json.dump({"meta": meta, "table_moderate_small_n": table, "raw": raw}, f)
-            write_tables(out_dir, meta, "moderate", moderate_rows(table, meta, small_n=True))
     return table
 
 
-def moderate_rows(table: list, meta: dict, small_n: bool = False) -> list:
-    """The moderate rows of the device's tables file with this sweep's results merged in: an N > 16 sweep
-    replaces the buckets above 16 of its shapes (keeping an adopted bucket 16); a small-N sweep sets or
-    drops bucket 16 of its shapes by its adoption verdict (keeping the buckets above 16)."""
+def moderate_rows(table: list, meta: dict) -> list:
+    """The moderate rows of the device's tables file with this N > 16 sweep's results merged in: the buckets
+    above 16 of its shapes replaced (a bucket 16 the file has, kept: the dispatcher still runs one where a
+    user's table gives it)."""
     from .. import tables
     base = tables.choose("cuda", meta["device"], meta["arch"])
     rows = {(r["m"], r["k"]): dict(r, buckets=dict(r["buckets"])) for r in (base.doc.get("moderate", []) if base else [])}
     for t in table:
         row = rows.setdefault((t["m"], t["k"]), {"name": t["name"], "m": t["m"], "k": t["k"], "buckets": {}})
         b = row["buckets"]
-        if small_n:
-            b.pop(str(MAX_SMALL_N), None)
-            if t["adopt"]:
-                b[str(MAX_SMALL_N)] = tables.moderate_entry_doc(t["entry"])
-        else:
-            for key in [k for k in b if int(k) > MAX_SMALL_N]:
-                del b[key]
-            b.update({str(n): tables.moderate_entry_doc(e) for n, e in t["buckets"].items()})
+        for key in [k for k in b if int(k) > MAX_SMALL_N]:
+            del b[key]
+        b.update({str(n): tables.moderate_entry_doc(e) for n, e in t["buckets"].items()})
     return [r for r in rows.values() if r["buckets"]]
