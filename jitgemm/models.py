@@ -5,7 +5,14 @@ A dense layer runs qkv, o, gate_up and down once per step on all N tokens. A mix
 runs qkv and o the same way, its router on all N tokens, and its experts each on the tokens routed to
 them: with balanced routing, N tokens x top-k choices land on min(N x k, experts) distinct experts,
 ceil(N x k / that) tokens each (N = 1: k experts of 1 token). The LM head is not counted (it runs once
-per step, and many servers skip it for all but the last position)."""
+per step, and many servers skip it for all but the last position).
+
+`NAME+experts-stacked` (a MoE model only; not among names(), so no default run takes it): the same step with each
+layer's routed experts as one GEMM over their weights stacked, gate_up along M and down along K, on the tokens each
+expert gets: the bytes and the one launch a layer that a grouped call of its experts would have (NOTES idea 11:
+the per-expert step's launches, 768 of 912 a Qwen3-30B-A3B step at N = 1, keep it at a third of the read
+ceiling). At N = 1 the stacked down is the MoE's own sum over its experts; at N > 1 each expert has its own tokens,
+so the stacked form is a model of the bytes and launches, not of the arithmetic."""
 from __future__ import annotations
 
 import json
@@ -14,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parent / "data" / "models.json"
+STACKED = "+experts-stacked"
 _FIELDS = {"source", "hidden", "intermediate", "layers", "heads", "kv_heads", "head_dim", "vocab", "tp", "experts",
            "experts_per_token", "expert_intermediate"}
 
@@ -43,9 +51,12 @@ def _models() -> dict:
 
 def config(name: str) -> dict:
     models = _models()
-    if name not in models:
-        raise ValueError(f"unknown model {name!r}; known: {', '.join(models)}")
-    cfg = models[name]
+    base = name[:-len(STACKED)] if name.endswith(STACKED) else name
+    if base not in models:
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(models)} (a MoE one also as NAME{STACKED})")
+    cfg = models[base]
+    if base != name and "experts" not in cfg:
+        raise ValueError(f"model {name!r}: {STACKED} needs a mixture-of-experts model; {base!r} is dense")
     unknown = set(cfg) - _FIELDS
     if unknown:
         raise ValueError(f"{DATA}: model {name!r} has unknown fields {sorted(unknown)}")
@@ -70,6 +81,9 @@ def step(name: str, n: int) -> list[Layer]:
     e, k, ei = c["experts"], c["experts_per_token"], c["expert_intermediate"] // tp
     used = min(n * k, e)
     per = math.ceil(n * k / used)
+    if name.endswith(STACKED):
+        return layers + [Layer("router", e, h, n, L), Layer("expert.gate_up", used * 2 * ei, h, per, L),
+                         Layer("expert.down", h, used * ei, per, L)]
     return layers + [Layer("router", e, h, n, L), Layer("expert.gate_up", 2 * ei, h, per, L * used),
                      Layer("expert.down", h, ei, per, L * used)]
 

@@ -28,6 +28,28 @@ def test_moe_experts_follow_balanced_routing():
     assert one["expert.gate_up"].m == 2 * 768 and one["expert.down"].k == 768
 
 
+def test_moe_experts_stacked_read_the_same_weights_in_one_launch_a_layer():
+    """NAME+experts-stacked: each layer's routed experts as one GEMM (gate_up stacked along M, down along K) on the
+    tokens each expert gets: the same weight bytes as the per-expert step, one call a layer kind instead of one an
+    expert; every other layer as it was."""
+    for name in ("qwen3-30b-a3b", "gpt-oss-20b"):
+        for n in (1, 4, 16, 64):
+            each = {layer.name: layer for layer in models.step(name, n)}
+            one = {layer.name: layer for layer in models.step(name + models.STACKED, n)}
+            used = each["expert.gate_up"].count // models.config(name)["layers"]
+            assert sum(x.weight_bytes for x in one.values()) == sum(x.weight_bytes for x in each.values())
+            up, down = one["expert.gate_up"], one["expert.down"]
+            assert (up.m, up.k, up.n) == (used * each["expert.gate_up"].m, each["expert.gate_up"].k, each["expert.gate_up"].n)
+            assert (down.m, down.k, down.n) == (each["expert.down"].m, used * each["expert.down"].k, each["expert.down"].n)
+            assert up.count == down.count == models.config(name)["layers"]
+            assert {k: v for k, v in one.items() if not k.startswith("expert")} == \
+                   {k: v for k, v in each.items() if not k.startswith("expert")}
+    assert len(models.order("qwen3-30b-a3b" + models.STACKED, 1)) == 48 * 5  # qkv, o, router, gate_up, down
+    assert not any(models.STACKED in name for name in models.names())  # no default run takes it
+    with pytest.raises(ValueError, match=r"needs a mixture-of-experts model; 'llama-3.1-8b' is dense"):
+        models.step("llama-3.1-8b" + models.STACKED, 1)
+
+
 def test_every_model_reads_cleanly_and_bad_requests_are_refused():
     for name in models.names():
         for n in (1, 4, 16, 64):
@@ -75,7 +97,9 @@ def _args(**kw):
 def test_model_requests_are_checked_before_the_gpu(capsys):
     assert model_request(_args()) == (models.names(), [1, 4, 16, 64])
     assert model_request(_args(models="qwen2.5-7b", n="1,8")) == (["qwen2.5-7b"], [1, 8])
+    assert model_request(_args(models="gpt-oss-20b+experts-stacked", n="1")) == (["gpt-oss-20b+experts-stacked"], [1])
     for bad, message in ((dict(models="llama-2"), "unknown model 'llama-2'"), (dict(n="1,x"), "comma-separated integers"),
+                         (dict(models="qwen2.5-7b+experts-stacked"), "needs a mixture-of-experts model"),
                          (dict(n="0"), "token counts in 1..128")):
         with pytest.raises(ValueError, match=message):
             model_request(_args(**bad))
