@@ -2,6 +2,7 @@
 from .api import Linear, Prepared, explain, gemm, linear, matmul, prepare
 from .scaled import prepare_scaled, quantize_fp8, scaled_gemm
 from .w4gemm import Q4Device, w4_gemm
+from .w4experts import Q4Experts, w4_experts_gemm
 from .cupy_bf16 import CupyBf16
 from . import quant4
 from .errors import BackendUnavailable, CompileError, JitgemmError, VendorError
@@ -28,5 +29,5 @@ def free_idle_memory() -> int:
     return release()
 
 
-__all__ = ["gemm", "tune", "linear", "scaled_gemm", "quantize_fp8", "prepare_scaled", "w4_gemm", "Q4Device", "quant4", "CupyBf16", "free_idle_memory", "matmul", "Linear", "explain", "prepare", "Prepared", "why_unavailable", "JitgemmError", "CompileError", "VendorError",
+__all__ = ["gemm", "tune", "linear", "scaled_gemm", "quantize_fp8", "prepare_scaled", "w4_gemm", "Q4Device", "w4_experts_gemm", "Q4Experts", "quant4", "CupyBf16", "free_idle_memory", "matmul", "Linear", "explain", "prepare", "Prepared", "why_unavailable", "JitgemmError", "CompileError", "VendorError",
            "BackendUnavailable", "__version__"]

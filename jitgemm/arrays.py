@@ -19,7 +19,8 @@ import numpy as np
 
 # dtype names used across jitgemm
 F16, BF16, F32, U8, E4M3FN, E4M3FNUZ = "float16", "bfloat16", "float32", "uint8", "float8_e4m3fn", "float8_e4m3fnuz"
-ITEMSIZE = {F16: 2, BF16: 2, F32: 4, U8: 1, E4M3FN: 1, E4M3FNUZ: 1}
+I32 = "int32"  # expert ids (w4_experts_gemm)
+ITEMSIZE = {F16: 2, BF16: 2, F32: 4, U8: 1, E4M3FN: 1, E4M3FNUZ: 1, I32: 4}
 SIXTEEN_BIT = (F16, BF16)  # the token/weight dtypes of gemm (and the tokens and outputs of scaled_gemm)
 
 
@@ -34,7 +35,7 @@ def _ml_dtypes():
 
 
 def numpy_dtype(name: str) -> np.dtype:
-    if name in (F16, F32, U8):
+    if name in (F16, F32, U8, I32):
         return np.dtype(name)
     return np.dtype(getattr(_ml_dtypes(), name))
 
@@ -87,7 +88,7 @@ def _from_numpy(a: np.ndarray) -> View:
                 readonly=not a.flags.writeable)
 
 
-_CAI_TYPES = {"<f2": F16, "<f4": F32, "|u1": U8, "<u1": U8}
+_CAI_TYPES = {"<f2": F16, "<f4": F32, "|u1": U8, "<u1": U8, "<i4": I32}
 
 
 def _cai_device(dev_attr: Any) -> int | None:
@@ -152,7 +153,7 @@ class DLTensor(ctypes.Structure):
 
 _DL_CPU, _DL_CUDA, _DL_CUDA_HOST, _DL_ROCM, _DL_CUDA_MANAGED = 1, 2, 3, 10, 13
 # (code, bits) -> name; fp8 codes from DLPack 1.1
-_DL_TYPES = {(2, 16): F16, (4, 16): BF16, (2, 32): F32, (1, 8): U8, (10, 8): E4M3FN, (11, 8): E4M3FNUZ}
+_DL_TYPES = {(2, 16): F16, (4, 16): BF16, (2, 32): F32, (1, 8): U8, (0, 32): I32, (10, 8): E4M3FN, (11, 8): E4M3FNUZ}
 
 
 def _from_dlpack(obj: Any) -> View:

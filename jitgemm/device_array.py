@@ -9,7 +9,7 @@ import numpy as np
 from . import stream_pool
 from .arrays import ITEMSIZE, View, numpy_dtype
 
-_TYPESTR = {"float16": "<f2", "float32": "<f4", "uint8": "|u1", "bfloat16": "<V2",
+_TYPESTR = {"float16": "<f2", "float32": "<f4", "uint8": "|u1", "int32": "<i4", "bfloat16": "<V2",
             "float8_e4m3fn": "|V1", "float8_e4m3fnuz": "|V1"}
 
 

@@ -505,6 +505,25 @@ def plan_w4(vendor: str, arch: str, cus: int, dtype: str, fmt: str, group: int, 
                 grid, block, shared, {"pdl": False})
 
 
+def plan_w4_experts(vendor: str, arch: str, cus: int, dtype: str, fmt: str, group: int, n: int, m: int, k: int,
+                    groups: int, device: str = "", normal_scales: bool = False) -> Plan:
+    """The plan of a checked w4_experts_gemm: plan_w4's for one group (its config, so each group's sums are those of
+    a w4_gemm call of its own), on the experts kernel, with the groups on the grid's last free axis (NVIDIA z; AMD y:
+    its z holds the token groups)."""
+    from .kernels import w4
+    plan = plan_w4(vendor, arch, cus, dtype, fmt, group, n, m, k, device, normal_scales)
+    if vendor == "cuda" and plan.config.MB > 1:
+        # a row's register bound was measured on its own weight's plain kernel: the experts kernel keeps its group's
+        # bases in registers through the loop (2-24 more), and spilled 4-16 bytes under the bounds (NVRTC, sm_90a)
+        plan = replace(plan, config=replace(plan.config, MB=1),
+                       instance=w4.nv_instance(replace(plan.config, MB=1), dtype, fmt, group, n,
+                                               normal_scales and fmt == "mxfp4"))
+    gx, gy, gz = plan.grid
+    grid = (gx, gy, groups) if vendor == "cuda" else (gx, groups, gz)
+    return replace(plan, instance=w4.experts_instance(plan.instance), grid=grid,
+                   reason=f"{plan.reason}; {groups} groups of {n} tokens, each against its expert, in one launch")
+
+
 def w4_nv_config(fmt: str, n: int, m: int, k: int, device: str, arch: str,
                  group: int | None = None) -> tuple[skinny.NvConfig, str]:
     """(config, why) of a 4-bit NVIDIA plan: the format's measured row (nearest tuned shape), else the

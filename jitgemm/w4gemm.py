@@ -19,7 +19,21 @@ from .runtime.backend import default_backend
 from .runtime.jit import get_kernel
 
 
-class Q4Device:
+class Packed4:
+    """What a 4-bit weight on the device (Q4Device) and a stack of them (w4experts.Q4Experts) share once
+    take_layout set their fields."""
+
+    @property
+    def nbytes(self) -> int:
+        """Device bytes the codes, scales and zero points take (what a decode step reads)."""
+        return self.q.nbytes + self.scales.nbytes + (self.aux.nbytes if self.aux is not None else 0)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.format}, group={self.group}, shape={self.shape}, device={self.device}, "
+                f"{self.nbytes / 2**20:.1f} MiB)")
+
+
+class Q4Device(Packed4):
     """A 4-bit weight [M, K] on one device: q (uint8 [M, ceil(K / 128) * 64], the kernels' layout), scales
     ([M, quant4.group_pitch(K, group)]: the K / group values of a row padded to whole 128-k blocks; float16,
     or uint8 e8m0 for mxfp4; q4_min: float16 [M, 2 * group_pitch], each block's scales then its minima,
@@ -34,30 +48,7 @@ class Q4Device:
     def __init__(self, fmt: str, group: int, shape: tuple[int, int], q: DeviceArray, scales: DeviceArray,
                  aux: DeviceArray | None, *, normal_scales: bool = False):
         m, k = shape
-        if fmt not in quant4.FORMATS or group not in quant4.GROUPS or (fmt == "mxfp4" and group != 32):
-            raise ValueError(f"format/group must be one of quant4's ({', '.join(quant4.FORMATS)}; groups "
-                             f"{quant4.GROUPS}, mxfp4 32), got {fmt!r} / {group!r}")
-        if m < 1 or k < 1 or k % 32 or k % group:
-            raise ValueError(f"shape must be [M, K] with K a multiple of 32 and of the group ({group}), got {shape}")
-        pitch = quant4.group_pitch(k, group)  # K / group padded to whole 128-k blocks (the kernels' vector loads)
-        records = 2 if fmt == "q4_min" else 1  # q4_min's minima travel with its scales (quant4.scale_records)
-        want = {"q": (q, (m, -(-k // 128) * 64), "uint8"),
-                "scales": (scales, (m, records * pitch), "uint8" if fmt == "mxfp4" else "float16")}
-        if fmt == "q4_zp":
-            want["aux"] = (aux, (m, pitch), "uint8")
-        elif aux is not None:
-            raise ValueError(f"aux is only for q4_zp (zero points), not {fmt}"
-                             + (" (q4_min's minima are in its scales: quant4.scale_records)" if fmt == "q4_min" else ""))
-        for name, (a, shp, dt) in want.items():
-            if not isinstance(a, DeviceArray) or a.shape != shp or a.dtype != dt or a.device != q.device:
-                raise ValueError(f"{name} must be a DeviceArray {dt} {list(shp)} on q's device, got "
-                                 f"{getattr(a, 'dtype', type(a).__name__)} {list(getattr(a, 'shape', ()))}")
-        if not isinstance(normal_scales, bool) or (normal_scales and fmt != "mxfp4"):
-            raise ValueError(f"normal_scales must be a bool, True only for mxfp4 (its e8m0 scales), got "
-                             f"{normal_scales!r} for {fmt}")
-        self.format, self.group, self.shape, self.normal_scales = fmt, group, (m, k), normal_scales
-        self.q, self.scales, self.aux = q, scales, aux
-        self.device, self.backend = q.device, q.backend
+        take_layout(self, fmt, group, (), m, k, q, scales, aux, normal_scales)
 
     @classmethod
     def upload(cls, w: quant4.Q4Weight, *, device: int | None = None) -> "Q4Device":
@@ -69,29 +60,69 @@ class Q4Device:
         quant4.check(w)
         backend = default_backend()
         dev = backend.current_device() if device is None else device
-        m, k = w.shape
-        q = DeviceArray.from_numpy(backend, dev, quant4.device_layout(w.q, k, w.format), "uint8")
-        sdt = "uint8" if w.format == "mxfp4" else "float16"
-        host_scales = quant4.empty_group_scales_normal(w) if w.format == "mxfp4" else w.scales
-        if w.format == "q4_min":
-            dev_scales = quant4.scale_records(host_scales, w.mins, k, w.group)
-        else:
-            dev_scales = quant4.pad_groups(host_scales, k, w.group)
-        scales = DeviceArray.from_numpy(backend, dev, dev_scales, sdt)
-        aux = None
-        if w.format == "q4_zp":
-            aux = DeviceArray.from_numpy(backend, dev, quant4.pad_groups(w.zeros, k, w.group), "uint8")
-        normal = w.format == "mxfp4" and bool(((host_scales >= 1) & (host_scales <= 254)).all())
-        return cls(w.format, w.group, (m, k), q, scales, aux, normal_scales=normal)
+        q, scales, aux, normal = host_layout(w)
+        return cls(w.format, w.group, w.shape, *(None if a is None else DeviceArray.from_numpy(backend, dev, a, dt)
+                                                 for a, dt in zip((q, scales, aux), layout_dtypes(w.format))),
+                   normal_scales=normal)
 
-    @property
-    def nbytes(self) -> int:
-        """Device bytes the weight takes (what a decode step reads)."""
-        return self.q.nbytes + self.scales.nbytes + (self.aux.nbytes if self.aux is not None else 0)
 
-    def __repr__(self) -> str:
-        return (f"Q4Device({self.format}, group={self.group}, shape={self.shape}, device={self.device}, "
-                f"{self.nbytes / 2**20:.1f} MiB)")
+
+def take_layout(obj, fmt: str, group: int, lead: tuple, m: int, k: int, q, scales, aux, normal_scales) -> None:
+    """Check a 4-bit weight's device arrays (`lead`: the dims before [M, ...]: () for Q4Device, (E,) for
+    w4experts.Q4Experts) and set obj's format, group, shape, normal_scales, q, scales, aux, device and backend."""
+    if fmt not in quant4.FORMATS or group not in quant4.GROUPS or (fmt == "mxfp4" and group != 32):
+        raise ValueError(f"format/group must be one of quant4's ({', '.join(quant4.FORMATS)}; groups "
+                         f"{quant4.GROUPS}, mxfp4 32), got {fmt!r} / {group!r}")
+    dims = "[" + ", ".join(["E"] * len(lead) + ["M", "K"]) + "]"
+    if min(*lead, m, k) < 1 or k % 32 or k % group:
+        raise ValueError(f"shape must be {dims} with K a multiple of 32 and of the group ({group}), got "
+                         f"{(*lead, m, k)}")
+    if fmt != "q4_zp" and aux is not None:
+        raise ValueError(f"aux is only for q4_zp (zero points), not {fmt}"
+                         + (" (q4_min's minima are in its scales: quant4.scale_records)" if fmt == "q4_min" else ""))
+    shapes, dtypes = layout_shapes(fmt, group, m, k), dict(zip(("q", "scales", "aux"), layout_dtypes(fmt)))
+    for name, a in (("q", q), ("scales", scales), ("aux", aux)):
+        if name not in shapes:
+            continue
+        shp, dt = (*lead, *shapes[name]), dtypes[name]
+        if not isinstance(a, DeviceArray) or a.shape != shp or a.dtype != dt or a.device != q.device:
+            raise ValueError(f"{name} must be a DeviceArray {dt} {list(shp)} on q's device, got "
+                             f"{getattr(a, 'dtype', type(a).__name__)} {list(getattr(a, 'shape', ()))}")
+    if not isinstance(normal_scales, bool) or (normal_scales and fmt != "mxfp4"):
+        raise ValueError(f"normal_scales must be a bool, True only for mxfp4 (its e8m0 scales), got "
+                         f"{normal_scales!r} for {fmt}")
+    obj.format, obj.group, obj.shape, obj.normal_scales = fmt, group, (*lead, m, k), normal_scales
+    obj.q, obj.scales, obj.aux = q, scales, aux
+    obj.device, obj.backend = q.device, q.backend
+
+
+def host_layout(w: quant4.Q4Weight) -> tuple:
+    """(codes, scales, zero points or None, normal_scales) of a checked weight, as numpy arrays in the layout the
+    kernels read (Q4Device's fields)."""
+    k = w.shape[1]
+    host_scales = quant4.empty_group_scales_normal(w) if w.format == "mxfp4" else w.scales
+    if w.format == "q4_min":
+        scales = quant4.scale_records(host_scales, w.mins, k, w.group)
+    else:
+        scales = quant4.pad_groups(host_scales, k, w.group)
+    aux = quant4.pad_groups(w.zeros, k, w.group) if w.format == "q4_zp" else None
+    normal = w.format == "mxfp4" and bool(((host_scales >= 1) & (host_scales <= 254)).all())
+    return quant4.device_layout(w.q, k, w.format), scales, aux, normal
+
+
+def layout_dtypes(fmt: str) -> tuple[str, str, str]:
+    """The device dtypes of a format's codes, scales and zero points."""
+    return "uint8", "uint8" if fmt == "mxfp4" else "float16", "uint8"
+
+
+def layout_shapes(fmt: str, group: int, m: int, k: int) -> dict:
+    """{field: [rows, row length]} of a weight [M, K]'s device arrays (Q4Device's q, scales and, for q4_zp, aux)."""
+    pitch = quant4.group_pitch(k, group)  # K / group padded to whole 128-k blocks (the kernels' vector loads)
+    records = 2 if fmt == "q4_min" else 1  # q4_min's minima travel with its scales (quant4.scale_records)
+    shapes = {"q": (m, -(-k // 128) * 64), "scales": (m, records * pitch)}
+    if fmt == "q4_zp":
+        shapes["aux"] = (m, pitch)
+    return shapes
 
 
 def _check(x, w, bias, out) -> tuple[View, View | None, View | None]:

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from jitgemm import config, dispatch, precompile
+from jitgemm.kernels import w4
 from jitgemm.runtime import amd_offline
 from jitgemm.runtime.backend import get_backend
 from jitgemm.runtime.types import CompileOptions
@@ -38,6 +39,7 @@ EF_MACH = {"gfx90a": 0x3F, "gfx942": 0x4C, "gfx950": 0x4F}  # e_flags & 0xff of 
 # the 16-bit family is arch-independent; fp8 instances depend on the arch (its MFMA path exists
 # only for the native format of gfx942 / gfx950)
 INSTANCES = {a: dispatch.all_instances("hip") + dispatch.all_fp8_instances("hip", a) + dispatch.all_w4_instances("hip", a)
+                + [w4.experts_instance(i) for i in dispatch.all_w4_instances("hip", a)]  # w4_experts_gemm's wrappers
              for a in ARCHS}
 BUDGET = json.loads((REPO / "jitgemm" / "data" / "amd_register_budget.json").read_text())
 

@@ -20,6 +20,10 @@ MXFP4_NORMAL_ID = 4
 # bias_rows, N, M, K
 ARG_KINDS = ("ptr", "i64", "ptr", "i64", "ptr", "i64", "ptr", "i64", "ptr", "i64", "ptr", "i64", "i32", "i32",
              "i32", "i32")
+# jg_w4_experts_nv / jg_w4_experts_amd (w4_experts_gemm): ARG_KINDS, then the expert ids (int32 [G]), E, and the
+# strides of a group (x, out: elements) and of an expert (codes, scales, zero points: bytes; bias: elements)
+EXPERTS_ARG_KINDS = ARG_KINDS + ("ptr", "i32", "i64", "i64", "i64", "i64", "i64", "i64")
+MAX_GROUPS = 65535  # grid y / z
 MAX_N = 128        # beyond one block's token tile (16 on NVIDIA, NMAX on AMD) the tile repeats (fp8.py says how)
 
 
@@ -116,3 +120,11 @@ def amd_config(n: int, arch: str = "gfx942", fmt: str = "q4_sym") -> AmdW4Config
     cap = 2 if parse(arch).base == "gfx90a" else 4
     nmax = min(1 if n == 1 else 2 if n == 2 else 4, cap)
     return AmdW4Config(nmax, 1 if fmt in ("q4_min", "q4_zp") and nmax == 4 else 2)
+
+
+def experts_instance(inst: KernelInstance) -> KernelInstance:
+    """The experts kernel (one launch, a group of tokens an expert of a stack) of a plain 4-bit instance: the same
+    body and template arguments, so each group's sums are those of the plain kernel's call."""
+    base = inst.name.split("<", 1)[0]
+    wrapper = {"jg_w4_nv": "jg_w4_experts_nv", "jg_w4_amd": "jg_w4_experts_amd"}[base]
+    return replace(inst, name=wrapper + inst.name[len(base):])

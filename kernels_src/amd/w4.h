@@ -17,8 +17,9 @@ JG_DEVICE float jg_w4_value(unsigned w, int p, float zero) {
   }
 }
 
+// The kernels' body (jg_w4_amd: one weight; jg_w4_experts_amd: a group of tokens a weight of a stack).
 template <class T, int FMT, int GROUP, int NMAX, int YT, int WAVES>
-__global__ void __launch_bounds__(JG_WAVE * WAVES) jg_w4_amd(
+JG_DEVICE void jg_w4_amd_body(
     jg_u16* __restrict__ out, jg_i64 ldo, const jg_u16* __restrict__ x, jg_i64 ldx,
     const unsigned char* __restrict__ w, jg_i64 ldw, const void* __restrict__ scales, jg_i64 lds,
     const void* __restrict__ aux, jg_i64 lda, const jg_u16* __restrict__ bias, jg_i64 bias_ld, int bias_rows,
@@ -96,4 +97,41 @@ __global__ void __launch_bounds__(JG_WAVE * WAVES) jg_w4_amd(
         if (lane == 0 && n < N && m + y < M) out[(jg_i64)n * ldo + m + y] = jg_finish<T>(s, bias, bias_ld, bias_rows, n, m + y);
       }
   }
+}
+
+template <class T, int FMT, int GROUP, int NMAX, int YT, int WAVES>
+__global__ void __launch_bounds__(JG_WAVE * WAVES) jg_w4_amd(
+    jg_u16* __restrict__ out, jg_i64 ldo, const jg_u16* __restrict__ x, jg_i64 ldx,
+    const unsigned char* __restrict__ w, jg_i64 ldw, const void* __restrict__ scales, jg_i64 lds,
+    const void* __restrict__ aux, jg_i64 lda, const jg_u16* __restrict__ bias, jg_i64 bias_ld, int bias_rows,
+    int N, int M, int K) {
+  jg_w4_amd_body<T, FMT, GROUP, NMAX, YT, WAVES>(out, ldo, x, ldx, w, ldw, scales, lds, aux, lda, bias, bias_ld,
+                                                 bias_rows, N, M, K);
+}
+
+// A mixture-of-experts layer's experts in one launch, as jg_w4_experts_nv (nv/w4.h) says, with the group on grid y
+// (z holds the token groups here).
+template <class T, int FMT, int GROUP, int NMAX, int YT, int WAVES>
+__global__ void __launch_bounds__(JG_WAVE * WAVES) jg_w4_experts_amd(
+    jg_u16* __restrict__ out, jg_i64 ldo, const jg_u16* __restrict__ x, jg_i64 ldx,
+    const unsigned char* __restrict__ w, jg_i64 ldw, const void* __restrict__ scales, jg_i64 lds,
+    const void* __restrict__ aux, jg_i64 lda, const jg_u16* __restrict__ bias, jg_i64 bias_ld, int bias_rows,
+    int N, int M, int K, const int* __restrict__ experts, int E, jg_i64 gx, jg_i64 go, jg_i64 ew, jg_i64 es,
+    jg_i64 ea, jg_i64 eb) {
+  const jg_i64 z = blockIdx.y;
+  const int e = experts[z];
+  out += z * go;
+  if (e < 0 || e >= E) {
+    const int n0 = blockIdx.z * NMAX, wave = threadIdx.y;
+    const jg_u16 nan = T::id == jg_bf16::id ? 0x7fc0 : 0x7e00;
+    const jg_i64 stride = (jg_i64)gridDim.x * blockDim.y * YT;
+    for (jg_i64 m = ((jg_i64)blockIdx.x * blockDim.y + wave) * YT; m < M; m += stride)
+      for (int i = threadIdx.x; i < YT * NMAX; i += JG_WAVE)
+        if (m + i % YT < M && n0 + i / YT < N) out[(jg_i64)(n0 + i / YT) * ldo + m + i % YT] = nan;
+    return;
+  }
+  jg_w4_amd_body<T, FMT, GROUP, NMAX, YT, WAVES>(
+      out, ldo, x + z * gx, ldx, w + e * ew, ldw, (const unsigned char*)scales + e * es, lds,
+      aux ? (const unsigned char*)aux + e * ea : nullptr, lda, bias ? bias + e * eb : nullptr, bias_ld, bias_rows,
+      N, M, K);
 }

@@ -219,8 +219,9 @@ JG_DEVICE void jg_w4_step(float (&acc)[MT][NT][4], int kleft, const unsigned cha
 // `min_blocks` (tables.py): the loop waits on memory, so more blocks an SM can pay for a few spilled bytes on some
 // shapes and lose on others (session 32: the same cap +5 % on Qwen2.5-7B's step, -3 % on Llama-3.1-8B's). It moves
 // registers only, never the order of a row's sums.
-template <class T, int FMT, int GROUP, int NT, int MT, int WK, int U, int SK, int MB = 1>
-__global__ void __launch_bounds__(32 * WK, MB) JG_CLUSTER_K(SK) jg_w4_nv(
+// The kernels' body (jg_w4_nv: one weight; jg_w4_experts_nv: a group of tokens a weight of a stack).
+template <class T, int FMT, int GROUP, int NT, int MT, int WK, int U, int SK>
+JG_DEVICE void jg_w4_body(
     jg_u16* __restrict__ out, jg_i64 ldo, const jg_u16* __restrict__ x, jg_i64 ldx,
     const unsigned char* __restrict__ w, jg_i64 ldw, const void* __restrict__ scales, jg_i64 lds,
     const void* __restrict__ aux, jg_i64 lda, const jg_u16* __restrict__ bias, jg_i64 bias_ld, int bias_rows,
@@ -315,4 +316,51 @@ __global__ void __launch_bounds__(32 * WK, MB) JG_CLUSTER_K(SK) jg_w4_nv(
   // MXFP4's sums carry 2S (jg_w4_loop_scale): one halving here
   const jg_epilogue e{nullptr, nullptr, 1.f, F == JG_MXFP4 ? 0.5f : 1.f, bias, bias_ld, 0, 0, bias_rows};
   jg_reduce_store<jg_w4_out<T>, NT, MT, WK, SK>(acc, out, ldo, e, N, M, m0, n0, split);
+}
+
+template <class T, int FMT, int GROUP, int NT, int MT, int WK, int U, int SK, int MB = 1>
+__global__ void __launch_bounds__(32 * WK, MB) JG_CLUSTER_K(SK) jg_w4_nv(
+    jg_u16* __restrict__ out, jg_i64 ldo, const jg_u16* __restrict__ x, jg_i64 ldx,
+    const unsigned char* __restrict__ w, jg_i64 ldw, const void* __restrict__ scales, jg_i64 lds,
+    const void* __restrict__ aux, jg_i64 lda, const jg_u16* __restrict__ bias, jg_i64 bias_ld, int bias_rows,
+    int N, int M, int K) {
+  jg_w4_body<T, FMT, GROUP, NT, MT, WK, U, SK>(out, ldo, x, ldx, w, ldw, scales, lds, aux, lda, bias, bias_ld,
+                                              bias_rows, N, M, K);
+}
+
+// A mixture-of-experts layer's experts in one launch (w4gemm.w4_experts_gemm, NOTES idea 11): grid z is the group.
+// Group z's N tokens (x + z * gx) run against weight experts[z] of a stack of E (its codes, scales and zero points
+// ew, es and ea bytes an expert apart; its bias row eb elements) into out + z * go. Each group runs the body
+// unchanged, so its sums are those of a call of its own: the same K order, the same bits. An expert id outside
+// 0..E-1 makes the group's outputs NaN: the ids live on the device, where no host check can see them.
+template <class T, int FMT, int GROUP, int NT, int MT, int WK, int U, int SK, int MB = 1>
+__global__ void __launch_bounds__(32 * WK, MB) JG_CLUSTER_K(SK) jg_w4_experts_nv(
+    jg_u16* __restrict__ out, jg_i64 ldo, const jg_u16* __restrict__ x, jg_i64 ldx,
+    const unsigned char* __restrict__ w, jg_i64 ldw, const void* __restrict__ scales, jg_i64 lds,
+    const void* __restrict__ aux, jg_i64 lda, const jg_u16* __restrict__ bias, jg_i64 bias_ld, int bias_rows,
+    int N, int M, int K, const int* __restrict__ experts, int E, jg_i64 gx, jg_i64 go, jg_i64 ew, jg_i64 es,
+    jg_i64 ea, jg_i64 eb) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");  // the ids may be the kernel before's output
+#endif
+  const jg_i64 z = blockIdx.z;
+  const int e = experts[z];
+  out += z * go;
+  if (e < 0 || e >= E) {
+    constexpr int ROWS = 16 * MT, COLS = 8 * NT;
+    jg_i64 m0;
+    int n0;
+    jg_block_origin<ROWS, COLS>(N, m0, n0);
+    const jg_u16 nan = T::id == jg_bf16::id ? 0x7fc0 : 0x7e00;
+    for (int i = threadIdx.x; i < ROWS * COLS; i += blockDim.x) {
+      const jg_i64 m = m0 + i % ROWS;
+      const int n = n0 + i / ROWS;
+      if (m < M && n < N) out[n * ldo + m] = nan;
+    }
+    return;
+  }
+  jg_w4_body<T, FMT, GROUP, NT, MT, WK, U, SK>(
+      out, ldo, x + z * gx, ldx, w + e * ew, ldw, (const unsigned char*)scales + e * es, lds,
+      aux ? (const unsigned char*)aux + e * ea : nullptr, lda, bias ? bias + e * eb : nullptr, bias_ld, bias_rows,
+      N, M, K);
 }
