@@ -12,7 +12,11 @@ layer's routed experts as one GEMM over their weights stacked, gate_up along M a
 expert gets: the bytes and the one launch a layer that a grouped call of its experts would have (NOTES idea 11:
 the per-expert step's launches, 768 of 912 a Qwen3-30B-A3B step at N = 1, keep it at a third of the read
 ceiling). At N = 1 the stacked down is the MoE's own sum over its experts; at N > 1 each expert has its own tokens,
-so the stacked form is a model of the bytes and launches, not of the arithmetic."""
+so the stacked form is a model of the bytes and launches, not of the arithmetic.
+
+`NAME+experts-grouped` (a MoE model only, not among names()): the experts as grouped calls, one a layer kind,
+`groups` experts each (w4_experts_gemm: 4-bit modes only; the bench runs a 16-bit step of it as the model's own,
+expert by expert, which is its baseline)."""
 from __future__ import annotations
 
 import json
@@ -22,6 +26,8 @@ from pathlib import Path
 
 DATA = Path(__file__).resolve().parent / "data" / "models.json"
 STACKED = "+experts-stacked"
+GROUPED = "+experts-grouped"
+VARIANTS = (STACKED, GROUPED)
 _FIELDS = {"source", "hidden", "intermediate", "layers", "heads", "kv_heads", "head_dim", "vocab", "tp", "experts",
            "experts_per_token", "expert_intermediate"}
 
@@ -29,16 +35,18 @@ _FIELDS = {"source", "hidden", "intermediate", "layers", "heads", "kv_heads", "h
 @dataclass(frozen=True)
 class Layer:
     """One kind of linear layer of a step: out[n, m] = x[n, k] . w[m, k]^T, run `count` times a step
-    (each time on its own weight) with `n` tokens."""
+    (each time on its own weight) with `n` tokens; a grouped call (groups > 1) runs `groups` weights of its
+    layer's expert stack at once, `n` tokens each."""
     name: str
     m: int
     k: int
     n: int
     count: int
+    groups: int = 1
 
     @property
     def weight_bytes(self) -> int:
-        return 2 * self.m * self.k * self.count
+        return 2 * self.m * self.k * self.count * self.groups
 
 
 def names() -> list[str]:
@@ -49,14 +57,20 @@ def _models() -> dict:
     return json.loads(DATA.read_text())["models"]
 
 
+def base_name(name: str) -> str:
+    """The model a step variant (NAME+experts-stacked, NAME+experts-grouped) is of."""
+    return next((name[:-len(v)] for v in VARIANTS if name.endswith(v)), name)
+
+
 def config(name: str) -> dict:
     models = _models()
-    base = name[:-len(STACKED)] if name.endswith(STACKED) else name
+    base = base_name(name)
     if base not in models:
-        raise ValueError(f"unknown model {name!r}; known: {', '.join(models)} (a MoE one also as NAME{STACKED})")
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(models)} (a MoE one also as NAME"
+                         f"{' or NAME'.join(VARIANTS)})")
     cfg = models[base]
     if base != name and "experts" not in cfg:
-        raise ValueError(f"model {name!r}: {STACKED} needs a mixture-of-experts model; {base!r} is dense")
+        raise ValueError(f"model {name!r}: {name[len(base):]} needs a mixture-of-experts model; {base!r} is dense")
     unknown = set(cfg) - _FIELDS
     if unknown:
         raise ValueError(f"{DATA}: model {name!r} has unknown fields {sorted(unknown)}")
@@ -84,6 +98,9 @@ def step(name: str, n: int) -> list[Layer]:
     if name.endswith(STACKED):
         return layers + [Layer("router", e, h, n, L), Layer("expert.gate_up", used * 2 * ei, h, per, L),
                          Layer("expert.down", h, used * ei, per, L)]
+    if name.endswith(GROUPED):
+        return layers + [Layer("router", e, h, n, L), Layer("expert.gate_up", 2 * ei, h, per, L, used),
+                         Layer("expert.down", h, ei, per, L, used)]
     return layers + [Layer("router", e, h, n, L), Layer("expert.gate_up", 2 * ei, h, per, L * used),
                      Layer("expert.down", h, ei, per, L * used)]
 

@@ -82,9 +82,11 @@ def _check(x, experts, w, bias, out) -> tuple[View, View, View | None, View | No
                          "copy a numpy x first")
     _require_groups(xv, "x", k, 8, apart=False)
     ev = as_view(experts, "experts")
-    if ev.dtype != I32 or ev.ndim != 1 or ev.shape[0] != g:
-        raise ValueError(f"experts must be an int32 [G] = [{g}] array of expert ids (0..{e - 1}), one a group of x, "
-                         f"got {ev.raw_dtype} {list(ev.shape)}")
+    if ev.dtype != I32:
+        raise TypeError(f"experts must be int32 expert ids (0..{e - 1}), got {ev.raw_dtype} (torch's topk gives int64: "
+                        f".to(torch.int32))")
+    if ev.ndim != 1 or ev.shape[0] != g:
+        raise ValueError(f"experts must be [G] = [{g}], one expert id a group of x, got shape {list(ev.shape)}")
     if ev.device is None:
         raise ValueError("experts must be on the device (ids a router made there); copy a numpy array first")
     if g > 1 and ev.strides[0] != 1:
@@ -93,9 +95,10 @@ def _check(x, experts, w, bias, out) -> tuple[View, View, View | None, View | No
     bv = None
     if bias is not None:
         bv = as_view(bias, "bias")
-        if bv.dtype != xv.dtype or bv.shape != (e, m):
-            raise ValueError(f"bias must be {xv.dtype} [E, M] = [{e}, {m}] (one row an expert), got "
-                             f"{bv.raw_dtype} {list(bv.shape)}")
+        if bv.dtype != xv.dtype:
+            raise TypeError(f"bias dtype must be x's ({xv.dtype}), got {bv.raw_dtype}")
+        if bv.shape != (e, m):
+            raise ValueError(f"bias must be [E, M] = [{e}, {m}] (one row an expert), got {list(bv.shape)}")
         if m > 1 and bv.strides[1] != 1 or e > 1 and bv.strides[0] < m:
             raise ValueError(f"bias must have unit stride along M and rows apart, got element strides {bv.strides}")
         validate.require_aligned(bv, "bias", 2)
@@ -103,8 +106,10 @@ def _check(x, experts, w, bias, out) -> tuple[View, View, View | None, View | No
     if out is not None:
         ov = as_view(out, "out")
         validate.require_writable(ov, "out")
-        if ov.shape != (g, n, m) or ov.dtype != xv.dtype:
-            raise ValueError(f"out must be {xv.dtype} [G, N, M] = [{g}, {n}, {m}], got {ov.raw_dtype} {list(ov.shape)}")
+        if ov.dtype != xv.dtype:
+            raise TypeError(f"out dtype must be x's ({xv.dtype}), got {ov.raw_dtype}")
+        if ov.shape != (g, n, m):
+            raise ValueError(f"out must be [G, N, M] = [{g}, {n}, {m}], got {list(ov.shape)}")
         if ov.device is None:
             raise ValueError("out must be on the device, beside x")
         _require_groups(ov, "out", m, 1, apart=True)

@@ -511,7 +511,8 @@ KNOWN_W4_EXPERTS_SPILLS = {"jg_w4_experts_nv<jg_bf16, 0, 32, 2, 2, 16, 2, 1>"}
 @needs_nvrtc
 def test_w4_experts_instances_compile_and_only_the_known_one_spills(tmp_path):
     """The experts kernel of every eighth unbounded 4-bit instance (all 400 took 3 minutes on two cores: each has
-    the plain instance's body, which the test above compiles whole) and of the known spiller, at sm_90a: compiled,
+    the plain instance's body, which the test above compiles whole) and of the known spiller, at sm_90a (and one a
+    format and dtype at sm_80): compiled,
     within 255 registers, spilling exactly where KNOWN_W4_EXPERTS_SPILLS says (dispatch.plan_w4_experts never asks
     for a bounded one)."""
     from jitgemm import precompile
@@ -525,6 +526,11 @@ def test_w4_experts_instances_compile_and_only_the_known_one_spills(tmp_path):
         if not _spill_ok(name, res):
             spilled.add(name)
     assert spilled == KNOWN_W4_EXPERTS_SPILLS
+    # and one a format and dtype on sm_80 (as the plain family's test: nothing newer than its mma.sync)
+    sm80 = [w4.experts_instance(i) for i in plain if ", 32, 1, 1, 16, 2, 1>" in i.name]
+    assert len(sm80) >= 8
+    for name, _sym, res, _fresh, err in precompile.results("sm_80", str(tmp_path), sm80, os.cpu_count() or 2):
+        assert err is None and _spill_ok(name, res), (name, err, res)
 
 
 # The fp8 instances that spill, each a known defect (NVRTC 13.5). ptxas caps these at 128 registers (its

@@ -45,9 +45,19 @@ def test_moe_experts_stacked_read_the_same_weights_in_one_launch_a_layer():
             assert {k: v for k, v in one.items() if not k.startswith("expert")} == \
                    {k: v for k, v in each.items() if not k.startswith("expert")}
     assert len(models.order("qwen3-30b-a3b" + models.STACKED, 1)) == 48 * 5  # qkv, o, router, gate_up, down
-    assert not any(models.STACKED in name for name in models.names())  # no default run takes it
-    with pytest.raises(ValueError, match=r"needs a mixture-of-experts model; 'llama-3.1-8b' is dense"):
-        models.step("llama-3.1-8b" + models.STACKED, 1)
+    assert not any(v in name for name in models.names() for v in models.VARIANTS)  # no default run takes them
+    # grouped: the per-expert layers, one call a layer kind of `groups` experts; the same bytes either way
+    for n in (1, 4, 16):
+        each = {layer.name: layer for layer in models.step("gpt-oss-20b", n)}
+        grouped = {layer.name: layer for layer in models.step("gpt-oss-20b" + models.GROUPED, n)}
+        for kind in ("expert.gate_up", "expert.down"):
+            a, b = each[kind], grouped[kind]
+            assert (b.m, b.k, b.n, b.count * b.groups) == (a.m, a.k, a.n, a.count) and b.count == 24
+        assert model.step_bytes("gpt-oss-20b" + models.GROUPED, n, "w4-mxfp4") == \
+            model.step_bytes("gpt-oss-20b", n, "w4-mxfp4")
+    assert models.base_name("gpt-oss-20b" + models.GROUPED) == "gpt-oss-20b"
+    with pytest.raises(ValueError, match=r"\+experts-grouped needs a mixture-of-experts model; 'llama-3.1-8b' is dense"):
+        models.step("llama-3.1-8b" + models.GROUPED, 1)
 
 
 def test_every_model_reads_cleanly_and_bad_requests_are_refused():

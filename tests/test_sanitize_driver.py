@@ -51,3 +51,15 @@ def test_the_other_families_reach_their_forced_instances():
             assert tally.launches[family] > 10 and len(tally.failures) == tally.launches[family], family
             assert tally.instances[family] == expected[family], family
             assert all("NaN (an unwritten output?)" in f for f in tally.failures), (family, tally.failures[:3])
+
+
+def test_the_experts_wrappers_are_launched_and_checked():
+    """w4_experts_gemm on tail shapes, shared and padded token groups, a bias or none, an expert id out of range:
+    each format and dtype launched; on the null device every result is the poisoned output, so each launch fails
+    only as unwritten (a real GPU must give NaN for the bad id's group and the float64 result for the others)."""
+    with installed(NullBackend()):
+        dev, tally = sd.Device(), sd.Tally()
+        sd.run_w4_experts(dev, tally, np.random.default_rng(0), 4)
+    assert tally.launches["w4-experts"] == 4 * 2 * 4 and len(tally.instances["w4-experts"]) == 8
+    assert len(tally.failures) == 32
+    assert all("NaN (an unwritten output?)" in f for f in tally.failures), tally.failures[:3]

@@ -112,14 +112,15 @@ def test_every_rule_refuses_before_the_gpu(null):
     _refused(null, TypeError, "x dtype must be one of", x=DeviceArray(null, 0, (2, 1, K), "float32"))
     _refused(null, ValueError, "G in 1..65535 groups of N in 1..128", x=DeviceArray(null, 0, (2, 129, K), "bfloat16"))
     _refused(null, ValueError, "needs x on the device", x=np.ones((2, 1, K), np.float16))
-    _refused(null, ValueError, r"experts must be an int32 \[G\] = \[2\]", experts=ids(null, [0, 1, 2]))
-    _refused(null, ValueError, r"experts must be an int32 \[G\]",
+    _refused(null, ValueError, r"experts must be \[G\] = \[2\]", experts=ids(null, [0, 1, 2]))
+    _refused(null, TypeError, r"experts must be int32 expert ids \(0..2\), got float32",
              experts=DeviceArray.from_numpy(null, 0, np.zeros(2, np.float32), "float32"))
     _refused(null, ValueError, "experts must be on the device", experts=np.zeros(2, np.int32))
-    _refused(null, ValueError, r"bias must be bfloat16 \[E, M\] = \[3, 40\]",
-             bias=DeviceArray(null, 0, (2, M), "bfloat16"))
-    _refused(null, ValueError, r"out must be bfloat16 \[G, N, M\] = \[2, 1, 40\]",
-             out=DeviceArray(null, 0, (2, 1, M + 1), "bfloat16"))
+    _refused(null, ValueError, r"bias must be \[E, M\] = \[3, 40\]", bias=DeviceArray(null, 0, (2, M), "bfloat16"))
+    _refused(null, TypeError, r"bias dtype must be x's \(bfloat16\), got float16",
+             bias=DeviceArray(null, 0, (E, M), "float16"))
+    _refused(null, ValueError, r"out must be \[G, N, M\] = \[2, 1, 40\]", out=DeviceArray(null, 0, (2, 1, M + 1), "bfloat16"))
+    _refused(null, TypeError, r"out dtype must be x's", out=DeviceArray(null, 0, (2, 1, M), "float16"))
     o = DeviceArray(null, 0, (1, 1, M), "bfloat16")
     racing = View(o.ptr, (2, 1, M), (8, M, 1), "bfloat16", "bfloat16", 0, "device", o, vendor=null.name)
     _refused(null, ValueError, "out's rows or groups overlap", out=racing)

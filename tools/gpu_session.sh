@@ -38,7 +38,8 @@
 #   bash tools/gpu_session.sh tp      # issue #20, on a two-GPU kind: the parallel GPU tests, then bench --group tp
 #   bash tools/gpu_session.sh smollm2  # issue #19's example: SmolLM2 with its own Q4_1 weights (the GGUF comes
 #                                     # in two carried parts: tools/carry_gguf.sh says how), then 16-bit
-#   bash tools/gpu_session.sh sanitize  # compute-sanitizer memcheck over every 4-bit and fp8 instance (tail shapes)
+#   bash tools/gpu_session.sh sanitize  # compute-sanitizer memcheck over every 4-bit and fp8 instance (tail shapes), and
+#                                     # w4_experts_gemm's wrappers
 #   bash tools/gpu_session.sh minblocks  # experiment: the skinny/fp8 kernels with __launch_bounds__(32 * WK, 1)
 #                                     # (no ptxas register cap: no fp8 spill, more registers) against today's
 #   bash tools/gpu_session.sh w4occ   # issue #19's q4_min experiment (tools/w4_variants.py: its loop waits on memory at 27 %
@@ -195,7 +196,7 @@ for g in ("decode", "moderate-n"): json.dump({"shapes": d[g]}, open(f"/tmp/shape
     done ;;
   sanitize)
     precompile
-    SANITIZE_LOGS="$OUT/sanitize" TOOLS=memcheck timeout -s INT $(budget 570) bash tools/sanitize.sh --only w4 --only fp8 \
+    SANITIZE_LOGS="$OUT/sanitize" TOOLS=memcheck timeout -s INT $(budget 570) bash tools/sanitize.sh --only w4 --only w4-experts --only fp8 \
       --launches 2 2>&1 | tail -20 ;;
   pdl)
     # the same process settings but for the launch flags: each run its own bench (NOTES.md compares them)

@@ -411,15 +411,63 @@ def run_w4(dev: Device, tally: Tally, rng, launches_per_instance: int):
                 dev.release()
 
 
+def run_w4_experts(dev: Device, tally: Tally, rng, launches_per_format: int):
+    """w4_experts_gemm (the experts wrappers, jitgemm/w4experts.py): each format and dtype on tail shapes, with a
+    token shared by every group (group stride 0) or padded groups, a per-expert bias or none, and an expert id out
+    of range (its group must come back NaN, the others right): the wrapper's offsets, not every config (its body is
+    run_w4's)."""
+    from jitgemm.w4experts import Q4Experts
+    e_count = 3
+    for j, (fmt, group) in enumerate((("mxfp4", 32), ("q4_sym", 128), ("q4_min", 32), ("q4_zp", 64))):
+        for dtype in ("bfloat16", "float16"):
+            for i in range(launches_per_format):
+                n = (1, 9, 40, 3)[i % 4]
+                m, k = M_TAILS[(i + j) % len(M_TAILS)], W4_K[group][(i + j) % 3]
+                shared, with_bias = n == 1 and i % 2 == 0, bool((i + j) % 2)
+                ids = np.array([2, -1, 0, 2], np.int32)
+                g = len(ids)
+                what = f"experts {fmt} G{group} {dtype} N={n} M={m} K={k} shared={shared} bias={with_bias}"
+                try:
+                    ws = [q4_weight(fmt, group, m, k, seed=100 * j + 10 * i + e) for e in range(e_count)]
+                    st = Q4Experts.upload(ws)
+                    dev.keep.append(st)
+                    x = (rng.standard_normal((1 if shared else g, n, k)) * 0.5).astype(NP[dtype])
+                    pitch = k + 8
+                    flat = dev.put(x.reshape(-1, k), dtype, pitch)
+                    gs = 0 if shared else n * pitch
+                    xv = View(flat.ptr, (g, n, k), (gs, pitch, 1), dtype, dtype, dev.d, "device", flat.obj,
+                              vendor=dev.b.name)
+                    bias = rng.standard_normal((e_count, m)).astype(NP[dtype]) if with_bias else None
+                    bv = None if bias is None else dev.put(bias, dtype)
+                    idv = dev.put(ids, "int32")
+                    owner, ov2 = dev.out(g * n, m, dtype, m + 5)
+                    ov = View(ov2.ptr, (g, n, m), (n * (m + 5), m + 5, 1), dtype, dtype, dev.d, "device", owner,
+                              vendor=dev.b.name)
+                    jitgemm.w4_experts_gemm(xv, idv, st, bv, out=ov)
+                    tally.ran("w4-experts", f"{fmt} G{group} {dtype}")
+                    got = dev.read_out(owner, g * n, m, m + 5).view(NP[dtype]).reshape(g, n, m)
+                    for grp, e in enumerate(ids):
+                        if e < 0:
+                            if not np.isnan(got[grp].astype(np.float32)).all():
+                                raise AssertionError(f"group {grp} (expert id {e}) is not all NaN")
+                            continue
+                        ref, mag = w4_reference(x[0 if shared else grp], ws[e], None if bias is None else bias[e])
+                        close_enough(got[grp], ref, mag, k, dtype)
+                except Exception as exc:  # noqa: BLE001
+                    tally.fail(what, exc)
+                finally:
+                    dev.release()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", choices=["16bit", "moderate", "fp8", "quantize", "w4"], action="append",
+    ap.add_argument("--only", choices=["16bit", "moderate", "fp8", "quantize", "w4", "w4-experts"], action="append",
                     help="run only these families (repeatable; default: all)")
     ap.add_argument("--launches", type=int, default=4, help="launches per kernel instance (default 4)")
     ap.add_argument("--seed", type=int, default=8)
     args = ap.parse_args()
     os.environ.setdefault("JITGEMM_CACHE_DIR", tempfile.mkdtemp(prefix="jitgemm-sanitize-"))  # read at compile time
-    only = set(args.only or ["16bit", "moderate", "fp8", "quantize", "w4"])
+    only = set(args.only or ["16bit", "moderate", "fp8", "quantize", "w4", "w4-experts"])
     dev = Device()
     if dev.b.name != "cuda":
         print("driver: NVIDIA only", flush=True)
@@ -437,6 +485,8 @@ def main() -> int:
         run_quantize(dev, tally, rng)
     if "w4" in only:
         run_w4(dev, tally, rng, args.launches)
+    if "w4-experts" in only:
+        run_w4_experts(dev, tally, rng, args.launches)
     parts = [f"{fam} {tally.launches[fam]} launches / {len(tally.instances[fam])} instances" for fam in tally.launches]
     total = sum(tally.launches.values())
     verdict = "all results correct" if not tally.failures else f"{len(tally.failures)} WRONG"

@@ -15,6 +15,7 @@ import statistics
 from pathlib import Path
 
 from .. import api, models, scaled
+from ..w4experts import prepare_w4_experts
 from ..w4gemm import prepare_w4
 from . import fp8_runner, operands, runner, timing, w4_runner
 
@@ -49,15 +50,25 @@ class StepOperands:
     def __init__(self, cp, name: str, ns, dtype: str):
         self.cp, self.name, self.dtype = cp, name, dtype
         self.fp8, self.w4 = dtype in FP8_MODES, dtype in W4_MODES
+        # the layers a step runs: a grouped variant's own with 4-bit weights (w4_experts_gemm), else its model's,
+        # expert by expert (no other family has an experts kernel: that step is the 4-bit one's baseline)
+        self.layout = name if self.w4 or not name.endswith(models.GROUPED) else models.base_name(name)
         most = {}
         for n in ns:
-            for layer in models.step(name, n):
+            for layer in models.step(self.layout, n):
                 key = (layer.name, layer.m, layer.k)
-                count, tokens = most.get(key, (0, 0))
-                most[key] = (max(count, layer.count), max(tokens, layer.n))
-        self.w, self.x, self.out, self.x8, self.sx, self.sw = {}, {}, {}, {}, {}, {}
-        for (lname, m, k), (count, tokens) in most.items():
+                count, tokens, groups = most.get(key, (0, 0, 1))
+                most[key] = (max(count, layer.count), max(tokens, layer.n), max(groups, layer.groups))
+        self.w, self.x, self.out, self.x8, self.sx, self.sw, self.ids = {}, {}, {}, {}, {}, {}, {}
+        for (lname, m, k), (count, tokens, groups) in most.items():
             rows = _padded(tokens) if self.fp8 else tokens
+            if groups > 1:  # one stack of the model's experts a layer, the first `groups` of them routed to
+                experts = models.config(name)["experts"]
+                self.w[lname] = [w4_runner.random_q4(cp, m, k, dtype, experts=experts) for _ in range(count)]
+                self.ids[lname] = cp.random.permutation(experts)[:groups].astype(cp.int32)
+                self.x[lname] = operands.random_16bit(cp, (groups, rows, k), self.token_dtype)
+                self.out[lname] = [cp.empty((groups, rows, m), dtype=cp.uint16) for _ in range(count)]
+                continue
             if self.fp8:
                 self.w[lname] = [fp8_runner.random_fp8(cp, (m, k)) for _ in range(count)]
                 self.x8[lname] = fp8_runner.random_fp8(cp, (rows, k))
@@ -76,11 +87,16 @@ class StepOperands:
 
     def order(self, n: int) -> list:
         """(layer, instance index) of every call of the step at n tokens, in the order a model runs them."""
-        return models.order(self.name, n)
+        return models.order(self.layout, n)
 
     def prepare(self, layer, i: int):
         """jitgemm's prepared call of instance i of a layer kind."""
         lname, n = layer.name, layer.n
+        if layer.groups > 1:
+            g = layer.groups
+            return prepare_w4_experts(operands.view(self.x[lname][:g, :n], "bfloat16"),
+                                      operands.view(self.ids[lname][:g], "int32"), self.w[lname][i],
+                                      out=operands.view(self.out[lname][i][:g, :n], "bfloat16"))
         if self.fp8:
             x, w, sx, sw, o = fp8_runner.mode_args(self.dtype, n, self.x8[lname], self.x[lname], self.w[lname][i],
                                                    self.sx[lname], self.sw[lname], self.out[lname][i])
@@ -95,6 +111,12 @@ class StepOperands:
         """Instance 0 of a layer kind (just run by `plan`) against float64."""
         lname, n = layer.name, layer.n
         label = f"{self.name}.{lname} N={n} {self.dtype}"
+        if layer.groups > 1:  # the first and last groups, each against its expert
+            for g in (0, layer.groups - 1):
+                e = int(self.ids[lname][g].get())
+                w4_runner.check_rows(self.cp, w4_runner.expert_of(self.w[lname][0], e), self.x[lname][g, :n],
+                                     self.out[lname][0][g, :n], "bfloat16", f"{label} group {g} (expert {e})")
+            return
         if self.fp8:
             fp8_runner.check_rows(self.cp, self.dtype, n, self.x8[lname], self.x[lname], self.w[lname][0],
                                   self.sx[lname], self.sw[lname], self.out[lname][0], label, plan.family == "blaslt")
@@ -140,7 +162,8 @@ def _jitgemm_launches(ops: StepOperands, n: int) -> tuple[list, list[str]]:
             prep.launch(0)
             ops.cp.cuda.runtime.deviceSynchronize()
             ops.check(layer, prep.plan)
-            routes.append(f"{layer.name} [{layer.m}x{layer.k}] N={layer.n} x{layer.count}: {prep.plan.family} "
+            routes.append(f"{layer.name} [{layer.m}x{layer.k}] N={layer.n} x{layer.count}"
+                          f"{f' ({layer.groups} experts a call)' if layer.groups > 1 else ''}: {prep.plan.family} "
                           f"{prep.plan.instance.name if prep.plan.instance else ''}")
         preps.append(prep)
     return preps, routes
@@ -180,7 +203,7 @@ def step_bytes(name: str, n: int, mode: str = "bfloat16") -> int:
     weights a byte an element, fp8 tokens of the W8A8 modes too; 4-bit weights their codes and group data)."""
     wb = 1 if mode in FP8_MODES else w4_runner.weight_bytes(mode) if mode in W4_MODES else 2
     xb = 1 if mode in ("fp8", "fp8-channel") else 2
-    return int(sum(layer.count * (wb * layer.m * layer.k + layer.n * (xb * layer.k + 2 * layer.m))
+    return int(sum(layer.count * layer.groups * (wb * layer.m * layer.k + layer.n * (xb * layer.k + 2 * layer.m))
                    for layer in models.step(name, n)))
 
 

@@ -7,12 +7,15 @@ layout (no host conversion of hundreds of MB); checks read a few rows back throu
 quant4.from_device_layout and compare against float64 of their dequantized values."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 
 from .. import quant4
 from ..device_array import DeviceArray
 from ..kernels import w4
 from ..runtime.backend import get_backend
+from ..w4experts import Q4Experts
 from ..w4gemm import Q4Device, prepare_w4
 from . import operands, runner, timing
 from .runner import Case
@@ -29,7 +32,7 @@ def weight_bytes(mode: str) -> float:
 
 
 def _cupy(cp, d: DeviceArray):
-    """A jitgemm DeviceArray (uint8 or float16) as a CuPy array over the same memory."""
+    """A jitgemm DeviceArray (uint8 or float16; or expert_of's part of one) as a CuPy array over the same memory."""
     return cp.ndarray(d.shape, cp.uint8 if d.dtype == "uint8" else cp.float16,
                       cp.cuda.MemoryPointer(cp.cuda.UnownedMemory(d.ptr, d.nbytes, d), 0))
 
@@ -39,29 +42,44 @@ def _fill(cp, d: DeviceArray, values) -> None:
     _cupy(cp, d)[...] = values
 
 
-def random_q4(cp, m: int, k: int, mode: str) -> Q4Device:
-    """A 4-bit weight [M, K] of `mode` made on the current CuPy device: random codes, scales near 0.01
-    (fp16) or 2^-7 +- 4 (e8m0), mins near 0, zero points 0..15."""
+def random_q4(cp, m: int, k: int, mode: str, experts: int | None = None):
+    """A 4-bit weight [M, K] of `mode` made on the current CuPy device (a Q4Device; with `experts`, a Q4Experts
+    stack of that many): random codes, scales near 0.01 (fp16) or 2^-7 +- 4 (e8m0), mins near 0, zero points 0..15."""
     fmt, group = MODES[mode]
     b, dev = get_backend("cuda"), int(cp.cuda.Device().id)
+    lead = () if experts is None else (experts,)
+    rows = m * (experts or 1)
     g = quant4.group_pitch(k, group)  # the device pitch (padding values are never used)
-    q = DeviceArray(b, dev, (m, -(-k // 128) * 64), "uint8")
-    _fill(cp, q, cp.random.randint(0, 256, q.shape, dtype=cp.int32).astype(cp.uint8))  # padding: never read as codes
+
+    def made(values, dtype: str) -> DeviceArray:  # values: [rows, width]
+        d = DeviceArray(b, dev, (*lead, m, values.shape[1]), dtype)
+        _fill(cp, d, values.reshape(d.shape))
+        return d
+    q = made(cp.random.randint(0, 256, (rows, -(-k // 128) * 64), dtype=cp.int32).astype(cp.uint8), "uint8")
     if fmt == "mxfp4":
-        scales = DeviceArray(b, dev, (m, g), "uint8")
-        _fill(cp, scales, cp.random.randint(123, 131, (m, g), dtype=cp.int32).astype(cp.uint8))
+        scales = made(cp.random.randint(123, 131, (rows, g), dtype=cp.int32).astype(cp.uint8), "uint8")
     else:
-        values = (cp.random.random((m, g), dtype=cp.float32) * 0.01 + 0.005).astype(cp.float16)
+        values = (cp.random.random((rows, g), dtype=cp.float32) * 0.01 + 0.005).astype(cp.float16)
         if fmt == "q4_min":  # each 128-k block's scales, then its minima (quant4.scale_records)
-            mins = (cp.random.standard_normal((m, g), dtype=cp.float32) * 0.01).astype(cp.float16)
+            mins = (cp.random.standard_normal((rows, g), dtype=cp.float32) * 0.01).astype(cp.float16)
             values = quant4.records(values, mins, group, cp)
-        scales = DeviceArray(b, dev, values.shape, "float16")
-        _fill(cp, scales, values)
-    aux = None
-    if fmt == "q4_zp":
-        aux = DeviceArray(b, dev, (m, g), "uint8")
-        _fill(cp, aux, cp.random.randint(0, 16, (m, g), dtype=cp.int32).astype(cp.uint8))
-    return Q4Device(fmt, group, (m, k), q, scales, aux, normal_scales=fmt == "mxfp4")  # e8m0 123..130: all normal
+        scales = made(values, "float16")
+    aux = made(cp.random.randint(0, 16, (rows, g), dtype=cp.int32).astype(cp.uint8), "uint8") if fmt == "q4_zp" \
+        else None
+    if experts is None:  # e8m0 123..130: all normal
+        return Q4Device(fmt, group, (m, k), q, scales, aux, normal_scales=fmt == "mxfp4")
+    return Q4Experts(fmt, group, (experts, m, k), q, scales, aux, normal_scales=fmt == "mxfp4")
+
+
+def expert_of(w: Q4Experts, e: int) -> SimpleNamespace:
+    """Expert e of a stack as the fields host_weight reads (its arrays' memory, no copy)."""
+    def part(d: DeviceArray | None):
+        if d is None:
+            return None
+        size = d.nbytes // d.shape[0]
+        return SimpleNamespace(shape=d.shape[1:], dtype=d.dtype, ptr=d.ptr + e * size, nbytes=size)
+    return SimpleNamespace(shape=w.shape[1:], format=w.format, group=w.group, q=part(w.q), scales=part(w.scales),
+                           aux=part(w.aux))
 
 
 def host_weight(cp, w: Q4Device, rows) -> quant4.Q4Weight:
