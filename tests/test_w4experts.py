@@ -145,3 +145,26 @@ def test_experts_instances_name_the_same_body():
         assert e.source == inst.source and e.name.split("<", 1)[1] == inst.name.split("<", 1)[1]
         assert e.name.startswith(("jg_w4_experts_nv<", "jg_w4_experts_amd<"))
     assert len(w4.EXPERTS_ARG_KINDS) == len(w4.ARG_KINDS) + 8
+
+
+def test_the_cache_lets_no_invalid_call_through(null):
+    """Calls of one signature, valid and invalid in turn: the cached entry's per-call checks send the invalid ones
+    to the cold path, whose rules refuse them; the valid ones still run."""
+    st = Q4Experts.upload(experts_of())
+    owner = DeviceArray(null, 0, (2 * K + 8,), "bfloat16")
+    e = ids(null, [0, 1])
+    apart = DeviceArray(null, 0, (2, 1, M), "bfloat16")
+    o = View(apart.ptr, (2, 1, M), (M, M, 1), "bfloat16", "bfloat16", 0, "device", apart, vendor=null.name)
+
+    def x_at(offset):  # the same signature (a View's key has no pointer), the base moved by `offset` elements
+        return View(owner.ptr + 2 * offset, (2, 1, K), (K, K, 1), "bfloat16", "bfloat16", 0, "device", owner,
+                    vendor=null.name)
+    for _ in range(2):
+        jitgemm.w4_experts_gemm(x_at(0), e, st, out=o)
+        launches = len(null.launches)
+        with pytest.raises(ValueError, match="16-byte aligned"):
+            jitgemm.w4_experts_gemm(x_at(4), e, st, out=o)
+        over = View(owner.ptr, (2, 1, M), (M, M, 1), "bfloat16", "bfloat16", 0, "device", owner, vendor=null.name)
+        with pytest.raises(ValueError, match="out shares memory with x"):  # o's signature: the cached entry's check
+            jitgemm.w4_experts_gemm(x_at(0), e, st, out=over)
+        assert len(null.launches) == launches
