@@ -341,7 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "jitgemm/data/models.json; with fp8 modes only, Llama-3.1-8B "
                                                   "and the Llama-3.1-70B TP-8 shard); a MoE model as NAME+experts-stacked "
                                                   "runs each layer's experts as one GEMM of their stacked weights "
-                                                  "(what a grouped call would read, jitgemm/models.py)")
+                                                  "(what a grouped call would read), as NAME+experts-grouped "
+                                                  "(4-bit modes) as one w4_experts_gemm a layer kind "
+                                                  "(jitgemm/models.py)")
     b.add_argument("--only", default=None, help="substring filter on shape names")
     b.add_argument("--out", default=None, help="directory for JSON, markdown and PNG")
     b.add_argument("--compare", default=None, help="an earlier JSON: print new/old time per case")

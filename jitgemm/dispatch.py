@@ -515,9 +515,9 @@ def plan_w4_experts(vendor: str, arch: str, cus: int, dtype: str, fmt: str, grou
     if vendor == "cuda" and plan.config.MB > 1:
         # a row's register bound was measured on its own weight's plain kernel: the experts kernel keeps its group's
         # bases in registers through the loop (2-24 more), and spilled 4-16 bytes under the bounds (NVRTC, sm_90a)
-        plan = replace(plan, config=replace(plan.config, MB=1),
-                       instance=w4.nv_instance(replace(plan.config, MB=1), dtype, fmt, group, n,
-                                               normal_scales and fmt == "mxfp4"))
+        cfg = replace(plan.config, MB=1)
+        plan = replace(plan, config=cfg,
+                       instance=w4.nv_instance(cfg, dtype, fmt, group, n, normal_scales and fmt == "mxfp4"))
     gx, gy, gz = plan.grid
     grid = (gx, gy, groups) if vendor == "cuda" else (gx, groups, gz)
     return replace(plan, instance=w4.experts_instance(plan.instance), grid=grid,

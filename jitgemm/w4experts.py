@@ -19,7 +19,7 @@ from .kernels import w4
 from .launch import KernelLaunch
 from .runtime.backend import default_backend
 from .runtime.jit import get_kernel
-from .w4gemm import Packed4, host_layout, layout_dtypes, take_layout
+from .w4gemm import Packed4, host_layout, take_layout, upload_layout
 
 
 class Q4Experts(Packed4):
@@ -50,9 +50,8 @@ class Q4Experts(Packed4):
         layouts = [host_layout(w) for w in weights]
         backend = default_backend()
         dev = backend.current_device() if device is None else device
-        arrays = [None if layouts[0][j] is None else
-                  DeviceArray.from_numpy(backend, dev, np.stack([lay[j] for lay in layouts]), dt)
-                  for j, dt in enumerate(layout_dtypes(first.format))]
+        arrays = upload_layout(backend, dev, first.format, [None if layouts[0][j] is None else
+                                                            np.stack([lay[j] for lay in layouts]) for j in range(3)])
         # the short MXFP4 decode only where every expert's scales allow it (one instance runs them all)
         normal = all(lay[3] for lay in layouts)
         return cls(first.format, first.group, (len(weights), *first.shape), *arrays, normal_scales=normal)

@@ -61,10 +61,8 @@ class Q4Device(Packed4):
         backend = default_backend()
         dev = backend.current_device() if device is None else device
         q, scales, aux, normal = host_layout(w)
-        return cls(w.format, w.group, w.shape, *(None if a is None else DeviceArray.from_numpy(backend, dev, a, dt)
-                                                 for a, dt in zip((q, scales, aux), layout_dtypes(w.format))),
+        return cls(w.format, w.group, w.shape, *upload_layout(backend, dev, w.format, (q, scales, aux)),
                    normal_scales=normal)
-
 
 
 def take_layout(obj, fmt: str, group: int, lead: tuple, m: int, k: int, q, scales, aux, normal_scales) -> None:
@@ -108,6 +106,13 @@ def host_layout(w: quant4.Q4Weight) -> tuple:
     aux = quant4.pad_groups(w.zeros, k, w.group) if w.format == "q4_zp" else None
     normal = w.format == "mxfp4" and bool(((host_scales >= 1) & (host_scales <= 254)).all())
     return quant4.device_layout(w.q, k, w.format), scales, aux, normal
+
+
+def upload_layout(backend, device: int, fmt: str, arrays) -> list:
+    """Host codes, scales and zero points (or None) in the kernels' layout (host_layout's, stacked or not) as
+    DeviceArrays of the format's dtypes on `device`."""
+    return [None if a is None else DeviceArray.from_numpy(backend, device, a, dt)
+            for a, dt in zip(arrays, layout_dtypes(fmt))]
 
 
 def layout_dtypes(fmt: str) -> tuple[str, str, str]:
