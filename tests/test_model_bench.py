@@ -98,6 +98,24 @@ def test_step_bytes_and_summary_against_the_targets():
     assert "| qwen2.5-7b | 1 | 128 | 14.00 | 1.000 | 1.050 | 1.050 |" in text and "| 1 | " in text and "NO" in text
 
 
+def test_a_grouped_steps_bf16_rows_show_the_torch_grouped_baseline_or_why_it_is_missing():
+    from jitgemm.bench import moe_baseline
+    name = "qwen3-30b-a3b" + models.GROUPED
+    rows = [{"model": name, "N": 1, "x_torch": 1.5, "pct_ceiling": 40.0, "grouped_ms": 2.25,
+             "grouped_note": "torch._grouped_mm (torch 2.11), 240 calls"},
+            {"model": name, "N": 4, "x_torch": 1.6, "pct_ceiling": 35.0, "grouped_ms": None,
+             "grouped_note": "torch 2.3 has no _grouped_mm"}]
+    text = model.markdown([dict(r, calls=912, jitgemm_ms=3.0, torch_ms=4.5, tbs=1.5, step_gb=5.0) for r in rows],
+                          4.2, {"device": "GPU"})
+    assert f"| {name} | 1 | 2.250 | 4.500 | torch._grouped_mm (torch 2.11), 240 calls |" in text
+    assert f"| {name} | 4 | - | 4.500 | torch 2.3 has no _grouped_mm |" in text
+    plain = {k: v for k, v in rows[0].items() if not k.startswith("grouped")}
+    assert "_grouped_mm" not in model.markdown([dict(plain, calls=1, jitgemm_ms=1.0, torch_ms=1.0, tbs=1.0, step_gb=1.0)],
+                                               4.2, {})
+    with pytest.raises(ValueError, match=r"'qwen3-30b-a3b' is not a \+experts-grouped step"):  # before torch or a GPU
+        moe_baseline.grouped_step_ms(None, "qwen3-30b-a3b", 1)
+
+
 def _args(**kw):
     base = dict(models=None, n=None, group="model")
     base.update(kw)

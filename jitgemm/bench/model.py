@@ -238,6 +238,8 @@ def _measure(cp, rows: list, names, ns, dtypes, stream, baselines: bool, ceiling
                     bf16_ms[(model_name, n)] = rows[-1]["torch_ms"]
             del ops
             cp.get_default_memory_pool().free_all_blocks()
+            if baselines and mode == "bfloat16" and model_name.endswith(models.GROUPED):
+                _add_grouped_baseline([r for r in rows if r["model"] == model_name and r["dtype"] == mode], cp)
             if baselines and mode in QUANT_MODES:
                 _add_bf16_baseline([r for r in rows if r["model"] == model_name and r["dtype"] == mode], cp, stream,
                                    bf16_ms)
@@ -284,6 +286,19 @@ def _add_bf16_baseline(rows: list[dict], cp, stream, bf16_ms: dict) -> None:
             r["torch_ms"], r["x_torch"] = r["bf16_ms"], r["x_bf16"]
 
 
+def _add_grouped_baseline(rows: list[dict], cp) -> None:
+    """A 16-bit NAME+experts-grouped row (the model's step expert by expert, jitgemm against torch.mm) also gets
+    the step with each grouped layer kind as one torch._grouped_mm call (bench.moe_baseline): `grouped_ms`, and
+    `grouped_note` (what ran, or why it could not). Run it in a bench call of its own: a device-side assert in
+    torch's kernel would end the process."""
+    from . import moe_baseline
+    for r in rows:
+        r["grouped_ms"], r["grouped_note"] = moe_baseline.grouped_step_ms(cp, r["model"], r["N"])
+        print(f"{r['model']:20s} N={r['N']:3d} bf16 grouped baseline: {_fmt(r['grouped_ms'], 3)} ms "
+              f"({r['grouped_note']})", flush=True)
+        cp.get_default_memory_pool().free_all_blocks()
+
+
 def _fmt(v, nd=2) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{nd}f}"
 
@@ -328,6 +343,13 @@ def markdown(rows: list[dict], ceiling: float, meta: dict) -> str:
         for r in sixteen:
             lines.append(f"| {r['model']} | {r['N']} | {r['calls']} | {r['step_gb']:.2f} | {r['jitgemm_ms']:.3f} | "
                          f"{_fmt(r['torch_ms'], 3)} | {_fmt(r.get('x_torch'), 3)} | {r['tbs']:.2f} | {r['pct_ceiling']:.1f} |")
+    grouped = [r for r in sixteen if "grouped_note" in r]
+    if grouped:
+        lines += ["", "The same steps with each layer's routed experts as one torch._grouped_mm call (bf16; the 4-bit "
+                  "grouped steps' second baseline):", "", "| model | N | bf16 grouped ms | per-expert torch ms | what ran |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {r['model']} | {r['N']} | {_fmt(r['grouped_ms'], 3)} | {_fmt(r['torch_ms'], 3)} | "
+                  f"{r['grouped_note']} |" for r in grouped]
     for mode in QUANT_MODES:
         of_mode = [r for r in rows if r.get("dtype") == mode]
         if not of_mode:

@@ -12,11 +12,11 @@ python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl 2>/
 export PYTHONPATH=/tmp/site:. JITGEMM_CACHE_DIR=/tmp/jgcache PYTHONUNBUFFERED=1 JITGEMM_TUNED=0
 rm -rf /tmp/o; mkdir -p /tmp/o; echo "$gpu" > /tmp/o/gpu.txt
 for m in qwen3-30b-a3b gpt-oss-20b; do
-  timeout $(( 540 - SECONDS > 20 ? (540 - SECONDS) / 3 : 10 )) python3 -m jitgemm bench --group model \
+  timeout $(( ${DL:-540} - SECONDS > 20 ? (${DL:-540} - SECONDS) / 3 : 10 )) python3 -m jitgemm bench --group model \
     --models $m,$m+experts-stacked --dtype bf16,w4-q4_min,w4-mxfp4 --n 1,4 --name moe-$m --no-plot --out /tmp/o 2>&1 \
     | grep -E "^\| " | tail -16
   # the grouped call itself (w4_experts_gemm, one a layer kind): its baseline is the per-expert bf16 step
-  timeout $(( 540 - SECONDS > 20 ? (540 - SECONDS) / 2 : 10 )) python3 -m jitgemm bench --group model \
+  timeout $(( ${DL:-540} - SECONDS > 20 ? (${DL:-540} - SECONDS) / 2 : 10 )) python3 -m jitgemm bench --group model \
     --models $m+experts-grouped --dtype w4-q4_min,w4-mxfp4 --n 1,4 --name grouped-$m --no-plot --out /tmp/o 2>&1 \
     | grep -E "^\| " | tail -8
   echo "[$m at $SECONDS s]"; tar -C /tmp -czf $OUT/b.tgz o
