@@ -212,7 +212,8 @@ LINEAR_TAG = _LINEAR_ND
 def explain(x: Any, w: Any = None, bias: Any = None, *, scale_x: Any = None, scale_w: Any = None,
             fp8_format: str | None = None, arch: str | None = None, sms: int | None = None) -> str:
     """Which kernel and config `gemm` / `scaled_gemm` / `matmul` would run for these operands, and why.
-    An fp8 (or uint8 + fp8_format) weight is explained as scaled_gemm would run it.
+    An fp8 (or uint8 + fp8_format) weight is explained as scaled_gemm would run it; a Q4Device as w4_gemm, a
+    Q4Experts (x then [G, N, K]) as w4_experts_gemm.
 
     arch: explain for that GPU instead of this machine's ('sm_90a', 'gfx942', ...; no GPU needed), with
     `sms` multiprocessors/CUs (default: the arch's usual part, named in the answer). The operands can
@@ -225,8 +226,11 @@ def explain(x: Any, w: Any = None, bias: Any = None, *, scale_x: Any = None, sca
     if w is None:
         raise TypeError("explain needs w (the weight [M, K]), or x as a (n, m, k, dtype) tuple with arch=")
     from .w4gemm import Q4Device, explain_w4
+    from .w4experts import Q4Experts, explain_w4_experts
     if isinstance(w, Q4Device):
         return explain_w4(x, w, target)
+    if isinstance(w, Q4Experts):
+        return explain_w4_experts(x, w, target)
     xv, wv = as_view(x, "x"), as_view(w, "w")  # not arrays at all: a TypeError, like every entry's
     if wv.dtype in ("float8_e4m3fn", "float8_e4m3fnuz", "uint8"):
         from . import scaled

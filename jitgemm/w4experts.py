@@ -58,13 +58,12 @@ class Q4Experts(Packed4):
 
 
 
-def _check(x, experts, w, bias, out) -> tuple[View, View, View | None, View | None]:
-    """Every rule a call must meet, before any GPU work: x [G, N, K] 16-bit on the device (each group's rows as
-    w4_gemm's x), experts int32 [G] beside it, bias None or [E, M] (one row an expert), out None or [G, N, M]
-    whose groups and rows do not overlap."""
+def _check_tokens(x, w) -> View:
+    """The rules on w and on x's shape and dtype (what the plan depends on): w a Q4Experts [E, M, K], x [G, N, K]
+    fp16/bf16 with G and N in range."""
     if not isinstance(w, Q4Experts):
         raise TypeError(f"w must be a jitgemm Q4Experts (Q4Experts.upload(quant4 weights)), got {type(w).__name__}")
-    e, m, k = w.shape
+    _, m, k = w.shape
     xv = as_view(x, "x")
     if xv.ndim != 3:
         raise ValueError(f"x must be 3-D [G, N, K] (groups of tokens, one group an expert), got {xv.ndim}-D with "
@@ -76,6 +75,31 @@ def _check(x, experts, w, bias, out) -> tuple[View, View, View | None, View | No
     if not 1 <= g <= w4.MAX_GROUPS or not 1 <= n <= w4.MAX_N:
         raise ValueError(f"x must have G in 1..{w4.MAX_GROUPS} groups of N in 1..{w4.MAX_N} tokens, got G={g}, N={n}")
     validate.require_int32_dims(M=m, K=k)
+    return xv
+
+
+def explain_w4_experts(x: Any, w: Q4Experts, target=None) -> str:
+    """What w4_experts_gemm would run for tokens x [G, N, K] on the stack w (api.explain's experts case; target:
+    explain(arch=)'s). Only x's shape and dtype matter here, so x may be a host array of them."""
+    try:
+        xv = _check_tokens(x, w)
+    except (ValueError, TypeError) as e:
+        return f"w4_experts_gemm would refuse this: {e}"
+    g, n, _ = xv.shape
+    if target is not None:
+        _, m, k = w.shape
+        return target.explain(dispatch.plan_w4_experts(target.vendor, target.arch, target.sms, xv.dtype, w.format,
+                                                       w.group, n, m, k, g, normal_scales=w.normal_scales))
+    return str(plan_for(w.backend, w.device, w, xv.dtype, g, n))
+
+
+def _check(x, experts, w, bias, out) -> tuple[View, View, View | None, View | None]:
+    """Every rule a call must meet, before any GPU work: x [G, N, K] 16-bit on the device (each group's rows as
+    w4_gemm's x), experts int32 [G] beside it, bias None or [E, M] (one row an expert), out None or [G, N, M]
+    whose groups and rows do not overlap."""
+    xv = _check_tokens(x, w)
+    e, m, k = w.shape
+    g, n, _ = xv.shape
     if xv.device is None:
         raise ValueError("w4_experts_gemm needs x on the device (a routed layer's tokens are there already); "
                          "copy a numpy x first")

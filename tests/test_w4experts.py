@@ -168,3 +168,15 @@ def test_the_cache_lets_no_invalid_call_through(null):
         with pytest.raises(ValueError, match="out shares memory with x"):  # o's signature: the cached entry's check
             jitgemm.w4_experts_gemm(x_at(0), e, st, out=over)
         assert len(null.launches) == launches
+
+
+def test_explain_names_the_experts_plan_and_its_refusals(null):
+    st = Q4Experts.upload(experts_of("q4_min", 32))
+    text = jitgemm.explain(np.zeros((4, 2, K), np.float16), st)  # host tokens: only their shape and dtype count
+    assert text.startswith("w4 jg_w4_experts_nv<jg_f16, ") and "4 groups of 2 tokens, each against its expert" in text
+    amd = jitgemm.explain(np.zeros((3, 1, K), np.float16), st, arch="gfx942")
+    assert "jg_w4_experts_amd<jg_f16, " in amd and "3 groups of 1 tokens" in amd
+    assert jitgemm.explain(np.zeros((2, K), np.float16), st).startswith(
+        "w4_experts_gemm would refuse this: x must be 3-D [G, N, K]")
+    assert jitgemm.explain(np.zeros((2, 1, 128), np.float16), st).startswith(
+        "w4_experts_gemm would refuse this: x and w must agree on K")
