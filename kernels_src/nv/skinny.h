@@ -58,9 +58,10 @@ __device__ __noinline__ void jg_skinny_persist_tile(unsigned b, jg_u16* __restri
 
 // The same tiles with a persistent grid (dispatch: JITGEMM_PERSIST): as many blocks as fit on the GPU at once,
 // each walking tiles blockIdx.x, blockIdx.x + gridDim.x, ... Every tile runs jg_skinny_tile unchanged (the same K
-// order: a row's bits are jg_skinny_nv's). Why (NOTES session 36): on an H200 the N = 16 calls of the weights
-// whose grid takes several waves lost 8-17 % against N = 1, those of one wave 1-4 %: blocks that start together
-// read the same token slices together (from L1), blocks of later waves start out of step with their neighbours.
+// order: a row's bits are jg_skinny_nv's). Why (NOTES session 36; a hypothesis until measured): on an H200 the
+// N = 16 calls of the weights whose grid takes several waves lost 8-17 % against N = 1, those of one wave 1-4 %;
+// blocks that start together may read the same token slices together (from L1), while blocks of later waves start
+// out of step with their neighbours and take their tokens from L2 (as many bytes as the weights at one row tile).
 // The host plans it for SK = 1 only (its count of resident blocks is per block, not per cluster).
 template <class T, int NT, int MT, int WK, int U, int SK>
 __global__ void __launch_bounds__(32 * WK, JG_PERSIST_MIN_BLOCKS(WK)) JG_CLUSTER_K(SK) jg_skinny_persist_nv(
