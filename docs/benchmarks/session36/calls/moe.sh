@@ -15,7 +15,7 @@ save() { tar -C /tmp -czf "$OUT/moe.tgz" o; }
 bench() { local t=$1 label=$2; shift 2
   timeout -s INT "$(left "$t")" python3 -m jitgemm bench --group model --no-plot --out /tmp/o --name "$label" "$@" 2>&1 \
     | grep -E "^\| |grouped baseline|Error|error" | tail -24; save; echo "[$label at $(( SECONDS - T0 )) s]"; }
-for m in qwen3-30b-a3b gpt-oss-20b; do
+for m in ${MODELS:-qwen3-30b-a3b gpt-oss-20b}; do
   bench 170 "grouped-$m" --models "$m+experts-grouped" --dtype w4-q4_min,w4-mxfp4 --n 1,4
   bench 120 "torchgrouped-$m" --models "$m+experts-grouped" --dtype bf16 --n 1,4
   bench 170 "stacked-$m" --models "$m,$m+experts-stacked" --dtype bf16,w4-q4_min,w4-mxfp4 --n 1,4
