@@ -74,7 +74,6 @@ class Settings:
     blas: bool
     tuned: bool
     autotune: bool
-    persist: bool
 
 
 _settings: Settings | None = None
@@ -109,10 +108,6 @@ def reload() -> Settings:
         # JITGEMM_AUTOTUNE (default off): the first call of an untuned 16-bit shape tunes it on the spot
         # (a few seconds; never during graph capture) and stores the result like `jitgemm tune`.
         autotune=_flag("JITGEMM_AUTOTUNE", False),
-        # JITGEMM_PERSIST (default off until measured in whole steps): 16-bit skinny calls of 9..16 tokens whose
-        # grid would take several waves launch one wave of blocks that walk the row tiles (the same tiles and K
-        # order, so the same bits; dispatch.persist_fits; NOTES session 36: the H200's N = 16 loss).
-        persist=_flag("JITGEMM_PERSIST", False),
     )
     return _settings
 
@@ -124,10 +119,6 @@ def pdl() -> bool | None:
 
 def prefetch() -> bool:
     return settings().prefetch
-
-
-def persist() -> bool:
-    return settings().persist
 
 
 def blas() -> bool:

@@ -301,14 +301,6 @@ def fit_shared(cfg: moderate.ModerateConfig, limit: int) -> moderate.ModerateCon
     return replace(cfg, tile=t)
 
 
-def persist_fits(cfg: skinny.NvConfig, n: int, tiles: int, sms: int) -> bool:
-    """Whether JITGEMM_PERSIST runs this skinny plan on a persistent grid: 9..16 tokens (where the H200's
-    multi-wave weights lost 8-17 % against N = 1, NOTES session 36), 16 warps a block and no cluster K split (the
-    instances compiled to two blocks an SM, as the plain kernel: 64 registers, tests/test_compile.py), and more
-    tiles than two blocks an SM hold (else the plain grid is one wave already)."""
-    return 8 < n <= skinny.MAX_N and cfg.WK == 16 and cfg.SK == 1 and tiles > 2 * sms
-
-
 def plan_gemm(vendor: str, arch: str, cus: int, dtype: str, n: int, m: int, k: int, l2_bytes: int = 50 << 20,
                 shared_limit: int = 0, bias: bool = False, blas_present: bool | None = None,
                 device: str = "") -> Plan:
@@ -324,11 +316,6 @@ def plan_gemm(vendor: str, arch: str, cus: int, dtype: str, n: int, m: int, k: i
         pf = cfg.prefetch_bytes(m, k, cus, l2_bytes) if config.prefetch() and sm90 else 0
         pdl = use_pdl("skinny", arch)
         how = (f"; L2 prefetch {pf} B/row" if pf else "") + _pdl_note(pdl)
-        if config.persist() and persist_fits(cfg, n, grid[0], cus):
-            # one wave of blocks walking the tiles (KernelLaunch cuts grid.x to the blocks that fit at once)
-            return Plan("skinny", f"{cfg.describe()}{how}; persistent grid (JITGEMM_PERSIST): one wave of blocks "
-                                  f"walking the {grid[0]} tiles; {why}", cfg, cfg.persist_instance(dtype, n), grid,
-                        block, shared, {"prefetch_bytes": pf, "pdl": pdl, "persist": True})
         return Plan("skinny", f"{cfg.describe()}{how}; {why}", cfg, cfg.instance(dtype, n), grid, block, shared,
                     {"prefetch_bytes": pf, "pdl": pdl})
     lds = skinny.amd_lds_bytes(arch)

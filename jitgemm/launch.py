@@ -27,9 +27,6 @@ class KernelLaunch:
         self.func, self.grid, self.block, self.shared = kernel.func, plan.grid, plan.block, plan.shared
         self.pdl = bool(plan.extra.get("pdl", False))
         kernel.ensure_shared(plan.shared)
-        if plan.extra.get("persist"):  # a persistent grid: the blocks that fit at once walk the tiles
-            fit = backend.resident_blocks(self.func, plan.block[0] * plan.block[1] * plan.block[2], plan.shared, device)
-            self.grid = (min(plan.grid[0], fit), *plan.grid[1:])
         self.pack = ArgPack(kernel.arg_kinds).set(*args)
         self._launch = backend.launcher(self.func, self.grid, self.block, self.shared, self.pack, device, self.pdl)
         words = self.pack.words()

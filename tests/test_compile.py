@@ -102,29 +102,6 @@ NV_FEW_CFGS = [(skinny.NV_CONFIGS[0], "bfloat16", 1), (skinny.NV_CONFIGS[5], "fl
 NV_FEW = [c.instance(d, n) for c, d, n in NV_FEW_CFGS]
 
 
-PERSIST_CFGS = [skinny.NvConfig(mt, 16, u) for mt in (1, 2) for u in (2, 4)]  # what dispatch.persist_fits takes
-
-
-@needs_nvrtc
-@pytest.mark.parametrize("arch,sm", [("sm_80", 80), ("sm_90a", 90)])
-@pytest.mark.parametrize("cfg", PERSIST_CFGS, ids=str)
-@pytest.mark.parametrize("dtype,n", [("bfloat16", 16), ("float16", 9)])
-def test_nvrtc_skinny_persist(cache, cfg, dtype, n, arch, sm):
-    """The persistent-grid kernel (JITGEMM_PERSIST) of each config the dispatcher gives it: its own symbol, the
-    plain kernel's reduction memory, two 512-thread blocks an SM (<= 64 registers, as the plain kernel's one row
-    tile of 16 tokens), and at most a few spilled bytes; none at all for that config (every weight that lost)."""
-    plain, persist = cfg.instance(dtype, n), cfg.persist_instance(dtype, n)
-    assert persist.name == plain.name.replace("jg_skinny_nv<", "jg_skinny_persist_nv<")
-    rp = compile_instance(plain, arch, cache)
-    r = compile_instance(persist, arch, cache)
-    res, base = _check_nv(r, persist, sm), rp.resources[rp.lowered[plain.name]]
-    assert r.lowered[persist.name].startswith("_Z20jg_skinny_persist_nvI")
-    assert res["registers"] <= 64 and res["smem"] == base["smem"], (res, base)
-    assert res["spill_stores"] <= 16 and res["spill_loads"] <= 16, res
-    if (cfg.MT, cfg.U) == (1, 2) and arch == "sm_90a":
-        assert res["spill_stores"] == res["spill_loads"] == 0 and base["registers"] <= 64, (res, base)
-
-
 @needs_nvrtc
 @pytest.mark.parametrize("arch,sm", [("sm_80", 80), ("sm_90a", 90)])
 @pytest.mark.parametrize("cfg,dtype,n", NV_FEW_CFGS, ids=[i.name for i in NV_FEW])

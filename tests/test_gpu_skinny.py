@@ -221,30 +221,3 @@ def test_programmatic_dependent_launch_chain(dtype, n, monkeypatch):
         for i, w in enumerate(ws):
             assert_close(got[i + 1], got[i], w, None, dtype)
             assert np.array_equal(got[i + 1].view(np.uint16), plain[i + 1].view(np.uint16)), (graph, i)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("n,m,k,bias_mode", [(16, 8192 + 7, 4096, 0), (9, 12288, 1024 + 8, 1), (13, 5000, 2048, 2)])
-def test_persistent_grid_has_the_plain_kernels_bits(n, m, k, bias_mode, dtype, monkeypatch):
-    """JITGEMM_PERSIST=1 (dispatch.persist_fits: 9..16 tokens, more tiles than one wave): one wave of blocks
-    walking the plain kernel's tiles gives the plain kernel's bits, odd row tails and every bias form included,
-    and matches float64."""
-    from jitgemm import config, dispatch
-    rng = np.random.default_rng(hash((n, m, k, dtype)) % 2**32)
-    x, w = random((n, k), dtype, rng), random((m, k), dtype, rng, scale=(2.0 / k) ** 0.5)
-    bias = None if bias_mode == 0 else random((m,) if bias_mode == 1 else (n, m), dtype, rng)
-    plain = run_device(x, w, bias, dtype)
-    monkeypatch.setenv("JITGEMM_PERSIST", "1")
-    config.reload()
-    try:
-        b, d = backend_device()
-        info = b.device_info(d)
-        plan = dispatch.plan_gemm("cuda", info.arch, info.multiprocessors, dtype, n, m, k, bias=bias is not None,
-                                  device=info.name)
-        assert plan.extra.get("persist") and "jg_skinny_persist_nv<" in plan.instance.name, plan.reason
-        got = run_device(x, w, bias, dtype)
-    finally:
-        monkeypatch.delenv("JITGEMM_PERSIST")
-        config.reload()
-    assert np.array_equal(got.view(np.uint16), plain.view(np.uint16))
-    assert_close(got, x, w, bias, dtype)

@@ -552,36 +552,3 @@ def test_torch_pair_is_linears_cached_call_or_none(fake, monkeypatch):
     assert isinstance(pipeline.torch_pair(tag, x2, w), T), "a valid call after refused ones missed its entry"
     assert len(fake.launches) == before + 2
     pipeline.clear()
-
-
-def test_persist_launches_one_wave_of_the_same_kernel_tiles(fake, monkeypatch):
-    """JITGEMM_PERSIST=1: a skinny plan of 9..16 tokens whose grid takes several waves runs jg_skinny_persist_nv (the
-    same template arguments, so the same tiles and K order) on the blocks that fit at once (the backend's
-    resident_blocks); a grid of one wave, fewer tokens, and the default keep the plain kernel and its grid."""
-    from jitgemm import dispatch
-    big, small = (28672, 4096), (512, 4096)  # 8B gate_up: 1792 tiles of 16 rows; 32 tiles
-
-    def run(m, k, n):
-        x, w, o = dv((n, k), 0x10000), dv((m, k), 0x4000000), dv((n, m), 0x40000000)
-        api.gemm(x, w, out=o)
-        plan = dispatch.plan_gemm("cuda", "sm_90a", 132, "bfloat16", n, m, k, device="fake H100")
-        return plan, fake.launches[-1][0]
-
-    plain, grid = run(*big, 16)
-    assert plain.instance.name.startswith("jg_skinny_nv<") and grid == plain.grid and grid[0] > 132
-    monkeypatch.setenv("JITGEMM_PERSIST", "1")
-    config.reload()
-    try:
-        for n in (9, 16):
-            plan, grid = run(*big, n)
-            cfg = plan.config
-            assert plan.instance.name == cfg.instance("bfloat16", n).name.replace("jg_skinny_nv<", "jg_skinny_persist_nv<")
-            assert plan.extra["persist"] and "persistent grid" in plan.reason and cfg.SK == 1
-            assert grid == (min(plan.grid[0], 132 * max(1, 2048 // (32 * cfg.WK))), *plan.grid[1:])
-            assert grid[0] < plan.grid[0]
-        for shape, n in ((small, 16), (big, 8), (big, 1)):  # one wave already; 8 tokens or fewer (not measured)
-            plan, grid = run(*shape, n)
-            assert plan.instance.name.startswith("jg_skinny_nv<") and grid == plan.grid
-    finally:
-        monkeypatch.delenv("JITGEMM_PERSIST")
-        config.reload()

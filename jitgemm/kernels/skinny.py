@@ -37,13 +37,6 @@ class NvConfig:
                               f"jg_skinny_nv<{TAG[dtype]}, {self.nt(n)}, {self.MT}, {self.WK}, {self.U}, {self.SK}>",
                               requires=self.requires)
 
-    def persist_instance(self, dtype: str, n: int) -> KernelInstance:
-        """The persistent-grid kernel of this config (jg_skinny_persist_nv: the same tiles and K order, as many
-        blocks as fit at once, each walking tiles a grid apart; dispatch plans it with JITGEMM_PERSIST, SK = 1)."""
-        plain = self.instance(dtype, n)
-        return KernelInstance(plain.source, plain.name.replace("jg_skinny_nv<", "jg_skinny_persist_nv<", 1),
-                              requires=plain.requires)
-
     @property
     def requires(self) -> frozenset:
         """Arch capabilities the config needs: a K split over cluster blocks needs clusters (sm_90+)."""

@@ -184,15 +184,6 @@ class CudaBackend:
         attr = drv.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
         self._check("cuFuncSetAttribute", drv.cuFuncSetAttribute(func, attr, nbytes))
 
-    def resident_blocks(self, func, threads: int, shared: int, device: int) -> int:
-        """How many blocks of `func` (threads each, `shared` dynamic bytes) the device runs at once: the
-        occupancy calculator's blocks an SM times the SMs."""
-        drv = self._drv()
-        self.make_current(device)
-        per_sm = self._check("cuOccupancyMaxActiveBlocksPerMultiprocessor",
-                             drv.cuOccupancyMaxActiveBlocksPerMultiprocessor(func, threads, shared))
-        return max(1, int(per_sm)) * self.device_info(device).multiprocessors
-
     def pdl_supported(self) -> bool:
         """Whether a launch asked for with programmatic dependent launch gets it (PDL_MIN_DRIVER)."""
         if self._pdl_ok is None:

@@ -241,10 +241,6 @@ class HipBackend:
     def set_max_dynamic_shared(self, func, nbytes: int) -> None:
         pass  # HIP grants the whole LDS without an opt-in
 
-    def resident_blocks(self, func, threads: int, shared: int, device: int) -> int:
-        raise NotImplementedError("resident_blocks: persistent grids are planned for NVIDIA only "
-                                  "(the AMD skinny kernel is persistent by its own rule)")
-
     def launch(self, func, grid, block, shared: int, stream: int, args: ArgPack, device: int,
                pdl: bool = False) -> None:  # HIP has no programmatic dependent launch
         hip = self._mod()

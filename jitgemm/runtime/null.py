@@ -102,11 +102,6 @@ class NullBackend:
     def set_max_dynamic_shared(self, func, nbytes: int) -> None:
         self._device("set_max_dynamic_shared")
 
-    def resident_blocks(self, func, threads: int, shared: int, device: int) -> int:
-        """A stand-in occupancy: the blocks an SM's 2048 threads hold (registers and shared memory not modelled)."""
-        self._device("resident_blocks", device)
-        return max(1, 2048 // threads) * self.devices[device].multiprocessors
-
     def launch(self, func, grid, block, shared: int, stream: int, args: ArgPack, device: int, pdl: bool = False) -> None:
         self._device("launch", device)
         self.launches.append((tuple(grid), stream, device, list(args.words())))

@@ -247,16 +247,11 @@ JG_DEVICE void jg_reduce_store(float (&acc)[MT][NT][4], jg_u16* __restrict__ out
 // launched last, each tile swept the whole weight again: at N = 64 an fp8 step read its weights four
 // times, 0.25-0.5x cuBLASLt on an H100.) One tile (N <= 8 * NT): blockIdx.x is the row block, as before.
 // 32-bit division (grid.x < 2^31): a 64-bit one is a subroutine that cost registers (sm_89 fp8 spilled).
-// A persistent grid (jg_skinny_persist_nv) walks the same tiles b = blockIdx.x, blockIdx.x + gridDim.x, ...
-template <int ROWS, int COLS>
-JG_DEVICE void jg_tile_origin(unsigned b, int N, jg_i64& m0, int& n0) {
-  const unsigned tiles = (unsigned)(N + COLS - 1) / COLS;
-  m0 = (jg_i64)(b / tiles) * ROWS;
-  n0 = (int)(b % tiles) * COLS;
-}
 template <int ROWS, int COLS>
 JG_DEVICE void jg_block_origin(int N, jg_i64& m0, int& n0) {
-  jg_tile_origin<ROWS, COLS>(blockIdx.x, N, m0, n0);
+  const unsigned tiles = (unsigned)(N + COLS - 1) / COLS, b = blockIdx.x;
+  m0 = (jg_i64)(b / tiles) * ROWS;
+  n0 = (int)(b % tiles) * COLS;
 }
 
 // ldx, ldw, ldo are row pitches in elements. xinv_* give the reciprocal token scales for policies
@@ -271,17 +266,16 @@ JG_DEVICE void jg_block_origin(int N, jg_i64& m0, int& n0) {
 #define JG_TRIGGER_NONE 0
 #define JG_TRIGGER_LOOP 1
 #define JG_TRIGGER_END 2
-// jg_skinny_tile: tile b's rows and tokens (jg_tile_origin), loads to store; jg_skinny_core: the block's own tile.
-template <class P, int NT, int MT, int WK, int U, int SK, int TRIGGER>
-JG_DEVICE void jg_skinny_tile(unsigned b, jg_u16* __restrict__ out, jg_i64 ldo, const unsigned char* __restrict__ x,
-                              jg_i64 ldx, const unsigned char* __restrict__ w, jg_i64 ldw, const jg_epilogue& epi,
-                              int N, int M, int K) {
+template <class P, int NT, int MT, int WK, int U, int SK, int TRIGGER = JG_TRIGGER_NONE>
+JG_DEVICE void jg_skinny_core(jg_u16* __restrict__ out, jg_i64 ldo, const unsigned char* __restrict__ x, jg_i64 ldx,
+                              const unsigned char* __restrict__ w, jg_i64 ldw, const jg_epilogue& epi, int N, int M,
+                              int K) {
   constexpr int ROWS = 16 * MT, COLS = 8 * NT;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
   jg_i64 m0;
   int n0;
-  jg_tile_origin<ROWS, COLS>(b, N, m0, n0);
+  jg_block_origin<ROWS, COLS>(N, m0, n0);
 
   const unsigned char* wrow[MT][2];
 #pragma unroll
@@ -334,13 +328,6 @@ JG_DEVICE void jg_skinny_tile(unsigned b, jg_u16* __restrict__ out, jg_i64 ldo, 
 #endif
 
   jg_reduce_store<P, NT, MT, WK, SK>(acc, out, ldo, epi, N, M, m0, n0, split);
-}
-
-template <class P, int NT, int MT, int WK, int U, int SK, int TRIGGER = JG_TRIGGER_NONE>
-JG_DEVICE void jg_skinny_core(jg_u16* __restrict__ out, jg_i64 ldo, const unsigned char* __restrict__ x, jg_i64 ldx,
-                              const unsigned char* __restrict__ w, jg_i64 ldw, const jg_epilogue& epi, int N, int M,
-                              int K) {
-  jg_skinny_tile<P, NT, MT, WK, U, SK, TRIGGER>(blockIdx.x, out, ldo, x, ldx, w, ldw, epi, N, M, K);
 #if __CUDA_ARCH__ >= 900
   if constexpr (TRIGGER == JG_TRIGGER_END) asm volatile("griddepcontrol.launch_dependents;");
 #endif
