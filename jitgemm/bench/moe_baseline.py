@@ -23,19 +23,17 @@ def grouped_step_ms(cp, name: str, n: int) -> tuple[float | None, str]:
     if grouped_mm is None:
         return None, f"torch {torch.__version__} has no _grouped_mm"
     kinds = models.step(name, n)
+    def bf16(shape, scale=1.0):
+        return operands.torch_view(operands.random_16bit(cp, shape, "bfloat16", scale), "bfloat16")
+
     w, x, offs, out = {}, {}, {}, {}
-    for layer in kinds:
-        bf = lambda a: operands.torch_view(a, "bfloat16")  # noqa: E731
-        if layer.groups > 1:
-            g = layer.groups
-            w[layer.name] = [bf(operands.random_16bit(cp, (g, layer.m, layer.k), "bfloat16", (2.0 / layer.k) ** 0.5))
-                             for _ in range(layer.count)]
-            x[layer.name] = bf(operands.random_16bit(cp, (g * layer.n, layer.k), "bfloat16"))
+    for layer in kinds:  # a grouped kind: a stack [groups, M, K] an instance, its groups' tokens one after another
+        g, lead = layer.groups, (layer.groups,) if layer.groups > 1 else ()
+        w[layer.name] = [bf16((*lead, layer.m, layer.k), (2.0 / layer.k) ** 0.5) for _ in range(layer.count)]
+        x[layer.name] = bf16((g * layer.n, layer.k))
+        if g > 1:
             offs[layer.name] = torch.arange(1, g + 1, dtype=torch.int32, device=x[layer.name].device) * layer.n
         else:
-            w[layer.name] = [bf(operands.random_16bit(cp, (layer.m, layer.k), "bfloat16", (2.0 / layer.k) ** 0.5))
-                             for _ in range(layer.count)]
-            x[layer.name] = bf(operands.random_16bit(cp, (layer.n, layer.k), "bfloat16"))
             out[layer.name] = torch.empty((layer.n, layer.m), dtype=torch.bfloat16, device=x[layer.name].device)
 
     def call(layer, i: int):  # instance i: its own weight, as in the model (every step reads them all from HBM)
