@@ -5,8 +5,8 @@
 # after its review (bench.moe_baseline's operands made in one loop).
 mkdir -p /tmp/site "$OUT" && pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl 2>&1 | grep -v WARNING | tail -1
 export PYTHONPATH=/tmp/site:. JITGEMM_CACHE_DIR=/tmp/jgcache PYTHONUNBUFFERED=1 JITGEMM_TUNED=0
-timeout -s INT 90 python3 -m jitgemm bench --group model --no-plot --out "$OUT" --name grouped-gpt-oss-20b \
+timeout -s INT 75 python3 -m jitgemm bench --group model --no-plot --out "$OUT" --name grouped-gpt-oss-20b \
   --models gpt-oss-20b+experts-grouped --dtype w4-mxfp4,w4-q4_min --n 1,4 2>&1 | grep -E "^\| " | tail -10
-timeout -s INT 45 python3 -m jitgemm bench --group model --no-plot --out "$OUT" --name torchgrouped-qwen3 \
+timeout -s INT 35 python3 -m jitgemm bench --group model --no-plot --out "$OUT" --name torchgrouped-qwen3 \
   --models qwen3-30b-a3b+experts-grouped --dtype bf16 --n 1 2>&1 | grep -E "grouped baseline|Error" | tail -3
-timeout 110 python -m pytest -q -m gpu tests/test_gpu_w4.py 2>&1 | tee "$OUT/gpu-w4.log" | tail -3
+timeout 75 python -m pytest -q -m gpu tests/test_gpu_w4.py 2>&1 | tee "$OUT/gpu-w4.log" | tail -3
