@@ -13,7 +13,7 @@ export PYTHONUNBUFFERED=1 JITGEMM_TUNED=0 JITGEMM_CACHE_DIR=/tmp/jgcache
 rm -rf /tmp/ncu; mkdir -p /tmp/ncu "$OUT"; echo "$gpu" > /tmp/ncu/gpu.txt
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1); echo "ncu: $NCU"
 DL=${DL:-420}
-for shape in "28672 4096" "6144 4096"; do for n in 16 1; do for who in jitgemm torch; do
+for shape in ${SHAPES:-28672x4096 6144x4096}; do shape=${shape/x/ }; for n in 16 1; do for who in jitgemm torch; do
   [ $SECONDS -gt $(( DL - 45 )) ] && break 3
   r=/tmp/ncu/$who-${shape/ /x}-n$n
   kern=$([ $who = jitgemm ] && echo "regex:jg_" || echo "regex:(gemm|gemv|xmma|cutlass|sm90)")
