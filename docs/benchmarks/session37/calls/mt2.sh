@@ -11,5 +11,5 @@ rm -rf /tmp/mt2tree && mkdir -p /tmp/mt2tree "$OUT" && cp -r jitgemm kernels_src
   && (cd /tmp/mt2tree && patch -s -p1 < "$OLDPWD/$c/mt2.patch") || exit 2
 timeout 120 python3 $c/bits.py /tmp/base.npz 2>&1 | tail -3
 (cd /tmp/mt2tree && PYTHONPATH=/tmp/site:. timeout 120 python3 "$OLDPWD/$c/bits.py" /tmp/mt2.npz /tmp/base.npz) 2>&1 | tail -13
-PATCHES="mt2=$c/mt2.patch" DTYPES=bf16 NS=16,9 ROUNDS=3 CHECKS=0 \
-  MODELS=llama-3.1-8b,llama-3.1-70b-tp8,qwen2.5-7b DL=$(( 560 - SECONDS )) bash tools/w4_ab.sh 2>&1 | tail -9
+PATCHES="mt2=$c/mt2.patch" DTYPES=bf16 NS=16,9 ROUNDS=${ROUNDS:-3} CHECKS=0 \
+  MODELS=llama-3.1-8b,llama-3.1-70b-tp8,qwen2.5-7b DL=$(( ${END:-400} - SECONDS )) bash tools/w4_ab.sh 2>&1 | tail -9
