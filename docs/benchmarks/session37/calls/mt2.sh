@@ -7,9 +7,11 @@ gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1); echo "GPU: $
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl 2>/dev/null
 export PYTHONPATH=/tmp/site:. JITGEMM_CACHE_DIR=/tmp/jgcache PYTHONUNBUFFERED=1 JITGEMM_TUNED=0
 c=docs/benchmarks/session37/calls
-rm -rf /tmp/mt2tree && mkdir -p /tmp/mt2tree "$OUT" && cp -r jitgemm kernels_src pyproject.toml /tmp/mt2tree/ \
+rm -rf /tmp/mt2tree && mkdir -p /tmp/mt2tree "$OUT" && cp -r jitgemm kernels_src tests pyproject.toml /tmp/mt2tree/ \
   && (cd /tmp/mt2tree && patch -s -p1 < "$OLDPWD/$c/mt2.patch") || exit 2
 timeout 120 python3 $c/bits.py /tmp/base.npz 2>&1 | tail -3
 (cd /tmp/mt2tree && PYTHONPATH=/tmp/site:. timeout 120 python3 "$OLDPWD/$c/bits.py" /tmp/mt2.npz /tmp/base.npz) 2>&1 | tail -13
 PATCHES="mt2=$c/mt2.patch" DTYPES=bf16 NS=16,9 ROUNDS=${ROUNDS:-3} CHECKS=0 \
   MODELS=llama-3.1-8b,llama-3.1-70b-tp8,qwen2.5-7b DL=$(( ${END:-400} - SECONDS )) bash tools/w4_ab.sh 2>&1 | tail -9
+(cd /tmp/mt2tree && PYTHONPATH=/tmp/site:. timeout $(( ${END:-400} + 50 - SECONDS )) python3 -m pytest -q -m gpu \
+  tests/test_gpu_skinny.py -k two_row_tiles 2>&1 | tail -3)
