@@ -8,7 +8,7 @@ gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1); echo "GPU: $
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl 2>/dev/null
 export PYTHONPATH=/tmp/site:. JITGEMM_CACHE_DIR=/tmp/jgcache PYTHONUNBUFFERED=1 JITGEMM_TUNED=0
 c=docs/benchmarks/session37/calls
-rm -rf /tmp/mt2tree && mkdir -p /tmp/mt2tree "$OUT" && cp -r jitgemm kernels_src tests pyproject.toml /tmp/mt2tree/ \
+rm -rf /tmp/mt2tree && mkdir -p /tmp/mt2tree "$OUT" && cp -r jitgemm kernels_src tests tools pyproject.toml /tmp/mt2tree/ \
   && (cd /tmp/mt2tree && patch -s -p1 < "$OLDPWD/$c/mt2.patch") || exit 2
 timeout 120 python3 $c/bits.py /tmp/base.npz 2>&1 | tail -3
 (cd /tmp/mt2tree && PYTHONPATH=/tmp/site:. timeout 120 python3 "$OLDPWD/$c/bits.py" /tmp/mt2.npz /tmp/base.npz) 2>&1 | tail -13
