@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Session 38 (carry [".whl"]): the skinny and 4-bit kernels asking for the smallest shared-memory carveout that
-# keeps the blocks an SM their registers allow (calls/carvefit.patch). Two 512-thread skinny blocks of 16 KB get the
-# 64 KB config and 192 KB of L1 where the driver's default took 100 KB (156 KB of L1); q4_min at 84 registers, one
-# block an SM, gets 32 KB and 224 KB. Do more of the 16 tokens' sectors hit L1 at N = 16 (session 37: 47 %)? Whole
-# 16-bit and q4_min steps at N = 16 and 1 in alternating rounds against this tree, then Nsight Compute of the 8B
-# gate_up at N = 16 in each tree (L1 hits, L2 sectors, the carveout the driver gave). END: seconds for the call.
+# Session 38 (carry [".whl"]): the skinny and 4-bit kernels asking for the smallest shared-memory config that keeps
+# the blocks an SM their registers allow, 64 KB at least (calls/carvefit.patch = branch carvefit: runtime.occupancy,
+# LoadedKernel.ensure_launchable). Two 512-thread skinny blocks of 16 KB need 34 KB: the 64 KB config, 192 KB of L1,
+# where the driver's default took 100 KB (~156 KB of L1; session 37's Nsight Compute); q4_min (84 registers, one
+# block an SM) the same 64 KB. Do more of the 16 tokens' sectors hit L1 at N = 16 (session 37: 47 %)? Whole 16-bit
+# and q4_min steps at N = 16 and 1 in alternating rounds against this tree, then Nsight Compute of the 8B gate_up at
+# N = 16 in each tree (L1 hits, L2 sectors, the config the driver gave). END: seconds for the call.
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1); echo "GPU: $gpu"
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl 2>/dev/null
 export PYTHONPATH=/tmp/site:. JITGEMM_CACHE_DIR=/tmp/jgcache PYTHONUNBUFFERED=1 JITGEMM_TUNED=0
