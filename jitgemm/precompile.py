@@ -65,11 +65,16 @@ def as_finished(ex, fn, calls):
     shutdown would have run every one of them before returning (session 24: `jitgemm aot` went on compiling its
     hundreds of kernels after SIGINT). What finished is kept (each compile is in the disk cache as it ends)."""
     from concurrent.futures import as_completed
+    done = False
     try:
         for f in as_completed([ex.submit(fn, *args) for args in calls]):
             yield f.result()
+        done = True
     finally:
-        ex.shutdown(wait=False, cancel_futures=True)
+        # all finished: wait for the workers to exit here, where it is quick. Left to the interpreter's exit, the
+        # executor's exit handler raced their teardown and printed "Bad file descriptor" tracebacks after a
+        # successful `jitgemm aot` (CI, 2026-12-08)
+        ex.shutdown(wait=done, cancel_futures=not done)
 
 
 class Progress:
