@@ -281,3 +281,25 @@ def test_an_interrupted_parallel_compile_drops_the_compiles_not_started():
     assert 1 <= len(started) <= 3, started  # the one that finished and those already running; 12 without the fix
     done = list(precompile.as_finished(ThreadPoolExecutor(3), work, [(i,) for i in range(5)]))
     assert sorted(done) == [0, 1, 2, 3, 4]  # run to the end, every result comes back
+
+
+def test_a_finished_parallel_compile_waits_for_its_workers():
+    """as_finished joins its pool when every call finished (left to the interpreter's exit, the process pool's exit
+    handler raced its workers' teardown: a "Bad file descriptor" traceback after a successful aot), and still
+    cancels without waiting when the consumer stops first."""
+    from concurrent.futures import ThreadPoolExecutor
+    from jitgemm import precompile
+
+    class Pool(ThreadPoolExecutor):
+        def shutdown(self, wait=True, *, cancel_futures=False):
+            self.asked = (wait, cancel_futures)
+            super().shutdown(wait=wait, cancel_futures=cancel_futures)
+
+    whole = Pool(2)
+    assert sorted(precompile.as_finished(whole, abs, [(-i,) for i in range(4)])) == [0, 1, 2, 3]
+    assert whole.asked == (True, False)
+    stopped = Pool(2)
+    gen = precompile.as_finished(stopped, abs, [(-i,) for i in range(4)])
+    next(gen)
+    gen.close()
+    assert stopped.asked == (False, True)
